@@ -1,0 +1,43 @@
+# babyweight: `make` sets everything up and runs the local pipeline; `make test` runs the tests.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+# Python 3.10 is what TFX 1.16 supports; pyenv machines have it outside PATH's shims.
+PYTHON310 ?= $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'print(1)' >/dev/null 2>&1 \
+  && command -v python3.10 || ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1)
+VENV := .venv
+# uv lives in its own small environment: `uv pip sync` makes .venv exactly the lock.
+TOOLS := .venv-tools
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+export TF_USE_LEGACY_KERAS := 1
+export PYTHONWARNINGS := ignore
+
+.PHONY: run test install lock clean benchmark
+
+# The environment is rebuilt whenever the lock file changes; install never resolves.
+$(VENV)/.installed: requirements.lock setup.py
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it or pass PYTHON310=/path/to/python3.10" >&2; exit 1; }
+	@test -x $(TOOLS)/bin/uv || { $(PYTHON310) -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q "uv==$(UV_VERSION)"; }
+	@test -x $(PY) || $(TOOLS)/bin/uv venv --python $(PYTHON310) $(VENV)
+	$(TOOLS)/bin/uv pip sync --python $(PY) requirements.lock
+	$(TOOLS)/bin/uv pip install --python $(PY) --no-deps -e .
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) local_runner.py $(ARGS)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+benchmark: install
+	$(PY) -m benchmarks.data_stages $(ARGS)
+
+# Re-resolve requirements.in into the lock (needs the network; commit the result).
+lock:
+	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf runs serving_model

@@ -1,0 +1,108 @@
+"""The one declaration of babyweight's features.
+
+Everything that needs to know a feature's name, kind, domain or bucketing reads it from here:
+the curated schema (checked against this file by a test), tf.Transform's preprocessing_fn, the
+Keras model's inputs, the serving signature and the REST server's request validation.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple, Union
+
+LABEL_KEY = "weight_pounds"
+
+# The canonical spellings. The warehouse query produces exactly these strings; a BOOL cast to
+# STRING would give 'true'/'false' on BigQuery and fall out of the vocabulary.
+IS_MALE_TRUE = "True"
+IS_MALE_FALSE = "False"
+IS_MALE_UNKNOWN = "Unknown"
+
+PLURALITY_NAMES: Tuple[str, ...] = (
+    "Single(1)",
+    "Twins(2)",
+    "Triplets(3)",
+    "Quadruplets(4)",
+    "Quintuplets(5)",
+)
+PLURALITY_MULTIPLE_UNKNOWN = "Multiple(2+)"
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalFeature:
+    """A string feature with a closed vocabulary.
+
+    `missing_value` is what an absent value means: requests without an ultrasound leave sex and
+    plurality out, and the model must see the same spelling the query's augmentation produces.
+    """
+
+    name: str
+    vocabulary: Tuple[str, ...]
+    missing_value: Optional[str] = None
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.missing_value is None
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericFeature:
+    """An integer-valued numeric feature with a valid range and bucket edges for the wide part."""
+
+    name: str
+    min_value: int
+    max_value: int
+    bucket_boundaries: Tuple[float, ...]
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        return True
+
+
+Feature = Union[CategoricalFeature, NumericFeature]
+
+IS_MALE = CategoricalFeature(
+    name="is_male",
+    vocabulary=(IS_MALE_TRUE, IS_MALE_FALSE, IS_MALE_UNKNOWN),
+    missing_value=IS_MALE_UNKNOWN,
+    description="Baby's sex: 'True' (boy), 'False' (girl) or 'Unknown' (no ultrasound).",
+)
+PLURALITY = CategoricalFeature(
+    name="plurality",
+    vocabulary=PLURALITY_NAMES + (PLURALITY_MULTIPLE_UNKNOWN,),
+    missing_value=PLURALITY_MULTIPLE_UNKNOWN,
+    description="Number of babies born at once; 'Multiple(2+)' when known only to be several.",
+)
+MOTHER_AGE = NumericFeature(
+    name="mother_age",
+    min_value=10,
+    max_value=60,
+    bucket_boundaries=(18.0, 21.0, 25.0, 30.0, 35.0, 40.0, 45.0),
+    description="Mother's age in whole years.",
+)
+GESTATION_WEEKS = NumericFeature(
+    name="gestation_weeks",
+    min_value=17,
+    max_value=47,
+    bucket_boundaries=(28.0, 32.0, 35.0, 37.0, 38.0, 39.0, 40.0, 41.0, 42.0),
+    description="Weeks of gestation at birth.",
+)
+
+CATEGORICAL_FEATURES: Tuple[CategoricalFeature, ...] = (IS_MALE, PLURALITY)
+NUMERIC_FEATURES: Tuple[NumericFeature, ...] = (MOTHER_AGE, GESTATION_WEEKS)
+FEATURES: Tuple[Feature, ...] = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+FEATURE_NAMES: Tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+# The mother_age x gestation_weeks cross, hashed into this many buckets.
+CROSS_HASH_BUCKETS = 100
+# Columns the query carries that are not model inputs: the split key.
+SPLIT_KEY = "hashmonth"
+
+
+def by_name(name: str) -> Feature:
+    """The declared feature called `name`; KeyError names the unknown feature."""
+    for feature in FEATURES:
+        if feature.name == name:
+            return feature
+    raise KeyError(f"unknown feature {name!r}; declared features: {', '.join(FEATURE_NAMES)}")

@@ -1,0 +1,76 @@
+"""AnomalyGate: stops the run before any training when ExampleValidator found anomalies.
+
+Stock ExampleValidator records anomalies but lets the pipeline go on. This component reads its
+output, writes the anomalies in plain words (feature, what was expected, what came) to a report
+beside the run's other reports, and fails, so nothing downstream of it runs.
+"""
+
+import os
+import pathlib
+from typing import Dict, List
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifact_utils
+from tfx.types.standard_artifacts import ExampleAnomalies
+
+ANOMALIES_FILE = "SchemaDiff.pb"
+
+
+class DataAnomaliesError(RuntimeError):
+    """The data does not match the curated schema; the message says how, in plain words."""
+
+
+def read_anomalies(anomalies_uri: str, split_names: List[str]) -> Dict[str, anomalies_pb2.Anomalies]:
+    """ExampleValidator's anomalies proto for each split."""
+    import tensorflow as tf
+
+    result = {}
+    for split in split_names:
+        path = os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE)
+        anomalies = anomalies_pb2.Anomalies()
+        anomalies.ParseFromString(tf.io.gfile.GFile(path, "rb").read())
+        result[split] = anomalies
+    return result
+
+
+def describe(anomalies_by_split: Dict[str, anomalies_pb2.Anomalies]) -> List[str]:
+    """One line per anomaly: split, feature, what was expected and what came."""
+    lines = []
+    for split, anomalies in sorted(anomalies_by_split.items()):
+        infos = list(anomalies.anomaly_info.items())
+        if anomalies.HasField("dataset_anomaly_info"):
+            infos.append(("(whole dataset)", anomalies.dataset_anomaly_info))
+        for feature, info in sorted(infos):
+            reasons = info.reason or []
+            if not reasons:
+                lines.append(f"[{split}] feature '{feature}': {info.description}")
+            for reason in reasons:
+                lines.append(f"[{split}] feature '{feature}': {reason.short_description}. "
+                             f"{reason.description}")
+    return lines
+
+
+def format_report(lines: List[str]) -> str:
+    return ("The data does not match the curated schema (schema/schema.pbtxt); the run stopped "
+            "before training.\n" + "\n".join(f"  - {line}" for line in lines) +
+            "\nFix the data, or if the change is intended, update modules/features.py and "
+            "regenerate the schema with `python -m pipelines.schema write`.\n")
+
+
+@component
+def AnomalyGate(  # pylint: disable=invalid-name
+    anomalies: InputArtifact[ExampleAnomalies],
+    report_path: Parameter[str],
+) -> None:
+    """Fails the run, with the anomalies in plain words, when any split has anomalies."""
+    splits = standard_artifact_utils.decode_split_names(anomalies.split_names)
+    lines = describe(read_anomalies(anomalies.uri, splits))
+    report = pathlib.Path(report_path)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    if lines:
+        text = format_report(lines)
+        report.write_text(text)
+        raise DataAnomaliesError(text)
+    report.write_text("No anomalies: every split matches the curated schema.\n")

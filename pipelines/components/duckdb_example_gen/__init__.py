@@ -1,0 +1,1 @@
+"""DuckDBExampleGen: the query-based ExampleGen for the embedded warehouse."""

@@ -1,0 +1,38 @@
+"""Log setup for babyweight's commands: our progress lines, TFX's per-component progress, warnings.
+
+TFX, Beam and TensorFlow log a great deal at INFO; without --verbose a run shows only what a
+person follows a run by: which component runs, which is reused from cache, and every warning.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+_PROGRESS_PREFIXES = ("Component ", "A cached execution", "Skipping component")
+_NOISE = ("direct_num_workers is not equal to 1", "property_predicate is not supported",
+          "python-snappy")
+
+
+class _ProgressFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("babyweight"):
+            return True
+        message = record.getMessage()
+        if any(noise in message for noise in _NOISE):
+            return False
+        if record.levelno >= logging.WARNING:
+            return True
+        return message.startswith(_PROGRESS_PREFIXES)
+
+
+def setup(verbose: bool = False) -> None:
+    """Configures logging for a command-line entry point."""
+    # Level 3 hides the CUDA-plugin registration noise TensorFlow prints on CPU-only machines.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_ProgressFilter())

@@ -1,0 +1,115 @@
+"""The curated schema, built from the feature declaration; and a command to infer one from data.
+
+`schema/schema.pbtxt` is written by `python -m pipelines.schema write` from modules/features.py,
+and a test keeps the committed file equal to what the declaration gives. To review what the data
+really looks like, `python -m pipelines.schema infer` runs TFDV's inference on the warehouse query
+and writes a schema beside it for a person to compare and curate.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import sys
+from typing import Optional
+
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from modules import features
+from pipelines.config import PROJECT_ROOT
+
+SCHEMA_FILE = PROJECT_ROOT / "schema" / "schema.pbtxt"
+TRAINING, SERVING = "TRAINING", "SERVING"
+
+
+def _scalar(feature: schema_pb2.Feature) -> None:
+    feature.presence.min_fraction = 1.0
+    feature.presence.min_count = 1
+    feature.shape.dim.add().size = 1
+
+
+def curated_schema() -> schema_pb2.Schema:
+    """The schema the pipeline validates data against, derived from `modules.features`."""
+    schema = schema_pb2.Schema()
+    schema.default_environment.extend([TRAINING, SERVING])
+    label = schema.feature.add(name=features.LABEL_KEY, type=schema_pb2.FLOAT)
+    _scalar(label)
+    label.float_domain.min = 0.0
+    label.not_in_environment.append(SERVING)
+    for declared in features.FEATURES:
+        feature = schema.feature.add(name=declared.name)
+        _scalar(feature)
+        if isinstance(declared, features.CategoricalFeature):
+            feature.type = schema_pb2.BYTES
+            feature.domain = declared.name
+            domain = schema.string_domain.add(name=declared.name)
+            domain.value.extend(declared.vocabulary)
+        else:
+            feature.type = schema_pb2.INT
+            feature.int_domain.min = declared.min_value
+            feature.int_domain.max = declared.max_value
+    split_key = schema.feature.add(name=features.SPLIT_KEY, type=schema_pb2.INT)
+    _scalar(split_key)
+    split_key.not_in_environment.append(SERVING)
+    return schema
+
+
+def render(schema: schema_pb2.Schema) -> str:
+    from google.protobuf import text_format
+
+    header = ("# Generated from modules/features.py by `python -m pipelines.schema write`.\n"
+              "# Edit the declaration, not this file; tests/test_schema.py keeps them equal.\n")
+    return header + text_format.MessageToString(schema)
+
+
+def load(path: pathlib.Path = SCHEMA_FILE) -> schema_pb2.Schema:
+    from google.protobuf import text_format
+
+    return text_format.Parse(path.read_text(), schema_pb2.Schema())
+
+
+def infer_from_warehouse(database: pathlib.Path, source: Optional[str],
+                         out: pathlib.Path) -> schema_pb2.Schema:
+    """TFDV's inferred schema for the query's train split, for a person to review."""
+    import tensorflow_data_validation as tfdv
+
+    from pipelines.config import DataConfig
+    from warehouse import engine, sql
+
+    data = DataConfig()
+    train_range = data.split_buckets()["train"]
+    query = sql.to_duckdb(sql.split_query(sql.base_query(), data.hash_buckets, train_range))
+    frame = engine.connect(database, source).execute(query).df()
+    stats = tfdv.generate_statistics_from_dataframe(frame)
+    schema = tfdv.infer_schema(stats)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tfdv.write_schema_text(schema, str(out))
+    return schema
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.schema", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    write = sub.add_parser("write", help="write schema/schema.pbtxt from modules/features.py")
+    write.add_argument("--out", type=pathlib.Path, default=SCHEMA_FILE)
+    infer = sub.add_parser("infer", help="infer a schema from the warehouse for review")
+    infer.add_argument("--database", type=pathlib.Path,
+                       default=PROJECT_ROOT / "data" / "natality.duckdb")
+    infer.add_argument("--source", default=None, help="CSV/Parquet export instead of --database")
+    infer.add_argument("--out", type=pathlib.Path,
+                       default=PROJECT_ROOT / "runs" / "inferred_schema.pbtxt")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.command == "write":
+        args.out.write_text(render(curated_schema()))
+        logging.info("wrote %s", args.out)
+    else:
+        infer_from_warehouse(args.database, args.source, args.out)
+        logging.info("wrote the inferred schema to %s; compare it with %s", args.out, SCHEMA_FILE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

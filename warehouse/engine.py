@@ -1,0 +1,60 @@
+"""Connections to the embedded DuckDB warehouse, with BigQuery's functions the query needs."""
+from __future__ import annotations
+
+import pathlib
+from typing import Optional
+
+import duckdb
+from duckdb import sqltypes
+import farmhash
+
+from warehouse.sql import LOCAL_TABLE
+
+_INT64_WRAP = 1 << 64
+_INT64_MAX = (1 << 63) - 1
+
+
+def farm_fingerprint(value: str) -> int:
+    """BigQuery's FARM_FINGERPRINT: FarmHash Fingerprint64 read as a signed int64."""
+    unsigned = farmhash.fingerprint64(value)
+    return unsigned - _INT64_WRAP if unsigned > _INT64_MAX else unsigned
+
+
+def register_functions(connection: duckdb.DuckDBPyConnection) -> None:
+    """Registers FARM_FINGERPRINT(VARCHAR) -> BIGINT, NULL in gives NULL out, as in BigQuery."""
+    connection.create_function(
+        "farm_fingerprint", farm_fingerprint, [sqltypes.VARCHAR], sqltypes.BIGINT,
+        type="native", null_handling="default", side_effects=False,
+    )
+
+
+def _source_reader(source: str) -> str:
+    lowered = source.lower()
+    quoted = "'" + source.replace("'", "''") + "'"
+    if lowered.endswith(".parquet") or lowered.endswith(".pq"):
+        return f"read_parquet({quoted})"
+    if lowered.endswith(".csv") or lowered.endswith(".csv.gz"):
+        return f"read_csv({quoted}, header = true)"
+    raise ValueError(f"--source must name .csv, .csv.gz or .parquet files, got {source!r}")
+
+
+def connect(
+    database: pathlib.Path, source: Optional[str] = None, read_only: bool = True
+) -> duckdb.DuckDBPyConnection:
+    """A connection where `natality` is the generated table, or a view of the user's export.
+
+    With `source` set the database file is not needed: an in-memory database exposes the files
+    under the table's name, so the unchanged query runs on them.
+    """
+    if source is not None:
+        connection = duckdb.connect(":memory:")
+        connection.execute(f"CREATE VIEW {LOCAL_TABLE} AS SELECT * FROM {_source_reader(source)}")
+    else:
+        if not pathlib.Path(database).exists():
+            raise FileNotFoundError(
+                f"no warehouse at {database}; generate one with "
+                f"`python -m warehouse.generator --out {database}`"
+            )
+        connection = duckdb.connect(str(database), read_only=read_only)
+    register_functions(connection)
+    return connection
