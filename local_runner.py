@@ -56,7 +56,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipelines import pipeline
-    from pipelines.components.anomaly_gate import DataAnomaliesError
+    from pipelines.errors import DataValidationError
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 
     ensure_warehouse(warehouse)
@@ -71,6 +71,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
         pipeline_root=str(settings.pipeline_root),
         example_gen=example_gen,
         reports_dir=reports_dir,
+        warehouse=warehouse,
         beam_pipeline_args=settings.beam_pipeline_args(),
         enable_cache=settings.enable_cache,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(
@@ -81,9 +82,9 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
              ", ".join(c.id for c in definition.components))
     try:
         LocalDagRunner().run(definition)
-    except DataAnomaliesError as error:
+    except DataValidationError as error:
         log.error("%s", error)
-        log.error("Anomalies report: %s", reports_dir / pipeline.ANOMALIES_REPORT)
+        log.error("The run stopped before training. Reports: %s", reports_dir)
         return 2
     log.info("Pipeline finished in %.0f s", time.monotonic() - started)
     log.info("Reports:   %s", reports_dir)

@@ -15,11 +15,13 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2
 
 from pipelines.components.anomaly_gate import AnomalyGate
-from pipelines.config import DataConfig
+from pipelines.components.eda_report import EdaReport
+from pipelines.config import DataConfig, WarehouseConfig
 from pipelines.schema import SCHEMA_FILE
 from warehouse import sql
 
 ANOMALIES_REPORT = "anomalies.txt"
+EDA_REPORT = "eda.html"
 
 
 def input_config(data: DataConfig, query: Optional[str] = None) -> example_gen_pb2.Input:
@@ -34,8 +36,12 @@ def input_config(data: DataConfig, query: Optional[str] = None) -> example_gen_p
 
 
 def data_components(example_gen: BaseNode, reports_dir: pathlib.Path,
+                    warehouse: Optional[WarehouseConfig] = None,
                     schema_file: pathlib.Path = SCHEMA_FILE) -> List[BaseNode]:
-    """Statistics, the curated schema, validation, and the gate that stops on anomalies."""
+    """Statistics, the curated schema, validation, and the gate that stops on anomalies.
+
+    With a local `warehouse`, the run also writes the exploratory-analysis report from it.
+    """
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_importer = ImportSchemaGen(schema_file=str(schema_file))
     example_validator = ExampleValidator(
@@ -44,7 +50,13 @@ def data_components(example_gen: BaseNode, reports_dir: pathlib.Path,
     anomaly_gate = AnomalyGate(
         anomalies=example_validator.outputs["anomalies"],
         report_path=str(pathlib.Path(reports_dir) / ANOMALIES_REPORT))
-    return [example_gen, statistics_gen, schema_importer, example_validator, anomaly_gate]
+    components = [example_gen, statistics_gen, schema_importer, example_validator, anomaly_gate]
+    if warehouse is not None:
+        components.append(EdaReport(
+            statistics=statistics_gen.outputs["statistics"],
+            database=str(warehouse.database), source=warehouse.source or "",
+            report_path=str(pathlib.Path(reports_dir) / EDA_REPORT)))
+    return components
 
 
 def create_pipeline(
@@ -53,12 +65,13 @@ def create_pipeline(
     pipeline_root: str,
     example_gen: BaseNode,
     reports_dir: pathlib.Path,
+    warehouse: Optional[WarehouseConfig],
     beam_pipeline_args: Sequence[str],
     enable_cache: bool,
     metadata_connection_config=None,
 ) -> tfx_pipeline.Pipeline:
     """The pipeline, from the warehouse query to the validated data."""
-    components = data_components(example_gen, reports_dir)
+    components = data_components(example_gen, reports_dir, warehouse)
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

@@ -22,6 +22,12 @@ def farm_fingerprint(value: str) -> int:
 
 def register_functions(connection: duckdb.DuckDBPyConnection) -> None:
     """Registers FARM_FINGERPRINT(VARCHAR) -> BIGINT, NULL in gives NULL out, as in BigQuery."""
+    # Connections to one file in one process share a catalog, where it may already be.
+    (registered,) = connection.execute(
+        "SELECT COUNT(*) FROM duckdb_functions() WHERE function_name = 'farm_fingerprint'"
+    ).fetchone()
+    if registered:
+        return
     connection.create_function(
         "farm_fingerprint", farm_fingerprint, [sqltypes.VARCHAR], sqltypes.BIGINT,
         type="native", null_handling="default", side_effects=False,

@@ -15,10 +15,12 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies
 
+from pipelines.errors import DataValidationError
+
 ANOMALIES_FILE = "SchemaDiff.pb"
 
 
-class DataAnomaliesError(RuntimeError):
+class DataAnomaliesError(DataValidationError):
     """The data does not match the curated schema; the message says how, in plain words."""
 
 
@@ -36,20 +38,17 @@ def read_anomalies(anomalies_uri: str, split_names: List[str]) -> Dict[str, anom
 
 
 def describe(anomalies_by_split: Dict[str, anomalies_pb2.Anomalies]) -> List[str]:
-    """One line per anomaly: split, feature, what was expected and what came."""
-    lines = []
+    """One line per anomaly: the splits it is in, the feature, what was expected and what came."""
+    splits_of: Dict[str, List[str]] = {}
     for split, anomalies in sorted(anomalies_by_split.items()):
         infos = list(anomalies.anomaly_info.items())
         if anomalies.HasField("dataset_anomaly_info"):
             infos.append(("(whole dataset)", anomalies.dataset_anomaly_info))
         for feature, info in sorted(infos):
-            reasons = info.reason or []
-            if not reasons:
-                lines.append(f"[{split}] feature '{feature}': {info.description}")
-            for reason in reasons:
-                lines.append(f"[{split}] feature '{feature}': {reason.short_description}. "
-                             f"{reason.description}")
-    return lines
+            details = [f"{r.short_description}. {r.description}" for r in info.reason]
+            for detail in details or [info.description]:
+                splits_of.setdefault(f"feature '{feature}': {detail}", []).append(split)
+    return [f"[{', '.join(splits)}] {line}" for line, splits in splits_of.items()]
 
 
 def format_report(lines: List[str]) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import pathlib
 import time
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import apache_beam as beam
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +22,7 @@ from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenE
 from tfx.proto import example_gen_pb2
 from tfx_bsl.coders import example_coder
 
+from pipelines.errors import DataValidationError
 from warehouse import engine, sql
 
 ROWS_PER_BATCH = 65_536
@@ -29,11 +31,16 @@ BIGQUERY_TYPE_OF_ARROW = (
     (pa.types.is_boolean, "BOOLEAN"),
     (pa.types.is_integer, "INTEGER"),
     (pa.types.is_floating, "FLOAT"),
+    (pa.types.is_decimal, "FLOAT"),  # DuckDB's type for literals and some CSV columns
     (pa.types.is_string, "STRING"),
     (pa.types.is_large_string, "STRING"),
 )
 _ARROW_VALUE_TYPE = {"BOOLEAN": pa.int64(), "INTEGER": pa.int64(), "FLOAT": pa.float32(),
                      "STRING": pa.binary()}
+
+
+class MissingColumnError(DataValidationError):
+    """The warehouse table lacks a column the query reads."""
 
 
 def bigquery_type(arrow_type: pa.DataType) -> str:
@@ -108,8 +115,34 @@ def _DuckDBToExample(  # pylint: disable=invalid-name
                                                         config.get("source"))))
 
 
+def check_queries_bind(database: str, source: Optional[str], queries: List[str]) -> None:
+    """Fails fast, before Beam starts, when the data lacks a column a query reads."""
+    connection = engine.connect(pathlib.Path(database), source)
+    try:
+        for bigquery_sql in queries:
+            try:
+                connection.execute("DESCRIBE " + sql.to_duckdb(bigquery_sql))
+            except duckdb.BinderException as error:
+                raise MissingColumnError(
+                    "The natality data lacks a column the query reads, so no examples were "
+                    f"made: {error}. Export the table with every column that "
+                    f"{sql.QUERY_FILE.name} reads."
+                ) from error
+    finally:
+        connection.close()
+
+
 class Executor(BaseExampleGenExecutor):
     """Generic TFX ExampleGen executor over DuckDB; split patterns are BigQuery SQL."""
+
+    def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
+           exec_properties: Dict[str, Any]) -> None:
+        config = warehouse_config(exec_properties)
+        input_config = example_gen_pb2.Input()
+        json_format.Parse(exec_properties["input_config"], input_config)
+        check_queries_bind(config["database"], config.get("source"),
+                           [split.pattern for split in input_config.splits])
+        super().Do(input_dict, output_dict, exec_properties)
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _DuckDBToExample

@@ -1,0 +1,25 @@
+"""EdaReport: writes the exploratory-analysis HTML report for each run, beside its other reports."""
+import pathlib
+
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types.standard_artifacts import ExampleStatistics
+
+from pipelines import eda_report
+from warehouse import engine
+
+
+@component
+def EdaReport(  # pylint: disable=invalid-name
+    statistics: InputArtifact[ExampleStatistics],
+    database: Parameter[str],
+    report_path: Parameter[str],
+    source: Parameter[str] = "",
+) -> None:
+    """The course's GROUP BY analysis on the warehouse plus TFDV's train-vs-eval view."""
+    connection = engine.connect(pathlib.Path(database), source or None)
+    try:
+        eda_report.build_report(connection, pathlib.Path(report_path),
+                                statistics_uri=statistics.uri)
+    finally:
+        connection.close()

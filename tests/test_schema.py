@@ -1,0 +1,20 @@
+"""The committed schema is exactly what the one feature declaration gives."""
+from modules import features
+from pipelines import schema
+
+
+def test_committed_schema_matches_the_feature_declaration():
+    assert schema.SCHEMA_FILE.read_text() == schema.render(schema.curated_schema()), (
+        "schema/schema.pbtxt is stale: run `python -m pipelines.schema write`")
+
+
+def test_schema_domains_come_from_features():
+    loaded = schema.load()
+    domains = {d.name: list(d.value) for d in loaded.string_domain}
+    for feature in features.CATEGORICAL_FEATURES:
+        assert domains[feature.name] == list(feature.vocabulary)
+    by_name = {f.name: f for f in loaded.feature}
+    for feature in features.NUMERIC_FEATURES:
+        assert by_name[feature.name].int_domain.min == feature.min_value
+        assert by_name[feature.name].int_domain.max == feature.max_value
+    assert schema.SERVING in by_name[features.LABEL_KEY].not_in_environment

@@ -1,0 +1,133 @@
+"""The course query: one BigQuery file, translated for DuckDB, split by hashmonth without leaks."""
+import duckdb
+import pytest
+import sqlglot
+
+from modules import features
+from pipelines.config import DataConfig
+from warehouse import engine, sql
+
+# BigQuery's documented FARM_FINGERPRINT values.
+BIGQUERY_FINGERPRINTS = {
+    "1footrue": -1541654101129638711,
+    "2applefalse": 2794438866806483259,
+    "3true": -4880158226897771312,
+}
+
+
+@pytest.fixture()
+def memory_connection() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect()
+    engine.register_functions(connection)
+    return connection
+
+
+@pytest.mark.parametrize("text,expected", sorted(BIGQUERY_FINGERPRINTS.items()))
+def test_farm_fingerprint_matches_bigquery(memory_connection, text, expected):
+    assert engine.farm_fingerprint(text) == expected
+    (value,) = memory_connection.execute("SELECT farm_fingerprint(?)", [text]).fetchone()
+    assert value == expected
+
+
+def test_farm_fingerprint_of_null_is_null(memory_connection):
+    assert memory_connection.execute("SELECT farm_fingerprint(NULL)").fetchone() == (None,)
+
+
+def test_hashmonth_is_fingerprint_of_year_and_month_strings(small_warehouse):
+    connection = engine.connect(small_warehouse)
+    rows = connection.execute(
+        sql.to_duckdb("SELECT DISTINCT year, month, FARM_FINGERPRINT(CONCAT(CAST(year AS STRING), "
+                      "CAST(month AS STRING))) AS h FROM `bigquery-public-data.samples.natality`")
+    ).fetchall()
+    assert len(rows) > 12
+    for year, month, hashed in rows:
+        assert hashed == engine.farm_fingerprint(f"{year}{month}")
+
+
+def test_translation_keeps_the_course_query_and_maps_the_table():
+    translated = sql.to_duckdb(sql.base_query())
+    tree = sqlglot.parse_one(translated, read="duckdb")
+    tables = {t.name for t in tree.find_all(sqlglot.exp.Table)}
+    assert sql.LOCAL_TABLE in tables and "bigquery-public-data" not in translated
+    assert "FARM_FINGERPRINT" in translated.upper()
+    assert isinstance(tree, sqlglot.exp.Union) or tree.find(sqlglot.exp.Union) is not None
+    for condition in ("year > 2000", "weight_pounds > 0", "mother_age > 0", "plurality > 0",
+                      "gestation_weeks > 0"):
+        assert condition in translated
+
+
+def test_query_output_on_duckdb(small_warehouse):
+    connection = engine.connect(small_warehouse)
+    frame = connection.execute(sql.to_duckdb(sql.base_query())).df()
+    (passing,) = connection.execute(
+        "SELECT COUNT(*) FROM natality WHERE year > 2000 AND weight_pounds > 0 AND mother_age > 0"
+        " AND plurality > 0 AND gestation_weeks > 0").fetchone()
+    # The "no ultrasound" augmentation doubles every passing row.
+    assert len(frame) == 2 * passing
+    assert list(frame.columns) == [features.LABEL_KEY, "is_male", "mother_age", "plurality",
+                                   "gestation_weeks", features.SPLIT_KEY]
+    unknown = frame[frame.is_male == features.IS_MALE_UNKNOWN]
+    assert len(unknown) >= passing
+    assert set(unknown.plurality) <= {"Single(1)", features.PLURALITY_MULTIPLE_UNKNOWN}
+    assert set(frame.plurality) <= set(features.PLURALITY.vocabulary)
+
+
+def test_is_male_has_one_canonical_spelling(small_warehouse):
+    """CAST(BOOL AS STRING) gives 'true'/'false' and fell out of the course's vocabulary."""
+    connection = engine.connect(small_warehouse)
+    spellings = {row[0] for row in connection.execute(
+        f"SELECT DISTINCT is_male FROM ({sql.to_duckdb(sql.base_query())})").fetchall()}
+    assert spellings == set(features.IS_MALE.vocabulary)
+    # The naive cast really would have produced spellings outside the vocabulary.
+    naive = {row[0] for row in connection.execute(sql.to_duckdb(
+        "SELECT DISTINCT CAST(is_male AS STRING) FROM `bigquery-public-data.samples.natality`"
+    )).fetchall()}
+    assert naive and not naive & set(features.IS_MALE.vocabulary)
+
+
+def test_splits_never_share_a_month_and_cover_everything(small_warehouse):
+    data = DataConfig()
+    connection = engine.connect(small_warehouse)
+    queries = sql.split_queries(sql.base_query(), data.split_buckets(), data.hash_buckets)
+    assert set(queries) == {"train", "eval", "test"}
+    months = {}
+    total = 0
+    for name, statement in queries.items():
+        frame = connection.execute(sql.to_duckdb(statement)).df()
+        assert len(frame) > 0, name
+        total += len(frame)
+        months[name] = set(frame[features.SPLIT_KEY])
+    names = sorted(months)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            assert not months[first] & months[second], (first, second)
+    (everything,) = connection.execute(
+        f"SELECT COUNT(*) FROM ({sql.to_duckdb(sql.base_query())})").fetchone()
+    assert total == everything
+
+
+def test_sample_is_deterministic_and_about_the_asked_share(small_warehouse):
+    connection = engine.connect(small_warehouse)
+    full = sql.split_query(sql.base_query(), 10, (0, 10))
+    sampled = sql.split_query(sql.base_query(), 10, (0, 10), sample_per_mille=100)
+    (n_full,) = connection.execute(f"SELECT COUNT(*) FROM ({sql.to_duckdb(full)})").fetchone()
+    first = connection.execute(sql.to_duckdb(sampled) + " ORDER BY ALL").fetchall()
+    second = connection.execute(sql.to_duckdb(sampled) + " ORDER BY ALL").fetchall()
+    assert first == second
+    assert 0.07 * n_full < len(first) < 0.13 * n_full
+
+
+def test_split_config_rejects_impossible_ranges():
+    with pytest.raises(ValueError, match="train_buckets"):
+        DataConfig(hash_buckets=10, train_buckets=10, eval_buckets=1).split_buckets()
+    with pytest.raises(ValueError, match="sample_per_mille"):
+        DataConfig(sample_per_mille=0).split_buckets()
+    assert "test" not in DataConfig(train_buckets=8, eval_buckets=2).split_buckets()
+
+
+def test_user_export_runs_the_same_query(small_warehouse, tmp_path):
+    export = tmp_path / "natality.parquet"
+    engine.connect(small_warehouse).execute(f"COPY natality TO '{export}' (FORMAT PARQUET)")
+    query = sql.to_duckdb(sql.base_query()) + " ORDER BY ALL"
+    from_export = engine.connect(tmp_path / "unused.duckdb", source=str(export)).execute(query)
+    assert from_export.fetchall() == engine.connect(small_warehouse).execute(query).fetchall()
