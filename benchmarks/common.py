@@ -1,0 +1,50 @@
+"""What every benchmark shares: timing, the results table, and where results are written."""
+from __future__ import annotations
+
+import json
+import pathlib
+import platform
+import time
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Sequence
+
+RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
+
+
+@contextmanager
+def timed(into: Dict[str, float], key: str) -> Iterator[None]:
+    """Adds the wall-clock seconds of the block to into[key]."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        into[key] = into.get(key, 0.0) + time.perf_counter() - started
+
+
+def markdown_table(headers: Sequence[str], rows: List[Sequence[object]]) -> str:
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_results(name: str, table: str, records: List[Dict[str, object]]) -> pathlib.Path:
+    """Writes <name>.md (the table the README quotes) and <name>.json (the raw numbers)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d")
+    (RESULTS_DIR / f"{name}.md").write_text(
+        f"Measured {stamp} on {machine()} by `python -m benchmarks.{name}`.\n\n{table}\n")
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps({"date": stamp, "machine": machine(), "results": records},
+                               indent=2, default=str))
+    return path

@@ -1,0 +1,138 @@
+"""Times the data stages at several sizes: generate, query, DuckDBExampleGen, StatisticsGen.
+
+Beside them, in the same run, TFX's stock CsvExampleGen converts the very same rows (the query's
+output exported to CSV), so the two ExampleGens are compared on equal work. Each executor is run
+directly, without the orchestrator, to time the component's own work.
+
+    python -m benchmarks.data_stages --sizes 100000 300000 1000000
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import pathlib  # noqa: E402
+import tempfile  # noqa: E402
+from typing import Dict, List, Optional, Sequence  # noqa: E402
+
+from benchmarks.common import markdown_table, timed, write_results  # noqa: E402
+from pipelines import logs  # noqa: E402
+
+log = logging.getLogger("babyweight.benchmarks")
+
+
+def _exec_properties(component) -> Dict[str, object]:
+    from google.protobuf import json_format
+
+    return {key: (json_format.MessageToJson(value) if hasattr(value, "DESCRIPTOR") else value)
+            for key, value in component.exec_properties.items()}
+
+
+def _examples(uri: str, splits: Sequence[str]):
+    from tfx.types import standard_artifacts
+
+    artifact = standard_artifacts.Examples()
+    artifact.uri = uri
+    artifact.split_names = json.dumps(list(splits))
+    return artifact
+
+
+def _run(executor_class, component, inputs, outputs) -> None:
+    executor_class().Do(inputs, outputs, _exec_properties(component))
+
+
+def measure(rows: int, work: pathlib.Path, beam_args: List[str]) -> Dict[str, object]:
+    """Seconds per stage for `rows` raw natality rows."""
+    from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+    from tfx.components.example_gen.csv_example_gen.component import CsvExampleGen
+    from tfx.components.statistics_gen import executor as stats_executor
+    from tfx.components.statistics_gen.component import StatisticsGen
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.types import standard_artifacts
+
+    from pipelines import pipeline
+    from pipelines.components.duckdb_example_gen import executor as duckdb_executor
+    from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
+    from pipelines.config import DataConfig
+    from warehouse import engine, generator, sql
+
+    seconds: Dict[str, float] = {}
+    database = work / "natality.duckdb"
+    with timed(seconds, "generate"):
+        generator.generate(database, rows=rows, seed=1)
+    data = DataConfig()
+    queries = sql.split_queries(sql.base_query(), data.split_buckets(), data.hash_buckets)
+    connection = engine.connect(database)
+    examples = 0
+    with timed(seconds, "query"):
+        for statement in queries.values():
+            examples += sum(batch.num_rows for batch in connection.execute(
+                sql.to_duckdb(statement)).fetch_record_batch(65_536))
+    csv_file = work / "csv" / "natality.csv"
+    csv_file.parent.mkdir()
+    connection.execute(f"COPY ({sql.to_duckdb(sql.base_query())}) TO '{csv_file}' (HEADER)")
+    connection.close()
+
+    context = BaseBeamExecutor.Context(beam_pipeline_args=beam_args, tmp_dir=str(work / "tmp"))
+    duckdb_gen = DuckDBExampleGen(pipeline.input_config(data), database=database)
+    duckdb_out = _examples(str(work / "duckdb_examples"), list(queries))
+    with timed(seconds, "duckdb_example_gen"):
+        duckdb_executor.Executor(context).Do({}, {"examples": [duckdb_out]},
+                                             _exec_properties(duckdb_gen))
+
+    stats = standard_artifacts.ExampleStatistics()
+    stats.uri = str(work / "statistics")
+    with timed(seconds, "statistics_gen"):
+        stats_executor.Executor(context).Do(
+            {"examples": [duckdb_out]}, {"statistics": [stats]},
+            _exec_properties(StatisticsGen(examples=duckdb_gen.outputs["examples"])))
+
+    csv_gen = CsvExampleGen(input_base=str(csv_file.parent))
+    csv_out = _examples(str(work / "csv_examples"), ["train", "eval"])
+    csv_props = _exec_properties(csv_gen)
+    csv_props["input_base"] = str(csv_file.parent)
+    with timed(seconds, "csv_example_gen"):
+        csv_executor.Executor(context).Do({}, {"examples": [csv_out]}, csv_props)
+    return {"raw_rows": rows, "examples": examples, **seconds}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.data_stages", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000],
+                        help="raw natality rows per measurement (default: %(default)s)")
+    parser.add_argument("--no-write", action="store_true", help="print only; keep results/")
+    args = parser.parse_args(argv)
+    logs.setup()
+    beam_args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    records = []
+    for rows in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="babyweight-bench-") as work:
+            log.info("measuring %d raw rows ...", rows)
+            record = measure(rows, pathlib.Path(work), beam_args)
+            log.info("%s", record)
+            records.append(record)
+    headers = ["raw rows", "examples", "generate s", "query s", "DuckDBExampleGen s",
+               "DuckDB ex/s", "CsvExampleGen s", "CSV ex/s", "speed-up", "StatisticsGen s",
+               "stats ex/s"]
+    rows_out = []
+    for r in records:
+        n = r["examples"]
+        rows_out.append([r["raw_rows"], n, r["generate"], r["query"], r["duckdb_example_gen"],
+                         n / r["duckdb_example_gen"], r["csv_example_gen"],
+                         n / r["csv_example_gen"],
+                         f"{r['csv_example_gen'] / r['duckdb_example_gen']:.1f}x",
+                         r["statistics_gen"], n / r["statistics_gen"]])
+    table = markdown_table(headers, rows_out)
+    print(table)
+    if not args.no_write:
+        log.info("results written to %s", write_results("data_stages", table, records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
