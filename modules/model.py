@@ -1,0 +1,429 @@
+"""The babyweight wide-and-deep regressor and the functions TFX's Trainer and Tuner call.
+
+Keras flavour: tf_keras (Keras 2), imported as `tf_keras`. Why: tf.Transform 1.16's
+`transform_features_layer()` is a tf_keras layer and TFX 1.16 / TFMA 0.47 expect tf_keras
+SavedModels; mixing it with Keras 3 objects fails. `TF_USE_LEGACY_KERAS=1` (set by
+`modules/__init__.py` and the Makefile) makes TFT pick tf_keras too. Keras 3 is still installed
+(KerasTuner pulls it), which is why the tuner below is a BaseTuner, not keras_tuner.RandomSearch.
+
+The course's DNNLinearCombinedRegressor, rebuilt from layers:
+  wide: one-hot of every id feature (vocabulary ids, age/week buckets, their cross) -> linear
+  deep: z-scored age and weeks + embeddings of every id feature -> ReLU layers -> linear
+  output: wide + deep, trained with MSE, reported as RMSE ("rmse").
+
+Exported signatures (see `export_serving_model`):
+  serving_default     raw features by name, each [None]          -> {"weight_pounds": [None]}
+  serving_tf_example  serialized tf.Example `examples` [None]    -> {"weight_pounds": [None]}
+  transform_features  serialized tf.Example `examples` [None]    -> transformed features
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import keras_tuner  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+import tf_keras  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402
+from tfx_bsl.public import tfxio  # noqa: E402
+
+from modules import features  # noqa: E402
+from modules import preprocessing as pp  # noqa: E402
+from modules.hparams import HyperParameters, from_keras_tuner, search_space  # noqa: E402
+
+LOGGER = logging.getLogger("modules.model")
+
+
+def _skip_autograph_for_tf_keras() -> None:
+    """Tells AutoGraph not to convert tf_keras' own code, as it never converted Keras 2's.
+
+    TF 2.16's AutoGraph exempts modules named `keras*` but not `tf_keras*`, so every first trace
+    (fit, evaluate, predict, save) re-converts tf_keras' Python source: ~5 s each on a small CPU,
+    over 10 s of a short training run, for nothing (tf_keras is written graph-safe, as Keras 2
+    was). A no-op if TF's private config module moves.
+    """
+    try:
+        from tensorflow.python.autograph.core import config as autograph_config
+    except ImportError:  # pragma: no cover - future TF layouts
+        return
+    rule = autograph_config.DoNotConvert("tf_keras")
+    if not any(getattr(r, "_prefix", None) == "tf_keras"
+               for r in autograph_config.CONVERSION_RULES):
+        autograph_config.CONVERSION_RULES = autograph_config.CONVERSION_RULES + (rule,)
+
+
+_skip_autograph_for_tf_keras()
+
+# custom_config keys that run_fn / tuner_fn read.
+HYPERPARAMETERS_CONFIG_KEY = "hyperparameters"
+WARM_START_CONFIG_KEY = "warm_start_from"
+MAX_TRIALS_CONFIG_KEY = "max_trials"
+
+DEFAULT_MAX_TRIALS = 3
+DEFAULT_TUNER_TRAIN_STEPS = 100
+DEFAULT_TUNER_EVAL_STEPS = 20
+
+OUTPUT_KEY = features.LABEL_KEY
+SERVING_DEFAULT = "serving_default"
+SERVING_TF_EXAMPLE = "serving_tf_example"
+TRANSFORM_FEATURES = "transform_features"
+
+WIDE_OUTPUT_LAYER = "wide_linear"
+DEEP_OUTPUT_LAYER = "deep_linear"
+RMSE = "rmse"
+
+
+# ------------------------------------------------------------------------------------------------
+# The model
+# ------------------------------------------------------------------------------------------------
+
+def id_feature_sizes() -> Dict[str, int]:
+    """Every integer id feature the model sees and its number of ids (fixed by features.py)."""
+    sizes = {pp.transformed_name(f.name): pp.vocabulary_size(f)
+             for f in features.CATEGORICAL_FEATURES}
+    sizes.update({pp.bucket_name(f.name): pp.num_buckets(f) for f in features.NUMERIC_FEATURES})
+    sizes[pp.CROSS_KEY] = features.CROSS_HASH_BUCKETS
+    return sizes
+
+
+def dense_feature_keys() -> Tuple[str, ...]:
+    return tuple(pp.transformed_name(f.name) for f in features.NUMERIC_FEATURES)
+
+
+def build_keras_model(hparams: HyperParameters) -> tf_keras.Model:
+    """The wide-and-deep regressor over Transform's outputs (each a [batch] tensor)."""
+    inputs = {key: tf_keras.Input(shape=(), name=key, dtype=tf.int64)
+              for key in id_feature_sizes()}
+    inputs.update({key: tf_keras.Input(shape=(), name=key, dtype=tf.float32)
+                   for key in dense_feature_keys()})
+
+    one_hots = [tf_keras.layers.CategoryEncoding(size, output_mode="one_hot",
+                                                 name=f"{key}_one_hot")(inputs[key])
+                for key, size in id_feature_sizes().items()]
+    wide = tf_keras.layers.Dense(1, name=WIDE_OUTPUT_LAYER)(
+        tf_keras.layers.Concatenate(name="wide_inputs")(one_hots))
+
+    deep_parts = [tf_keras.layers.Reshape((1,), name=f"{key}_column")(inputs[key])
+                  for key in dense_feature_keys()]
+    deep_parts += [tf_keras.layers.Embedding(size, hparams.embedding_dim,
+                                             name=f"{key}_embedding")(inputs[key])
+                   for key, size in id_feature_sizes().items()]
+    deep = tf_keras.layers.Concatenate(name="deep_inputs")(deep_parts)
+    for index, units in enumerate(hparams.hidden_layer_sizes()):
+        deep = tf_keras.layers.Dense(units, activation="relu", name=f"deep_hidden_{index}")(deep)
+    deep = tf_keras.layers.Dense(1, name=DEEP_OUTPUT_LAYER)(deep)
+
+    output = tf_keras.layers.Add(name=OUTPUT_KEY)([wide, deep])
+    model = tf_keras.Model(inputs=inputs, outputs=output, name="babyweight_wide_and_deep")
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(learning_rate=hparams.learning_rate),
+        loss=tf_keras.losses.MeanSquaredError(),
+        metrics=[tf_keras.metrics.RootMeanSquaredError(name=RMSE)],
+    )
+    return model
+
+
+def model_inputs(model: tf_keras.Model, transformed: Mapping[str, tf.Tensor]) -> Dict[str, Any]:
+    """Only the transformed features the model takes (calling it with extras warns)."""
+    return {name: transformed[name] for name in model.input_names}
+
+
+# ------------------------------------------------------------------------------------------------
+# Input
+# ------------------------------------------------------------------------------------------------
+
+def input_fn(
+    file_pattern: List[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    *,
+    repeat: bool = True,
+    shuffle: bool = True,
+    max_examples: int = 0,
+    seed: Optional[int] = None,
+) -> tf.data.Dataset:
+    """(transformed features, label [batch, 1]) batches from Transform's gzipped TFRecords.
+
+    `max_examples` > 0 reads only the first that many examples (then shuffles and repeats those),
+    so the training set size is a knob independent of how big the split is.
+    """
+    capped = max_examples > 0
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        label_key=pp.TRANSFORMED_LABEL_KEY,
+        num_epochs=1 if (capped or not repeat) else None,
+        shuffle=shuffle and not capped,
+        shuffle_seed=seed,
+    )
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern, options, tf_transform_output.transformed_metadata.schema)
+    if capped:
+        dataset = dataset.unbatch().take(max_examples).cache()
+        if shuffle:
+            dataset = dataset.shuffle(min(max_examples, 100_000), seed=seed,
+                                      reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+        dataset = dataset.batch(batch_size)
+    # An explicit [batch, 1] label: MSE of [batch] against [batch, 1] would broadcast to a matrix.
+    return dataset.map(lambda x, y: (x, tf.reshape(y, [-1, 1])),
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+# ------------------------------------------------------------------------------------------------
+# Serving signatures
+# ------------------------------------------------------------------------------------------------
+
+def raw_serving_specs() -> Dict[str, tf.TensorSpec]:
+    """serving_default's inputs: strings for categoricals, float32 for numerics, each [None].
+
+    Floats so a JSON 26 and 26.0 both work; they are rounded to the raw schema's int64 inside.
+    """
+    specs = {f.name: tf.TensorSpec([None], tf.string, name=f.name)
+             for f in features.CATEGORICAL_FEATURES}
+    specs.update({f.name: tf.TensorSpec([None], tf.float32, name=f.name)
+                  for f in features.NUMERIC_FEATURES})
+    return specs
+
+
+def raw_features_from_request(request: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """serving_default's inputs -> raw features shaped and typed as the raw schema says."""
+    raw = {f.name: tf.reshape(request[f.name], [-1, 1]) for f in features.CATEGORICAL_FEATURES}
+    raw.update({f.name: tf.reshape(tf.cast(tf.round(request[f.name]), tf.int64), [-1, 1])
+                for f in features.NUMERIC_FEATURES})
+    return raw
+
+
+def serving_raw_feature_spec(tf_transform_output: tft.TFTransformOutput) -> Dict[str, Any]:
+    """The raw feature spec without the label and the split key, which requests do not carry."""
+    spec = dict(tf_transform_output.raw_feature_spec())
+    for key in (features.LABEL_KEY, features.SPLIT_KEY):
+        spec.pop(key, None)
+    return spec
+
+
+def _signatures(model: tf_keras.Model,
+                tf_transform_output: tft.TFTransformOutput) -> Dict[str, Callable]:
+    # Tracked on the model so the Transform graph and its vocabulary assets are saved with it.
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = serving_raw_feature_spec(tf_transform_output)
+
+    def transform(raw: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        transformed = model.tft_layer(dict(raw))
+        transformed.pop(pp.TRANSFORMED_LABEL_KEY, None)
+        return transformed
+
+    def predict(raw: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        prediction = model(model_inputs(model, transform(raw)), training=False)
+        return {OUTPUT_KEY: tf.reshape(prediction, [-1])}
+
+    @tf.function(input_signature=[raw_serving_specs()])
+    def serve_raw(request: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        return predict(raw_features_from_request(request))
+
+    examples_spec = tf.TensorSpec([None], tf.string, name="examples")
+
+    @tf.function(input_signature=[examples_spec])
+    def serve_tf_example(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return predict(tf.io.parse_example(examples, raw_spec))
+
+    @tf.function(input_signature=[examples_spec])
+    def transform_features(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return transform(tf.io.parse_example(examples, raw_spec))
+
+    return {
+        SERVING_DEFAULT: serve_raw.get_concrete_function(),
+        SERVING_TF_EXAMPLE: serve_tf_example.get_concrete_function(),
+        TRANSFORM_FEATURES: transform_features.get_concrete_function(),
+    }
+
+
+def export_serving_model(model: tf_keras.Model, tf_transform_output: tft.TFTransformOutput,
+                         serving_model_dir: str) -> None:
+    """SavedModel with the three signatures; loadable by TF Serving and plain tf.saved_model."""
+    signatures = _signatures(model, tf_transform_output)
+    model.save(serving_model_dir, save_format="tf", signatures=signatures)
+
+
+# ------------------------------------------------------------------------------------------------
+# Warm start
+# ------------------------------------------------------------------------------------------------
+
+def _weight_layout(model: tf_keras.Model) -> List[Tuple[str, Tuple[int, ...]]]:
+    return [(weight.name, tuple(weight.shape)) for weight in model.weights]
+
+
+def warm_start(model: tf_keras.Model, saved_model_dir: Optional[str]) -> bool:
+    """Copies a previously exported model's weights into `model` if the architectures match.
+
+    Returns whether it did; a missing, unreadable or differently shaped model starts cold (and
+    says why) rather than failing the run, since a cold start is always a valid fallback.
+    """
+    if not saved_model_dir:
+        return False
+    if not tf.io.gfile.exists(saved_model_dir):
+        LOGGER.warning("Warm start: %s does not exist; starting cold.", saved_model_dir)
+        return False
+    try:
+        previous = tf_keras.models.load_model(saved_model_dir, compile=False)
+    except Exception as error:  # noqa: BLE001 - any unreadable model means a cold start
+        LOGGER.warning("Warm start: cannot load %s (%s); starting cold.", saved_model_dir, error)
+        return False
+    ours, theirs = _weight_layout(model), _weight_layout(previous)
+    if ours != theirs:
+        differences = [f"{a} vs {b}" for a, b in zip(ours, theirs) if a != b]
+        if len(ours) != len(theirs):
+            differences.append(f"{len(ours)} vs {len(theirs)} weights")
+        LOGGER.warning("Warm start: architecture of %s differs (%s); starting cold.",
+                       saved_model_dir, "; ".join(differences[:5]))
+        return False
+    model.set_weights(previous.get_weights())
+    LOGGER.info("Warm start: loaded weights from %s.", saved_model_dir)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+# TFX entry points
+# ------------------------------------------------------------------------------------------------
+
+def hyperparameters_from_fn_args(fn_args: tfx.components.FnArgs) -> HyperParameters:
+    """custom_config['hyperparameters'] (or the defaults), overridden by the Tuner's best values."""
+    custom_config = fn_args.custom_config or {}
+    base = HyperParameters.from_dict(custom_config.get(HYPERPARAMETERS_CONFIG_KEY) or {})
+    if fn_args.hyperparameters:
+        tuned = keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
+        return from_keras_tuner(tuned, base)
+    return base
+
+
+def _train_steps_per_epoch(hparams: HyperParameters, fn_args: tfx.components.FnArgs
+                           ) -> Optional[int]:
+    """hparams' steps; else TrainArgs.num_steps spread over the epochs; else None (one pass)."""
+    if hparams.train_steps_per_epoch:
+        return hparams.train_steps_per_epoch
+    if fn_args.train_steps:
+        return max(1, fn_args.train_steps // hparams.epochs)
+    return None
+
+
+def _datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput,
+              batch_size: int, max_examples: int, *, repeat_train: bool, repeat_eval: bool
+              ) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Finite datasets are one pass per epoch; repeated ones need steps (Keras stops on them)."""
+    train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
+                     repeat=repeat_train, max_examples=max_examples)
+    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                          batch_size, repeat=repeat_eval, shuffle=False)
+    return train, evaluation
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point: train, then export the serving model with its signatures.
+
+    Reads custom_config['hyperparameters'] (HyperParameters.to_dict()), fn_args.hyperparameters
+    (the Tuner's best, overriding) and custom_config['warm_start_from'] (an exported model dir;
+    falls back to fn_args.base_model).
+    """
+    hparams = hyperparameters_from_fn_args(fn_args)
+    LOGGER.info("Training with %s", hparams)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    steps_per_epoch = _train_steps_per_epoch(hparams, fn_args)
+    train, evaluation = _datasets(fn_args, tf_transform_output, hparams.batch_size,
+                                  hparams.num_train_examples, repeat_train=bool(steps_per_epoch),
+                                  repeat_eval=bool(fn_args.eval_steps))
+
+    model = build_keras_model(hparams)
+    custom_config = fn_args.custom_config or {}
+    warm_start(model, custom_config.get(WARM_START_CONFIG_KEY) or fn_args.base_model)
+
+    callbacks = [
+        tf_keras.callbacks.EarlyStopping(monitor="val_loss",
+                                         patience=hparams.early_stopping_patience,
+                                         restore_best_weights=True, verbose=1),
+        tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+    ]
+    model.fit(train, epochs=hparams.epochs, steps_per_epoch=steps_per_epoch,
+              validation_data=evaluation, validation_steps=fn_args.eval_steps or None,
+              callbacks=callbacks, verbose=2)
+    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
+
+
+class _HyperModel(keras_tuner.HyperModel):
+    """Builds a trial's model and its datasets: batch size is tuned, so fit() makes the input."""
+
+    def __init__(self, base: HyperParameters, fn_args: tfx.components.FnArgs,
+                 tf_transform_output: tft.TFTransformOutput) -> None:
+        super().__init__(name="babyweight")
+        self._base = base
+        self._fn_args = fn_args
+        self._tf_transform_output = tf_transform_output
+
+    def build(self, hp: keras_tuner.HyperParameters) -> tf_keras.Model:
+        return build_keras_model(from_keras_tuner(hp, self._base))
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: tf_keras.Model, *args: Any,
+            **kwargs: Any) -> tf_keras.callbacks.History:
+        hparams = from_keras_tuner(hp, self._base)
+        train, evaluation = _datasets(self._fn_args, self._tf_transform_output,
+                                      hparams.batch_size, hparams.num_train_examples,
+                                      repeat_train=True, repeat_eval=True)
+        return model.fit(train, *args, validation_data=evaluation, **kwargs)
+
+
+class TfKerasRandomSearch(keras_tuner.engine.base_tuner.BaseTuner):
+    """Random search that trains tf_keras models.
+
+    Why not keras_tuner.RandomSearch: with Keras 3 installed, KerasTuner 1.4 checks models,
+    callbacks and histories against Keras 3 classes and rejects tf_keras ones. BaseTuner is
+    framework-agnostic: a trial builds, fits and returns its best objective value itself.
+    """
+
+    def __init__(self, hypermodel: _HyperModel, hyperparameters: keras_tuner.HyperParameters,
+                 max_trials: int, directory: str, project_name: str,
+                 objective: str = "val_loss", seed: Optional[int] = None) -> None:
+        oracle = keras_tuner.oracles.RandomSearchOracle(
+            objective=keras_tuner.Objective(objective, "min"), max_trials=max_trials,
+            hyperparameters=hyperparameters, seed=seed)
+        super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
+                         project_name=project_name, overwrite=True)
+
+    def run_trial(self, trial: Any, *fit_args: Any, **fit_kwargs: Any) -> Dict[str, float]:
+        tf_keras.backend.clear_session()
+        hp = trial.hyperparameters
+        model = self.hypermodel.build(hp)
+        history = self.hypermodel.fit(hp, model, *fit_args, **fit_kwargs)
+        name = self.oracle.objective.name
+        return {name: float(min(history.history[name]))}
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+    """TFX Tuner entry point: a small random search over model size, learning rate, batch size.
+
+    Reads custom_config['hyperparameters'] (the base values and search defaults) and
+    custom_config['max_trials'] (default 3). Each trial is one epoch of fn_args.train_steps
+    (TrainArgs.num_steps, default 100) validated on fn_args.eval_steps (default 20) batches.
+    """
+    custom_config = fn_args.custom_config or {}
+    base = HyperParameters.from_dict(custom_config.get(HYPERPARAMETERS_CONFIG_KEY) or {})
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    tuner = TfKerasRandomSearch(
+        _HyperModel(base, fn_args, tf_transform_output),
+        hyperparameters=search_space(base),
+        max_trials=int(custom_config.get(MAX_TRIALS_CONFIG_KEY, DEFAULT_MAX_TRIALS)),
+        directory=fn_args.working_dir,
+        project_name="babyweight_tuning",
+    )
+    return tfx.components.TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={
+            "epochs": 1,
+            "steps_per_epoch": fn_args.train_steps or DEFAULT_TUNER_TRAIN_STEPS,
+            "validation_steps": fn_args.eval_steps or DEFAULT_TUNER_EVAL_STEPS,
+            "verbose": 2,
+        },
+    )
