@@ -2,8 +2,9 @@
 """Runs the babyweight pipeline on this machine: LocalDagRunner, Beam DirectRunner, DuckDB.
 
 With no flags it generates the synthetic natality warehouse if it is missing, runs every stage,
-and prints where the reports, artifacts and pushed model are. Exit codes: 0 success, 2 the data
-failed validation (the anomalies are printed), 1 any other failure.
+and prints where the reports, artifacts and pushed model are. Exit codes: 0 success (a blessed
+model is serving), 2 the data failed validation (the anomalies are printed), 3 the model was not
+blessed (nothing pushed; the reasons are printed), 1 any other failure.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
+from modules.hparams import HyperParameters  # noqa: E402
 from pipelines import config, logs  # noqa: E402
 
 log = logging.getLogger("babyweight.local_runner")
@@ -31,6 +33,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     config.add_flags(parser, config.WarehouseConfig)
     config.add_flags(parser, config.DataConfig)
     config.add_flags(parser, config.PipelineConfig)
+    config.add_flags(parser, config.TrainingConfig)
+    config.add_flags(parser, HyperParameters)
+    config.add_flags(parser, config.EvaluationConfig)
     parser.add_argument("--verbose", action="store_true", help="Show TFX's and Beam's own logs.")
     return parser.parse_args(argv)
 
@@ -50,7 +55,8 @@ def ensure_warehouse(warehouse: config.WarehouseConfig) -> None:
 
 
 def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
-        settings: config.PipelineConfig) -> int:
+        settings: config.PipelineConfig, training: config.TrainingConfig,
+        hyperparameters: HyperParameters, evaluation: config.EvaluationConfig) -> int:
     """Builds and runs the pipeline; returns the process exit code."""
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
@@ -72,6 +78,10 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
         example_gen=example_gen,
         reports_dir=reports_dir,
         warehouse=warehouse,
+        serving_dir=str(settings.serving_dir),
+        hyperparameters=hyperparameters,
+        training=training,
+        evaluation=evaluation,
         beam_pipeline_args=settings.beam_pipeline_args(),
         enable_cache=settings.enable_cache,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(
@@ -87,10 +97,38 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
         log.error("The run stopped before training. Reports: %s", reports_dir)
         return 2
     log.info("Pipeline finished in %.0f s", time.monotonic() - started)
+    outcome = report_outcome(reports_dir / pipeline.PUSH_REPORT, warehouse)
     log.info("Reports:   %s", reports_dir)
     log.info("Artifacts: %s", settings.pipeline_root)
     log.info("Metadata:  %s", settings.metadata_path)
-    return 0
+    log.info("Serving:   %s", settings.serving_dir)
+    return outcome
+
+
+def report_outcome(push_report: pathlib.Path, warehouse: config.WarehouseConfig) -> int:
+    """Logs the model's quality and the push decision; 3 when the model was not blessed."""
+    import json
+
+    from warehouse import generator
+
+    if not push_report.exists():
+        log.warning("No push decision was recorded (%s missing)", push_report)
+        return 1
+    decision = json.loads(push_report.read_text())
+    floor = None if warehouse.source else generator.read_report(pathlib.Path(warehouse.database))
+    rmse = decision.get("eval_rmse")
+    if rmse is not None:
+        line = f"Eval RMSE {rmse:.4f} lb, MAE {decision['eval_mae']:.4f} lb"
+        if decision.get("baseline_rmse") is not None:
+            line += f" (last blessed model: {decision['baseline_rmse']:.4f})"
+        if floor is not None:
+            line += (f"; irreducible error of the data {floor.irreducible_rmse_query:.4f} "
+                     f"({100 * (rmse / floor.irreducible_rmse_query - 1):+.1f}%)")
+        log.info("%s", line)
+    for reason in decision.get("reasons", []):
+        log.info("  %s", reason)
+    log.info("%s", decision["message"])
+    return 0 if decision["blessed"] else 3
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -98,7 +136,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     logs.setup(args.verbose)
     return run(config.from_flags(config.WarehouseConfig, args),
                config.from_flags(config.DataConfig, args),
-               config.from_flags(config.PipelineConfig, args))
+               config.from_flags(config.PipelineConfig, args),
+               config.from_flags(config.TrainingConfig, args),
+               config.from_flags(HyperParameters, args),
+               config.from_flags(config.EvaluationConfig, args))
 
 
 if __name__ == "__main__":

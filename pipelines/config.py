@@ -125,8 +125,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: Type[Any], prefix: str = "")
             kwargs["type"] = hint
             if "choices" in field.metadata:
                 kwargs["choices"] = field.metadata["choices"]
-        default = field.default
-        kwargs["help"] = f"{help_text} (default: {default})"
+        # BooleanOptionalAction prints the default itself.
+        kwargs["help"] = help_text if hint is bool else f"{help_text} (default: {field.default})"
         group.add_argument(flag, **kwargs)
 
 
@@ -134,3 +134,29 @@ def from_flags(cls: Type[T], args: argparse.Namespace, prefix: str = "") -> T:
     """Builds the config dataclass `cls` from parsed flags added by `add_flags`."""
     values = {f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls)}
     return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """How the model is trained; the model's own hyperparameters are modules.hparams."""
+
+    tune: bool = setting(False, "Search hyperparameters with the Tuner before training.")
+    tuner_max_trials: int = setting(3, "Tuner trials (each a short training run).")
+    tuner_train_steps: int = setting(200, "Training steps of each Tuner trial.")
+    warm_start: bool = setting(
+        False, "Start training from the last blessed model's weights when the architecture "
+        "matches (continuous training).")
+    eval_steps: int = setting(0, "Validation batches per epoch; 0 = the whole eval split.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """When a model is good enough to push: TFMA's thresholds on the eval split."""
+
+    rmse_upper_bound: float = setting(
+        1.15, "A model is blessed only with an overall eval RMSE (lb) below this.")
+    max_rmse_increase: float = setting(
+        0.01, "...and at most this much worse (lb) than the last blessed model, if any.")
+    gate_slices: bool = setting(
+        False, "Apply the RMSE bound to every slice too (tiny slices such as triplets "
+        "then block pushes); by default slices are reported, not gated.")

@@ -8,20 +8,36 @@ from __future__ import annotations
 import pathlib
 from typing import Dict, List, Optional, Sequence
 
-from tfx.components import ExampleValidator, StatisticsGen
+from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform, Tuner
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base.base_node import BaseNode
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
 from tfx.orchestration import pipeline as tfx_pipeline
-from tfx.proto import example_gen_pb2
+from tfx.proto import example_gen_pb2, trainer_pb2, transform_pb2
+from tfx.types import Channel
+from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from pipelines.components.anomaly_gate import AnomalyGate
 from pipelines.components.eda_report import EdaReport
-from pipelines.config import DataConfig, WarehouseConfig
+from pipelines.components.serving_pusher import ServingPusher
+from pipelines.config import DataConfig, EvaluationConfig, TrainingConfig, WarehouseConfig
+from pipelines.evaluation import eval_config
+from modules import model as model_config
+from modules.hparams import HyperParameters
 from pipelines.schema import SCHEMA_FILE
 from warehouse import sql
 
 ANOMALIES_REPORT = "anomalies.txt"
 EDA_REPORT = "eda.html"
+PUSH_REPORT = "push.json"
+# The functions TFX components load, by dotted name: the code is installed with the project, so
+# nothing is uploaded when the pipeline is compiled for Vertex AI.
+PREPROCESSING_FN = "modules.preprocessing.preprocessing_fn"
+RUN_FN = "modules.model.run_fn"
+TUNER_FN = "modules.model.tuner_fn"
 
 
 def input_config(data: DataConfig, query: Optional[str] = None) -> example_gen_pb2.Input:
@@ -59,6 +75,68 @@ def data_components(example_gen: BaseNode, reports_dir: pathlib.Path,
     return components
 
 
+def model_components(
+    *,
+    data: List[BaseNode],
+    reports_dir: pathlib.Path,
+    serving_dir: str,
+    hyperparameters: HyperParameters,
+    training: TrainingConfig,
+    evaluation: EvaluationConfig,
+) -> List[BaseNode]:
+    """Transform, (Tuner,) Trainer, the baseline resolver, Evaluator and the pusher."""
+    example_gen, _, schema_importer, _, anomaly_gate = data[:5]
+    examples = example_gen.outputs["examples"]
+    transform = Transform(
+        examples=examples,
+        schema=schema_importer.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        splits_config=transform_pb2.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
+    # Nothing that learns from the data may run before the data passed validation.
+    transform.add_upstream_node(anomaly_gate)
+    custom_config = {model_config.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
+                     model_config.MAX_TRIALS_CONFIG_KEY: training.tuner_max_trials}
+    eval_args = trainer_pb2.EvalArgs(num_steps=training.eval_steps or None)
+    components: List[BaseNode] = [transform]
+    tuner = None
+    if training.tune:
+        tuner = Tuner(
+            tuner_fn=TUNER_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            train_args=trainer_pb2.TrainArgs(num_steps=training.tuner_train_steps),
+            eval_args=trainer_pb2.EvalArgs(num_steps=max(training.eval_steps, 20)),
+            custom_config=custom_config)
+        components.append(tuner)
+    latest_blessed = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=Model),
+        model_blessing=Channel(type=ModelBlessing)).with_id("latest_blessed_model_resolver")
+    trainer = Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_importer.outputs["schema"],
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
+        base_model=latest_blessed.outputs["model"] if training.warm_start else None,
+        train_args=trainer_pb2.TrainArgs(),
+        eval_args=eval_args,
+        custom_config=custom_config)
+    evaluator = Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed.outputs["model"],
+        eval_config=eval_config(evaluation),
+        example_splits=["eval"])
+    pusher = ServingPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        evaluation=evaluator.outputs["evaluation"],
+        serving_dir=serving_dir,
+        report_path=str(pathlib.Path(reports_dir) / PUSH_REPORT))
+    return components + [latest_blessed, trainer, evaluator, pusher]
+
+
 def create_pipeline(
     *,
     pipeline_name: str,
@@ -66,12 +144,19 @@ def create_pipeline(
     example_gen: BaseNode,
     reports_dir: pathlib.Path,
     warehouse: Optional[WarehouseConfig],
+    serving_dir: str,
+    hyperparameters: HyperParameters,
+    training: TrainingConfig,
+    evaluation: EvaluationConfig,
     beam_pipeline_args: Sequence[str],
     enable_cache: bool,
     metadata_connection_config=None,
 ) -> tfx_pipeline.Pipeline:
-    """The pipeline, from the warehouse query to the validated data."""
-    components = data_components(example_gen, reports_dir, warehouse)
+    """The whole pipeline, from the warehouse query to the pushed model."""
+    data = data_components(example_gen, reports_dir, warehouse)
+    components = data + model_components(
+        data=data, reports_dir=reports_dir, serving_dir=serving_dir,
+        hyperparameters=hyperparameters, training=training, evaluation=evaluation)
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

@@ -1,0 +1,104 @@
+"""ServingPusher: pushes blessed models into a TF Serving directory, whole or not at all.
+
+Stock Pusher copies straight into the final version directory, so a server polling the
+directory can load a half-copied model, and a rerun that re-blesses the same model pushes it
+again as a new version. This pusher copies into a hidden temporary directory beside the
+versions and renames it into place (atomic on one filesystem), and skips a model that already
+serves as the newest version. Either way it writes the decision, with TFMA's reasons, as JSON.
+"""
+import json
+import os
+import pathlib
+import shutil
+import time
+from typing import Any, Dict, Optional
+
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types.standard_artifacts import Model, ModelBlessing, ModelEvaluation, PushedModel
+from tfx.utils import path_utils
+
+PUSH_RECORD = "babyweight_push.json"
+
+
+def serving_versions(serving_dir: pathlib.Path) -> Dict[int, pathlib.Path]:
+    """The complete version directories TF Serving would load: integer names only."""
+    if not serving_dir.is_dir():
+        return {}
+    return {int(p.name): p for p in serving_dir.iterdir() if p.is_dir() and p.name.isdigit()}
+
+
+def latest_push_record(serving_dir: pathlib.Path) -> Optional[Dict[str, Any]]:
+    versions = serving_versions(serving_dir)
+    if not versions:
+        return None
+    record = versions[max(versions)] / PUSH_RECORD
+    return json.loads(record.read_text()) if record.exists() else None
+
+
+def push_atomically(model_dir: pathlib.Path, serving_dir: pathlib.Path,
+                    record: Dict[str, Any]) -> int:
+    """Copies `model_dir` to serving_dir/<version>/ via a temporary name; returns the version."""
+    serving_dir.mkdir(parents=True, exist_ok=True)
+    existing = serving_versions(serving_dir)
+    version = max(int(time.time()), max(existing, default=0) + 1)
+    staging = serving_dir / f".{version}.incomplete"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(model_dir, staging)
+        (staging / PUSH_RECORD).write_text(json.dumps({**record, "version": version}, indent=2))
+        os.rename(staging, serving_dir / str(version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return version
+
+
+@component
+def ServingPusher(  # pylint: disable=invalid-name
+    model: InputArtifact[Model],
+    model_blessing: InputArtifact[ModelBlessing],
+    evaluation: InputArtifact[ModelEvaluation],
+    pushed_model: OutputArtifact[PushedModel],
+    serving_dir: Parameter[str],
+    report_path: Parameter[str],
+) -> None:
+    """Pushes `model` if blessed and not already the newest version; reports why either way."""
+    from pipelines import evaluation as evaluation_lib
+
+    target = pathlib.Path(serving_dir)
+    blessed = bool(model_blessing.get_int_custom_property("blessed"))
+    _, reasons = evaluation_lib.describe_validation(evaluation.uri)
+    metrics = evaluation_lib.read_metrics(evaluation.uri)
+    overall = next((m for m in metrics if m.slice_name == evaluation_lib.OVERALL), None)
+    decision: Dict[str, Any] = {
+        "blessed": blessed,
+        "pushed": False,
+        "model_uri": model.uri,
+        "model_id": model.id,
+        "eval_rmse": overall.rmse if overall else None,
+        "eval_mae": overall.mae if overall else None,
+        "baseline_rmse": overall.baseline_rmse if overall else None,
+        "eval_examples": overall.example_count if overall else None,
+        "reasons": reasons,
+    }
+    latest = latest_push_record(target)
+    if not blessed:
+        decision["message"] = "Model not blessed; nothing was pushed."
+    elif latest is not None and latest.get("model_uri") == model.uri:
+        decision["message"] = (f"This model already serves as version {latest['version']}; "
+                               "nothing new to push.")
+        decision["version"] = latest["version"]
+    else:
+        version = push_atomically(pathlib.Path(path_utils.serving_model_path(model.uri)),
+                                  target, decision)
+        decision.update(pushed=True, version=version,
+                        message=f"Pushed as version {version} to {target / str(version)}")
+    pushed_model.set_int_custom_property("pushed", int(decision["pushed"]))
+    if decision.get("version") is not None:
+        pushed_model.set_string_custom_property("pushed_destination",
+                                                str(target / str(decision["version"])))
+        pushed_model.set_int_custom_property("pushed_version", int(decision["version"]))
+    report = pathlib.Path(report_path)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(decision, indent=2))

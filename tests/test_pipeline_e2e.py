@@ -1,0 +1,76 @@
+"""The whole local pipeline on small data: push, no duplicate push, a bad model is not pushed."""
+import json
+import pathlib
+
+import pytest
+
+import local_runner
+from pipelines import pipeline
+from pipelines.components.serving_pusher import PUSH_RECORD
+from warehouse import engine
+
+pytestmark = pytest.mark.slow
+
+FAST_TRAINING = ["--epochs", "2", "--batch-size", "256", "--hidden-units", "16,8"]
+
+
+def run(tmp_path: pathlib.Path, warehouse: pathlib.Path, *args: str) -> int:
+    return local_runner.main([
+        "--database", str(warehouse),
+        "--pipeline-root", str(tmp_path / "root"),
+        "--metadata-path", str(tmp_path / "metadata.sqlite"),
+        "--reports-dir", str(tmp_path / "reports"),
+        "--serving-dir", str(tmp_path / "serving" / "babyweight"),
+        "--rmse-upper-bound", "1.25",
+        *args,
+    ])
+
+
+def push_decisions(tmp_path: pathlib.Path):
+    return [json.loads(p.read_text()) for p in
+            sorted((tmp_path / "reports").glob(f"*/{pipeline.PUSH_REPORT}"))]
+
+
+def assert_only_whole_versions(serving: pathlib.Path) -> None:
+    for entry in serving.iterdir():
+        assert entry.name.isdigit(), f"partial or stray entry in the serving dir: {entry}"
+        assert (entry / "saved_model.pb").exists() and (entry / PUSH_RECORD).exists()
+
+
+@pytest.fixture(scope="module")
+def label_std(small_warehouse) -> float:
+    (std,) = engine.connect(small_warehouse).execute(
+        "SELECT STDDEV_POP(weight_pounds) FROM natality WHERE year > 2000").fetchone()
+    return std
+
+
+def test_push_then_no_duplicate_then_bad_model_kept_out(small_warehouse, tmp_path, label_std):
+    serving = tmp_path / "serving" / "babyweight"
+
+    # 1. First run: no baseline, judged on the bound alone; blessed and pushed.
+    assert run(tmp_path, small_warehouse, *FAST_TRAINING) == 0
+    first = push_decisions(tmp_path)[-1]
+    assert first["blessed"] and first["pushed"]
+    assert first["baseline_rmse"] is None
+    assert first["eval_rmse"] < 0.9 * label_std, "the model must beat predicting the mean"
+    versions = sorted(serving.iterdir())
+    assert [v.name for v in versions] == [str(first["version"])]
+    assert_only_whole_versions(serving)
+
+    # 2. Same data, same code: the first model is resolved as baseline, nothing new is pushed.
+    assert run(tmp_path, small_warehouse, *FAST_TRAINING) == 0
+    second = push_decisions(tmp_path)[-1]
+    assert second["baseline_rmse"] == pytest.approx(first["eval_rmse"])
+    assert not second["pushed"] and second["version"] == first["version"]
+    assert sorted(serving.iterdir()) == versions
+
+    # 3. A model trained for one step is not blessed: exit 3, reasons given, old version stays.
+    assert run(tmp_path, small_warehouse, "--epochs", "1", "--train-steps-per-epoch", "1",
+               "--learning-rate", "0.0001") == 3
+    bad = push_decisions(tmp_path)[-1]
+    assert not bad["blessed"] and not bad["pushed"]
+    assert bad["eval_rmse"] > 1.25
+    assert any("root_mean_squared_error" in reason and "1.25" in reason
+               for reason in bad["reasons"]), bad["reasons"]
+    assert sorted(serving.iterdir()) == versions
+    assert_only_whole_versions(serving)

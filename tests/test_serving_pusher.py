@@ -1,0 +1,50 @@
+"""A push appears whole or not at all; TF Serving only ever sees complete version directories."""
+import json
+import shutil
+
+import pytest
+
+from pipelines.components import serving_pusher
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"graph")
+    (model / "variables" / "variables.index").write_bytes(b"index")
+    return model
+
+
+def test_push_creates_one_complete_version(model_dir, tmp_path):
+    serving = tmp_path / "serving"
+    version = serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
+    assert list(serving_pusher.serving_versions(serving)) == [version]
+    assert (serving / str(version) / "saved_model.pb").read_bytes() == b"graph"
+    assert serving_pusher.latest_push_record(serving)["model_uri"] == "m1"
+    assert [p.name for p in serving.iterdir()] == [str(version)]
+
+
+def test_versions_increase_even_within_one_second(model_dir, tmp_path):
+    serving = tmp_path / "serving"
+    first = serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
+    second = serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m2"})
+    assert second > first
+    assert json.loads((serving / str(second) / serving_pusher.PUSH_RECORD).read_text())[
+        "version"] == second
+
+
+def test_failed_copy_leaves_nothing_behind(model_dir, tmp_path, monkeypatch):
+    serving = tmp_path / "serving"
+    kept = serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
+
+    def copy_then_fail(src, dst, *args, **kwargs):
+        shutil.copytree.__wrapped__(src, dst) if hasattr(shutil.copytree, "__wrapped__") else None
+        (dst / "saved_model.pb").parent.mkdir(parents=True, exist_ok=True)
+        (dst / "saved_model.pb").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(serving_pusher.shutil, "copytree", copy_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m2"})
+    assert [p.name for p in serving.iterdir()] == [str(kept)]
