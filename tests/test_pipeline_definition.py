@@ -1,0 +1,71 @@
+"""The pipeline's wiring, checked without running it."""
+import pathlib
+
+import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
+
+from modules.hparams import HyperParameters
+from pipelines import pipeline
+from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
+from pipelines.config import DataConfig, EvaluationConfig, TrainingConfig, WarehouseConfig
+
+
+def build(tmp_path: pathlib.Path, **training):
+    warehouse = WarehouseConfig(database=tmp_path / "natality.duckdb")
+    return pipeline.create_pipeline(
+        pipeline_name="babyweight-test", pipeline_root=str(tmp_path / "root"),
+        example_gen=DuckDBExampleGen(pipeline.input_config(DataConfig()),
+                                     database=warehouse.database),
+        reports_dir=tmp_path / "reports", warehouse=warehouse,
+        serving_dir=str(tmp_path / "serving"), hyperparameters=HyperParameters(),
+        training=TrainingConfig(**training), evaluation=EvaluationConfig(),
+        beam_pipeline_args=[], enable_cache=False)
+
+
+def ids(definition):
+    return [component.id for component in definition.components]
+
+
+def component(definition, component_id):
+    return definition.components[ids(definition).index(component_id)]
+
+
+def test_stages_in_order_and_nothing_learns_before_the_gate(tmp_path):
+    definition = build(tmp_path)
+    order = ids(definition)
+    assert sorted(order) == sorted([
+        "DuckDBExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+        "AnomalyGate", "EdaReport", "Transform", "latest_blessed_model_resolver", "Trainer",
+        "Evaluator", "ServingPusher"])
+    stages = ["DuckDBExampleGen", "StatisticsGen", "ExampleValidator", "AnomalyGate",
+              "Transform", "Trainer", "Evaluator", "ServingPusher"]
+    assert [order.index(s) for s in stages] == sorted(order.index(s) for s in stages)
+    assert "AnomalyGate" in {node.id for node in component(definition, "Transform").upstream_nodes}
+
+
+def test_tuner_feeds_the_trainer_when_enabled(tmp_path):
+    definition = build(tmp_path, tune=True)
+    assert "Tuner" in ids(definition)
+    trainer = component(definition, "Trainer")
+    assert trainer.inputs["hyperparameters"].producer_component_id == "Tuner"
+    assert "hyperparameters" not in component(build(tmp_path), "Trainer").inputs
+
+
+def test_warm_start_takes_the_last_blessed_model(tmp_path):
+    trainer = component(build(tmp_path, warm_start=True), "Trainer")
+    assert trainer.inputs["base_model"].producer_component_id == "latest_blessed_model_resolver"
+    assert "base_model" not in component(build(tmp_path), "Trainer").inputs
+
+
+def test_evaluator_gates_overall_slice_against_the_baseline(tmp_path):
+    definition = build(tmp_path)
+    evaluator = component(definition, "Evaluator")
+    assert evaluator.inputs["baseline_model"].producer_component_id == (
+        "latest_blessed_model_resolver")
+    config = json_format.Parse(evaluator.exec_properties["eval_config"], tfma.EvalConfig())
+    (rmse,) = [m for m in config.metrics_specs[0].metrics
+               if m.class_name == "RootMeanSquaredError"]
+    assert not rmse.HasField("threshold")
+    (gate,) = rmse.per_slice_thresholds
+    assert [s.feature_keys for s in gate.slicing_specs] == [[]]
+    assert gate.threshold.value_threshold.upper_bound.value == EvaluationConfig().rmse_upper_bound
