@@ -14,11 +14,12 @@ from google.protobuf import wrappers_pb2
 
 from modules import features
 from modules import preprocessing
+from pipelines import tfma_metrics
 from pipelines.config import EvaluationConfig
 
 SIGNATURE = "serving_tf_example"
 TRANSFORM_SIGNATURE = "transform_features"
-RMSE = "root_mean_squared_error"
+RMSE = tfma_metrics.ROOT_MEAN_SQUARED_ERROR_NAME
 MAE = "mean_absolute_error"
 EXAMPLE_COUNT = "example_count"
 OVERALL = "Overall"
@@ -40,7 +41,7 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
             direction=tfma.MetricDirection.LOWER_IS_BETTER,
             absolute=wrappers_pb2.DoubleValue(value=settings.max_rmse_increase)))
     feature_slices = [tfma.SlicingSpec(feature_keys=[name]) for name in SLICE_FEATURES]
-    rmse = tfma.MetricConfig(class_name="RootMeanSquaredError")
+    rmse = tfma.MetricConfig(class_name="RootMeanSquaredError", module=tfma_metrics.__name__)
     # A plain `threshold` would apply to every slice; per-slice thresholds say which.
     rmse.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()],
                                   threshold=overall_threshold)
@@ -49,6 +50,9 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
                                       threshold=tfma.MetricThreshold(value_threshold=bound))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
+            # Loaded with tf.saved_model.load: reviving it as a Keras model is slower and
+            # TFMA loads the model in several stages.
+            model_type=tfma.TF_GENERIC,
             signature_name=SIGNATURE,
             preprocessing_function_names=[TRANSFORM_SIGNATURE],
             label_key=features.LABEL_KEY,

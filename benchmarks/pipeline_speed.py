@@ -1,0 +1,182 @@
+"""Times the whole local pipeline per component, beside a bare script doing the same work.
+
+For each size the synthetic warehouse is generated, then:
+- the pipeline: `local_runner` with a fresh pipeline root (no cache), per-component seconds
+  read from the runner's "Component X is running/finished" progress;
+- the floor: a bare script without TFX or Beam — query DuckDB into memory, the same
+  preprocessing in plain TensorFlow (z-scores, the declared buckets, vocabulary ids, the hashed
+  cross), the same Keras model and `fit` settings, RMSE on the eval split.
+The ratio pipeline / bare says what the pipeline's machinery costs.
+
+    python -m benchmarks.pipeline_speed --sizes 20000 200000 2000000
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import pathlib  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Dict, List, Optional, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import markdown_table, timed, write_results  # noqa: E402
+from pipelines import logs  # noqa: E402
+
+log = logging.getLogger("babyweight.benchmarks")
+_PROGRESS = re.compile(r"Component (\S+) is (running|finished)\.")
+
+
+class _ComponentClock(logging.Handler):
+    """Seconds per component, from the runner's progress lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.started: Dict[str, float] = {}
+        self.seconds: Dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _PROGRESS.match(record.getMessage())
+        if not match:
+            return
+        name, state = match.groups()
+        if state == "running":
+            self.started[name] = record.created
+        elif name in self.started:
+            self.seconds[name] = record.created - self.started.pop(name)
+
+
+def run_pipeline(database: pathlib.Path, work: pathlib.Path) -> Dict[str, float]:
+    import local_runner
+
+    clock = _ComponentClock()
+    logging.getLogger().addHandler(clock)
+    started = time.perf_counter()
+    try:
+        code = local_runner.main([
+            "--database", str(database), "--pipeline-root", str(work / "root"),
+            "--metadata-path", str(work / "metadata.sqlite"),
+            "--reports-dir", str(work / "reports"),
+            "--serving-dir", str(work / "serving" / "babyweight"), "--no-enable-cache"])
+    finally:
+        logging.getLogger().removeHandler(clock)
+    if code not in (0, 3):
+        raise RuntimeError(f"the pipeline failed with exit code {code}")
+    return {**clock.seconds, "total": time.perf_counter() - started}
+
+
+def bare_floor(database: pathlib.Path) -> Dict[str, float]:
+    """The same work as the pipeline, by hand, in one process: the floor."""
+    import tensorflow as tf
+
+    from modules import features, model, preprocessing
+    from modules.hparams import HyperParameters
+    from pipelines.config import DataConfig
+    from warehouse import engine, sql
+
+    seconds: Dict[str, float] = {}
+    data = DataConfig()
+    queries = sql.split_queries(sql.base_query(), data.split_buckets(), data.hash_buckets)
+    with timed(seconds, "query"):
+        connection = engine.connect(database)
+        train = connection.execute(sql.to_duckdb(queries["train"])).df()
+        evaluation = connection.execute(sql.to_duckdb(queries["eval"])).df()
+    with timed(seconds, "preprocess"):
+        stats = {f.name: (train[f.name].mean(), train[f.name].std(ddof=0))
+                 for f in features.NUMERIC_FEATURES}
+
+        def transform(frame) -> Dict[str, tf.Tensor]:
+            out: Dict[str, tf.Tensor] = {}
+            for f in features.CATEGORICAL_FEATURES:
+                lookup = {v: i for i, v in enumerate(f.vocabulary)}
+                ids = frame[f.name].map(lookup).fillna(len(f.vocabulary)).to_numpy(np.int64)
+                out[preprocessing.transformed_name(f.name)] = tf.constant(ids)
+            for f in features.NUMERIC_FEATURES:
+                values = frame[f.name].to_numpy(np.float32)
+                mean, std = stats[f.name]
+                out[preprocessing.transformed_name(f.name)] = tf.constant(
+                    (values - mean) / std, tf.float32)
+                out[preprocessing.bucket_name(f.name)] = tf.constant(
+                    np.digitize(values, f.bucket_boundaries).astype(np.int64))
+            out[preprocessing.CROSS_KEY] = preprocessing.cross_hash(
+                *(out[preprocessing.bucket_name(f.name)]
+                  for f in preprocessing.CROSSED_FEATURES))
+            return out
+
+        train_x, eval_x = transform(train), transform(evaluation)
+        train_y = train[features.LABEL_KEY].to_numpy(np.float32)
+        eval_y = evaluation[features.LABEL_KEY].to_numpy(np.float32)
+    hparams = HyperParameters()
+    with timed(seconds, "fit"):
+        keras_model = model.build_keras_model(hparams)
+        train_ds = tf.data.Dataset.from_tensor_slices(
+            (model.model_inputs(keras_model, train_x), train_y)).shuffle(10_000).batch(
+            hparams.batch_size)
+        eval_ds = tf.data.Dataset.from_tensor_slices(
+            (model.model_inputs(keras_model, eval_x), eval_y)).batch(hparams.batch_size)
+        import tf_keras
+
+        keras_model.fit(train_ds, epochs=hparams.epochs, validation_data=eval_ds, verbose=0,
+                        callbacks=[tf_keras.callbacks.EarlyStopping(
+                            monitor="val_loss", patience=hparams.early_stopping_patience,
+                            restore_best_weights=True)])
+    with timed(seconds, "evaluate"):
+        predictions = keras_model.predict(eval_ds, verbose=0).reshape(-1)
+        seconds["rmse"] = float(np.sqrt(np.mean((predictions - eval_y) ** 2)))
+    seconds["total"] = sum(v for k, v in seconds.items() if k != "rmse")
+    return seconds
+
+
+COMPONENT_COLUMNS = ("DuckDBExampleGen", "StatisticsGen", "ExampleValidator", "EdaReport",
+                     "Transform", "Trainer", "Evaluator", "ServingPusher")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_speed",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000, 2_000_000],
+                        help="raw natality rows per measurement (default: %(default)s)")
+    parser.add_argument("--no-write", action="store_true", help="print only; keep results/")
+    args = parser.parse_args(argv)
+    logs.setup()
+    from warehouse import generator
+
+    records: List[Dict[str, object]] = []
+    for rows in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="babyweight-speed-") as tmp:
+            work = pathlib.Path(tmp)
+            database = work / "natality.duckdb"
+            generator.generate(database, rows=rows, seed=3)
+            log.info("pipeline at %d raw rows ...", rows)
+            pipeline_seconds = run_pipeline(database, work)
+            log.info("bare script at %d raw rows ...", rows)
+            bare = bare_floor(database)
+            records.append({"raw_rows": rows, "pipeline": pipeline_seconds, "bare": bare})
+            log.info("%s", records[-1])
+    headers = ["raw rows", *COMPONENT_COLUMNS, "pipeline total s", "bare total s",
+               "ratio", "bare RMSE"]
+    rows_out = []
+    for r in records:
+        p, b = r["pipeline"], r["bare"]
+        rows_out.append([r["raw_rows"], *(p.get(c, 0.0) for c in COMPONENT_COLUMNS),
+                         p["total"], b["total"], f"{p['total'] / b['total']:.1f}x", b["rmse"]])
+    table = markdown_table(headers, rows_out)
+    table += ("\n\nBare script breakdown (s): " + "; ".join(
+        f"{r['raw_rows']:,} rows: query {r['bare']['query']:.1f}, preprocess "
+        f"{r['bare']['preprocess']:.1f}, fit {r['bare']['fit']:.1f}, evaluate "
+        f"{r['bare']['evaluate']:.1f}" for r in records))
+    print(table)
+    if not args.no_write:
+        log.info("results written to %s", write_results("pipeline_speed", table, records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
