@@ -32,8 +32,11 @@ run: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Every benchmark, one after the other; each rewrites its table in README.md.
 benchmark: install
-	$(PY) -m benchmarks.data_stages $(ARGS)
+	$(PY) -m benchmarks.data_stages
+	$(PY) -m benchmarks.model_quality
+	$(PY) -m benchmarks.pipeline_speed
 
 # Re-resolve requirements.in into the lock (needs the network; commit the result).
 lock:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, List, Sequence
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
+README = RESULTS_DIR.parent.parent / "README.md"
 
 
 @contextmanager
@@ -38,12 +39,25 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def quote_in_readme(name: str, text: str, readme: pathlib.Path = README) -> bool:
+    """Replaces the README's block between <!-- name:start --> and <!-- name:end -->."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    content = readme.read_text()
+    if start not in content or end not in content:
+        return False
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}")
+    return True
+
+
 def write_results(name: str, table: str, records: List[Dict[str, object]]) -> pathlib.Path:
-    """Writes <name>.md (the table the README quotes) and <name>.json (the raw numbers)."""
+    """Writes <name>.md and <name>.json (the raw numbers), and quotes the table in the README."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d")
-    (RESULTS_DIR / f"{name}.md").write_text(
-        f"Measured {stamp} on {machine()} by `python -m benchmarks.{name}`.\n\n{table}\n")
+    text = f"Measured {stamp} on {machine()} by `python -m benchmarks.{name}`.\n\n{table}\n"
+    (RESULTS_DIR / f"{name}.md").write_text(text)
+    quote_in_readme(name, text)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps({"date": stamp, "machine": machine(), "results": records},
                                indent=2, default=str))

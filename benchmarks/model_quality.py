@@ -1,0 +1,120 @@
+"""Model quality on the same eval split: this pipeline's model vs predicting the mean vs GBT.
+
+Generates the synthetic warehouse, runs the whole local pipeline on it (default
+hyperparameters), and fits two references on the very same train split read from the same
+query: the train mean, and scikit-learn's HistGradientBoostingRegressor on the raw features.
+All are scored on the eval split, beside the generator's irreducible error (the RMSE floor).
+
+    python -m benchmarks.model_quality --rows 100000
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import pathlib  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Dict, Optional, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks.common import markdown_table, write_results  # noqa: E402
+from modules import features  # noqa: E402
+from pipelines import logs  # noqa: E402
+from pipelines.config import DataConfig  # noqa: E402
+
+log = logging.getLogger("babyweight.benchmarks")
+
+
+def read_splits(database: pathlib.Path) -> Dict[str, pd.DataFrame]:
+    from warehouse import engine, sql
+
+    data = DataConfig()
+    connection = engine.connect(database)
+    return {name: connection.execute(sql.to_duckdb(statement)).df()
+            for name, statement in sql.split_queries(
+                sql.base_query(), data.split_buckets(), data.hash_buckets).items()}
+
+
+def rmse(truth: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((truth - predicted) ** 2)))
+
+
+def gbt_rmse(train: pd.DataFrame, evaluation: pd.DataFrame) -> float:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    def encode(frame: pd.DataFrame) -> np.ndarray:
+        columns = []
+        for feature in features.FEATURES:
+            values = frame[feature.name]
+            if isinstance(feature, features.CategoricalFeature):
+                values = values.map({v: i for i, v in enumerate(feature.vocabulary)})
+            columns.append(values.to_numpy(dtype=float))
+        return np.column_stack(columns)
+
+    categorical = [isinstance(f, features.CategoricalFeature) for f in features.FEATURES]
+    model = HistGradientBoostingRegressor(categorical_features=categorical, max_iter=300,
+                                          early_stopping=True, random_state=0)
+    model.fit(encode(train), train[features.LABEL_KEY].to_numpy())
+    return rmse(evaluation[features.LABEL_KEY].to_numpy(), model.predict(encode(evaluation)))
+
+
+def pipeline_rmse(database: pathlib.Path, work: pathlib.Path) -> float:
+    import local_runner
+
+    code = local_runner.main([
+        "--database", str(database), "--pipeline-root", str(work / "root"),
+        "--metadata-path", str(work / "metadata.sqlite"), "--reports-dir", str(work / "reports"),
+        "--serving-dir", str(work / "serving" / "babyweight")])
+    if code not in (0, 3):
+        raise RuntimeError(f"the pipeline failed with exit code {code}")
+    (decision,) = (work / "reports").glob("*/push.json")
+    return float(json.loads(decision.read_text())["eval_rmse"])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.model_quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000,
+                        help="raw natality rows to generate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42, help="generator seed (default: 42)")
+    parser.add_argument("--no-write", action="store_true", help="print only; keep results/")
+    args = parser.parse_args(argv)
+    logs.setup()
+    from warehouse import generator
+
+    with tempfile.TemporaryDirectory(prefix="babyweight-quality-") as tmp:
+        work = pathlib.Path(tmp)
+        database = work / "natality.duckdb"
+        report = generator.generate(database, rows=args.rows, seed=args.seed)
+        splits = read_splits(database)
+        train, evaluation = splits["train"], splits["eval"]
+        truth = evaluation[features.LABEL_KEY].to_numpy()
+        results = {"predict the train mean": rmse(truth, np.full_like(
+            truth, train[features.LABEL_KEY].mean()))}
+        started = time.perf_counter()
+        results["HistGradientBoostingRegressor"] = gbt_rmse(train, evaluation)
+        log.info("GBT fitted in %.0f s", time.perf_counter() - started)
+        results["babyweight wide-and-deep (pipeline)"] = pipeline_rmse(database, work)
+    floor = report.irreducible_rmse_query
+    rows = [[name, f"{value:.4f}", f"{100 * (value / floor - 1):+.1f}%"]
+            for name, value in results.items()]
+    rows.append(["irreducible error (generator's true mean)", f"{floor:.4f}", "+0.0%"])
+    table = markdown_table(["model", "eval RMSE (lb)", "vs floor"], rows)
+    table = (f"{args.rows:,} raw rows (seed {args.seed}); train {len(train):,} and eval "
+             f"{len(evaluation):,} examples from the same query and split.\n\n{table}")
+    print(table)
+    if not args.no_write:
+        records = [{"model": r[0], "eval_rmse": float(r[1])} for r in rows]
+        log.info("results written to %s", write_results("model_quality", table, records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
