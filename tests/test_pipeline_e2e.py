@@ -11,7 +11,8 @@ from warehouse import engine
 
 pytestmark = pytest.mark.slow
 
-FAST_TRAINING = ["--epochs", "2", "--batch-size", "256", "--hidden-units", "16,8"]
+FAST_TRAINING = ["--epochs", "2", "--batch-size", "256", "--hidden-units", "16,8",
+                 "--tune", "--tuner-max-trials", "2", "--tuner-train-steps", "20"]
 
 
 def run(tmp_path: pathlib.Path, warehouse: pathlib.Path, *args: str) -> int:
@@ -47,8 +48,9 @@ def label_std(small_warehouse) -> float:
 def test_push_then_no_duplicate_then_bad_model_kept_out(small_warehouse, tmp_path, label_std):
     serving = tmp_path / "serving" / "babyweight"
 
-    # 1. First run: no baseline, judged on the bound alone; blessed and pushed.
+    # 1. First run (with the Tuner): no baseline, judged on the bound alone; blessed and pushed.
     assert run(tmp_path, small_warehouse, *FAST_TRAINING) == 0
+    assert list((tmp_path / "root" / "Tuner" / "best_hyperparameters").glob("*/*"))
     first = push_decisions(tmp_path)[-1]
     assert first["blessed"] and first["pushed"]
     assert first["baseline_rmse"] is None

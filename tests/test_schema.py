@@ -18,3 +18,13 @@ def test_schema_domains_come_from_features():
         assert by_name[feature.name].int_domain.min == feature.min_value
         assert by_name[feature.name].int_domain.max == feature.max_value
     assert schema.SERVING in by_name[features.LABEL_KEY].not_in_environment
+
+
+def test_infer_command_writes_a_reviewable_schema(small_warehouse, tmp_path):
+    out = tmp_path / "inferred.pbtxt"
+    assert schema.main(["infer", "--database", str(small_warehouse), "--out", str(out)]) == 0
+    inferred = schema.load(out)
+    names = {f.name for f in inferred.feature}
+    assert {features.LABEL_KEY, features.SPLIT_KEY, *features.FEATURE_NAMES} <= names
+    domains = {d.name: set(d.value) for d in inferred.string_domain}
+    assert domains["is_male"] == set(features.IS_MALE.vocabulary)
