@@ -1,16 +1,212 @@
 #!/usr/bin/env python
-"""Runs the babyweight pipeline on Google Cloud (Vertex AI Pipelines, BigQuery, Dataflow).
+"""Runs the babyweight pipeline on Google Cloud: Vertex AI Pipelines, BigQuery and Dataflow.
 
-Not ready yet: the pipeline definition in pipelines/ is shared with local_runner.py, and this
-runner will compile it with KubeflowV2DagRunner and submit it to Vertex AI.
+The pipeline is the one in pipelines/pipeline.py, built from the same .sql file and module code
+as the local run; only the engines differ:
+  ExampleGen          BigQueryExampleGen running warehouse.sql.split_queries(...) on
+                      bigquery-public-data.samples.natality
+  Beam components     Dataflow (Runner v2), workers running the pipeline's image
+  Trainer, Tuner      Vertex AI Training custom jobs running the pipeline's image
+  push                a Vertex AI endpoint (created if missing) and/or gs://<bucket>/babyweight/serving
+
+Commands:
+  compile   write the Vertex AI pipeline JSON (offline: no network, no credentials)
+  submit    compile, then start a run (or --schedule "cron" a recurring one) on Vertex AI
+
+Every cloud setting is a flag with an environment fallback (shown in --help); only the project
+and the bucket are required. Exit codes: 0 success, 2 a setting is missing or invalid, 1 any
+other failure. Step-by-step setup (APIs, service account, image): docs/cloud.md.
 """
-import sys
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import logging  # noqa: E402
+import pathlib  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, Dict, List, Optional  # noqa: E402
+
+from modules.hparams import HyperParameters  # noqa: E402
+from pipelines import config, logs  # noqa: E402
+from pipelines.cloud_config import (  # noqa: E402
+    IMAGE_PROJECT_DIR, CloudConfig, MissingSetting, add_cloud_flags, cloud_from_flags)
+
+log = logging.getLogger("babyweight.vertex_runner")
+
+DEFAULT_OUTPUT = config.PROJECT_ROOT / "runs" / "vertex" / f"{config.PIPELINE_NAME}_pipeline.json"
+GCS_PUSHER_ID = "ServingPusherGcs"
 
 
-def main() -> int:
-    print("vertex_runner.py is not ready yet: run the pipeline locally with `make` "
-          "(see README.md).", file=sys.stderr)
-    return 1
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    common = argparse.ArgumentParser(add_help=False)
+    add_cloud_flags(common)
+    config.add_flags(common, config.DataConfig)
+    config.add_flags(common, config.TrainingConfig)
+    config.add_flags(common, HyperParameters)
+    config.add_flags(common, config.EvaluationConfig)
+    common.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT,
+                        help=f"Where the compiled pipeline JSON goes (default: {DEFAULT_OUTPUT}).")
+    common.add_argument("--verbose", action="store_true", help="Show TFX's own logs.")
+
+    parser = argparse.ArgumentParser(
+        prog="vertex_runner.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{compile,submit}")
+    commands.add_parser("compile", parents=[common], help="write the Vertex AI pipeline JSON",
+                        description="Compiles the pipeline for Vertex AI Pipelines (offline).")
+    submit = commands.add_parser(
+        "submit", parents=[common], help="compile, then run on Vertex AI Pipelines",
+        description="Compiles the pipeline and submits a run to Vertex AI Pipelines.")
+    submit.add_argument(
+        "--schedule", metavar="CRON", default=None,
+        help='Create a recurring schedule instead of one run, e.g. "0 6 * * 1" (Mondays 06:00 '
+             'UTC) or "TZ=Europe/Paris 0 6 * * 1".')
+    return parser.parse_args(argv)
+
+
+def engines(cloud: CloudConfig) -> Any:
+    """Vertex AI Training for the Trainer/Tuner, the chosen push targets for the push stage."""
+    from tfx.components import Pusher
+    from tfx.extensions.google_cloud_ai_platform import constants
+    from tfx.extensions.google_cloud_ai_platform.pusher.component import Pusher as VertexPusher
+    from tfx.extensions.google_cloud_ai_platform.trainer.component import Trainer
+    from tfx.extensions.google_cloud_ai_platform.trainer.executor import TRAINING_ARGS_KEY
+    from tfx.extensions.google_cloud_ai_platform.tuner.component import Tuner
+    from tfx.extensions.google_cloud_ai_platform.tuner.executor import TUNING_ARGS_KEY
+    from tfx.proto import pusher_pb2
+
+    from pipelines import pipeline
+
+    vertex = {constants.ENABLE_VERTEX_KEY: True, constants.VERTEX_REGION_KEY: cloud.region}
+
+    def pushers(model, blessing, _evaluation) -> List[Any]:
+        nodes = []
+        if cloud.push_to in ("endpoint", "both"):
+            nodes.append(VertexPusher(model=model, model_blessing=blessing, custom_config={
+                **vertex,
+                constants.VERTEX_CONTAINER_IMAGE_URI_KEY: cloud.serving_image,
+                constants.SERVING_ARGS_KEY: cloud.serving_args(),
+            }))
+        if cloud.push_to in ("gcs", "both"):
+            nodes.append(Pusher(model=model, model_blessing=blessing,
+                                push_destination=pusher_pb2.PushDestination(
+                                    filesystem=pusher_pb2.PushDestination.Filesystem(
+                                        base_directory=cloud.serving_dir))))
+        # The push stage keeps the local run's node id; a second target gets its own.
+        return [node.with_id(pipeline.PUSHER_ID if i == 0 else GCS_PUSHER_ID)
+                for i, node in enumerate(nodes)]
+
+    return pipeline.Engines(
+        trainer=Trainer, tuner=Tuner,
+        trainer_custom_config={**vertex, TRAINING_ARGS_KEY: cloud.training_job_args()},
+        tuner_custom_config={**vertex, TUNING_ARGS_KEY: cloud.training_job_args()},
+        pushers=pushers)
+
+
+def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
+                   training: config.TrainingConfig, hyperparameters: HyperParameters,
+                   evaluation: config.EvaluationConfig, stamp: Optional[str] = None) -> Any:
+    """The one pipeline definition, with BigQuery, Dataflow and Vertex AI as its engines."""
+    from tfx.extensions.google_cloud_big_query.example_gen.component import BigQueryExampleGen
+
+    from pipelines import pipeline
+    from pipelines.schema import SCHEMA_FILE
+
+    stamp = stamp or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    example_gen = BigQueryExampleGen(input_config=pipeline.input_config(data))
+    if cloud.billing_project != cloud.project:
+        # Later args win: the query (and this component's Dataflow job) bill the other project.
+        example_gen.with_beam_pipeline_args([f"--project={cloud.billing_project}"])
+    # ImportSchemaGen reads the schema inside the container: the image's copy of the file.
+    schema_file = pathlib.PurePosixPath(IMAGE_PROJECT_DIR) / SCHEMA_FILE.relative_to(
+        config.PROJECT_ROOT).as_posix()
+    return pipeline.create_pipeline(
+        pipeline_name=config.PIPELINE_NAME,
+        pipeline_root=cloud.pipeline_root,
+        example_gen=example_gen,
+        reports_dir=pathlib.Path(cloud.reports_dir) / stamp,
+        warehouse=None,  # the EDA report reads the embedded DuckDB warehouse: local only
+        serving_dir=cloud.serving_dir,
+        hyperparameters=hyperparameters,
+        training=training,
+        evaluation=evaluation,
+        beam_pipeline_args=cloud.beam_pipeline_args(),
+        enable_cache=cloud.enable_cache,
+        engines=engines(cloud),
+        schema_file=str(schema_file),
+    )
+
+
+def compile_pipeline(definition: Any, cloud: CloudConfig, output: pathlib.Path) -> pathlib.Path:
+    """Writes the Vertex AI pipeline JSON; every component runs in the pipeline's image."""
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kubeflow_v2
+
+    output = pathlib.Path(output).resolve()
+    runner = kubeflow_v2.KubeflowV2DagRunner(
+        config=kubeflow_v2.KubeflowV2DagRunnerConfig(default_image=cloud.image_uri),
+        output_dir=str(output.parent), output_filename=output.name)
+    runner.run(definition)
+    return output
+
+
+def submit(template: pathlib.Path, cloud: CloudConfig, schedule: Optional[str] = None,
+           stamp: Optional[str] = None) -> Dict[str, str]:
+    """Starts a run (or creates a schedule) of the compiled pipeline on Vertex AI Pipelines."""
+    from google.cloud import aiplatform
+
+    stamp = stamp or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    name = f"{config.PIPELINE_NAME}-{stamp}"
+    job_args: Dict[str, Any] = dict(
+        display_name=name, template_path=str(template), pipeline_root=cloud.pipeline_root,
+        project=cloud.project, location=cloud.region, enable_caching=cloud.enable_cache)
+    console = f"https://console.cloud.google.com/vertex-ai/pipelines?project={cloud.project}"
+    if schedule:
+        job = aiplatform.PipelineJob(**job_args)
+        created = job.create_schedule(cron=schedule, display_name=name,
+                                      service_account=cloud.service_account_email)
+        log.info("Created schedule %s (%s): %s", name, schedule,
+                 getattr(created, "resource_name", ""))
+        return {"schedule": name, "console": f"{console}&tab=schedules"}
+    job = aiplatform.PipelineJob(job_id=name, **job_args)
+    job.submit(service_account=cloud.service_account_email)
+    url = (f"https://console.cloud.google.com/vertex-ai/locations/{cloud.region}/pipelines/runs/"
+           f"{name}?project={cloud.project}")
+    log.info("Submitted run %s; watch it at %s", name, url)
+    return {"run": name, "console": url}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logs.setup(args.verbose)
+    try:
+        cloud = cloud_from_flags(args)
+        data = config.from_flags(config.DataConfig, args)
+        data.split_buckets()  # validates the split flags before anything is built
+    except (MissingSetting, ValueError) as error:
+        print(f"vertex_runner.py {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    definition = build_pipeline(
+        cloud, data, config.from_flags(config.TrainingConfig, args),
+        config.from_flags(HyperParameters, args), config.from_flags(config.EvaluationConfig, args),
+        stamp=stamp)
+    template = compile_pipeline(definition, cloud, args.output)
+    log.info("Compiled %d components (%s) to %s", len(definition.components),
+             ", ".join(c.id for c in definition.components), template)
+    if args.command == "submit":
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            submit(template, cloud, args.schedule, stamp=stamp)
+        except DefaultCredentialsError as error:
+            log.error("No Google Cloud credentials (%s). Run `gcloud auth application-default "
+                      "login`, or set GOOGLE_APPLICATION_CREDENTIALS.", error)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

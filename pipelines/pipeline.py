@@ -1,12 +1,15 @@
 """The babyweight pipeline definition: one wiring for the local and the Google Cloud runs.
 
 Runners differ only in what they pass in: the ExampleGen (DuckDB locally, BigQuery on Google
-Cloud, both running the same .sql file), the paths, and the Beam arguments.
+Cloud, both running the same .sql file), the paths, the Beam arguments, and `Engines`: which
+implementation runs the Trainer, Tuner and push stages (in-process locally, Vertex AI on Google
+Cloud) with the settings those engines read.
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type, Union
 
 from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform, Tuner
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
@@ -38,6 +41,30 @@ PUSH_REPORT = "push.json"
 PREPROCESSING_FN = "modules.preprocessing.preprocessing_fn"
 RUN_FN = "modules.model.run_fn"
 TUNER_FN = "modules.model.tuner_fn"
+
+
+# Builds the push stage from the model, its blessing and its evaluation (the push stage's node id
+# is PUSHER_ID on every runner, so a run reads the same wherever it ran).
+PusherFactory = Callable[[Channel, Channel, Channel], List[BaseNode]]
+PUSHER_ID = "ServingPusher"
+
+
+@dataclasses.dataclass(frozen=True)
+class Engines:
+    """Where the model stages run; the defaults are the local run's.
+
+    Another runner swaps the implementation of a stage, never the stage: the Vertex AI
+    Trainer/Tuner are subclasses of the stock ones that send the same run_fn/tuner_fn to
+    Vertex AI Training, and their `*_custom_config` (merged into the custom_config the module
+    code reads) carries the job settings TFX's extensions look for.
+    """
+
+    trainer: Type[Trainer] = Trainer
+    tuner: Type[Tuner] = Tuner
+    trainer_custom_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tuner_custom_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # None: the local ServingPusher into `serving_dir`.
+    pushers: Optional[PusherFactory] = None
 
 
 def input_config(data: DataConfig, query: Optional[str] = None) -> example_gen_pb2.Input:
@@ -83,6 +110,7 @@ def model_components(
     hyperparameters: HyperParameters,
     training: TrainingConfig,
     evaluation: EvaluationConfig,
+    engines: Engines = Engines(),
 ) -> List[BaseNode]:
     """Transform, (Tuner,) Trainer, the baseline resolver, Evaluator and the pusher."""
     example_gen, _, schema_importer, _, anomaly_gate = data[:5]
@@ -100,19 +128,19 @@ def model_components(
     components: List[BaseNode] = [transform]
     tuner = None
     if training.tune:
-        tuner = Tuner(
+        tuner = engines.tuner(
             tuner_fn=TUNER_FN,
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             train_args=trainer_pb2.TrainArgs(num_steps=training.tuner_train_steps),
             eval_args=trainer_pb2.EvalArgs(num_steps=max(training.eval_steps, 20)),
-            custom_config=custom_config)
+            custom_config={**custom_config, **engines.tuner_custom_config})
         components.append(tuner)
     latest_blessed = Resolver(
         strategy_class=LatestBlessedModelStrategy,
         model=Channel(type=Model),
         model_blessing=Channel(type=ModelBlessing)).with_id("latest_blessed_model_resolver")
-    trainer = Trainer(
+    trainer = engines.trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -121,20 +149,24 @@ def model_components(
         base_model=latest_blessed.outputs["model"] if training.warm_start else None,
         train_args=trainer_pb2.TrainArgs(),
         eval_args=eval_args,
-        custom_config=custom_config)
+        custom_config={**custom_config, **engines.trainer_custom_config})
     evaluator = Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed.outputs["model"],
         eval_config=eval_config(evaluation),
         example_splits=["eval"])
-    pusher = ServingPusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        evaluation=evaluator.outputs["evaluation"],
-        serving_dir=serving_dir,
-        report_path=str(pathlib.Path(reports_dir) / PUSH_REPORT))
-    return components + [latest_blessed, trainer, evaluator, pusher]
+    if engines.pushers is None:
+        pushers: List[BaseNode] = [ServingPusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            evaluation=evaluator.outputs["evaluation"],
+            serving_dir=serving_dir,
+            report_path=str(pathlib.Path(reports_dir) / PUSH_REPORT))]
+    else:
+        pushers = engines.pushers(trainer.outputs["model"], evaluator.outputs["blessing"],
+                                  evaluator.outputs["evaluation"])
+    return components + [latest_blessed, trainer, evaluator, *pushers]
 
 
 def create_pipeline(
@@ -151,12 +183,18 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str],
     enable_cache: bool,
     metadata_connection_config=None,
+    engines: Engines = Engines(),
+    schema_file: Union[str, pathlib.Path] = SCHEMA_FILE,
 ) -> tfx_pipeline.Pipeline:
-    """The whole pipeline, from the warehouse query to the pushed model."""
-    data = data_components(example_gen, reports_dir, warehouse)
+    """The whole pipeline, from the warehouse query to the pushed model.
+
+    `schema_file` is read where ImportSchemaGen runs: in a container that is the image's copy.
+    """
+    data = data_components(example_gen, reports_dir, warehouse, pathlib.Path(schema_file))
     components = data + model_components(
         data=data, reports_dir=reports_dir, serving_dir=serving_dir,
-        hyperparameters=hyperparameters, training=training, evaluation=evaluation)
+        hyperparameters=hyperparameters, training=training, evaluation=evaluation,
+        engines=engines)
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

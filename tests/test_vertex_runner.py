@@ -1,0 +1,253 @@
+"""The Vertex AI runner, offline: compile with no network or credentials, submit to a fake client.
+
+The compiled JSON is checked where Vertex AI reads it: each task's parameters
+(pipelineSpec.root.dag.tasks.<id>.inputs.parameters) and each executor's container
+(pipelineSpec.deploymentSpec.executors.<id>_executor.container: image, args incl. Beam's).
+"""
+import json
+import pathlib
+import socket
+import subprocess
+import sys
+from typing import Any, Dict, List
+
+import pytest
+
+import vertex_runner
+from modules.hparams import HyperParameters
+from pipelines import pipeline
+from pipelines.cloud_config import IMAGE_PROJECT_DIR, CloudConfig, cloud_from_flags
+from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
+from pipelines.config import (PROJECT_ROOT, DataConfig, EvaluationConfig, TrainingConfig,
+                              WarehouseConfig)
+from warehouse import sql
+
+CLOUD = CloudConfig(
+    project="test-project", region="europe-west4", bucket="gs://test-bucket/",
+    image="europe-west4-docker.pkg.dev/test-project/babyweight/babyweight:abc123",
+    service_account="runner@test-project.iam.gserviceaccount.com",
+    training_machine_type="n1-highmem-8", training_accelerator_type="NVIDIA_TESLA_T4",
+    training_accelerator_count=1, push_to="both", endpoint_name="babyweight-test",
+    serving_machine_type="n1-standard-4")
+REQUIRED = ["--project", "test-project", "--bucket", "test-bucket"]
+CLOUD_ENV = ("BABYWEIGHT_PROJECT", "GOOGLE_CLOUD_PROJECT", "BABYWEIGHT_BUCKET",
+             "BABYWEIGHT_REGION", "GOOGLE_CLOUD_REGION", "BABYWEIGHT_SERVICE_ACCOUNT",
+             "BABYWEIGHT_IMAGE")
+
+
+def build_vertex(cloud: CloudConfig = CLOUD, **training: Any):
+    return vertex_runner.build_pipeline(cloud, DataConfig(), TrainingConfig(**training),
+                                        HyperParameters(), EvaluationConfig(), stamp="test")
+
+
+def build_local(tmp_path: pathlib.Path, **training: Any):
+    """As local_runner.run builds it."""
+    warehouse = WarehouseConfig(database=tmp_path / "natality.duckdb")
+    return pipeline.create_pipeline(
+        pipeline_name="babyweight", pipeline_root=str(tmp_path / "root"),
+        example_gen=DuckDBExampleGen(input_config=pipeline.input_config(DataConfig()),
+                                     database=warehouse.database),
+        reports_dir=tmp_path / "reports", warehouse=warehouse,
+        serving_dir=str(tmp_path / "serving"), hyperparameters=HyperParameters(),
+        training=TrainingConfig(**training), evaluation=EvaluationConfig(),
+        beam_pipeline_args=[], enable_cache=True)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    """The Vertex pipeline JSON, compiled with sockets refused and no credentials in sight."""
+    output = tmp_path_factory.mktemp("vertex") / "pipeline.json"
+
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError("network access during compile")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket, "create_connection", refuse)
+        patch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(output.parent / "no-such-key.json"))
+        patch.setenv("CLOUDSDK_CONFIG", str(output.parent / "no-gcloud"))
+        definition = build_vertex(tune=True)
+        vertex_runner.compile_pipeline(definition, CLOUD, output)
+    return {"ids": [c.id for c in definition.components],
+            "spec": json.loads(output.read_text())["pipelineSpec"]}
+
+
+def parameter(spec: Dict[str, Any], task: str, name: str) -> str:
+    value = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]
+    return value["runtimeValue"]["constantValue"]["stringValue"]
+
+
+def container(spec: Dict[str, Any], task: str) -> Dict[str, Any]:
+    return spec["deploymentSpec"]["executors"][f"{task}_executor"]["container"]
+
+
+def test_compiled_json_holds_every_component(compiled):
+    tasks = set(compiled["spec"]["root"]["dag"]["tasks"])
+    for component_id in compiled["ids"]:
+        # The baseline resolver compiles to two resolver tasks named after it.
+        assert component_id in tasks or any(t.startswith(component_id + "-") for t in tasks)
+    assert {"BigQueryExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+            "AnomalyGate", "Transform", "Tuner", "Trainer", "Evaluator", pipeline.PUSHER_ID,
+            vertex_runner.GCS_PUSHER_ID} <= tasks
+    for task in tasks - {t for t in tasks if t.startswith("latest_blessed_model_resolver")}:
+        assert container(compiled["spec"], task)["image"] == CLOUD.image_uri
+    # ImportSchemaGen runs in the image: it reads the image's copy of the curated schema.
+    assert parameter(compiled["spec"], "ImportSchemaGen", "schema_file") == (
+        f"{IMAGE_PROJECT_DIR}/schema/schema.pbtxt")
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert f"WORKDIR {IMAGE_PROJECT_DIR}\n" in dockerfile and "COPY schema/ schema/" in dockerfile
+
+
+def test_bigquery_example_gen_runs_the_same_split_queries(compiled):
+    splits = json.loads(parameter(compiled["spec"], "BigQueryExampleGen", "input_config"))
+    data = DataConfig()
+    expected = sql.split_queries(sql.base_query(), data.split_buckets(), data.hash_buckets,
+                                 data.sample_per_mille)
+    assert {s["name"]: s["pattern"] for s in splits["splits"]} == expected
+    query_file = sql.QUERY_FILE.read_text()
+    for split in splits["splits"]:
+        assert query_file.strip().rstrip(";") in split["pattern"]
+        assert "`bigquery-public-data.samples.natality`" in split["pattern"]
+
+
+def test_beam_components_run_on_dataflow_in_the_pipeline_image(compiled):
+    expected = {"--runner=DataflowRunner", "--project=test-project", "--region=europe-west4",
+                "--temp_location=gs://test-bucket/babyweight/dataflow/tmp",
+                "--staging_location=gs://test-bucket/babyweight/dataflow/staging",
+                f"--sdk_container_image={CLOUD.image_uri}", "--experiments=use_runner_v2",
+                f"--service_account_email={CLOUD.service_account}"}
+    for task in ("BigQueryExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+        args: List[str] = container(compiled["spec"], task)["args"]
+        assert expected <= set(args), (task, sorted(expected - set(args)))
+    assert parameter(compiled["spec"], "Transform", "preprocessing_fn") == pipeline.PREPROCESSING_FN
+
+
+def test_trainer_and_tuner_run_on_vertex_training(compiled):
+    for task, args_key in (("Trainer", "ai_platform_training_args"),
+                           ("Tuner", "ai_platform_tuning_args")):
+        custom = json.loads(parameter(compiled["spec"], task, "custom_config"))
+        assert custom["ai_platform_enable_vertex"] is True
+        assert custom["ai_platform_vertex_region"] == "europe-west4"
+        job = custom[args_key]
+        assert job["project"] == "test-project"
+        assert job["job_spec"]["service_account"] == CLOUD.service_account
+        (pool,) = job["job_spec"]["worker_pool_specs"]
+        assert pool["machine_spec"] == {"machine_type": "n1-highmem-8",
+                                        "accelerator_type": "NVIDIA_TESLA_T4",
+                                        "accelerator_count": 1}
+        assert pool["container_spec"]["image_uri"] == CLOUD.image_uri
+        # The module code's own settings ride along unchanged.
+        assert custom["hyperparameters"] == HyperParameters().to_dict()
+    assert parameter(compiled["spec"], "Trainer", "run_fn") == pipeline.RUN_FN
+    assert parameter(compiled["spec"], "Tuner", "tuner_fn") == pipeline.TUNER_FN
+
+
+def test_pushers_target_the_endpoint_and_the_gcs_serving_dir(compiled):
+    custom = json.loads(parameter(compiled["spec"], pipeline.PUSHER_ID, "custom_config"))
+    assert custom["ai_platform_enable_vertex"] is True
+    assert custom["ai_platform_vertex_region"] == "europe-west4"
+    assert custom["ai_platform_serving_args"] == {
+        "project_id": "test-project", "endpoint_name": "babyweight-test",
+        "machine_type": "n1-standard-4", "min_replica_count": 1, "max_replica_count": 1}
+    assert custom["ai_platform_vertex_container_image_uri"] == CLOUD.serving_image
+    assert container(compiled["spec"], pipeline.PUSHER_ID)["args"][1] == (
+        "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor")
+    destination = json.loads(parameter(compiled["spec"], vertex_runner.GCS_PUSHER_ID,
+                                       "push_destination"))
+    assert destination == {"filesystem": {"base_directory": "gs://test-bucket/babyweight/serving"}}
+
+
+@pytest.mark.parametrize("tune", [False, True])
+def test_local_and_vertex_pipelines_have_the_same_stages(tmp_path, tune):
+    local = build_local(tmp_path, tune=tune).components
+    cloud = build_vertex(CloudConfig(project="p", bucket="b"), tune=tune).components
+    # The only local-only extra: the EDA report reads the embedded DuckDB warehouse.
+    local = [c for c in local if c.id != "EdaReport"]
+    assert len(local) == len(cloud)
+    for here, there in zip(local, cloud):
+        if here.id == "DuckDBExampleGen":
+            assert there.id == "BigQueryExampleGen"
+        elif here.id == pipeline.PUSHER_ID:
+            # ServingPusher (TF Serving directory) here, TFX's Vertex AI pusher there.
+            assert there.id == pipeline.PUSHER_ID
+            assert set(there.outputs) == set(here.outputs) == {"pushed_model"}
+        else:
+            assert there.id == here.id
+            # Same class, or TFX's Vertex AI subclass of it (Trainer, Tuner).
+            assert isinstance(there, type(here)), (there.id, type(there), type(here))
+            assert set(there.inputs) == set(here.inputs), there.id
+
+
+def test_submit_sends_the_compiled_template_to_vertex(tmp_path, monkeypatch):
+    calls: List[Any] = []
+
+    class FakePipelineJob:
+        def __init__(self, **kwargs: Any) -> None:
+            calls.append(("init", kwargs))
+
+        def submit(self, **kwargs: Any) -> None:
+            calls.append(("submit", kwargs))
+
+        def create_schedule(self, **kwargs: Any) -> Any:
+            calls.append(("create_schedule", kwargs))
+            return None
+
+    monkeypatch.setattr("google.cloud.aiplatform.PipelineJob", FakePipelineJob)
+    for variable in CLOUD_ENV:
+        monkeypatch.delenv(variable, raising=False)
+    output = tmp_path / "babyweight.json"
+    common = [*REQUIRED, "--region", "asia-east1", "--output", str(output),
+              "--service-account", "sa@test-project.iam.gserviceaccount.com"]
+    assert vertex_runner.main(["submit", *common]) == 0
+    (_, init), (_, submit) = calls
+    assert init["template_path"] == str(output) and "pipelineSpec" in json.loads(output.read_text())
+    assert init["project"] == "test-project" and init["location"] == "asia-east1"
+    assert init["pipeline_root"] == "gs://test-bucket/babyweight/pipeline_root"
+    assert init["enable_caching"] is True and init["display_name"].startswith("babyweight-")
+    assert submit == {"service_account": "sa@test-project.iam.gserviceaccount.com"}
+
+    calls.clear()
+    assert vertex_runner.main(["submit", *common, "--schedule", "0 6 * * 1"]) == 0
+    assert [name for name, _ in calls] == ["init", "create_schedule"]
+    assert calls[1][1]["cron"] == "0 6 * * 1"
+    assert calls[1][1]["service_account"] == "sa@test-project.iam.gserviceaccount.com"
+
+
+def test_missing_required_setting_fails_fast_naming_it(monkeypatch, capsys):
+    for variable in CLOUD_ENV:
+        monkeypatch.delenv(variable, raising=False)
+    assert vertex_runner.main(["compile", "--bucket", "b"]) == 2
+    message = capsys.readouterr().err
+    assert "--project" in message and "BABYWEIGHT_PROJECT" in message
+    assert "GOOGLE_CLOUD_PROJECT" in message
+
+    # The real process: exit code 2, before anything heavy is imported.
+    env = {"PATH": "/usr/bin:/bin", "GOOGLE_CLOUD_PROJECT": "from-env",
+           "TF_USE_LEGACY_KERAS": "1"}
+    result = subprocess.run([sys.executable, "vertex_runner.py", "compile"], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--bucket" in result.stderr and "BABYWEIGHT_BUCKET" in result.stderr
+
+
+def test_flags_win_over_environment_which_wins_over_defaults():
+    args = vertex_runner.parse_args(["compile", "--bucket", "flag-bucket"])
+    cloud = cloud_from_flags(args, {"GOOGLE_CLOUD_PROJECT": "env-project",
+                                    "BABYWEIGHT_BUCKET": "env-bucket",
+                                    "BABYWEIGHT_DATAFLOW_MAX_WORKERS": "3"})
+    assert (cloud.project, cloud.bucket, cloud.dataflow_max_workers) == (
+        "env-project", "flag-bucket", 3)
+    assert cloud.region == "us-central1"
+    assert cloud.service_account_email == "babyweight-pipelines@env-project.iam.gserviceaccount.com"
+    assert cloud.image_uri == (
+        "us-central1-docker.pkg.dev/env-project/babyweight/babyweight:latest")
+    with pytest.raises(ValueError, match="accelerator"):
+        CloudConfig(project="p", bucket="b", training_accelerator_type="NVIDIA_TESLA_T4")
+
+
+def test_bigquery_billing_project_applies_to_example_gen_only():
+    definition = build_vertex(CloudConfig(project="p", bucket="b", bigquery_project="billing"))
+    by_id = {c.id: c for c in definition.components}
+    example_gen, statistics_gen = by_id["BigQueryExampleGen"], by_id["StatisticsGen"]
+    assert example_gen.executor_spec.beam_pipeline_args[-1] == "--project=billing"
+    assert "--project=billing" not in statistics_gen.executor_spec.beam_pipeline_args
