@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore
 
-.PHONY: run test install lock clean benchmark
+.PHONY: run test install lock clean benchmark vertex-compile
 
 # The environment is rebuilt whenever the lock file changes; install never resolves.
 $(VENV)/.installed: requirements.lock setup.py
@@ -37,6 +37,10 @@ benchmark: install
 	$(PY) -m benchmarks.data_stages
 	$(PY) -m benchmarks.model_quality
 	$(PY) -m benchmarks.pipeline_speed
+
+# The Vertex AI pipeline JSON, compiled offline (see docs/cloud.md).
+vertex-compile: install
+	$(PY) vertex_runner.py compile $(ARGS)
 
 # Re-resolve requirements.in into the lock (needs the network; commit the result).
 lock:
