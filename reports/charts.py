@@ -1,0 +1,128 @@
+"""The report's charts: matplotlib figures pasted into the page as inline SVG.
+
+Inline SVG keeps a report one file that renders offline; `pipelines.eda_report`'s converter is
+reused so every chart of the project gets unique element ids and byte-stable output.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import matplotlib
+
+matplotlib.use("Agg")  # a report is written by a pipeline or a CLI, never shown on a screen
+
+from matplotlib.figure import Figure  # noqa: E402
+
+from pipelines.eda_report import _svg  # noqa: E402  (the project's one SVG converter)
+
+SPLIT_COLOURS = {"train": "#4c72b0", "eval": "#dd8452", "test": "#55a868"}
+CANDIDATE = "#4c72b0"
+BASELINE = "#b8b8b8"
+
+
+def _finish(figure: Figure, label: str, id_prefix: str) -> str:
+    figure.tight_layout()
+    return _svg(figure, label, id_prefix)
+
+
+def _style(axes) -> None:
+    axes.grid(axis="y", alpha=0.3)
+    axes.spines[["top", "right"]].set_visible(False)
+
+
+def category_shares(feature: str, shares: Dict[str, List[Tuple[str, float]]],
+                    id_prefix: str) -> str:
+    """Grouped bars: each split's share of examples per value, so splits of any size compare."""
+    values: List[str] = []
+    for pairs in shares.values():
+        for value, _ in pairs:
+            if value not in values:
+                values.append(value)
+    figure = Figure(figsize=(5.2, 3.0))
+    axes = figure.add_subplot()
+    width = 0.8 / max(1, len(shares))
+    for index, (split, pairs) in enumerate(shares.items()):
+        lookup = dict(pairs)
+        positions = [i + (index - (len(shares) - 1) / 2) * width for i in range(len(values))]
+        axes.bar(positions, [100 * lookup.get(v, 0.0) for v in values], width=width,
+                 label=split, color=SPLIT_COLOURS.get(split))
+    crowded = len(values) > 3
+    axes.set_xticks(range(len(values)), values, rotation=20 if crowded else 0,
+                    ha="right" if crowded else "center")
+    axes.set_ylabel("% of the split's examples")
+    axes.set_xlabel(feature)
+    axes.legend(frameon=False, fontsize=8)
+    _style(axes)
+    return _finish(figure, f"share of examples per value of {feature}, by split", id_prefix)
+
+
+def histograms(feature: str, buckets: Dict[str, List[Tuple[float, float, float]]],
+               id_prefix: str) -> str:
+    """Each split's histogram as a step line of the share of examples per unit of the feature.
+
+    StatisticsGen buckets each split over its own range, so heights are densities (share per
+    unit), which stay comparable when two splits' buckets differ.
+    """
+    figure = Figure(figsize=(5.2, 3.0))
+    axes = figure.add_subplot()
+    for split, rows in buckets.items():
+        total = sum(count for _, _, count in rows) or 1.0
+        if not rows:
+            continue
+        widths = [high - low for low, high, _ in rows]
+        if all(w <= 0 for w in widths):  # a single value: one spike
+            axes.bar([rows[0][0]], [100.0], width=0.6, alpha=0.6, label=split,
+                     color=SPLIT_COLOURS.get(split))
+            continue
+        floor = min(w for w in widths if w > 0)
+        edges = [rows[0][0]] + [max(high, low + floor) for low, high, _ in rows]
+        densities = [100 * count / total / max(w, floor) for (_, _, count), w in
+                     zip(rows, widths)]
+        axes.stairs(densities, edges, label=split, color=SPLIT_COLOURS.get(split),
+                    linewidth=1.8, fill=False)
+    axes.set_ylim(bottom=0)
+    axes.set_ylabel("% of examples per unit")
+    axes.set_xlabel(feature)
+    axes.legend(frameon=False, fontsize=8)
+    _style(axes)
+    return _finish(figure, f"distribution of {feature}, by split", id_prefix)
+
+
+def slice_rmse(feature: str, labels: Sequence[str], candidate: Sequence[float],
+               baseline: Sequence[Optional[float]], counts: Sequence[float],
+               overall: Optional[float], bound: Optional[float], id_prefix: str,
+               names: Tuple[str, str] = ("candidate", "baseline")) -> str:
+    """Bars of RMSE per value of one slice feature: the candidate and, beside it, the baseline.
+
+    Each value's label carries its example count, so a bad RMSE on a handful of examples reads
+    as such.
+    """
+    has_baseline = any(b is not None for b in baseline)
+    figure = Figure(figsize=(5.2, 3.2))
+    axes = figure.add_subplot()
+    width = 0.4 if has_baseline else 0.65
+    offset = width / 2 if has_baseline else 0.0
+    xs = range(len(labels))
+    axes.bar([x - offset for x in xs], candidate, width=width, color=CANDIDATE,
+                    label=names[0])
+    if has_baseline:
+        axes.bar([x + offset for x in xs],
+                 [b if b is not None else math.nan for b in baseline], width=width,
+                 color=BASELINE, label=names[1])
+    top = max([v for v in list(candidate) + [b for b in baseline if b is not None]
+               if v is not None and not math.isnan(v)] + [bound or 0.0, 0.1])
+    if overall is not None:
+        axes.axhline(overall, color="#333", linestyle=":", linewidth=1, label="overall")
+    if bound is not None:
+        axes.axhline(bound, color="#c44e52", linestyle="--", linewidth=1, label="overall bound")
+    crowded = len(labels) > 5
+    ticks = [f"{label}\nn={int(count):,}" for label, count in zip(labels, counts)]
+    axes.set_xticks(list(xs), ticks, rotation=35 if crowded else 0,
+                    ha="right" if crowded else "center", fontsize=8 if crowded else 9)
+    axes.set_ylim(0, top * 1.18)
+    axes.set_ylabel("RMSE (lb)")
+    axes.set_xlabel(feature)
+    axes.legend(frameon=False, fontsize=8, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    _style(axes)
+    return _finish(figure, f"RMSE per {feature} slice", id_prefix)

@@ -1,0 +1,82 @@
+"""A metadata store holding three real pipeline runs on small data, made once per test module.
+
+Run 1 trains and pushes a model, run 2 (mostly cached) is judged against run 1's model as
+baseline, run 3 reads a warehouse with a new plurality value and is stopped by the anomaly gate.
+Each run's report is published as the local runner does after every run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+from typing import List
+
+import duckdb
+import pytest
+
+FAST_TRAINING = ("--epochs", "2", "--batch-size", "256", "--hidden-units", "16,8")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineRuns:
+    base: pathlib.Path
+    metadata_path: pathlib.Path
+    pipeline_root: pathlib.Path
+    reports_dir: pathlib.Path
+    warehouse: pathlib.Path
+    exit_codes: List[int]
+
+    @property
+    def index(self) -> pathlib.Path:
+        return self.reports_dir / "index.html"
+
+
+def run_pipeline(base: pathlib.Path, database: pathlib.Path) -> int:
+    import local_runner
+
+    return local_runner.main([
+        "--database", str(database),
+        "--pipeline-root", str(base / "root"),
+        "--metadata-path", str(base / "metadata.sqlite"),
+        "--reports-dir", str(base / "reports"),
+        "--serving-dir", str(base / "serving" / "babyweight"),
+        "--rmse-upper-bound", "1.25",
+        *FAST_TRAINING,
+    ])
+
+
+def publish_latest(runs_base: pathlib.Path) -> None:
+    """What local_runner does after every run (skipped when the runner already did it)."""
+    import reports
+
+    newest = max((runs_base / "reports").glob("2*"), key=lambda p: p.name)
+    if not (newest / "report.html").exists():
+        reports.publish(runs_base / "metadata.sqlite", pipeline_root=runs_base / "root",
+                        out_dir=runs_base / "reports")
+
+
+def with_new_plurality(warehouse: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+    """A copy of the warehouse where some twins have plurality 6: an anomaly."""
+    shutil.copy(warehouse, out)
+    connection = duckdb.connect(str(out))
+    connection.execute("UPDATE natality SET plurality = 6 WHERE plurality = 2 AND month <= 6")
+    connection.close()
+    return out
+
+
+def create_pipeline_runs(warehouse: pathlib.Path, base: pathlib.Path) -> PipelineRuns:
+    """Runs the pipeline three times into `base` (about a minute on two cores)."""
+    codes = []
+    for database in (warehouse, warehouse, with_new_plurality(warehouse, base / "bad.duckdb")):
+        codes.append(run_pipeline(base, database))
+        publish_latest(base)
+    return PipelineRuns(base=base, metadata_path=base / "metadata.sqlite",
+                        pipeline_root=base / "root", reports_dir=base / "reports",
+                        warehouse=warehouse, exit_codes=codes)
+
+
+@pytest.fixture(scope="module")
+def pipeline_runs(small_warehouse: pathlib.Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> PipelineRuns:
+    """Use from a test module with `pipeline_runs = pipeline_run_fixtures.pipeline_runs`."""
+    return create_pipeline_runs(small_warehouse, tmp_path_factory.mktemp("pipeline_runs"))
