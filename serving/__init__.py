@@ -1,0 +1,13 @@
+"""Serving babyweight's pushed models: a TF Serving-compatible REST server, local and batch predict.
+
+Modules, one job each:
+  settings        the typed settings every command turns into flags (pipelines.config style)
+  validation      request checks against modules/features.py, shared by every entry point
+  model_store     finds versions, loads and warms them up, switches atomically, remembers failures
+  batching        gathers concurrent requests into one model call, run off the event loop
+  schemas         OpenAPI schemas derived from the feature declaration
+  app             the FastAPI app: TF Serving's REST paths, bodies and status codes
+  server          `python -m serving.server`: the CLI that runs the app
+  local_predict   `python -m serving.local_predict`: gcloud's `local predict`, same checks
+  batch_predict   `python -m serving.batch_predict`: Beam RunInference over files or the warehouse
+"""

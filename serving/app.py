@@ -1,0 +1,278 @@
+"""The REST app: TF Serving's paths, bodies and status codes over the served babyweight model.
+
+  GET  /v1/models/{name}[/versions/{v}]             model version status
+  GET  /v1/models/{name}[/versions/{v}]/metadata    signature metadata
+  POST /v1/models/{name}[/versions/{v}]:predict     row ("instances") or columnar ("inputs")
+  GET  /healthz                                     200 once a version is loaded, else 503
+
+Errors are {"error": "<message>"}: 400 for anything wrong with a request (checked against the
+feature declaration before the model sees it), 404 for an unknown model or version, 503 while
+no version is loaded. Client mistakes never produce a 5xx.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping, Optional
+
+import tensorflow as tf
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving import schemas, validation
+from serving.batching import Batcher
+from serving.encoding import encode_json, predictions_json
+from serving.model_store import ModelStore, ServedModel
+from serving.settings import BatchingConfig, LimitsConfig, ModelConfig
+
+LOGGER = logging.getLogger("babyweight.serving")
+ACCESS_LOGGER = logging.getLogger("babyweight.serving.access")
+
+# Bodies over the limit are still read (and dropped) up to this multiple of it, so the client
+# gets its 400 instead of a connection reset; beyond that the connection is simply closed.
+_DRAIN_FACTOR = 4
+
+
+class ApiError(Exception):
+    """An answer other than 200, as TF Serving gives it: {"error": message}."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(encode_json(value), status_code=status, media_type="application/json")
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or ApiError(400) when it is over `limit` bytes (checked while reading)."""
+    declared = request.headers.get("content-length")
+    too_big = False
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, f"invalid Content-Length header {declared!r}")
+        too_big = int(declared) > limit
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            too_big = True
+            if size > _DRAIN_FACTOR * limit:
+                break
+        if not too_big:
+            chunks.append(chunk)
+    if too_big:
+        raise ApiError(400, f"request body of {declared or size} bytes is over the limit of "
+                       f"{limit} bytes (--max-body-bytes); split the batch")
+    return b"".join(chunks)
+
+
+class AccessLog:
+    """Pure ASGI middleware: one log line per request (method, path, status, latency)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
+                      send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            ACCESS_LOGGER.info("%s %s %d %.2f ms", scope["method"], scope["path"], status,
+                               (time.perf_counter() - started) * 1e3)
+
+
+async def poll_model_dir(store: ModelStore, seconds: float) -> None:
+    """Looks for new versions forever; loading runs in a thread, off the event loop."""
+    while True:
+        try:
+            await asyncio.to_thread(store.refresh)
+        except Exception:  # noqa: BLE001 - a failed look (e.g. a flaky disk) must not stop polls
+            LOGGER.exception("Looking for new versions in %s failed", store.model_dir)
+        await asyncio.sleep(seconds)
+
+
+def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = LimitsConfig(),
+               batching: BatchingConfig = BatchingConfig(), poll_seconds: float = 2.0,
+               access_log: bool = True) -> FastAPI:
+    """The app; it starts polling `model.model_dir` (and loads the newest version) at startup."""
+    store = ModelStore(model.model_dir)
+    batcher = Batcher(batching.max_batch_rows, batching.batch_timeout_ms / 1e3,
+                      batching.model_threads)
+    name = model.model_name
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        poller = asyncio.create_task(poll_model_dir(store, poll_seconds))
+        try:
+            yield
+        finally:
+            poller.cancel()
+            batcher.close()
+
+    app = FastAPI(
+        title=f"{name} model server",
+        version="1",
+        description=(
+            "TensorFlow Serving's REST API (same paths, bodies and status codes) for the "
+            f"newest version under `{model.model_dir}`. Predict with the row format "
+            "`{\"instances\": [{...}]}` or the columnar format `{\"inputs\": {...}}`; errors "
+            "are `{\"error\": \"...\"}`."),
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.batcher = batcher
+    if access_log:
+        app.add_middleware(AccessLog)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, error: ApiError) -> Response:
+        return error_response(error.status, error.message)
+
+    @app.exception_handler(validation.RequestError)
+    async def _request_error(_: Request, error: validation.RequestError) -> Response:
+        return error_response(400, error.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, error: StarletteHTTPException) -> Response:
+        return error_response(error.status_code, str(error.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, error: RequestValidationError) -> Response:
+        return error_response(400, str(error))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_: Request, error: Exception) -> Response:
+        LOGGER.error("Internal error: %r", error)
+        return error_response(500, f"internal error: {type(error).__name__}")
+
+    def _version_number(version: str) -> int:
+        if not version.isdigit():
+            raise ApiError(404, f"Malformed version {version!r}: versions are integers")
+        return int(version)
+
+    def _check_name(model_name: str, version: Optional[int]) -> None:
+        if model_name != name:
+            wanted = f"Latest({model_name})" if version is None else \
+                f"Specific({model_name}, {version})"
+            raise ApiError(404, f"Servable not found for request: {wanted}")
+
+    def _served(model_name: str, version: Optional[str]) -> ServedModel:
+        number = None if version is None else _version_number(version)
+        _check_name(model_name, number)
+        served = store.current
+        if served is None:
+            raise ApiError(503, f"No version of model {name!r} is loaded yet; see "
+                           f"/v1/models/{name} for its status.")
+        if number is not None and number != served.version:
+            raise ApiError(404, f"Servable not found for request: Specific({name}, {number})"
+                           f"; serving version {served.version}")
+        return served
+
+    def _status(model_name: str, version: Optional[str]) -> Response:
+        if ":" in model_name:
+            raise ApiError(405, f"{model_name.split(':', 1)[1]} needs POST")
+        number = None if version is None else _version_number(version)
+        _check_name(model_name, number)
+        statuses = store.statuses()
+        if number is not None:
+            statuses = [s for s in statuses if s.version == number][:1]
+            if not statuses:
+                raise ApiError(404, f"Could not find version {number} of model {name}")
+        elif not statuses:
+            raise ApiError(404, f"Could not find any versions of model {name}")
+        return json_response({"model_version_status": [s.to_json() for s in statuses]})
+
+    def _metadata(model_name: str, version: Optional[str]) -> Response:
+        served = _served(model_name, version)
+        return json_response({
+            "model_spec": {"name": name, "signature_name": "", "version": str(served.version)},
+            "metadata": {"signature_def": {"signature_def": served.signature_defs}},
+        })
+
+    async def _predict(request: Request, model_name: str, version: Optional[str]) -> Response:
+        served = _served(model_name, version)
+        body = validation.parse_predict_body(
+            validation.parse_json(await read_body(request, limits.max_body_bytes)))
+        signature = served.signatures.get(body.signature_name)
+        if signature is None:
+            raise ApiError(400, f"Serving signature name: \"{body.signature_name}\" not found "
+                           f"in signature def; available: {', '.join(sorted(served.signatures))}")
+        if signature.takes_features:
+            columns, rows = validation.feature_columns(body, limits.max_instances)
+        elif signature.takes_examples:
+            columns, rows = validation.example_column(body.payload, body.row_format,
+                                                      limits.max_instances)
+        else:
+            raise ApiError(400, f"signature {body.signature_name!r} takes inputs this server "
+                           "does not build from JSON; use serving_default")
+        try:
+            outputs = await batcher.predict(served, body.signature_name, columns, rows)
+        except tf.errors.InvalidArgumentError as error:  # validated input should never get here
+            raise ApiError(400, error.message) from None
+        return json_response(predictions_json(outputs, body.row_format))
+
+    @app.get("/healthz", tags=["health"], summary="200 once a model version is loaded, else 503")
+    async def healthz() -> Response:
+        served = store.current
+        if served is None:
+            return error_response(503, f"no version of model {name!r} is loaded yet")
+        return json_response({"status": "ok", "model": name, "version": served.version,
+                              "batching": batcher.stats()})
+
+    @app.get("/v1/models/{model_name}", tags=["model status"],
+             summary="Status of every version (TF Serving's GetModelStatus)")
+    async def model_status(model_name: str) -> Response:
+        return _status(model_name, None)
+
+    @app.get("/v1/models/{model_name}/versions/{version}", tags=["model status"],
+             summary="Status of one version")
+    async def version_status(model_name: str, version: str) -> Response:
+        return _status(model_name, version)
+
+    @app.get("/v1/models/{model_name}/metadata", tags=["model metadata"],
+             summary="Signatures of the served version (TF Serving's GetModelMetadata)")
+    async def model_metadata(model_name: str) -> Response:
+        return _metadata(model_name, None)
+
+    @app.get("/v1/models/{model_name}/versions/{version}/metadata", tags=["model metadata"],
+             summary="Signatures of one version (must be the served one)")
+    async def version_metadata(model_name: str, version: str) -> Response:
+        return _metadata(model_name, version)
+
+    predict_docs = schemas.predict_openapi(limits)
+
+    @app.post("/v1/models/{model_name}:predict", tags=["predict"],
+              summary="Predict with the served version", openapi_extra=predict_docs)
+    async def predict(request: Request, model_name: str) -> Response:
+        return await _predict(request, model_name, None)
+
+    @app.post("/v1/models/{model_name}/versions/{version}:predict", tags=["predict"],
+              summary="Predict with one version (must be the served one)",
+              openapi_extra=predict_docs)
+    async def predict_version(request: Request, model_name: str, version: str) -> Response:
+        return await _predict(request, model_name, version)
+
+    return app

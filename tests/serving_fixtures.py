@@ -1,0 +1,189 @@
+"""Session fixtures for the serving tests: two small trained models and a running-server helper.
+
+The models come from the Trainer's own run_fn on test_model.py's synthetic rows (a few seconds
+of training, not the ~80 s pipeline), so the server serves a real exported SavedModel with the
+three signatures. Version 2 is trained differently from version 1, so a hot reload is visible
+in the predictions. Test modules load this file with `pytest_plugins = ("tests.serving_fixtures",)`
+(importing the fixtures by name would define them once per module, training twice).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from modules import features  # noqa: E402
+from modules.hparams import HyperParameters  # noqa: E402
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+MODEL_NAME = "babyweight"
+TINY = HyperParameters(hidden_units="8", embedding_dim=2, batch_size=64, learning_rate=0.05,
+                       epochs=1, train_steps_per_epoch=40, early_stopping_patience=1)
+TINY_V2 = dataclasses.replace(TINY, learning_rate=0.02, train_steps_per_epoch=15)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingModels:
+    exports: Dict[int, pathlib.Path]  # version -> exported SavedModel (not pushed anywhere)
+    instances: List[Dict[str, Any]]  # canonical JSON instances from the eval rows
+
+    def push(self, serving_dir: pathlib.Path, version: int,
+             source: Optional[pathlib.Path] = None) -> pathlib.Path:
+        """Copies a model into serving_dir/<version>/ the pusher's way: staged, then renamed."""
+        serving_dir.mkdir(parents=True, exist_ok=True)
+        staging = serving_dir / f".{version}.incomplete"
+        shutil.copytree(source or self.exports[version], staging)
+        target = serving_dir / str(version)
+        os.rename(staging, target)
+        return target
+
+    def serving_dir(self, root: pathlib.Path, versions: Sequence[int] = (1,)) -> pathlib.Path:
+        """A fresh TF Serving layout holding `versions`."""
+        target = root / "serving" / MODEL_NAME
+        for version in versions:
+            self.push(target, version)
+        return target
+
+
+def _instance(row: Dict[str, List[Any]]) -> Dict[str, Any]:
+    def plain(value: Any) -> Any:
+        return value.decode() if isinstance(value, bytes) else float(value)
+    return {name: plain(row[name][0]) for name in features.FEATURE_NAMES}
+
+
+@pytest.fixture(scope="session")
+def serving_models(tmp_path_factory: pytest.TempPathFactory) -> ServingModels:
+    """Trains two tiny models once per session (Transform once, run_fn twice)."""
+    from modules import model as babyweight_model
+    from tests.test_model import make_fn_args, synthetic_rows
+    from tests.test_preprocessing import analyze_and_transform
+
+    work = tmp_path_factory.mktemp("serving_models")
+    eval_rows = synthetic_rows(60, seed=4)
+    analyze_and_transform(synthetic_rows(300, seed=3), eval_rows, output_dir=work)
+    exports = {}
+    for version, hparams in ((1, TINY), (2, TINY_V2)):
+        fn_args = make_fn_args(work, hparams)
+        fn_args.serving_model_dir = str(work / f"export_{version}")
+        fn_args.model_run_dir = str(work / f"run_{version}")
+        fn_args.eval_steps = 1
+        babyweight_model.run_fn(fn_args)
+        exports[version] = pathlib.Path(fn_args.serving_model_dir)
+    return ServingModels(exports, [_instance(row) for row in eval_rows])
+
+
+def in_process_predictions(export_dir: pathlib.Path,
+                           instances: Sequence[Dict[str, Any]]) -> np.ndarray:
+    """serving_default called directly on canonical instances: the reference answers."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(export_dir))
+    function = loaded.signatures["serving_default"]
+    _, specs = function.structured_input_signature
+    tensors = {name: tf.constant([i[name] for i in instances], spec.dtype)
+               for name, spec in specs.items()}
+    return function(**tensors)[features.LABEL_KEY].numpy()
+
+
+# ------------------------------------------------------------------------------------------------
+# A real server process
+# ------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclasses.dataclass
+class RunningServer:
+    process: subprocess.Popen
+    url: str
+    log_path: pathlib.Path
+    model_dir: pathlib.Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def predict_url(self, version: Optional[int] = None) -> str:
+        middle = f"/versions/{version}" if version is not None else ""
+        return f"{self.url}/v1/models/{MODEL_NAME}{middle}:predict"
+
+
+def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
+                 timeout: float = 90.0) -> RunningServer:
+    """`python -m serving.server` on a free loopback port, returned once /healthz says 200."""
+    port = free_port()
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving.server", "--model-dir", str(model_dir),
+             "--model-name", MODEL_NAME, "--port", str(port), *flags],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, model_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    raise TimeoutError(f"server not healthy after {timeout} s:\n{server.log()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture()
+def server_factory(tmp_path: pathlib.Path) -> Iterator[Any]:
+    """Starts servers for one test and stops them after it."""
+    started: List[RunningServer] = []
+
+    def start(model_dir: pathlib.Path, *flags: str) -> RunningServer:
+        server = start_server(model_dir, tmp_path / f"server{len(started)}.log", *flags)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        stop_server(server)
+
+
+MAX_INSTANCES, MAX_BODY_BYTES = 100, 30_000
+
+
+@pytest.fixture(scope="session")
+def shared_server(serving_models: ServingModels,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server over version 1 for every test that does not change its directory.
+
+    Small limits (MAX_INSTANCES, MAX_BODY_BYTES) keep the oversized-request tests cheap.
+    """
+    root = tmp_path_factory.mktemp("shared_server")
+    server = start_server(serving_models.serving_dir(root), root / "server.log",
+                          "--max-instances", str(MAX_INSTANCES),
+                          "--max-body-bytes", str(MAX_BODY_BYTES), "--poll-seconds", "0.5")
+    yield server
+    stop_server(server)

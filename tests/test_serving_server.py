@@ -1,0 +1,384 @@
+"""The REST server as a real process: TF Serving's endpoints, validation, batching, hot reload.
+
+Answers are compared with `serving_default` called in this process on the same rows; the
+models are tiny ones trained once per session (tests/serving_fixtures.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import pathlib
+import threading
+import time
+from typing import Any, Callable, Dict, List
+
+import httpx
+import numpy as np
+import pytest
+
+from modules import features
+from tests.serving_fixtures import (MAX_BODY_BYTES, MAX_INSTANCES, MODEL_NAME, RunningServer,
+                                    ServingModels, in_process_predictions)
+
+# Registered as a plugin (not imported by name) so session fixtures run once per session.
+pytest_plugins = ("tests.serving_fixtures",)
+
+COURSE_PAYLOAD = {"instances": [{"is_male": "True", "mother_age": 26.0,
+                                 "plurality": "Single(1)", "gestation_weeks": 39}]}
+CANONICAL = {features.IS_MALE.name: features.IS_MALE_TRUE,
+             features.PLURALITY.name: features.PLURALITY_NAMES[0],
+             features.MOTHER_AGE.name: 26.0, features.GESTATION_WEEKS.name: 39.0}
+
+
+@pytest.fixture(scope="module")
+def client(shared_server: RunningServer) -> httpx.Client:
+    with httpx.Client(base_url=shared_server.url, timeout=30) as result:
+        yield result
+
+
+@pytest.fixture(scope="module")
+def expected(serving_models: ServingModels) -> np.ndarray:
+    return in_process_predictions(serving_models.exports[1], serving_models.instances)
+
+
+def _available(version: int) -> Dict[str, Any]:
+    return {"version": str(version), "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""}}
+
+
+# ------------------------------------------------------------------------------------------------
+# Status, metadata, health, docs
+# ------------------------------------------------------------------------------------------------
+
+def test_model_status_endpoints(client: httpx.Client) -> None:
+    for path in (f"/v1/models/{MODEL_NAME}", f"/v1/models/{MODEL_NAME}/versions/1"):
+        answer = client.get(path)
+        assert answer.status_code == 200
+        assert answer.json() == {"model_version_status": [_available(1)]}
+    for path, status in ((f"/v1/models/{MODEL_NAME}/versions/7", 404),
+                         (f"/v1/models/{MODEL_NAME}/versions/latest", 404),
+                         ("/v1/models/other", 404),
+                         (f"/v1/models/{MODEL_NAME}:predict", 405),
+                         ("/v1/nothing", 404)):
+        answer = client.get(path)
+        assert answer.status_code == status, path
+        assert set(answer.json()) == {"error"}, path
+
+
+def test_metadata_has_tf_serving_shape(client: httpx.Client) -> None:
+    answer = client.get(f"/v1/models/{MODEL_NAME}/metadata")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["model_spec"] == {"name": MODEL_NAME, "signature_name": "", "version": "1"}
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    assert {"serving_default", "serving_tf_example", "transform_features"} <= set(signatures)
+    default = signatures["serving_default"]
+    assert default["method_name"] == "tensorflow/serving/predict"
+    dtypes = {name: spec["dtype"] for name, spec in default["inputs"].items()}
+    assert dtypes == {**{f.name: "DT_STRING" for f in features.CATEGORICAL_FEATURES},
+                      **{f.name: "DT_FLOAT" for f in features.NUMERIC_FEATURES}}
+    assert list(default["outputs"]) == [features.LABEL_KEY]
+    assert default["inputs"][features.MOTHER_AGE.name]["tensor_shape"]["dim"] == [
+        {"size": "-1", "name": ""}]
+    assert client.get(f"/v1/models/{MODEL_NAME}/versions/1/metadata").json() == body
+    assert client.get(f"/v1/models/{MODEL_NAME}/versions/2/metadata").status_code == 404
+
+
+def test_healthz_and_openapi(client: httpx.Client) -> None:
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json()["version"] == 1
+    spec = client.get("/openapi.json").json()
+    predict = spec["paths"][f"/v1/models/{{model_name}}:predict"]["post"]
+    assert f"/v1/models/{{model_name}}/versions/{{version}}:predict" in spec["paths"]
+    schema = predict["requestBody"]["content"]["application/json"]["schema"]
+    row = schema["oneOf"][0]["properties"]["instances"]["items"]["properties"]
+    assert row[features.MOTHER_AGE.name]["maximum"] == features.MOTHER_AGE.max_value
+    assert features.PLURALITY_NAMES[1] in row[features.PLURALITY.name]["enum"]
+    assert client.get("/docs").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------
+# Predict
+# ------------------------------------------------------------------------------------------------
+
+def _predict(client: httpx.Client, body: Any, version: Any = None) -> httpx.Response:
+    middle = f"/versions/{version}" if version is not None else ""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(f"/v1/models/{MODEL_NAME}{middle}:predict", content=content)
+
+
+def test_row_format_matches_in_process(client: httpx.Client, serving_models: ServingModels,
+                                       expected: np.ndarray) -> None:
+    answer = _predict(client, {"instances": serving_models.instances})
+    assert answer.status_code == 200, answer.text
+    predictions = answer.json()["predictions"]
+    assert all(isinstance(p, float) for p in predictions)  # one output: plain scalars
+    np.testing.assert_allclose(predictions, expected, rtol=1e-6)
+    versioned = _predict(client, {"instances": serving_models.instances[:3]}, version=1)
+    np.testing.assert_allclose(versioned.json()["predictions"], predictions[:3], rtol=1e-6)
+    assert _predict(client, {"instances": serving_models.instances[:3]},
+                    version=2).status_code == 404
+
+
+def test_columnar_format_matches_in_process(client: httpx.Client,
+                                            serving_models: ServingModels,
+                                            expected: np.ndarray) -> None:
+    inputs = {name: [i[name] for i in serving_models.instances] for name in features.FEATURE_NAMES}
+    answer = _predict(client, {"inputs": inputs, "signature_name": "serving_default"})
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["outputs"], expected, rtol=1e-6)
+
+
+def test_course_payload_and_boolean_is_male_equal_canonical(client: httpx.Client) -> None:
+    canonical = _predict(client, {"instances": [CANONICAL]}).json()["predictions"]
+    course = _predict(client, COURSE_PAYLOAD).json()["predictions"]
+    boolean = {"instances": [{**COURSE_PAYLOAD["instances"][0], "is_male": True}]}
+    assert course == canonical == _predict(client, boolean).json()["predictions"]
+    girl = _predict(client, {"instances": [{**CANONICAL, "is_male": False}]}).json()
+    assert girl["predictions"] == _predict(
+        client, {"instances": [{**CANONICAL, "is_male": features.IS_MALE_FALSE}]}).json()[
+        "predictions"]
+
+
+def test_optional_features_may_be_absent(client: httpx.Client) -> None:
+    explicit = {**CANONICAL, **{f.name: f.missing_value for f in features.CATEGORICAL_FEATURES}}
+    absent = {f.name: CANONICAL[f.name] for f in features.NUMERIC_FEATURES}
+    answers = [_predict(client, {"instances": [body]}).json()["predictions"]
+               for body in (explicit, absent)]
+    assert answers[0] == answers[1]
+
+
+def test_tf_example_signature_matches_serving_default(client: httpx.Client,
+                                                      serving_models: ServingModels,
+                                                      expected: np.ndarray) -> None:
+    from tensorflow.core.example import example_pb2
+
+    def encoded(instance: Dict[str, Any]) -> Dict[str, str]:
+        example = example_pb2.Example()
+        for feature in features.FEATURES:
+            value = instance[feature.name]
+            if isinstance(feature, features.CategoricalFeature):
+                example.features.feature[feature.name].bytes_list.value.append(value.encode())
+            else:
+                example.features.feature[feature.name].int64_list.value.append(int(value))
+        return {"b64": base64.b64encode(example.SerializeToString()).decode()}
+
+    instances = serving_models.instances[:10]
+    answer = _predict(client, {"signature_name": "serving_tf_example",
+                               "instances": [encoded(i) for i in instances]})
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["predictions"], expected[:10], rtol=1e-6)
+
+
+def _with(**changes: Any) -> Dict[str, Any]:
+    instance = {**CANONICAL, **changes}
+    return {"instances": [CANONICAL, {k: v for k, v in instance.items() if v is not ...}]}
+
+
+AGE, WEEKS = features.MOTHER_AGE, features.GESTATION_WEEKS
+BAD_REQUESTS: List[tuple] = [
+    ("missing required", _with(mother_age=...), ["instances[1]", "mother_age", "missing"]),
+    ("wrong type", _with(mother_age="26"), ["instances[1].mother_age", "expected a number"]),
+    ("wrong type string", _with(plurality=2), ["instances[1].plurality", "expected a string"]),
+    ("out of vocabulary", _with(plurality="Twins"), ["instances[1].plurality", "vocabulary"]),
+    ("lowercase bool string", _with(is_male="true"), ["instances[1].is_male", "vocabulary"]),
+    ("above range", _with(mother_age=AGE.max_value + 1), ["instances[1].mother_age", "range"]),
+    ("below range", _with(gestation_weeks=WEEKS.min_value - 1),
+     ["instances[1].gestation_weeks", "range"]),
+    ("NaN", json.dumps(_with(mother_age=float("nan"))).encode(),
+     ["instances[1].mother_age", "finite"]),
+    ("Infinity", json.dumps(_with(gestation_weeks=float("inf"))).encode(),
+     ["instances[1].gestation_weeks", "finite"]),
+    ("unknown feature", _with(mother_agee=26), ["instances[1]", "unknown feature 'mother_agee'"]),
+    ("empty batch", {"instances": []}, ["instances", "empty"]),
+    ("oversized batch", {"instances": [CANONICAL] * (MAX_INSTANCES + 1)},
+     ["instances", f"limit of {MAX_INSTANCES}"]),
+    ("body too large", b'{"instances": [' + b" " * MAX_BODY_BYTES + b"]}",
+     ["over the limit", str(MAX_BODY_BYTES)]),
+    ("malformed JSON", b'{"instances": [{"mother_age": 26', ["malformed JSON"]),
+    ("not an object", b"[1, 2, 3]", ["JSON object"]),
+    ("both formats", {"instances": [CANONICAL], "inputs": {}}, ["exactly one of"]),
+    ("unknown signature", {"instances": [CANONICAL], "signature_name": "nope"},
+     ['"nope" not found']),
+    ("columnar lengths", {"inputs": {"mother_age": [26, 27], "gestation_weeks": [39]}},
+     ["inputs.gestation_weeks", "has 1 values"]),
+    ("instance not object", {"instances": [[26, 39]]}, ["instances[0]", "expected an object"]),
+    ("bad b64 example", {"signature_name": "serving_tf_example", "instances": [{"b64": "%%"}]},
+     ["instances[0]", "base64"]),
+]
+
+
+@pytest.mark.parametrize("body,words", [(b, w) for _, b, w in BAD_REQUESTS],
+                         ids=[name for name, _, _ in BAD_REQUESTS])
+def test_bad_requests_get_400_naming_the_field(client: httpx.Client, body: Any,
+                                               words: List[str]) -> None:
+    answer = _predict(client, body)
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()
+    assert set(error) == {"error"}
+    for word in words:
+        assert word in error["error"], error["error"]
+
+
+def test_unknown_model_is_404(client: httpx.Client) -> None:
+    answer = client.post("/v1/models/other:predict", content=json.dumps(COURSE_PAYLOAD))
+    assert answer.status_code == 404
+    assert answer.json() == {"error": "Servable not found for request: Latest(other)"}
+
+
+def test_concurrent_requests_share_model_calls(shared_server: RunningServer,
+                                               client: httpx.Client) -> None:
+    """64 simultaneous single-row requests: all answered right, in fewer model calls."""
+    expected = _predict(client, COURSE_PAYLOAD).json()["predictions"]
+    before = client.get("/healthz").json()["batching"]
+
+    async def burst() -> List[httpx.Response]:
+        async with httpx.AsyncClient(base_url=shared_server.url, timeout=30) as session:
+            return await asyncio.gather(*(
+                session.post(f"/v1/models/{MODEL_NAME}:predict", json=COURSE_PAYLOAD)
+                for _ in range(64)))
+
+    answers = asyncio.run(burst())
+    assert all(a.status_code == 200 for a in answers)
+    # Float tolerance: a row's last bit may depend on the batch it shared.
+    np.testing.assert_allclose([a.json()["predictions"] for a in answers], [expected] * 64,
+                               rtol=1e-6)
+    after = client.get("/healthz").json()["batching"]
+    assert after["rows"] - before["rows"] == 64
+    assert after["model_calls"] - before["model_calls"] < 64
+
+
+def test_access_log_lines(shared_server: RunningServer, client: httpx.Client) -> None:
+    _predict(client, COURSE_PAYLOAD)
+    time.sleep(0.2)
+    lines = [line for line in shared_server.log().splitlines()
+             if f"POST /v1/models/{MODEL_NAME}:predict 200" in line]
+    assert lines and lines[-1].rstrip().endswith(" ms")
+
+
+# ------------------------------------------------------------------------------------------------
+# Hot reload
+# ------------------------------------------------------------------------------------------------
+
+class _Traffic:
+    """A thread predicting one row continuously, recording every answer or failure."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answers: List[float] = []
+        self.failures: List[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "_Traffic":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as session:
+            while not self._stop.is_set():
+                try:
+                    answer = session.post(self.url, json=COURSE_PAYLOAD)
+                    if answer.status_code == 200:
+                        self.answers.append(answer.json()["predictions"][0])
+                    else:
+                        self.failures.append(f"{answer.status_code} {answer.text}")
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise TimeoutError("condition not met in time")
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
+def _statuses(session: httpx.Client) -> List[Dict[str, Any]]:
+    return session.get(f"/v1/models/{MODEL_NAME}").json()["model_version_status"]
+
+
+def test_hot_reload_switches_without_failures_and_survives_a_broken_version(
+        serving_models: ServingModels, server_factory: Callable[..., RunningServer],
+        tmp_path: pathlib.Path) -> None:
+    model_dir = serving_models.serving_dir(tmp_path)
+    # A half-copied push the pusher left behind: hidden, so never loaded.
+    (model_dir / ".9.incomplete").mkdir()
+    server = server_factory(model_dir, "--poll-seconds", "0.2")
+    row = [COURSE_PAYLOAD["instances"][0]]
+    old, new = (float(in_process_predictions(serving_models.exports[v], row)[0]) for v in (1, 2))
+    assert not _close(old, new)
+
+    session = httpx.Client(base_url=server.url, timeout=30)
+    with _Traffic(server.predict_url()) as traffic:
+        _wait_for(lambda: len(traffic.answers) >= 20)
+        serving_models.push(model_dir, 2)
+        _wait_for(lambda: _statuses(session)[0]["version"] == "2")
+        seen = len(traffic.answers)
+        _wait_for(lambda: len(traffic.answers) >= seen + 20)
+    assert traffic.failures == []
+    assert all(_close(a, old) or _close(a, new) for a in traffic.answers)
+    assert _close(traffic.answers[0], old) and _close(traffic.answers[-1], new)
+    assert _statuses(session) == [_available(2)]
+    answer = session.post(server.predict_url(2), json=COURSE_PAYLOAD).json()["predictions"]
+    assert _close(answer[0], new)
+    assert session.post(server.predict_url(1), json=COURSE_PAYLOAD).status_code == 404
+
+    # A broken version 3: logged, remembered, not retried; version 2 keeps serving.
+    staging = model_dir / ".3.incomplete"
+    (staging / "variables").mkdir(parents=True)
+    (staging / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+    staging.rename(model_dir / "3")
+    with _Traffic(server.predict_url()) as traffic:
+        _wait_for(lambda: any(s["version"] == "3" for s in _statuses(session)))
+        time.sleep(1.0)  # five more polls
+    statuses = _statuses(session)
+    assert statuses[0] == _available(2)
+    assert statuses[1]["version"] == "3" and statuses[1]["state"] == "END"
+    assert statuses[1]["status"]["error_code"] != "OK" and statuses[1]["status"]["error_message"]
+    assert traffic.failures == [] and traffic.answers
+    assert all(_close(a, new) for a in traffic.answers)
+    assert session.get(f"/v1/models/{MODEL_NAME}/versions/3").json()[
+        "model_version_status"][0]["state"] == "END"
+    assert session.post(server.predict_url(3), json=COURSE_PAYLOAD).status_code == 404
+    assert session.get("/healthz").json()["version"] == 2
+    assert server.log().count("Version 3 at") == 1
+    session.close()
+
+
+def test_healthz_is_503_until_a_version_exists(serving_models: ServingModels,
+                                               tmp_path: pathlib.Path) -> None:
+    """An app started on an empty directory answers 503, then serves the first push.
+
+    In process (FastAPI's TestClient runs the app and its poller): no model to wait for.
+    """
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.settings import ModelConfig
+
+    model_dir = tmp_path / "serving" / MODEL_NAME
+    model_dir.mkdir(parents=True)
+    app = create_app(ModelConfig(model_dir=str(model_dir), model_name=MODEL_NAME),
+                     poll_seconds=0.1, access_log=False)
+    with TestClient(app) as session:
+        assert session.get("/healthz").status_code == 503
+        answer = session.post(f"/v1/models/{MODEL_NAME}:predict", json=COURSE_PAYLOAD)
+        assert answer.status_code == 503 and "error" in answer.json()
+        assert session.get(f"/v1/models/{MODEL_NAME}").status_code == 404
+        serving_models.push(model_dir, 1)
+        _wait_for(lambda: session.get("/healthz").status_code == 200)
+        assert session.post(f"/v1/models/{MODEL_NAME}:predict",
+                            json=COURSE_PAYLOAD).status_code == 200
