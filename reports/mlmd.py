@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import pathlib
 import re
 from typing import Any, Dict, List, Optional, Sequence
@@ -242,7 +243,9 @@ def list_runs(store: metadata_store.MetadataStore, pipeline_name: Optional[str] 
 
 
 def _under_root(record: RunRecord, root: str) -> bool:
-    uris = [a.uri for c in record.components for refs in c.outputs.values() for a in refs]
+    # A relative --pipeline-root gives relative artifact URIs (relative to the runner's cwd).
+    uris = [a.uri if "://" in a.uri else os.path.abspath(a.uri)
+            for c in record.components for refs in c.outputs.values() for a in refs]
     return not uris or any(uri == root or uri.startswith(root.rstrip("/") + "/")
                            for uri in uris)
 
