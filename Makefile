@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore
 
-.PHONY: run test install lock clean benchmark vertex-compile
+.PHONY: run test install lock clean benchmark vertex-compile browser reports
 
 # The environment is rebuilt whenever the lock file changes; install never resolves.
 $(VENV)/.installed: requirements.lock setup.py
@@ -29,8 +29,17 @@ install: $(VENV)/.installed
 run: install
 	$(PY) local_runner.py $(ARGS)
 
-test: install
+# Chromium for the reports' browser tests (Debian's package; Playwright drives it, never downloads one).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) \
+	  || echo "warning: could not install chromium (root needed); the browser tests will skip"
+
+test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Rebuild the index of all runs (and any missing run page) from ML Metadata.
+reports: install
+	$(PY) -m reports index $(ARGS)
 
 # Every benchmark, one after the other; each rewrites its table in README.md.
 benchmark: install

@@ -96,6 +96,8 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
         log.error("%s", error)
         log.error("The run stopped before training. Reports: %s", reports_dir)
         return 2
+    finally:
+        publish_reports(settings, reports_dir)
     log.info("Pipeline finished in %.0f s", time.monotonic() - started)
     outcome = report_outcome(reports_dir / pipeline.PUSH_REPORT, warehouse)
     log.info("Reports:   %s", reports_dir)
@@ -103,6 +105,19 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     log.info("Metadata:  %s", settings.metadata_path)
     log.info("Serving:   %s", settings.serving_dir)
     return outcome
+
+
+def publish_reports(settings: config.PipelineConfig, reports_dir: pathlib.Path) -> None:
+    """The run's browser report and the index of all runs, whatever the run's outcome."""
+    try:
+        import reports
+
+        published = reports.publish(settings.metadata_path, pipeline_root=settings.pipeline_root,
+                                    out_dir=settings.reports_dir, run_reports_dir=reports_dir)
+        log.info("Report:    %s", published.run_page.resolve().as_uri())
+        log.info("All runs:  %s", published.index.resolve().as_uri())
+    except Exception as error:  # noqa: BLE001 - a report must never change the run's outcome
+        log.warning("Could not write the run's report: %s", error)
 
 
 def report_outcome(push_report: pathlib.Path, warehouse: config.WarehouseConfig) -> int:

@@ -9,8 +9,9 @@ setup(
     version="0.1.0",
     description="TFX pipeline predicting birth weight from US natality data, local or on Vertex AI",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipelines*", "modules*", "warehouse*"]),
-    package_data={"pipelines": ["sql/*.sql"]},
+    packages=find_packages(include=["pipelines*", "modules*", "warehouse*", "reports*",
+                                    "serving*"]),
+    package_data={"pipelines": ["sql/*.sql"], "reports": ["templates/*.j2"]},
     py_modules=["local_runner", "vertex_runner"],
     install_requires=[
         "tfx[kfp]==1.16.0",

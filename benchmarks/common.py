@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 import platform
 import time
@@ -62,3 +63,11 @@ def write_results(name: str, table: str, records: List[Dict[str, object]]) -> pa
     path.write_text(json.dumps({"date": stamp, "machine": machine(), "results": records},
                                indent=2, default=str))
     return path
+
+
+def publish(name: str, table: str, records: List[Dict[str, object]], write: bool = True) -> None:
+    """Prints the table and, unless told not to, writes and quotes it (see write_results)."""
+    print(table)
+    if write:
+        path = write_results(name, table, records)
+        logging.getLogger("babyweight.benchmarks").info("results written to %s", path)

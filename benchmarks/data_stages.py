@@ -19,7 +19,7 @@ import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 from typing import Dict, List, Optional, Sequence  # noqa: E402
 
-from benchmarks.common import markdown_table, timed, write_results  # noqa: E402
+from benchmarks.common import markdown_table, publish, timed  # noqa: E402
 from pipelines import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
@@ -128,9 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          f"{r['csv_example_gen'] / r['duckdb_example_gen']:.1f}x",
                          r["statistics_gen"], n / r["statistics_gen"]])
     table = markdown_table(headers, rows_out)
-    print(table)
-    if not args.no_write:
-        log.info("results written to %s", write_results("data_stages", table, records))
+    publish("data_stages", table, records, write=not args.no_write)
     return 0
 
 

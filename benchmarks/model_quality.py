@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.common import markdown_table, write_results  # noqa: E402
+from benchmarks.common import markdown_table, publish  # noqa: E402
 from modules import features  # noqa: E402
 from pipelines import logs  # noqa: E402
 from pipelines.config import DataConfig  # noqa: E402
@@ -109,10 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = markdown_table(["model", "eval RMSE (lb)", "vs floor"], rows)
     table = (f"{args.rows:,} raw rows (seed {args.seed}); train {len(train):,} and eval "
              f"{len(evaluation):,} examples from the same query and split.\n\n{table}")
-    print(table)
-    if not args.no_write:
-        records = [{"model": r[0], "eval_rmse": float(r[1])} for r in rows]
-        log.info("results written to %s", write_results("model_quality", table, records))
+    records = [{"model": r[0], "eval_rmse": float(r[1])} for r in rows]
+    publish("model_quality", table, records, write=not args.no_write)
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import markdown_table, timed, write_results  # noqa: E402
+from benchmarks.common import markdown_table, publish, timed  # noqa: E402
 from pipelines import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
@@ -172,9 +172,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"{r['raw_rows']:,} rows: query {r['bare']['query']:.1f}, preprocess "
         f"{r['bare']['preprocess']:.1f}, fit {r['bare']['fit']:.1f}, evaluate "
         f"{r['bare']['evaluate']:.1f}" for r in records))
-    print(table)
-    if not args.no_write:
-        log.info("results written to %s", write_results("pipeline_speed", table, records))
+    publish("pipeline_speed", table, records, write=not args.no_write)
     return 0
 
 

@@ -131,7 +131,7 @@ def use_log_scale(counts: Sequence[int]) -> bool:
     return bool(positive) and max(positive) / min(positive) > LOG_SCALE_RATIO
 
 
-def _svg(figure: Any, label: str, id_prefix: str) -> str:
+def svg_of_figure(figure: Any, label: str, id_prefix: str) -> str:
     """The figure as an <svg> element to paste into HTML: no XML prolog or metadata, sized by CSS.
 
     Element ids get `id_prefix`, so several charts on one page never share an id; with a fixed
@@ -186,7 +186,7 @@ def render_chart(feature_name: str, frame: pd.DataFrame, column: str) -> Tuple[s
     axes.grid(axis="y", alpha=0.3)
     axes.spines[["top", "right"]].set_visible(False)
     figure.tight_layout()
-    return (_svg(figure, f"{y_label} by {feature_name}", f"{feature_name}-{column}"),
+    return (svg_of_figure(figure, f"{y_label} by {feature_name}", f"{feature_name}-{column}"),
             axes.get_yscale())
 
 
@@ -324,7 +324,7 @@ def _feature_context(name: str, frame: pd.DataFrame) -> Dict[str, Any]:
     }
 
 
-def _write_atomically(out_path: pathlib.Path, text: str) -> None:
+def write_atomically(out_path: pathlib.Path, text: str) -> None:
     """Temp file in the same directory, then os.replace: a reader never sees half a report."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
@@ -373,7 +373,7 @@ def build_report(
         statistics=markupsafe.Markup(statistics_html(statistics_uri)) if statistics_uri else None,
         statistics_uri=statistics_uri,
     )
-    _write_atomically(out_path, html)
+    write_atomically(out_path, html)
     return out_path
 
 

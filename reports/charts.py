@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # a report is written by a pipeline or a CLI, never shown
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from pipelines.eda_report import _svg  # noqa: E402  (the project's one SVG converter)
+from pipelines.eda_report import svg_of_figure  # noqa: E402  (the project's one SVG converter)
 
 SPLIT_COLOURS = {"train": "#4c72b0", "eval": "#dd8452", "test": "#55a868"}
 CANDIDATE = "#4c72b0"
@@ -23,7 +23,7 @@ BASELINE = "#b8b8b8"
 
 def _finish(figure: Figure, label: str, id_prefix: str) -> str:
     figure.tight_layout()
-    return _svg(figure, label, id_prefix)
+    return svg_of_figure(figure, label, id_prefix)
 
 
 def _style(axes) -> None:

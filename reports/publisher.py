@@ -14,7 +14,7 @@ import logging
 import pathlib
 from typing import Dict, List, Optional
 
-from pipelines.eda_report import _write_atomically
+from pipelines.eda_report import write_atomically
 from reports import mlmd, pages
 from reports.facts import RunFacts, collect
 
@@ -104,7 +104,7 @@ class Reports:
         path = run_page_path(record, self.out_dir)
         html = pages.run_page(self.facts(record), path, self.index_path, self.metadata_path,
                               with_warehouse=self.with_warehouse)
-        _write_atomically(path, html)
+        write_atomically(path, html)
         logger.info("Run report written to %s", path)
         return path
 
@@ -113,7 +113,7 @@ class Reports:
         run_pages = {r.run_id: run_page_path(r, self.out_dir) for r in (a, b)}
         html = pages.compare_page(self.facts(a), self.facts(b), path, run_pages,
                                   self.index_path, self.metadata_path)
-        _write_atomically(path, html)
+        write_atomically(path, html)
         logger.info("Comparison written to %s", path)
         return path
 
@@ -135,7 +135,7 @@ class Reports:
             entries.append({"facts": self.facts(record), "page": page, "compare": compare})
         html = pages.index_page(entries, self.index_path, self.metadata_path,
                                 self.pipeline_root, self.pipeline_name)
-        _write_atomically(self.index_path, html)
+        write_atomically(self.index_path, html)
         logger.info("Index of %d runs written to %s", len(self.runs), self.index_path)
         return self.index_path
 
