@@ -9,6 +9,7 @@ the served version stays.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import posixpath
@@ -23,11 +24,13 @@ import tensorflow as tf  # noqa: E402
 from google.protobuf import json_format, text_format  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
+from modules import features  # noqa: E402
 from serving import validation  # noqa: E402
 
 LOGGER = logging.getLogger("babyweight.serving")
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
+_FEATURE_NAMES = frozenset(features.FEATURE_NAMES)
 
 
 def list_versions(model_dir: str) -> Dict[int, str]:
@@ -69,8 +72,7 @@ class Signature:
 
     @property
     def takes_features(self) -> bool:
-        from modules import features
-        return set(self.input_dtypes) == set(features.FEATURE_NAMES)
+        return set(self.input_dtypes) == _FEATURE_NAMES
 
     @property
     def takes_examples(self) -> bool:
@@ -158,6 +160,19 @@ _OP_ERROR_CODES = {
 }
 
 
+def freeze_heap() -> None:
+    """Exempts what is loaded now (TensorFlow, the model) from Python's cyclic GC.
+
+    A full collection scans every tracked object, ~400k once TensorFlow is imported: ~170 ms
+    with the GIL held, a latency spike every few thousand requests. Frozen objects are
+    skipped. Unfreezing first lets a replaced version's reference cycles be collected; that
+    one collection is the only pause, once per version switch.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 @dataclasses.dataclass(frozen=True)
 class VersionStatus:
     version: int
@@ -213,6 +228,7 @@ class ModelStore:
                     self.current = model
                     LOGGER.info("Now serving version %d%s.", version,
                                 f" (was {current.version})" if current else "")
+                    freeze_heap()
                     return version
             return None
 

@@ -15,9 +15,14 @@ is logged and the current version keeps serving. OpenAPI: /docs and /openapi.jso
 from __future__ import annotations
 
 import argparse
+import atexit
+import io
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from typing import List, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -27,6 +32,7 @@ from pipelines.config import add_flags, from_flags  # noqa: E402
 from serving.settings import BatchingConfig, LimitsConfig, ModelConfig, ServerConfig  # noqa: E402
 
 LOGGER = logging.getLogger("babyweight.serving")
+ACCESS_LOGGER = "babyweight.serving.access"  # serving.app logs one line per request here
 CONFIGS = (ModelConfig, ServerConfig, LimitsConfig, BatchingConfig)
 
 
@@ -39,18 +45,65 @@ def parser() -> argparse.ArgumentParser:
     return result
 
 
+class BufferedLogHandler(logging.StreamHandler):
+    """Writes records through a block buffer, flushed every `interval` seconds by a thread.
+
+    For the access log: one write() per request is a system call per request on the thread
+    that answers them; this makes it one per interval. Lines appear up to `interval` late.
+    """
+
+    def __init__(self, fd: int, interval: float = 0.2) -> None:
+        stream = io.TextIOWrapper(io.BufferedWriter(io.FileIO(os.dup(fd), "w"), 1 << 16),
+                                  encoding="utf-8", errors="replace")
+        super().__init__(stream)
+        self._interval = interval
+        threading.Thread(target=self._flush_periodically, name="access-log", daemon=True).start()
+        atexit.register(self.write_out)
+
+    def flush(self) -> None:  # emit() calls this after every record
+        pass
+
+    def write_out(self) -> None:
+        with self.lock:
+            if not self.stream.closed:
+                self.stream.flush()
+
+    def _flush_periodically(self) -> None:
+        while True:
+            time.sleep(self._interval)
+            self.write_out()
+
+
+def buffer_access_log() -> None:
+    """Access lines keep the root handlers' format but go through a BufferedLogHandler."""
+    root = logging.getLogger().handlers
+    handler = BufferedLogHandler(sys.stderr.fileno())
+    if root:
+        handler.setFormatter(root[0].formatter)
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.addHandler(handler)
+    access.propagate = False
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     model, server, limits, batching = (from_flags(c, args) for c in CONFIGS)
     logs.setup(server.verbose)
+    if server.access_log:
+        buffer_access_log()
     import uvicorn
 
-    from serving.app import create_app
+    from serving.app import configure_tensorflow, create_app
+
+    configure_tensorflow(batching.tf_threads)
 
     app = create_app(model, limits, batching, poll_seconds=server.poll_seconds,
                      access_log=server.access_log)
     LOGGER.info("Serving %s from %s on http://%s:%d (docs: /docs)", model.model_name,
                 model.model_dir, server.host, server.port)
+    # uvicorn re-raises SIGTERM once its graceful shutdown is done; exit normally instead, so
+    # atexit handlers (the buffered access log) still run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(app, host=server.host, port=server.port, log_config=None, access_log=False,
                 log_level="info" if server.verbose else "warning", timeout_graceful_shutdown=5)
     return 0

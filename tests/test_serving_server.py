@@ -251,11 +251,15 @@ def test_concurrent_requests_share_model_calls(shared_server: RunningServer,
 
 
 def test_access_log_lines(shared_server: RunningServer, client: httpx.Client) -> None:
-    _predict(client, COURSE_PAYLOAD)
-    time.sleep(0.2)
-    lines = [line for line in shared_server.log().splitlines()
-             if f"POST /v1/models/{MODEL_NAME}:predict 200" in line]
-    assert lines and lines[-1].rstrip().endswith(" ms")
+    """One line per request (method, path, status, latency), written within a moment."""
+    _predict(client, {"instances": []})
+
+    def lines() -> List[str]:
+        return [line for line in shared_server.log().splitlines()
+                if f"POST /v1/models/{MODEL_NAME}:predict 400 " in line]
+
+    _wait_for(lambda: bool(lines()), timeout=10)
+    assert lines()[-1].rstrip().endswith(" ms")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -359,15 +363,19 @@ def test_hot_reload_switches_without_failures_and_survives_a_broken_version(
 
 
 def test_healthz_is_503_until_a_version_exists(serving_models: ServingModels,
-                                               tmp_path: pathlib.Path) -> None:
+                                               tmp_path: pathlib.Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """An app started on an empty directory answers 503, then serves the first push.
 
     In process (FastAPI's TestClient runs the app and its poller): no model to wait for.
     """
     from fastapi.testclient import TestClient
 
+    from serving import model_store
     from serving.app import create_app
     from serving.settings import ModelConfig
+
+    monkeypatch.setattr(model_store, "freeze_heap", lambda: None)  # not pytest's heap
 
     model_dir = tmp_path / "serving" / MODEL_NAME
     model_dir.mkdir(parents=True)
