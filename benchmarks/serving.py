@@ -9,7 +9,8 @@
    client costs little), each level bounded by --requests or --seconds.
 
 Targets: REST p50 at 1 client within 1.5x the floor's p50 + 1 ms; throughput at 32 clients at
-least 3x that at 1 client (server-side batching). Writes benchmarks/results/serving.md.
+least 3x that at 1 client (server-side batching). Writes benchmarks/results/serving.md
+(and the README's serving block, when it has one).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import markdown_table, write_results  # noqa: E402
+from benchmarks.common import markdown_table, publish  # noqa: E402
 from serving.settings import DEFAULT_MODEL_DIR, ModelConfig  # noqa: E402
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -170,6 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--clients", default="1,8,32", help="Concurrency levels.")
     parser.add_argument("--requests", type=int, default=2000, help="Requests per level.")
     parser.add_argument("--seconds", type=float, default=20.0, help="Time limit per level.")
+    parser.add_argument("--no-write", action="store_true", help="print only; keep results/")
     parser.add_argument("--server-args", default="",
                         help="Extra server flags, e.g. '--batch-timeout-ms 1'.")
     args = parser.parse_args(argv)
@@ -233,8 +235,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     text = (f"{table}\n\nModel version {version}; server flags: "
             f"`{args.server_args or '(defaults)'}`; single-row requests, loopback, keep-alive.\n"
             + "\n".join(notes))
-    print(text)
-    write_results("serving", text, records)
+    publish("serving", text, records, write=not args.no_write)
     return 0
 
 

@@ -25,8 +25,7 @@ so the same command runs on Dataflow with the model and the files on Cloud Stora
 
     --runner DataflowRunner --project PROJECT --region REGION \\
     --temp_location gs://BUCKET/tmp --staging_location gs://BUCKET/staging \\
-    --setup_file ./setup.py        # ships this project's packages to the workers
-                                   # (its find_packages must include "serving*")
+    --setup_file ./setup.py        # ships this project's packages (serving included)
     --model-dir gs://BUCKET/serving_model/babyweight --input gs://.../births.jsonl \\
     --output gs://.../predictions.jsonl
     (optionally --machine_type n1-standard-4 --max_num_workers 10)

@@ -65,6 +65,12 @@ _BOOLEANS = {f.name: _boolean_spellings(f) for f in features.CATEGORICAL_FEATURE
 _VOCABULARIES = {f.name: frozenset(f.vocabulary) for f in features.CATEGORICAL_FEATURES}
 
 
+def _quote(value: Any, limit: int = 60) -> str:
+    """repr() cut short: an error message must not echo a megabyte of the request back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _describe(value: Any) -> str:
     kind = {dict: "object", list: "list", str: "string", bool: "boolean",
             type(None): "null"}.get(type(value), type(value).__name__)
@@ -92,7 +98,7 @@ def canonical_categorical(feature: features.CategoricalFeature, value: Any, wher
     if value is None:
         problem = f"is required; one of {allowed}"
     elif isinstance(value, str):
-        problem = f"{value!r} is not in the vocabulary; one of {allowed}"
+        problem = f"{_quote(value)} is not in the vocabulary; one of {allowed}"
     else:
         problem = f"expected a string, got {_describe(value)}; one of {allowed}"
     raise _fail(where, problem, feature.name, index)
@@ -133,7 +139,7 @@ def _check_batch_size(rows: int, max_instances: int, where: str) -> None:
 
 
 def _unknown_key(key: str, where: str, index: Optional[int] = None) -> RequestError:
-    return _fail(where, f"unknown feature {key!r}; declared features: "
+    return _fail(where, f"unknown feature {_quote(key)}; declared features: "
                  f"{', '.join(features.FEATURE_NAMES)}", key, index)
 
 
@@ -288,6 +294,8 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as error:
         raise RequestError(f"malformed JSON body: {error}") from None
+    except RecursionError:
+        raise RequestError("malformed JSON body: nested too deeply") from None
 
 
 def parse_predict_body(body: Any) -> PredictBody:
@@ -296,7 +304,7 @@ def parse_predict_body(body: Any) -> PredictBody:
                            "format) or 'inputs' (columnar format), got " + _describe(body))
     unknown = [key for key in body if key not in _BODY_KEYS]
     if unknown:
-        raise RequestError(f"unknown key {unknown[0]!r} in the request body; "
+        raise RequestError(f"unknown key {_quote(unknown[0])} in the request body; "
                            f"expected {', '.join(repr(k) for k in _BODY_KEYS)}", field=unknown[0])
     if ("instances" in body) == ("inputs" in body):
         raise RequestError("the request body needs exactly one of 'instances' (row format) "

@@ -197,6 +197,9 @@ BAD_REQUESTS: List[tuple] = [
     ("body too large", b'{"instances": [' + b" " * MAX_BODY_BYTES + b"]}",
      ["over the limit", str(MAX_BODY_BYTES)]),
     ("malformed JSON", b'{"instances": [{"mother_age": 26', ["malformed JSON"]),
+    ("nested too deeply", b'{"instances": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+     ["malformed JSON"]),
+    ("not UTF-8", b'{"instances": ["\xff"]}', ["malformed JSON"]),
     ("not an object", b"[1, 2, 3]", ["JSON object"]),
     ("both formats", {"instances": [CANONICAL], "inputs": {}}, ["exactly one of"]),
     ("unknown signature", {"instances": [CANONICAL], "signature_name": "nope"},
@@ -390,3 +393,72 @@ def test_healthz_is_503_until_a_version_exists(serving_models: ServingModels,
         _wait_for(lambda: session.get("/healthz").status_code == 200)
         assert session.post(f"/v1/models/{MODEL_NAME}:predict",
                             json=COURSE_PAYLOAD).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------
+# The batcher on its own (no TensorFlow): slicing, grouping by model, errors, the timeout
+# ------------------------------------------------------------------------------------------------
+
+class _FakeModel:
+    """Doubles `x`; records the size of every call."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: List[int] = []
+        self.fail = fail
+
+    def predict(self, signature: str, columns: Dict[str, List[float]]) -> Dict[str, np.ndarray]:
+        time.sleep(0.005)  # long enough for requests to queue behind a call
+        self.calls.append(len(columns["x"]))
+        if self.fail:
+            raise ValueError("model broke")
+        return {"y": np.asarray(columns["x"]) * 2}
+
+
+def _submit_all(batcher: Any, requests: List[tuple]) -> List[Any]:
+    async def run() -> List[Any]:
+        return await asyncio.gather(
+            *(batcher.predict(model, "sig", {"x": values}, len(values))
+              for model, values in requests), return_exceptions=True)
+    return asyncio.run(run())
+
+
+def test_batcher_slices_answers_and_never_mixes_models() -> None:
+    from serving.batching import Batcher
+
+    first, second = _FakeModel(), _FakeModel()
+    batcher = Batcher(max_batch_rows=16)
+    requests = [(first if i % 3 else second, [float(i), float(i) + 0.5]) for i in range(30)]
+    answers = _submit_all(batcher, requests)
+    for (_, values), answer in zip(requests, answers):
+        assert answer["y"].tolist() == [2 * v for v in values]
+    assert sum(first.calls) + sum(second.calls) == 60
+    assert len(first.calls) + len(second.calls) < 30  # shared calls
+    assert max(first.calls + second.calls) <= 16
+    assert batcher.stats()["rows"] == 60
+    batcher.close()
+
+
+def test_batcher_reports_model_errors_to_every_request_of_the_call() -> None:
+    from serving.batching import Batcher
+
+    batcher = Batcher()
+    answers = _submit_all(batcher, [(_FakeModel(fail=True), [1.0])] * 3)
+    assert all(isinstance(a, ValueError) for a in answers)
+    batcher.close()
+
+
+def test_batcher_timeout_gathers_requests_into_one_call() -> None:
+    from serving.batching import Batcher
+
+    model = _FakeModel()
+    batcher = Batcher(timeout_s=0.05)
+
+    async def staggered() -> None:
+        async def later(delay: float, value: float) -> Any:
+            await asyncio.sleep(delay)
+            return await batcher.predict(model, "sig", {"x": [value]}, 1)
+        await asyncio.gather(*(later(0.005 * i, float(i)) for i in range(4)))
+
+    asyncio.run(staggered())
+    assert model.calls == [4]
+    batcher.close()

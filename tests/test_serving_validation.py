@@ -210,3 +210,11 @@ def test_examples_are_checked_and_optional_features_filled() -> None:
     ]:
         with pytest.raises(RequestError, match=words):
             validation.example_column([good, bad], True, LIMIT)
+
+
+def test_error_messages_do_not_echo_huge_values() -> None:
+    huge = "x" * 100_000
+    for instance in ({**canonical(), PLURALITY.name: huge}, {**canonical(), huge: 1}):
+        with pytest.raises(RequestError) as caught:
+            columns(instance)
+        assert len(caught.value.message) < 500
