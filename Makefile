@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore
 
-.PHONY: run test install lock clean benchmark vertex-compile browser reports
+.PHONY: run test install lock clean benchmark vertex-compile browser reports serve batch-predict
 
 # The environment is rebuilt whenever the lock file changes; install never resolves.
 $(VENV)/.installed: requirements.lock setup.py
@@ -46,6 +46,14 @@ benchmark: install
 	$(PY) -m benchmarks.data_stages
 	$(PY) -m benchmarks.model_quality
 	$(PY) -m benchmarks.pipeline_speed
+	$(PY) -m benchmarks.serving
+
+# The newest pushed model over TF Serving's REST API on 127.0.0.1:8501 (ARGS for more flags).
+serve: install
+	$(PY) -m serving.server --model-dir serving_model/babyweight --model-name babyweight $(ARGS)
+
+batch-predict: install
+	$(PY) -m serving.batch_predict $(ARGS)
 
 # The Vertex AI pipeline JSON, compiled offline (see docs/cloud.md).
 vertex-compile: install
