@@ -14,7 +14,8 @@ from typing import List
 import duckdb
 import pytest
 
-FAST_TRAINING = ("--epochs", "2", "--batch-size", "256", "--hidden-units", "16,8")
+from tests.pipeline_helpers import FAST_TRAINING, run_local_pipeline
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,17 +33,8 @@ class PipelineRuns:
 
 
 def run_pipeline(base: pathlib.Path, database: pathlib.Path) -> int:
-    import local_runner
-
-    return local_runner.main([
-        "--database", str(database),
-        "--pipeline-root", str(base / "root"),
-        "--metadata-path", str(base / "metadata.sqlite"),
-        "--reports-dir", str(base / "reports"),
-        "--serving-dir", str(base / "serving" / "babyweight"),
-        "--rmse-upper-bound", "1.25",
-        *FAST_TRAINING,
-    ])
+    return run_local_pipeline(base, "--database", str(database), "--rmse-upper-bound", "1.25",
+                              *FAST_TRAINING)
 
 
 def publish_latest(runs_base: pathlib.Path) -> None:

@@ -5,19 +5,12 @@ import shutil
 import duckdb
 import pytest
 
-import local_runner
+from tests import pipeline_helpers
 
 pytestmark = pytest.mark.slow
 
 
-def run_pipeline(tmp_path: pathlib.Path, *args: str) -> int:
-    return local_runner.main([
-        "--pipeline-root", str(tmp_path / "root"),
-        "--metadata-path", str(tmp_path / "metadata.sqlite"),
-        "--reports-dir", str(tmp_path / "reports"),
-        "--serving-dir", str(tmp_path / "serving"),
-        *args,
-    ])
+run_pipeline = pipeline_helpers.run_local_pipeline
 
 
 def anomalies_report(tmp_path: pathlib.Path) -> str:

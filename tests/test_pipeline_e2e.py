@@ -4,27 +4,20 @@ import pathlib
 
 import pytest
 
-import local_runner
+from tests import pipeline_helpers
 from pipelines import pipeline
 from pipelines.components.serving_pusher import PUSH_RECORD
 from warehouse import engine
 
 pytestmark = pytest.mark.slow
 
-FAST_TRAINING = ["--epochs", "2", "--batch-size", "256", "--hidden-units", "16,8",
+FAST_TRAINING = [*pipeline_helpers.FAST_TRAINING,
                  "--tune", "--tuner-max-trials", "2", "--tuner-train-steps", "20"]
 
 
 def run(tmp_path: pathlib.Path, warehouse: pathlib.Path, *args: str) -> int:
-    return local_runner.main([
-        "--database", str(warehouse),
-        "--pipeline-root", str(tmp_path / "root"),
-        "--metadata-path", str(tmp_path / "metadata.sqlite"),
-        "--reports-dir", str(tmp_path / "reports"),
-        "--serving-dir", str(tmp_path / "serving" / "babyweight"),
-        "--rmse-upper-bound", "1.25",
-        *args,
-    ])
+    return pipeline_helpers.run_local_pipeline(
+        tmp_path, "--database", str(warehouse), "--rmse-upper-bound", "1.25", *args)
 
 
 def push_decisions(tmp_path: pathlib.Path):
