@@ -4,6 +4,10 @@
   GET  /v1/models/{name}[/versions/{v}]/metadata    signature metadata
   POST /v1/models/{name}[/versions/{v}]:predict     row ("instances") or columnar ("inputs")
   GET  /healthz                                     200 once a version is loaded, else 503
+  GET  /                                            the prediction web page (serving/ui/)
+
+A :predict answer's body is exactly TF Serving's; its X-Model-Version header names the version
+that answered (the page shows it).
 
 Errors are {"error": "<message>"}: 400 for anything wrong with a request (checked against the
 feature declaration before the model sees it), 404 for an unknown model or version, 503 while
@@ -25,7 +29,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from serving import schemas, validation
+from serving import schemas, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
 from serving.model_store import ModelStore, ServedModel
@@ -278,7 +282,9 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             outputs = await batcher.predict(served, body.signature_name, columns, rows)
         except tf.errors.InvalidArgumentError as error:  # validated input should never get here
             raise ApiError(400, error.message) from None
-        return json_response(predictions_json(outputs, body.row_format))
+        response = json_response(predictions_json(outputs, body.row_format))
+        response.headers[ui.VERSION_HEADER] = str(served.version)
+        return response
 
     @app.get("/healthz", tags=["health"], summary="200 once a model version is loaded, else 503")
     async def healthz() -> Response:
@@ -329,6 +335,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             return error_response(error.status, error.message)
         except validation.RequestError as error:
             return error_response(400, error.message)
+
+    ui.install(app, name)
 
     # Outermost first: the access log sees every answer, the fast path's included.
     app.add_middleware(FastPredictPath, predict=predict_fast)
