@@ -11,7 +11,11 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["pipelines*", "modules*", "warehouse*", "reports*",
                                     "serving*"]),
-    package_data={"pipelines": ["sql/*.sql"], "reports": ["templates/*.j2"]},
+    package_data={
+        "pipelines": ["sql/*.sql"],
+        "reports": ["templates/*.j2"],
+        "serving.ui": ["templates/*.html", "static/*.js", "static/*.css", "static/*.svg"],
+    },
     py_modules=["local_runner", "vertex_runner"],
     install_requires=[
         "tfx[kfp]==1.16.0",
