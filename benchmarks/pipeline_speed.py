@@ -2,7 +2,7 @@
 
 For each size the synthetic warehouse is generated, then:
 - the pipeline: `local_runner` with a fresh pipeline root (no cache), per-component seconds
-  read from the runner's "Component X is running/finished" progress;
+  from ML Metadata's execution times;
 - the floor: a bare script without TFX or Beam — query DuckDB into memory, the same
   preprocessing in plain TensorFlow (z-scores, the declared buckets, vocabulary ids, the hashed
   cross), the same Keras model and `fit` settings, RMSE on the eval split.
@@ -19,7 +19,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
-import re  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Dict, List, Optional, Sequence  # noqa: E402
@@ -30,45 +29,24 @@ from benchmarks.common import markdown_table, publish, timed  # noqa: E402
 from pipelines import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
-_PROGRESS = re.compile(r"Component (\S+) is (running|finished)\.")
-
-
-class _ComponentClock(logging.Handler):
-    """Seconds per component, from the runner's progress lines."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.started: Dict[str, float] = {}
-        self.seconds: Dict[str, float] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        match = _PROGRESS.match(record.getMessage())
-        if not match:
-            return
-        name, state = match.groups()
-        if state == "running":
-            self.started[name] = record.created
-        elif name in self.started:
-            self.seconds[name] = record.created - self.started.pop(name)
 
 
 def run_pipeline(database: pathlib.Path, work: pathlib.Path) -> Dict[str, float]:
+    """Seconds per component (from ML Metadata's execution times) and in total."""
     import local_runner
+    from reports import mlmd
 
-    clock = _ComponentClock()
-    logging.getLogger().addHandler(clock)
     started = time.perf_counter()
-    try:
-        code = local_runner.main([
-            "--database", str(database), "--pipeline-root", str(work / "root"),
-            "--metadata-path", str(work / "metadata.sqlite"),
-            "--reports-dir", str(work / "reports"),
-            "--serving-dir", str(work / "serving" / "babyweight"), "--no-enable-cache"])
-    finally:
-        logging.getLogger().removeHandler(clock)
+    code = local_runner.main([
+        "--database", str(database), "--pipeline-root", str(work / "root"),
+        "--metadata-path", str(work / "metadata.sqlite"),
+        "--reports-dir", str(work / "reports"),
+        "--serving-dir", str(work / "serving" / "babyweight"), "--no-enable-cache"])
+    total = time.perf_counter() - started
     if code not in (0, 3):
         raise RuntimeError(f"the pipeline failed with exit code {code}")
-    return {**clock.seconds, "total": time.perf_counter() - started}
+    (run,) = mlmd.list_runs(mlmd.open_store(work / "metadata.sqlite"))
+    return {**{c.node_id: c.seconds for c in run.components}, "total": total}
 
 
 def bare_floor(database: pathlib.Path) -> Dict[str, float]:
