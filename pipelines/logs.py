@@ -10,9 +10,15 @@ import os
 import warnings
 
 _PROGRESS_PREFIXES = ("Component ", "A cached execution", "Skipping component")
-_NOISE = ("direct_num_workers is not equal to 1", "property_predicate is not supported",
-          "python-snappy", "is deprecated and will be removed", "Tables initialized inside a tf.function",
-          "No iterator is returned by the process method", "does not have payload_format custom property")
+_NOISE = (
+    "direct_num_workers is not equal to 1",
+    "property_predicate is not supported",
+    "python-snappy",
+    "is deprecated and will be removed",
+    "Tables initialized inside a tf.function",
+    "No iterator is returned by the process method",
+    "does not have payload_format custom property",
+)
 
 
 class _ProgressFilter(logging.Filter):
