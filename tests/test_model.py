@@ -269,3 +269,19 @@ def test_hyperparameters_round_trip_through_flags_and_custom_config() -> None:
         HyperParameters.from_dict({"hidden_unit": "8"})
     with pytest.raises(ValueError, match="hidden_units"):
         HyperParameters(hidden_units="64,x")
+
+
+def test_fresh_model_starts_at_the_label_mean():
+    hparams = HyperParameters(hidden_units="8", batch_size=4)
+    keras_model = babyweight_model.build_keras_model(hparams)
+    sizes = babyweight_model.id_feature_sizes()
+    rows = 12
+    features_batch = {key: tf.zeros([rows], tf.int64) for key in sizes}
+    features_batch.update({key: tf.zeros([rows], tf.float32)
+                           for key in babyweight_model.dense_feature_keys()})
+    labels = tf.constant(np.linspace(5.0, 9.0, rows).reshape(-1, 1), tf.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((features_batch, labels)).batch(4)
+    mean = babyweight_model.start_at_label_mean(keras_model, dataset)
+    assert mean == pytest.approx(float(np.mean(labels)))
+    bias = keras_model.get_layer(babyweight_model.WIDE_OUTPUT_LAYER).bias.numpy()
+    assert bias == pytest.approx([mean])
