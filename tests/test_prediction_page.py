@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 from typing import Any, Dict, Iterator, List, Tuple
 
 import httpx
@@ -19,7 +18,7 @@ import pytest
 from modules import features
 from serving import ui
 from tests.serving_fixtures import MODEL_NAME, RunningServer
-from tests.test_reports import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS
+from tests.browser import SCREENSHOTS, launched_chromium
 
 # Registered as a plugin (not imported by name) so session fixtures run once per session.
 pytest_plugins = ("tests.serving_fixtures",)
@@ -47,15 +46,7 @@ class PageVisit:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Chromium is not installed ({CHROMIUM}); install it with "
-                    "`apt-get install -y chromium` (or `make browser`) to test the page")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (it is in requirements.lock)")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
+    yield from launched_chromium("the prediction page")
 
 
 @contextlib.contextmanager

@@ -5,23 +5,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import pathlib
-import shutil
 import urllib.parse
 from typing import Any, Dict, Iterator, List
 
 import pytest
 
 from tests import pipeline_run_fixtures
+from tests.browser import SCREENSHOTS, launched_chromium
 
-PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
-SCREENSHOTS = pathlib.Path(os.environ.get("REPORTS_SCREENSHOTS_DIR",
-                                          PROJECT_ROOT / "runs" / "screenshots"))
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 slow = pytest.mark.slow
 pipeline_runs = pipeline_run_fixtures.pipeline_runs  # three real runs, made once per module
 
@@ -77,15 +69,7 @@ class Visit:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Chromium is not installed ({CHROMIUM}); install it with "
-                    "`apt-get install -y chromium` to test the reports in a browser")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (it is in requirements.lock)")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
+    yield from launched_chromium("the reports in a browser")
 
 
 @contextlib.contextmanager
