@@ -1,6 +1,7 @@
 """What every benchmark shares: timing, the results table, and where results are written."""
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import pathlib
@@ -71,3 +72,12 @@ def publish(name: str, table: str, records: List[Dict[str, object]], write: bool
     if write:
         path = write_results(name, table, records)
         logging.getLogger("babyweight.benchmarks").info("results written to %s", path)
+
+
+def argument_parser(name: str, doc: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring as help, and --no-write."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the table only; leave results/ and the README as they are")
+    return parser

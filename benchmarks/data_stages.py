@@ -12,14 +12,13 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 from typing import Dict, List, Optional, Sequence  # noqa: E402
 
-from benchmarks.common import markdown_table, publish, timed  # noqa: E402
+from benchmarks.common import argument_parser, markdown_table, publish, timed  # noqa: E402
 from pipelines import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
@@ -101,11 +100,9 @@ def measure(rows: int, work: pathlib.Path, beam_args: List[str]) -> Dict[str, ob
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.data_stages", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser("data_stages", __doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000],
                         help="raw natality rows per measurement (default: %(default)s)")
-    parser.add_argument("--no-write", action="store_true", help="print only; keep results/")
     args = parser.parse_args(argv)
     logs.setup()
     beam_args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]

@@ -13,7 +13,6 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
@@ -24,7 +23,7 @@ from typing import Dict, Optional, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.common import markdown_table, publish  # noqa: E402
+from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
 from modules import features  # noqa: E402
 from pipelines import logs  # noqa: E402
 from pipelines.config import DataConfig  # noqa: E402
@@ -79,12 +78,10 @@ def pipeline_rmse(database: pathlib.Path, work: pathlib.Path) -> float:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.model_quality", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser("model_quality", __doc__)
     parser.add_argument("--rows", type=int, default=100_000,
                         help="raw natality rows to generate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="generator seed (default: 42)")
-    parser.add_argument("--no-write", action="store_true", help="print only; keep results/")
     args = parser.parse_args(argv)
     logs.setup()
     from warehouse import generator

@@ -16,7 +16,6 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import argparse  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
 import tempfile  # noqa: E402
@@ -25,7 +24,7 @@ from typing import Dict, List, Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import markdown_table, publish, timed  # noqa: E402
+from benchmarks.common import argument_parser, markdown_table, publish, timed  # noqa: E402
 from pipelines import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
@@ -116,12 +115,9 @@ COMPONENT_COLUMNS = ("DuckDBExampleGen", "StatisticsGen", "ExampleValidator", "E
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_speed",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser("pipeline_speed", __doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000, 2_000_000],
                         help="raw natality rows per measurement (default: %(default)s)")
-    parser.add_argument("--no-write", action="store_true", help="print only; keep results/")
     args = parser.parse_args(argv)
     logs.setup()
     from warehouse import generator

@@ -14,7 +14,6 @@ least 3x that at 1 client (server-side batching). Writes benchmarks/results/serv
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
@@ -32,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import markdown_table, publish  # noqa: E402
+from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
 from serving.settings import DEFAULT_MODEL_DIR, ModelConfig  # noqa: E402
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -164,14 +163,12 @@ def in_process_floor(version_dir: str, calls: int) -> Dict[str, float]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser("serving", __doc__)
     parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
                         help="Versions directory to serve (default: %(default)s).")
     parser.add_argument("--clients", default="1,8,32", help="Concurrency levels.")
     parser.add_argument("--requests", type=int, default=2000, help="Requests per level.")
     parser.add_argument("--seconds", type=float, default=20.0, help="Time limit per level.")
-    parser.add_argument("--no-write", action="store_true", help="print only; keep results/")
     parser.add_argument("--server-args", default="",
                         help="Extra server flags, e.g. '--batch-timeout-ms 1'.")
     args = parser.parse_args(argv)
