@@ -33,7 +33,8 @@ class WarehouseConfig:
     source: Optional[str] = setting(
         None,
         "Your own export of the natality table: a CSV or Parquet file or glob "
-        "(e.g. 'exports/natality-*.parquet'). Replaces the generated table; the query is unchanged.",
+        "(e.g. 'exports/natality-*.parquet'). Replaces the generated table; the query is "
+        "unchanged.",
     )
     generate_rows: int = setting(100_000, "Rows of synthetic natality data to generate.")
     seed: int = setting(42, "Seed of the synthetic data generator.")

@@ -32,7 +32,8 @@ def _computations(
     class_weights: Optional[Dict[int, float]] = None,
     preprocessors: Optional[List[metric_types.Preprocessor]] = None,
 ) -> metric_types.MetricComputations:
-    mse = mean_regression_error._mean_squared_error_computations(  # pylint: disable=protected-access
+    # TFMA's own MSE computation, so RMSE shares its combiner (a private function, hence the name).
+    mse = mean_regression_error._mean_squared_error_computations(  # noqa: SLF001
         name=mean_regression_error.MEAN_SQUARED_ERROR_NAME, eval_config=eval_config,
         model_name=model_name, output_name=output_name, example_weighted=example_weighted,
         sub_key=sub_key, aggregation_type=aggregation_type, class_weights=class_weights,

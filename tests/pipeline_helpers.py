@@ -8,7 +8,7 @@ FAST_TRAINING = ("--epochs", "2", "--batch-size", "256", "--hidden-units", "16,8
 
 
 def run_local_pipeline(base: pathlib.Path, *args: str) -> int:
-    """local_runner's exit code for a run whose root, metadata, reports and serving dir are in base."""
+    """local_runner's exit code for a run with its root, metadata, reports and serving in base."""
     return local_runner.main([
         "--pipeline-root", str(base / "root"),
         "--metadata-path", str(base / "metadata.sqlite"),

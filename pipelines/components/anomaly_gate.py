@@ -24,7 +24,8 @@ class DataAnomaliesError(DataValidationError):
     """The data does not match the curated schema; the message says how, in plain words."""
 
 
-def read_anomalies(anomalies_uri: str, split_names: List[str]) -> Dict[str, anomalies_pb2.Anomalies]:
+def read_anomalies(anomalies_uri: str,
+                   split_names: List[str]) -> Dict[str, anomalies_pb2.Anomalies]:
     """ExampleValidator's anomalies proto for each split."""
     import tensorflow as tf
 
