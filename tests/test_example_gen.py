@@ -23,13 +23,16 @@ def read_examples(uri: str, split: str):
     return [tf.train.Example.FromString(record.numpy()) for record in dataset]
 
 
-def run_executor(component: DuckDBExampleGen, out_dir: str) -> standard_artifacts.Examples:
+def run_executor(component: DuckDBExampleGen, out_dir: str,
+                 output_config=None) -> standard_artifacts.Examples:
     examples = standard_artifacts.Examples()
     examples.uri = out_dir
     exec_properties = {
         key: (json_format.MessageToJson(value) if hasattr(value, "DESCRIPTOR") else value)
         for key, value in component.exec_properties.items()
     }
+    if output_config is not None:
+        exec_properties["output_config"] = json_format.MessageToJson(output_config)
     executor.Executor().Do({}, {"examples": [examples]}, exec_properties)
     return examples
 
@@ -92,6 +95,25 @@ def test_nulls_and_booleans_convert_like_bigquery(tmp_path):
     want = [bigquery_utils.row_to_example(types, {"i": 1, "f": 2.5, "s": "a", "b": True}),
             bigquery_utils.row_to_example(types, {"i": None, "f": None, "s": None, "b": None})]
     assert sorted(got, key=str) == sorted(want, key=str)
+
+
+def test_hash_partitioned_output_splits_use_tfx_generic_path(small_warehouse, tmp_path):
+    """One input query, output splits by TFX's hash buckets: every row lands exactly once."""
+    query = sql.base_query()
+    component = DuckDBExampleGen(
+        pipeline.example_gen_pb2.Input(splits=[
+            pipeline.example_gen_pb2.Input.Split(name="all", pattern=query)]),
+        database=small_warehouse)
+    output_config = pipeline.example_gen_pb2.Output(
+        split_config=pipeline.example_gen_pb2.SplitConfig(splits=[
+            pipeline.example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=3),
+            pipeline.example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
+    examples = run_executor(component, str(tmp_path / "out"), output_config)
+    assert json.loads(examples.split_names) == ["train", "eval"]
+    train, evaluation = read_examples(examples.uri, "train"), read_examples(examples.uri, "eval")
+    (expected,) = engine.connect(small_warehouse).execute(
+        f"SELECT COUNT(*) FROM ({sql.to_duckdb(query)})").fetchone()
+    assert train and evaluation and len(train) + len(evaluation) == expected
 
 
 def test_a_missing_column_fails_before_beam_naming_it(tmp_path):

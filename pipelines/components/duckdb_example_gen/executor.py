@@ -111,6 +111,20 @@ class _ReadQuery(beam.DoFn):
             yield from batch
 
 
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(bytes)
+def _DuckDBToExample(  # pylint: disable=invalid-name
+    pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
+) -> beam.pvalue.PCollection:
+    """TFX's generic path: one query's examples as a PCollection, for hash-partitioned splits."""
+    config = warehouse_config(exec_properties)
+    return (pipeline
+            | "Query" >> beam.Create([split_pattern])
+            | "ReadFromDuckDB" >> beam.ParDo(_ReadQuery(config["database"],
+                                                        config.get("source"))))
+
+
 class _WriteSplit(beam.DoFn):
     """Runs one split's query and writes its examples as gzipped TFRecords, batch by batch.
 
