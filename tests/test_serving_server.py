@@ -89,8 +89,8 @@ def test_healthz_and_openapi(client: httpx.Client) -> None:
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["version"] == 1
     spec = client.get("/openapi.json").json()
-    predict = spec["paths"][f"/v1/models/{{model_name}}:predict"]["post"]
-    assert f"/v1/models/{{model_name}}/versions/{{version}}:predict" in spec["paths"]
+    predict = spec["paths"]["/v1/models/{model_name}:predict"]["post"]
+    assert "/v1/models/{model_name}/versions/{version}:predict" in spec["paths"]
     schema = predict["requestBody"]["content"]["application/json"]["schema"]
     row = schema["oneOf"][0]["properties"]["instances"]["items"]["properties"]
     assert row[features.MOTHER_AGE.name]["maximum"] == features.MOTHER_AGE.max_value
