@@ -46,6 +46,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     add_cloud_flags(common)
     config.add_flags(common, config.DataConfig)
     config.add_flags(common, config.TrainingConfig)
+    # The full table's transformed examples do not fit in a training machine's memory.
+    common.set_defaults(cache_examples=False)
     config.add_flags(common, HyperParameters)
     config.add_flags(common, config.EvaluationConfig)
     common.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT,

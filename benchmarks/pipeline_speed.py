@@ -93,7 +93,7 @@ def bare_floor(database: pathlib.Path) -> Dict[str, float]:
     with timed(seconds, "fit"):
         keras_model = model.build_keras_model(hparams)
         train_ds = tf.data.Dataset.from_tensor_slices(
-            (model.model_inputs(keras_model, train_x), train_y)).shuffle(10_000).batch(
+            (model.model_inputs(keras_model, train_x), train_y)).shuffle(model.SHUFFLE_BUFFER).batch(
             hparams.batch_size)
         eval_ds = tf.data.Dataset.from_tensor_slices(
             (model.model_inputs(keras_model, eval_x), eval_y)).batch(hparams.batch_size)

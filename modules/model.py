@@ -64,6 +64,12 @@ _skip_autograph_for_tf_keras()
 HYPERPARAMETERS_CONFIG_KEY = "hyperparameters"
 WARM_START_CONFIG_KEY = "warm_start_from"
 MAX_TRIALS_CONFIG_KEY = "max_trials"
+CACHE_CONFIG_KEY = "cache_examples"
+# Rows in the shuffle buffer, and rows per read of the files (parsing is cheaper in big batches).
+SHUFFLE_BUFFER = 10_000
+READ_BATCH_SIZE = 4096
+# Training batches whose labels' mean starts a fresh model's output bias.
+LABEL_MEAN_BATCHES = 50
 
 DEFAULT_MAX_TRIALS = 3
 DEFAULT_TUNER_TRAIN_STEPS = 100
@@ -147,34 +153,41 @@ def input_fn(
     repeat: bool = True,
     shuffle: bool = True,
     max_examples: int = 0,
+    cache: bool = False,
     seed: Optional[int] = None,
 ) -> tf.data.Dataset:
-    """(transformed features, label [batch, 1]) batches from Transform's gzipped TFRecords.
+    """(transformed features, label [batch, 1]) batches from ExampleGen's raw tf.Examples.
 
-    `max_examples` > 0 reads only the first that many examples (then shuffles and repeats those),
-    so the training set size is a knob independent of how big the split is.
+    The Transform graph is applied here, as the data is read: it is the graph the serving
+    signatures apply too, and the pipeline never writes a transformed copy of the data.
+    `max_examples` > 0 reads only the first that many examples, so the training set size is a
+    knob independent of how big the split is. `cache` keeps the transformed examples in memory
+    after the first pass: reading, parsing and transforming the files every epoch cost more
+    than training on them.
     """
-    capped = max_examples > 0
-    options = tfxio.TensorFlowDatasetOptions(
-        batch_size=batch_size,
-        label_key=pp.TRANSFORMED_LABEL_KEY,
-        num_epochs=1 if (capped or not repeat) else None,
-        shuffle=shuffle and not capped,
-        shuffle_seed=seed,
-    )
+    options = tfxio.TensorFlowDatasetOptions(batch_size=READ_BATCH_SIZE, num_epochs=1,
+                                             shuffle=False)
+    transform_layer = tf_transform_output.transform_features_layer()
+
+    def transformed(raw: Dict[str, tf.Tensor]) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
+        features_out = dict(transform_layer(raw))
+        return features_out, features_out.pop(pp.TRANSFORMED_LABEL_KEY)
+
     dataset = data_accessor.tf_dataset_factory(
-        file_pattern, options, tf_transform_output.transformed_metadata.schema)
-    if capped:
-        dataset = dataset.unbatch().take(max_examples).cache()
-        if shuffle:
-            dataset = dataset.shuffle(min(max_examples, 100_000), seed=seed,
-                                      reshuffle_each_iteration=True)
-        if repeat:
-            dataset = dataset.repeat()
-        dataset = dataset.batch(batch_size)
+        file_pattern, options, tf_transform_output.raw_metadata.schema)
+    dataset = dataset.map(transformed, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if max_examples > 0:
+        dataset = dataset.take(max_examples)
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
     # An explicit [batch, 1] label: MSE of [batch] against [batch, 1] would broadcast to a matrix.
-    return dataset.map(lambda x, y: (x, tf.reshape(y, [-1, 1])),
-                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).map(
+        lambda x, y: (x, tf.reshape(y, [-1, 1])),
+        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -314,18 +327,18 @@ def _train_steps_per_epoch(hparams: HyperParameters, fn_args: FnArgs
 
 
 def _datasets(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput,
-              batch_size: int, max_examples: int, *, repeat_train: bool, repeat_eval: bool
-              ) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
+              batch_size: int, max_examples: int, *, repeat_train: bool, repeat_eval: bool,
+              cache: bool) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
     """Finite datasets are one pass per epoch; repeated ones need steps (Keras stops on them)."""
     train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
-                     repeat=repeat_train, max_examples=max_examples)
+                     repeat=repeat_train, max_examples=max_examples, cache=cache)
     evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                          batch_size, repeat=repeat_eval, shuffle=False)
+                          batch_size, repeat=repeat_eval, shuffle=False, cache=cache)
     return train, evaluation
 
 
 def start_at_label_mean(model: tf_keras.Model, train: tf.data.Dataset,
-                        max_batches: int = 50) -> float:
+                        max_batches: int = LABEL_MEAN_BATCHES) -> float:
     """Sets the output bias to the training labels' mean; returns the mean.
 
     A fresh model predicts about 0 lb for babies that weigh about 7: a short run (a Tuner
@@ -352,14 +365,18 @@ def run_fn(fn_args: FnArgs) -> None:
     LOGGER.info("Training with %s", hparams)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     steps_per_epoch = _train_steps_per_epoch(hparams, fn_args)
+    custom_config = fn_args.custom_config or {}
     train, evaluation = _datasets(fn_args, tf_transform_output, hparams.batch_size,
                                   hparams.num_train_examples, repeat_train=bool(steps_per_epoch),
-                                  repeat_eval=bool(fn_args.eval_steps))
+                                  repeat_eval=bool(fn_args.eval_steps),
+                                  cache=bool(custom_config.get(CACHE_CONFIG_KEY, True)))
 
     model = build_keras_model(hparams)
-    custom_config = fn_args.custom_config or {}
     if not warm_start(model, custom_config.get(WARM_START_CONFIG_KEY) or fn_args.base_model):
-        start_at_label_mean(model, train)
+        # Its own uncached read: a partly read cache would be thrown away.
+        start_at_label_mean(model, input_fn(
+            fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size,
+            repeat=False, max_examples=LABEL_MEAN_BATCHES * hparams.batch_size))
 
     callbacks = [
         tf_keras.callbacks.EarlyStopping(monitor="val_loss",
@@ -391,7 +408,8 @@ class _HyperModel(keras_tuner.HyperModel):
         hparams = from_keras_tuner(hp, self._base)
         train, evaluation = _datasets(self._fn_args, self._tf_transform_output,
                                       hparams.batch_size, hparams.num_train_examples,
-                                      repeat_train=True, repeat_eval=True)
+                                      repeat_train=True, repeat_eval=True,
+                                      cache=False)  # a trial reads part of one epoch
         start_at_label_mean(model, train)
         return model.fit(train, *args, validation_data=evaluation, **kwargs)
 

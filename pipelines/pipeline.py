@@ -119,18 +119,26 @@ def model_components(
         examples=examples,
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        splits_config=transform_pb2.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
+        splits_config=transform_pb2.SplitsConfig(analyze=["train"]),
+        # Transform only analyzes (vocabularies, means, ...): the Trainer applies the graph as
+        # it reads the raw examples, the same graph serving applies, so no transformed copy of
+        # the data is written. StatisticsGen already describes the raw data the gate checked,
+        # so Transform's own pre- and post-transform statistics are off too; together these
+        # were three full passes over the data, more than half of Transform's time.
+        materialize=False,
+        disable_statistics=True)
     # Nothing that learns from the data may run before the data passed validation.
     transform.add_upstream_node(anomaly_gate)
     custom_config = {model_config.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
-                     model_config.MAX_TRIALS_CONFIG_KEY: training.tuner_max_trials}
+                     model_config.MAX_TRIALS_CONFIG_KEY: training.tuner_max_trials,
+                     model_config.CACHE_CONFIG_KEY: training.cache_examples}
     eval_args = trainer_pb2.EvalArgs(num_steps=training.eval_steps or None)
     components: List[BaseNode] = [transform]
     tuner = None
     if training.tune:
         tuner = engines.tuner(
             tuner_fn=TUNER_FN,
-            examples=transform.outputs["transformed_examples"],
+            examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             train_args=trainer_pb2.TrainArgs(num_steps=training.tuner_train_steps),
             eval_args=trainer_pb2.EvalArgs(num_steps=max(training.eval_steps, 20)),
@@ -142,7 +150,7 @@ def model_components(
         model_blessing=Channel(type=ModelBlessing)).with_id("latest_blessed_model_resolver")
     trainer = engines.trainer(
         run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,

@@ -65,14 +65,14 @@ class Trained:
 
 def make_fn_args(work: pathlib.Path, hparams: HyperParameters, **custom: object) -> FnArgs:
     """FnArgs as TFX's Trainer builds them, over `analyze_and_transform`'s output layout."""
-    examples = standard_artifacts.Examples()  # tf.Example payload, like Transform's output
+    examples = standard_artifacts.Examples()  # tf.Example payload, like ExampleGen's output
     accessor = DataAccessor(
         tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
         record_batch_factory=None, data_view_decode_fn=None)
     return FnArgs(
         working_dir=str(work / "working"),
-        train_files=[str(work / "train" / "*.gz")],
-        eval_files=[str(work / "eval" / "*.gz")],
+        train_files=[str(work / "raw" / "train" / "*.gz")],
+        eval_files=[str(work / "raw" / "eval" / "*.gz")],
         transform_graph_path=str(work / "transform_graph"),
         data_accessor=accessor,
         serving_model_dir=str(work / "serving_model"),
@@ -250,6 +250,23 @@ def test_input_fn_caps_training_examples(trained: Trained) -> None:
     batches = list(dataset)
     assert sum(int(labels.shape[0]) for _, labels in batches) == 100
     assert batches[0][1].shape[1:] == (1,)  # labels are [batch, 1], as the model's output
+
+
+def test_cached_input_is_every_example_once_per_epoch_reshuffled(trained: Trained) -> None:
+    """The cache keeps all transformed examples; each epoch sees each once, in a new order."""
+    dataset = babyweight_model.input_fn(
+        trained.fn_args.train_files, trained.fn_args.data_accessor, trained.tf_transform_output,
+        batch_size=64, repeat=False, cache=True, seed=7)
+    epochs = [np.concatenate([labels.numpy().reshape(-1) for _, labels in dataset])
+              for _ in range(2)]
+    expected = sorted(_label(row) for row in synthetic_rows(TRAIN_ROWS, seed=1))
+    for labels in epochs:
+        np.testing.assert_allclose(sorted(labels), expected, rtol=1e-6)
+    assert not np.array_equal(epochs[0], epochs[1])
+    # The features are the Transform graph's output, as serving computes them.
+    features_batch, _ = next(iter(dataset))
+    assert set(features_batch) == (set(trained.tf_transform_output.transformed_feature_spec())
+                                   - {pp.TRANSFORMED_LABEL_KEY})
 
 
 def test_hyperparameters_round_trip_through_flags_and_custom_config() -> None:

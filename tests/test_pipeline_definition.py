@@ -7,7 +7,8 @@ from google.protobuf import json_format
 from modules.hparams import HyperParameters
 from pipelines import pipeline
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
-from pipelines.config import DataConfig, EvaluationConfig, TrainingConfig, WarehouseConfig
+from pipelines.config import (DataConfig, EvaluationConfig, PipelineConfig, TrainingConfig,
+                              WarehouseConfig)
 
 
 def build(tmp_path: pathlib.Path, **training):
@@ -69,3 +70,19 @@ def test_evaluator_gates_overall_slice_against_the_baseline(tmp_path):
     (gate,) = rmse.per_slice_thresholds
     assert [s.feature_keys for s in gate.slicing_specs] == [[]]
     assert gate.threshold.value_threshold.upper_bound.value == EvaluationConfig().rmse_upper_bound
+
+
+def test_trainer_reads_raw_examples_and_transform_writes_no_copy(tmp_path):
+    definition = build(tmp_path)
+    transform = component(definition, "Transform")
+    assert "transformed_examples" not in transform.outputs
+    assert component(definition, "Trainer").inputs["examples"].producer_component_id == (
+        "DuckDBExampleGen")
+
+
+def test_beam_arguments_only_when_they_differ_from_beams_defaults():
+    # Any Beam argument makes each TFX Beam component package TFX for remote workers first.
+    assert PipelineConfig().beam_pipeline_args() == ()
+    assert PipelineConfig(beam_direct_running_mode="multi_processing",
+                          beam_direct_num_workers=0).beam_pipeline_args() == (
+        "--direct_running_mode=multi_processing", "--direct_num_workers=0")

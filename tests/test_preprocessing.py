@@ -60,9 +60,10 @@ def analyze_and_transform(
 ) -> Tuple[List[Row], List[Row], tft.TFTransformOutput]:
     """Analyzes `train_rows`, transforms them and `other_rows`; returns both, read back.
 
-    Writes what TFX's Transform writes, under `output_dir` (a temp dir if None): the transform
-    graph in `transform_graph/` and gzipped transformed TFRecords in `train/` and `eval/`
-    (`other_rows`), so Trainer code can read them.
+    Writes, under `output_dir` (a temp dir if None), what TFX's ExampleGen and Transform write:
+    the rows as gzipped raw tf.Example TFRecords in `raw/train/` and `raw/eval/` (`other_rows`),
+    which Trainer code reads, the transform graph in `transform_graph/`, and Beam's transformed
+    rows in `train/` and `eval/`.
     """
     work = pathlib.Path(output_dir) if output_dir else pathlib.Path(tempfile.mkdtemp())
     graph_dir = str(work / "transform_graph")
@@ -75,10 +76,14 @@ def analyze_and_transform(
         other_out, _ = ((other, metadata), transform_fn) | tft_beam.TransformDataset()
         _ = transform_fn | tft_beam.WriteTransformFn(graph_dir)
         coder = tft.coders.ExampleProtoCoder(out_metadata.schema)
-        for name, rows in (("train", train_out), ("eval", other_out)):
+        raw_coder = tft.coders.ExampleProtoCoder(metadata.schema)
+        for name, raw, rows in (("train", train, train_out), ("eval", other, other_out)):
             _ = (rows | f"Encode{name}" >> beam.Map(coder.encode)
                  | f"Write{name}" >> beam.io.WriteToTFRecord(
                      str(work / name / "data"), file_name_suffix=".gz"))
+            _ = (raw | f"EncodeRaw{name}" >> beam.Map(raw_coder.encode)
+                 | f"WriteRaw{name}" >> beam.io.WriteToTFRecord(
+                     str(work / "raw" / name / "data"), file_name_suffix=".gz"))
     # TFX's Transform also stores the raw metadata beside the graph (raw_feature_spec reads it).
     metadata_io.write_metadata(
         metadata, os.path.join(graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
