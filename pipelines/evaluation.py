@@ -20,7 +20,7 @@ from pipelines.config import EvaluationConfig
 SIGNATURE = "serving_tf_example"
 TRANSFORM_SIGNATURE = "transform_features"
 RMSE = tfma_metrics.ROOT_MEAN_SQUARED_ERROR_NAME
-MAE = "mean_absolute_error"
+MAE = tfma_metrics.MEAN_ABSOLUTE_ERROR_NAME
 EXAMPLE_COUNT = "example_count"
 OVERALL = "Overall"
 BASELINE_MODEL = tfma_constants.BASELINE_KEY  # the name TFX's Evaluator gives the baseline
@@ -60,7 +60,7 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
             rmse,
-            tfma.MetricConfig(class_name="MeanAbsoluteError"),
+            tfma.MetricConfig(class_name="MeanAbsoluteError", module=tfma_metrics.__name__),
         ])],
         slicing_specs=[tfma.SlicingSpec()] + feature_slices)
 
