@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
+from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 
 ROOT_MEAN_SQUARED_ERROR_NAME = "root_mean_squared_error"
@@ -37,8 +38,17 @@ class ErrorSums:
         return self.absolute / self.weight if self.weight else float("nan")
 
 
-def _single_value(value: Any) -> Optional[float]:
-    """The float in a one-element array (the common case), else None."""
+def _single_value(extracts: Dict[str, Any], key: str, model_name: str, output_name: str
+                  ) -> Optional[float]:
+    """The float in a one-element array under key[model_name][output_name], else None.
+
+    The same lookup as StandardMetricInputs.get_by_key (a level is skipped when the value is
+    not a dict holding that name) without its generality, which cost more than the metric.
+    """
+    value = extracts.get(key)
+    for name in (model_name, output_name):
+        if isinstance(value, dict) and name in value:
+            value = value[name]
     if isinstance(value, np.ndarray) and value.size == 1:
         return float(value.reshape(-1)[0])
     return None
@@ -56,10 +66,12 @@ class _ErrorSumsCombiner(beam.CombineFn):
     def _label_prediction_weights(self, element: metric_types.StandardMetricInputs
                                   ) -> Iterator[Tuple[float, float, float]]:
         if not self._example_weighted and self._key.sub_key is None:
-            label = _single_value(element.get_labels(self._key.model_name,
-                                                     self._key.output_name))
-            prediction = _single_value(element.get_predictions(self._key.model_name,
-                                                               self._key.output_name))
+            key = self._key
+            extracts = element.extracts
+            label = _single_value(extracts, constants.LABELS_KEY, key.model_name,
+                                  key.output_name)
+            prediction = _single_value(extracts, constants.PREDICTIONS_KEY, key.model_name,
+                                       key.output_name)
             if label is not None and prediction is not None:
                 yield label, prediction, 1.0
                 return
