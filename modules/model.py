@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -384,10 +385,16 @@ def run_fn(fn_args: FnArgs) -> None:
                                          restore_best_weights=True, verbose=1),
         tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
     ]
-    model.fit(train, epochs=hparams.epochs, steps_per_epoch=steps_per_epoch,
-              validation_data=evaluation, validation_steps=fn_args.eval_steps or None,
-              callbacks=callbacks, verbose=2)
+    started = time.monotonic()
+    history = model.fit(train, epochs=hparams.epochs, steps_per_epoch=steps_per_epoch,
+                        validation_data=evaluation, validation_steps=fn_args.eval_steps or None,
+                        callbacks=callbacks, verbose=2)
+    LOGGER.info("Trained %d epochs in %.1f s; best validation RMSE %.4f", len(history.epoch),
+                time.monotonic() - started, min(history.history.get(f"val_{RMSE}", [float("nan")])))
+    started = time.monotonic()
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
+    LOGGER.info("Exported the serving model in %.1f s to %s", time.monotonic() - started,
+                fn_args.serving_model_dir)
 
 
 class _HyperModel(keras_tuner.HyperModel):
