@@ -10,6 +10,7 @@ Both are ordinary TFMA metrics: thresholds and baseline comparisons work on them
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -148,33 +149,16 @@ class RootMeanSquaredError(metric_types.Metric):
     """Square root of the (example-weighted) mean squared error between label and prediction."""
 
     def __init__(self, name: str = ROOT_MEAN_SQUARED_ERROR_NAME, **kwargs: Any):
-        super().__init__(_rmse_computations, name=name, **kwargs)
+        # TFMA passes a computations function the arguments its signature names; partial keeps
+        # _computations' names (all but the bound first one).
+        super().__init__(functools.partial(_computations, "rmse"), name=name, **kwargs)
 
 
 class MeanAbsoluteError(metric_types.Metric):
     """The (example-weighted) mean absolute error between label and prediction."""
 
     def __init__(self, name: str = MEAN_ABSOLUTE_ERROR_NAME, **kwargs: Any):
-        super().__init__(_mae_computations, name=name, **kwargs)
-
-
-# TFMA passes a computations function the arguments its signature names, so these name them.
-def _rmse_computations(
-    name: str = ROOT_MEAN_SQUARED_ERROR_NAME, eval_config: Any = None,
-    model_names: Optional[List[str]] = None, output_names: Optional[List[str]] = None,
-    sub_keys: Optional[List[Optional[metric_types.SubKey]]] = None,
-    example_weighted: bool = False) -> metric_types.MetricComputations:
-    return _computations("rmse", name, eval_config, model_names, output_names, sub_keys,
-                         example_weighted)
-
-
-def _mae_computations(
-    name: str = MEAN_ABSOLUTE_ERROR_NAME, eval_config: Any = None,
-    model_names: Optional[List[str]] = None, output_names: Optional[List[str]] = None,
-    sub_keys: Optional[List[Optional[metric_types.SubKey]]] = None,
-    example_weighted: bool = False) -> metric_types.MetricComputations:
-    return _computations("mae", name, eval_config, model_names, output_names, sub_keys,
-                         example_weighted)
+        super().__init__(functools.partial(_computations, "mae"), name=name, **kwargs)
 
 
 metric_types.register_metric(RootMeanSquaredError)

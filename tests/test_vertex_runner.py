@@ -245,6 +245,16 @@ def test_flags_win_over_environment_which_wins_over_defaults():
         CloudConfig(project="p", bucket="b", training_accelerator_type="NVIDIA_TESLA_T4")
 
 
+def test_examples_are_not_cached_in_memory_on_vertex_unless_asked():
+    """The full table does not fit in a training machine's memory; locally the cache is on."""
+    from pipelines import config
+
+    assert config.TrainingConfig().cache_examples is True
+    for argv, expected in ((["compile"], False), (["compile", "--cache-examples"], True)):
+        args = vertex_runner.parse_args(argv)
+        assert config.from_flags(config.TrainingConfig, args).cache_examples is expected
+
+
 def test_bigquery_billing_project_applies_to_example_gen_only():
     definition = build_vertex(CloudConfig(project="p", bucket="b", bigquery_project="billing"))
     by_id = {c.id: c for c in definition.components}
