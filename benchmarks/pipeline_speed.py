@@ -8,6 +8,8 @@ For each size the synthetic warehouse is generated, then, each in a fresh Python
   cross), the same Keras model and `fit` settings, RMSE on the eval split.
 The ratio pipeline / bare says what the pipeline's machinery costs. Both sides are timed from
 after their imports to the end of their work; the imports ("start-up") are reported beside.
+Sizes up to 1M rows run each side three times and report the median run, since the bare
+script's `fit` alone varies by a third between runs on a busy 2-core machine.
 
     python -m benchmarks.pipeline_speed --sizes 20000 200000 2000000
 """
@@ -129,6 +131,11 @@ def in_fresh_process(function: Callable[..., Dict[str, float]], *args: object
         return pool.submit(function, *args).result()
 
 
+def median_run(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    """The run with the median total (a real run, so its breakdown adds up)."""
+    return sorted(runs, key=lambda run: run["total"])[len(runs) // 2]
+
+
 COMPONENT_COLUMNS = ("DuckDBExampleGen", "StatisticsGen", "ExampleValidator", "EdaReport",
                      "Transform", "Trainer", "Evaluator", "ServingPusher")
 
@@ -137,30 +144,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argument_parser("pipeline_speed", __doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000, 2_000_000],
                         help="raw natality rows per measurement (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each side per size up to --repeat-up-to rows; the table "
+                             "shows the median run (default: %(default)s)")
+    parser.add_argument("--repeat-up-to", type=int, default=1_000_000,
+                        help="larger sizes run once: they take minutes and vary less "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
     logs.setup()
     from warehouse import generator
 
     records: List[Dict[str, object]] = []
     for rows in args.sizes:
+        runs = max(1, args.repeats) if rows <= args.repeat_up_to else 1
         with tempfile.TemporaryDirectory(prefix="babyweight-speed-") as tmp:
             work = pathlib.Path(tmp)
             database = work / "natality.duckdb"
             generator.generate(database, rows=rows, seed=3)
-            log.info("pipeline at %d raw rows ...", rows)
-            pipeline_seconds = in_fresh_process(run_pipeline, database, work)
-            log.info("bare script at %d raw rows ...", rows)
-            bare = in_fresh_process(bare_floor, database)
-            records.append({"raw_rows": rows, "pipeline": pipeline_seconds, "bare": bare})
+            pipeline_runs, bare_runs = [], []
+            for run in range(runs):
+                log.info("pipeline at %d raw rows (run %d of %d) ...", rows, run + 1, runs)
+                pipeline_runs.append(in_fresh_process(run_pipeline, database, work / f"run{run}"))
+                log.info("bare script at %d raw rows (run %d of %d) ...", rows, run + 1, runs)
+                bare_runs.append(in_fresh_process(bare_floor, database))
+            records.append({"raw_rows": rows, "pipeline": median_run(pipeline_runs),
+                            "bare": median_run(bare_runs), "pipeline_runs": pipeline_runs,
+                            "bare_runs": bare_runs})
             log.info("%s", records[-1])
     headers = ["raw rows", *COMPONENT_COLUMNS, "pipeline total s", "bare total s",
-               "ratio", "bare RMSE", "start-up s (pipeline / bare)"]
+               "ratio", "bare RMSE", "runs", "start-up s (pipeline / bare)"]
     rows_out = []
     for r in records:
         p, b = r["pipeline"], r["bare"]
         rows_out.append([r["raw_rows"], *(p.get(c, 0.0) for c in COMPONENT_COLUMNS),
                          p["total"], b["total"], f"{p['total'] / b['total']:.1f}x", b["rmse"],
-                         f"{p['startup']:.1f} / {b['startup']:.1f}"])
+                         len(r["pipeline_runs"]), f"{p['startup']:.1f} / {b['startup']:.1f}"])
     table = markdown_table(headers, rows_out)
     table += ("\n\nBare script breakdown (s): " + "; ".join(
         f"{r['raw_rows']:,} rows: query {r['bare']['query']:.1f}, preprocess "
