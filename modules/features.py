@@ -7,7 +7,7 @@ Keras model's inputs, the serving signature and the REST server's request valida
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 LABEL_KEY = "weight_pounds"
 
@@ -98,6 +98,21 @@ FEATURE_NAMES: Tuple[str, ...] = tuple(f.name for f in FEATURES)
 CROSS_HASH_BUCKETS = 100
 # Columns the query carries that are not model inputs: the split key.
 SPLIT_KEY = "hashmonth"
+
+
+def meaning() -> Dict[str, Any]:
+    """What gives the model's input ids their meaning: vocabularies, missing values, buckets.
+
+    A model trained under one meaning must not seed a model trained under another (warm start
+    compares this); descriptions and valid ranges do not change what an id stands for.
+    """
+    return {
+        "categorical": {f.name: {"vocabulary": list(f.vocabulary), "missing": f.missing_value}
+                        for f in CATEGORICAL_FEATURES},
+        "numeric": {f.name: {"bucket_boundaries": list(f.bucket_boundaries)}
+                    for f in NUMERIC_FEATURES},
+        "cross_hash_buckets": CROSS_HASH_BUCKETS,
+    }
 
 
 def by_name(name: str) -> Feature:

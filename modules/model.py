@@ -18,6 +18,7 @@ Exported signatures (see `export_serving_model`):
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -66,6 +67,8 @@ HYPERPARAMETERS_CONFIG_KEY = "hyperparameters"
 WARM_START_CONFIG_KEY = "warm_start_from"
 MAX_TRIALS_CONFIG_KEY = "max_trials"
 CACHE_CONFIG_KEY = "cache_examples"
+# Inside an exported model: the features' meaning it was trained with (see features.meaning).
+FEATURE_MEANING_FILE = os.path.join("assets.extra", "feature_meaning.json")
 # Rows in the shuffle buffer, and rows per read of the files (parsing is cheaper in big batches).
 SHUFFLE_BUFFER = 10_000
 READ_BATCH_SIZE = 4096
@@ -261,9 +264,17 @@ def _signatures(model: tf_keras.Model,
 
 def export_serving_model(model: tf_keras.Model, tf_transform_output: tft.TFTransformOutput,
                          serving_model_dir: str) -> None:
-    """SavedModel with the three signatures; loadable by TF Serving and plain tf.saved_model."""
+    """SavedModel with the three signatures; loadable by TF Serving and plain tf.saved_model.
+
+    Beside the graph, assets.extra/ (which TF Serving leaves alone) records the features'
+    meaning, so a later warm start can tell whether these weights still mean the same.
+    """
     signatures = _signatures(model, tf_transform_output)
     model.save(serving_model_dir, save_format="tf", signatures=signatures)
+    meaning_file = os.path.join(serving_model_dir, FEATURE_MEANING_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(meaning_file))
+    with tf.io.gfile.GFile(meaning_file, "w") as out:
+        out.write(json.dumps(features.meaning(), indent=1, sort_keys=True))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -275,15 +286,29 @@ def _weight_layout(model: tf_keras.Model) -> List[Tuple[str, Tuple[int, ...]]]:
 
 
 def warm_start(model: tf_keras.Model, saved_model_dir: Optional[str]) -> bool:
-    """Copies a previously exported model's weights into `model` if the architectures match.
+    """Copies a previously exported model's weights into `model` if it is the same model.
 
-    Returns whether it did; a missing, unreadable or differently shaped model starts cold (and
-    says why) rather than failing the run, since a cold start is always a valid fallback.
+    Same means the same architecture and the same features' meaning (an id must stand for the
+    same value). Returns whether it did; a missing, unreadable, differently shaped or
+    differently featured model starts cold (and says why) rather than failing the run, since a
+    cold start is always a valid fallback.
     """
     if not saved_model_dir:
         return False
     if not tf.io.gfile.exists(saved_model_dir):
         LOGGER.warning("Warm start: %s does not exist; starting cold.", saved_model_dir)
+        return False
+    meaning_file = os.path.join(saved_model_dir, FEATURE_MEANING_FILE)
+    if not tf.io.gfile.exists(meaning_file):
+        LOGGER.warning("Warm start: %s does not record its features' meaning (exported by an "
+                       "older version); starting cold.", saved_model_dir)
+        return False
+    with tf.io.gfile.GFile(meaning_file) as recorded:
+        theirs_meaning = json.loads(recorded.read())
+    if theirs_meaning != features.meaning():
+        LOGGER.warning("Warm start: %s was trained with other vocabularies, buckets or cross "
+                       "(%s differs from modules/features.py); starting cold.", saved_model_dir,
+                       FEATURE_MEANING_FILE)
         return False
     try:
         previous = tf_keras.models.load_model(saved_model_dir, compile=False)

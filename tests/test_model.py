@@ -210,6 +210,25 @@ def test_warm_start_loads_matching_weights_only(trained: Trained) -> None:
     assert not babyweight_model.warm_start(other, str(pathlib.Path(trained.serving_dir) / "nope"))
 
 
+def test_warm_start_needs_the_same_features_meaning(trained: Trained,
+                                                   tmp_path: pathlib.Path) -> None:
+    """Same shapes are not enough: a vocabulary in another order would scramble the weights."""
+    import json
+    import shutil
+
+    meaning_file = pathlib.Path(trained.serving_dir) / babyweight_model.FEATURE_MEANING_FILE
+    assert json.loads(meaning_file.read_text()) == features.meaning()
+    changed = tmp_path / "other_vocabulary"
+    shutil.copytree(trained.serving_dir, changed)
+    meaning = features.meaning()
+    meaning["categorical"][features.IS_MALE.name]["vocabulary"].reverse()
+    (changed / babyweight_model.FEATURE_MEANING_FILE).write_text(json.dumps(meaning))
+    model = babyweight_model.build_keras_model(HPARAMS)
+    assert not babyweight_model.warm_start(model, str(changed))
+    (changed / babyweight_model.FEATURE_MEANING_FILE).unlink()  # exported before it was recorded
+    assert not babyweight_model.warm_start(model, str(changed))
+
+
 def test_run_fn_warm_starts_from_custom_config(trained: Trained, tmp_path: pathlib.Path) -> None:
     """A warm run's first epoch starts from the exported model: lower loss than a cold one."""
     few = dataclasses.replace(HPARAMS, epochs=1, train_steps_per_epoch=1, learning_rate=1e-6)
