@@ -131,3 +131,19 @@ def test_user_export_runs_the_same_query(small_warehouse, tmp_path):
     query = sql.to_duckdb(sql.base_query()) + " ORDER BY ALL"
     from_export = engine.connect(tmp_path / "unused.duckdb", source=str(export)).execute(query)
     assert from_export.fetchall() == engine.connect(small_warehouse).execute(query).fetchall()
+
+
+def test_connections_from_many_threads_share_the_function(small_warehouse):
+    """Beam's multi-threaded DirectRunner opens connections to one file from several threads."""
+    import concurrent.futures
+
+    def fingerprint_once(_: int) -> int:
+        connection = engine.connect(small_warehouse)
+        try:
+            return connection.execute("SELECT farm_fingerprint('2005')").fetchone()[0]
+        finally:
+            connection.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        values = set(pool.map(fingerprint_once, range(32)))
+    assert values == {engine.farm_fingerprint("2005")}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pathlib
+import threading
 from typing import Optional
 
 import duckdb
@@ -20,18 +21,23 @@ def farm_fingerprint(value: str) -> int:
     return unsigned - _INT64_WRAP if unsigned > _INT64_MAX else unsigned
 
 
+# Connections to one file in one process share a catalog: Beam's multi-threaded DirectRunner
+# opens them from several threads at once, so checking and registering happen under a lock.
+_REGISTRATION = threading.Lock()
+
+
 def register_functions(connection: duckdb.DuckDBPyConnection) -> None:
     """Registers FARM_FINGERPRINT(VARCHAR) -> BIGINT, NULL in gives NULL out, as in BigQuery."""
-    # Connections to one file in one process share a catalog, where it may already be.
-    (registered,) = connection.execute(
-        "SELECT COUNT(*) FROM duckdb_functions() WHERE function_name = 'farm_fingerprint'"
-    ).fetchone()
-    if registered:
-        return
-    connection.create_function(
-        "farm_fingerprint", farm_fingerprint, [sqltypes.VARCHAR], sqltypes.BIGINT,
-        type="native", null_handling="default", side_effects=False,
-    )
+    with _REGISTRATION:
+        (registered,) = connection.execute(
+            "SELECT COUNT(*) FROM duckdb_functions() WHERE function_name = 'farm_fingerprint'"
+        ).fetchone()
+        if registered:
+            return
+        connection.create_function(
+            "farm_fingerprint", farm_fingerprint, [sqltypes.VARCHAR], sqltypes.BIGINT,
+            type="native", null_handling="default", side_effects=False,
+        )
 
 
 def _source_reader(source: str) -> str:
