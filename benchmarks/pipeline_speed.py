@@ -108,8 +108,8 @@ def bare_floor(database: pathlib.Path) -> Dict[str, float]:
     with timed(seconds, "fit"):
         keras_model = model.build_keras_model(hparams)
         train_ds = tf.data.Dataset.from_tensor_slices(
-            (model.model_inputs(keras_model, train_x), train_y)).shuffle(model.SHUFFLE_BUFFER).batch(
-            hparams.batch_size)
+            (model.model_inputs(keras_model, train_x), train_y)).shuffle(
+            model.SHUFFLE_BUFFER).batch(hparams.batch_size)
         eval_ds = tf.data.Dataset.from_tensor_slices(
             (model.model_inputs(keras_model, eval_x), eval_y)).batch(hparams.batch_size)
         keras_model.fit(train_ds, epochs=hparams.epochs, validation_data=eval_ds, verbose=0,

@@ -154,7 +154,7 @@ class TrainingConfig:
     tuner_train_steps: int = setting(200, "Training steps of each Tuner trial.")
     warm_start: bool = setting(
         False, "Start training from the last blessed model's weights when the architecture "
-        "matches (continuous training).")
+        "and the features' meaning match (continuous training).")
     eval_steps: int = setting(0, "Validation batches per epoch; 0 = the whole eval split.")
     cache_examples: bool = setting(
         True, "Keep the transformed examples in memory after the first epoch instead of "

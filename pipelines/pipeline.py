@@ -120,11 +120,11 @@ def model_components(
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=transform_pb2.SplitsConfig(analyze=["train"]),
-        # Transform only analyzes (vocabularies, means, ...): the Trainer applies the graph as
-        # it reads the raw examples, the same graph serving applies, so no transformed copy of
-        # the data is written. StatisticsGen already describes the raw data the gate checked,
-        # so Transform's own pre- and post-transform statistics are off too; together these
-        # were three full passes over the data, more than half of Transform's time.
+        # Transform only analyzes (the z-scores' means and variances): the Trainer applies the
+        # graph as it reads the raw examples, the same graph serving applies, so no transformed
+        # copy of the data is written. StatisticsGen already describes the raw data the gate
+        # checked, so Transform's own pre- and post-transform statistics are off too; together
+        # these were three full passes over the data, more than half of Transform's time.
         materialize=False,
         disable_statistics=True)
     # Nothing that learns from the data may run before the data passed validation.
