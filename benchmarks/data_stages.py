@@ -105,7 +105,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="raw natality rows per measurement (default: %(default)s)")
     args = parser.parse_args(argv)
     logs.setup()
-    beam_args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    from pipelines.config import PipelineConfig
+
+    beam_args = list(PipelineConfig().beam_pipeline_args())  # what the local pipeline passes
     records = []
     for rows in args.sizes:
         with tempfile.TemporaryDirectory(prefix="babyweight-bench-") as work:
