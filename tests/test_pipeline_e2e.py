@@ -1,4 +1,5 @@
-"""The whole local pipeline on small data: push, no duplicate push, a bad model is not pushed."""
+"""The whole local pipeline on small data: push, no duplicate push, a bad model is not pushed,
+warm start continues from the pushed model."""
 import json
 import pathlib
 
@@ -68,4 +69,15 @@ def test_push_then_no_duplicate_then_bad_model_kept_out(small_warehouse, tmp_pat
     assert any("root_mean_squared_error" in reason and "1.25" in reason
                for reason in bad["reasons"]), bad["reasons"]
     assert sorted(serving.iterdir()) == versions
+    assert_only_whole_versions(serving)
+
+    # 4. The same one-step run, warm-started from the last blessed model (continuous training):
+    #    it starts from the first model's weights, so it is blessed and pushed as a new version.
+    assert run(tmp_path, small_warehouse, "--warm-start", "--epochs", "1",
+               "--train-steps-per-epoch", "1", "--learning-rate", "0.0001") == 0
+    warm = push_decisions(tmp_path)[-1]
+    assert warm["blessed"] and warm["pushed"]
+    assert warm["eval_rmse"] == pytest.approx(first["eval_rmse"], abs=0.01)
+    assert sorted(v.name for v in serving.iterdir()) == sorted(
+        [str(first["version"]), str(warm["version"])])
     assert_only_whole_versions(serving)
