@@ -71,13 +71,22 @@ def test_push_then_no_duplicate_then_bad_model_kept_out(small_warehouse, tmp_pat
     assert sorted(serving.iterdir()) == versions
     assert_only_whole_versions(serving)
 
-    # 4. The same one-step run, warm-started from the last blessed model (continuous training):
-    #    it starts from the first model's weights, so it is blessed and pushed as a new version.
-    assert run(tmp_path, small_warehouse, "--warm-start", "--epochs", "1",
-               "--train-steps-per-epoch", "1", "--learning-rate", "0.0001") == 0
+
+
+def test_warm_start_continues_from_the_pushed_model(small_warehouse, tmp_path, label_std):
+    """A one-step run (which, started cold, is not blessed: see above) warm-started from the
+    last blessed model starts from its weights: blessed, about as good, pushed as a new version.
+    """
+    serving = tmp_path / "serving" / "babyweight"
+    assert run(tmp_path, small_warehouse, *pipeline_helpers.FAST_TRAINING) == 0
+    first = push_decisions(tmp_path)[-1]
+    assert run(tmp_path, small_warehouse, "--warm-start", *pipeline_helpers.FAST_TRAINING,
+               "--epochs", "1", "--train-steps-per-epoch", "1",
+               "--learning-rate", "0.0001") == 0
     warm = push_decisions(tmp_path)[-1]
     assert warm["blessed"] and warm["pushed"]
     assert warm["eval_rmse"] == pytest.approx(first["eval_rmse"], abs=0.01)
+    assert warm["eval_rmse"] < 0.9 * label_std
     assert sorted(v.name for v in serving.iterdir()) == sorted(
         [str(first["version"]), str(warm["version"])])
     assert_only_whole_versions(serving)
