@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -110,7 +110,7 @@ class _ErrorSumsCombiner(beam.CombineFn):
 
 
 def _computations(
-    result_name: str,
+    statistic: Callable[[ErrorSums], float],
     name: str,
     eval_config: Any = None,
     model_names: Optional[List[str]] = None,
@@ -138,7 +138,7 @@ def _computations(
                            sums_key: metric_types.MetricKey = sums_key
                            ) -> Dict[metric_types.MetricKey, float]:
                     sums: ErrorSums = metrics[sums_key]
-                    return {key: sums.rmse() if result_name == "rmse" else sums.mae()}
+                    return {key: statistic(sums)}
 
                 computations.append(metric_types.DerivedMetricComputation(
                     keys=[key], result=result))
@@ -151,14 +151,14 @@ class RootMeanSquaredError(metric_types.Metric):
     def __init__(self, name: str = ROOT_MEAN_SQUARED_ERROR_NAME, **kwargs: Any):
         # TFMA passes a computations function the arguments its signature names; partial keeps
         # _computations' names (all but the bound first one).
-        super().__init__(functools.partial(_computations, "rmse"), name=name, **kwargs)
+        super().__init__(functools.partial(_computations, ErrorSums.rmse), name=name, **kwargs)
 
 
 class MeanAbsoluteError(metric_types.Metric):
     """The (example-weighted) mean absolute error between label and prediction."""
 
     def __init__(self, name: str = MEAN_ABSOLUTE_ERROR_NAME, **kwargs: Any):
-        super().__init__(functools.partial(_computations, "mae"), name=name, **kwargs)
+        super().__init__(functools.partial(_computations, ErrorSums.mae), name=name, **kwargs)
 
 
 metric_types.register_metric(RootMeanSquaredError)
