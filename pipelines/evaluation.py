@@ -21,7 +21,10 @@ SIGNATURE = "serving_tf_example"
 TRANSFORM_SIGNATURE = "transform_features"
 RMSE = tfma_metrics.ROOT_MEAN_SQUARED_ERROR_NAME
 MAE = tfma_metrics.MEAN_ABSOLUTE_ERROR_NAME
-EXAMPLE_COUNT = "example_count"
+EXAMPLE_COUNT = tfma_metrics.EXAMPLE_COUNT_NAME
+# The class that computes RMSE, as the config names it; earlier runs' configs named TFMA's own.
+RMSE_CLASS = tfma_metrics.BatchedRootMeanSquaredError.__name__
+RMSE_CLASSES = (RMSE_CLASS, "RootMeanSquaredError")
 OVERALL = "Overall"
 BASELINE_MODEL = tfma_constants.BASELINE_KEY  # the name TFX's Evaluator gives the baseline
 
@@ -41,7 +44,7 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
             direction=tfma.MetricDirection.LOWER_IS_BETTER,
             absolute=wrappers_pb2.DoubleValue(value=settings.max_rmse_increase)))
     feature_slices = [tfma.SlicingSpec(feature_keys=[name]) for name in SLICE_FEATURES]
-    rmse = tfma.MetricConfig(class_name="RootMeanSquaredError", module=tfma_metrics.__name__)
+    rmse = tfma.MetricConfig(class_name=RMSE_CLASS, module=tfma_metrics.__name__)
     # A plain `threshold` would apply to every slice; per-slice thresholds say which.
     rmse.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()],
                                   threshold=overall_threshold)
@@ -58,9 +61,13 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
             label_key=features.LABEL_KEY,
             prediction_key=features.LABEL_KEY)],
         metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
+            # One extract may hold many examples (pipelines.tfma_slicing): these metrics count
+            # the examples in it, where TFMA's ExampleCount would count the extract once.
+            tfma.MetricConfig(class_name=tfma_metrics.BatchedExampleCount.__name__,
+                              module=tfma_metrics.__name__),
             rmse,
-            tfma.MetricConfig(class_name="MeanAbsoluteError", module=tfma_metrics.__name__),
+            tfma.MetricConfig(class_name=tfma_metrics.BatchedMeanAbsoluteError.__name__,
+                              module=tfma_metrics.__name__),
         ])],
         slicing_specs=[tfma.SlicingSpec()] + feature_slices)
 

@@ -41,6 +41,8 @@ PUSH_REPORT = "push.json"
 PREPROCESSING_FN = "modules.preprocessing.preprocessing_fn"
 RUN_FN = "modules.model.run_fn"
 TUNER_FN = "modules.model.tuner_fn"
+# The Evaluator's extension module: slices whole batches instead of single examples.
+EVALUATOR_MODULE = "pipelines.tfma_slicing"
 
 
 # Builds the push stage from the model, its blessing and its evaluation (the push stage's node id
@@ -163,7 +165,8 @@ def model_components(
         model=trainer.outputs["model"],
         baseline_model=latest_blessed.outputs["model"],
         eval_config=eval_config(evaluation),
-        example_splits=["eval"])
+        example_splits=["eval"],
+        module_path=EVALUATOR_MODULE)
     if engines.pushers is None:
         pushers: List[BaseNode] = [ServingPusher(
             model=trainer.outputs["model"],

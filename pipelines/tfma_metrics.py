@@ -1,12 +1,20 @@
-"""RMSE and MAE as native TFMA metrics that share one fast combiner.
+"""RMSE, MAE and example count as native TFMA metrics that share one fast combiner.
 
-Why not TFMA's MeanSquaredError/MeanAbsoluteError: TFMA runs each metric's combiner once per
-example per slice, and its general-purpose label/prediction unpacking
+Why not TFMA's MeanSquaredError/MeanAbsoluteError/ExampleCount: TFMA runs each metric's combiner
+once per extract per slice, and its general-purpose label/prediction unpacking
 (`metric_util.to_label_prediction_example_weight`, built for multi-class, top-k, sub-keys...)
 was most of the Evaluator's time. Here one combiner accumulates the (weighted) sums of absolute
-and squared errors, with a direct path for what this model gives (one label, one prediction per
-example) and TFMA's general unpacking for anything else; RMSE and MAE are derived from it.
-Both are ordinary TFMA metrics: thresholds and baseline comparisons work on them as on any.
+and squared errors and the example count, with a vectorized path for what this model gives (one
+label and one prediction per example, as arrays over every example the extract holds) and
+TFMA's general unpacking for anything else; the three metrics are derived from it. An extract may
+hold many examples: `pipelines.tfma_slicing` passes one extract per slice and batch, and TFMA's
+own ExampleCount would count that extract once. All three are ordinary TFMA metrics: thresholds
+and baseline comparisons work on them as on any.
+
+The class names differ from TFMA's (RootMeanSquaredError, MeanAbsoluteError, ExampleCount) on
+purpose: TFMA resolves a MetricConfig's class_name in its registry of built-in metrics before it
+looks at `module`, so a same-named class would silently be TFMA's own wherever this module had not
+been imported yet (as in an Evaluator container). These are not registered, so `module` decides.
 """
 from __future__ import annotations
 
@@ -21,16 +29,23 @@ from tensorflow_model_analysis.metrics import metric_types, metric_util
 
 ROOT_MEAN_SQUARED_ERROR_NAME = "root_mean_squared_error"
 MEAN_ABSOLUTE_ERROR_NAME = "mean_absolute_error"
+EXAMPLE_COUNT_NAME = "example_count"
 _ERROR_SUMS_NAME = "_regression_error_sums"
 
 
 class ErrorSums:
-    """Weighted sums of a slice's errors; RMSE and MAE are ratios of them."""
+    """Weighted sums of a slice's errors; RMSE and MAE are ratios of them.
 
-    __slots__ = ("weight", "absolute", "squared")
+    `examples` counts every example (by weight when weighted); `weight` only those whose error
+    is a number, which RMSE and MAE divide by.
+    """
 
-    def __init__(self, weight: float = 0.0, absolute: float = 0.0, squared: float = 0.0):
-        self.weight, self.absolute, self.squared = weight, absolute, squared
+    __slots__ = ("examples", "weight", "absolute", "squared")
+
+    def __init__(self, examples: float = 0.0, weight: float = 0.0, absolute: float = 0.0,
+                 squared: float = 0.0):
+        self.examples, self.weight = examples, weight
+        self.absolute, self.squared = absolute, squared
 
     def rmse(self) -> float:
         return math.sqrt(self.squared / self.weight) if self.weight else float("nan")
@@ -38,10 +53,13 @@ class ErrorSums:
     def mae(self) -> float:
         return self.absolute / self.weight if self.weight else float("nan")
 
+    def example_count(self) -> float:
+        return self.examples
 
-def _single_value(extracts: Dict[str, Any], key: str, model_name: str, output_name: str
-                  ) -> Optional[float]:
-    """The float in a one-element array under key[model_name][output_name], else None.
+
+def _values(extracts: Dict[str, Any], key: str, model_name: str, output_name: str
+            ) -> Optional[np.ndarray]:
+    """The numbers under key[model_name][output_name] as a flat float array, else None.
 
     The same lookup as StandardMetricInputs.get_by_key (a level is skipped when the value is
     not a dict holding that name) without its generality, which cost more than the metric.
@@ -50,8 +68,8 @@ def _single_value(extracts: Dict[str, Any], key: str, model_name: str, output_na
     for name in (model_name, output_name):
         if isinstance(value, dict) and name in value:
             value = value[name]
-    if isinstance(value, np.ndarray) and value.size == 1:
-        return float(value.reshape(-1)[0])
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+        return value.reshape(-1).astype(np.float64, copy=False)
     return None
 
 
@@ -64,18 +82,28 @@ class _ErrorSumsCombiner(beam.CombineFn):
         self._eval_config = eval_config
         self._example_weighted = example_weighted
 
+    def _arrays(self, element: metric_types.StandardMetricInputs
+                ) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Labels, predictions and weights as equal-length arrays, when that is what they are."""
+        if self._key.sub_key is not None:
+            return None
+        key, extracts = self._key, element.extracts
+        labels = _values(extracts, constants.LABELS_KEY, key.model_name, key.output_name)
+        predictions = _values(extracts, constants.PREDICTIONS_KEY, key.model_name,
+                              key.output_name)
+        if labels is None or predictions is None or labels.size != predictions.size:
+            return None
+        weights = np.ones_like(labels)
+        if self._example_weighted:
+            given = _values(extracts, constants.EXAMPLE_WEIGHTS_KEY, key.model_name,
+                            key.output_name)
+            if given is None or given.size not in (1, labels.size):
+                return None
+            weights = np.broadcast_to(given, labels.shape)
+        return labels, predictions, weights
+
     def _label_prediction_weights(self, element: metric_types.StandardMetricInputs
                                   ) -> Iterator[Tuple[float, float, float]]:
-        if not self._example_weighted and self._key.sub_key is None:
-            key = self._key
-            extracts = element.extracts
-            label = _single_value(extracts, constants.LABELS_KEY, key.model_name,
-                                  key.output_name)
-            prediction = _single_value(extracts, constants.PREDICTIONS_KEY, key.model_name,
-                                       key.output_name)
-            if label is not None and prediction is not None:
-                yield label, prediction, 1.0
-                return
         for label, prediction, weight in metric_util.to_label_prediction_example_weight(
                 element, eval_config=self._eval_config, model_name=self._key.model_name,
                 output_name=self._key.output_name, sub_key=self._key.sub_key,
@@ -88,7 +116,19 @@ class _ErrorSumsCombiner(beam.CombineFn):
 
     def add_input(self, accumulator: ErrorSums,
                   element: metric_types.StandardMetricInputs) -> ErrorSums:
+        arrays = self._arrays(element)
+        if arrays is not None:
+            labels, predictions, weights = arrays
+            errors = predictions - labels
+            known = ~np.isnan(errors)
+            errors, known_weights = errors[known], weights[known]
+            accumulator.examples += float(weights.sum())
+            accumulator.weight += float(known_weights.sum())
+            accumulator.absolute += float(known_weights @ np.abs(errors))
+            accumulator.squared += float(known_weights @ (errors * errors))
+            return accumulator
         for label, prediction, weight in self._label_prediction_weights(element):
+            accumulator.examples += weight
             error = prediction - label
             if math.isnan(error):
                 continue
@@ -100,6 +140,7 @@ class _ErrorSumsCombiner(beam.CombineFn):
     def merge_accumulators(self, accumulators: Iterable[ErrorSums]) -> ErrorSums:
         merged = ErrorSums()
         for accumulator in accumulators:
+            merged.examples += accumulator.examples
             merged.weight += accumulator.weight
             merged.absolute += accumulator.absolute
             merged.squared += accumulator.squared
@@ -145,7 +186,7 @@ def _computations(
     return computations
 
 
-class RootMeanSquaredError(metric_types.Metric):
+class BatchedRootMeanSquaredError(metric_types.Metric):
     """Square root of the (example-weighted) mean squared error between label and prediction."""
 
     def __init__(self, name: str = ROOT_MEAN_SQUARED_ERROR_NAME, **kwargs: Any):
@@ -154,12 +195,17 @@ class RootMeanSquaredError(metric_types.Metric):
         super().__init__(functools.partial(_computations, ErrorSums.rmse), name=name, **kwargs)
 
 
-class MeanAbsoluteError(metric_types.Metric):
+class BatchedMeanAbsoluteError(metric_types.Metric):
     """The (example-weighted) mean absolute error between label and prediction."""
 
     def __init__(self, name: str = MEAN_ABSOLUTE_ERROR_NAME, **kwargs: Any):
         super().__init__(functools.partial(_computations, ErrorSums.mae), name=name, **kwargs)
 
 
-metric_types.register_metric(RootMeanSquaredError)
-metric_types.register_metric(MeanAbsoluteError)
+class BatchedExampleCount(metric_types.Metric):
+    """How many examples the slice has (their total weight when example-weighted)."""
+
+    def __init__(self, name: str = EXAMPLE_COUNT_NAME, **kwargs: Any):
+        super().__init__(functools.partial(_computations, ErrorSums.example_count), name=name,
+                         **kwargs)
+

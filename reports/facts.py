@@ -160,7 +160,7 @@ def threshold_checks(thresholds: List[Tuple[str, str, Any]], metrics: List[Any]
     checks = []
     overall = next((m for m in metrics if m.slice_name == evaluation.OVERALL), None)
     for metric, where, threshold in thresholds:
-        if metric != "RootMeanSquaredError":
+        if metric not in evaluation.RMSE_CLASSES:
             continue
         if where == "overall":
             targets = [overall] if overall else []

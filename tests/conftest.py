@@ -19,3 +19,13 @@ def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     database = tmp_path_factory.mktemp("warehouse") / "natality.duckdb"
     generator.generate(database, rows=SMALL_ROWS, seed=7)
     return database
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(small_warehouse: pathlib.Path, tmp_path_factory: pytest.TempPathFactory):
+    """Three real pipeline runs (see tests/pipeline_run_fixtures.py), shared by the modules that
+    read them and never change them."""
+    from tests import pipeline_run_fixtures
+
+    return pipeline_run_fixtures.create_pipeline_runs(
+        small_warehouse, tmp_path_factory.mktemp("pipeline_runs"))

@@ -1,4 +1,4 @@
-"""A metadata store holding three real pipeline runs on small data, made once per test module.
+"""A metadata store holding three real pipeline runs on small data (conftest makes it once).
 
 Run 1 trains and pushes a model, run 2 (mostly cached) is judged against run 1's model as
 baseline, run 3 reads a warehouse with a new plurality value and is stopped by the anomaly gate.
@@ -12,10 +12,8 @@ import shutil
 from typing import List
 
 import duckdb
-import pytest
 
 from tests.pipeline_helpers import FAST_TRAINING, run_local_pipeline
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +63,3 @@ def create_pipeline_runs(warehouse: pathlib.Path, base: pathlib.Path) -> Pipelin
     return PipelineRuns(base=base, metadata_path=base / "metadata.sqlite",
                         pipeline_root=base / "root", reports_dir=base / "reports",
                         warehouse=warehouse, exit_codes=codes)
-
-
-@pytest.fixture(scope="module")
-def pipeline_runs(small_warehouse: pathlib.Path,
-                  tmp_path_factory: pytest.TempPathFactory) -> PipelineRuns:
-    """Use from a test module with `pipeline_runs = pipeline_run_fixtures.pipeline_runs`."""
-    return create_pipeline_runs(small_warehouse, tmp_path_factory.mktemp("pipeline_runs"))

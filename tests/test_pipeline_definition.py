@@ -5,7 +5,7 @@ import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 
 from modules.hparams import HyperParameters
-from pipelines import pipeline
+from pipelines import evaluation, pipeline
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 from pipelines.config import (DataConfig, EvaluationConfig, PipelineConfig, TrainingConfig,
                               WarehouseConfig)
@@ -65,7 +65,7 @@ def test_evaluator_gates_overall_slice_against_the_baseline(tmp_path):
         "latest_blessed_model_resolver")
     config = json_format.Parse(evaluator.exec_properties["eval_config"], tfma.EvalConfig())
     (rmse,) = [m for m in config.metrics_specs[0].metrics
-               if m.class_name == "RootMeanSquaredError"]
+               if m.class_name == evaluation.RMSE_CLASS]
     assert not rmse.HasField("threshold")
     (gate,) = rmse.per_slice_thresholds
     assert [s.feature_keys for s in gate.slicing_specs] == [[]]

@@ -11,11 +11,9 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from tests import pipeline_run_fixtures
 from tests.browser import SCREENSHOTS, launched_chromium
 
 slow = pytest.mark.slow
-pipeline_runs = pipeline_run_fixtures.pipeline_runs  # three real runs, made once per module
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,8 +53,8 @@ def test_rmse_and_mae_match_tfma(weighted: bool, monkeypatch: pytest.MonkeyPatch
         if not weighted:  # one label, one prediction: TFMA's unpacking must not be needed
             patch.setattr(tfma_metrics.metric_util, "to_label_prediction_example_weight",
                           lambda *args, **kwargs: pytest.fail("took the general path"))
-        ours = {**evaluate(tfma_metrics.RootMeanSquaredError(), rows, weighted),
-                **evaluate(tfma_metrics.MeanAbsoluteError(), rows, weighted)}
+        ours = {**evaluate(tfma_metrics.BatchedRootMeanSquaredError(), rows, weighted),
+                **evaluate(tfma_metrics.BatchedMeanAbsoluteError(), rows, weighted)}
     theirs = {**evaluate(tfma.metrics.MeanSquaredError(), rows, weighted),
               **evaluate(tfma.metrics.MeanAbsoluteError(), rows, weighted)}
     assert ours[tfma_metrics.ROOT_MEAN_SQUARED_ERROR_NAME] == pytest.approx(
@@ -65,7 +65,7 @@ def test_rmse_and_mae_match_tfma(weighted: bool, monkeypatch: pytest.MonkeyPatch
 
 def test_merged_accumulators_give_the_same_result() -> None:
     rows = inputs(weighted=False)
-    for metric in (tfma_metrics.RootMeanSquaredError(), tfma_metrics.MeanAbsoluteError()):
+    for metric in (tfma_metrics.BatchedRootMeanSquaredError(), tfma_metrics.BatchedMeanAbsoluteError()):
         whole = evaluate(metric, rows, weighted=False)
         merged = evaluate(metric, rows, weighted=False, parts=3)
         assert merged == pytest.approx(whole, rel=1e-12)
@@ -74,8 +74,8 @@ def test_merged_accumulators_give_the_same_result() -> None:
 def test_both_metrics_share_one_combiner() -> None:
     """TFMA de-duplicates identical computations: one pass per example serves RMSE and MAE."""
     config = dict(eval_config=tfma.EvalConfig(), model_names=[""], output_names=[""])
-    combined = (tfma_metrics.RootMeanSquaredError().computations(**config)
-                + tfma_metrics.MeanAbsoluteError().computations(**config))
+    combined = (tfma_metrics.BatchedRootMeanSquaredError().computations(**config)
+                + tfma_metrics.BatchedMeanAbsoluteError().computations(**config))
     combiners = {c for c in combined if isinstance(c, metric_types.MetricComputation)}
     assert len(combiners) == 1
 
