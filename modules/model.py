@@ -31,9 +31,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tf_keras  # noqa: E402
 # Direct imports: `from tfx import v1` costs ~18 s per process (the Vertex extension included).
-from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs  # noqa: E402
+from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 from tfx.components.tuner.component import TunerFnResult  # noqa: E402
-from tfx_bsl.public import tfxio  # noqa: E402
 
 from modules import features  # noqa: E402
 from modules import preprocessing as pp  # noqa: E402
@@ -148,9 +147,31 @@ def model_inputs(model: tf_keras.Model, transformed: Mapping[str, tf.Tensor]) ->
 # Input
 # ------------------------------------------------------------------------------------------------
 
+def read_raw_examples(file_patterns: List[str], raw_feature_spec: Mapping[str, Any]
+                      ) -> tf.data.Dataset:
+    """ExampleGen's tf.Examples, parsed READ_BATCH_SIZE at a time, in file order.
+
+    tf.data's own TFRecord reader and `parse_example`, not the DataAccessor's TFXIO dataset:
+    on the same files that took 3x as long (2.5 s against 0.7 s for 160k examples), a second
+    per training run. Both ExampleGens write tf.Examples in TFRecord files, gzipped as TFX's
+    `.gz` names say.
+    """
+    files = sorted(name for pattern in file_patterns for name in tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no examples match {file_patterns}")
+    gzipped = {name.endswith(".gz") for name in files}
+    if len(gzipped) > 1:
+        raise ValueError(f"some but not all of {file_patterns} are gzipped")
+    records = tf.data.TFRecordDataset(
+        files, compression_type="GZIP" if gzipped.pop() else "",
+        num_parallel_reads=tf.data.AUTOTUNE if len(files) > 1 else None)
+    return records.batch(READ_BATCH_SIZE).map(
+        lambda batch: tf.io.parse_example(batch, raw_feature_spec),
+        num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def input_fn(
     file_pattern: List[str],
-    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     *,
@@ -169,16 +190,13 @@ def input_fn(
     after the first pass: reading, parsing and transforming the files every epoch cost more
     than training on them.
     """
-    options = tfxio.TensorFlowDatasetOptions(batch_size=READ_BATCH_SIZE, num_epochs=1,
-                                             shuffle=False)
     transform_layer = tf_transform_output.transform_features_layer()
 
     def transformed(raw: Dict[str, tf.Tensor]) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
         features_out = dict(transform_layer(raw))
         return features_out, features_out.pop(pp.TRANSFORMED_LABEL_KEY)
 
-    dataset = data_accessor.tf_dataset_factory(
-        file_pattern, options, tf_transform_output.raw_metadata.schema)
+    dataset = read_raw_examples(file_pattern, tf_transform_output.raw_feature_spec())
     dataset = dataset.map(transformed, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     if max_examples > 0:
         dataset = dataset.take(max_examples)
@@ -359,9 +377,9 @@ def _datasets(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput,
               batch_size: int, max_examples: int, *, repeat_train: bool, repeat_eval: bool,
               cache: bool) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
     """Finite datasets are one pass per epoch; repeated ones need steps (Keras stops on them)."""
-    train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
+    train = input_fn(fn_args.train_files, tf_transform_output, batch_size,
                      repeat=repeat_train, max_examples=max_examples, cache=cache)
-    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+    evaluation = input_fn(fn_args.eval_files, tf_transform_output,
                           batch_size, repeat=repeat_eval, shuffle=False, cache=cache)
     return train, evaluation
 
@@ -404,7 +422,7 @@ def run_fn(fn_args: FnArgs) -> None:
     if not warm_start(model, custom_config.get(WARM_START_CONFIG_KEY) or fn_args.base_model):
         # Its own uncached read: a partly read cache would be thrown away.
         start_at_label_mean(model, input_fn(
-            fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.batch_size,
+            fn_args.train_files, tf_transform_output, hparams.batch_size,
             repeat=False, max_examples=LABEL_MEAN_BATCHES * hparams.batch_size))
 
     callbacks = [

@@ -21,6 +21,7 @@ import tf_keras  # noqa: E402
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs  # noqa: E402
 from tfx.components.util import tfxio_utils  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
+from tfx_bsl.public import tfxio  # noqa: E402
 
 from modules import features  # noqa: E402
 from modules import model as babyweight_model  # noqa: E402
@@ -262,9 +263,28 @@ def test_tuner_fn_searches(trained: Trained, tmp_path: pathlib.Path) -> None:
     assert tuned.epochs == HPARAMS.epochs  # not tuned: from custom_config
 
 
+def test_raw_examples_are_read_as_tfx_s_data_accessor_reads_them(trained: Trained) -> None:
+    """The Trainer's own reader gives the same rows, in the same order, as TFXIO's dataset."""
+    output = trained.tf_transform_output
+    ours = list(babyweight_model.read_raw_examples(trained.fn_args.train_files,
+                                                   output.raw_feature_spec()))
+    theirs = list(trained.fn_args.data_accessor.tf_dataset_factory(
+        trained.fn_args.train_files,
+        tfxio.TensorFlowDatasetOptions(batch_size=babyweight_model.READ_BATCH_SIZE,
+                                       num_epochs=1, shuffle=False),
+        output.raw_metadata.schema))
+    assert set(ours[0]) == set(theirs[0]) >= {*features.FEATURE_NAMES, features.LABEL_KEY}
+    for key in ours[0]:
+        np.testing.assert_array_equal(np.concatenate([batch[key].numpy() for batch in ours]),
+                                      np.concatenate([batch[key].numpy() for batch in theirs]))
+    with pytest.raises(FileNotFoundError):
+        babyweight_model.read_raw_examples([str(pathlib.Path(trained.serving_dir) / "*.gz")],
+                                           output.raw_feature_spec())
+
+
 def test_input_fn_caps_training_examples(trained: Trained) -> None:
     dataset = babyweight_model.input_fn(
-        trained.fn_args.train_files, trained.fn_args.data_accessor, trained.tf_transform_output,
+        trained.fn_args.train_files, trained.tf_transform_output,
         batch_size=64, repeat=False, max_examples=100)
     batches = list(dataset)
     assert sum(int(labels.shape[0]) for _, labels in batches) == 100
@@ -274,7 +294,7 @@ def test_input_fn_caps_training_examples(trained: Trained) -> None:
 def test_cached_input_is_every_example_once_per_epoch_reshuffled(trained: Trained) -> None:
     """The cache keeps all transformed examples; each epoch sees each once, in a new order."""
     dataset = babyweight_model.input_fn(
-        trained.fn_args.train_files, trained.fn_args.data_accessor, trained.tf_transform_output,
+        trained.fn_args.train_files, trained.tf_transform_output,
         batch_size=64, repeat=False, cache=True, seed=7)
     epochs = [np.concatenate([labels.numpy().reshape(-1) for _, labels in dataset])
               for _ in range(2)]
