@@ -70,8 +70,9 @@ def slice_specs(eval_config: tfma.EvalConfig) -> List[slicer_lib.SingleSliceSpec
 
 
 def _spec_columns(spec: slicer_lib.SingleSliceSpec) -> Tuple[str, ...]:
-    feature_keys = spec.to_proto()
-    return tuple(sorted(set(feature_keys.feature_keys) | set(feature_keys.feature_values)))
+    """The columns a spec slices by or filters on; rows agreeing on them share its slices."""
+    proto = spec.to_proto()
+    return tuple(sorted(set(proto.feature_keys) | set(proto.feature_values)))
 
 
 def _rows(value: Any) -> Optional[int]:
