@@ -152,8 +152,8 @@ def read_raw_examples(file_patterns: List[str], raw_feature_spec: Mapping[str, A
     """ExampleGen's tf.Examples, parsed READ_BATCH_SIZE at a time, in file order.
 
     tf.data's own TFRecord reader and `parse_example`, not the DataAccessor's TFXIO dataset:
-    on the same files that took 3x as long (2.5 s against 0.7 s for 160k examples), a second
-    per training run. Both ExampleGens write tf.Examples in TFRecord files, gzipped as TFX's
+    on the same files that took 3x as long (about 2 s against 0.7 s for the 290k training
+    examples of 200k raw rows), paid in every run's first epoch. Both ExampleGens write tf.Examples in TFRecord files, gzipped as TFX's
     `.gz` names say.
     """
     files = sorted(name for pattern in file_patterns for name in tf.io.gfile.glob(pattern))
