@@ -106,7 +106,9 @@ def engines(cloud: CloudConfig) -> Any:
         trainer=Trainer, tuner=Tuner,
         trainer_custom_config={**vertex, TRAINING_ARGS_KEY: cloud.training_job_args()},
         tuner_custom_config={**vertex, TUNING_ARGS_KEY: cloud.training_job_args()},
-        pushers=pushers)
+        pushers=pushers,
+        # Beam's own TFRecord reader splits big files across Dataflow workers.
+        batched_reads=False)
 
 
 def build_pipeline(cloud: CloudConfig, data: config.DataConfig,

@@ -23,6 +23,7 @@ from tfx.proto import example_gen_pb2, trainer_pb2, transform_pb2
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
+from pipelines import batched_reads as batched_reads_lib
 from pipelines.components.anomaly_gate import AnomalyGate
 from pipelines.components.eda_report import EdaReport
 from pipelines.components.serving_pusher import ServingPusher
@@ -67,6 +68,9 @@ class Engines:
     tuner_custom_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # None: the local ServingPusher into `serving_dir`.
     pushers: Optional[PusherFactory] = None
+    # StatisticsGen and Transform read the TFRecords a batch at a time (pipelines/batched_reads.py);
+    # off on Dataflow, where Beam's own reader splits big files across workers.
+    batched_reads: bool = True
 
 
 def input_config(data: DataConfig, query: Optional[str] = None) -> example_gen_pb2.Input:
@@ -82,12 +86,15 @@ def input_config(data: DataConfig, query: Optional[str] = None) -> example_gen_p
 
 def data_components(example_gen: BaseNode, reports_dir: pathlib.Path,
                     warehouse: Optional[WarehouseConfig] = None,
-                    schema_file: pathlib.Path = SCHEMA_FILE) -> List[BaseNode]:
+                    schema_file: pathlib.Path = SCHEMA_FILE,
+                    batched_reads: bool = True) -> List[BaseNode]:
     """Statistics, the curated schema, validation, and the gate that stops on anomalies.
 
     With a local `warehouse`, the run also writes the exploratory-analysis report from it.
     """
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    if batched_reads:
+        batched_reads_lib.read_in_batches(statistics_gen)
     schema_importer = ImportSchemaGen(schema_file=str(schema_file))
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
@@ -129,6 +136,8 @@ def model_components(
         # these were three full passes over the data, more than half of Transform's time.
         materialize=False,
         disable_statistics=True)
+    if engines.batched_reads:
+        batched_reads_lib.read_in_batches(transform)
     # Nothing that learns from the data may run before the data passed validation.
     transform.add_upstream_node(anomaly_gate)
     custom_config = {model_config.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
@@ -201,7 +210,8 @@ def create_pipeline(
 
     `schema_file` is read where ImportSchemaGen runs: in a container that is the image's copy.
     """
-    data = data_components(example_gen, reports_dir, warehouse, pathlib.Path(schema_file))
+    data = data_components(example_gen, reports_dir, warehouse, pathlib.Path(schema_file),
+                           batched_reads=engines.batched_reads)
     components = data + model_components(
         data=data, reports_dir=reports_dir, serving_dir=serving_dir,
         hyperparameters=hyperparameters, training=training, evaluation=evaluation,

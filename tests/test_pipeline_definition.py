@@ -11,7 +11,7 @@ from pipelines.config import (DataConfig, EvaluationConfig, PipelineConfig, Trai
                               WarehouseConfig)
 
 
-def build(tmp_path: pathlib.Path, **training):
+def build(tmp_path: pathlib.Path, engines: pipeline.Engines = pipeline.Engines(), **training):
     warehouse = WarehouseConfig(database=tmp_path / "natality.duckdb")
     return pipeline.create_pipeline(
         pipeline_name="babyweight-test", pipeline_root=str(tmp_path / "root"),
@@ -20,7 +20,7 @@ def build(tmp_path: pathlib.Path, **training):
         reports_dir=tmp_path / "reports", warehouse=warehouse,
         serving_dir=str(tmp_path / "serving"), hyperparameters=HyperParameters(),
         training=TrainingConfig(**training), evaluation=EvaluationConfig(),
-        beam_pipeline_args=[], enable_cache=False)
+        beam_pipeline_args=[], enable_cache=False, engines=engines)
 
 
 def ids(definition):

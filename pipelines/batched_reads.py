@@ -1,0 +1,152 @@
+"""StatisticsGen and Transform read ExampleGen's TFRecord files a batch of records at a time.
+
+Why: TFXIO's Beam source for tf.Examples is Beam's ReadFromTFRecord, and every record then
+travels on as its own Beam element (telemetry, BatchElements) until the decoder batches them:
+Python for each record. On the three splits of 200k raw rows that was 4.7 s of StatisticsGen's
+7.3 s. Here tf.data's C++ reader reads each file, a batch of records at a time, and the same
+tfx_bsl decoder makes the same Arrow RecordBatches: at 200k raw rows StatisticsGen took 5.0 s
+instead of 7.4 s and Transform 3.9 s instead of 6.4 s.
+
+TFX has no setting for the reader its components use. `BatchedTFExampleRecord` is tfx_bsl's
+TFExampleRecord with only `BeamSource` replaced, and the two executors below are the stock ones,
+except that while they run, `tfxio_utils.make_tfxio` (the one function through which both make
+their TFXIO) hands out this one for tf.Example files. The Evaluator keeps the stock source: its
+input is one split, and TFMA's batching of it is part of its own speed (it was no faster).
+
+Local runs only: on Dataflow, Beam's own reader splits big files across workers, where this one
+reads each file whole.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, List, Optional
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.io.filesystems import FileSystems
+from tfx.components.statistics_gen import executor as statistics_gen_executor
+from tfx.components.transform import executor as transform_executor
+from tfx.components.util import tfxio_utils
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx_bsl.coders import example_coder
+from tfx_bsl.tfxio import record_based_tfxio, tf_example_record
+
+# Records per batch when the reader's caller does not ask for a size (TFXIO's own cap).
+DEFAULT_BATCH_SIZE = 1000
+
+
+def list_files(file_patterns: List[str]) -> List[str]:
+    """The files the patterns match, sorted; an error when they match none."""
+    matches = FileSystems.match(list(file_patterns))
+    files = sorted(metadata.path for match in matches for metadata in match.metadata_list)
+    if not files:
+        raise FileNotFoundError(f"no files match {file_patterns}")
+    return files
+
+
+class _ReadRecordBatches(beam.DoFn):
+    """A file name in, lists of its serialized records out (tf.data reads and un-gzips them)."""
+
+    def __init__(self, batch_size: int) -> None:
+        self._batch_size = batch_size
+
+    def process(self, path: str) -> Iterator[List[bytes]]:
+        compression = "GZIP" if path.endswith(".gz") else ""
+        records = tf.data.TFRecordDataset([path], compression_type=compression)
+        for batch in records.batch(self._batch_size).as_numpy_iterator():
+            yield list(batch)
+
+
+class _DecodeExamples(beam.DoFn):
+    """Serialized tf.Examples in, an Arrow RecordBatch out: tfx_bsl's decoder, as TFXIO's."""
+
+    def __init__(self, serialized_schema: Optional[bytes],
+                 raw_record_column_name: Optional[str]) -> None:
+        self._serialized_schema = serialized_schema
+        self._raw_record_column_name = raw_record_column_name
+        self._decoder: Any = None
+
+    def setup(self) -> None:
+        self._decoder = (example_coder.ExamplesToRecordBatchDecoder(self._serialized_schema)
+                         if self._serialized_schema else
+                         example_coder.ExamplesToRecordBatchDecoder())
+
+    def process(self, records: List[bytes]) -> Iterator[Any]:
+        decoded = self._decoder.DecodeBatch(records)
+        if self._raw_record_column_name is None:
+            yield decoded
+        else:
+            yield record_based_tfxio.AppendRawRecordColumn(
+                decoded, self._raw_record_column_name, records)
+
+
+class BatchedTFExampleRecord(tf_example_record.TFExampleRecord):
+    """TFExampleRecord whose Beam source reads whole batches of records, not single records."""
+
+    def BeamSource(self, batch_size: Optional[int] = None) -> beam.PTransform:
+        patterns = (self._file_pattern if isinstance(self._file_pattern, list)
+                    else [self._file_pattern])
+        schema = self._GetSchemaForDecoding()
+        serialized_schema = schema.SerializeToString() if schema is not None else None
+        raw_record_column_name = self.raw_record_column_name
+
+        def expand(pipeline: Any) -> beam.PCollection:
+            return (pipeline
+                    | "ListFiles" >> beam.Create(list_files(patterns))
+                    | "ReadRecordBatches" >> beam.ParDo(
+                        _ReadRecordBatches(batch_size or DEFAULT_BATCH_SIZE))
+                    | "Decode" >> beam.ParDo(
+                        _DecodeExamples(serialized_schema, raw_record_column_name)))
+
+        return beam.ptransform_fn(expand)()
+
+    def _ProjectImpl(self, tensor_names: List[str]) -> Any:
+        return batched(super()._ProjectImpl(tensor_names))
+
+
+def batched(tfxio: Any) -> Any:
+    """The same TFXIO reading a batch at a time, when it reads tf.Example TFRecord files."""
+    if type(tfxio) is not tf_example_record.TFExampleRecord:  # noqa: E721 - not subclasses
+        return tfxio
+    # pylint: disable=protected-access
+    return BatchedTFExampleRecord(
+        file_pattern=tfxio._file_pattern, schema=tfxio._schema,
+        raw_record_column_name=tfxio.raw_record_column_name,
+        telemetry_descriptors=tfxio.telemetry_descriptors)
+
+
+@contextlib.contextmanager
+def _batched_tfxio() -> Iterator[None]:
+    """While inside, tfxio_utils.make_tfxio makes batched TFXIOs (components run one by one)."""
+    stock: Callable[..., Any] = tfxio_utils.make_tfxio
+    tfxio_utils.make_tfxio = lambda *args, **kwargs: batched(stock(*args, **kwargs))
+    try:
+        yield
+    finally:
+        tfxio_utils.make_tfxio = stock
+
+
+class StatisticsGenExecutor(statistics_gen_executor.Executor):
+    """TFX's StatisticsGen executor, reading a batch of records at a time."""
+
+    def Do(self, input_dict: Any, output_dict: Any, exec_properties: Any) -> None:
+        with _batched_tfxio():
+            super().Do(input_dict, output_dict, exec_properties)
+
+
+class TransformExecutor(transform_executor.Executor):
+    """TFX's Transform executor, reading a batch of records at a time."""
+
+    def Do(self, input_dict: Any, output_dict: Any, exec_properties: Any) -> None:
+        with _batched_tfxio():
+            super().Do(input_dict, output_dict, exec_properties)
+
+
+_EXECUTORS = {"StatisticsGen": StatisticsGenExecutor, "Transform": TransformExecutor}
+
+
+def read_in_batches(component: base_component.BaseComponent) -> base_component.BaseComponent:
+    """The stock StatisticsGen or Transform, running the executor above instead of its own."""
+    executor_class = _EXECUTORS[type(component).__name__]
+    component.executor_spec = executor_spec.BeamExecutorSpec(executor_class)
+    return component
