@@ -261,3 +261,13 @@ def test_bigquery_billing_project_applies_to_example_gen_only():
     example_gen, statistics_gen = by_id["BigQueryExampleGen"], by_id["StatisticsGen"]
     assert example_gen.executor_spec.beam_pipeline_args[-1] == "--project=billing"
     assert "--project=billing" not in statistics_gen.executor_spec.beam_pipeline_args
+
+
+def test_dataflow_reads_with_beam_s_own_tfrecord_reader():
+    """Batched reads are local only: on Dataflow, Beam's reader splits big files across workers."""
+    from tfx.components.statistics_gen.executor import Executor as StockStatisticsGen
+    from tfx.components.transform.executor import Executor as StockTransform
+
+    by_id = {c.id: c for c in build_vertex(CLOUD).components}
+    assert by_id["StatisticsGen"].executor_spec.executor_class is StockStatisticsGen
+    assert by_id["Transform"].executor_spec.executor_class is StockTransform
