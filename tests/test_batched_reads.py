@@ -140,3 +140,32 @@ def test_the_local_pipeline_reads_in_batches_and_the_cloud_one_does_not(tmp_path
     stock = executors(build(tmp_path, engines=pipeline.Engines(batched_reads=False)))
     assert batched_reads.StatisticsGenExecutor not in stock.values()
     assert batched_reads.TransformExecutor not in stock.values()
+
+
+@pytest.mark.slow
+def test_statistics_gen_executor_reads_through_the_batched_source(pipeline_runs, tmp_path,
+                                                                  monkeypatch) -> None:
+    """The executor really hands the batched TFXIO to TFDV (not just the class in the spec)."""
+    from tfx.types import artifact_utils, standard_artifacts
+
+    examples = standard_artifacts.Examples()
+    examples.uri = str(next(pipeline_runs.pipeline_root.glob("DuckDBExampleGen/examples/*")))
+    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.uri = str(tmp_path / "statistics")
+    sources: List[str] = []
+    batched_source = batched_reads.BatchedTFExampleRecord.BeamSource
+
+    def counted(self: Any, batch_size: Optional[int] = None) -> Any:
+        sources.append(str(self._file_pattern))  # pylint: disable=protected-access
+        return batched_source(self, batch_size)
+
+    monkeypatch.setattr(batched_reads.BatchedTFExampleRecord, "BeamSource", counted)
+    batched_reads.StatisticsGenExecutor().Do(
+        {"examples": [examples]}, {"statistics": [statistics]}, {"exclude_splits": "[]"})
+    assert len(sources) == 2 and any("Split-eval" in s for s in sources)
+    for split in ("train", "eval"):
+        written = tfdv.load_stats_binary(
+            str(tmp_path / "statistics" / f"Split-{split}" / "FeatureStats.pb"))
+        assert written.datasets[0].num_examples > 1000
+    assert tfxio_utils.make_tfxio.__module__ == tfxio_utils.__name__, "the stock one is back"
