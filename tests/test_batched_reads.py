@@ -124,7 +124,8 @@ def test_only_tf_example_files_are_read_in_batches(examples: str) -> None:
         assert tfxio_utils.make_tfxio is not stock_make_tfxio
     assert tfxio_utils.make_tfxio is stock_make_tfxio
     with pytest.raises(FileNotFoundError):
-        batched_reads.list_files([str(pathlib.Path(examples).parent / "nothing-*")])
+        batched_reads.batched(tf_example_record.TFExampleRecord(
+            [str(pathlib.Path(examples).parent / "nothing-*")], validate=False)).BeamSource()
 
 
 def test_the_local_pipeline_reads_in_batches_and_the_cloud_one_does_not(tmp_path) -> None:
