@@ -62,6 +62,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipelines import pipeline
+    from pipelines.beam_introspection import cached_dofn_inspection
     from pipelines.errors import DataValidationError
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 
@@ -91,7 +92,8 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     log.info("Running %d components: %s", len(definition.components),
              ", ".join(c.id for c in definition.components))
     try:
-        LocalDagRunner().run(definition)
+        with cached_dofn_inspection():
+            LocalDagRunner().run(definition)
     except DataValidationError as error:
         log.error("%s", error)
         log.error("The run stopped before training. Reports: %s", reports_dir)

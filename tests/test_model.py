@@ -327,17 +327,25 @@ def test_hyperparameters_round_trip_through_flags_and_custom_config() -> None:
         HyperParameters(hidden_units="64,x")
 
 
-def test_fresh_model_starts_at_the_label_mean():
-    hparams = HyperParameters(hidden_units="8", batch_size=4)
-    keras_model = babyweight_model.build_keras_model(hparams)
-    sizes = babyweight_model.id_feature_sizes()
-    rows = 12
-    features_batch = {key: tf.zeros([rows], tf.int64) for key in sizes}
-    features_batch.update({key: tf.zeros([rows], tf.float32)
-                           for key in babyweight_model.dense_feature_keys()})
-    labels = tf.constant(np.linspace(5.0, 9.0, rows).reshape(-1, 1), tf.float32)
-    dataset = tf.data.Dataset.from_tensor_slices((features_batch, labels)).batch(4)
-    mean = babyweight_model.start_at_label_mean(keras_model, dataset)
-    assert mean == pytest.approx(float(np.mean(labels)))
+def test_fresh_model_starts_at_the_label_mean(tmp_path):
+    labels = np.linspace(5.0, 9.0, 12)
+    path = tmp_path / "train.gz"
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for label in labels:
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                features.LABEL_KEY: tf.train.Feature(float_list=tf.train.FloatList(
+                    value=[label])),
+                "mother_age": tf.train.Feature(int64_list=tf.train.Int64List(value=[30])),
+            })).SerializeToString())
+    spec = {features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.float32),
+            "mother_age": tf.io.FixedLenFeature([1], tf.int64)}
+    mean = babyweight_model.training_label_mean([str(path)], spec)
+    assert mean == pytest.approx(float(np.mean(labels)), rel=1e-6)
+    # Only the first max_examples count, in file order.
+    assert babyweight_model.training_label_mean([str(path)], spec, max_examples=3) == (
+        pytest.approx(float(np.mean(labels[:3])), rel=1e-6))
+
+    keras_model = babyweight_model.build_keras_model(HyperParameters(hidden_units="8"))
+    babyweight_model.start_at_label_mean(keras_model, mean)
     bias = keras_model.get_layer(babyweight_model.WIDE_OUTPUT_LAYER).bias.numpy()
     assert bias == pytest.approx([mean])
