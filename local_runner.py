@@ -110,15 +110,16 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     started = time.monotonic()
     log.info("Running %d components: %s", len(definition.components),
              ", ".join(c.id for c in definition.components))
-    try:
-        with imports_frozen(), cached_dofn_inspection():
-            LocalDagRunner().run(definition)
-    except DataValidationError as error:
-        log.error("%s", error)
-        log.error("The run stopped before training. Reports: %s", reports_dir)
-        return 2
-    finally:
-        publish_reports(settings, reports_dir)
+    with imports_frozen():
+        try:
+            with cached_dofn_inspection():
+                LocalDagRunner().run(definition)
+        except DataValidationError as error:
+            log.error("%s", error)
+            log.error("The run stopped before training. Reports: %s", reports_dir)
+            return 2
+        finally:
+            publish_reports(settings, reports_dir)
     log.info("Pipeline finished in %.0f s", time.monotonic() - started)
     outcome = report_outcome(reports_dir / pipeline.PUSH_REPORT, warehouse)
     log.info("Reports:   %s", reports_dir)

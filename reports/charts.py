@@ -21,11 +21,6 @@ CANDIDATE = "#4c72b0"
 BASELINE = "#b8b8b8"
 
 
-def _finish(figure: Figure, label: str, id_prefix: str) -> str:
-    figure.tight_layout()
-    return svg_of_figure(figure, label, id_prefix)
-
-
 def _style(axes) -> None:
     axes.grid(axis="y", alpha=0.3)
     axes.spines[["top", "right"]].set_visible(False)
@@ -54,7 +49,7 @@ def category_shares(feature: str, shares: Dict[str, List[Tuple[str, float]]],
     axes.set_xlabel(feature)
     axes.legend(frameon=False, fontsize=8)
     _style(axes)
-    return _finish(figure, f"share of examples per value of {feature}, by split", id_prefix)
+    return svg_of_figure(figure, f"share of examples per value of {feature}, by split", id_prefix)
 
 
 def histograms(feature: str, buckets: Dict[str, List[Tuple[float, float, float]]],
@@ -86,7 +81,7 @@ def histograms(feature: str, buckets: Dict[str, List[Tuple[float, float, float]]
     axes.set_xlabel(feature)
     axes.legend(frameon=False, fontsize=8)
     _style(axes)
-    return _finish(figure, f"distribution of {feature}, by split", id_prefix)
+    return svg_of_figure(figure, f"distribution of {feature}, by split", id_prefix)
 
 
 def slice_rmse(feature: str, labels: Sequence[str], candidate: Sequence[float],
@@ -125,4 +120,4 @@ def slice_rmse(feature: str, labels: Sequence[str], candidate: Sequence[float],
     axes.set_xlabel(feature)
     axes.legend(frameon=False, fontsize=8, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     _style(axes)
-    return _finish(figure, f"RMSE per {feature} slice", id_prefix)
+    return svg_of_figure(figure, f"RMSE per {feature} slice", id_prefix)
