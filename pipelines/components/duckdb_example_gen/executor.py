@@ -11,8 +11,6 @@ import concurrent.futures
 import logging
 import os
 import pathlib
-import queue
-import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -30,6 +28,7 @@ from tfx.types import artifact_utils
 from tfx_bsl.coders import example_coder
 
 from pipelines.errors import DataValidationError
+from pipelines.prefetch import prefetched
 from warehouse import engine, sql
 
 ROWS_PER_BATCH = 65_536
@@ -126,45 +125,6 @@ def _DuckDBToExample(  # pylint: disable=invalid-name
             | "Query" >> beam.Create([split_pattern])
             | "ReadFromDuckDB" >> beam.ParDo(_ReadQuery(config["database"],
                                                         config.get("source"))))
-
-
-def prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """`items`, produced by a background thread up to `depth` ahead of the consumer.
-
-    The producer's exception is raised in the consumer, and a consumer that stops early
-    releases the producer.
-    """
-    ready: "queue.Queue[Tuple[str, Any]]" = queue.Queue(depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        ready.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            ready.put(("end", None))
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
-            ready.put(("error", error))
-
-    producer = threading.Thread(target=produce, name="duckdb-example-gen-reader", daemon=True)
-    producer.start()
-    try:
-        while True:
-            kind, value = ready.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        producer.join()
 
 
 class _WriteSplits(beam.DoFn):
