@@ -135,7 +135,10 @@ def model_components(
         # checked, so Transform's own pre- and post-transform statistics are off too; together
         # these were three full passes over the data, more than half of Transform's time.
         materialize=False,
-        disable_statistics=True)
+        disable_statistics=True,
+        # The analyzer cache only pays when a later run feeds it back in (analyzer_cache),
+        # which this pipeline does not: the component cache reuses a whole unchanged run.
+        disable_analyzer_cache=True)
     if engines.batched_reads:
         batched_reads_lib.read_in_batches(transform)
     # Nothing that learns from the data may run before the data passed validation.
