@@ -1,4 +1,4 @@
-"""StatisticsGen and Transform read ExampleGen's TFRecord files a batch of records at a time.
+"""StatisticsGen, Transform and the Evaluator read ExampleGen's TFRecords a batch at a time.
 
 Why: TFXIO's Beam source for tf.Examples is Beam's ReadFromTFRecord, and every record then
 travels on as its own Beam element (telemetry, BatchElements) until the decoder batches them:
@@ -8,10 +8,11 @@ tfx_bsl decoder DoFn makes the same Arrow RecordBatches: at 200k raw rows Statis
 instead of 7.4 s and Transform 3.9 s instead of 6.4 s.
 
 TFX has no setting for the reader its components use. `BatchedTFExampleRecord` is tfx_bsl's
-TFExampleRecord with only `BeamSource` replaced, and the two executors below are the stock ones,
-except that while they run, `tfxio_utils.make_tfxio` (the one function through which both make
-their TFXIO) hands out this one for tf.Example files. The Evaluator keeps the stock source: its
-input is one split, and TFMA's batching of it is part of its own speed (it was no faster).
+TFExampleRecord with only `BeamSource` replaced, and the three executors below are the stock
+ones, except that while they run, `tfxio_utils.make_tfxio` (the one function through which all
+three make their TFXIO) hands out this one for tf.Example files. For the Evaluator, TFMA gets
+the same RecordBatches of at most 1000 examples its own source makes; at 200k raw rows it took
+3.2 s instead of 3.5 s.
 
 Local runs only: on Dataflow, Beam's own reader splits big files across workers, where this one
 reads each file whole.
@@ -23,6 +24,7 @@ from typing import Any, Callable, Iterator, List, Optional
 
 import apache_beam as beam
 import tensorflow as tf
+from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.statistics_gen import executor as statistics_gen_executor
 from tfx.components.transform import executor as transform_executor
 from tfx.components.util import tfxio_utils
@@ -123,7 +125,16 @@ class TransformExecutor(transform_executor.Executor):
             super().Do(input_dict, output_dict, exec_properties)
 
 
-_EXECUTORS = {"StatisticsGen": StatisticsGenExecutor, "Transform": TransformExecutor}
+class EvaluatorExecutor(evaluator_executor.Executor):
+    """TFX's Evaluator executor, reading a batch of records at a time."""
+
+    def Do(self, input_dict: Any, output_dict: Any, exec_properties: Any) -> None:
+        with _batched_tfxio():
+            super().Do(input_dict, output_dict, exec_properties)
+
+
+_EXECUTORS = {"StatisticsGen": StatisticsGenExecutor, "Transform": TransformExecutor,
+              "Evaluator": EvaluatorExecutor}
 
 
 def read_in_batches(component: base_component.BaseComponent) -> base_component.BaseComponent:

@@ -68,8 +68,9 @@ class Engines:
     tuner_custom_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # None: the local ServingPusher into `serving_dir`.
     pushers: Optional[PusherFactory] = None
-    # StatisticsGen and Transform read the TFRecords a batch at a time (pipelines/batched_reads.py);
-    # off on Dataflow, where Beam's own reader splits big files across workers.
+    # StatisticsGen, Transform and the Evaluator read the TFRecords a batch at a time
+    # (pipelines/batched_reads.py); off on Dataflow, where Beam's own reader splits big files
+    # across workers.
     batched_reads: bool = True
 
 
@@ -179,6 +180,8 @@ def model_components(
         eval_config=eval_config(evaluation),
         example_splits=["eval"],
         module_path=EVALUATOR_MODULE)
+    if engines.batched_reads:
+        batched_reads_lib.read_in_batches(evaluator)
     if engines.pushers is None:
         pushers: List[BaseNode] = [ServingPusher(
             model=trainer.outputs["model"],

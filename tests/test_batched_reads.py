@@ -133,14 +133,17 @@ def test_the_local_pipeline_reads_in_batches_and_the_cloud_one_does_not(tmp_path
 
     def executors(definition) -> Dict[str, Any]:
         return {c.id: c.executor_spec.executor_class for c in definition.components
-                if c.id in ("StatisticsGen", "Transform")}
+                if c.id in ("StatisticsGen", "Transform", "Evaluator")}
 
     assert executors(build(tmp_path)) == {
         "StatisticsGen": batched_reads.StatisticsGenExecutor,
-        "Transform": batched_reads.TransformExecutor}
+        "Transform": batched_reads.TransformExecutor,
+        "Evaluator": batched_reads.EvaluatorExecutor}
     stock = executors(build(tmp_path, engines=pipeline.Engines(batched_reads=False)))
-    assert batched_reads.StatisticsGenExecutor not in stock.values()
-    assert batched_reads.TransformExecutor not in stock.values()
+    assert len(stock) == 3
+    assert not set(stock.values()) & {batched_reads.StatisticsGenExecutor,
+                                      batched_reads.TransformExecutor,
+                                      batched_reads.EvaluatorExecutor}
 
 
 @pytest.mark.slow

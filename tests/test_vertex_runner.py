@@ -265,9 +265,11 @@ def test_bigquery_billing_project_applies_to_example_gen_only():
 
 def test_dataflow_reads_with_beam_s_own_tfrecord_reader():
     """Batched reads are local only: on Dataflow, Beam's reader splits big files across workers."""
+    from tfx.components.evaluator.executor import Executor as StockEvaluator
     from tfx.components.statistics_gen.executor import Executor as StockStatisticsGen
     from tfx.components.transform.executor import Executor as StockTransform
 
     by_id = {c.id: c for c in build_vertex(CLOUD).components}
     assert by_id["StatisticsGen"].executor_spec.executor_class is StockStatisticsGen
     assert by_id["Transform"].executor_spec.executor_class is StockTransform
+    assert by_id["Evaluator"].executor_spec.executor_class is StockEvaluator
