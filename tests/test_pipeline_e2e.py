@@ -16,9 +16,15 @@ FAST_TRAINING = [*pipeline_helpers.FAST_TRAINING,
                  "--tune", "--tuner-max-trials", "2", "--tuner-train-steps", "20"]
 
 
+# Trained models score below 0.9 x the label's std (1.18 lb here); a one-step model starts at
+# the training labels' mean and stays there, so it scores about the eval labels' std (1.25 lb):
+# the bound sits between the two with room on both sides.
+RMSE_BOUND = "1.2"
+
+
 def run(tmp_path: pathlib.Path, warehouse: pathlib.Path, *args: str) -> int:
     return pipeline_helpers.run_local_pipeline(
-        tmp_path, "--database", str(warehouse), "--rmse-upper-bound", "1.25", *args)
+        tmp_path, "--database", str(warehouse), "--rmse-upper-bound", RMSE_BOUND, *args)
 
 
 def push_decisions(tmp_path: pathlib.Path):
@@ -65,8 +71,8 @@ def test_push_then_no_duplicate_then_bad_model_kept_out(small_warehouse, tmp_pat
                "--learning-rate", "0.0001") == 3
     bad = push_decisions(tmp_path)[-1]
     assert not bad["blessed"] and not bad["pushed"]
-    assert bad["eval_rmse"] > 1.25
-    assert any("root_mean_squared_error" in reason and "1.25" in reason
+    assert bad["eval_rmse"] > float(RMSE_BOUND)
+    assert any("root_mean_squared_error" in reason and RMSE_BOUND in reason
                for reason in bad["reasons"]), bad["reasons"]
     assert sorted(serving.iterdir()) == versions
     assert_only_whole_versions(serving)
