@@ -128,6 +128,21 @@ def test_only_tf_example_files_are_read_in_batches(examples: str) -> None:
             [str(pathlib.Path(examples).parent / "nothing-*")], validate=False)).BeamSource()
 
 
+def test_the_evaluator_s_tfxio_factory_hands_out_the_batched_reader(examples: str) -> None:
+    """TFX's Evaluator makes its TFXIO through this factory, with TFMA's raw-record column."""
+    from tfx.types import standard_artifacts
+
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(pathlib.Path(examples).parent)
+    with batched_reads._batched_tfxio():  # pylint: disable=protected-access
+        factory = tfxio_utils.get_tfxio_factory_from_artifact(
+            examples=[artifact], telemetry_descriptors=["test"], schema=SCHEMA,
+            raw_record_column_name=RAW_COLUMN)
+        tfxio = factory(examples)
+    assert isinstance(tfxio, batched_reads.BatchedTFExampleRecord)
+    assert tfxio.raw_record_column_name == RAW_COLUMN
+
+
 def test_the_local_pipeline_reads_in_batches_and_the_cloud_one_does_not(tmp_path) -> None:
     from tests.test_pipeline_definition import build
 
