@@ -40,20 +40,15 @@ def _examples(uri: str, splits: Sequence[str]):
     return artifact
 
 
-def _run(executor_class, component, inputs, outputs) -> None:
-    executor_class().Do(inputs, outputs, _exec_properties(component))
-
-
 def measure(rows: int, work: pathlib.Path, beam_args: List[str]) -> Dict[str, object]:
     """Seconds per stage for `rows` raw natality rows."""
     from tfx.components.example_gen.csv_example_gen import executor as csv_executor
     from tfx.components.example_gen.csv_example_gen.component import CsvExampleGen
-    from tfx.components.statistics_gen import executor as stats_executor
     from tfx.components.statistics_gen.component import StatisticsGen
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
 
-    from pipelines import pipeline
+    from pipelines import batched_reads, pipeline
     from pipelines.components.duckdb_example_gen import executor as duckdb_executor
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
     from pipelines.config import DataConfig
@@ -86,7 +81,8 @@ def measure(rows: int, work: pathlib.Path, beam_args: List[str]) -> Dict[str, ob
     stats = standard_artifacts.ExampleStatistics()
     stats.uri = str(work / "statistics")
     with timed(seconds, "statistics_gen"):
-        stats_executor.Executor(context).Do(
+        # The local pipeline's StatisticsGen: TFX's executor reading a batch at a time.
+        batched_reads.StatisticsGenExecutor(context).Do(
             {"examples": [duckdb_out]}, {"statistics": [stats]},
             _exec_properties(StatisticsGen(examples=duckdb_gen.outputs["examples"])))
 
