@@ -45,8 +45,8 @@ class _ReadAndDecode(beam.DoFn):
     tf.data reads and un-gzips the file a batch of records at a time, and tfx_bsl's own
     decoder DoFn (the one TFXIO's RawRecordToRecordBatch uses) decodes each batch. Both run in
     C++ outside the GIL, so they work on the next batches while Beam's thread runs the
-    component's Python on the last one: about 0.6 s less per pass over the 290k training
-    examples of 200k raw rows on 2 cores.
+    component's Python on the last one: at 200k raw rows on 2 cores, StatisticsGen and
+    Transform each took 0.3-0.4 s less.
     """
 
     def __init__(self, batch_size: int, compression: str, decode: beam.DoFn) -> None:
@@ -110,28 +110,24 @@ def _batched_tfxio() -> Iterator[None]:
         tfxio_utils.make_tfxio = stock
 
 
-class StatisticsGenExecutor(statistics_gen_executor.Executor):
+class _ReadsInBatches:
+    """Mixed in before a stock TFX executor: its Do runs with the batched TFXIO."""
+
+    def Do(self, input_dict: Any, output_dict: Any, exec_properties: Any) -> None:
+        with _batched_tfxio():
+            super().Do(input_dict, output_dict, exec_properties)  # type: ignore[misc]
+
+
+class StatisticsGenExecutor(_ReadsInBatches, statistics_gen_executor.Executor):
     """TFX's StatisticsGen executor, reading a batch of records at a time."""
 
-    def Do(self, input_dict: Any, output_dict: Any, exec_properties: Any) -> None:
-        with _batched_tfxio():
-            super().Do(input_dict, output_dict, exec_properties)
 
-
-class TransformExecutor(transform_executor.Executor):
+class TransformExecutor(_ReadsInBatches, transform_executor.Executor):
     """TFX's Transform executor, reading a batch of records at a time."""
 
-    def Do(self, input_dict: Any, output_dict: Any, exec_properties: Any) -> None:
-        with _batched_tfxio():
-            super().Do(input_dict, output_dict, exec_properties)
 
-
-class EvaluatorExecutor(evaluator_executor.Executor):
+class EvaluatorExecutor(_ReadsInBatches, evaluator_executor.Executor):
     """TFX's Evaluator executor, reading a batch of records at a time."""
-
-    def Do(self, input_dict: Any, output_dict: Any, exec_properties: Any) -> None:
-        with _batched_tfxio():
-            super().Do(input_dict, output_dict, exec_properties)
 
 
 _EXECUTORS = {"StatisticsGen": StatisticsGenExecutor, "Transform": TransformExecutor,
@@ -139,7 +135,7 @@ _EXECUTORS = {"StatisticsGen": StatisticsGenExecutor, "Transform": TransformExec
 
 
 def read_in_batches(component: base_component.BaseComponent) -> base_component.BaseComponent:
-    """The stock StatisticsGen or Transform, running the executor above instead of its own."""
+    """The stock StatisticsGen, Transform or Evaluator, running the executor above instead."""
     executor_class = _EXECUTORS[type(component).__name__]
     component.executor_spec = executor_spec.BeamExecutorSpec(executor_class)
     return component
