@@ -91,7 +91,9 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     reports_dir.mkdir(parents=True, exist_ok=True)
     pathlib.Path(settings.metadata_path).parent.mkdir(parents=True, exist_ok=True)
     example_gen = DuckDBExampleGen(input_config=pipeline.input_config(data),
-                                   database=warehouse.database, source=warehouse.source)
+                                   database=warehouse.database, source=warehouse.source,
+                                   range_config=pipeline.range_config(data),
+                                   span_settings=pipeline.span_settings(data))
     definition = pipeline.create_pipeline(
         pipeline_name=config.PIPELINE_NAME,
         pipeline_root=str(settings.pipeline_root),

@@ -37,7 +37,7 @@ CLOUD_ENV = ("BABYWEIGHT_PROJECT", "GOOGLE_CLOUD_PROJECT", "BABYWEIGHT_BUCKET",
 
 def build_vertex(cloud: CloudConfig = CLOUD, **training: Any):
     return vertex_runner.build_pipeline(cloud, DataConfig(), TrainingConfig(**training),
-                                        HyperParameters(), EvaluationConfig(), stamp="test")
+                                        HyperParameters(), EvaluationConfig())
 
 
 def build_local(tmp_path: pathlib.Path, **training: Any):
