@@ -173,8 +173,14 @@ def report_outcome(push_report: pathlib.Path, warehouse: config.WarehouseConfig)
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     logs.setup(args.verbose)
-    return run(config.from_flags(config.WarehouseConfig, args),
-               config.from_flags(config.DataConfig, args),
+    data = config.from_flags(config.DataConfig, args)
+    try:
+        data.split_buckets()  # the split and span flags, checked before anything is built
+        data.span_range()
+    except ValueError as error:
+        print(f"local_runner.py: error: {error}", file=sys.stderr)
+        return 2
+    return run(config.from_flags(config.WarehouseConfig, args), data,
                config.from_flags(config.PipelineConfig, args),
                config.from_flags(config.TrainingConfig, args),
                config.from_flags(HyperParameters, args),

@@ -66,7 +66,7 @@ class DataConfig:
     def span_range(self) -> Tuple[int, int, int]:
         """(first, last, newest N), validated; zeros are unbounded."""
         for value, flag in ((self.first_span, "--first-span"), (self.last_span, "--last-span")):
-            if value and not (value >= 100 and 1 <= value % 100 <= 12):
+            if value and not (100_001 <= value <= 999_912 and 1 <= value % 100 <= 12):
                 raise ValueError(f"{flag} must be a month written YYYYMM (e.g. 200812), got "
                                  f"{value}")
         if self.num_spans < 0:

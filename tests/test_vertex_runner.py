@@ -273,3 +273,25 @@ def test_dataflow_reads_with_beam_s_own_tfrecord_reader():
     assert by_id["StatisticsGen"].executor_spec.executor_class is StockStatisticsGen
     assert by_id["Transform"].executor_spec.executor_class is StockTransform
     assert by_id["Evaluator"].executor_spec.executor_class is StockEvaluator
+
+
+def test_example_gen_resolves_its_spans_before_vertex_checks_the_cache(compiled):
+    from pipelines.components import vertex_span_driver
+
+    example_gen = container(compiled["spec"], vertex_runner.EXAMPLE_GEN_ID)
+    hook = example_gen["lifecycle"]["preCacheCheck"]
+    assert hook["command"] == ["python", "-m", vertex_span_driver.HOOK_MODULE]
+    args = hook["args"]
+    assert args[:2] == [vertex_span_driver.INVOCATION_FLAG, "{{$}}"]
+    settings = args[args.index(vertex_span_driver.SETTINGS_FLAG) + 1]
+    assert json.loads(settings) == pipeline.span_settings(DataConfig())
+    assert args[-1] == "--project=test-project"  # the query's billing project
+    range_config = json.loads(parameter(compiled["spec"], vertex_runner.EXAMPLE_GEN_ID,
+                                        "range_config"))
+    assert range_config == {"rolling_range": {}}  # every span, the newest found at run time
+
+
+def test_each_run_writes_its_reports_under_its_own_name(compiled):
+    report = parameter(compiled["spec"], "AnomalyGate", "report_path")
+    assert report == (f"{CLOUD.reports_dir}/{vertex_runner.RUN_NAME_PLACEHOLDER}/"
+                      f"{pipeline.ANOMALIES_REPORT}")
