@@ -151,11 +151,11 @@ def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
 
 
 def compile_pipeline(definition: Any, cloud: CloudConfig, output: pathlib.Path,
-                     data: Optional[config.DataConfig] = None) -> pathlib.Path:
+                     data: config.DataConfig) -> pathlib.Path:
     """Writes the Vertex AI pipeline JSON; every component runs in the pipeline's image.
 
-    The ExampleGen gets the span driver as its pre-cache-check hook: TFX's compiler gives one
-    to file-based ExampleGens only.
+    The ExampleGen gets the span driver as its pre-cache-check hook (TFX's compiler gives one
+    to file-based ExampleGens only), with the split layout of `data`, the pipeline's own.
     """
     import json
 
@@ -170,8 +170,7 @@ def compile_pipeline(definition: Any, cloud: CloudConfig, output: pathlib.Path,
         output_dir=str(output.parent), output_filename=output.name)
     runner.run(definition)
     compiled = json.loads(output.read_text())
-    add_pre_cache_check(compiled, EXAMPLE_GEN_ID,
-                        pipeline.span_settings(data or config.DataConfig()))
+    add_pre_cache_check(compiled, EXAMPLE_GEN_ID, pipeline.span_settings(data))
     output.write_text(json.dumps(compiled))
     return output
 

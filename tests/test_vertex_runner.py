@@ -67,7 +67,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
         patch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(output.parent / "no-such-key.json"))
         patch.setenv("CLOUDSDK_CONFIG", str(output.parent / "no-gcloud"))
         definition = build_vertex(tune=True)
-        vertex_runner.compile_pipeline(definition, CLOUD, output)
+        vertex_runner.compile_pipeline(definition, CLOUD, output, DataConfig())
     return {"ids": [c.id for c in definition.components],
             "spec": json.loads(output.read_text())["pipelineSpec"]}
 
