@@ -155,3 +155,23 @@ def test_range_config_is_tfx_vocabulary():
     assert span_driver.span_range(json_format.MessageToJson(newest)) == (200301, 0, 12)
     assert span_driver.span_range(json_format.MessageToJson(fixed)) == (200301, 200412, 0)
     assert span_driver.span_range(None) == (0, 0, 0)
+
+
+def test_runner_refuses_contradicting_span_flags_before_building(tmp_path, capsys):
+    from tests.pipeline_helpers import run_local_pipeline
+
+    assert run_local_pipeline(tmp_path, "--num-spans", "3", "--last-span", "200812") == 2
+    assert "--num-spans counts back from the newest span" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.slow
+def test_a_run_whose_spans_leave_a_split_empty_exits_2_in_words(small_warehouse, tmp_path,
+                                                                 capsys):
+    from tests.pipeline_helpers import run_local_pipeline
+
+    assert run_local_pipeline(tmp_path, "--database", str(small_warehouse),
+                              "--num-spans", "1") == 2
+    logged = capsys.readouterr().err
+    assert "put no month in split(s)" in logged and "stopped before training" in logged
+    assert not list((tmp_path / "root").glob("StatisticsGen*")), "nothing may run after it"
