@@ -120,7 +120,7 @@ def test_driver_restricts_every_split_to_the_newest_spans(small_warehouse):
     chosen = spans.select(spans.read_spans(small_warehouse), newest=36)
     assert properties["span"] == chosen[-1].number
     assert properties["input_fingerprint"].startswith(
-        f"spans {chosen[0].number}-{chosen[-1].number} (36 spans")
+        f"spans {chosen[0].number}-{chosen[-1].number} (36 months")
     split_queries = sql.split_queries(sql.base_query(), data.split_buckets(), data.hash_buckets)
     assert patterns(properties) == {name: spans.span_query(statement, chosen)
                                     for name, statement in split_queries.items()}

@@ -82,8 +82,8 @@ def fingerprint(spans: Sequence[Span]) -> str:
     """Names the selection and its data: equal exactly when the same rows would be read."""
     digest = hashlib.sha256(repr([dataclasses.astuple(s) for s in spans]).encode())
     rows = sum(s.row_count for s in spans)
-    return (f"spans {spans[0].number}-{spans[-1].number} ({len(spans)} spans, {rows} rows) "
-            f"sha256:{digest.hexdigest()[:16]}")
+    return (f"spans {spans[0].number}-{spans[-1].number} ({len(spans)} months, {rows} rows of "
+            f"the table) sha256:{digest.hexdigest()[:16]}")
 
 
 def months_per_split(spans: Sequence[Span], split_buckets: Dict[str, Sequence[int]],
