@@ -91,7 +91,9 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     reports_dir.mkdir(parents=True, exist_ok=True)
     pathlib.Path(settings.metadata_path).parent.mkdir(parents=True, exist_ok=True)
     example_gen = DuckDBExampleGen(input_config=pipeline.input_config(data),
-                                   database=warehouse.database, source=warehouse.source)
+                                   database=warehouse.database, source=warehouse.source,
+                                   range_config=pipeline.range_config(data),
+                                   span_settings=pipeline.span_settings(data))
     definition = pipeline.create_pipeline(
         pipeline_name=config.PIPELINE_NAME,
         pipeline_root=str(settings.pipeline_root),
@@ -171,8 +173,14 @@ def report_outcome(push_report: pathlib.Path, warehouse: config.WarehouseConfig)
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     logs.setup(args.verbose)
-    return run(config.from_flags(config.WarehouseConfig, args),
-               config.from_flags(config.DataConfig, args),
+    data = config.from_flags(config.DataConfig, args)
+    try:
+        data.split_buckets()  # the split and span flags, checked before anything is built
+        data.span_range()
+    except ValueError as error:
+        print(f"local_runner.py: error: {error}", file=sys.stderr)
+        return 2
+    return run(config.from_flags(config.WarehouseConfig, args), data,
                config.from_flags(config.PipelineConfig, args),
                config.from_flags(config.TrainingConfig, args),
                config.from_flags(HyperParameters, args),

@@ -4,7 +4,8 @@
 The pipeline is the one in pipelines/pipeline.py, built from the same .sql file and module code
 as the local run; only the engines differ:
   ExampleGen          BigQueryExampleGen running warehouse.sql.split_queries(...) on
-                      bigquery-public-data.samples.natality
+                      bigquery-public-data.samples.natality, restricted at run time to the
+                      run's spans by the span driver (a pre-cache-check hook on Vertex AI)
   Beam components     Dataflow (Runner v2), workers running the pipeline's image
   Trainer, Tuner      Vertex AI Training custom jobs running the pipeline's image
   push                a Vertex AI endpoint (created if missing) and/or gs://<bucket>/babyweight/serving
@@ -39,6 +40,10 @@ log = logging.getLogger("babyweight.vertex_runner")
 
 DEFAULT_OUTPUT = config.PROJECT_ROOT / "runs" / "vertex" / f"{config.PIPELINE_NAME}_pipeline.json"
 GCS_PUSHER_ID = "ServingPusherGcs"
+EXAMPLE_GEN_ID = "BigQueryExampleGen"
+# Vertex AI replaces this with the run's name when the run starts, so each run of a schedule
+# writes its reports to its own directory (a stamp taken at compile time would be shared).
+RUN_NAME_PLACEHOLDER = "{{$.pipeline_job_name}}"
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -113,15 +118,15 @@ def engines(cloud: CloudConfig) -> Any:
 
 def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
                    training: config.TrainingConfig, hyperparameters: HyperParameters,
-                   evaluation: config.EvaluationConfig, stamp: Optional[str] = None) -> Any:
+                   evaluation: config.EvaluationConfig) -> Any:
     """The one pipeline definition, with BigQuery, Dataflow and Vertex AI as its engines."""
-    from tfx.extensions.google_cloud_big_query.example_gen.component import BigQueryExampleGen
-
     from pipelines import pipeline
+    from pipelines.components.bigquery_example_gen import SpannedBigQueryExampleGen
     from pipelines.schema import SCHEMA_FILE
 
-    stamp = stamp or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    example_gen = BigQueryExampleGen(input_config=pipeline.input_config(data))
+    example_gen = SpannedBigQueryExampleGen(
+        input_config=pipeline.input_config(data),
+        range_config=pipeline.range_config(data)).with_id(EXAMPLE_GEN_ID)
     if cloud.billing_project != cloud.project:
         # Later args win: the query (and this component's Dataflow job) bill the other project.
         example_gen.with_beam_pipeline_args([f"--project={cloud.billing_project}"])
@@ -132,7 +137,7 @@ def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
         pipeline_name=config.PIPELINE_NAME,
         pipeline_root=cloud.pipeline_root,
         example_gen=example_gen,
-        reports_dir=pathlib.Path(cloud.reports_dir) / stamp,
+        reports_dir=pathlib.Path(cloud.reports_dir) / RUN_NAME_PLACEHOLDER,
         warehouse=None,  # the EDA report reads the embedded DuckDB warehouse: local only
         serving_dir=cloud.serving_dir,
         hyperparameters=hyperparameters,
@@ -145,15 +150,28 @@ def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
     )
 
 
-def compile_pipeline(definition: Any, cloud: CloudConfig, output: pathlib.Path) -> pathlib.Path:
-    """Writes the Vertex AI pipeline JSON; every component runs in the pipeline's image."""
+def compile_pipeline(definition: Any, cloud: CloudConfig, output: pathlib.Path,
+                     data: config.DataConfig) -> pathlib.Path:
+    """Writes the Vertex AI pipeline JSON; every component runs in the pipeline's image.
+
+    The ExampleGen gets the span driver as its pre-cache-check hook (TFX's compiler gives one
+    to file-based ExampleGens only), with the split layout of `data`, the pipeline's own.
+    """
+    import json
+
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kubeflow_v2
+
+    from pipelines import pipeline
+    from pipelines.components.vertex_span_driver import add_pre_cache_check
 
     output = pathlib.Path(output).resolve()
     runner = kubeflow_v2.KubeflowV2DagRunner(
         config=kubeflow_v2.KubeflowV2DagRunnerConfig(default_image=cloud.image_uri),
         output_dir=str(output.parent), output_filename=output.name)
     runner.run(definition)
+    compiled = json.loads(output.read_text())
+    add_pre_cache_check(compiled, EXAMPLE_GEN_ID, pipeline.span_settings(data))
+    output.write_text(json.dumps(compiled))
     return output
 
 
@@ -189,16 +207,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         cloud = cloud_from_flags(args)
         data = config.from_flags(config.DataConfig, args)
-        data.split_buckets()  # validates the split flags before anything is built
+        data.split_buckets()  # validates the split and span flags before anything is built
+        data.span_range()
     except (MissingSetting, ValueError) as error:
         print(f"vertex_runner.py {args.command}: error: {error}", file=sys.stderr)
         return 2
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     definition = build_pipeline(
         cloud, data, config.from_flags(config.TrainingConfig, args),
-        config.from_flags(HyperParameters, args), config.from_flags(config.EvaluationConfig, args),
-        stamp=stamp)
-    template = compile_pipeline(definition, cloud, args.output)
+        config.from_flags(HyperParameters, args), config.from_flags(config.EvaluationConfig, args))
+    template = compile_pipeline(definition, cloud, args.output, data)
     log.info("Compiled %d components (%s) to %s", len(definition.components),
              ", ".join(c.id for c in definition.components), template)
     if args.command == "submit":

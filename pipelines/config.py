@@ -53,6 +53,32 @@ class DataConfig:
         "representative dataset (1000 keeps everything).",
     )
 
+    first_span: int = setting(
+        0, "Oldest span (month of births, YYYYMM) a run reads; 0 = the oldest in the "
+        "warehouse. See README 'How spans work'.")
+    last_span: int = setting(
+        0, "Newest span (YYYYMM) a run reads; 0 = the newest in the warehouse, found at run "
+        "time, so a run reads months added since the last one.")
+    num_spans: int = setting(
+        0, "Read only the newest N spans (from --first-span on): a moving window of recent "
+        "months; 0 = every span, so training data grows with each new month.")
+
+    def span_range(self) -> Tuple[int, int, int]:
+        """(first, last, newest N), validated; zeros are unbounded."""
+        for value, flag in ((self.first_span, "--first-span"), (self.last_span, "--last-span")):
+            if value and not (100_001 <= value <= 999_912 and 1 <= value % 100 <= 12):
+                raise ValueError(f"{flag} must be a month written YYYYMM (e.g. 200812), got "
+                                 f"{value}")
+        if self.num_spans < 0:
+            raise ValueError(f"--num-spans must be 0 (every span) or more, got {self.num_spans}")
+        if self.last_span and self.num_spans:
+            raise ValueError("--num-spans counts back from the newest span; with --last-span "
+                             "give --first-span instead")
+        if self.last_span and self.last_span < self.first_span:
+            raise ValueError(f"--last-span {self.last_span} is before --first-span "
+                             f"{self.first_span}")
+        return self.first_span, self.last_span, self.num_spans
+
     def split_buckets(self) -> Dict[str, Tuple[int, int]]:
         """Split name -> half-open bucket range [lo, hi)."""
         if not 0 < self.train_buckets < self.train_buckets + self.eval_buckets <= self.hash_buckets:

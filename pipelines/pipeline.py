@@ -19,11 +19,12 @@ from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy,
 )
 from tfx.orchestration import pipeline as tfx_pipeline
-from tfx.proto import example_gen_pb2, trainer_pb2, transform_pb2
+from tfx.proto import example_gen_pb2, range_config_pb2, trainer_pb2, transform_pb2
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from pipelines import batched_reads as batched_reads_lib
+from pipelines.components import span_driver
 from pipelines.components.anomaly_gate import AnomalyGate
 from pipelines.components.eda_report import EdaReport
 from pipelines.components.serving_pusher import ServingPusher
@@ -83,6 +84,23 @@ def input_config(data: DataConfig, query: Optional[str] = None) -> example_gen_p
         example_gen_pb2.Input.Split(name=name, pattern=statement)
         for name, statement in queries.items()
     ])
+
+
+def range_config(data: DataConfig) -> range_config_pb2.RangeConfig:
+    """The spans a run reads, as TFX's RangeConfig (resolved at run time by the span driver)."""
+    first, last, newest = data.span_range()
+    if last:
+        return range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
+            start_span_number=first, end_span_number=last))
+    return range_config_pb2.RangeConfig(rolling_range=range_config_pb2.RollingRange(
+        start_span_number=first, num_spans=newest))
+
+
+def span_settings(data: DataConfig) -> Dict[str, Any]:
+    """The split layout the span driver checks a selection of months against."""
+    return {span_driver.SPLIT_BUCKETS_KEY: {name: list(rng) for name, rng in
+                                            data.split_buckets().items()},
+            span_driver.HASH_BUCKETS_KEY: data.hash_buckets}
 
 
 def data_components(example_gen: BaseNode, reports_dir: pathlib.Path,

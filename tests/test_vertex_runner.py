@@ -37,7 +37,7 @@ CLOUD_ENV = ("BABYWEIGHT_PROJECT", "GOOGLE_CLOUD_PROJECT", "BABYWEIGHT_BUCKET",
 
 def build_vertex(cloud: CloudConfig = CLOUD, **training: Any):
     return vertex_runner.build_pipeline(cloud, DataConfig(), TrainingConfig(**training),
-                                        HyperParameters(), EvaluationConfig(), stamp="test")
+                                        HyperParameters(), EvaluationConfig())
 
 
 def build_local(tmp_path: pathlib.Path, **training: Any):
@@ -67,7 +67,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
         patch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(output.parent / "no-such-key.json"))
         patch.setenv("CLOUDSDK_CONFIG", str(output.parent / "no-gcloud"))
         definition = build_vertex(tune=True)
-        vertex_runner.compile_pipeline(definition, CLOUD, output)
+        vertex_runner.compile_pipeline(definition, CLOUD, output, DataConfig())
     return {"ids": [c.id for c in definition.components],
             "spec": json.loads(output.read_text())["pipelineSpec"]}
 
@@ -273,3 +273,25 @@ def test_dataflow_reads_with_beam_s_own_tfrecord_reader():
     assert by_id["StatisticsGen"].executor_spec.executor_class is StockStatisticsGen
     assert by_id["Transform"].executor_spec.executor_class is StockTransform
     assert by_id["Evaluator"].executor_spec.executor_class is StockEvaluator
+
+
+def test_example_gen_resolves_its_spans_before_vertex_checks_the_cache(compiled):
+    from pipelines.components import vertex_span_driver
+
+    example_gen = container(compiled["spec"], vertex_runner.EXAMPLE_GEN_ID)
+    hook = example_gen["lifecycle"]["preCacheCheck"]
+    assert hook["command"] == ["python", "-m", vertex_span_driver.HOOK_MODULE]
+    args = hook["args"]
+    assert args[:2] == [vertex_span_driver.INVOCATION_FLAG, "{{$}}"]
+    settings = args[args.index(vertex_span_driver.SETTINGS_FLAG) + 1]
+    assert json.loads(settings) == pipeline.span_settings(DataConfig())
+    assert args[-1] == "--project=test-project"  # the query's billing project
+    range_config = json.loads(parameter(compiled["spec"], vertex_runner.EXAMPLE_GEN_ID,
+                                        "range_config"))
+    assert range_config == {"rolling_range": {}}  # every span, the newest found at run time
+
+
+def test_each_run_writes_its_reports_under_its_own_name(compiled):
+    report = parameter(compiled["spec"], "AnomalyGate", "report_path")
+    assert report == (f"{CLOUD.reports_dir}/{vertex_runner.RUN_NAME_PLACEHOLDER}/"
+                      f"{pipeline.ANOMALIES_REPORT}")
