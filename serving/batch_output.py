@@ -60,8 +60,6 @@ class WriteInOrder(beam.PTransform):
 def remove_parts(output: str) -> None:
     """Deletes part files left by this output's earlier (failed) run, and the directory."""
     directory = parts_dir(output)
-    if not FileSystems.exists(directory):
-        return
     parts = _parts(directory)
     if parts:
         FileSystems.delete(parts)
@@ -70,6 +68,7 @@ def remove_parts(output: str) -> None:
 
 
 def _parts(directory: str) -> List[str]:
+    """The part files, by a glob: on object stores the "directory" is a prefix, not a file."""
     matched = FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list
     return sorted(metadata.path for metadata in matched)
 
@@ -77,7 +76,7 @@ def _parts(directory: str) -> List[str]:
 def assemble(output: str, header: Optional[str] = None) -> int:
     """Concatenates the part files in block order into `output`; returns the lines written."""
     directory = parts_dir(output)
-    parts = _parts(directory) if FileSystems.exists(directory) else []
+    parts = _parts(directory)
     staging = output + INCOMPLETE_SUFFIX
     count = 0
     # The staging name hides the output's .gz, so its compression is named explicitly.

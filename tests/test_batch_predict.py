@@ -292,3 +292,18 @@ def test_batch_predict_reads_one_split_of_the_warehouse(
     code, _, err = _run(["--model-dir", model_dir, "--warehouse", str(small_warehouse),
                          "--split", "nope", "--output", str(out)], capsys)
     assert code == 1 and "--split must be one of" in err
+
+
+def test_batch_predict_with_nothing_to_predict_says_so_and_fails(
+        model_dir: str, tmp_path: pathlib.Path, capsys: Any) -> None:
+    """A header-only result with exit code 0 and no count was how a lost run looked."""
+    source = tmp_path / "empty.csv"
+    source.write_text(",".join(features.FEATURE_NAMES) + "\n")
+    out = tmp_path / "out.csv"
+    code, printed, err = _run(["--model-dir", model_dir, "--input", str(source), "--output",
+                               str(out)], capsys)
+    assert code == batch_predict.instances.EXIT_REJECTED
+    assert "Read 0 rows: 0 predicted" in printed and "no rows to predict were read" in err
+    missing = _run(["--model-dir", model_dir, "--input", str(tmp_path / "nope.csv"),
+                    "--output", str(out)], capsys)
+    assert missing[0] == 1 and "does not exist" in missing[2]
