@@ -31,18 +31,23 @@ PLURALITY_MULTIPLE_UNKNOWN = "Multiple(2+)"
 class CategoricalFeature:
     """A string feature with a closed vocabulary.
 
-    `missing_value` is what an absent value means: requests without an ultrasound leave sex and
-    plurality out, and the model must see the same spelling the query's augmentation produces.
+    `missing_value` is the spelling the query's "no ultrasound" augmentation produces, and what
+    the Transform makes of a blank value. `may_be_absent` says whether a prediction request may
+    leave the feature out to mean `missing_value`: sex, yes (no ultrasound); plurality, no,
+    because a mother without an ultrasound still knows whether she carries one baby or several,
+    and reading "left out" as 'Multiple(2+)' would predict a twin's weight for a single birth.
     """
 
     name: str
     vocabulary: Tuple[str, ...]
     missing_value: Optional[str] = None
     description: str = ""
+    may_be_absent: bool = True
 
     @property
     def required(self) -> bool:
-        return self.missing_value is None
+        """Whether every prediction request must give a value."""
+        return self.missing_value is None or not self.may_be_absent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +78,7 @@ PLURALITY = CategoricalFeature(
     vocabulary=PLURALITY_NAMES + (PLURALITY_MULTIPLE_UNKNOWN,),
     missing_value=PLURALITY_MULTIPLE_UNKNOWN,
     description="Number of babies born at once; 'Multiple(2+)' when known only to be several.",
+    may_be_absent=False,
 )
 MOTHER_AGE = NumericFeature(
     name="mother_age",

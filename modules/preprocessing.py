@@ -61,7 +61,11 @@ def _dense_1d(x: Tensor, default: Union[str, int, float]) -> tf.Tensor:
 
 
 def fill_missing(x: tf.Tensor, feature: features.CategoricalFeature) -> tf.Tensor:
-    """Empty (or blank) strings mean "not known": the declared `missing_value`."""
+    """Empty (or blank) strings mean "not known": the declared `missing_value`.
+
+    Kept in the graph for the Transform; prediction requests never rely on it for a feature
+    that may not be absent (plurality): serving.validation refuses those before the model.
+    """
     blank = tf.equal(tf.strings.strip(x), "")
     return tf.where(blank, tf.constant(feature.missing_value or "", tf.string), x)
 

@@ -9,5 +9,8 @@ Modules, one job each:
   app             the FastAPI app: TF Serving's REST paths, bodies and status codes
   server          `python -m serving.server`: the CLI that runs the app
   local_predict   `python -m serving.local_predict`: gcloud's `local predict`, same checks
+  instances       one input line or row -> an instance or a rejection, for local and batch predict
   batch_predict   `python -m serving.batch_predict`: Beam RunInference over files or the warehouse
+  batch_input     batch prediction's rows from files, the warehouse or an export
+  batch_output    batch prediction's files, written in input order, whole or not at all
 """

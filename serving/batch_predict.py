@@ -5,15 +5,27 @@
     .venv/bin/python -m serving.batch_predict --warehouse data/natality.duckdb --split test \\
         --output predictions.csv
 
-Input: a JSON-lines file (one instance object per line) or a CSV file with a header, or the
-warehouse's training query (`--warehouse`, optionally one `--split`). Columns that are not
-declared features are ignored, except `key`: each output row carries the input's `key` value,
-or the instance's 0-based row number when there is none. Every instance is checked as the
-REST server checks it (serving.validation); invalid ones go to <output>.errors.jsonl with
-their key and the reason, and do not stop the job.
+    .venv/bin/python -m serving.batch_predict --source 'exports/natality-*.parquet' \\
+        --output predictions.csv
 
-Output: JSON lines ({"key": ..., "weight_pounds": ...}) or, for a .csv --output, CSV with a
-header; one file, rows in no particular order (join on the key).
+Input, one of:
+  --input     a JSON-lines file (one object per line) or a CSV file with a header (.csv or
+              .csv.gz), rows in the model's spellings or the natality table's own (plurality
+              1..5, is_male true/false): serving.instances describes the rule, which
+              local_predict shares.
+  --warehouse the DuckDB warehouse's natality table, or
+  --source    your export of it (CSV or Parquet files, as local_runner.py --source reads):
+              both through the training query's own row mapping (warehouse.sql.scoring_query),
+              each row once (no "no ultrasound" copies); a row the query's WHERE would drop is
+              rejected naming the condition. --split keeps one split of the default buckets.
+
+Output, in input order, one row per accepted row: the key (the input's `key` column, else the
+0-based row number), the features as the model saw them, the label (weight_pounds) when the
+input has one, and predicted_weight_pounds. JSON lines, or CSV with a header for a .csv output.
+Rejected rows go to <output>.errors.jsonl ({"key", "line" for files, "error"}), in input order.
+Both files are written whole or not at all. The command prints how many rows were read,
+predicted and rejected; the exit code is 0 when every row was predicted (or the rejected share
+is within --max-error-rate), 2 when more were rejected, 1 for any other failure.
 
 Why a custom ModelHandler: Beam 2.61's TFModelHandlerNumpy/TFModelHandlerTensor call a Keras
 model on one stacked tensor; babyweight's `serving_default` takes four named tensors (two of
@@ -30,7 +42,7 @@ so the same command runs on Dataflow with the model and the files on Cloud Stora
     --output gs://.../predictions.jsonl
     (optionally --machine_type n1-standard-4 --max_num_workers 10)
 
-`--warehouse` reads a local DuckDB file, so it is for local runs only.
+`--warehouse` and `--source` read local files with DuckDB, so they are for local runs only.
 """
 from __future__ import annotations
 
@@ -40,12 +52,11 @@ import csv
 import dataclasses
 import gc
 import io
-import json
 import os
 import sys
 import warnings
 import weakref
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # Google client libraries warn about Python 3.10 on import; nothing a user of this can act on.
@@ -54,16 +65,24 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 import apache_beam as beam  # noqa: E402
 from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler,  # noqa: E402
                                            PredictionResult, RunInference)
+from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from modules import features  # noqa: E402
 from pipelines import logs  # noqa: E402
-from pipelines.config import DataConfig, add_flags, from_flags, setting  # noqa: E402
-from serving import validation  # noqa: E402
+from pipelines.config import add_flags, from_flags, setting  # noqa: E402
+from serving import batch_output, instances, validation  # noqa: E402
+from serving.batch_input import (Read, is_csv, read_file, read_query,  # noqa: E402
+                                 read_query_element, scoring_query)
 from serving.settings import DEFAULT_MODEL_DIR  # noqa: E402
 
-KEY_COLUMN = "key"
+KEY_COLUMN = instances.KEY_COLUMN
 ERRORS_SUFFIX = ".errors.jsonl"
+PREDICTION_PREFIX = "predicted_"
+PREDICTION_COLUMN = PREDICTION_PREFIX + features.LABEL_KEY
+CSV_COLUMNS = (KEY_COLUMN, *features.FEATURE_NAMES, features.LABEL_KEY, PREDICTION_COLUMN)
+METRICS_NAMESPACE = "BabyweightBatchPredict"
+ROWS_READ = "rows_read"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,132 +92,35 @@ class BatchPredictConfig:
     model_dir: str = setting(DEFAULT_MODEL_DIR, "Directory of version directories "
                              "(the pipeline's --serving-dir); local or gs://.")
     version: Optional[int] = setting(None, "Version to use; default: the newest.")
-    input: Optional[str] = setting(None, "Instances: a .jsonl/.json (one object per line) or "
-                                   ".csv (with a header) file; local or gs://.")
+    input: Optional[str] = setting(
+        None, "Rows: a .jsonl/.json (one object per line) or .csv/.csv.gz (with a header) file; "
+        "local or gs://. Model spellings or the table's own (plurality 1..5, is_male true/false).")
     warehouse: Optional[str] = setting(
-        None, "Instead of --input: a DuckDB warehouse file; runs the training query on it.")
+        None, "Instead of --input: a DuckDB warehouse file; its rows go through the training "
+        "query's mapping and filters, once each.")
+    source: Optional[str] = setting(
+        None, "Instead of --input: your export of the natality table (CSV or Parquet files or "
+        "a glob, as local_runner.py --source), through the training query like --warehouse.")
     split: Optional[str] = setting(
-        None, "With --warehouse: only this split of the query (train, eval or test, as the "
+        None, "With --warehouse/--source: only this split (train, eval or test, as the "
         "pipeline's default split buckets define them); default: every row.")
-    limit: int = setting(0, "Read at most this many instances; 0 = all.")
+    limit: int = setting(0, "Read at most this many rows; 0 = all.")
     output: Optional[str] = setting(
         None, "Predictions file: .csv writes CSV, anything else JSON lines. Required.")
+    max_error_rate: float = setting(
+        0.0, "Fraction of rows that may be rejected with exit code 0 (0 = none).")
     batch_size: int = setting(256, "Most instances per model call.")
     verbose: bool = setting(False, "Show Beam's and TensorFlow's own logs.")
 
 
-# ------------------------------------------------------------------------------------------------
-# Reading
-# ------------------------------------------------------------------------------------------------
-
-def _numeric_or_text(text: str) -> Any:
-    """A CSV cell for a numeric feature: a float when it parses, else left for validation."""
-    if not text.strip():
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _keyed(index: int, record: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
-    key = record.pop(KEY_COLUMN, None)
-    return (index if key is None else key), record
-
-
-def read_file(path: str, limit: int = 0) -> Iterator[Tuple[Any, Any]]:
-    """(key, record) per instance of a JSON-lines or CSV file."""
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        if path.lower().endswith(".csv"):
-            numeric = {f.name for f in features.NUMERIC_FEATURES}
-            records: Iterable[Any] = (
-                {k: (_numeric_or_text(v) if k in numeric else v) for k, v in row.items()}
-                for row in csv.DictReader(text))
-        else:
-            records = (_json_record(line) for line in text if line.strip())
-        for index, record in enumerate(records):
-            if limit and index >= limit:
-                return
-            yield _keyed(index, record) if isinstance(record, dict) else (index, record)
-
-
-def _json_record(line: str) -> Any:
-    try:
-        return json.loads(line)
-    except ValueError as error:
-        return validation.RequestError(f"malformed JSON: {error}")
-
-
-def warehouse_query(split: Optional[str], limit: int = 0) -> str:
-    """The training query (DuckDB dialect), whole or one split of the default buckets.
-
-    Sorted on every column: the query's UNION ALL runs in parallel, so without an order the
-    row numbers (the keys) and the rows a --limit keeps would change from run to run.
-    """
-    from warehouse import sql
-
-    query = sql.base_query()
-    if split is not None:
-        data = DataConfig()
-        buckets = data.split_buckets()
-        if split not in buckets:
-            raise ValueError(f"--split must be one of {', '.join(buckets)}, got {split!r}")
-        query = sql.split_query(query, data.hash_buckets, buckets[split])
-    ordered = f"SELECT * FROM (\n{sql.to_duckdb(query)}\n) ORDER BY ALL"
-    return ordered + (f" LIMIT {int(limit)}" if limit else "")
-
-
-def read_warehouse(database: str, split: Optional[str], limit: int = 0
-                   ) -> Iterator[Tuple[Any, Dict[str, Any]]]:
-    """(row number, row) from the warehouse query, fetched in chunks."""
-    import pathlib
-
-    from warehouse import engine
-
-    connection = engine.connect(pathlib.Path(database))
-    try:
-        cursor = connection.execute(warehouse_query(split, limit))
-        names = [column[0] for column in cursor.description]
-        index = 0
-        while True:
-            chunk = cursor.fetchmany(10_000)
-            if not chunk:
-                return
-            for values in chunk:
-                yield _keyed(index, dict(zip(names, values)))
-                index += 1
-    finally:
-        connection.close()
+def decide(element: Read) -> Union[instances.Accepted, instances.Rejected]:
+    beam.metrics.Metrics.counter(METRICS_NAMESPACE, ROWS_READ).inc()
+    return instances.decide(*element)
 
 
 # ------------------------------------------------------------------------------------------------
-# Checking, inference, writing
+# Inference, writing
 # ------------------------------------------------------------------------------------------------
-
-class Validate(beam.DoFn):
-    """Canonical instance (main output) or (key, reason) on the 'invalid' output."""
-
-    INVALID = "invalid"
-
-    def process(self, element: Tuple[Any, Any]) -> Iterator[Any]:
-        key, record = element
-        try:
-            if isinstance(record, validation.RequestError):
-                raise record
-            if not isinstance(record, dict):
-                raise validation.RequestError(
-                    f"expected an object of feature values, got {type(record).__name__}")
-            instance = {name: record[name] for name in features.FEATURE_NAMES if name in record}
-            columns, _ = validation.feature_columns_from_instances([instance], 1)
-        except validation.RequestError as error:
-            message = error.message.replace("instances[0]", "instance")
-            yield beam.pvalue.TaggedOutput(self.INVALID, {"key": key, "error": message})
-            return
-        yield key, {name: values[0] for name, values in columns.items()}
-
 
 def _release(model_ref: "weakref.ref[Any]") -> None:
     """Frees a model Beam's cache still holds before interpreter teardown; freed during it,
@@ -245,10 +167,22 @@ class SavedModelHandler(ModelHandler[Dict[str, Any], Dict[str, Any], Any]):
         return "BabyweightRunInference"
 
 
-def prediction_record(element: Tuple[Any, PredictionResult]) -> Dict[str, Any]:
-    key, result = element
+def _keyed(accepted: instances.Accepted) -> Tuple[Tuple[int, Any, Any], Dict[str, Any]]:
+    """RunInference's (key, example); the key carries what the output row needs besides."""
+    return (accepted.index, accepted.key, accepted.label), accepted.instance
+
+
+def prediction_record(element: Tuple[Tuple[int, Any, Any], PredictionResult]
+                      ) -> Tuple[int, Dict[str, Any]]:
+    """(row index, output row): key, features as the model saw them, label, prediction."""
+    (index, key, label), result = element
+    record: Dict[str, Any] = {KEY_COLUMN: key, **result.example}
+    if label is not None:
+        record[features.LABEL_KEY] = label
     # str() of a float32 is its shortest round-trip decimal: 7.6761928, not 7.676192760467529.
-    return {"key": key, **{name: float(str(value)) for name, value in result.inference.items()}}
+    record.update({PREDICTION_PREFIX + name: float(str(value))
+                   for name, value in result.inference.items()})
+    return index, record
 
 
 def _json_line(record: Dict[str, Any]) -> str:
@@ -259,43 +193,101 @@ def _json_line(record: Dict[str, Any]) -> str:
 
 def _csv_line(record: Dict[str, Any], columns: Sequence[str]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow([record.get(c, "") for c in columns])
+    csv.writer(buffer, lineterminator="").writerow(
+        ["" if record.get(c) is None else record[c] for c in columns])
     return buffer.getvalue()
+
+
+def _output_line(element: Tuple[int, Dict[str, Any]], as_csv: bool) -> Tuple[int, str]:
+    index, record = element
+    return index, (_csv_line(record, CSV_COLUMNS) if as_csv else _json_line(record))
+
+
+def _error_line(rejected: instances.Rejected) -> Tuple[int, str]:
+    return rejected.index, _json_line(rejected.record())
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version: int,
                    path: str) -> None:
-    if config.warehouse:
-        reader = beam.FlatMap(read_warehouse, config.split, config.limit)
-        source = config.warehouse
-    else:
+    assert config.output
+    if config.input:
         reader = beam.FlatMap(read_file, config.limit)
-        source = config.input
-    checked = (pipeline
-               | "Source" >> beam.Create([source])
+        start: Any = config.input
+    else:
+        reader = beam.FlatMap(read_query_element, config.warehouse, config.source,
+                              config.split, config.limit)
+        start = "query"
+    decided = (pipeline
+               | "Start" >> beam.Create([start])
                | "Read" >> reader
                | "Spread" >> beam.Reshuffle()
-               | "Validate" >> beam.ParDo(Validate()).with_outputs(Validate.INVALID,
-                                                                   main="valid"))
+               | "Decide" >> beam.Map(decide))
+    accepted, rejected = decided | "Split" >> beam.Partition(
+        lambda d, _: 0 if isinstance(d, instances.Accepted) else 1, 2)
     handler = KeyedModelHandler(SavedModelHandler(version, path,
                                                   max_batch_size=config.batch_size))
-    records = (checked.valid
-               | "RunInference" >> RunInference(handler)
-               | "Record" >> beam.Map(prediction_record))
+    _ = (accepted
+         | "Key" >> beam.Map(_keyed)
+         | "RunInference" >> RunInference(handler)
+         | "Record" >> beam.Map(prediction_record)
+         | "Format" >> beam.Map(_output_line, is_csv(config.output))
+         | "Write" >> batch_output.WriteInOrder(config.output))
+    _ = (rejected
+         | "FormatErrors" >> beam.Map(_error_line)
+         | "WriteErrors" >> batch_output.WriteInOrder(config.output + ERRORS_SUFFIX))
+
+
+def _rows_read(result: Any) -> int:
+    counters = result.metrics().query(MetricsFilter().with_name(ROWS_READ))["counters"]
+    if not counters:
+        return 0
+    values = [c.committed if c.committed is not None else c.attempted for c in counters]
+    return int(sum(values))
+
+
+def _check_input(config: BatchPredictConfig) -> None:
+    """Fails on the launcher, in words, for what would otherwise fail inside a worker."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if config.input:
+        if not FileSystems.exists(config.input):
+            raise FileNotFoundError(f"--input {config.input} does not exist")
+        return
+    import duckdb
+
+    try:
+        for _ in read_query(config.warehouse, config.source, config.split, limit=1):
+            pass
+    except duckdb.Error as error:
+        raise ValueError(f"cannot run the training query on "
+                         f"{config.source or config.warehouse}: {error}") from None
+
+
+def run(config: BatchPredictConfig, version: int, path: str, beam_args: List[str]) -> int:
+    """Runs the pipeline, assembles both files, prints the counts; returns the exit code."""
     assert config.output
-    if config.output.lower().endswith(".csv"):
-        columns = [KEY_COLUMN, features.LABEL_KEY]
-        lines = records | "CSV" >> beam.Map(_csv_line, columns)
-        header: Optional[str] = ",".join(columns)
-    else:
-        lines = records | "JSON" >> beam.Map(_json_line)
-        header = None
-    _ = lines | "Write" >> beam.io.WriteToText(config.output, shard_name_template="",
-                                               header=header)
-    _ = (checked[Validate.INVALID]
-         | "ErrorJSON" >> beam.Map(_json_line)
-         | "WriteErrors" >> beam.io.WriteToText(config.output + ERRORS_SUFFIX,
-                                                shard_name_template=""))
+    errors_path = config.output + ERRORS_SUFFIX
+    for output in (config.output, errors_path):
+        batch_output.remove_parts(output)
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_args, save_main_session=False))
+    build_pipeline(pipeline, config, version, path)
+    result = pipeline.run()
+    result.wait_until_finish()
+    header = ",".join(CSV_COLUMNS) if is_csv(config.output) else None
+    predicted = batch_output.assemble(config.output, header)
+    rejected = batch_output.assemble(errors_path)
+    read = _rows_read(result)
+    print(f"Read {read} rows: {predicted} predicted by version {version} -> {config.output}, "
+          f"{rejected} rejected -> {errors_path}")
+    if read != predicted + rejected:
+        print(f"error: {read - predicted - rejected} rows read were neither predicted nor "
+              "rejected", file=sys.stderr)
+        return 1
+    problem = instances.too_many_rejected(read, rejected, config.max_error_rate)
+    if problem:
+        print(f"error: {problem}; the reasons are in {errors_path}", file=sys.stderr)
+        return instances.EXIT_REJECTED
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -306,26 +298,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = from_flags(BatchPredictConfig, args)
     if not config.output:
         parser.error("--output is required")
-    if bool(config.input) == bool(config.warehouse):
-        parser.error("give exactly one of --input and --warehouse")
-    if config.split and not config.warehouse:
-        parser.error("--split needs --warehouse")
+    if sum(bool(v) for v in (config.input, config.warehouse, config.source)) != 1:
+        parser.error("give exactly one of --input, --warehouse and --source")
+    if config.split and config.input:
+        parser.error("--split needs --warehouse or --source")
+    try:
+        instances.check_error_rate(config.max_error_rate)
+    except ValueError as error:
+        parser.error(str(error))
     logs.setup(config.verbose)
     from serving.model_store import resolve_version
 
     try:
         version, path = resolve_version(config.model_dir, config.version)
-        if config.warehouse:
-            warehouse_query(config.split)  # a wrong --split fails here, not in a worker
+        if not config.input:
+            scoring_query(config.split)  # a wrong --split fails here, not in a worker
+        _check_input(config)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    options = PipelineOptions(beam_args, save_main_session=False)
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, config, version, path)
-    print(f"Predictions of version {version}: {config.output} "
-          f"(invalid instances: {config.output + ERRORS_SUFFIX})")
-    return 0
+    try:
+        return run(config, version, path, beam_args)
+    except Exception as error:  # noqa: BLE001 - a failed run is a message and exit 1
+        print(f"error: batch prediction failed: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

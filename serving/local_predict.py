@@ -6,16 +6,19 @@ pushed model:
     .venv/bin/python -m serving.local_predict --model-dir serving_model/babyweight \\
         --json-instances instances.jsonl          # one instance object per line ('-' = stdin)
 
-prints one JSON object per instance, in order: {"weight_pounds": 7.68}. The instances are
-checked exactly as the server checks them (serving.validation) and run through the same
-`serving_default` signature, so the answers are the server's. An invalid line stops the run
-with exit code 2 and names the line, the field and the problem.
+prints one JSON object per instance line, in order: {"weight_pounds": 7.68}. Each line is read
+by the same rule as batch prediction's (serving.instances.decide): the model's spellings or the
+natality table's own (plurality 1..5, is_male true/false), checked as the server checks them and
+run through the same `serving_default` signature, so the answers are the server's. A bad line
+does not stop the run: its place in the output holds {"line": N, "error": "..."}, stderr names
+the line and the reason, and the command exits 2 when more lines were rejected than
+--max-error-rate allows (by default, any). stderr ends with how many lines were read,
+predicted and rejected.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from typing import IO, Any, Iterator, List, Optional, Tuple
@@ -24,10 +27,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from pipelines import logs  # noqa: E402
 from pipelines.config import add_flags, from_flags, setting  # noqa: E402
-from serving import validation  # noqa: E402
+from modules import features  # noqa: E402
+from serving import instances, validation  # noqa: E402
 from serving.settings import DEFAULT_MODEL_DIR  # noqa: E402
 
-EXIT_INVALID = 2
+EXIT_INVALID = instances.EXIT_REJECTED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,18 +44,16 @@ class LocalPredictConfig:
     json_instances: Optional[str] = setting(
         None, "JSON-lines file, one instance object per line ('-' reads stdin). Required.")
     batch_size: int = setting(1000, "Instances per model call.")
+    max_error_rate: float = setting(
+        0.0, "Fraction of lines that may be rejected with exit code 0 (0 = none).")
     verbose: bool = setting(False, "Show TensorFlow's own logs.")
 
 
-def read_instances(handle: IO[str]) -> Iterator[Tuple[int, Any]]:
-    """(line number, parsed JSON) for every non-blank line; bad JSON is a RequestError."""
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except ValueError as error:
-            raise validation.RequestError(f"line {number}: malformed JSON: {error}") from None
+@dataclasses.dataclass
+class Counts:
+    read: int = 0
+    predicted: int = 0
+    rejected: int = 0
 
 
 def _chunks(items: Iterator[Tuple[int, Any]], size: int) -> Iterator[List[Tuple[int, Any]]]:
@@ -65,28 +67,33 @@ def _chunks(items: Iterator[Tuple[int, Any]], size: int) -> Iterator[List[Tuple[
         yield chunk
 
 
-def predict_lines(handle: IO[str], model: Any, out: IO[str], batch_size: int) -> int:
-    """Validates and predicts chunk by chunk; returns the number of predictions printed."""
+def predict_lines(handle: IO[str], model: Any, out: IO[str], batch_size: int,
+                  err: Optional[IO[str]] = None) -> Counts:
+    """Decides, predicts and prints chunk by chunk, in line order; returns the counts."""
     from serving.encoding import encode_json, rows
 
-    printed = 0
-    for chunk in _chunks(read_instances(handle), max(1, batch_size)):
-        try:
-            columns, _ = validation.feature_columns_from_instances([i for _, i in chunk],
-                                                                   len(chunk))
-        except validation.RequestError as error:
-            line = chunk[error.index][0] if error.index is not None else chunk[0][0]
-            message = error.message
-            prefix = f"instances[{error.index}]"
-            if message.startswith(prefix):
-                message = message[len(prefix):].lstrip(".:").strip()
-            raise validation.RequestError(f"line {line}: {message}", error.field,
-                                          error.index) from None
-        outputs = model.predict(validation.DEFAULT_SIGNATURE, columns)
-        for row in rows(outputs):
-            out.write(encode_json(row).decode() + "\n")
-        printed += len(chunk)
-    return printed
+    counts = Counts()
+    for chunk in _chunks(instances.json_records(handle), max(1, batch_size)):
+        decided = [instances.decide(counts.read + i, line, record)
+                   for i, (line, record) in enumerate(chunk)]
+        counts.read += len(decided)
+        accepted = [d for d in decided if isinstance(d, instances.Accepted)]
+        predictions = iter(())
+        if accepted:
+            columns = {name: [a.instance[name] for a in accepted]
+                       for name in features.FEATURE_NAMES}
+            predictions = iter(rows(model.predict(validation.DEFAULT_SIGNATURE, columns)))
+        for decision in decided:
+            if isinstance(decision, instances.Accepted):
+                out.write(encode_json(next(predictions)).decode() + "\n")
+                counts.predicted += 1
+            else:
+                out.write(encode_json({"line": decision.line, "error": decision.reason})
+                          .decode() + "\n")
+                counts.rejected += 1
+                if err is not None:
+                    print(f"error: line {decision.line}: {decision.reason}", file=err)
+    return counts
 
 
 def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
@@ -96,6 +103,10 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
     config = from_flags(LocalPredictConfig, parser.parse_args(argv))
     if not config.json_instances:
         parser.error("--json-instances is required")
+    try:
+        instances.check_error_rate(config.max_error_rate)
+    except ValueError as error:
+        parser.error(str(error))
     logs.setup(config.verbose)
     from serving.model_store import load_version, resolve_version
 
@@ -104,17 +115,24 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    model = load_version(version, path)
-    handle = sys.stdin if config.json_instances == "-" else open(config.json_instances)
     try:
-        predict_lines(handle, model, out, config.batch_size)
-    except validation.RequestError as error:
-        print(f"error: {config.json_instances}: {error.message}", file=sys.stderr)
-        return EXIT_INVALID
+        handle = sys.stdin if config.json_instances == "-" else open(config.json_instances)
+    except OSError as error:
+        print(f"error: cannot read --json-instances: {error}", file=sys.stderr)
+        return 1
+    model = load_version(version, path)
+    try:
+        counts = predict_lines(handle, model, out, config.batch_size, err=sys.stderr)
     finally:
         if handle is not sys.stdin:
             handle.close()
     out.flush()
+    print(f"{config.json_instances}: read {counts.read}, predicted {counts.predicted}, "
+          f"rejected {counts.rejected}", file=sys.stderr)
+    problem = instances.too_many_rejected(counts.read, counts.rejected, config.max_error_rate)
+    if problem:
+        print(f"error: {config.json_instances}: {problem}", file=sys.stderr)
+        return EXIT_INVALID
     return 0
 
 

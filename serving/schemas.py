@@ -17,9 +17,11 @@ def _feature_schema(feature: features.Feature) -> Dict[str, Any]:
     if isinstance(feature, features.CategoricalFeature):
         schema: Dict[str, Any] = {"type": "string", "enum": list(feature.vocabulary)}
         if {features.IS_MALE_TRUE, features.IS_MALE_FALSE} <= set(feature.vocabulary):
-            schema = {"anyOf": [schema, {"type": "boolean"}]}
+            words = {"type": "string",  # "true"/"false" in any case, as the warehouse spells a BOOL
+                     "pattern": "^\\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\\s*$"}
+            schema = {"anyOf": [schema, {"type": "boolean"}, words]}
         description = feature.description
-        if feature.missing_value is not None:
+        if not feature.required:
             description += f" Optional: absent, null or '' means {feature.missing_value!r}."
         return {**schema, "description": description.strip()}
     return {"type": "number", "minimum": feature.min_value, "maximum": feature.max_value,

@@ -8,9 +8,12 @@ and the problem. The server, `local_predict` and `batch_predict` all use these f
 the three accept and refuse exactly the same inputs.
 
 Accepted on top of the canonical spelling (the course's web app sends these):
-  - JSON true/false for a feature whose vocabulary spells booleans ('True'/'False');
+  - JSON true/false, or the strings "true"/"false" in any case (how the warehouse spells a
+    BOOL), for a feature whose vocabulary spells booleans ('True'/'False');
   - integer or float numbers (the model rounds to whole years and weeks);
-  - an optional feature (one with a `missing_value`) left out, null, or blank: its missing value.
+  - a feature that may be absent (is_male) left out, null, or blank: its missing value.
+    plurality may not: left out, null or blank is refused naming the field, since
+    'Multiple(2+)' (an unknown count of several babies) must be asked for explicitly.
 """
 from __future__ import annotations
 
@@ -62,6 +65,8 @@ def _boolean_spellings(feature: features.CategoricalFeature) -> Optional[Dict[bo
 
 
 _BOOLEANS = {f.name: _boolean_spellings(f) for f in features.CATEGORICAL_FEATURES}
+# The warehouse's spellings of a BOOL (BigQuery's and DuckDB's CAST of 'true'/'false').
+_BOOLEAN_WORDS = {"true": True, "false": False}
 _VOCABULARIES = {f.name: frozenset(f.vocabulary) for f in features.CATEGORICAL_FEATURES}
 
 
@@ -81,21 +86,24 @@ def _describe(value: Any) -> str:
 def canonical_categorical(feature: features.CategoricalFeature, value: Any, where: str,
                           index: Optional[int] = None) -> str:
     """The vocabulary spelling for `value`, or RequestError."""
+    booleans = _BOOLEANS[feature.name]
     if isinstance(value, str):
         if value in _VOCABULARIES[feature.name]:
             return value
-        if not value.strip() and feature.missing_value is not None:
-            return feature.missing_value
-    elif isinstance(value, bool) and _BOOLEANS[feature.name]:
-        return _BOOLEANS[feature.name][value]
-    elif value is None and feature.missing_value is not None:
-        return feature.missing_value
+        if not value.strip() and not feature.required:
+            return str(feature.missing_value)
+        if booleans and value.strip().lower() in _BOOLEAN_WORDS:
+            return booleans[_BOOLEAN_WORDS[value.strip().lower()]]
+    elif isinstance(value, bool) and booleans:
+        return booleans[value]
+    elif value is None and not feature.required:
+        return str(feature.missing_value)
     allowed = ", ".join(repr(v) for v in feature.vocabulary)
-    if _BOOLEANS[feature.name]:
-        allowed += ", or JSON true/false"
-    if feature.missing_value is not None:
+    if booleans:
+        allowed += ", true/false"
+    if not feature.required:
         allowed += f" (leave it out, null or '' for {feature.missing_value!r})"
-    if value is None:
+    if value is None or (isinstance(value, str) and not value.strip()):
         problem = f"is required; one of {allowed}"
     elif isinstance(value, str):
         problem = f"{_quote(value)} is not in the vocabulary; one of {allowed}"

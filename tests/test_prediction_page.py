@@ -154,7 +154,8 @@ def test_page_is_served_offline_ready(shared_server: RunningServer):
             assert f"/ui/{name}?v=" in page.text
         assert "/" in client.get("/openapi.json").json()["paths"]
         predicted = client.post(f"/v1/models/{MODEL_NAME}:predict",
-                                json={"instances": [{"mother_age": 26, "gestation_weeks": 39}]})
+                                json={"instances": [{"mother_age": 26, "gestation_weeks": 39,
+                                                     "plurality": "Single(1)"}]})
         assert predicted.headers[ui.VERSION_HEADER] == "1"
         assert list(predicted.json()) == ["predictions"]  # the body stays TF Serving's
 

@@ -95,6 +95,11 @@ def test_healthz_and_openapi(client: httpx.Client) -> None:
     row = schema["oneOf"][0]["properties"]["instances"]["items"]["properties"]
     assert row[features.MOTHER_AGE.name]["maximum"] == features.MOTHER_AGE.max_value
     assert features.PLURALITY_NAMES[1] in row[features.PLURALITY.name]["enum"]
+    items = schema["oneOf"][0]["properties"]["instances"]["items"]
+    columnar = schema["oneOf"][1]["properties"]["inputs"]
+    required = [f.name for f in features.FEATURES if f.required]
+    assert features.PLURALITY.name in required
+    assert items["required"] == columnar["required"] == required
     assert client.get("/docs").status_code == 200
 
 
@@ -142,11 +147,30 @@ def test_course_payload_and_boolean_is_male_equal_canonical(client: httpx.Client
 
 
 def test_optional_features_may_be_absent(client: httpx.Client) -> None:
-    explicit = {**CANONICAL, **{f.name: f.missing_value for f in features.CATEGORICAL_FEATURES}}
-    absent = {f.name: CANONICAL[f.name] for f in features.NUMERIC_FEATURES}
-    answers = [_predict(client, {"instances": [body]}).json()["predictions"]
-               for body in (explicit, absent)]
-    assert answers[0] == answers[1]
+    optional = [f for f in features.CATEGORICAL_FEATURES if not f.required]
+    explicit = {**CANONICAL, **{f.name: f.missing_value for f in optional}}
+    absent = {k: v for k, v in CANONICAL.items() if k not in {f.name for f in optional}}
+    answers = [_predict(client, {"instances": [body]}) for body in (explicit, absent)]
+    assert [a.status_code for a in answers] == [200, 200], answers[1].text
+    assert answers[0].json()["predictions"] == answers[1].json()["predictions"]
+
+
+def test_missing_plurality_is_400_and_multiple_must_be_asked_for(client: httpx.Client) -> None:
+    """Left out, plurality was read as 'Multiple(2+)' and predicted a twin's weight."""
+    without = {k: v for k, v in CANONICAL.items() if k != features.PLURALITY.name}
+    answer = _predict(client, {"instances": [without]})
+    assert answer.status_code == 400, answer.text
+    assert "missing required feature 'plurality'" in answer.json()["error"]
+    multiple = {**without, features.PLURALITY.name: features.PLURALITY_MULTIPLE_UNKNOWN}
+    assert _predict(client, {"instances": [multiple]}).status_code == 200
+
+
+def test_is_male_warehouse_spellings_equal_canonical(client: httpx.Client) -> None:
+    for spelling, canonical in (("true", features.IS_MALE_TRUE), ("FALSE", features.IS_MALE_FALSE)):
+        words = _predict(client, {"instances": [{**CANONICAL, "is_male": spelling}]})
+        same = _predict(client, {"instances": [{**CANONICAL, "is_male": canonical}]})
+        assert words.status_code == 200, words.text
+        assert words.json()["predictions"] == same.json()["predictions"]
 
 
 def test_tf_example_signature_matches_serving_default(client: httpx.Client,
@@ -171,6 +195,15 @@ def test_tf_example_signature_matches_serving_default(client: httpx.Client,
     np.testing.assert_allclose(answer.json()["predictions"], expected[:10], rtol=1e-6)
 
 
+def _example_bytes(**values: int) -> bytes:
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example()
+    for name, value in values.items():
+        example.features.feature[name].int64_list.value.append(value)
+    return example.SerializeToString()
+
+
 def _with(**changes: Any) -> Dict[str, Any]:
     instance = {**CANONICAL, **changes}
     return {"instances": [CANONICAL, {k: v for k, v in instance.items() if v is not ...}]}
@@ -182,7 +215,15 @@ BAD_REQUESTS: List[tuple] = [
     ("wrong type", _with(mother_age="26"), ["instances[1].mother_age", "expected a number"]),
     ("wrong type string", _with(plurality=2), ["instances[1].plurality", "expected a string"]),
     ("out of vocabulary", _with(plurality="Twins"), ["instances[1].plurality", "vocabulary"]),
-    ("lowercase bool string", _with(is_male="true"), ["instances[1].is_male", "vocabulary"]),
+    ("not a bool string", _with(is_male="yes"), ["instances[1].is_male", "vocabulary"]),
+    ("missing plurality", _with(plurality=...), ["instances[1]", "plurality", "missing"]),
+    ("null plurality", _with(plurality=None), ["instances[1].plurality", "required"]),
+    ("columnar missing plurality",
+     {"inputs": {k: [v] for k, v in CANONICAL.items() if k != features.PLURALITY.name}},
+     ["inputs", "missing required feature 'plurality'"]),
+    ("tf.Example missing plurality", {"signature_name": "serving_tf_example", "instances": [
+        {"b64": base64.b64encode(_example_bytes(mother_age=26, gestation_weeks=39)).decode()}]},
+     ["instances[0]", "missing required feature 'plurality'"]),
     ("above range", _with(mother_age=AGE.max_value + 1), ["instances[1].mother_age", "range"]),
     ("below range", _with(gestation_weeks=WEEKS.min_value - 1),
      ["instances[1].gestation_weeks", "range"]),

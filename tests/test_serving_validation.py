@@ -52,13 +52,49 @@ def test_course_payload_and_json_booleans_equal_the_canonical_spelling() -> None
 ], ids=["left-out", "null", "empty", "blank"])
 def test_optional_features_fall_back_to_their_missing_value(
         absent: Callable[[Dict[str, Any], str], None]) -> None:
+    optional = [f for f in features.CATEGORICAL_FEATURES if not f.required]
+    assert optional, "the declaration has no feature a request may leave out"
     instance = canonical()
-    for feature in features.CATEGORICAL_FEATURES:
+    for feature in optional:
         absent(instance, feature.name)
     result = columns(instance)
-    for feature in features.CATEGORICAL_FEATURES:
+    for feature in optional:
         assert feature.missing_value is not None
         assert result[feature.name] == [feature.missing_value]
+
+
+@pytest.mark.parametrize("absent", [
+    lambda i, name: i.pop(name),
+    lambda i, name: i.__setitem__(name, None),
+    lambda i, name: i.__setitem__(name, ""),
+    lambda i, name: i.__setitem__(name, "  "),
+], ids=["left-out", "null", "empty", "blank"])
+def test_a_missing_plurality_is_refused_not_read_as_multiple(
+        absent: Callable[[Dict[str, Any], str], None]) -> None:
+    """Left out, plurality used to mean 'Multiple(2+)': a twin's weight for a single birth."""
+    assert PLURALITY.required and PLURALITY.missing_value == features.PLURALITY_MULTIPLE_UNKNOWN
+    instance = canonical()
+    absent(instance, PLURALITY.name)
+    with pytest.raises(RequestError) as caught:
+        columns(canonical(), instance)
+    assert (caught.value.field, caught.value.index) == (PLURALITY.name, 1)
+    assert "instances[1]" in caught.value.message and "required" in caught.value.message
+    # The unknown count of several babies is still there, asked for by name.
+    explicit = columns({**canonical(), PLURALITY.name: features.PLURALITY_MULTIPLE_UNKNOWN})
+    assert explicit[PLURALITY.name] == [features.PLURALITY_MULTIPLE_UNKNOWN]
+    inputs = {name: [value] for name, value in canonical().items() if name != PLURALITY.name}
+    with pytest.raises(RequestError, match=f"missing required feature '{PLURALITY.name}'"):
+        validation.feature_columns_from_inputs(inputs, LIMIT)
+
+
+@pytest.mark.parametrize("spelling,expected", [
+    ("true", features.IS_MALE_TRUE), ("TRUE", features.IS_MALE_TRUE),
+    (" True ", features.IS_MALE_TRUE), ("false", features.IS_MALE_FALSE),
+    ("False", features.IS_MALE_FALSE), ("fAlSe", features.IS_MALE_FALSE),
+])
+def test_is_male_accepts_the_warehouse_spelling_in_any_case(spelling: str,
+                                                              expected: str) -> None:
+    assert columns({**canonical(), SEX.name: spelling})[SEX.name] == [expected]
 
 
 BAD_VALUES = [
@@ -75,7 +111,8 @@ BAD_VALUES = [
     (PLURALITY.name, "Twins", "not in the vocabulary"),
     (PLURALITY.name, 2, "expected a string"),
     (PLURALITY.name, True, "expected a string"),  # plurality's vocabulary spells no booleans
-    (SEX.name, "true", "not in the vocabulary"),
+    (SEX.name, "yes", "not in the vocabulary"),
+    (SEX.name, "t", "not in the vocabulary"),
     (SEX.name, {"b64": "x"}, "expected a string"),
 ]
 
@@ -201,9 +238,14 @@ def test_examples_are_checked_and_optional_features_filled() -> None:
     assert same == result
 
     for bad, words in [
-        (_example(**{WEEKS.name: 39}), f"missing required feature '{AGE.name}'"),
-        (_example(**{AGE.name: 26.0, WEEKS.name: 39}), "expected an int64_list"),
-        (_example(**{AGE.name: 99, WEEKS.name: 39}), "outside the valid range"),
+        (_example(**{WEEKS.name: 39, PLURALITY.name: "Twins(2)"}),
+         f"missing required feature '{AGE.name}'"),
+        (_example(**{AGE.name: 26, WEEKS.name: 39}),
+         f"missing required feature '{PLURALITY.name}'"),
+        (_example(**{AGE.name: 26.0, WEEKS.name: 39, PLURALITY.name: "Twins(2)"}),
+         "expected an int64_list"),
+        (_example(**{AGE.name: 99, WEEKS.name: 39, PLURALITY.name: "Twins(2)"}),
+         "outside the valid range"),
         (_example(**{AGE.name: 26, WEEKS.name: 39, SEX.name: "yes"}), "not in the vocabulary"),
         ({"b64": "not base64!"}, "not a base64 serialized tf.Example"),
         ("plain string", 'expected {"b64"'),

@@ -1,5 +1,6 @@
 """The course query: one BigQuery file, translated for DuckDB, split by hashmonth without leaks."""
 import duckdb
+import pandas as pd
 import pytest
 import sqlglot
 
@@ -147,3 +148,45 @@ def test_connections_from_many_threads_share_the_function(small_warehouse):
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         values = set(pool.map(fingerprint_once, range(32)))
     assert values == {engine.farm_fingerprint("2005")}
+
+
+def test_scoring_query_keeps_every_row_once_and_names_the_filter_it_fails(small_warehouse):
+    connection = engine.connect(small_warehouse)
+    scored = connection.execute(sql.to_duckdb(sql.scoring_query(sql.base_query()))).df()
+    (rows,) = connection.execute("SELECT COUNT(*) FROM natality").fetchone()
+    training = connection.execute(sql.to_duckdb(sql.base_query())).df()
+    assert len(scored) == rows  # no "no ultrasound" copies, no row dropped
+    passing = scored[scored[sql.REJECTED_COLUMN].isna()].drop(columns=sql.REJECTED_COLUMN)
+    # The rows that pass, plus their "no ultrasound" copies, are exactly the training query's.
+    copies = passing.assign(is_male=features.IS_MALE_UNKNOWN, plurality=passing.plurality.where(
+        passing.plurality == features.PLURALITY_NAMES[0], features.PLURALITY_MULTIPLE_UNKNOWN))
+    def rows_of(frame):
+        return sorted(map(tuple, frame[list(training.columns)].astype(str).values))
+
+    assert rows_of(pd.concat([passing, copies])) == rows_of(training)
+    (weightless,) = connection.execute(
+        "SELECT COUNT(*) FROM natality WHERE year > 2000 AND weight_pounds IS NULL").fetchone()
+    reasons = scored[sql.REJECTED_COLUMN].value_counts()
+    assert weightless and reasons["weight_pounds > 0"] >= weightless
+    assert set(reasons.index) <= {"year > 2000", "weight_pounds > 0", "mother_age > 0",
+                                  "plurality > 0", "gestation_weeks > 0"}
+
+
+def test_table_values_are_mapped_by_the_query_itself(small_warehouse):
+    from warehouse import table_values
+
+    connection = engine.connect(small_warehouse)
+    births = sql.feature_expressions(sql.base_query())
+    pairs = connection.execute(
+        f"SELECT DISTINCT plurality, {births['plurality']} AS mapped, is_male, "
+        f"{births['is_male']} AS sex FROM natality").fetchall()
+    assert {p for p, *_ in pairs} >= set(range(1, len(features.PLURALITY_NAMES) + 1))
+    for plurality, mapped, is_male, sex in pairs:
+        for spelled in (plurality, str(plurality), float(plurality)):
+            raw = table_values.table_typed("plurality", spelled)
+            assert table_values.query_value("plurality", raw) == mapped
+        raw_sex = table_values.table_typed("is_male", str(is_male).upper())
+        assert table_values.query_value("is_male", raw_sex) == sex
+    assert table_values.table_typed("plurality", "Twins(2)") is None
+    assert table_values.table_typed("plurality", True) is None
+    assert table_values.table_typed("is_male", "yes") is None

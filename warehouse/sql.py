@@ -74,3 +74,55 @@ def to_duckdb(bigquery_sql: str, table: str = LOCAL_TABLE) -> str:
             node.replace(exp.to_table(table).as_(node.alias_or_name, quoted=False)
                          if node.alias else exp.to_table(table))
     return tree.sql(dialect="duckdb", pretty=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# The query's per-row mapping, for scoring rows one at a time
+# ------------------------------------------------------------------------------------------------
+
+# The query's CTE that reads the table, maps its values and filters rows.
+ROWS_CTE = "births"
+# The scoring query's column naming the first filter a row fails (NULL when it passes).
+REJECTED_COLUMN = "rejected_by"
+
+
+@functools.lru_cache(maxsize=None)
+def _rows_select(query: str) -> exp.Select:
+    """The SELECT of the query's `births` CTE: the table's values mapped, then filtered."""
+    tree = sqlglot.parse_one(query, read="bigquery")
+    for cte in tree.find_all(exp.CTE):
+        if cte.alias == ROWS_CTE and isinstance(cte.this, exp.Select):
+            return cte.this
+    raise ValueError(f"the training query has no `{ROWS_CTE}` CTE to map rows with")
+
+
+def feature_expressions(query: str) -> Dict[str, str]:
+    """Output column -> its expression over the table's columns, in DuckDB SQL (no alias).
+
+    What `CASE plurality WHEN 1 THEN 'Single(1)' ...` says lives in the query file only;
+    batch prediction runs these very expressions on the rows it is given.
+    """
+    return {column.alias_or_name: column.unalias().sql(dialect="duckdb")
+            for column in _rows_select(query).expressions}
+
+
+def scoring_query(query: str) -> str:
+    """The query's rows once each, in BigQuery SQL, with the filter each row fails, if any.
+
+    For scoring, not training: no "no ultrasound" copies (each row is predicted once), and a
+    row the WHERE would drop is kept with REJECTED_COLUMN naming the condition, so that a
+    caller can count it as rejected with that reason instead of losing it without a word.
+    """
+    select = _rows_select(query).copy()
+    where = select.args.get("where")
+    select.set("where", None)
+    if where is not None:
+        conditions = list(where.this.flatten()) if isinstance(where.this, exp.And) \
+            else [where.this]
+        whens = " ".join(
+            f"WHEN NOT COALESCE({c.sql(dialect='bigquery')}, FALSE) "
+            f"THEN {exp.Literal.string(c.sql(dialect='bigquery')).sql(dialect='bigquery')}"
+            for c in conditions)
+        select = select.select(
+            sqlglot.parse_one(f"CASE {whens} END AS {REJECTED_COLUMN}", read="bigquery"))
+    return select.sql(dialect="bigquery", pretty=True)

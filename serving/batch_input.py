@@ -1,0 +1,91 @@
+"""Batch prediction's rows: (row index, line number or None, record) from a file or a query.
+
+Files (JSON lines, CSV) are read line by line through serving.instances, so a record keeps its
+line number for errors.jsonl. The warehouse and exports go through the training query's own
+mapping, once per row (warehouse.sql.scoring_query): no "no ultrasound" copies, and a row the
+query's WHERE would drop comes through as a RequestError naming the condition, to be counted
+as rejected rather than lost.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+from pipelines.config import DataConfig
+from serving import instances, validation
+
+Read = Tuple[int, Optional[int], instances.Record]
+
+
+def is_csv(path: str) -> bool:
+    lowered = path.lower()
+    return lowered.endswith(".csv") or lowered.endswith(".csv.gz")
+
+
+def read_file(path: str, limit: int = 0) -> Iterator[Read]:
+    """Every record of a JSON-lines or CSV file (serving.instances reads the lines)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        records = instances.csv_records(text) if is_csv(path) else instances.json_records(text)
+        for index, (line, record) in enumerate(records):
+            if limit and index >= limit:
+                return
+            yield index, line, record
+
+
+def scoring_query(split: Optional[str], limit: int = 0) -> str:
+    """The training query's rows once each (DuckDB dialect), whole or one split."""
+    from warehouse import sql
+
+    query = sql.scoring_query(sql.base_query())
+    if split is not None:
+        data = DataConfig()
+        buckets = data.split_buckets()
+        if split not in buckets:
+            raise ValueError(f"--split must be one of {', '.join(buckets)}, got {split!r}")
+        query = sql.split_query(query, data.hash_buckets, buckets[split])
+    return sql.to_duckdb(query) + (f"\nLIMIT {int(limit)}" if limit else "")
+
+
+def _query_record(row: Dict[str, Any]) -> instances.Record:
+    from warehouse import sql
+
+    condition = row.pop(sql.REJECTED_COLUMN)
+    if condition is not None:
+        return validation.RequestError(f"fails the training query's filter {condition}")
+    return row
+
+
+def read_query(database: Optional[str], source: Optional[str], split: Optional[str],
+               limit: int = 0) -> Iterator[Read]:
+    """Every row of the scoring query, in the table's order, fetched in chunks."""
+    import pathlib
+
+    from warehouse import engine
+
+    connection = engine.connect(pathlib.Path(database or ""), source=source)
+    try:
+        cursor = connection.execute(scoring_query(split, limit))
+        names = [column[0] for column in cursor.description]
+        index = 0
+        while True:
+            chunk = cursor.fetchmany(10_000)
+            if not chunk:
+                return
+            for values in chunk:
+                yield index, None, _query_record(dict(zip(names, values)))
+                index += 1
+    finally:
+        connection.close()
+
+
+def _read_query_element(_: str, *args: Any) -> Iterator[Read]:
+    return read_query(*args)
+
+
+def read_query_element(_: Any, database: Optional[str], source: Optional[str],
+                       split: Optional[str], limit: int = 0) -> Iterator[Read]:
+    """read_query as a FlatMap over a one-element start collection."""
+    return read_query(database, source, split, limit)

@@ -1,0 +1,96 @@
+"""Writes a Beam collection of (row index, text line) as one file, in row order, all or nothing.
+
+Why not WriteToText: it writes lines in whatever order the workers finish them, and a run that
+fails leaves a partial file under the final name. Here lines are grouped into blocks of
+consecutive row indexes, each block is sorted and written as its own part file, and once the
+pipeline has succeeded the launcher concatenates the parts in order into `<output>.incomplete`
+and renames that to the output. Memory per worker is one block; the launcher streams.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+BLOCK_ROWS = 10_000
+PARTS_SUFFIX = ".parts"
+INCOMPLETE_SUFFIX = ".incomplete"
+
+
+def parts_dir(output: str) -> str:
+    return output + PARTS_SUFFIX
+
+
+def _blocked(element: Tuple[int, str]) -> Tuple[int, Tuple[int, str]]:
+    index, _ = element
+    return index // BLOCK_ROWS, element
+
+
+class _WriteBlock(beam.DoFn):
+    """One sorted part file per block; a retried bundle rewrites the same file whole."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def process(self, element: Tuple[int, Iterable[Tuple[int, str]]]) -> Iterator[int]:
+        block, items = element
+        lines = [text for _, text in sorted(items, key=lambda item: item[0])]
+        path = FileSystems.join(self._directory, f"{block:012d}")
+        with FileSystems.create(path) as handle:
+            handle.write("".join(line + "\n" for line in lines).encode("utf-8"))
+        yield len(lines)
+
+
+class WriteInOrder(beam.PTransform):
+    """(row index, line) -> part files under parts_dir(output); `assemble` finishes the file."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__()
+        self._output = output
+
+    def expand(self, lines: Any) -> Any:
+        return (lines
+                | "Block" >> beam.Map(_blocked)
+                | "Group" >> beam.GroupByKey()
+                | "WriteBlocks" >> beam.ParDo(_WriteBlock(parts_dir(self._output))))
+
+
+def remove_parts(output: str) -> None:
+    """Deletes part files left by this output's earlier (failed) run, and the directory."""
+    directory = parts_dir(output)
+    parts = _parts(directory)
+    if parts:
+        FileSystems.delete(parts)
+    if FileSystems.exists(directory):  # a local directory; on object stores it was a prefix
+        FileSystems.delete([directory])
+
+
+def _parts(directory: str) -> List[str]:
+    """The part files, by a glob: on object stores the "directory" is a prefix, not a file."""
+    matched = FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list
+    return sorted(metadata.path for metadata in matched)
+
+
+def assemble(output: str, header: Optional[str] = None) -> int:
+    """Concatenates the part files in block order into `output`; returns the lines written."""
+    directory = parts_dir(output)
+    parts = _parts(directory)
+    staging = output + INCOMPLETE_SUFFIX
+    count = 0
+    # The staging name hides the output's .gz, so its compression is named explicitly.
+    compression = CompressionTypes.detect_compression_type(output)
+    with FileSystems.create(staging, compression_type=compression) as out:
+        if header is not None:
+            out.write((header + "\n").encode("utf-8"))
+        for part in parts:
+            with FileSystems.open(part) as handle:
+                data = handle.read()
+            count += data.count(b"\n")
+            out.write(data)
+    if FileSystems.exists(output):
+        FileSystems.delete([output])
+    FileSystems.rename([staging], [output])
+    remove_parts(output)
+    return count

@@ -1,0 +1,180 @@
+"""One line (or row) of a prediction input file -> an instance to predict, or a rejection.
+
+`local_predict` and `batch_predict` both call `decide` on every record they read, so they
+accept, map and refuse exactly the same inputs, and report a bad one the same way: the line is
+rejected with its number and the reason, the run goes on, the rejections are counted, and the
+command exits with EXIT_REJECTED when more were rejected than --max-error-rate allows.
+
+A record is accepted in either of two spellings, per value:
+  - the model's (the REST API's): plurality 'Single(1)', is_male 'True' / true / "true";
+  - the natality table's own: plurality as the integer 1..5 (or its text, as in a CSV export),
+    is_male as a BOOL. These go through the training query's own mapping
+    (warehouse.table_values), so a row of the table means what it means to the model in training.
+Then the REST server's checks apply (serving.validation): a missing plurality, an unknown
+category, a number out of range are rejections naming the field. Columns that are not features
+are ignored, except `key` (carried to the output; the 0-based row number when absent) and the
+label (carried to the output when present, so predictions can be set against actuals).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+
+from modules import features
+from serving import validation
+
+KEY_COLUMN = "key"
+# More rejected rows than --max-error-rate allows (bad data: the project's exit code 2).
+EXIT_REJECTED = 2
+
+Record = Union[Dict[str, Any], validation.RequestError, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Accepted:
+    """A record to predict: its canonical feature values, and what the output row carries."""
+
+    index: int  # 0-based position among the records read
+    line: Optional[int]  # 1-based line in the file; None for rows of a query
+    key: Any
+    instance: Dict[str, validation.Value]
+    label: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+    index: int
+    line: Optional[int]
+    key: Any
+    reason: str
+
+    def where(self) -> str:
+        return f"line {self.line}" if self.line is not None else f"row {self.index}"
+
+    def record(self) -> Dict[str, Any]:
+        """The errors.jsonl object: the key, where the record was, and why it was refused."""
+        located = {"line": self.line} if self.line is not None else {}
+        return {KEY_COLUMN: self.key, **located, "error": self.reason}
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading: (line number, record or RequestError)
+# ------------------------------------------------------------------------------------------------
+
+def json_records(lines: Iterable[str]) -> Iterator[Tuple[int, Record]]:
+    """Every non-blank line of a JSON-lines text; malformed JSON is a RequestError record."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except ValueError as error:
+            yield number, validation.RequestError(f"malformed JSON: {error}")
+
+
+_NUMERIC_COLUMNS = frozenset(f.name for f in features.NUMERIC_FEATURES) | {features.LABEL_KEY}
+
+
+def _cell(column: str, text: str) -> Any:
+    """A CSV cell: '' is absent; numeric columns become numbers when they parse."""
+    if not text.strip():
+        return None
+    if column in _NUMERIC_COLUMNS:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
+def csv_records(handle: IO[str]) -> Iterator[Tuple[int, Record]]:
+    """Every data row of a CSV text with a header; a row of another width is a RequestError."""
+    reader = csv.reader(handle)
+    header: Optional[List[str]] = None
+    for cells in reader:
+        if header is None:
+            header = [name.strip() for name in cells]
+            continue
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            yield reader.line_num, validation.RequestError(
+                f"has {len(cells)} fields, the header has {len(header)}")
+            continue
+        yield reader.line_num, {name: _cell(name, text) for name, text in zip(header, cells)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Deciding
+# ------------------------------------------------------------------------------------------------
+
+def _mapped(feature: features.CategoricalFeature, value: Any) -> Tuple[Any, Optional[str]]:
+    """(value for validation, how a table value was mapped) for a categorical feature."""
+    if isinstance(value, str) and value in feature.vocabulary:
+        return value, None
+    from warehouse import table_values
+
+    raw = table_values.table_typed(feature.name, value)
+    if raw is None:
+        return value, None
+    mapped = table_values.query_value(feature.name, raw)
+    if mapped is not None and mapped not in feature.vocabulary:
+        return mapped, f"the table's {value!r} is {mapped!r} in the training query"
+    return mapped, None
+
+
+def _reason(error: validation.RequestError) -> str:
+    message = error.message
+    for prefix in ("instances[0].", "instances[0]: ", "instances[0]"):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+def decide(index: int, line: Optional[int], record: Record) -> Union[Accepted, Rejected]:
+    """The one rule for a record read from a file or a query (see the module docstring)."""
+    key = record.get(KEY_COLUMN) if isinstance(record, dict) else None
+    key = index if key is None or key == "" else key
+    if isinstance(record, validation.RequestError):
+        return Rejected(index, line, key, record.message)
+    if not isinstance(record, dict):
+        return Rejected(index, line, key, "expected an object of feature values "
+                        f"({', '.join(features.FEATURE_NAMES)}), got {type(record).__name__}")
+    instance: Dict[str, Any] = {}
+    notes: Dict[str, str] = {}
+    for feature in features.FEATURES:
+        if feature.name not in record:
+            continue
+        value = record[feature.name]
+        if isinstance(feature, features.CategoricalFeature):
+            value, note = _mapped(feature, value)
+            if note:
+                notes[feature.name] = note
+        instance[feature.name] = value
+    try:
+        columns, _ = validation.feature_columns_from_instances([instance], 1)
+    except validation.RequestError as error:
+        reason = _reason(error)
+        if error.field in notes:
+            reason += f" ({notes[error.field]})"
+        return Rejected(index, line, key, reason)
+    canonical = {name: values[0] for name, values in columns.items()}
+    return Accepted(index, line, key, canonical, record.get(features.LABEL_KEY))
+
+
+def too_many_rejected(read: int, rejected: int, max_error_rate: float) -> Optional[str]:
+    """The complaint when the rejected share exceeds `max_error_rate`, else None."""
+    if read == 0:
+        return "no rows to predict were read"
+    if rejected and rejected / read > max_error_rate:
+        return (f"{rejected} of {read} rows rejected ({100 * rejected / read:.1f}%), more than "
+                f"--max-error-rate {max_error_rate:g} allows")
+    return None
+
+
+def check_error_rate(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"--max-error-rate must be a fraction in 0..1, got {value}")
+    return value

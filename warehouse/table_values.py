@@ -1,0 +1,74 @@
+"""A value in the natality table's own type (plurality 2, is_male true) -> the query's spelling.
+
+Rows given to batch or local prediction may come straight from the table (or an export of it)
+rather than in the model's vocabulary. Their values are mapped by the training query's own
+select-list (warehouse.sql.feature_expressions), run by DuckDB, so the mapping has one
+definition, the .sql file. Each distinct value is evaluated once per process and cached.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any, Dict, Optional, Union
+
+import duckdb
+
+from warehouse import generator, sql
+
+Raw = Union[bool, int]
+
+_TABLE_TYPES: Dict[str, str] = dict(generator.NATALITY_COLUMNS)
+# The warehouse's text spellings of a BOOL (what a CSV export of the table holds).
+_BOOLEAN_WORDS = {"true": True, "false": False}
+_LOCK = threading.Lock()
+_CONNECTION: Optional[duckdb.DuckDBPyConnection] = None
+
+
+def table_typed(name: str, value: Any) -> Optional[Raw]:
+    """`value` as a value of the table's column `name` (BOOLEAN or BIGINT), or None if it is not.
+
+    Text counts when it spells one ('true' in any case, '2'), as in a CSV export; a JSON
+    number counts for BIGINT when it is whole.
+    """
+    kind = _TABLE_TYPES.get(name)
+    if kind == "BOOLEAN":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return _BOOLEAN_WORDS.get(value.strip().lower())
+    elif kind == "BIGINT":
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                return None
+    return None
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    global _CONNECTION
+    if _CONNECTION is None:
+        _CONNECTION = duckdb.connect(":memory:")
+    return _CONNECTION
+
+
+@functools.lru_cache(maxsize=4096)
+def _mapped(name: str, value: Raw, kind: str) -> Optional[str]:
+    expression = sql.feature_expressions(sql.base_query())[name]
+    statement = f"SELECT {expression} FROM (SELECT CAST(? AS {kind}) AS {name})"
+    with _LOCK:
+        (result,) = _connection().execute(statement, [value]).fetchone()
+    return None if result is None else str(result)
+
+
+def query_value(name: str, value: Raw) -> Optional[str]:
+    """What the training query makes of table value `value` in column `name` (None for NULL)."""
+    if name not in sql.feature_expressions(sql.base_query()):
+        raise KeyError(f"the training query has no column {name!r}")
+    return _mapped(name, value, _TABLE_TYPES[name])
