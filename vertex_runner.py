@@ -208,10 +208,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         cloud = cloud_from_flags(args)
         data = config.from_flags(config.DataConfig, args)
         data.split_buckets()  # validates the split flags before anything is built
-    except (MissingSetting, ValueError) as error:
+        warn_if_image_is_other_code(cloud)
+    except (MissingSetting, ValueError, FileNotFoundError) as error:
         print(f"vertex_runner.py {args.command}: error: {error}", file=sys.stderr)
         return 2
-    warn_if_image_is_other_code(cloud)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     definition = build_pipeline(
         cloud, data, config.from_flags(config.TrainingConfig, args),

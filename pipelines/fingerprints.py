@@ -49,6 +49,8 @@ class ProjectModules:
         self.root = pathlib.Path(root)
         self._imports: Dict[str, Set[str]] = {}
         self._files: Dict[str, Optional[pathlib.Path]] = {}
+        self._trees: Dict[pathlib.Path, ast.Module] = {}
+        self._code_hashes: Dict[pathlib.Path, bytes] = {}
 
     def file(self, name: str) -> Optional[pathlib.Path]:
         """The project's file of module `name`, or None for a module from elsewhere."""
@@ -77,10 +79,21 @@ class ProjectModules:
             found: Set[str] = set()
             if path is not None:
                 package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-                for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+                for node in ast.walk(self.tree(path)):
                     found.update(self._imported_names(node, package))
             self._imports[name] = {m for m in found if self.file(m) is not None}
         return self._imports[name]
+
+    def tree(self, path: pathlib.Path) -> ast.Module:
+        if path not in self._trees:
+            self._trees[path] = ast.parse(path.read_bytes(), filename=str(path))
+        return self._trees[path]
+
+    def code_hash(self, path: pathlib.Path) -> bytes:
+        """A hash of the file's syntax tree: comments and layout do not change it."""
+        if path not in self._code_hashes:
+            self._code_hashes[path] = hashlib.sha256(ast.dump(self.tree(path)).encode()).digest()
+        return self._code_hashes[path]
 
     @staticmethod
     def _imported_names(node: ast.AST, package: str) -> List[str]:
@@ -148,13 +161,13 @@ def entry_points(component: "BaseComponent", modules: ProjectModules) -> Set[str
 
 
 def source_digest(code: Sequence[pathlib.Path], files: Sequence[PathLike],
-                  root: pathlib.Path) -> str:
+                  modules: ProjectModules) -> str:
     """One hash of the code (by syntax tree) and the files (by bytes), independent of where the
     checkout lives."""
     digest = hashlib.sha256()
     for path in code:
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(ast.dump(ast.parse(path.read_bytes(), filename=str(path))).encode() + b"\0")
+        digest.update(path.relative_to(modules.root).as_posix().encode() + b"\0")
+        digest.update(modules.code_hash(path))
     for path in files:
         path = pathlib.Path(path)
         if not path.is_file():
@@ -167,7 +180,7 @@ def component_fingerprint(component: "BaseComponent", reads: Sequence[PathLike] 
                           modules: Optional[ProjectModules] = None) -> str:
     """The hash of the project code `component` runs and of the files in `reads`."""
     modules = modules or ProjectModules()
-    return source_digest(modules.closure(entry_points(component, modules)), reads, modules.root)
+    return source_digest(modules.closure(entry_points(component, modules)), reads, modules)
 
 
 def stamp(components: Iterable[object], reads: Mapping[str, Sequence[PathLike]] = {},  # noqa: B006

@@ -45,7 +45,7 @@ def relative(root: pathlib.Path, paths: List[pathlib.Path]) -> List[str]:
 
 def digest_of(root: pathlib.Path, entry: str) -> str:
     modules = fingerprints.ProjectModules(root)
-    return fingerprints.source_digest(modules.closure([entry]), [], root)
+    return fingerprints.source_digest(modules.closure([entry]), [], modules)
 
 
 def test_imports_are_followed_through_the_project_only(project):
