@@ -108,7 +108,7 @@ class ProjectModules:
             base = ".".join([*anchor, *([base] if base else [])])
         if not base:
             return []
-        # `from a import b`: b is a submodule or a name defined in a; a missing file rules out.
+        # `from a import b`: b is a submodule or a name defined in a (then it has no file).
         return [*_with_parents(base), *(f"{base}.{alias.name}" for alias in node.names)]
 
     def closure(self, entry_points: Iterable[str]) -> List[pathlib.Path]:
