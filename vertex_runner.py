@@ -193,15 +193,19 @@ def warn_if_image_is_other_code(cloud: CloudConfig) -> None:
     tag = image_tag_of(cloud.image_uri)
     if "@sha256:" not in cloud.image_uri and tag != expected:
         log.warning("The image %s is tagged %s, not with this code's fingerprint %s: unless it "
-                    "was built from exactly this checkout, every task runs other code than "
-                    "this (build it as docs/cloud.md shows, or leave --image unset).",
+                    "was built from exactly this checkout, the tasks run other code than this "
+                    "checkout's (build it as docs/cloud.md shows, or leave --image unset).",
                     cloud.image_uri, tag, expected)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.command == "image-tag":
-        print(fingerprints.image_tag())
+        try:
+            print(fingerprints.image_tag())
+        except FileNotFoundError as error:
+            print(f"vertex_runner.py image-tag: error: {error}", file=sys.stderr)
+            return 2
         return 0
     logs.setup(args.verbose)
     try:
