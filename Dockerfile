@@ -10,9 +10,11 @@
 # worker boot entrypoint, which stays the ENTRYPOINT) already at the versions requirements.lock
 # pins. We add only what the lock has and the image lacks, constrained to the lock's versions.
 #
-# Build and push (docs/cloud.md, step 4), from the repository root:
+# Build and push (docs/cloud.md, step 4), from the repository root, tagged with the code's
+# fingerprint (a hash of this file and of everything it copies), the tag the compiled pipeline
+# names by default:
 #   gcloud builds submit --region="$REGION" --machine-type=e2-highcpu-8 --timeout=3600 \
-#     --tag "$REGION-docker.pkg.dev/$PROJECT/babyweight/babyweight:$(git rev-parse --short HEAD)" .
+#     --tag "$REGION-docker.pkg.dev/$PROJECT/babyweight/babyweight:$(.venv/bin/python vertex_runner.py image-tag)" .
 # or with a local Docker engine:
 #   docker build -t "$IMAGE" . && docker push "$IMAGE"
 ARG TFX_IMAGE=gcr.io/tfx-oss-public/tfx:1.16.0

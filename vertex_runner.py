@@ -13,6 +13,8 @@ as the local run; only the engines differ:
 Commands:
   compile   write the Vertex AI pipeline JSON (offline: no network, no credentials)
   submit    compile, then start a run (or --schedule "cron" a recurring one) on Vertex AI
+  image-tag print the tag of this code's image: a fingerprint of every file the image is built
+            from, and the tag compile and submit name by default (build the image with it)
 
 Every cloud setting is a flag with an environment fallback (shown in --help); only the project
 and the bucket are required. Exit codes: 0 success, 2 a setting is missing or invalid, 1 any
@@ -32,9 +34,10 @@ import sys  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
 
 from modules.hparams import HyperParameters  # noqa: E402
-from pipelines import config, logs  # noqa: E402
+from pipelines import config, fingerprints, logs  # noqa: E402
 from pipelines.cloud_config import (  # noqa: E402
-    IMAGE_PROJECT_DIR, CloudConfig, MissingSetting, add_cloud_flags, cloud_from_flags)
+    IMAGE_PROJECT_DIR, CloudConfig, MissingSetting, add_cloud_flags, cloud_from_flags,
+    image_tag_of)
 
 log = logging.getLogger("babyweight.vertex_runner")
 
@@ -62,7 +65,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="vertex_runner.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{compile,submit}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{compile,submit,image-tag}")
+    commands.add_parser("image-tag", help="print the tag of this code's image",
+                        description="Prints the fingerprint of the files the Dockerfile copies "
+                        "into the image: the image tag compile and submit name by default.")
     commands.add_parser("compile", parents=[common], help="write the Vertex AI pipeline JSON",
                         description="Compiles the pipeline for Vertex AI Pipelines (offline).")
     submit = commands.add_parser(
@@ -122,7 +129,6 @@ def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
     """The one pipeline definition, with BigQuery, Dataflow and Vertex AI as its engines."""
     from pipelines import pipeline
     from pipelines.components.bigquery_example_gen import SpannedBigQueryExampleGen
-    from pipelines.schema import SCHEMA_FILE
 
     example_gen = SpannedBigQueryExampleGen(
         input_config=pipeline.input_config(data),
@@ -130,9 +136,6 @@ def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
     if cloud.billing_project != cloud.project:
         # Later args win: the query (and this component's Dataflow job) bill the other project.
         example_gen.with_beam_pipeline_args([f"--project={cloud.billing_project}"])
-    # ImportSchemaGen reads the schema inside the container: the image's copy of the file.
-    schema_file = pathlib.PurePosixPath(IMAGE_PROJECT_DIR) / SCHEMA_FILE.relative_to(
-        config.PROJECT_ROOT).as_posix()
     return pipeline.create_pipeline(
         pipeline_name=config.PIPELINE_NAME,
         pipeline_root=cloud.pipeline_root,
@@ -146,7 +149,8 @@ def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
         beam_pipeline_args=cloud.beam_pipeline_args(),
         enable_cache=cloud.enable_cache,
         engines=engines(cloud),
-        schema_file=str(schema_file),
+        # ImportSchemaGen reads the schema inside the container: the image's copy of the file.
+        project_dir=IMAGE_PROJECT_DIR,
     )
 
 
@@ -201,15 +205,34 @@ def submit(template: pathlib.Path, cloud: CloudConfig, schedule: Optional[str] =
     return {"run": name, "console": url}
 
 
+def warn_if_image_is_other_code(cloud: CloudConfig) -> None:
+    """A given image tag that is not this code's fingerprint may hold other code."""
+    expected = fingerprints.image_tag()
+    tag = image_tag_of(cloud.image_uri)
+    if "@sha256:" not in cloud.image_uri and tag != expected:
+        log.warning("The image %s is tagged %s, not with this code's fingerprint %s: unless it "
+                    "was built from exactly this checkout, the tasks run other code than this "
+                    "checkout's (build it as docs/cloud.md shows, or leave --image unset).",
+                    cloud.image_uri, tag, expected)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    if args.command == "image-tag":
+        try:
+            print(fingerprints.image_tag())
+        except FileNotFoundError as error:
+            print(f"vertex_runner.py image-tag: error: {error}", file=sys.stderr)
+            return 2
+        return 0
     logs.setup(args.verbose)
     try:
         cloud = cloud_from_flags(args)
         data = config.from_flags(config.DataConfig, args)
         data.split_buckets()  # validates the split and span flags before anything is built
         data.span_range()
-    except (MissingSetting, ValueError) as error:
+        warn_if_image_is_other_code(cloud)
+    except (MissingSetting, ValueError, FileNotFoundError) as error:
         print(f"vertex_runner.py {args.command}: error: {error}", file=sys.stderr)
         return 2
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, get_type_hints
 
-from pipelines import config
+from pipelines import config, fingerprints
 from pipelines.config import PIPELINE_NAME
 
 # Where the Dockerfile puts the project in the image: module code, schema and SQL live here.
@@ -61,8 +61,9 @@ class CloudConfig:
         env=("BABYWEIGHT_SERVICE_ACCOUNT",))
     image: Optional[str] = cloud_setting(
         None, f"Container image of the components and Dataflow workers: {TFX_IMAGE} with this "
-        "project installed (see Dockerfile); default: "
-        "<region>-docker.pkg.dev/<project>/babyweight/babyweight:latest.",
+        "project installed (see Dockerfile), named by a digest (@sha256:...) or a tag other "
+        "than latest; default: <region>-docker.pkg.dev/<project>/babyweight/babyweight:<the "
+        "code's fingerprint> (`vertex_runner.py image-tag`).",
         env=("BABYWEIGHT_IMAGE",))
     dataflow_machine_type: str = cloud_setting(
         "n1-standard-4", "Dataflow worker machine type.",
@@ -105,6 +106,8 @@ class CloudConfig:
             object.__setattr__(self, "bucket", self.bucket.removeprefix("gs://").strip("/"))
         if self.push_to not in PUSH_TARGETS:
             raise ValueError(f"--push-to must be one of {PUSH_TARGETS}, got {self.push_to!r}")
+        if self.image:
+            check_image(self.image)
         if bool(self.training_accelerator_type) != (self.training_accelerator_count > 0):
             raise ValueError("--training-accelerator-type and --training-accelerator-count "
                              "go together (a type needs a count of at least 1)")
@@ -136,8 +139,11 @@ class CloudConfig:
 
     @property
     def image_uri(self) -> str:
-        return (self.image or
-                f"{self.region}-docker.pkg.dev/{self.project}/{PIPELINE_NAME}/{PIPELINE_NAME}:latest")
+        """The image every task runs. By default its tag is the fingerprint of the files the
+        image is built from, so a task never runs other code than this checkout's: after an
+        edit, an image not rebuilt fails to pull instead of running the old code."""
+        return (self.image or f"{self.region}-docker.pkg.dev/{self.project}/{PIPELINE_NAME}/"
+                f"{PIPELINE_NAME}:{fingerprints.image_tag()}")
 
     @property
     def billing_project(self) -> str:
@@ -183,6 +189,31 @@ class CloudConfig:
         return {"project_id": self.project, "endpoint_name": self.endpoint_name,
                 "machine_type": self.serving_machine_type, "min_replica_count": 1,
                 "max_replica_count": self.serving_max_replicas}
+
+
+def image_tag_of(image: str) -> Optional[str]:
+    """The tag of an image reference ('repo/name:tag'), None when it has none."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+def check_image(image: str) -> None:
+    """Refuses an image named by `latest` (or by no tag, which means latest).
+
+    Vertex AI caches a task by its image's name: after a rebuild, `:latest` names other code
+    while every cached task still counts as done with it.
+    """
+    if "@sha256:" in image:
+        return
+    tag = image_tag_of(image)
+    if tag in (None, "latest"):
+        implied = " (no tag means latest)" if tag is None else ""
+        raise ValueError(
+            f"--image {image} names the moving tag latest{implied}: cached tasks would count "
+            "as run with whatever code it named then. Name it by digest (@sha256:...) or by a "
+            "tag of its own; the default tag is the code's fingerprint "
+            "(`vertex_runner.py image-tag`)")
 
 
 def _convert(value: str, hint: Any, flag: str) -> Any:

@@ -24,6 +24,7 @@ from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from pipelines import batched_reads as batched_reads_lib
+from pipelines import fingerprints
 from pipelines.components import span_driver
 from pipelines.components.anomaly_gate import AnomalyGate
 from pipelines.components.eda_report import EdaReport
@@ -229,17 +230,24 @@ def create_pipeline(
     metadata_connection_config=None,
     engines: Engines = Engines(),
     schema_file: Union[str, pathlib.Path] = SCHEMA_FILE,
+    project_dir: Optional[str] = None,
 ) -> tfx_pipeline.Pipeline:
     """The whole pipeline, from the warehouse query to the pushed model.
 
-    `schema_file` is read where ImportSchemaGen runs: in a container that is the image's copy.
+    `schema_file` is this checkout's file; the components read their copy under `project_dir`
+    where they run (the image's copy of the project in a container; None: this checkout).
     """
-    data = data_components(example_gen, reports_dir, warehouse, pathlib.Path(schema_file),
+    data = data_components(example_gen, reports_dir, warehouse,
+                           pathlib.Path(fingerprints.runtime_path(schema_file, project_dir)),
                            batched_reads=engines.batched_reads)
     components = data + model_components(
         data=data, reports_dir=reports_dir, serving_dir=serving_dir,
         hyperparameters=hyperparameters, training=training, evaluation=evaluation,
         engines=engines)
+    # Every component's cache key covers the project code it runs and the files it reads
+    # (pipelines/fingerprints.py): an edited module or schema is never served from the cache.
+    fingerprints.stamp(components, reads={data[2].id: [schema_file],
+                                          example_gen.id: [sql.QUERY_FILE]})
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

@@ -6,6 +6,7 @@ The compiled JSON is checked where Vertex AI reads it: each task's parameters
 """
 import json
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 import vertex_runner
 from modules.hparams import HyperParameters
-from pipelines import pipeline
+from pipelines import fingerprints, pipeline
 from pipelines.cloud_config import IMAGE_PROJECT_DIR, CloudConfig, cloud_from_flags
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 from pipelines.config import (PROJECT_ROOT, DataConfig, EvaluationConfig, TrainingConfig,
@@ -240,7 +241,7 @@ def test_flags_win_over_environment_which_wins_over_defaults():
     assert cloud.region == "us-central1"
     assert cloud.service_account_email == "babyweight-pipelines@env-project.iam.gserviceaccount.com"
     assert cloud.image_uri == (
-        "us-central1-docker.pkg.dev/env-project/babyweight/babyweight:latest")
+        f"us-central1-docker.pkg.dev/env-project/babyweight/babyweight:{fingerprints.image_tag()}")
     with pytest.raises(ValueError, match="accelerator"):
         CloudConfig(project="p", bucket="b", training_accelerator_type="NVIDIA_TESLA_T4")
 
@@ -295,3 +296,52 @@ def test_each_run_writes_its_reports_under_its_own_name(compiled):
     report = parameter(compiled["spec"], "AnomalyGate", "report_path")
     assert report == (f"{CLOUD.reports_dir}/{vertex_runner.RUN_NAME_PLACEHOLDER}/"
                       f"{pipeline.ANOMALIES_REPORT}")
+
+
+def test_default_image_is_tagged_with_the_code_fingerprint_never_latest(tmp_path):
+    """Vertex AI reuses a cached task by its image's name: the name must change with the code."""
+    cloud = CloudConfig(project="p", bucket="b")
+    output = vertex_runner.compile_pipeline(build_vertex(cloud), cloud, tmp_path / "p.json",
+                                           DataConfig())
+    spec = json.loads(output.read_text())["pipelineSpec"]
+    image = f"us-central1-docker.pkg.dev/p/babyweight/babyweight:{fingerprints.image_tag()}"
+    images = {executor["container"]["image"]
+              for executor in spec["deploymentSpec"]["executors"].values()
+              if "container" in executor}
+    assert images == {image}
+    assert f"--sdk_container_image={image}" in container(spec, "StatisticsGen")["args"]
+    custom = json.loads(parameter(spec, "Trainer", "custom_config"))
+    (pool,) = custom["ai_platform_training_args"]["job_spec"]["worker_pool_specs"]
+    assert pool["container_spec"]["image_uri"] == image
+    # Wherever the JSON names the project's image, it names this code's tag.
+    named = set(re.findall(r"babyweight/babyweight[:@][\w.:-]+", output.read_text()))
+    assert named == {f"babyweight/babyweight:{fingerprints.image_tag()}"}
+    # Each task's parameters (its cache key on Vertex AI too) carry its code's fingerprint.
+    for task in ("BigQueryExampleGen", "ImportSchemaGen", "Transform", "Trainer", "Evaluator"):
+        assert len(parameter(spec, task, fingerprints.FINGERPRINT_PROPERTY)) == 16, task
+
+
+@pytest.mark.parametrize("image", ["europe-docker.pkg.dev/p/babyweight/babyweight:latest",
+                                   "localhost:5000/babyweight"])
+def test_an_image_named_latest_is_refused(image, monkeypatch, capsys):
+    for variable in CLOUD_ENV:
+        monkeypatch.delenv(variable, raising=False)
+    assert vertex_runner.main(["compile", *REQUIRED, "--image", image]) == 2
+    message = capsys.readouterr().err
+    assert f"--image {image}" in message and "latest" in message and "digest" in message
+
+
+def test_an_image_named_by_digest_or_its_own_tag_is_taken(caplog):
+    digest = "europe-docker.pkg.dev/p/babyweight/babyweight@sha256:" + "ab" * 32
+    assert CloudConfig(project="p", bucket="b", image=digest).image_uri == digest
+    tagged = CloudConfig(project="p", bucket="b", image="localhost:5000/babyweight:v7")
+    with caplog.at_level("WARNING", logger=vertex_runner.log.name):
+        vertex_runner.warn_if_image_is_other_code(tagged)
+    assert fingerprints.image_tag() in caplog.text and "v7" in caplog.text
+
+
+def test_image_tag_command_prints_the_tag_the_docs_build_with(capsys):
+    assert vertex_runner.main(["image-tag"]) == 0
+    assert capsys.readouterr().out.strip() == fingerprints.image_tag()
+    build = "babyweight:$(.venv/bin/python vertex_runner.py image-tag)"
+    assert build in (PROJECT_ROOT / "docs" / "cloud.md").read_text()

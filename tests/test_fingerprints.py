@@ -1,0 +1,153 @@
+"""Cache keys see code and files: each component's fingerprint, checked without running it
+(tests/test_cache_keys_e2e.py runs the pipeline)."""
+import pathlib
+import shutil
+import textwrap
+from typing import Dict, List
+
+import pytest
+
+from modules.hparams import HyperParameters
+from pipelines import fingerprints, pipeline
+from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
+from pipelines.config import (PROJECT_ROOT, DataConfig, EvaluationConfig, TrainingConfig,
+                              WarehouseConfig)
+from pipelines.schema import SCHEMA_FILE
+from tests.test_cache_keys_e2e import tighten_mother_age
+
+
+def write(root: pathlib.Path, files: Dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+@pytest.fixture()
+def project(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A small project: pkg.a imports b relatively, b imports c inside a function, d is apart."""
+    write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "from . import b\nimport json\n",
+        "pkg/b.py": "def f():\n    from pkg.c import VALUE\n    return VALUE\n",
+        "pkg/c.py": "VALUE = 1  # the value\n",
+        "pkg/d.py": "OTHER = 2\n",
+        "other/__init__.py": "",
+        "Dockerfile": "FROM base\nCOPY setup.py ./\nCOPY pkg/ pkg/\n",
+        "setup.py": "# setup\n",
+    })
+    return tmp_path
+
+
+def relative(root: pathlib.Path, paths: List[pathlib.Path]) -> List[str]:
+    return [p.relative_to(root).as_posix() for p in paths]
+
+
+def digest_of(root: pathlib.Path, entry: str) -> str:
+    modules = fingerprints.ProjectModules(root)
+    return fingerprints.source_digest(modules.closure([entry]), [], modules)
+
+
+def test_imports_are_followed_through_the_project_only(project):
+    modules = fingerprints.ProjectModules(project)
+    assert relative(project, modules.closure(["pkg.a"])) == [
+        "pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/c.py"]
+    assert modules.named_in('{"fn": "pkg.b.f", "x": "json.dumps", "y": "pkg.nothing"}') == {
+        "pkg.b", "pkg"}
+
+
+def test_code_edits_change_the_digest_comments_and_other_modules_do_not(project):
+    before = digest_of(project, "pkg.a")
+    (project / "pkg/d.py").write_text("OTHER = 3\n")
+    (project / "pkg/c.py").write_text("VALUE = 1  # another comment\n\n\n")
+    assert digest_of(project, "pkg.a") == before
+    (project / "pkg/c.py").write_text("VALUE = 2\n")
+    assert digest_of(project, "pkg.a") != before
+
+
+def test_the_digest_does_not_depend_on_where_the_checkout_lives(project, tmp_path_factory):
+    moved = tmp_path_factory.mktemp("moved") / "project"
+    shutil.copytree(project, moved)
+    assert digest_of(moved, "pkg.a") == digest_of(project, "pkg.a")
+
+
+def test_image_tag_covers_what_the_dockerfile_copies(project):
+    assert relative(project, fingerprints.image_files(project)) == [
+        "Dockerfile", "pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/c.py", "pkg/d.py",
+        "setup.py"]
+    tag = fingerprints.image_tag(project)
+    assert tag.startswith("code-") and tag != "code-latest"
+    write(project, {"pkg/__pycache__/a.cpython-310.pyc": "x", "other/e.py": "E = 1\n"})
+    assert fingerprints.image_tag(project) == tag, "not copied into the image"
+    (project / "setup.py").write_text("# setup, edited\n")  # bytes, comments included
+    assert fingerprints.image_tag(project) != tag
+    (project / "Dockerfile").write_text("FROM base\nCOPY missing.txt ./\n")
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        fingerprints.image_tag(project)
+
+
+def build(tmp_path: pathlib.Path, schema_file: pathlib.Path = SCHEMA_FILE):
+    warehouse = WarehouseConfig(database=tmp_path / "natality.duckdb")
+    return pipeline.create_pipeline(
+        pipeline_name="babyweight-test", pipeline_root=str(tmp_path / "root"),
+        example_gen=DuckDBExampleGen(pipeline.input_config(DataConfig()),
+                                     database=warehouse.database),
+        reports_dir=tmp_path / "reports", warehouse=warehouse,
+        serving_dir=str(tmp_path / "serving"), hyperparameters=HyperParameters(),
+        training=TrainingConfig(), evaluation=EvaluationConfig(),
+        beam_pipeline_args=[], enable_cache=True, schema_file=schema_file)
+
+
+def code_sets(definition) -> Dict[str, List[str]]:
+    modules = fingerprints.ProjectModules(PROJECT_ROOT)
+    return {c.id: relative(PROJECT_ROOT, modules.closure(fingerprints.entry_points(c, modules)))
+            for c in definition.components if c.id != "latest_blessed_model_resolver"}
+
+
+def test_each_component_runs_the_project_code_its_entry_points_import(tmp_path):
+    code = code_sets(build(tmp_path))
+    # Loaded by dotted name: run_fn, preprocessing_fn, the Evaluator's module_path and the
+    # metric classes its eval_config names.
+    assert {"modules/model.py", "modules/features.py"} <= set(code["Trainer"])
+    assert {"modules/preprocessing.py", "pipelines/batched_reads.py"} <= set(code["Transform"])
+    assert {"pipelines/tfma_slicing.py", "pipelines/tfma_metrics.py",
+            "pipelines/batched_reads.py"} <= set(code["Evaluator"])
+    # The project's own executors.
+    assert {"pipelines/components/duckdb_example_gen/executor.py",
+            "warehouse/sql.py"} <= set(code["DuckDBExampleGen"])
+    assert "pipelines/batched_reads.py" in code["StatisticsGen"]
+    assert "pipelines/components/serving_pusher.py" in code["ServingPusher"]
+    # The model's code is the Trainer's alone among the stages before it.
+    for stage in ("DuckDBExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+                  "AnomalyGate", "Transform"):
+        assert "modules/model.py" not in code[stage], stage
+
+
+def test_every_cached_component_carries_its_fingerprint_into_the_compiled_pipeline(tmp_path):
+    """The compiled IR's parameters are what TFX's cache key hashes."""
+    from tfx.dsl.compiler import compiler
+
+    compiled = compiler.Compiler().compile(build(tmp_path))
+    stamped = {node.pipeline_node.node_info.id:
+               node.pipeline_node.parameters.parameters[fingerprints.FINGERPRINT_PROPERTY]
+               .field_value.string_value
+               for node in compiled.nodes
+               if fingerprints.FINGERPRINT_PROPERTY in node.pipeline_node.parameters.parameters}
+    assert set(stamped) == {c.id for c in build(tmp_path).components} - {
+        "latest_blessed_model_resolver"}
+    assert all(len(value) == 16 for value in stamped.values()), stamped
+
+
+def test_the_schema_s_content_is_in_import_schema_gen_s_key(tmp_path):
+    def fingerprint(schema: pathlib.Path) -> Dict[str, str]:
+        return {c.id: c.exec_properties.get(fingerprints.FINGERPRINT_PROPERTY)
+                for c in build(tmp_path, schema).components}
+
+    schema = tmp_path / "schema.pbtxt"
+    shutil.copy(SCHEMA_FILE, schema)
+    before = fingerprint(schema)
+    tighten_mother_age(schema)
+    after = fingerprint(schema)
+    assert after["ImportSchemaGen"] != before["ImportSchemaGen"]
+    assert {k: v for k, v in after.items() if k != "ImportSchemaGen"} == {
+        k: v for k, v in before.items() if k != "ImportSchemaGen"}
