@@ -1,0 +1,35 @@
+"""A split the query leaves empty stops DuckDBExampleGen with exit-2 error, naming the split."""
+import shutil
+
+import duckdb
+import pytest
+
+from pipelines import pipeline
+from pipelines.components.duckdb_example_gen import executor
+from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
+from pipelines.config import DataConfig
+from pipelines.errors import DataValidationError
+from tests.test_example_gen import run_executor
+from warehouse import engine, sql
+
+
+def test_a_split_without_rows_stops_the_run(small_warehouse, tmp_path):
+    database = tmp_path / "one_month.duckdb"
+    shutil.copy(small_warehouse, database)
+    connection = duckdb.connect(str(database))
+    connection.execute("DELETE FROM natality WHERE NOT (year = 2005 AND month = 3)")
+    connection.close()
+    data = DataConfig()
+    connection = engine.connect(database)
+    empty = [name for name, statement in sql.split_queries(
+        sql.base_query(), data.split_buckets(), data.hash_buckets).items()
+        if not connection.execute(f"SELECT 1 FROM ({sql.to_duckdb(statement)}) LIMIT 1"
+                                  ).fetchone()]
+    connection.close()
+    assert len(empty) == len(data.split_buckets()) - 1, "one month fills exactly one split"
+    component = DuckDBExampleGen(pipeline.input_config(data), database=database)
+    with pytest.raises(DataValidationError, match="no rows left after the query's filters") as \
+            caught:
+        run_executor(component, str(tmp_path / "examples"))
+    assert isinstance(caught.value, executor.EmptySplitError)
+    assert all(name in str(caught.value) for name in empty)
