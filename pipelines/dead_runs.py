@@ -3,8 +3,8 @@
 Every live run holds a shared fcntl lock on a file beside the metadata store for as long as it
 runs; the kernel drops it when the process dies, however it dies. A starting run that can take
 the lock exclusively knows no other run is alive, so any execution still RUNNING in ML Metadata
-belongs to a dead run: it is marked ABANDONED (ML Metadata's state for work that will never
-finish), so reports and later runs do not take it for work in progress.
+belongs to a dead run: it is marked FAILED (this ML Metadata has no ABANDONED state), with a
+property saying why, so reports and later runs do not take it for work in progress.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ml_metadata.proto import metadata_store_pb2
 log = logging.getLogger("babyweight.dead_runs")
 
 NODE_CONTEXT = "node"
+ABANDONED_PROPERTY = "babyweight_abandoned"
 _UNFINISHED = (metadata_store_pb2.Execution.RUNNING, metadata_store_pb2.Execution.NEW)
 
 
@@ -54,7 +55,7 @@ def live_run(metadata_path: pathlib.Path) -> Iterator[bool]:
 
 
 def abandon_unfinished(metadata_path: pathlib.Path) -> List[int]:
-    """Marks executions left RUNNING (or NEW) by dead runs ABANDONED; returns their ids."""
+    """Marks executions left RUNNING (or NEW) by dead runs FAILED; returns their ids."""
     if not metadata_path.is_file():
         return []
     config = metadata_store_pb2.ConnectionConfig()
@@ -63,10 +64,12 @@ def abandon_unfinished(metadata_path: pathlib.Path) -> List[int]:
     store = metadata_store.MetadataStore(config)
     stale = [e for e in store.get_executions() if e.last_known_state in _UNFINISHED]
     for execution in stale:
-        log.warning("Marked %s (execution %d), left %s by a run that died, as ABANDONED",
+        log.warning("Marked %s (execution %d), left %s by a run that died, as FAILED",
                     _node_id(store, execution), execution.id,
                     metadata_store_pb2.Execution.State.Name(execution.last_known_state))
-        execution.last_known_state = metadata_store_pb2.Execution.ABANDONED
+        execution.last_known_state = metadata_store_pb2.Execution.FAILED
+        execution.custom_properties[ABANDONED_PROPERTY].string_value = (
+            "the run's process died before this step finished")
     if stale:
         store.put_executions(stale)
     return [e.id for e in stale]
