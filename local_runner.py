@@ -171,6 +171,8 @@ def publish_reports(settings: config.PipelineConfig, reports_dir: pathlib.Path) 
 
         published = reports.publish(settings.metadata_path, pipeline_root=settings.pipeline_root,
                                     out_dir=settings.reports_dir, run_reports_dir=reports_dir)
+        if published.data_note:
+            log.warning("%s", published.data_note)
         log.info("Report:    %s", published.run_page.resolve().as_uri())
         log.info("All runs:  %s", published.index.resolve().as_uri())
     except Exception as error:  # noqa: BLE001 - a report must never change the run's outcome
