@@ -80,8 +80,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from pipelines import dead_runs, pipeline
-    from pipelines.components import serving_pusher
+    from pipelines import atomic_push, dead_runs, pipeline
     from pipelines.beam_introspection import cached_dofn_inspection
     from pipelines.errors import DataValidationError
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
@@ -112,7 +111,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     log.info("Running %d components: %s", len(definition.components),
              ", ".join(c.id for c in definition.components))
     with imports_frozen(), dead_runs.live_run(pathlib.Path(settings.metadata_path)):
-        serving_pusher.clean_up_dead_pushes(pathlib.Path(settings.serving_dir))
+        atomic_push.clean_up_dead_pushes(pathlib.Path(settings.serving_dir))
         try:
             with cached_dofn_inspection():
                 LocalDagRunner().run(definition)
@@ -120,7 +119,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
             log.error("%s", error)
             log.error("The run stopped before training. Reports: %s", reports_dir)
             return 2
-        except serving_pusher.PushError as error:
+        except atomic_push.PushError as error:
             log.error("The push failed: %s", error)
             return 1
         finally:

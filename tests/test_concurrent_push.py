@@ -1,14 +1,17 @@
 """Pushes that run at once each land whole as their own version, or fail with a message."""
 import concurrent.futures
 import filecmp
-import multiprocessing
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
 
 from pipelines.components import serving_pusher
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 PUSHERS = 5
 TRIALS = 20
 
@@ -67,13 +70,28 @@ def test_five_threads_pushing_at_once_twenty_times(saved_model, tmp_path):
         assert predict(newest, 2.0) == 6.0
 
 
-@pytest.mark.slow
+PUSHER_PROCESS = """
+import pathlib, sys, time
+from pipelines import atomic_push
+start = pathlib.Path(sys.argv[3])
+while not start.exists():  # every process is ready before any pushes
+    time.sleep(0.005)
+print(atomic_push.push_atomically(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]),
+                                  {"model_uri": sys.argv[4]}))
+"""
+
+
 def test_five_processes_pushing_at_once(saved_model, tmp_path):
     serving = tmp_path / "babyweight"
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(PUSHERS, mp_context=context) as pool:
-        pushed = list(pool.map(push, [saved_model] * PUSHERS, [serving] * PUSHERS,
-                               range(PUSHERS)))
+    start = tmp_path / "go"
+    processes = [subprocess.Popen(
+        [sys.executable, "-c", PUSHER_PROCESS, str(saved_model), str(serving), str(start),
+         f"m{i}"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, text=True) for i in range(PUSHERS)]
+    start.touch()
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0] * PUSHERS
+    pushed = [int(output.strip()) for output in outputs]
     assert_every_version_whole(serving, saved_model, pushed)
     for path in serving_pusher.serving_versions(serving).values():
         assert predict(path, 1.0) == 3.0

@@ -20,8 +20,7 @@ from typing import List, Optional
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from pipelines import dead_runs
-from pipelines.components import serving_pusher
+from pipelines import atomic_push, dead_runs
 from tests.pipeline_helpers import FAST_TRAINING
 
 pytestmark = pytest.mark.slow
@@ -123,7 +122,7 @@ def test_runs_killed_in_each_key_component_then_a_rerun_completes(small_warehous
         cleanup.append(run)
         if component == "ServingPusher":
             # Held here, the push lock keeps the pusher waiting inside its step.
-            with serving_pusher.push_lock(serving):
+            with atomic_push.push_lock(serving):
                 run.kill_inside(component, metadata)
             # What a kill during the copy leaves (the copy itself takes milliseconds).
             (serving / f".{int(time.time())}.{run.process.pid}.incomplete" / "variables"
@@ -141,12 +140,12 @@ def test_runs_killed_in_each_key_component_then_a_rerun_completes(small_warehous
     assert "Marked ServingPusher" in log and "left RUNNING by a run that died" in log
     assert "half-copied push" in log
     assert running_nodes(metadata) == []
-    versions = serving_pusher.serving_versions(serving)
+    versions = atomic_push.serving_versions(serving)
     assert len(versions) == 1
     assert [p.name for p in serving.iterdir()] == [str(v) for v in versions]
     for path in versions.values():
         assert (path / "saved_model.pb").exists() and (path / "variables").is_dir()
-        assert (path / serving_pusher.PUSH_RECORD).exists()
+        assert (path / atomic_push.PUSH_RECORD).exists()
     with sqlite3.connect(f"file:{metadata}?mode=ro", uri=True) as connection:
         marked = connection.execute(
             "SELECT e.last_known_state FROM Execution e JOIN ExecutionProperty p "

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from pipelines import atomic_push
 from pipelines.components import serving_pusher
 
 
@@ -44,7 +45,7 @@ def test_failed_copy_leaves_nothing_behind(model_dir, tmp_path, monkeypatch):
         (dst / "saved_model.pb").write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(serving_pusher.shutil, "copytree", copy_then_fail)
+    monkeypatch.setattr(atomic_push.shutil, "copytree", copy_then_fail)
     with pytest.raises(OSError, match="disk full"):
         serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m2"})
     assert [p.name for p in serving.iterdir()] == [str(kept)]
@@ -81,10 +82,10 @@ def test_no_cleanup_while_a_live_push_holds_the_lock(model_dir, tmp_path):
 
 def test_existing_version_is_never_replaced(model_dir, tmp_path, monkeypatch):
     serving = tmp_path / "serving"
-    taken = int(serving_pusher.time.time()) + 1000
+    taken = int(atomic_push.time.time()) + 1000
     (serving / str(taken)).mkdir(parents=True)  # empty: a plain rename would replace it
-    monkeypatch.setattr(serving_pusher, "serving_versions", lambda _: {})
-    monkeypatch.setattr(serving_pusher.time, "time", lambda: float(taken))
+    monkeypatch.setattr(atomic_push, "serving_versions", lambda _: {})
+    monkeypatch.setattr(atomic_push.time, "time", lambda: float(taken))
     with pytest.raises(serving_pusher.PushError, match="already exists"):
         serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
     assert sorted(p.name for p in serving.iterdir()) == [str(taken)]
