@@ -68,12 +68,15 @@ def _cast(column: str, actual: str, expected: str) -> str:
 
 
 def _typed_select(connection: duckdb.DuckDBPyConnection, reader: str) -> str:
-    """The export with each natality column in the real table's type (integral floats too)."""
-    from warehouse.generator import NATALITY_COLUMNS
+    """The export with each column the query reads in the real table's type (integral floats
+    too); the pre-flight check has named any value that would not fit. Other columns are left
+    as the export wrote them."""
+    from warehouse import preflight, sql
 
     actual = {name: kind for name, kind, *_ in
               connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
-    casts = [_cast(name, actual[name], kind) for name, kind in NATALITY_COLUMNS
+    casts = [_cast(name, actual[name], kind)
+             for name, kind in preflight.query_columns(sql.base_query())
              if name in actual and actual[name] != kind]
     return f"SELECT * REPLACE ({', '.join(casts)}) FROM {reader}" if casts else \
         f"SELECT * FROM {reader}"
