@@ -1,4 +1,4 @@
-"""A split the query leaves empty stops DuckDBExampleGen with exit-2 error, naming the split."""
+"""DuckDBExampleGen on edge-case data: an empty split stops the run, integral floats stay ints."""
 import shutil
 
 import duckdb
@@ -9,7 +9,7 @@ from pipelines.components.duckdb_example_gen import executor
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 from pipelines.config import DataConfig
 from pipelines.errors import DataValidationError
-from tests.test_example_gen import run_executor
+from tests.test_example_gen import read_examples, run_executor
 from warehouse import engine, sql
 
 
@@ -33,3 +33,18 @@ def test_a_split_without_rows_stops_the_run(small_warehouse, tmp_path):
         run_executor(component, str(tmp_path / "examples"))
     assert isinstance(caught.value, executor.EmptySplitError)
     assert all(name in str(caught.value) for name in empty)
+
+
+def test_integers_written_as_floats_become_integer_features(small_warehouse, tmp_path):
+    export = tmp_path / "floats.parquet"
+    connection = duckdb.connect(str(small_warehouse), read_only=True)
+    connection.execute("COPY (SELECT * REPLACE (CAST(mother_age AS DOUBLE) AS mother_age, "
+                       "CAST(gestation_weeks AS DOUBLE) AS gestation_weeks) FROM natality) "
+                       f"TO '{export}' (FORMAT PARQUET)")
+    connection.close()
+    component = DuckDBExampleGen(pipeline.input_config(DataConfig()), database=small_warehouse,
+                                 source=str(export))
+    examples = run_executor(component, str(tmp_path / "examples"))
+    (first,) = read_examples(examples.uri, "eval")[:1]
+    for name in ("mother_age", "gestation_weeks"):
+        assert first.features.feature[name].WhichOneof("kind") == "int64_list"
