@@ -14,7 +14,8 @@ from reports import facts
 def store_with_running_step(path: pathlib.Path):
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(path)
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
     store = metadata_store.MetadataStore(config)
     type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="Trainer"))
     context_type = store.put_context_type(metadata_store_pb2.ContextType(name="node"))
