@@ -27,6 +27,7 @@ TUNER_NODE = "Tuner"
 TRAINER_NODE = "Trainer"
 EVALUATOR_NODE = "Evaluator"
 PUSHER_NODE = "ServingPusher"
+ABANDONED_PROPERTY = "babyweight_abandoned"  # pipelines.dead_runs sets it on a dead run's steps
 STATISTICS_FILE = "FeatureStats.pb"
 BEST_HYPERPARAMETERS_FILE = "best_hyperparameters.txt"  # what TFX's Tuner writes
 EVAL_CONFIG_FILE = "eval_config.json"  # what TFMA writes beside the metrics
@@ -250,7 +251,10 @@ def collect(record: RunRecord) -> RunFacts:
     status, succeeded = _status(record)
     facts = RunFacts(record=record, status=status, succeeded=succeeded)
     if record.failed and not any(c.node_id == GATE_NODE for c in record.failed):
-        facts.notes.append(f"ML Metadata records that {record.failed[0].node_id} failed, not "
+        died = record.failed[0].parameters.get(ABANDONED_PROPERTY)
+        facts.notes.append(f"{record.failed[0].node_id} never finished: {died} (a later run "
+                           "marked it failed)." if died else
+                           f"ML Metadata records that {record.failed[0].node_id} failed, not "
                            "why: the error is in the runner's output.")
 
     statistics = record.output(STATISTICS_NODE, "statistics")

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import jinja2
 
-from reports import anomaly_section, data_section, model_section
+from reports import anomaly_section, data_identity, data_section, model_section
 from reports.facts import RunFacts, artifact_rows, component_rows
 from reports.model_section import split_slice
 
@@ -213,5 +213,6 @@ def compare_page(a: RunFacts, b: RunFacts, page: pathlib.Path, pages: Dict[str, 
         title=f"{b.record.pipeline_name}: run A ({_label(a)}) vs run B ({_label(b)})",
         generated=_now(), links={"index": href(index, page)}, a=side(a), b=side(b),
         hyperparameters=hyperparameters, rows=rows, charts=charts,
+        data_warning=data_identity.rows_warning(a.statistics, b.statistics),
         regenerate=(f".venv/bin/python -m reports compare {a.record.run_id} {b.record.run_id} "
                     f"--metadata-path {metadata_path} --out {index.parent}"))
