@@ -348,4 +348,6 @@ def test_fresh_model_starts_at_the_label_mean(tmp_path):
     keras_model = babyweight_model.build_keras_model(HyperParameters(hidden_units="8"))
     babyweight_model.start_at_label_mean(keras_model, mean)
     bias = keras_model.get_layer(babyweight_model.WIDE_OUTPUT_LAYER).bias.numpy()
-    assert bias == pytest.approx([mean])
+    # The bias is the pre-activation at which the bounded output layer gives the mean.
+    output = keras_model.get_layer(babyweight_model.OUTPUT_KEY)
+    assert float(output(tf.constant([bias]))[0][0]) == pytest.approx(mean, rel=1e-6)
