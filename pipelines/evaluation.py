@@ -23,6 +23,7 @@ RMSE = tfma_metrics.ROOT_MEAN_SQUARED_ERROR_NAME
 MAE = tfma_metrics.MEAN_ABSOLUTE_ERROR_NAME
 EXAMPLE_COUNT = tfma_metrics.EXAMPLE_COUNT_NAME
 OUTSIDE_LABEL_RANGE = tfma_metrics.OUTSIDE_LABEL_RANGE_NAME
+OUTSIDE_LABEL_RANGE_CLASS = tfma_metrics.BatchedPredictionsOutsideLabelRange.__name__
 # The class that computes RMSE, as the config names it; earlier runs' configs named TFMA's own.
 RMSE_CLASS = tfma_metrics.BatchedRootMeanSquaredError.__name__
 RMSE_CLASSES = (RMSE_CLASS, "RootMeanSquaredError")
@@ -54,7 +55,7 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
                                       threshold=tfma.MetricThreshold(value_threshold=bound))
     # Not one impossible weight (features.LABEL_RANGE) in the eval split: the overall count
     # is every slice's sum, so gating it gates them all.
-    outside = tfma.MetricConfig(class_name=tfma_metrics.BatchedPredictionsOutsideLabelRange.__name__,
+    outside = tfma.MetricConfig(class_name=OUTSIDE_LABEL_RANGE_CLASS,
                                 module=tfma_metrics.__name__)
     outside.per_slice_thresholds.add(
         slicing_specs=[tfma.SlicingSpec()],
@@ -92,6 +93,7 @@ class SliceMetrics:
     mae: float
     baseline_rmse: Optional[float] = None
     baseline_mae: Optional[float] = None
+    outside_label_range: Optional[float] = None  # impossible predictions (None: not computed)
 
 
 def _slice_name(slice_key: Tuple) -> str:
@@ -143,7 +145,8 @@ def read_metrics(evaluation_uri: str) -> List[SliceMetrics]:
             rmse=candidate.get(RMSE, float("nan")),
             mae=candidate.get(MAE, float("nan")),
             baseline_rmse=baseline.get(RMSE),
-            baseline_mae=baseline.get(MAE)))
+            baseline_mae=baseline.get(MAE),
+            outside_label_range=candidate.get(OUTSIDE_LABEL_RANGE)))
     out.sort(key=lambda m: (m.slice_name != OVERALL, m.slice_name))
     return out
 

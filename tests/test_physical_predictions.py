@@ -155,6 +155,18 @@ def test_more_babies_at_once_never_weigh_more(pipeline_runs: Any) -> None:
     assert not inverted, f"heavier with more babies at {inverted[:3]}"
 
 
+def test_batch_predictions_of_the_warehouse_test_split_are_possible(
+        pipeline_runs: Any, tmp_path: pathlib.Path) -> None:
+    """Every row of the test split, as `batch_predict --warehouse --split test` reads it."""
+    out = tmp_path / "test_split.jsonl"
+    assert batch_predict.main([
+        "--model-dir", str(pushed_model(pipeline_runs).parent), "--warehouse",
+        str(pipeline_runs.warehouse), "--split", "test", "--output", str(out)]) == 0
+    predictions = [json.loads(line)[features.LABEL_KEY] for line in out.read_text().splitlines()]
+    assert len(predictions) > 1000, "the whole test split, not a sample"
+    assert_possible(predictions, "batch predict of the test split")
+
+
 # ------------------------------------------------------------------------------------------------
 # The Evaluator's gate
 # ------------------------------------------------------------------------------------------------
