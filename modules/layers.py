@@ -57,10 +57,13 @@ class BoundedOutput(tf_keras.layers.Layer):
         self.low, self.high = float(low), float(high)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        # In float64: float32's sigmoid takes another vector path for a batch's last few rows,
+        # so a row's answer would change in its last bits with the batch it came in.
         lo, hi = inward_float32(self.low, self.high)
         span = self.high - self.low
-        scaled = self.low + span * tf.sigmoid(inputs * (4.0 / span))
-        return tf.clip_by_value(scaled, lo, hi)
+        z = tf.cast(inputs, tf.float64)
+        scaled = self.low + span * tf.sigmoid(z * (4.0 / span))
+        return tf.cast(tf.clip_by_value(scaled, lo, hi), inputs.dtype)
 
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "low": self.low, "high": self.high}
