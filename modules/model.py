@@ -134,6 +134,10 @@ def build_keras_model(hparams: HyperParameters) -> tf_keras.Model:
     inputs.update({key: tf_keras.Input(shape=(), name=key, dtype=tf.float32)
                    for key in dense_feature_keys()})
     free_ids = {key: size for key, size in sizes.items() if key != MONOTONE_KEY}
+    chain = len(features.PLURALITY_ORDER)
+    if features.PLURALITY.vocabulary[:chain] != features.PLURALITY_ORDER:
+        raise ValueError("plurality's vocabulary must start with features.PLURALITY_ORDER: "
+                         "the monotone offset follows the ids in that order")
 
     one_hots = [tf_keras.layers.CategoryEncoding(size, output_mode="one_hot",
                                                  name=f"{key}_one_hot")(inputs[key])
@@ -152,7 +156,7 @@ def build_keras_model(hparams: HyperParameters) -> tf_keras.Model:
     deep = tf_keras.layers.Dense(1, name=DEEP_OUTPUT_LAYER)(deep)
 
     plurality = layers.MonotoneOffset(
-        num_ids=sizes[MONOTONE_KEY], chain=len(features.PLURALITY_ORDER),
+        num_ids=sizes[MONOTONE_KEY], chain=chain,
         num_groups=sizes[MONOTONE_GROUP_KEY], name=MONOTONE_OUTPUT_LAYER)(
         [inputs[MONOTONE_KEY], inputs[MONOTONE_GROUP_KEY]])
     logit = tf_keras.layers.Add(name="pre_activation")([wide, deep, plurality])

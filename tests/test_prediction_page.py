@@ -303,7 +303,10 @@ def test_lightest_and_heaviest_corners_show_possible_weights(browser, shared_ser
                             str(instance["gestation_weeks"]))
             wait_for_answer(seen.page)
             pounds = float(seen.page.locator("#weight-lb").get_attribute("data-value"))
-            assert pounds == pytest.approx(predictions[index], abs=1e-6)
+            # The server's answer for this instance alone, as the page asks: a row's float32
+            # answer may differ in its last bit with the batch it ran in.
+            assert pounds == pytest.approx(server_predictions(shared_server, [instance])[0],
+                                           abs=1e-6)
             assert seen.page.locator("#weight-lb-oz").inner_text() == pounds_ounces(pounds)
             shown = [float(v) for v in seen.page.locator("#what-if svg circle.point")
                      .evaluate_all("cs => cs.map(c => c.dataset.value)")]
