@@ -153,6 +153,19 @@ def thresholds_of(config: Any) -> List[Tuple[str, str, Any]]:
     return found
 
 
+def _label_range_check(overall: Any, threshold: Any) -> ThresholdCheck:
+    """Eval predictions outside the possible weights, against their (zero) allowance."""
+    from modules import features
+
+    allowed = threshold.value_threshold.upper_bound.value
+    value = _number(overall.outside_label_range) if overall else None
+    label = features.LABEL_RANGE
+    return ThresholdCheck(
+        "overall", f"at most {allowed:g} predictions outside the possible weights "
+        f"({label.min_pounds:.2f}-{label.max_pounds:.2f} lb)", value,
+        None if value is None else value <= allowed)
+
+
 def threshold_checks(thresholds: List[Tuple[str, str, Any]], metrics: List[Any]
                      ) -> List[ThresholdCheck]:
     """Each RMSE threshold against the value it judged (the worst slice for a slice spec)."""
@@ -161,6 +174,9 @@ def threshold_checks(thresholds: List[Tuple[str, str, Any]], metrics: List[Any]
     checks = []
     overall = next((m for m in metrics if m.slice_name == evaluation.OVERALL), None)
     for metric, where, threshold in thresholds:
+        if metric == evaluation.OUTSIDE_LABEL_RANGE_CLASS and where == "overall":
+            checks.append(_label_range_check(overall, threshold))
+            continue
         if metric not in evaluation.RMSE_CLASSES:
             continue
         if where == "overall":

@@ -359,13 +359,20 @@ def test_threshold_checks_say_what_decided():
                SliceMetrics("plurality=Single(1)", 95, 1.0, 0.8),
                SliceMetrics("mother_age=<18", 10, 0.9, 0.7)]
     checks = threshold_checks(thresholds_of(config), metrics)
-    bound, change = (c for c in checks if c.where == "overall")
+    bound, change = (c for c in checks if c.where == "overall" and "RMSE" in c.rule)
     assert bound.rule == "RMSE below 1.1 lb" and bound.passed and bound.value == 1.05
     # No baseline: the change threshold is shown as not applied, not as passed.
     assert "last blessed" in change.rule and change.passed is None
     twins = next(c for c in checks if c.where.startswith("worst slice of plurality"))
     assert twins.where.endswith("(plurality=Twins(2))")
     assert twins.passed is False and twins.value == 1.4
+
+    outside = next(c for c in checks if "possible weights" in c.rule)
+    assert outside.passed is None  # these metrics do not say how many were impossible
+    impossible = [SliceMetrics("Overall", 100, 1.05, 0.8, outside_label_range=2.0)]
+    outside = next(c for c in threshold_checks(thresholds_of(config), impossible)
+                   if "possible weights" in c.rule)
+    assert outside.passed is False and outside.value == 2.0 and outside.where == "overall"
 
     with_baseline = [SliceMetrics("Overall", 100, 1.05, 0.8, baseline_rmse=1.0)]
     change = next(c for c in threshold_checks(thresholds_of(config), with_baseline)
