@@ -85,7 +85,7 @@ def test_rest_local_and_batch_predictions_are_possible_weights(
                                str(batch_out)]) == 0
     records = [json.loads(line) for line in batch_out.read_text().splitlines()]
     assert sorted(r["key"] for r in records) == list(range(len(instances)))
-    assert_possible([r[features.LABEL_KEY] for r in records], "batch predict")
+    assert_possible([r[batch_predict.PREDICTION_COLUMN] for r in records], "batch predict")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -159,10 +159,17 @@ def test_batch_predictions_of_the_warehouse_test_split_are_possible(
         pipeline_runs: Any, tmp_path: pathlib.Path) -> None:
     """Every row of the test split, as `batch_predict --warehouse --split test` reads it."""
     out = tmp_path / "test_split.jsonl"
+    # Rows the training query's filters drop (no recorded weight or gestation) are rejected
+    # with the filter named; every other row of the split is predicted.
     assert batch_predict.main([
         "--model-dir", str(pushed_model(pipeline_runs).parent), "--warehouse",
-        str(pipeline_runs.warehouse), "--split", "test", "--output", str(out)]) == 0
-    predictions = [json.loads(line)[features.LABEL_KEY] for line in out.read_text().splitlines()]
+        str(pipeline_runs.warehouse), "--split", "test", "--output", str(out),
+        "--max-error-rate", "1"]) == 0
+    errors = pathlib.Path(str(out) + batch_predict.ERRORS_SUFFIX).read_text().splitlines()
+    reasons = {json.loads(line)["error"] for line in errors}
+    assert all(r.startswith("fails the training query's filter") for r in reasons), reasons
+    predictions = [json.loads(line)[batch_predict.PREDICTION_COLUMN]
+                   for line in out.read_text().splitlines()]
     assert len(predictions) > 1000, "the whole test split, not a sample"
     assert_possible(predictions, "batch predict of the test split")
 
