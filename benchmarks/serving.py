@@ -9,9 +9,9 @@
    client costs little), each level bounded by --requests or --seconds.
 
 3. Version switches: a second server over a copy of the model, 8 clients predicting while 10 new
-   versions are pushed one after another (the pusher's way: staged, then renamed); the p99 of
-   the requests sent while a switch was under way (push to the old version's release) against
-   the p99 of the same clients with no switch, in the same run.
+   versions are pushed one after another (the pusher's way: staged, then renamed), with pauses
+   between; the p99 of the requests sent while a switch was under way (push to the old
+   version's release) against the p99 of the same clients during the pauses.
 
 Targets: REST p50 at 1 client within 1.5x the floor's p50 + 1 ms; throughput at 32 clients at
 least 3x that at 1 client (server-side batching); p99 during switches within 2x the steady p99.
@@ -188,23 +188,24 @@ def switch_level(version_dir: str, clients: int, switches: int, steady_seconds: 
             stop = asyncio.Event()
             traffic = asyncio.create_task(
                 _timed_clients(port, request, clients, stop, samples, errors))
-            await asyncio.sleep(steady_seconds)
-            steady_end = time.perf_counter()
+            # Switches alternate with as long a pause, so both see the same background load.
             for version in range(2, switches + 2):
+                await asyncio.sleep(steady_seconds)
                 windows.append(await asyncio.to_thread(_switch, model_dir, version_dir,
                                                        version, log_path))
+            await asyncio.sleep(steady_seconds)
             stop.set()
             await traffic
-            return samples, errors, steady_end
+            return samples, errors
 
-        samples, errors, steady_end = asyncio.run(run())
+        samples, errors = asyncio.run(run())
     finally:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
-    steady = [latency for started, latency in samples if started < steady_end]
-    during = [latency for started, latency in samples
-              if any(begin <= started <= end for begin, end in windows)]
+    switching = [any(begin <= started <= end for begin, end in windows) for started, _ in samples]
+    steady = [latency for (_, latency), busy in zip(samples, switching) if not busy]
+    during = [latency for (_, latency), busy in zip(samples, switching) if busy]
     records: List[Dict[str, object]] = []
     for setup, latencies in (("REST :predict, no switch", steady),
                              (f"REST :predict, during {switches} switches", during)):
@@ -276,8 +277,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="Version switches under load (0 = skip that part).")
     parser.add_argument("--switch-clients", type=int, default=8,
                         help="Clients predicting during the switches.")
-    parser.add_argument("--steady-seconds", type=float, default=10.0,
-                        help="Seconds of the same clients with no switch, for comparison.")
+    parser.add_argument("--steady-seconds", type=float, default=2.0,
+                        help="Seconds with no switch before each switch and after the last "
+                        "(the comparison).")
     parser.add_argument("--server-args", default="",
                         help="Extra server flags, e.g. '--batch-timeout-ms 1'.")
     args = parser.parse_args(argv)

@@ -11,6 +11,7 @@ longer exists.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -18,16 +19,27 @@ import math
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from serving.model_store import (AVAILABLE, END, LOADING, ServedModel, VersionStatus,
                                  error_code, list_version_dirs, load_version)
 
 LOGGER = logging.getLogger("babyweight.serving")
 
-# While a version loads, the loader thread gives the GIL back this often (seconds), so the
-# event loop waits less for it between requests; Python's default is 5 ms.
-_LOADING_SWITCH_INTERVAL = 0.0005
+# While a version loads or is torn down, the loader thread gives the GIL back this often
+# (seconds), so the event loop waits less for it between requests; Python's default is 5 ms.
+_LOADER_SWITCH_INTERVAL = 0.0005
+
+
+@contextlib.contextmanager
+def _yielding_gil() -> Iterator[None]:
+    """Lowers Python's thread switch interval for the block (it is process-wide)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, _LOADER_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,15 +119,13 @@ class ModelStore:
 
     def _try_load(self, version: int, path: str) -> Optional[ServedModel]:
         self._loading = version
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, _LOADING_SWITCH_INTERVAL))
         try:
-            model = self._load(version, path)
+            with _yielding_gil():
+                model = self._load(version, path)
         except Exception as error:  # noqa: BLE001 - any broken version must not stop serving
             self._record_failure(version, path, error)
             return None
         finally:
-            sys.setswitchinterval(interval)
             self._loading = None
         self._failures.pop(version, None)
         return model
@@ -165,11 +175,13 @@ class ModelStore:
         idle = [m for m in self._retiring if m.in_flight == 0]
         if idle:
             self._retiring = [m for m in self._retiring if m.in_flight > 0]
-            for model in idle:
-                LOGGER.info("Released version %d.", model.version)
-            del idle, model
-            if self._manage_heap:
-                gc.collect()
+            released = [m.version for m in idle]
+            with _yielding_gil():
+                del idle  # the last references: the versions' teardown runs here
+                if self._manage_heap:
+                    gc.collect()
+            for version in released:
+                LOGGER.info("Released version %d.", version)
         return len(self._retiring)
 
     def _freeze_baseline(self) -> None:
