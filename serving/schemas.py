@@ -145,8 +145,13 @@ def finish_openapi(spec: Dict[str, Any], token: bool) -> Dict[str, Any]:
                 responses["401"] = _error("Missing or wrong bearer token.", {
                     "WWW-Authenticate": "The Bearer challenge."})
             for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "model_name" and parameter.get("in") == "path":
+                    parameter["schema"] = {"type": "string", "pattern": "^[^/:]+$",
+                                           "title": "Model Name",
+                                           "description": "No '/' or ':' (TF Serving's rule)."}
                 if parameter.get("name") == "version" and parameter.get("in") == "path":
-                    parameter["schema"] = {"type": "string", "pattern": "^[0-9]+$",
+                    # 18 significant digits always fit int64; the server takes up to its max.
+                    parameter["schema"] = {"type": "string", "pattern": "^0*[0-9]{1,18}$",
                                            "title": "Version",
                                            "description": "ASCII digits, at most int64's max."}
     spec.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
