@@ -3,9 +3,9 @@
 The newest version that loads is served. A version that fails to load (e.g. seen while `cp -r`
 was still copying it) is retried `max_num_load_retries` times, `load_retry_interval_micros`
 apart, as TF Serving does, then reported END with its error. Loading, warm-up and the old
-version's teardown all happen on the loader thread: requests only ever read `current`, one
-reference replaced whole, and a replaced version is released once the requests holding it are
-done. A served version deleted from disk is replaced by the newest remaining loadable one, or
+version's teardown all happen on the loader thread, paced while a version serves so requests
+keep the GIL and the cores: requests only ever read `current`, one reference replaced whole,
+and a replaced version is released once the requests holding it are done. A served version deleted from disk is replaced by the newest remaining loadable one, or
 unloaded (END) when there is none, so the server never keeps answering from a version that no
 longer exists.
 """
@@ -29,16 +29,37 @@ LOGGER = logging.getLogger("babyweight.serving")
 # While a version loads or is torn down, the loader thread gives the GIL back this often
 # (seconds), so the event loop waits less for it between requests; Python's default is 5 ms.
 _LOADER_SWITCH_INTERVAL = 0.0005
+# ... and, while a version serves, runs at most _BURST_S at a time, then sleeps _PAUSE_S: a
+# quarter of one core, so requests keep the GIL and the cores (benchmarks/serving.py).
+_BURST_S, _PAUSE_S = 0.001, 0.003
 
 
 @contextlib.contextmanager
-def _yielding_gil() -> Iterator[None]:
-    """Lowers Python's thread switch interval for the block (it is process-wide)."""
+def _yielding_gil(throttle: bool) -> Iterator[None]:
+    """Lowers the thread switch interval (process-wide) and, if `throttle`, paces this thread.
+
+    The pacing is a profile hook on this thread only: at a Python or C function call after
+    more than _BURST_S of work it sleeps _PAUSE_S, releasing the GIL. Loading takes longer
+    that way, which nobody waits for while the old version serves.
+    """
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, _LOADER_SWITCH_INTERVAL))
+    clock, sleep = time.perf_counter, time.sleep
+    resumed = clock()
+
+    def pace(*_: object) -> None:
+        nonlocal resumed
+        if clock() - resumed > _BURST_S:
+            sleep(_PAUSE_S)
+            resumed = clock()
+
+    if throttle:
+        sys.setprofile(pace)
     try:
         yield
     finally:
+        if throttle:
+            sys.setprofile(None)
         sys.setswitchinterval(interval)
 
 
@@ -120,7 +141,7 @@ class ModelStore:
     def _try_load(self, version: int, path: str) -> Optional[ServedModel]:
         self._loading = version
         try:
-            with _yielding_gil():
+            with _yielding_gil(throttle=self.current is not None):
                 model = self._load(version, path)
         except Exception as error:  # noqa: BLE001 - any broken version must not stop serving
             self._record_failure(version, path, error)
@@ -176,7 +197,7 @@ class ModelStore:
         if idle:
             self._retiring = [m for m in self._retiring if m.in_flight > 0]
             released = [m.version for m in idle]
-            with _yielding_gil():
+            with _yielding_gil(throttle=self.current is not None):
                 del idle  # the last references: the versions' teardown runs here
                 if self._manage_heap:
                     gc.collect()
@@ -228,7 +249,9 @@ class ModelStore:
         current = self.current
         result = [VersionStatus(current.version, AVAILABLE)] if current else []
         loading = self._loading
-        others = {**self._ended, **{v: f.status for v, f in self._failures.items()}}
+        # dict() copies in one step under the GIL; the loader thread may change them meanwhile.
+        failures, others = dict(self._failures), dict(self._ended)
+        others.update((v, f.status) for v, f in failures.items())
         if loading is not None:
             others[loading] = VersionStatus(loading, LOADING)
         result += [others[v] for v in sorted(others, reverse=True)
