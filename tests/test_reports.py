@@ -193,6 +193,8 @@ def test_run_report(pipeline_runs, browser, capsys):
         page.locator("#slice-table th[data-col=value] button").click()
         assert page.locator("#slice-table tr[data-slice]").first.get_attribute(
             "data-slice") == "Overall"
+        assert_script_by_hash_only(page.locator(
+            "meta[http-equiv=Content-Security-Policy]").get_attribute("content"))
 
         # Blessing, push and run facts.
         assert page.locator("#blessed").inner_text() == "yes"
@@ -345,6 +347,35 @@ def test_the_browser_harness_sees_network_use_and_errors(browser, tmp_path):
         assert any("undefinedFunction" in error for error in seen.console_errors)
         with pytest.raises(AssertionError):
             seen.assert_clean()
+
+
+def assert_script_by_hash_only(policy: str) -> None:
+    """script-src allows the pages' one script by its hash, and no other inline script."""
+    from reports.pages import page_script
+
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
+    assert "'unsafe-inline'" not in directives["script-src"]
+    assert directives["script-src"] == f"'{page_script()[1]}'"
+
+
+def test_pages_run_their_script_and_no_injected_one(browser, tmp_path):
+    """The sorting script runs under the page's policy; an inline script slipped in does not."""
+    from reports.pages import environment
+
+    html = environment().from_string(
+        '{% extends "base.html.j2" %}{% block body %}<table class="sortable" id="t"><thead>'
+        '<tr><th><button>n</button></th></tr></thead><tbody class="rows">'
+        '<tr><td data-value="2">2</td></tr><tr><td data-value="1">1</td></tr></tbody></table>'
+        '<script>document.title = "injected";</script>{% endblock %}').render(title="csp")
+    page_path = tmp_path / "csp.html"
+    page_path.write_text(html)
+    with visit(browser, page_path) as seen:
+        seen.page.locator("#t th button").click()
+        assert seen.page.locator("#t td").all_inner_texts() == ["1", "2"]
+        assert seen.page.title() == "csp"
+        assert any("Content Security Policy" in e for e in seen.console_errors)
+        assert not seen.blocked_requests and not seen.failed_requests
+    assert_script_by_hash_only(html.split('Content-Security-Policy" content="')[1].split('"')[0])
 
 
 def test_threshold_checks_say_what_decided():
