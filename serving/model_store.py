@@ -9,7 +9,6 @@ the served version stays.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import os
 import posixpath
@@ -168,9 +167,9 @@ def freeze_heap() -> None:
     skipped. Unfreezing first lets a replaced version's reference cycles be collected; that
     one collection is the only pause, once per version switch.
     """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
+    from pipelines import gc_freeze
+
+    gc_freeze.refreeze()  # never thaws a pipeline run's freeze in the same process
 
 
 @dataclasses.dataclass(frozen=True)
