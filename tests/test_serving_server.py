@@ -18,8 +18,12 @@ import numpy as np
 import pytest
 
 from modules import features
+from tests.tolerances import prediction_abs
 from tests.serving_fixtures import (MAX_BODY_BYTES, MAX_INSTANCES, MODEL_NAME, RunningServer,
                                     ServingModels, in_process_predictions)
+
+# The same rows through the same model, in other batches (tests.tolerances.prediction_abs).
+PREDICTION_ABS = prediction_abs()
 
 # Registered as a plugin (not imported by name) so session fixtures run once per session.
 pytest_plugins = ("tests.serving_fixtures",)
@@ -114,9 +118,10 @@ def test_row_format_matches_in_process(client: httpx.Client, serving_models: Ser
     assert answer.status_code == 200, answer.text
     predictions = answer.json()["predictions"]
     assert all(isinstance(p, float) for p in predictions)  # one output: plain scalars
-    np.testing.assert_allclose(predictions, expected, rtol=1e-6)
+    np.testing.assert_allclose(predictions, expected, rtol=0, atol=PREDICTION_ABS)
     versioned = _predict(client, {"instances": serving_models.instances[:3]}, version=1)
-    np.testing.assert_allclose(versioned.json()["predictions"], predictions[:3], rtol=1e-6)
+    np.testing.assert_allclose(versioned.json()["predictions"], predictions[:3], rtol=0,
+                               atol=PREDICTION_ABS)
     assert _predict(client, {"instances": serving_models.instances[:3]},
                     version=2).status_code == 404
 
@@ -127,7 +132,7 @@ def test_columnar_format_matches_in_process(client: httpx.Client,
     inputs = {name: [i[name] for i in serving_models.instances] for name in features.FEATURE_NAMES}
     answer = _predict(client, {"inputs": inputs, "signature_name": "serving_default"})
     assert answer.status_code == 200, answer.text
-    np.testing.assert_allclose(answer.json()["outputs"], expected, rtol=1e-6)
+    np.testing.assert_allclose(answer.json()["outputs"], expected, rtol=0, atol=PREDICTION_ABS)
 
 
 def test_course_payload_and_boolean_is_male_equal_canonical(client: httpx.Client) -> None:
@@ -168,7 +173,8 @@ def test_tf_example_signature_matches_serving_default(client: httpx.Client,
     answer = _predict(client, {"signature_name": "serving_tf_example",
                                "instances": [encoded(i) for i in instances]})
     assert answer.status_code == 200, answer.text
-    np.testing.assert_allclose(answer.json()["predictions"], expected[:10], rtol=1e-6)
+    np.testing.assert_allclose(answer.json()["predictions"], expected[:10], rtol=0,
+                               atol=PREDICTION_ABS)
 
 
 def _with(**changes: Any) -> Dict[str, Any]:
@@ -245,9 +251,9 @@ def test_concurrent_requests_share_model_calls(shared_server: RunningServer,
 
     answers = asyncio.run(burst())
     assert all(a.status_code == 200 for a in answers)
-    # Float tolerance: a row's last bit may depend on the batch it shared.
+    # A row's answer may depend on the batch it shared.
     np.testing.assert_allclose([a.json()["predictions"] for a in answers], [expected] * 64,
-                               rtol=1e-6)
+                               rtol=0, atol=PREDICTION_ABS)
     after = client.get("/healthz").json()["batching"]
     assert after["rows"] - before["rows"] == 64
     assert after["model_calls"] - before["model_calls"] < 64
@@ -310,7 +316,8 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
 
 
 def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+    """The same model's answer for the same row, whatever batch it ran in."""
+    return abs(a - b) <= PREDICTION_ABS
 
 
 def _statuses(session: httpx.Client) -> List[Dict[str, Any]]:

@@ -92,3 +92,22 @@ def rmse_abs_given_predictions_within(delta: float, n: int, rmse: float) -> floa
     the triangle inequality of the Euclidean norm they differ by at most delta, plus the float64
     sums' order (rms_rel)."""
     return delta + rms_rel(n, EPS64) * rmse
+
+
+def mixed_mean_abs(n: int, mean: float, std: float, eps: float) -> float:
+    """Two means of the same n numbers of either sign, summed in different orders: the sums'
+    bound relative to the sum of magnitudes, which is at most n times the root mean square
+    sqrt(mean**2 + std**2); one rounded division on each side."""
+    return sum_rel(n, eps) * math.hypot(mean, std) + 2 * gamma(1, eps) * abs(mean)
+
+
+def moments_std_abs(n: int, mean: float, std: float, eps: float) -> float:
+    """Two standard deviations of the same n numbers from sums of x and x**2 (as TFDV keeps
+    them), combined in different orders: var = E[x**2] - mean**2, where E[x**2] carries
+    mean_rel of its (positive) terms and mean**2 twice the mean's relative error, both on the
+    scale mean**2 + std**2 (cancellation is what makes this form the loose one); a change of
+    the variance by d moves the deviation by d / (2 std)."""
+    scale = mean ** 2 + std ** 2
+    variance_error = (mean_rel(n, eps) + 2 * gamma(2, eps)) * scale + 2 * abs(mean) * (
+        mixed_mean_abs(n, mean, std, eps))
+    return variance_error / (2 * std) if std else variance_error ** 0.5
