@@ -123,8 +123,12 @@ class RunningServer:
 
 
 def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
-                 timeout: float = 90.0) -> RunningServer:
-    """`python -m serving.server` on a free loopback port, returned once /healthz says 200."""
+                 timeout: float = 300.0) -> RunningServer:
+    """`python -m serving.server` on a free loopback port, returned once /healthz says 200.
+
+    The timeout is only how long to wait for a server that never comes up (it costs nothing
+    when one does): long enough for TensorFlow to import on a loaded machine.
+    """
     port = free_port()
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     with open(log_path, "wb") as log:

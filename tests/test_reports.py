@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
+import time
 import urllib.parse
 from typing import Any, Dict, Iterator, List
 
@@ -341,7 +342,11 @@ def test_the_browser_harness_sees_network_use_and_errors(browser, tmp_path):
     page.write_text('<!DOCTYPE html><img src="https://example.com/pixel.png">'
                     '<script>undefinedFunction()</script>')
     with visit(browser, page) as seen:
-        seen.page.wait_for_timeout(200)
+        # Browser events reach Python asynchronously: wait for them, not for a fixed time.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                seen.blocked_requests and seen.console_errors):
+            seen.page.wait_for_timeout(50)
         assert seen.blocked_requests == ["https://example.com/pixel.png"]
         assert any("undefinedFunction" in error for error in seen.console_errors)
         with pytest.raises(AssertionError):
