@@ -208,7 +208,9 @@ def test_run_report(pipeline_runs, browser, capsys):
                 "ServingPusher"} <= set(components)
         assert "hidden_units" in page.locator("table.hyperparameters").inner_text()
         logdir = page.locator("#tensorboard-logdir").inner_text()
-        assert pathlib.Path(logdir).is_dir() and "model_run" in logdir
+        first = stamp_dirs(pipeline_runs)[0]  # run 2 reused the model run 1 trained
+        assert page.locator("#tensorboard-run").inner_text() == first
+        assert (pathlib.Path(logdir) / first / "validation").is_dir()
         # Links to the run's other reports resolve; nothing is loaded from elsewhere.
         for href in page.locator("nav.sections a:not([href^='#'])").evaluate_all(
                 "links => links.map(a => a.href)"):
