@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore
 
-.PHONY: run test install lock clean benchmark vertex-compile browser reports serve batch-predict
+.PHONY: run test test-fast install lock clean benchmark vertex-compile browser reports serve batch-predict
 
 # The environment is rebuilt whenever the lock file changes; install never resolves. Bytecode is
 # compiled once at install (about 15 s): where PYTHONDONTWRITEBYTECODE is set, as on many CI
@@ -39,6 +39,11 @@ browser:
 
 test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests that run no pipeline (marked `slow`: whole runs, and all that read the pipeline_runs
+# fixture), for the edit-test loop; `make test` is still what CI runs.
+test-fast: install browser
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Rebuild the index of all runs (and any missing run page) from ML Metadata.
 reports: install

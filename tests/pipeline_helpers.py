@@ -7,8 +7,15 @@ import local_runner
 FAST_TRAINING = ("--epochs", "2", "--batch-size", "256", "--hidden-units", "16,8")
 
 
+# Set by tests/conftest.py for each test: False in a test not marked slow.
+pipeline_runs_allowed = True
+
+
 def run_local_pipeline(base: pathlib.Path, *args: str) -> int:
     """local_runner's exit code for a run with its root, metadata, reports and serving in base."""
+    if not pipeline_runs_allowed:
+        raise RuntimeError("a pipeline run in a test not marked slow: mark it @pytest.mark.slow "
+                           "so that `make test-fast` leaves it out")
     return local_runner.main([
         "--pipeline-root", str(base / "root"),
         "--metadata-path", str(base / "metadata.sqlite"),
