@@ -46,9 +46,10 @@ def rms_rel(n: int, eps: float) -> float:
 
 def std_rel(n: int, mean: float, std: float, eps: float) -> float:
     """Two sample standard deviations of the same n numbers, by different algorithms (two-pass,
-    Welford's updating): each has relative error below about n * kappa * u on the variance, where
-    kappa = sqrt(1 + mean**2 / variance) is the data's condition number (Chan, Golub and LeVeque,
-    Algorithms for computing the sample variance, 1983); the square root halves it."""
+    sums shifted near the mean, Welford's updating): each variance has relative error below
+    about n * kappa * u, where kappa = sqrt(1 + mean**2 / variance) >= 1 is the data's condition
+    number (Chan, Golub and LeVeque, Algorithms for computing the sample variance, 1983), so the
+    two differ by at most 2 n kappa u; the square root halves it, and rounds once on each side."""
     kappa = math.sqrt(1 + (mean / std) ** 2)
     return 2 * gamma(n, eps) * kappa / 2 + 2 * gamma(2, eps)
 
@@ -69,22 +70,27 @@ def share_tolerance(share: float, n: int, z: float = 4.0) -> float:
 # The heaviest birth the data can hold: the generator's and the real table's 8165 g, in pounds.
 LABEL_MAX_POUNDS = 8165 * 0.00220462262185
 # The longest float32 sum in the model's forward pass with nonzero terms: a dense layer's fan-in.
-# The default and FAST_TRAINING networks have at most 64 units per layer and fewer inputs than
-# that into the first (the numerics and a few embeddings); the wide part's one-hot inputs add
-# exact zeros except for one term per feature.
+# The default and FAST_TRAINING networks have at most 64 units per layer (the first deep layer
+# takes 42 inputs: two numerics and five embeddings of 8); the wide layer's 129 one-hot inputs
+# add exact zeros (x * 0 + s == s) except for one term per feature.
 MODEL_FAN_IN = 64
+# Sums on a prediction's path, one after the other: two hidden layers, then the output layer.
+MODEL_DEPTH = 3
 
 
-def prediction_abs(fan_in: int = MODEL_FAN_IN, scale: float = LABEL_MAX_POUNDS) -> float:
+def prediction_abs(fan_in: int = MODEL_FAN_IN, depth: int = MODEL_DEPTH,
+                   scale: float = LABEL_MAX_POUNDS) -> float:
     """How far two batchings of one float32 model may move one prediction (in pounds).
 
     A batch of one runs another matrix kernel than a batch of many, and kernels block their
     sums by the batch's shape, so the same example's dense-layer sums are taken in another
     order: each within gamma(fan_in) of exact, relative to the sum of its terms' magnitudes,
-    taken to be of the order of the output (a regression model whose terms cancel by orders of
-    magnitude would need more). Two orders differ by twice that.
+    and a layer's error reaches the output through the next layers' sums: depth * fan_in
+    roundings in a row. The magnitudes are taken to be of the order of the output, at most the
+    heaviest label (a model whose terms cancelled by orders of magnitude would need more).
+    Two orders differ by twice that.
     """
-    return 2 * gamma(fan_in, EPS32) * scale
+    return 2 * gamma(depth * fan_in, EPS32) * scale
 
 
 def rmse_abs_given_predictions_within(delta: float, n: int, rmse: float) -> float:
