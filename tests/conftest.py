@@ -32,6 +32,7 @@ def pipeline_runs(small_warehouse: pathlib.Path, tmp_path_factory: pytest.TempPa
         small_warehouse, tmp_path_factory.mktemp("pipeline_runs"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
 def pytest_collection_modifyitems(items) -> None:
     """A test that reads the pipeline runs waits for them: it is slow, marked or not, so
     `make test-fast` (`-m "not slow"`) never starts them."""

@@ -180,7 +180,8 @@ def test_ranges(con: duckdb.DuckDBPyConnection) -> None:
     assert row[6] == 1 and row[7] <= 5
     assert row[8] >= 17 and row[9] <= 47
     # The same float64 products as the generator's, so the bounds hold exactly.
-    assert row[10] >= 227 * generator.GRAMS_TO_POUNDS and row[11] <= 8165 * generator.GRAMS_TO_POUNDS
+    pound = generator.GRAMS_TO_POUNDS
+    assert row[10] >= 227 * pound and row[11] <= 8165 * pound
     assert row[13] == 51 and row[14] == row[15] == 2
     states = {r[0] for r in con.execute("SELECT DISTINCT state FROM natality").fetchall()}
     assert states == set(generator.STATE_BIRTHS)
