@@ -63,7 +63,8 @@ serve: install
 batch-predict: install
 	$(PY) -m serving.batch_predict $(ARGS)
 
-# The Vertex AI pipeline JSON, compiled offline (see docs/cloud.md).
+# The Vertex AI pipeline JSON, compiled offline; the project and bucket come from ARGS
+# (--project, --bucket) or BABYWEIGHT_PROJECT / BABYWEIGHT_BUCKET (see docs/cloud.md).
 vertex-compile: install
 	$(PY) vertex_runner.py compile $(ARGS)
 

@@ -127,8 +127,24 @@ def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
     """`python -m serving.server` on a free loopback port, returned once /healthz says 200.
 
     The timeout is only how long to wait for a server that never comes up (it costs nothing
-    when one does): long enough for TensorFlow to import on a loaded machine.
+    when one does): long enough for TensorFlow to import on a loaded machine. The port is free
+    when picked, but another process may bind it before the server does: then another is tried.
     """
+    for attempt in range(3):
+        try:
+            return _start_server_once(model_dir, log_path, flags, timeout)
+        except _PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _start_server_once(model_dir: pathlib.Path, log_path: pathlib.Path, flags: Sequence[str],
+                       timeout: float) -> RunningServer:
     port = free_port()
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     with open(log_path, "wb") as log:
@@ -140,6 +156,8 @@ def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            if "address already in use" in server.log().lower():
+                raise _PortTaken(server.log())
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
         try:
             if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
