@@ -15,7 +15,7 @@ import pathlib
 from typing import Dict, List, Optional
 
 from pipelines.eda_report import write_atomically
-from reports import data_identity, mlmd, pages
+from reports import data_identity, mlmd, pages, training_logs
 from reports.facts import RunFacts, collect
 
 logger = logging.getLogger(__name__)
@@ -112,8 +112,13 @@ class Reports:
 
     def write_run(self, record: mlmd.RunRecord) -> pathlib.Path:
         path = run_page_path(record, self.out_dir)
-        html = pages.run_page(self.facts(record), path, self.index_path, self.metadata_path,
-                              with_warehouse=self.with_warehouse)
+        facts = self.facts(record)
+        logdir = training_logs.logdir_for(self.out_dir)
+        tensorboard_run = training_logs.link_training_logs(logdir, record.name,
+                                                           facts.model_run_uri)
+        html = pages.run_page(facts, path, self.index_path, self.metadata_path,
+                              with_warehouse=self.with_warehouse,
+                              tensorboard=(logdir, tensorboard_run) if tensorboard_run else None)
         write_atomically(path, html)
         logger.info("Run report written to %s", path)
         return path

@@ -14,6 +14,7 @@ import pytest
 
 from modules import features
 from serving import batch_predict, local_predict
+from tests.tolerances import prediction_abs
 from tests.serving_fixtures import RunningServer, ServingModels
 
 # Registered as a plugin (not imported by name) so session fixtures run once per session.
@@ -38,8 +39,8 @@ def _float32(values: Sequence[float]) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-# Float tolerance: a row's answer may differ in the last bit with the batch it ran in.
-TOLERANCE = {"rtol": 1e-6, "atol": 1e-6}
+# A row's answer may differ with the batch it ran in: see tests.tolerances.prediction_abs.
+TOLERANCE = {"rtol": 0, "atol": prediction_abs()}
 
 
 def _table_instance(row: Dict[str, Any]) -> Dict[str, Any]:
