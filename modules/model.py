@@ -41,6 +41,7 @@ from modules import features  # noqa: E402
 from modules import layers  # noqa: E402
 from modules import preprocessing as pp  # noqa: E402
 from modules import records  # noqa: E402
+from modules import signatures as model_signatures  # noqa: E402
 from modules.hparams import HyperParameters, from_keras_tuner, search_space  # noqa: E402
 
 LOGGER = logging.getLogger("modules.model")
@@ -310,16 +311,18 @@ def _signatures(model: tf_keras.Model,
 
 def export_serving_model(model: tf_keras.Model, tf_transform_output: tft.TFTransformOutput,
                          serving_model_dir: str) -> None:
-    """SavedModel with the three signatures; loadable by TF Serving and plain tf.saved_model.
+    """SavedModel with the four signatures (modules/signatures.py adds `regression`); loadable by TF Serving and plain tf.saved_model.
 
     Beside the graph, assets.extra/ (which TF Serving leaves alone) records the features'
     meaning, so a later warm start can tell whether these weights still mean the same.
     """
-    signatures = _signatures(model, tf_transform_output)
+    signatures = model_signatures.with_regression(_signatures(model, tf_transform_output),
+                                                  SERVING_TF_EXAMPLE)
     # save_traces=False: Keras stores each layer's config instead of tracing every layer's call
     # (3x faster to save and to load for warm start); the layers are all built-in, so the model
     # revives from their configs, and the signatures above are traced and saved either way.
     model.save(serving_model_dir, save_format="tf", signatures=signatures, save_traces=False)
+    model_signatures.mark_regression(serving_model_dir)
     meaning_file = os.path.join(serving_model_dir, FEATURE_MEANING_FILE)
     tf.io.gfile.makedirs(os.path.dirname(meaning_file))
     with tf.io.gfile.GFile(meaning_file, "w") as out:

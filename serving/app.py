@@ -31,10 +31,11 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from serving import schemas, security, ui, validation
+from serving import regress, schemas, security, service, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
 from serving.model_store import ServedModel
+from serving.service import ApiError, Service
 from serving.settings import BatchingConfig, LimitsConfig, ModelConfig
 from serving.version_manager import Loader, ModelStore, RetryPolicy
 from serving.versions import parse_version
@@ -45,16 +46,6 @@ ACCESS_LOGGER = logging.getLogger("babyweight.serving.access")
 # Bodies over the limit are still read (and dropped) up to this multiple of it, so the client
 # gets its 400 instead of a connection reset; beyond that the connection is simply closed.
 _DRAIN_FACTOR = 4
-
-
-class ApiError(Exception):
-    """An answer other than 200, as TF Serving gives it: {"error": message}."""
-
-    def __init__(self, status: int, message: str, headers: Optional[dict] = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 def json_response(value: Any, status: int = 200) -> Response:
@@ -179,12 +170,14 @@ def configure_tensorflow(threads: int) -> None:
 def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = LimitsConfig(),
                batching: BatchingConfig = BatchingConfig(), poll_seconds: float = 2.0,
                access_log: bool = True, hosts: Optional[FrozenSet[str]] = None,
-               token: Optional[str] = None, manage_heap: bool = True) -> FastAPI:
+               token: Optional[str] = None, manage_heap: bool = True,
+               grpc_address: Optional[str] = None) -> FastAPI:
     """The app; its loader thread starts at startup and loads the newest version.
 
     `hosts`: the Host header values accepted (None: any); `token`: the bearer token every
     request needs (None: none); `manage_heap`: let the loader freeze and collect the GC heap
-    (off when the app shares its process with something else, e.g. a test runner).
+    (off when the app shares its process with something else, e.g. a test runner);
+    `grpc_address`: host:port for TF Serving's gRPC API in the same event loop (None: none).
     """
     store = ModelStore(model.model_dir,
                        RetryPolicy(model.max_num_load_retries,
@@ -198,9 +191,15 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loader = Loader(store, poll_seconds)
         loader.start()
+        grpc = None
+        if grpc_address is not None:
+            from serving import grpc_server
+            grpc, _ = await grpc_server.start(shared, grpc_address, token)
         try:
             yield
         finally:
+            if grpc is not None:
+                await grpc.stop(grace=2)
             loader.stop()
             batcher.close()
 
@@ -238,49 +237,27 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         LOGGER.error("Internal error: %r", error)
         return error_response(500, f"internal error: {type(error).__name__}")
 
-    def _check_name(model_name: str, version: Optional[int]) -> None:
-        if model_name != name:
-            wanted = f"Latest({model_name})" if version is None else \
-                f"Specific({model_name}, {version})"
-            raise ApiError(404, f"Servable not found for request: {wanted}")
+    shared = Service(name, store, batcher, limits)
+    app.state.service = shared
 
     def _served(request: Request, model_name: str, version: Optional[str]) -> ServedModel:
         """The version to answer with, counted in use: the caller must `store.release` it."""
-        number = version_number(version, request.method, request.url.path)
-        _check_name(model_name, number)
-        served = store.acquire()
-        if served is None:
-            if store.ever_served:  # unloaded: TF Serving's answer when no servable is left
-                wanted = f"Latest({name})" if number is None else f"Specific({name}, {number})"
-                raise ApiError(404, f"Servable not found for request: {wanted}")
-            raise ApiError(503, f"No version of model {name!r} is loaded yet; see "
-                           f"/v1/models/{name} for its status.")
-        if number is not None and number != served.version:
-            store.release(served)
-            raise ApiError(404, f"Servable not found for request: Specific({name}, {number})"
-                           f"; serving version {served.version}")
-        return served
+        return shared.acquire(model_name, version_number(version, request.method,
+                                                         request.url.path))
 
     def _status(request: Request, model_name: str, version: Optional[str]) -> Response:
         if ":" in model_name:
             raise ApiError(405, f"{model_name.split(':', 1)[1]} needs POST", {"Allow": "POST"})
         number = version_number(version, request.method, request.url.path)
-        _check_name(model_name, number)
-        statuses = store.statuses()
-        if number is not None:
-            statuses = [s for s in statuses if s.version == number][:1]
-            if not statuses:
-                raise ApiError(404, f"Could not find version {number} of model {name}")
-        elif not statuses:
-            raise ApiError(404, f"Could not find any versions of model {name}")
-        return json_response({"model_version_status": [s.to_json() for s in statuses]})
+        found = shared.statuses(model_name, number)
+        return json_response({"model_version_status": [s.to_json() for s in found]})
 
     def _metadata(request: Request, model_name: str, version: Optional[str]) -> Response:
-        served = _served(request, model_name, version)
-        store.release(served)
+        number, defs = shared.metadata(model_name, version_number(
+            version, request.method, request.url.path))
         return json_response({
-            "model_spec": {"name": name, "signature_name": "", "version": str(served.version)},
-            "metadata": {"signature_def": {"signature_def": served.signature_defs}},
+            "model_spec": {"name": name, "signature_name": "", "version": str(number)},
+            "metadata": {"signature_def": {"signature_def": defs}},
         })
 
     async def _predict(request: Request, model_name: str, version: Optional[str]) -> Response:
@@ -297,22 +274,10 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
     async def _answer(request: Request, served: ServedModel) -> Response:
         body = validation.parse_predict_body(
             validation.parse_json(await read_body(request, limits.max_body_bytes)))
-        signature = served.signatures.get(body.signature_name)
-        if signature is None:
-            raise ApiError(400, f"Serving signature name: \"{body.signature_name}\" not found "
-                           f"in signature def; available: {', '.join(sorted(served.signatures))}")
-        if signature.takes_features:
-            columns, rows = validation.feature_columns(body, limits.max_instances)
-        elif signature.takes_examples:
-            columns, rows = validation.example_column(body.payload, body.row_format,
-                                                      limits.max_instances)
-        else:
-            raise ApiError(400, f"signature {body.signature_name!r} takes inputs this server "
-                           "does not build from JSON; use serving_default")
-        try:
-            outputs = await batcher.predict(served, body.signature_name, columns, rows)
-        except tf.errors.InvalidArgumentError as error:  # validated input should never get here
-            raise ApiError(400, error.message) from None
+        found = service.signature(served, body.signature_name)
+        columns, rows = service.predict_columns(found, body.signature_name, body.payload,
+                                                body.row_format, limits.max_instances)
+        outputs = await shared.call(served, body.signature_name, columns, rows)
         response = json_response(predictions_json(outputs, body.row_format))
         response.headers[ui.VERSION_HEADER] = str(served.version)
         return response
@@ -357,6 +322,46 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
               openapi_extra=predict_docs)
     async def predict_version(request: Request, model_name: str, version: str) -> Response:
         return await _predict(request, model_name, version)
+
+    async def _regress(request: Request, model_name: str, version: Optional[str],
+                       classify: bool) -> Response:
+        if not security.is_json_content_type(request.headers.get("content-type")):
+            raise ApiError(415, "a request body must be JSON, sent with 'Content-Type: "
+                           f"{security.JSON_MEDIA_TYPE}'")
+        number = version_number(version, request.method, request.url.path)
+        body = validation.parse_json(await read_body(request, limits.max_body_bytes))
+        signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
+        if not isinstance(signature_name, str):
+            raise ApiError(400, "signature_name: expected a string")
+        if classify:
+            regress.classify(shared, model_name, number, signature_name)
+        examples = regress.examples_from_json(body)
+        answered, values = await regress.regress(shared, model_name, number, signature_name,
+                                                 examples)
+        response = json_response({"result": values})
+        response.headers[ui.VERSION_HEADER] = str(answered)
+        return response
+
+    regress_docs = schemas.regress_openapi(limits)
+    for method in ("regress", "classify"):
+        def routes(classify: bool) -> None:
+            summary = ("TF Serving's Classify: babyweight is a regression model, so this "
+                       "always answers its error" if classify else
+                       "TF Serving's Regress: {\"examples\": [...], \"context\": {...}} -> "
+                       "{\"result\": [...]}")
+
+            async def latest(request: Request, model_name: str) -> Response:
+                return await _regress(request, model_name, None, classify)
+
+            async def one(request: Request, model_name: str, version: str) -> Response:
+                return await _regress(request, model_name, version, classify)
+
+            verb = "classify" if classify else "regress"
+            app.post(f"/v1/models/{{model_name}}:{verb}", tags=[verb], summary=summary,
+                     openapi_extra=regress_docs)(latest)
+            app.post(f"/v1/models/{{model_name}}/versions/{{version}}:{verb}", tags=[verb],
+                     summary=summary + " (one version)", openapi_extra=regress_docs)(one)
+        routes(method == "classify")
 
     async def predict_fast(request: Request, model_name: str, version: Optional[str]
                            ) -> Response:

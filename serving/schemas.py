@@ -123,6 +123,28 @@ def predict_openapi(limits: LimitsConfig) -> Dict[str, Any]:
     }
 
 
+def regress_openapi(limits: LimitsConfig) -> Dict[str, Any]:
+    """`openapi_extra` for :regress/:classify: TF Serving's examples/context body."""
+    values = {"anyOf": [{"type": "string"}, {"type": "number"}, _example_schema(),
+                        {"type": "array", "items": {"anyOf": [{"type": "string"},
+                                                              {"type": "number"}]}}]}
+    example = {"type": "object", "additionalProperties": values,
+               "description": "Feature name -> value(s); numbers that are whole become "
+               "int64, strings bytes."}
+    body = {"type": "object", "additionalProperties": False, "required": ["examples"],
+            "properties": {"signature_name": {"type": "string"}, "context": example,
+                           "examples": {"type": "array", "minItems": 1,
+                                        "maxItems": limits.max_instances, "items": example}}}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {
+            "200": {"description": "{'result': [weight_pounds, ...]}, one per example.",
+                    "content": {"application/json": {"schema": {"type": "object"}}}},
+            "415": _error("The body is not declared 'Content-Type: application/json'."),
+        },
+    }
+
+
 def finish_openapi(spec: Dict[str, Any], token: bool) -> Dict[str, Any]:
     """Documents the answers every operation can give, as the server gives them.
 

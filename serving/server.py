@@ -87,6 +87,14 @@ def buffer_access_log() -> None:
     access.propagate = False
 
 
+def grpc_address(server: ServerConfig) -> Optional[str]:
+    """host:port for the gRPC API ([v6] in brackets), or None when --grpc-port is 0."""
+    if server.grpc_port == 0:
+        return None
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    return f"{host}:{server.grpc_port}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     model, server, limits, batching = (from_flags(c, args) for c in CONFIGS)
@@ -110,12 +118,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     app = create_app(model, limits, batching, poll_seconds=server.poll_seconds,
                      access_log=server.access_log,
-                     hosts=security.allowed_hosts(server.host, server.port), token=token)
+                     hosts=security.allowed_hosts(server.host, server.port), token=token,
+                     grpc_address=grpc_address(server))
     if token is None and not security.is_loopback(server.host):
         LOGGER.warning("Bound to %s without --auth-token-file: anyone who can reach this "
                        "address can use the model.", server.host)
-    LOGGER.info("Serving %s from %s on http://%s:%d (docs: /docs)", model.model_name,
-                model.model_dir, server.host, server.port)
+    LOGGER.info("Serving %s from %s on http://%s:%d (docs: /docs), gRPC port %s",
+                model.model_name, model.model_dir, server.host, server.port,
+                server.grpc_port or "off")
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exit normally instead, so
     # atexit handlers (the buffered access log) still run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

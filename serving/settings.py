@@ -66,6 +66,10 @@ class ServerConfig:
                         "network (then set --auth-token-file). Bound to loopback, the server "
                         "answers only requests addressed to localhost, 127.0.0.1 or [::1].")
     port: int = setting(8501, "Port to listen on (TF Serving's REST port is 8501).")
+    grpc_port: int = setting(
+        8500, "Port for TF Serving's gRPC API (tensorflow.serving.PredictionService and "
+        "ModelService, TF Serving's gRPC port is 8500), bound on --host beside REST; 0 = no "
+        "gRPC.")
     poll_seconds: float = setting(
         2.0, "Seconds between looks at --model-dir for a new version (hot reload).")
     access_log: bool = setting(True, "Log one line per request: method, path, status, "

@@ -118,6 +118,7 @@ class RunningServer:
     url: str
     log_path: pathlib.Path
     model_dir: pathlib.Path
+    grpc_target: str = ""  # host:port of its gRPC API ("" when started with --grpc-port 0)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -154,13 +155,16 @@ def _start_server_once(model_dir: pathlib.Path, log_path: pathlib.Path, flags: S
                        timeout: float, headers: Optional[Dict[str, str]]
                        ) -> RunningServer:
     port = free_port()
+    grpc_port = "" if "--grpc-port" in flags else str(free_port())
+    flags = [*flags, "--grpc-port", grpc_port] if grpc_port else list(flags)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "serving.server", "--model-dir", str(model_dir),
              "--model-name", MODEL_NAME, "--port", str(port), *flags],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, model_dir)
+    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, model_dir,
+                           f"127.0.0.1:{grpc_port}" if grpc_port else "")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

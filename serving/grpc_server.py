@@ -1,0 +1,230 @@
+"""TF Serving's gRPC API (PredictionService, ModelService.GetModelStatus) over the REST server's model.
+
+Built from `tensorflow-serving-api`'s generated stubs and messages, on grpc.aio in the REST
+server's own event loop: the same ModelStore, validation and Batcher (serving/service.py)
+answer both protocols, so one process holds one copy of each version and hot reload switches
+both at once. Errors carry the REST answer's message with the gRPC code TF Serving uses
+(INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE).
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any, Dict, List, Optional, Tuple
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
+                                     get_model_status_pb2, model_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc, regression_pb2)
+
+from modules import features
+from serving import regress, service, validation
+from serving.service import ApiError, Service
+
+LOGGER = logging.getLogger("babyweight.serving")
+_STATES = get_model_status_pb2.ModelVersionStatus.State
+_ERROR_CODES = {"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "NOT_FOUND": 5,
+                "FAILED_PRECONDITION": 9, "UNIMPLEMENTED": 12, "INTERNAL": 13,
+                "UNAVAILABLE": 14, "DATA_LOSS": 15}
+
+
+def _version(spec: model_pb2.ModelSpec) -> Optional[int]:
+    if spec.WhichOneof("version_choice") == "version":
+        return spec.version.value
+    if spec.WhichOneof("version_choice") == "version_label":
+        raise ApiError(400, f"Unrecognized servable version label: {spec.version_label}")
+    return None
+
+
+def _tensor_values(name: str, proto: Any) -> List[Any]:
+    """A request tensor as a list of Python values, one per instance (1-D, or [N, 1])."""
+    try:
+        array = tf.make_ndarray(proto)
+    except (TypeError, ValueError) as error:
+        raise ApiError(400, f"inputs.{name}: not a valid TensorProto ({error})") from None
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ApiError(400, f"inputs.{name}: expected a tensor of shape [batch] (one value "
+                       f"per instance), got shape {list(array.shape)}")
+    if array.dtype == object:
+        values = []
+        for index, value in enumerate(array.tolist()):
+            try:
+                values.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ApiError(400, f"inputs.{name}[{index}]: is not UTF-8 text") from None
+        return values
+    if array.dtype == np.bool_:
+        return [bool(v) for v in array]
+    return [v.item() for v in array]
+
+
+def request_payload(found: Any, inputs: Any) -> Dict[str, List[Any]]:
+    """gRPC inputs -> the columnar JSON payload REST would have got (same checks, messages)."""
+    if found.takes_examples:
+        examples = inputs.get(validation.EXAMPLES_INPUT)
+        if examples is None or len(inputs) != 1:
+            raise ApiError(400, f"inputs: expected exactly one input "
+                           f"{validation.EXAMPLES_INPUT!r} of serialized tf.Examples")
+        array = tf.make_ndarray(examples).reshape(-1)
+        return {validation.EXAMPLES_INPUT: [{"b64": base64.b64encode(v).decode()}
+                                            for v in array.tolist()]}
+    # A protobuf map has no order: the declaration's order makes the first error reported
+    # the one REST reports for the same columns sent in that order.
+    order = {name: index for index, name in enumerate(features.FEATURE_NAMES)}
+    names = sorted(inputs, key=lambda n: (order.get(n, len(order)), n))
+    return {name: _tensor_values(name, inputs[name]) for name in names}
+
+
+class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService on the shared Service."""
+
+    def __init__(self, shared: Service) -> None:
+        self.shared = shared
+
+    async def Predict(self, request: predict_pb2.PredictRequest,
+                      context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
+        async def answer() -> predict_pb2.PredictResponse:
+            spec = request.model_spec
+            served = self.shared.acquire(spec.name, _version(spec))
+            try:
+                name = spec.signature_name or validation.DEFAULT_SIGNATURE
+                found = service.signature(served, name)
+                payload = request_payload(found, request.inputs)
+                columns, rows = service.predict_columns(found, name, payload, False,
+                                                        self.shared.limits.max_instances)
+                outputs = await self.shared.call(served, name, columns, rows)
+            finally:
+                self.shared.release(served)
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = self.shared.name
+            response.model_spec.version.value = served.version
+            response.model_spec.signature_name = name
+            wanted = set(request.output_filter)
+            for key, value in outputs.items():
+                if not wanted or key in wanted:
+                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+            return response
+        return await _guarded(context, answer)
+
+    async def Regress(self, request: regression_pb2.RegressionRequest,
+                      context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
+        async def answer() -> regression_pb2.RegressionResponse:
+            version, values = await regress.regress(
+                self.shared, request.model_spec.name, _version(request.model_spec),
+                request.model_spec.signature_name, regress.examples_of(request.input))
+            response = regression_pb2.RegressionResponse()
+            _fill_spec(response.model_spec, request.model_spec, self.shared.name, version)
+            for value in values:
+                response.result.regressions.add().value = value
+            return response
+        return await _guarded(context, answer)
+
+    async def Classify(self, request: classification_pb2.ClassificationRequest,
+                       context: grpc.aio.ServicerContext
+                       ) -> classification_pb2.ClassificationResponse:
+        async def answer() -> classification_pb2.ClassificationResponse:
+            regress.classify(self.shared, request.model_spec.name,
+                             _version(request.model_spec), request.model_spec.signature_name)
+            return classification_pb2.ClassificationResponse()
+        return await _guarded(context, answer)
+
+    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                               context: grpc.aio.ServicerContext
+                               ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        async def answer() -> get_model_metadata_pb2.GetModelMetadataResponse:
+            fields = list(request.metadata_field)
+            if fields != ["signature_def"]:  # TF Serving's check and message
+                raise ApiError(400, "Metadata field signature_def is not present, or other "
+                               "metadata fields are requested; only signature_def is "
+                               "supported")
+            version, defs = self.shared.metadata(request.model_spec.name,
+                                                 _version(request.model_spec))
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for key, value in defs.items():
+                json_format.ParseDict(value, signature_map.signature_def[key],
+                                      ignore_unknown_fields=True)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            _fill_spec(response.model_spec, request.model_spec, self.shared.name, version)
+            response.metadata["signature_def"].Pack(signature_map)
+            return response
+        return await _guarded(context, answer)
+
+
+class Models(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService: GetModelStatus (HandleReloadConfigRequest is not offered)."""
+
+    def __init__(self, shared: Service) -> None:
+        self.shared = shared
+
+    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> get_model_status_pb2.GetModelStatusResponse:
+        async def answer() -> get_model_status_pb2.GetModelStatusResponse:
+            found = self.shared.statuses(request.model_spec.name, _version(request.model_spec))
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for status in found:
+                entry = response.model_version_status.add()
+                entry.version = status.version
+                entry.state = _STATES.Value(status.state)
+                entry.status.error_code = _ERROR_CODES.get(status.error_code, 2)
+                entry.status.error_message = status.error_message
+            return response
+        return await _guarded(context, answer)
+
+
+def _fill_spec(target: model_pb2.ModelSpec, asked: model_pb2.ModelSpec, name: str,
+               version: int) -> None:
+    target.name = name
+    target.version.value = version
+    target.signature_name = asked.signature_name
+
+
+async def _guarded(context: grpc.aio.ServicerContext, answer: Any) -> Any:
+    """Runs a handler; client mistakes become TF Serving's status codes, never INTERNAL."""
+    try:
+        return await answer()
+    except ApiError as error:
+        await context.abort(getattr(grpc.StatusCode, error.grpc_code), error.message)
+    except validation.RequestError as error:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+
+
+class _Token(grpc.aio.ServerInterceptor):
+    """The REST server's bearer token, as gRPC metadata 'authorization: Bearer <token>'."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}"
+
+        async def refuse(_: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong bearer token (metadata 'authorization')")
+        self._refuse = grpc.unary_unary_rpc_method_handler(refuse)
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        import hmac
+        sent = dict(details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(sent.encode(), self._expected.encode()):
+            return await continuation(details)
+        return self._refuse
+
+
+async def start(shared: Service, address: str, token: Optional[str] = None
+                ) -> Tuple[grpc.aio.Server, int]:
+    """Starts the gRPC server on `address` (host:port, port 0 = any); returns it and its port."""
+    server = grpc.aio.server(interceptors=[_Token(token)] if token else None, options=[
+        ("grpc.max_receive_message_length", shared.limits.max_body_bytes)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        Predictions(shared), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(shared), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind the gRPC port {address} (address already in use?)")
+    await server.start()
+    LOGGER.info("gRPC (tensorflow.serving.PredictionService, ModelService) on %s", address)
+    return server, port
+

@@ -1,0 +1,122 @@
+"""What REST and gRPC share: which version answers, statuses, metadata, one model call path.
+
+Both front ends (serving/app.py and serving/grpc_server.py) call these functions, so a request
+is checked, batched and answered the same way whichever protocol carried it, and an error has
+the same message on both: ApiError's `status` is the REST code, `grpc_code` its gRPC twin
+(the mapping TF Serving's REST handler uses in reverse).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from serving import validation
+from serving.batching import Batcher
+from serving.model_store import ServedModel, Signature, VersionStatus
+from serving.settings import LimitsConfig
+from serving.version_manager import ModelStore
+
+# REST status -> gRPC status code name (grpc.StatusCode member).
+GRPC_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND",
+              405: "UNIMPLEMENTED", 415: "INVALID_ARGUMENT", 503: "UNAVAILABLE",
+              500: "INTERNAL"}
+
+
+class ApiError(Exception):
+    """An answer other than success, as TF Serving gives it: {"error": message} / a status."""
+
+    def __init__(self, status: int, message: str, headers: Optional[dict] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+    @property
+    def grpc_code(self) -> str:
+        return GRPC_CODES.get(self.status, "UNKNOWN")
+
+
+@dataclasses.dataclass
+class Service:
+    """The served model's name, its versions and the shared batcher."""
+
+    name: str
+    store: ModelStore
+    batcher: Batcher
+    limits: LimitsConfig
+
+    def check_name(self, model_name: str, version: Optional[int]) -> None:
+        if model_name != self.name:
+            wanted = f"Latest({model_name})" if version is None else \
+                f"Specific({model_name}, {version})"
+            raise ApiError(404, f"Servable not found for request: {wanted}")
+
+    def acquire(self, model_name: str, number: Optional[int]) -> ServedModel:
+        """The version to answer with, counted in use: the caller must `release` it."""
+        self.check_name(model_name, number)
+        name = self.name
+        served = self.store.acquire()
+        if served is None:
+            if self.store.ever_served:  # unloaded: TF Serving's answer when nothing is left
+                wanted = f"Latest({name})" if number is None else f"Specific({name}, {number})"
+                raise ApiError(404, f"Servable not found for request: {wanted}")
+            raise ApiError(503, f"No version of model {name!r} is loaded yet; see "
+                           f"/v1/models/{name} for its status.")
+        if number is not None and number != served.version:
+            self.store.release(served)
+            raise ApiError(404, f"Servable not found for request: Specific({name}, {number})"
+                           f"; serving version {served.version}")
+        return served
+
+    def release(self, served: ServedModel) -> None:
+        self.store.release(served)
+
+    def statuses(self, model_name: str, number: Optional[int]) -> List[VersionStatus]:
+        """GetModelStatus: every version's state, or the one asked for (404 if unknown)."""
+        self.check_name(model_name, number)
+        found = self.store.statuses()
+        if number is not None:
+            found = [s for s in found if s.version == number][:1]
+            if not found:
+                raise ApiError(404, f"Could not find version {number} of model {self.name}")
+        elif not found:
+            raise ApiError(404, f"Could not find any versions of model {self.name}")
+        return found
+
+    def metadata(self, model_name: str, number: Optional[int]) -> Tuple[int, Dict]:
+        """(version, signature defs as JSON dicts) of the version that would answer."""
+        served = self.acquire(model_name, number)
+        self.release(served)
+        return served.version, served.signature_defs
+
+    async def call(self, served: ServedModel, signature_name: str,
+                   columns: validation.Columns, rows: int) -> Dict[str, np.ndarray]:
+        """One checked request through the shared batcher."""
+        try:
+            return await self.batcher.predict(served, signature_name, columns, rows)
+        except tf.errors.InvalidArgumentError as error:  # validated input never gets here
+            raise ApiError(400, error.message) from None
+
+
+def signature(served: ServedModel, signature_name: str) -> Signature:
+    """The named signature, or TF Serving's 400 naming the ones there are."""
+    found = served.signatures.get(signature_name)
+    if found is None:
+        raise ApiError(400, f"Serving signature name: \"{signature_name}\" not found "
+                       f"in signature def; available: {', '.join(sorted(served.signatures))}")
+    return found
+
+
+def predict_columns(found: Signature, signature_name: str, payload: object, row_format: bool,
+                    max_instances: int) -> Tuple[validation.Columns, int]:
+    """A predict payload (REST JSON or gRPC tensors as lists) -> checked canonical columns."""
+    body = validation.PredictBody(signature_name, row_format, payload)
+    if found.takes_features:
+        return validation.feature_columns(body, max_instances)
+    if found.takes_examples:
+        return validation.example_column(payload, row_format, max_instances)
+    raise ApiError(400, f"signature {signature_name!r} takes inputs this server "
+                   "does not build from JSON; use serving_default")
