@@ -34,7 +34,9 @@ from starlette.requests import ClientDisconnect
 from serving import regress, schemas, security, service, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
-from serving.model_store import ServedModel
+from serving import metrics as metrics_module
+from serving.metrics import Metrics
+from serving.model_store import ServedModel, load_version
 from serving.service import ApiError, Service
 from serving.settings import BatchingConfig, LimitsConfig, ModelConfig
 from serving.version_manager import Loader, ModelStore, RetryPolicy
@@ -171,21 +173,26 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
                batching: BatchingConfig = BatchingConfig(), poll_seconds: float = 2.0,
                access_log: bool = True, hosts: Optional[FrozenSet[str]] = None,
                token: Optional[str] = None, manage_heap: bool = True,
-               grpc_address: Optional[str] = None) -> FastAPI:
+               grpc_address: Optional[str] = None, metrics: bool = True) -> FastAPI:
     """The app; its loader thread starts at startup and loads the newest version.
 
     `hosts`: the Host header values accepted (None: any); `token`: the bearer token every
     request needs (None: none); `manage_heap`: let the loader freeze and collect the GC heap
     (off when the app shares its process with something else, e.g. a test runner);
-    `grpc_address`: host:port for TF Serving's gRPC API in the same event loop (None: none).
+    `grpc_address`: host:port for TF Serving's gRPC API in the same event loop (None: none);
+    `metrics`: Prometheus metrics at serving/metrics.py's PATH.
     """
+    name = model.model_name
+    counted = Metrics(name, lambda: store.statuses()) if metrics else None
     store = ModelStore(model.model_dir,
                        RetryPolicy(model.max_num_load_retries,
                                    model.load_retry_interval_micros / 1e6),
+                       load=counted.timed_load(load_version) if counted else load_version,
                        manage_heap=manage_heap)
     batcher = Batcher(batching.max_batch_rows, batching.batch_timeout_ms / 1e3,
                       batching.model_threads)
-    name = model.model_name
+    if counted is not None:
+        batcher.on_call = counted.observe_batch
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -194,7 +201,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         grpc = None
         if grpc_address is not None:
             from serving import grpc_server
-            grpc, _ = await grpc_server.start(shared, grpc_address, token)
+            grpc, _ = await grpc_server.start(shared, grpc_address, token, counted)
         try:
             yield
         finally:
@@ -372,6 +379,11 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         except validation.RequestError as error:
             return error_response(400, error.message)
 
+    if counted is not None:
+        @app.get(metrics_module.PATH, include_in_schema=False)  # text, for Prometheus
+        async def prometheus_metrics() -> Response:
+            return Response(counted.exposition(), media_type=metrics_module.CONTENT_TYPE)
+
     ui.install(app, name)
     openapi = app.openapi
 
@@ -384,6 +396,9 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
 
     # Outermost first: the access log sees every answer, the fast path's included.
     app.add_middleware(FastPredictPath, predict=predict_fast)
+    if counted is not None:
+        app.add_middleware(metrics_module.Middleware, metrics=counted,
+                           version_header=ui.VERSION_HEADER)
     if hosts is not None or token:
         app.add_middleware(security.Guard, hosts=hosts, token=token, realm=name)
     if access_log:

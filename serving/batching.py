@@ -17,7 +17,7 @@ import collections
 import dataclasses
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 import numpy as np
 
@@ -63,6 +63,7 @@ class Batcher:
         self._timer: Optional[asyncio.TimerHandle] = None
         self.calls = 0  # model calls made
         self.rows = 0  # rows they carried
+        self.on_call: Optional[Callable[[int], None]] = None  # told each call's rows (metrics)
 
     async def predict(self, model: ServedModel, signature: str, columns: Columns,
                       rows: int) -> Outputs:
@@ -109,7 +110,10 @@ class Batcher:
     def _start(self, loop: asyncio.AbstractEventLoop, batch: List[_Request]) -> None:
         self._busy += 1
         self.calls += 1
-        self.rows += sum(r.rows for r in batch)
+        rows = sum(r.rows for r in batch)
+        self.rows += rows
+        if self.on_call is not None:
+            self.on_call(rows)
         call = loop.run_in_executor(self._executor, _run_batch, batch)
         call.add_done_callback(lambda done: self._finish(loop, batch, done))
 

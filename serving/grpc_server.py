@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import grpc
@@ -22,6 +23,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 
 from modules import features
 from serving import regress, service, validation
+from serving.metrics import Metrics
 from serving.service import ApiError, Service
 
 LOGGER = logging.getLogger("babyweight.serving")
@@ -83,8 +85,9 @@ def request_payload(found: Any, inputs: Any) -> Dict[str, List[Any]]:
 class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
     """tensorflow.serving.PredictionService on the shared Service."""
 
-    def __init__(self, shared: Service) -> None:
+    def __init__(self, shared: Service, metrics: Optional[Metrics] = None) -> None:
         self.shared = shared
+        self.metrics = metrics
 
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
@@ -109,7 +112,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
                 if not wanted or key in wanted:
                     response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
             return response
-        return await _guarded(context, answer)
+        return await _guarded(context, answer, "predict", self.metrics)
 
     async def Regress(self, request: regression_pb2.RegressionRequest,
                       context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
@@ -122,7 +125,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             for value in values:
                 response.result.regressions.add().value = value
             return response
-        return await _guarded(context, answer)
+        return await _guarded(context, answer, "regress", self.metrics)
 
     async def Classify(self, request: classification_pb2.ClassificationRequest,
                        context: grpc.aio.ServicerContext
@@ -131,7 +134,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             regress.classify(self.shared, request.model_spec.name,
                              _version(request.model_spec), request.model_spec.signature_name)
             return classification_pb2.ClassificationResponse()
-        return await _guarded(context, answer)
+        return await _guarded(context, answer, "classify", self.metrics)
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
                                context: grpc.aio.ServicerContext
@@ -152,14 +155,15 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             _fill_spec(response.model_spec, request.model_spec, self.shared.name, version)
             response.metadata["signature_def"].Pack(signature_map)
             return response
-        return await _guarded(context, answer)
+        return await _guarded(context, answer, "metadata", self.metrics)
 
 
 class Models(model_service_pb2_grpc.ModelServiceServicer):
     """tensorflow.serving.ModelService: GetModelStatus (HandleReloadConfigRequest is not offered)."""
 
-    def __init__(self, shared: Service) -> None:
+    def __init__(self, shared: Service, metrics: Optional[Metrics] = None) -> None:
         self.shared = shared
+        self.metrics = metrics
 
     async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
                              context: grpc.aio.ServicerContext
@@ -174,7 +178,7 @@ class Models(model_service_pb2_grpc.ModelServiceServicer):
                 entry.status.error_code = _ERROR_CODES.get(status.error_code, 2)
                 entry.status.error_message = status.error_message
             return response
-        return await _guarded(context, answer)
+        return await _guarded(context, answer, "status", self.metrics)
 
 
 def _fill_spec(target: model_pb2.ModelSpec, asked: model_pb2.ModelSpec, name: str,
@@ -184,14 +188,27 @@ def _fill_spec(target: model_pb2.ModelSpec, asked: model_pb2.ModelSpec, name: st
     target.signature_name = asked.signature_name
 
 
-async def _guarded(context: grpc.aio.ServicerContext, answer: Any) -> Any:
+async def _guarded(context: grpc.aio.ServicerContext, answer: Any, api: str,
+                   metrics: Optional[Metrics]) -> Any:
     """Runs a handler; client mistakes become TF Serving's status codes, never INTERNAL."""
+    started = time.perf_counter()
+    code, version = "UNKNOWN", ""
     try:
-        return await answer()
+        response = await answer()
+        code = "OK"
+        if ("model_spec" in response.DESCRIPTOR.fields_by_name
+                and response.model_spec.HasField("version")):
+            version = str(response.model_spec.version.value)
+        return response
     except ApiError as error:
-        await context.abort(getattr(grpc.StatusCode, error.grpc_code), error.message)
+        code = error.grpc_code
+        await context.abort(getattr(grpc.StatusCode, code), error.message)
     except validation.RequestError as error:
+        code = "INVALID_ARGUMENT"
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+    finally:
+        if metrics is not None:
+            metrics.observe(api, "grpc", code, version, time.perf_counter() - started)
 
 
 class _Token(grpc.aio.ServerInterceptor):
@@ -213,14 +230,15 @@ class _Token(grpc.aio.ServerInterceptor):
         return self._refuse
 
 
-async def start(shared: Service, address: str, token: Optional[str] = None
-                ) -> Tuple[grpc.aio.Server, int]:
+async def start(shared: Service, address: str, token: Optional[str] = None,
+                metrics: Optional[Metrics] = None) -> Tuple[grpc.aio.Server, int]:
     """Starts the gRPC server on `address` (host:port, port 0 = any); returns it and its port."""
     server = grpc.aio.server(interceptors=[_Token(token)] if token else None, options=[
         ("grpc.max_receive_message_length", shared.limits.max_body_bytes)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        Predictions(shared), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(shared), server)
+        Predictions(shared, metrics), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(shared, metrics),
+                                                              server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind the gRPC port {address} (address already in use?)")

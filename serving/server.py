@@ -119,7 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     app = create_app(model, limits, batching, poll_seconds=server.poll_seconds,
                      access_log=server.access_log,
                      hosts=security.allowed_hosts(server.host, server.port), token=token,
-                     grpc_address=grpc_address(server))
+                     grpc_address=grpc_address(server), metrics=server.metrics)
     if token is None and not security.is_loopback(server.host):
         LOGGER.warning("Bound to %s without --auth-token-file: anyone who can reach this "
                        "address can use the model.", server.host)

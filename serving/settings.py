@@ -72,6 +72,8 @@ class ServerConfig:
         "gRPC.")
     poll_seconds: float = setting(
         2.0, "Seconds between looks at --model-dir for a new version (hot reload).")
+    metrics: bool = setting(True, "Prometheus metrics at /monitoring/prometheus/metrics "
+                            "(TF Serving's path): requests, latency, batch sizes, loads.")
     access_log: bool = setting(True, "Log one line per request: method, path, status, "
                                "latency.")
     auth_token_file: str = setting(

@@ -1,0 +1,127 @@
+"""Prometheus metrics at TF Serving's path, /monitoring/prometheus/metrics.
+
+What a team watching TF Serving looks at: requests by model, version, API, protocol and status;
+their latency; how many rows each model call carried (batching at work); how long versions
+took to load, how many loads failed; and which versions are in which state now. Each app has
+its own registry, so several apps in one process (tests) never share counts.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Awaitable, Callable, Iterator, List, MutableMapping, Optional
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+PATH = "/monitoring/prometheus/metrics"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+_LOAD_BUCKETS = (0.5, 1, 2, 5, 10, 20, 60, 120, 300)
+_REST_API = re.compile(r"/v1/models/[^/]+?(?:/versions/[^/:]+)?(?::(\w+)|/(metadata))?")
+
+
+class _Versions:
+    """A collector read at scrape time: one series per version and state (value 1)."""
+
+    def __init__(self, model: str, statuses: Callable[[], List[Any]]) -> None:
+        self._model = model
+        self._statuses = statuses
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("babyweight_serving_model_versions",
+                                   "Versions by state (1 per version, TF Serving's states)",
+                                   labels=["model", "version", "state"])
+        for status in self._statuses():
+            family.add_metric([self._model, str(status.version), status.state], 1)
+        yield family
+
+
+class Metrics:
+    """The server's metrics, in one registry."""
+
+    def __init__(self, model: str, statuses: Callable[[], List[Any]]) -> None:
+        self.model = model
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "babyweight_serving_requests", "Requests answered, by API, protocol and status",
+            ["model", "version", "api", "protocol", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "babyweight_serving_request_latency_seconds", "Wall time of a request",
+            ["model", "api", "protocol"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.batch_rows = Histogram(
+            "babyweight_serving_batch_rows", "Rows in one model call (server-side batching)",
+            ["model"], buckets=_ROW_BUCKETS, registry=self.registry)
+        self.load_seconds = Histogram(
+            "babyweight_serving_model_load_seconds", "Time to load and warm up a version",
+            ["model"], buckets=_LOAD_BUCKETS, registry=self.registry)
+        self.load_failures = Counter(
+            "babyweight_serving_model_load_failures", "Tries to load a version that failed",
+            ["model"], registry=self.registry)
+        self.registry.register(_Versions(model, statuses))
+
+    def observe(self, api: str, protocol: str, status: str, version: str,
+                seconds: float) -> None:
+        self.requests.labels(self.model, version, api, protocol, status).inc()
+        self.latency.labels(self.model, api, protocol).observe(seconds)
+
+    def observe_batch(self, rows: int) -> None:
+        self.batch_rows.labels(self.model).observe(rows)
+
+    def timed_load(self, load: Callable[..., Any]) -> Callable[..., Any]:
+        """`load` (ModelStore's loader) timed on success, counted on failure."""
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                result = load(*args, **kwargs)
+            except BaseException:
+                self.load_failures.labels(self.model).inc()
+                raise
+            self.load_seconds.labels(self.model).observe(time.perf_counter() - started)
+            return result
+        return timed
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def rest_api(method: str, path: str) -> Optional[str]:
+    """The TF Serving API a REST path calls (predict, regress, metadata, status...), or None."""
+    match = _REST_API.fullmatch(path)
+    if match is None:
+        return None
+    return match.group(1) or match.group(2) or ("status" if method == "GET" else "other")
+
+
+class Middleware:
+    """Pure ASGI middleware counting and timing every /v1/ request (fast path included)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], metrics: Metrics,
+                 version_header: str) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._header = version_header.lower().encode()
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
+                       send: Callable[..., Any]) -> None:
+        api = rest_api(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if api is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status, version = "500", ""
+
+        async def send_and_note(message: MutableMapping[str, Any]) -> None:
+            nonlocal status, version
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+                for key, value in message.get("headers", ()):
+                    if key == self._header:
+                        version = value.decode()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.metrics.observe(api, "rest", status, version, time.perf_counter() - started)

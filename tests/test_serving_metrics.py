@@ -1,0 +1,83 @@
+"""Prometheus metrics at TF Serving's path: every request counted by API, protocol and status."""
+from __future__ import annotations
+
+from typing import Dict, Iterator, Tuple
+
+import grpc
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving import metrics
+from tests.serving_fixtures import COURSE_PAYLOAD, JSON, MODEL_NAME, RunningServer
+from tests.test_serving_grpc import COURSE_INSTANCES, _columns, predict_request
+
+pytest_plugins = ("tests.serving_fixtures",)
+Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
+
+
+@pytest.fixture(scope="module")
+def client(shared_server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shared_server.url, timeout=30) as result:
+        yield result
+
+
+def _scrape(client: httpx.Client) -> Samples:
+    answer = client.get(metrics.PATH)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(answer.text) for s in family.samples}
+
+
+def _requests(samples: Samples, **labels: str) -> float:
+    wanted = {"model": MODEL_NAME, **labels}
+    return sum(v for (name, key), v in samples.items()
+               if name == "babyweight_serving_requests_total"
+               and wanted.items() <= dict(key).items())
+
+
+def test_requests_of_both_protocols_are_counted(shared_server: RunningServer,
+                                                client: httpx.Client) -> None:
+    before = _scrape(client)
+    assert client.post(f"/v1/models/{MODEL_NAME}:predict", json=COURSE_PAYLOAD,
+                       headers=JSON).status_code == 200
+    assert client.post(f"/v1/models/{MODEL_NAME}:predict", json={"instances": []},
+                       headers=JSON).status_code == 400
+    assert client.get(f"/v1/models/{MODEL_NAME}").status_code == 200
+    with grpc.insecure_channel(shared_server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(predict_request(_columns(COURSE_INSTANCES)), timeout=60)
+        with pytest.raises(grpc.RpcError):
+            stub.Predict(predict_request({"mother_age": [1e9]}), timeout=60)
+    after = _scrape(client)
+    for labels, count in ((dict(api="predict", protocol="rest", status="200", version="1"), 1),
+                          (dict(api="predict", protocol="rest", status="400"), 1),
+                          (dict(api="status", protocol="rest", status="200"), 1),
+                          (dict(api="predict", protocol="grpc", status="OK", version="1"), 1),
+                          (dict(api="predict", protocol="grpc", status="INVALID_ARGUMENT"), 1)):
+        assert _requests(after, **labels) - _requests(before, **labels) == count, labels
+    latency = [v for (name, key), v in after.items()
+               if name == "babyweight_serving_request_latency_seconds_count"
+               and ("protocol", "grpc") in key]
+    assert sum(latency) >= 2
+
+
+def test_versions_loads_and_batches_are_reported(client: httpx.Client) -> None:
+    assert client.post(f"/v1/models/{MODEL_NAME}:predict", json=COURSE_PAYLOAD,
+                       headers=JSON).status_code == 200
+    samples = _scrape(client)
+    versions = {dict(key)["version"]: dict(key)["state"] for (name, key), v in samples.items()
+                if name == "babyweight_serving_model_versions" and v == 1}
+    assert versions == {"1": "AVAILABLE"}
+    assert samples[("babyweight_serving_model_load_seconds_count",
+                    (("model", MODEL_NAME),))] >= 1
+    assert samples[("babyweight_serving_batch_rows_count", (("model", MODEL_NAME),))] >= 1
+
+
+def test_rest_api_names() -> None:
+    assert metrics.rest_api("POST", "/v1/models/m:predict") == "predict"
+    assert metrics.rest_api("POST", "/v1/models/m/versions/3:regress") == "regress"
+    assert metrics.rest_api("GET", "/v1/models/m/versions/3/metadata") == "metadata"
+    assert metrics.rest_api("GET", "/v1/models/m/versions/3") == "status"
+    assert metrics.rest_api("GET", "/healthz") is None
