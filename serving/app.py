@@ -3,6 +3,8 @@
   GET  /v1/models/{name}[/versions/{v}]             model version status
   GET  /v1/models/{name}[/versions/{v}]/metadata    signature metadata
   POST /v1/models/{name}[/versions/{v}]:predict     row ("instances") or columnar ("inputs")
+  POST /v1/models/{name}[/versions/{v}]:regress     TF Serving's examples/context (:classify too)
+  GET  /monitoring/prometheus/metrics               serving/metrics.py; gRPC: grpc_server.py
   GET  /healthz                                     200 once a version is loaded, else 503
   GET  /                                            the prediction web page (serving/ui/)
 
@@ -336,39 +338,28 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             raise ApiError(415, "a request body must be JSON, sent with 'Content-Type: "
                            f"{security.JSON_MEDIA_TYPE}'")
         number = version_number(version, request.method, request.url.path)
-        body = validation.parse_json(await read_body(request, limits.max_body_bytes))
-        signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
-        if not isinstance(signature_name, str):
-            raise ApiError(400, "signature_name: expected a string")
-        if classify:
-            regress.classify(shared, model_name, number, signature_name)
-        examples = regress.examples_from_json(body)
-        answered, values = await regress.regress(shared, model_name, number, signature_name,
-                                                 examples)
+        answered, values = await regress.rest(
+            shared, validation.parse_json(await read_body(request, limits.max_body_bytes)),
+            model_name, number, classify)
         response = json_response({"result": values})
         response.headers[ui.VERSION_HEADER] = str(answered)
         return response
 
-    regress_docs = schemas.regress_openapi(limits)
-    for method in ("regress", "classify"):
-        def routes(classify: bool) -> None:
-            summary = ("TF Serving's Classify: babyweight is a regression model, so this "
-                       "always answers its error" if classify else
-                       "TF Serving's Regress: {\"examples\": [...], \"context\": {...}} -> "
-                       "{\"result\": [...]}")
+    def regress_routes(verb: str, summary: str) -> None:
+        async def latest(request: Request, model_name: str) -> Response:
+            return await _regress(request, model_name, None, verb == "classify")
 
-            async def latest(request: Request, model_name: str) -> Response:
-                return await _regress(request, model_name, None, classify)
+        async def one(request: Request, model_name: str, version: str) -> Response:
+            return await _regress(request, model_name, version, verb == "classify")
 
-            async def one(request: Request, model_name: str, version: str) -> Response:
-                return await _regress(request, model_name, version, classify)
+        docs = schemas.regress_openapi(limits)
+        app.post(f"/v1/models/{{model_name}}:{verb}", tags=[verb], summary=summary,
+                 openapi_extra=docs)(latest)
+        app.post(f"/v1/models/{{model_name}}/versions/{{version}}:{verb}", tags=[verb],
+                 summary=summary + " (one version)", openapi_extra=docs)(one)
 
-            verb = "classify" if classify else "regress"
-            app.post(f"/v1/models/{{model_name}}:{verb}", tags=[verb], summary=summary,
-                     openapi_extra=regress_docs)(latest)
-            app.post(f"/v1/models/{{model_name}}/versions/{{version}}:{verb}", tags=[verb],
-                     summary=summary + " (one version)", openapi_extra=regress_docs)(one)
-        routes(method == "classify")
+    regress_routes("regress", "TF Serving's Regress: {'examples': [...], 'context': {...}}")
+    regress_routes("classify", "TF Serving's Classify: always its error (a regression model)")
 
     async def predict_fast(request: Request, model_name: str, version: Optional[str]
                            ) -> Response:

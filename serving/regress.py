@@ -75,6 +75,17 @@ def classify(shared: Service, model_name: str, version: Optional[int],
     raise ApiError(400, "babyweight has no classification signature")
 
 
+async def rest(shared: Service, body: Any, model_name: str, version: Optional[int],
+               classify_it: bool) -> Tuple[int, List[float]]:
+    """A REST :regress/:classify body's answer: (version, values), or ApiError."""
+    signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
+    if not isinstance(signature_name, str):
+        raise ApiError(400, "signature_name: expected a string")
+    if classify_it:
+        classify(shared, model_name, version, signature_name)
+    return await regress(shared, model_name, version, signature_name, examples_from_json(body))
+
+
 def checked_examples(examples: Sequence[bytes], max_instances: int) -> List[bytes]:
     payload = [{"b64": base64.b64encode(e).decode()} for e in examples]
     columns, _ = validation.example_column(payload, True, max_instances)
