@@ -1,0 +1,57 @@
+"""The exported SavedModel runs on stock TF Serving: every op it uses is one of TensorFlow's own.
+
+TF Serving's binary links TensorFlow's core kernels and nothing else; a graph that uses an op
+from an extra library (tensorflow-text, tft's own ops, a custom op) loads here but fails there.
+The graph's op list (the main graph and every function in its library) is read from
+saved_model.pb and checked against the op registry of a fresh process that imports TensorFlow
+alone, so no library this test suite loads can lend an op.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Set
+
+from tensorflow.core.protobuf import saved_model_pb2
+
+from tests.serving_fixtures import ServingModels
+
+pytest_plugins = ("tests.serving_fixtures",)
+
+_CORE_OPS = """
+import json, sys
+from tensorflow.python.framework import op_def_registry
+names = json.load(sys.stdin)
+print(json.dumps(sorted(n for n in names if op_def_registry.get(n) is None)))
+"""
+
+
+def graph_ops(saved_model_dir: str) -> Set[str]:
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as handle:
+        proto.ParseFromString(handle.read())
+    ops: Set[str] = set()
+    for meta_graph in proto.meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+        functions = {f.signature.name for f in meta_graph.graph_def.library.function}
+        ops -= functions  # a call of a library function is named by the function
+    return ops
+
+
+def test_export_uses_only_tensorflow_core_ops(serving_models: ServingModels) -> None:
+    ops = graph_ops(str(serving_models.exports[1]))
+    assert {"ParseExample", "ParseExampleV2"} & ops  # the tf.Example signatures are there
+    # tensorflow-text's CaseFoldUTF8 rides along: the check must name an extra library's op.
+    unknown = _not_core(ops | {"CaseFoldUTF8"})
+    assert unknown == ["CaseFoldUTF8"], f"ops stock TF Serving does not have: {unknown}"
+
+
+def _not_core(ops: Set[str]) -> list:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", _CORE_OPS], input=json.dumps(sorted(ops)),
+                            capture_output=True, text=True, env=env, timeout=600, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
