@@ -42,6 +42,7 @@ from modules import layers  # noqa: E402
 from modules import preprocessing as pp  # noqa: E402
 from modules import records  # noqa: E402
 from modules import signatures as model_signatures  # noqa: E402
+from modules import warmup  # noqa: E402
 from modules.hparams import HyperParameters, from_keras_tuner, search_space  # noqa: E402
 
 LOGGER = logging.getLogger("modules.model")
@@ -501,6 +502,7 @@ def run_fn(fn_args: FnArgs) -> None:
                 time.monotonic() - started, min(history.history.get(f"val_{RMSE}", [float("nan")])))
     started = time.monotonic()
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
+    warmup.write_from_eval(fn_args.serving_model_dir, fn_args.eval_files)
     LOGGER.info("Exported the serving model in %.1f s to %s", time.monotonic() - started,
                 fn_args.serving_model_dir)
 

@@ -22,7 +22,7 @@ from google.protobuf import json_format, text_format  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
 from modules import features  # noqa: E402
-from serving import validation  # noqa: E402
+from serving import validation, warmup  # noqa: E402
 from serving.versions import split_version_names  # noqa: E402
 
 LOGGER = logging.getLogger("babyweight.serving")
@@ -146,9 +146,10 @@ def load_version(version: int, path: str) -> ServedModel:
     if not all(np.all(np.isfinite(v)) for v in outputs.values()
                if np.issubdtype(v.dtype, np.floating)):
         raise ValueError(f"{path}: the warm-up prediction is not finite: {outputs}")
-    LOGGER.info("Loaded version %d from %s in %.1f s (warm-up prediction %s)", version, path,
-                time.perf_counter() - started,
-                {k: v.tolist() for k, v in outputs.items()})
+    replayed = warmup.replay(model)  # TF Serving's warmup file, when the export has one
+    LOGGER.info("Loaded version %d from %s in %.1f s (warm-up prediction %s, %d warmup "
+                "requests replayed)", version, path, time.perf_counter() - started,
+                {k: v.tolist() for k, v in outputs.items()}, replayed)
     return model
 
 
