@@ -287,3 +287,65 @@ def test_regress_and_classify_errors_are_tf_servings(stub: Any, client: httpx.Cl
     rest = client.post(f"/v1/models/{MODEL_NAME}:classify", headers=JSON,
                        json={"signature_name": "regression", "examples": [{}]})
     assert (rest.status_code, rest.json()) == (400, {"error": message})
+
+
+# ------------------------------------------------------------------------------------------------
+# Hot reload, the bearer token, nothing loaded yet
+# ------------------------------------------------------------------------------------------------
+
+def test_grpc_follows_hot_reload_and_needs_the_token(serving_models: ServingModels,
+                                                     server_factory: Any, tmp_path: Any) -> None:
+    from tests.serving_fixtures import wait_for
+
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    good = {"Authorization": "Bearer s3cret-token"}
+    model_dir = serving_models.serving_dir(tmp_path)
+    server = server_factory(model_dir, "--auth-token-file", str(token_file),
+                            "--poll-seconds", "0.5", headers=good)
+    request = predict_request(_columns(COURSE_INSTANCES))
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for metadata in ((), (("authorization", "Bearer wrong"),)):
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Predict(request, timeout=60, metadata=metadata)
+            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        token = (("authorization", "Bearer s3cret-token"),)
+        assert stub.Predict(request, timeout=60, metadata=token).model_spec.version.value == 1
+        serving_models.push(model_dir, 2)
+
+        def answered_by_2() -> bool:
+            return stub.Predict(request, timeout=60,
+                                metadata=token).model_spec.version.value == 2
+        wait_for(answered_by_2)
+        with httpx.Client(base_url=server.url, timeout=30, headers=good) as session:
+            rest = _rest(session, {"instances": COURSE_INSTANCES})
+        np.testing.assert_allclose(
+            tf.make_ndarray(stub.Predict(request, timeout=60, metadata=token)
+                            .outputs[features.LABEL_KEY]), rest, rtol=0, atol=PREDICTION_ABS)
+
+
+def test_unavailable_until_a_version_loads(tmp_path: Any) -> None:
+    """Nothing loaded yet: gRPC's UNAVAILABLE with REST's 503 message (in process, no load)."""
+    import asyncio
+
+    from serving.batching import Batcher
+    from serving.grpc_server import Predictions
+    from serving.service import Service
+    from serving.settings import LimitsConfig
+    from serving.version_manager import ModelStore
+
+    shared = Service(MODEL_NAME, ModelStore(str(tmp_path), manage_heap=False), Batcher(),
+                     LimitsConfig())
+
+    class Context:
+        async def abort(self, code: grpc.StatusCode, details: str) -> None:
+            raise RuntimeError(code, details)
+
+    with pytest.raises(RuntimeError) as raised:
+        asyncio.run(Predictions(shared).Predict(predict_request(_columns(COURSE_INSTANCES)),
+                                                Context()))
+    code, details = raised.value.args
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert details.startswith(f"No version of model {MODEL_NAME!r} is loaded yet")
+    shared.batcher.close()
