@@ -72,7 +72,13 @@ def request_payload(found: Any, inputs: Any) -> Dict[str, List[Any]]:
         if examples is None or len(inputs) != 1:
             raise ApiError(400, f"inputs: expected exactly one input "
                            f"{validation.EXAMPLES_INPUT!r} of serialized tf.Examples")
-        array = tf.make_ndarray(examples).reshape(-1)
+        try:
+            array = tf.make_ndarray(examples).reshape(-1)
+        except (TypeError, ValueError) as error:
+            raise ApiError(400, f"inputs.examples: not a valid TensorProto ({error})") from None
+        if array.dtype != object:
+            raise ApiError(400, "inputs.examples: expected a string tensor of serialized "
+                           "tf.Examples")
         return {validation.EXAMPLES_INPUT: [{"b64": base64.b64encode(v).decode()}
                                             for v in array.tolist()]}
     # A protobuf map has no order: the declaration's order makes the first error reported
@@ -140,11 +146,12 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
                                context: grpc.aio.ServicerContext
                                ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         async def answer() -> get_model_metadata_pb2.GetModelMetadataResponse:
-            fields = list(request.metadata_field)
-            if fields != ["signature_def"]:  # TF Serving's check and message
-                raise ApiError(400, "Metadata field signature_def is not present, or other "
-                               "metadata fields are requested; only signature_def is "
-                               "supported")
+            if not request.metadata_field:  # TF Serving's checks and messages
+                raise ApiError(400, "GetModelMetadataRequest must specify at least one "
+                               "metadata_field")
+            for field in request.metadata_field:
+                if field != "signature_def":
+                    raise ApiError(400, f"Metadata field {field} is not supported")
             version, defs = self.shared.metadata(request.model_spec.name,
                                                  _version(request.model_spec))
             signature_map = get_model_metadata_pb2.SignatureDefMap()

@@ -212,6 +212,15 @@ def test_metadata_and_status_match_rest(stub: Any, channel: grpc.Channel,
         rest["metadata"]["signature_def"]["signature_def"])
     assert signatures.signature_def["regression"].method_name == "tensorflow/serving/regress"
     assert response.model_spec.version.value == int(rest["model_spec"]["version"])
+    for fields, message in (([], "GetModelMetadataRequest must specify at least one "
+                                 "metadata_field"),
+                            (["signature_def", "x"], "Metadata field x is not supported")):
+        del request.metadata_field[:]
+        request.metadata_field.extend(fields)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.GetModelMetadata(request, timeout=60)
+        assert (raised.value.code(), raised.value.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT, message)
 
     models = model_service_pb2_grpc.ModelServiceStub(channel)
     status_request = get_model_status_pb2.GetModelStatusRequest()
