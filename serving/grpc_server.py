@@ -1,4 +1,4 @@
-"""TF Serving's gRPC API (PredictionService, ModelService.GetModelStatus) over the REST server's model.
+"""TF Serving's gRPC API (PredictionService, ModelService) over the REST server's model.
 
 Built from `tensorflow-serving-api`'s generated stubs and messages, on grpc.aio in the REST
 server's own event loop: the same ModelStore, validation and Batcher (serving/service.py)
@@ -166,7 +166,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class Models(model_service_pb2_grpc.ModelServiceServicer):
-    """tensorflow.serving.ModelService: GetModelStatus (HandleReloadConfigRequest is not offered)."""
+    """tensorflow.serving.ModelService: GetModelStatus (no HandleReloadConfigRequest)."""
 
     def __init__(self, shared: Service, metrics: Optional[Metrics] = None) -> None:
         self.shared = shared

@@ -1,4 +1,4 @@
-"""TF Serving's Regress and Classify (REST `:regress`/`:classify`, gRPC), sharing serving/service.py.
+"""TF Serving's Regress and Classify (REST `:regress`/`:classify`, gRPC) on serving/service.py.
 
 Regress runs a signature whose method_name is `tensorflow/serving/regress` (one input
 `inputs` of serialized tf.Examples, one output `outputs`); the export writes one named

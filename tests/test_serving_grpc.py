@@ -126,8 +126,9 @@ def _grpc_twin(body: Any) -> Any:
     names = {k for i in instances for k in i}
     if any(v is None for i in instances for v in i.values()):
         return None  # a tensor has no nulls
-    if any(set(i) != names for i in instances) or any(isinstance(v, (int, float)) != isinstance(instances[0][k], (int, float))
-           for i in instances for k, v in i.items()):
+    if any(set(i) != names for i in instances) or any(
+            isinstance(v, (int, float)) != isinstance(instances[0][k], (int, float))
+            for i in instances for k, v in i.items()):
         instances = instances[-1:]  # a tensor has one type and length: the wrong row alone
     return predict_request(_columns(instances), signature)
 
@@ -159,7 +160,8 @@ def test_bad_requests_get_invalid_argument_with_the_rest_message(
 def test_every_kind_of_rest_bad_request_has_a_twin() -> None:
     """The twins cover the checks, not only the easy ones: each family of message is tested."""
     covered = {name for name, _, _ in TWINS}
-    for needed in ("missing required", "columnar missing plurality", "wrong type", "out of vocabulary", "above range",
+    for needed in ("missing required", "columnar missing plurality", "wrong type",
+                   "out of vocabulary", "above range",
                    "unknown feature", "columnar lengths", "unknown signature",
                    "tf.Example missing plurality", "bad b64 example", "oversized batch"):
         assert needed in covered, needed
