@@ -308,3 +308,15 @@ def test_batch_predict_with_nothing_to_predict_says_so_and_fails(
     missing = _run(["--model-dir", model_dir, "--input", str(tmp_path / "nope.csv"),
                     "--output", str(out)], capsys)
     assert missing[0] == 1 and "does not exist" in missing[2]
+
+
+def test_batch_predict_writes_an_output_named_without_a_directory(
+        serving_models: ServingModels, model_dir: str, tmp_path: pathlib.Path,
+        monkeypatch: Any, capsys: Any) -> None:
+    """`--output predictions.jsonl`, as the README writes it: the file lands in the cwd."""
+    monkeypatch.chdir(tmp_path)
+    pathlib.Path("in.jsonl").write_text(json.dumps(serving_models.instances[0]) + "\n")
+    code, printed, _ = _run(["--model-dir", model_dir, "--input", "in.jsonl", "--output",
+                             "predictions.jsonl"], capsys)
+    assert code == 0, printed
+    assert len(_read_output(tmp_path / "predictions.jsonl")) == 1
