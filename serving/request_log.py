@@ -98,7 +98,8 @@ class RequestLog:
     """Sampled, bounded, background logging of predictions; see the module docstring."""
 
     def __init__(self, config: RequestLogConfig,
-                 opener: Optional[Callable[[str], Any]] = None) -> None:
+                 opener: Optional[Callable[[str], Any]] = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.directory = pathlib.Path(config.directory)
         self.written = 0
@@ -106,6 +107,7 @@ class RequestLog:
         self._random = random.Random(config.seed)
         self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=config.queue_size)
         self._opener = opener or _tfrecord_writer
+        self._clock = clock
         self._reported: Set[str] = set()
         self._lock = threading.Lock()
         self._file: Any = None
@@ -124,7 +126,7 @@ class RequestLog:
         try:
             if self.config.sample_rate < 1.0 and self._random.random() >= self.config.sample_rate:
                 return
-            self._queue.put_nowait((instances, predictions, version, int(time.time() * 1000)))
+            self._queue.put_nowait((instances, predictions, version, int(self._clock() * 1000)))
         except queue.Full:
             self._drop(len(instances), "full-queue", "the request log's queue is full (the "
                        "disk is slower than the traffic); dropping sampled requests")
