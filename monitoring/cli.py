@@ -50,7 +50,8 @@ class MonitorConfig:
     end: Optional[str] = setting(None, "Window end (exclusive); default: just after the newest "
                                  "logged request.")
     window: str = setting("1h", "Window length when --start is not given: 90s, 15m, 2h, 1d.")
-    only_version: bool = setting(True, "Only requests the checked version answered.")
+    only_version: bool = setting(True, "Only requests the checked version answered (the "
+                                 "previous window, for drift, holds every version's).")
 
 
 def _window(config: MonitorConfig, frame):
@@ -94,11 +95,12 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     if not files:
         raise FileNotFoundError(f"no complete request-log files in {config.logs}; start the "
                                 "server with --request-log-dir")
-    frame = logs.read(files)
-    if config.only_version:
-        frame = frame[frame[request_log.VERSION_KEY] == found.version]
+    every = logs.read(files)
+    frame = (every[every[request_log.VERSION_KEY] == found.version] if config.only_version
+             else every)
     window = _window(config, frame)
-    current, previous = logs.select(frame, window), logs.select(frame, window.previous())
+    # Drift is about the inputs, whichever version answered them.
+    current, previous = logs.select(frame, window), logs.select(every, window.previous())
     if current.empty:
         raise LookupError(f"no request of version {found.version} was logged from "
                           f"{window.describe()}")

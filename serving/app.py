@@ -16,6 +16,7 @@ no version is loaded. Client mistakes never produce a 5xx.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import re
@@ -32,7 +33,9 @@ from starlette.requests import ClientDisconnect
 from serving import schemas, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
+from modules.features import LABEL_KEY
 from serving.model_store import ModelStore, ServedModel
+from serving.request_log import RequestLog, RequestLogConfig
 from serving.settings import BatchingConfig, LimitsConfig, ModelConfig
 
 LOGGER = logging.getLogger("babyweight.serving")
@@ -168,9 +171,17 @@ def configure_tensorflow(threads: int) -> None:
 
 def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = LimitsConfig(),
                batching: BatchingConfig = BatchingConfig(), poll_seconds: float = 2.0,
-               access_log: bool = True) -> FastAPI:
-    """The app; it starts polling `model.model_dir` (and loads the newest version) at startup."""
+               access_log: bool = True, request_log: Optional[RequestLogConfig] = None
+               ) -> FastAPI:
+    """The app; it starts polling `model.model_dir` (and loads the newest version) at startup.
+
+    With `request_log`, a sample of predicted rows goes to the request log (off the request
+    path; its written and dropped counts are in /healthz).
+    """
     store = ModelStore(model.model_dir)
+    logged = RequestLog(request_log) if request_log is not None else None
+    if logged is not None:
+        atexit.register(logged.close)  # the server exits on SIGTERM without a lifespan end
     batcher = Batcher(batching.max_batch_rows, batching.batch_timeout_ms / 1e3,
                       batching.model_threads)
     name = model.model_name
@@ -183,6 +194,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         finally:
             poller.cancel()
             batcher.close()
+            if logged is not None:
+                logged.close()
 
     app = FastAPI(
         title=f"{name} model server",
@@ -282,6 +295,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             outputs = await batcher.predict(served, body.signature_name, columns, rows)
         except tf.errors.InvalidArgumentError as error:  # validated input should never get here
             raise ApiError(400, error.message) from None
+        if logged is not None and signature.takes_features:
+            logged.log_columns(columns, outputs.get(LABEL_KEY, ()), served.version)
         response = json_response(predictions_json(outputs, body.row_format))
         response.headers[ui.VERSION_HEADER] = str(served.version)
         return response
@@ -291,8 +306,11 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         served = store.current
         if served is None:
             return error_response(503, f"no version of model {name!r} is loaded yet")
-        return json_response({"status": "ok", "model": name, "version": served.version,
-                              "batching": batcher.stats()})
+        status = {"status": "ok", "model": name, "version": served.version,
+                  "batching": batcher.stats()}
+        if logged is not None:
+            status["request_log"] = logged.status()
+        return json_response(status)
 
     @app.get("/v1/models/{model_name}", tags=["model status"],
              summary="Status of every version (TF Serving's GetModelStatus)")

@@ -128,10 +128,15 @@ class RequestLog:
                 return
             self._queue.put_nowait((instances, predictions, version, int(self._clock() * 1000)))
         except queue.Full:
-            self._drop(len(instances), "full-queue", "the request log's queue is full (the "
+            self._drop(len(predictions), "full-queue", "the request log's queue is full (the "
                        "disk is slower than the traffic); dropping sampled requests")
         except Exception as error:  # noqa: BLE001 - logging must never fail a request
-            self._drop(len(instances), type(error).__name__, f"request log: {error}")
+            self._drop(len(predictions), type(error).__name__, f"request log: {error}")
+
+    def log_columns(self, columns: Mapping[str, Sequence[Any]], predictions: Any,
+                    version: int) -> None:
+        """`log` for the server's columns (feature -> values); rows are built off the path."""
+        self.log(_Columns(columns), predictions, version)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Waits until everything queued so far is written (or dropped); for tests and exit."""
@@ -188,9 +193,12 @@ class RequestLog:
     def _write(self, instances: Sequence[Mapping[str, Any]], predictions: Sequence[float],
                version: int, millis: int) -> None:
         try:
+            if isinstance(instances, _Columns):
+                instances = instances.rows()
+            predictions = [float(p) for p in _flat(predictions)]
             records = [encode(i, p, version, millis) for i, p in zip(instances, predictions)]
         except Exception as error:  # noqa: BLE001
-            self._drop(len(instances), "encode", f"request log: cannot encode a request: {error}")
+            self._drop(len(predictions), "encode", f"request log: cannot encode a request: {error}")
             return
         try:
             if self._file is None:
@@ -263,6 +271,28 @@ class RequestLog:
         if (self._file is not None
                 and time.monotonic() - self._opened_at >= self.config.max_file_seconds):
             self._complete()
+
+
+class _Columns:
+    """A request's columns, turned into rows by the writer thread."""
+
+    def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
+        self.columns = columns
+
+    def rows(self) -> List[Dict[str, Any]]:
+        names = list(self.columns)
+        count = len(self.columns[names[0]]) if names else 0
+        return [{n: _plain(self.columns[n][i]) for n in names} for i in range(count)]
+
+
+def _plain(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _flat(values: Any) -> List[Any]:
+    import numpy as np
+
+    return list(np.asarray(values).reshape(-1))
 
 
 def _tfrecord_writer(path: str) -> Any:
