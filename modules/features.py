@@ -45,8 +45,8 @@ class CategoricalFeature:
     may_be_absent: bool = True
     # Largest L-infinity distance between value shares that monitoring accepts: training vs
     # served traffic (skew), and one window of traffic vs the one before (drift).
-    skew_threshold: float = 0.1
-    drift_threshold: float = 0.1
+    skew_threshold: float = 0.05
+    drift_threshold: float = 0.05
 
     @property
     def required(self) -> bool:

@@ -28,3 +28,17 @@ def test_infer_command_writes_a_reviewable_schema(small_warehouse, tmp_path):
     assert {features.LABEL_KEY, features.SPLIT_KEY, *features.FEATURE_NAMES} <= names
     domains = {d.name: set(d.value) for d in inferred.string_domain}
     assert domains["is_male"] == set(features.IS_MALE.vocabulary)
+
+
+def test_monitoring_thresholds_come_from_features():
+    by_name = {f.name: f for f in schema.load().feature}
+    for feature in features.CATEGORICAL_FEATURES:
+        written = by_name[feature.name]
+        assert written.skew_comparator.infinity_norm.threshold == feature.skew_threshold
+        assert written.drift_comparator.infinity_norm.threshold == feature.drift_threshold
+    for feature in features.NUMERIC_FEATURES:
+        written = by_name[feature.name]
+        assert (written.skew_comparator.jensen_shannon_divergence.threshold
+                == feature.skew_threshold)
+        assert (written.drift_comparator.jensen_shannon_divergence.threshold
+                == feature.drift_threshold)
