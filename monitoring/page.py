@@ -38,10 +38,11 @@ class PageInputs:
 
 
 def _environment() -> jinja2.Environment:
-    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(TEMPLATES)),
-                                  jinja2.FileSystemLoader(str(report_pages.TEMPLATES))])
-    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True)
+    """The run reports' environment (its base template, script and policy), plus ours."""
+    environment = report_pages.environment()
+    environment.loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(TEMPLATES)),
+                                              environment.loader])
+    return environment
 
 
 def _bars(name: str, labels: Sequence[str], shares: Dict[str, np.ndarray], id_prefix: str,

@@ -42,3 +42,19 @@ def test_monitoring_thresholds_come_from_features():
                 == feature.skew_threshold)
         assert (written.drift_comparator.jensen_shannon_divergence.threshold
                 == feature.drift_threshold)
+
+
+def test_a_split_with_too_few_examples_is_an_anomaly():
+    """What stops a run on Google Cloud, where BigQueryExampleGen writes small splits too."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    def dataset_anomaly(examples: int):
+        statistics = statistics_pb2.DatasetFeatureStatisticsList()
+        statistics.datasets.add(num_examples=examples)
+        return tfdv.validate_statistics(statistics, schema.curated_schema())
+
+    few = dataset_anomaly(schema.MIN_EXAMPLES_PER_SPLIT - 1)
+    assert [r.short_description for r in few.dataset_anomaly_info.reason] == [
+        "Low num examples in dataset."]
+    assert not dataset_anomaly(schema.MIN_EXAMPLES_PER_SPLIT).HasField("dataset_anomaly_info")
