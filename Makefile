@@ -51,6 +51,7 @@ benchmark: install
 	$(PY) -m benchmarks.model_quality
 	$(PY) -m benchmarks.pipeline_speed
 	$(PY) -m benchmarks.serving
+	$(PY) -m benchmarks.monitoring
 
 # The newest pushed model over TF Serving's REST API on 127.0.0.1:8501 (ARGS for more flags).
 serve: install

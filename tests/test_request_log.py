@@ -131,3 +131,17 @@ def test_a_full_queue_drops_instead_of_blocking(tmp_path):
 def test_a_sample_rate_outside_zero_to_one_is_refused(tmp_path):
     with pytest.raises(ValueError, match="sample rate"):
         RequestLogConfig(str(tmp_path), sample_rate=2.0)
+
+
+def test_the_hand_written_wire_format_is_tf_examples():
+    expected = tf.train.Example()
+    feature = expected.features.feature
+    feature["is_male"].bytes_list.value.append(b"True")
+    feature["plurality"].bytes_list.value.append(b"Twins(2)")
+    feature["mother_age"].int64_list.value.append(-3)  # negative: ten-byte varint
+    feature["gestation_weeks"].int64_list.value.append(39)
+    feature[request_log.PREDICTION_KEY].float_list.value.append(5.25)
+    feature[request_log.VERSION_KEY].int64_list.value.append(2**40)
+    feature[request_log.TIME_KEY].int64_list.value.append(1_800_000_000_123)
+    encoded = request_log.encode({**INSTANCE, "mother_age": -3}, 5.25, 2**40, 1_800_000_000_123)
+    assert tf.train.Example.FromString(encoded) == expected
