@@ -97,7 +97,8 @@ def server(work: pathlib.Path, port: int) -> Iterator[str]:
         [sys.executable, "-m", "serving.server", "--model-dir", str(work / "serving" /
                                                                     MODEL_NAME),
          "--port", str(port), "--poll-seconds", "1", "--request-log-dir",
-         str(work / "request_log"), "--request-log-sample-rate", "1", "--request-log-file-seconds", "1",
+         str(work / "request_log"), "--request-log-sample-rate", "1",
+         "--request-log-file-seconds", "1",
          "--no-access-log"],
         env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
         stdout=log, stderr=subprocess.STDOUT)

@@ -5,22 +5,23 @@ keeps a sample of its traffic in a format TFDV reads directly: TFRecord files of
 example per predicted row, holding the features as the model saw them, the prediction, the
 model version that answered and the time (`RECORD_KEYS`).
 
-The caller's side is one non-blocking `log()` call: a sampling draw and a bounded queue's
-`put_nowait`. A background thread encodes and writes. Files rotate at a size or an age, an open
-file carries a `.partial` suffix until it is complete (a reader never sees half a file), and
-the oldest complete files are deleted to keep the directory within its total size. Nothing here
-ever raises into the caller: a full queue, a full disk or an unwritable directory drops records,
-counts them in `dropped`, and logs each kind of failure once.
+The caller's side is one non-blocking `log()` call: a sampling draw and an append to a bounded
+queue. A background thread drains the queue a few times a second, encodes and writes. Files
+rotate at a size or an age, an open file carries a `.partial` suffix until it is complete (a
+reader never sees half a file), and the oldest complete files are deleted to keep the directory
+within its total size. Nothing here ever raises into the caller: a full queue, a full disk or
+an unwritable directory drops records, counts them in `dropped`, and logs each kind of failure
+once.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import functools
 import logging
 import os
 import pathlib
-import queue
 import random
 import struct
 import threading
@@ -37,7 +38,6 @@ TIME_KEY = "request_time_ms"
 RECORD_KEYS = (*features.FEATURE_NAMES, PREDICTION_KEY, VERSION_KEY, TIME_KEY)
 SUFFIX = ".tfrecord"
 PARTIAL = ".partial"
-_STOP = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,7 @@ class RequestLogConfig:
     max_file_bytes: int = 16 * 1024 * 1024
     max_file_seconds: float = 60.0
     queue_size: int = 10_000
+    drain_seconds: float = 0.25
     seed: Optional[int] = None
 
     def __post_init__(self) -> None:
@@ -137,7 +138,10 @@ class RequestLog:
         self.written = 0
         self.dropped = 0
         self._random = random.Random(config.seed)
-        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=config.queue_size)
+        self._pending: "collections.deque[Any]" = collections.deque()
+        self._flushes: List[threading.Event] = []
+        self._wake = threading.Event()
+        self._stopping = False
         self._opener = opener or _tfrecord_writer
         self._clock = clock
         self._reported: Set[str] = set()
@@ -154,14 +158,19 @@ class RequestLog:
     # -- the caller's side ------------------------------------------------------------------------
     def log(self, instances: Sequence[Mapping[str, Any]], predictions: Sequence[float],
             version: int) -> None:
-        """Queues one request's rows, if the request is sampled; never blocks, never raises."""
+        """Queues one request's rows, if the request is sampled; never blocks, never raises.
+
+        A deque's append wakes no thread: the writer drains the queue every `drain_seconds`,
+        so the server's thread is not made to hand the interpreter over once per request.
+        """
         try:
             if self.config.sample_rate < 1.0 and self._random.random() >= self.config.sample_rate:
                 return
-            self._queue.put_nowait((instances, predictions, version, int(self._clock() * 1000)))
-        except queue.Full:
-            self._drop(len(predictions), "full-queue", "the request log's queue is full (the "
-                       "disk is slower than the traffic); dropping sampled requests")
+            if len(self._pending) >= self.config.queue_size:
+                self._drop(len(predictions), "full-queue", "the request log's queue is full (the "
+                           "disk is slower than the traffic); dropping sampled requests")
+                return
+            self._pending.append((instances, predictions, version, int(self._clock() * 1000)))
         except Exception as error:  # noqa: BLE001 - logging must never fail a request
             self._drop(len(predictions), type(error).__name__, f"request log: {error}")
 
@@ -171,22 +180,18 @@ class RequestLog:
         self.log(_Columns(columns), predictions, version)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Waits until everything queued so far is written (or dropped); for tests and exit."""
+        """Waits until everything queued so far is written (or dropped) and readable."""
         done = threading.Event()
-        try:
-            self._queue.put(done, timeout=timeout)
-        except queue.Full:
-            return False
+        self._flushes.append(done)
+        self._wake.set()
         return done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Writes what is queued, completes the open file and stops the thread."""
         if not self._thread.is_alive():
             return
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            pass
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
 
     def status(self) -> Dict[str, Any]:
@@ -204,23 +209,24 @@ class RequestLog:
 
     def _run(self) -> None:
         while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                self._rotate_if_old()
-                continue
-            if item is _STOP:
-                self._complete()
-                return
-            if isinstance(item, threading.Event):
+            self._wake.wait(self.config.drain_seconds)
+            self._wake.clear()
+            stopping, flushes = self._stopping, list(self._flushes)
+            while self._pending:
+                item = self._pending.popleft()
+                try:
+                    self._write(*item)
+                except Exception as error:  # noqa: BLE001 - the thread must outlive any record
+                    self._drop(0, "writer", f"request log: {error}")
+            if stopping or flushes:
                 self._complete()  # a flush makes everything written so far readable
-                item.set()
-                continue
-            try:
-                self._write(*item)
+            else:
                 self._rotate_if_old()
-            except Exception as error:  # noqa: BLE001 - the thread must outlive any record
-                self._drop(0, "writer", f"request log: {error}")
+            for done in flushes:
+                self._flushes.remove(done)
+                done.set()
+            if stopping:
+                return
 
     def _write(self, instances: Sequence[Mapping[str, Any]], predictions: Sequence[float],
                version: int, millis: int) -> None:

@@ -8,8 +8,9 @@ Months are appended after the newest month of the table (or from --first-span in
 new table), never over an existing one. The shift changes who is born, not how heavy a baby
 of given features is: mothers' ages move by --older-mothers years, the multiples' shares are
 multiplied by --multiples-factor, and the gestation distribution moves by --gestation-shift
-weeks, while the weight of a baby of given features follows the generator's model. So a model trained before the shift stays right on average, and monitoring
-must see the shift in the inputs. Deterministic for a seed: month YYYYMM is drawn from
+weeks, while the weight of a baby of given features follows the generator's model. So a model
+trained before the shift stays right on average, and monitoring must see the shift in the
+inputs. Deterministic for a seed: month YYYYMM is drawn from
 SeedSequence(seed, spawn_key=(YYYYMM,)).
 """
 from __future__ import annotations
