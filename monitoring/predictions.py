@@ -7,6 +7,7 @@ kept beside the monitoring pages per version, so later windows reuse it.
 """
 from __future__ import annotations
 
+import gc
 import pathlib
 from typing import List
 
@@ -38,6 +39,10 @@ def compute(lineage: Lineage, max_examples: int = MAX_EXAMPLES) -> np.ndarray:
     for batch in dataset.take(max_examples).batch(_BATCH):
         outputs = signature(examples=batch)
         values.append(next(iter(outputs.values())).numpy().reshape(-1))
+    # Freed now, not at interpreter teardown, where TensorFlow's functions print
+    # 'Exception ignored in AtomicFunction.__del__' (serving/batch_predict.py does the same).
+    del signature, model
+    gc.collect()
     return np.concatenate(values) if values else np.array([], np.float32)
 
 
