@@ -18,6 +18,7 @@ adds the Host check and the optional bearer token. Client mistakes never produce
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import re
@@ -34,7 +35,9 @@ from starlette.requests import ClientDisconnect
 from serving import schemas, security, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
+from modules.features import LABEL_KEY
 from serving.model_store import ServedModel
+from serving.request_log import RequestLog, RequestLogConfig
 from serving.settings import BatchingConfig, LimitsConfig, ModelConfig
 from serving.version_manager import Loader, ModelStore, RetryPolicy
 from serving.versions import parse_version
@@ -179,17 +182,23 @@ def configure_tensorflow(threads: int) -> None:
 def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = LimitsConfig(),
                batching: BatchingConfig = BatchingConfig(), poll_seconds: float = 2.0,
                access_log: bool = True, hosts: Optional[FrozenSet[str]] = None,
-               token: Optional[str] = None, manage_heap: bool = True) -> FastAPI:
+               token: Optional[str] = None, manage_heap: bool = True,
+               request_log: Optional[RequestLogConfig] = None) -> FastAPI:
     """The app; its loader thread starts at startup and loads the newest version.
 
     `hosts`: the Host header values accepted (None: any); `token`: the bearer token every
     request needs (None: none); `manage_heap`: let the loader freeze and collect the GC heap
     (off when the app shares its process with something else, e.g. a test runner).
+    `request_log`: where a sample of predicted rows goes, off the request path (its written
+    and dropped counts are in /healthz).
     """
     store = ModelStore(model.model_dir,
                        RetryPolicy(model.max_num_load_retries,
                                    model.load_retry_interval_micros / 1e6),
                        manage_heap=manage_heap)
+    logged = RequestLog(request_log) if request_log is not None else None
+    if logged is not None:
+        atexit.register(logged.close)  # the server exits on SIGTERM without a lifespan end
     batcher = Batcher(batching.max_batch_rows, batching.batch_timeout_ms / 1e3,
                       batching.model_threads)
     name = model.model_name
@@ -203,6 +212,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         finally:
             loader.stop()
             batcher.close()
+            if logged is not None:
+                logged.close()
 
     app = FastAPI(
         title=f"{name} model server",
@@ -313,6 +324,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             outputs = await batcher.predict(served, body.signature_name, columns, rows)
         except tf.errors.InvalidArgumentError as error:  # validated input should never get here
             raise ApiError(400, error.message) from None
+        if logged is not None and signature.takes_features:
+            logged.log_columns(columns, outputs.get(LABEL_KEY, ()), served.version)
         response = json_response(predictions_json(outputs, body.row_format))
         response.headers[ui.VERSION_HEADER] = str(served.version)
         return response
@@ -322,8 +335,11 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         served = store.current
         if served is None:
             return error_response(503, f"no version of model {name!r} is loaded yet")
-        return json_response({"status": "ok", "model": name, "version": served.version,
-                              "batching": batcher.stats()})
+        status = {"status": "ok", "model": name, "version": served.version,
+                  "batching": batcher.stats()}
+        if logged is not None:
+            status["request_log"] = logged.status()
+        return json_response(status)
 
     @app.get("/v1/models/{model_name}", tags=["model status"],
              summary="Status of every version (TF Serving's GetModelStatus)")

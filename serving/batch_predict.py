@@ -110,6 +110,10 @@ class BatchPredictConfig:
     max_error_rate: float = setting(
         0.0, "Fraction of rows that may be rejected with exit code 0 (0 = none).")
     batch_size: int = setting(256, "Most instances per model call.")
+    request_log_dir: Optional[str] = setting(
+        None, "Also write each prediction to this request log (the server's format, which "
+        "`python -m monitoring --logs` reads); local paths only.")
+    request_log_sample_rate: float = setting(1.0, "Share of rows the request log keeps.")
     verbose: bool = setting(False, "Show Beam's and TensorFlow's own logs.")
 
 
@@ -207,6 +211,28 @@ def _error_line(rejected: instances.Rejected) -> Tuple[int, str]:
     return rejected.index, _json_line(rejected.record())
 
 
+class LogPredictions(beam.DoFn):
+    """Writes each predicted row to the request log, as the server does; one log per bundle."""
+
+    def __init__(self, directory: str, sample_rate: float, version: int) -> None:
+        self._config = (directory, sample_rate)
+        self._version = version
+        self._log: Any = None
+
+    def start_bundle(self) -> None:
+        from serving.request_log import RequestLog, RequestLogConfig
+
+        self._log = RequestLog(RequestLogConfig(*self._config))
+
+    def process(self, element: Tuple[int, Dict[str, Any]]) -> Iterable[Tuple[int, Dict[str, Any]]]:
+        _, record = element
+        self._log.log([record], [record[PREDICTION_COLUMN]], self._version)
+        yield element
+
+    def finish_bundle(self) -> None:
+        self._log.close()
+
+
 def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version: int,
                    path: str) -> None:
     assert config.output
@@ -226,10 +252,14 @@ def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version:
         lambda d, _: 0 if isinstance(d, instances.Accepted) else 1, 2)
     handler = KeyedModelHandler(SavedModelHandler(version, path,
                                                   max_batch_size=config.batch_size))
-    _ = (accepted
-         | "Key" >> beam.Map(_keyed)
-         | "RunInference" >> RunInference(handler)
-         | "Record" >> beam.Map(prediction_record)
+    records = (accepted
+               | "Key" >> beam.Map(_keyed)
+               | "RunInference" >> RunInference(handler)
+               | "Record" >> beam.Map(prediction_record))
+    if config.request_log_dir:
+        records = records | "RequestLog" >> beam.ParDo(LogPredictions(
+            config.request_log_dir, config.request_log_sample_rate, version))
+    _ = (records
          | "Format" >> beam.Map(_output_line, is_csv(config.output))
          | "Write" >> batch_output.WriteInOrder(config.output))
     _ = (rejected

@@ -320,3 +320,26 @@ def test_batch_predict_writes_an_output_named_without_a_directory(
                              "predictions.jsonl"], capsys)
     assert code == 0, printed
     assert len(_read_output(tmp_path / "predictions.jsonl")) == 1
+
+
+def test_batch_predict_writes_the_request_log_monitoring_reads(
+        serving_models: ServingModels, model_dir: str, tmp_path: pathlib.Path,
+        capsys: Any) -> None:
+    from monitoring import logs as monitoring_logs
+    from serving import request_log
+
+    instances = serving_models.instances[:20]
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("\n".join(json.dumps(i) for i in instances) + "\n")
+    out, log_dir = tmp_path / "out.jsonl", tmp_path / "log"
+    code, _, _ = _run(["--model-dir", model_dir, "--input", str(jsonl), "--output", str(out),
+                       "--request-log-dir", str(log_dir)], capsys)
+    assert code == 0
+    logged = monitoring_logs.read(request_log.complete_files(log_dir))
+    predicted = {g["key"]: g[PREDICTED] for g in _read_output(out)}
+    assert len(logged) == len(instances)
+    np.testing.assert_allclose(np.sort(logged[request_log.PREDICTION_KEY].to_numpy()),
+                               np.sort(_float32(list(predicted.values()))), **TOLERANCE)
+    assert set(logged[request_log.VERSION_KEY]) == {max(int(p.name) for p in
+                                                        pathlib.Path(model_dir).iterdir()
+                                                        if p.name.isdigit())}
