@@ -21,8 +21,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from typing import Iterator, List, Optional  # noqa: E402
 
+from common import logs  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
-from pipelines import config, logs  # noqa: E402
+from pipelines import config  # noqa: E402
 
 log = logging.getLogger("babyweight.local_runner")
 
@@ -64,9 +65,9 @@ def imports_frozen() -> Iterator[None]:
     in a run at 200k rows (more at 2M), mostly inside Transform. Frozen, they are skipped.
     Unfrozen afterwards, so a process that runs several pipelines still collects whatever
     became garbage, unless something else in the process had frozen the heap first
-    (`pipelines.gc_freeze` keeps the two from thawing each other's freeze).
+    (`common.gc_freeze` keeps the two from thawing each other's freeze).
     """
-    from pipelines import gc_freeze
+    from common import gc_freeze
 
     with gc_freeze.frozen():
         yield
@@ -81,7 +82,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
 
     from pipelines import atomic_push, dead_runs, pipeline
     from pipelines.beam_introspection import cached_dofn_inspection
-    from pipelines.errors import DataValidationError
+    from common.errors import DataValidationError
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 
     ensure_warehouse(warehouse)
@@ -136,7 +137,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
 
 def data_is_usable(warehouse: config.WarehouseConfig) -> bool:
     """The pre-flight check of the data's columns, types and rows, before any component runs."""
-    from pipelines.errors import DataValidationError
+    from common.errors import DataValidationError
     from warehouse import preflight, sql
 
     try:

@@ -33,8 +33,9 @@ import pathlib  # noqa: E402
 import sys  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
 
+from common import logs  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
-from pipelines import config, fingerprints, logs  # noqa: E402
+from pipelines import config, fingerprints  # noqa: E402
 from pipelines.cloud_config import (  # noqa: E402
     IMAGE_PROJECT_DIR, CloudConfig, MissingSetting, add_cloud_flags, cloud_from_flags,
     image_tag_of)

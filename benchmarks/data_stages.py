@@ -19,7 +19,7 @@ import tempfile  # noqa: E402
 from typing import Dict, List, Optional, Sequence  # noqa: E402
 
 from benchmarks.common import argument_parser, markdown_table, publish, timed  # noqa: E402
-from pipelines import logs  # noqa: E402
+from common import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
 

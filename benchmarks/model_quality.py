@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
 from modules import features  # noqa: E402
-from pipelines import logs  # noqa: E402
+from common import logs  # noqa: E402
 from pipelines.config import DataConfig  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import argument_parser, markdown_table, publish, timed  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
-from pipelines import logs  # noqa: E402
+from common import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
 

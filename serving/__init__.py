@@ -1,7 +1,7 @@
 """Serving babyweight's pushed models: a TF Serving-compatible REST server, local and batch predict.
 
 Modules, one job each:
-  settings        the typed settings every command turns into flags (pipelines.config style)
+  settings        the typed settings every command turns into flags (common.config style)
   validation      request checks against modules/features.py, shared by every entry point
   versions        what names a version (ASCII digits, int64): pure, shared with the pusher
   model_store     finds versions on disk, loads, checks and warms one up

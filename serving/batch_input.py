@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from pipelines.config import DataConfig
+from common.config import DataConfig
 from serving import instances, validation
 
 Read = Tuple[int, Optional[int], instances.Record]

@@ -69,8 +69,8 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from modules import features  # noqa: E402
-from pipelines import logs  # noqa: E402
-from pipelines.config import add_flags, from_flags, setting  # noqa: E402
+from common import logs  # noqa: E402
+from common.config import add_flags, from_flags, setting  # noqa: E402
 from serving import batch_output, instances, validation  # noqa: E402
 from serving.batch_input import (Read, is_csv, read_file, read_query,  # noqa: E402
                                  read_query_element, scoring_query)

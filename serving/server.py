@@ -29,8 +29,8 @@ from typing import List, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from pipelines import logs  # noqa: E402
-from pipelines.config import add_flags, from_flags  # noqa: E402
+from common import logs  # noqa: E402
+from common.config import add_flags, from_flags  # noqa: E402
 from serving.settings import BatchingConfig, LimitsConfig, ModelConfig, ServerConfig  # noqa: E402
 
 LOGGER = logging.getLogger("babyweight.serving")

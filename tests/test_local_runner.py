@@ -9,7 +9,7 @@ import weakref
 import pytest
 
 import local_runner
-from pipelines import gc_freeze
+from common import gc_freeze
 
 
 @pytest.fixture()

@@ -27,7 +27,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx_bsl.coders import example_coder
 
-from pipelines.errors import DataValidationError
+from common.errors import DataValidationError
 from pipelines.prefetch import prefetched
 from warehouse import engine, sql
 
