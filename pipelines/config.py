@@ -19,6 +19,7 @@ from common.config import (  # noqa: F401 - re-exported: the pipeline's one conf
     from_flags,
     setting,
 )
+from modules import contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +27,10 @@ class TrainingConfig:
     """How the model is trained; the model's own hyperparameters are modules.hparams."""
 
     tune: bool = setting(False, "Search hyperparameters with the Tuner before training.")
-    tuner_max_trials: int = setting(3, "Tuner trials (each a short training run).")
-    tuner_train_steps: int = setting(200, "Training steps of each Tuner trial.")
+    tuner_max_trials: int = setting(contract.DEFAULT_MAX_TRIALS,
+                                    "Tuner trials (each a short training run).")
+    tuner_train_steps: int = setting(contract.DEFAULT_TUNER_TRAIN_STEPS,
+                                     "Training steps of each Tuner trial.")
     warm_start: bool = setting(
         False, "Start training from the last blessed model's weights when the architecture "
         "and the features' meaning match (continuous training).")

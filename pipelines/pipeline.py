@@ -31,7 +31,7 @@ from pipelines.components.eda_report import EdaReport
 from pipelines.components.serving_pusher import ServingPusher
 from pipelines.config import DataConfig, EvaluationConfig, TrainingConfig, WarehouseConfig
 from pipelines.evaluation import eval_config
-from modules import model as model_config
+from modules import contract
 from modules.hparams import HyperParameters
 from pipelines.schema import SCHEMA_FILE
 from warehouse import sql
@@ -163,10 +163,10 @@ def model_components(
         batched_reads_lib.read_in_batches(transform)
     # Nothing that learns from the data may run before the data passed validation.
     transform.add_upstream_node(anomaly_gate)
-    custom_config = {model_config.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
-                     model_config.MAX_TRIALS_CONFIG_KEY: training.tuner_max_trials,
-                     model_config.CACHE_CONFIG_KEY: training.cache_examples,
-                     model_config.SEED_CONFIG_KEY: training.training_seed}
+    custom_config = {contract.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
+                     contract.MAX_TRIALS_CONFIG_KEY: training.tuner_max_trials,
+                     contract.CACHE_CONFIG_KEY: training.cache_examples,
+                     contract.SEED_CONFIG_KEY: training.training_seed}
     eval_args = trainer_pb2.EvalArgs(num_steps=training.eval_steps or None)
     components: List[BaseNode] = [transform]
     tuner = None
@@ -176,7 +176,8 @@ def model_components(
             examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             train_args=trainer_pb2.TrainArgs(num_steps=training.tuner_train_steps),
-            eval_args=trainer_pb2.EvalArgs(num_steps=max(training.eval_steps, 20)),
+            eval_args=trainer_pb2.EvalArgs(
+                num_steps=max(training.eval_steps, contract.DEFAULT_TUNER_EVAL_STEPS)),
             custom_config={**custom_config, **engines.tuner_custom_config})
         components.append(tuner)
     latest_blessed = Resolver(
