@@ -12,30 +12,6 @@ from modules import preprocessing as pp
 from modules.contract import OUTPUT_KEY
 from modules.hparams import HyperParameters
 
-def _skip_autograph_for_graph_libraries(prefixes: Tuple[str, ...] = (
-        "tf_keras", "tensorflow_transform")) -> None:
-    """Tells AutoGraph not to convert tf_keras' and tf.Transform's own code.
-
-    TF 2.16's AutoGraph exempts modules named `keras*` and `tensorflow.*` but not `tf_keras*`
-    or `tensorflow_transform*`, so every first trace (fit, evaluate, predict, save, and each
-    tf.data map or signature that applies the Transform graph) re-converts their Python
-    source: ~5 s each for tf_keras on a small CPU, and about 0.5 s per run for the Transform
-    layer, for nothing: both are written graph-safe (Keras 2 was never converted, and TFT's
-    code is TF1-style graph code). Our own functions are still converted. A no-op if TF's
-    private config module moves.
-    """
-    try:
-        from tensorflow.python.autograph.core import config as autograph_config
-    except ImportError:  # pragma: no cover - future TF layouts
-        return
-    known = {getattr(r, "_prefix", None) for r in autograph_config.CONVERSION_RULES}
-    autograph_config.CONVERSION_RULES = autograph_config.CONVERSION_RULES + tuple(
-        autograph_config.DoNotConvert(prefix) for prefix in prefixes if prefix not in known)
-
-
-_skip_autograph_for_graph_libraries()
-
-
 WIDE_OUTPUT_LAYER = "wide_linear"
 DEEP_OUTPUT_LAYER = "deep_linear"
 RMSE = "rmse"

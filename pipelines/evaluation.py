@@ -71,7 +71,7 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
             label_key=features.LABEL_KEY,
             prediction_key=features.LABEL_KEY)],
         metrics_specs=[tfma.MetricsSpec(metrics=[
-            # One extract may hold many examples (pipelines.tfma_slicing): these metrics count
+            # One extract may hold many examples (pipelines.speedups.tfma_slicing): these metrics count
             # the examples in it, where TFMA's ExampleCount would count the extract once.
             tfma.MetricConfig(class_name=tfma_metrics.BatchedExampleCount.__name__,
                               module=tfma_metrics.__name__),

@@ -11,7 +11,7 @@ import dataclasses
 import pathlib
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type, Union
 
-from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform, Tuner
+from tfx.components import ExampleValidator, Trainer, Tuner
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base.base_node import BaseNode
 from tfx.dsl.components.common.resolver import Resolver
@@ -23,7 +23,6 @@ from tfx.proto import example_gen_pb2, range_config_pb2, trainer_pb2, transform_
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
-from pipelines import batched_reads as batched_reads_lib
 from pipelines import fingerprints
 from pipelines.components import span_driver
 from pipelines.components.anomaly_gate import AnomalyGate
@@ -34,6 +33,7 @@ from pipelines.evaluation import eval_config
 from modules import contract
 from modules.hparams import HyperParameters
 from pipelines.schema import SCHEMA_FILE
+from pipelines.speedups import batched_reads as batched_reads_lib
 from warehouse import sql
 
 ANOMALIES_REPORT = "anomalies.txt"
@@ -45,7 +45,7 @@ PREPROCESSING_FN = "modules.preprocessing.preprocessing_fn"
 RUN_FN = "modules.model.run_fn"
 TUNER_FN = "modules.model.tuner_fn"
 # The Evaluator's extension module: slices whole batches instead of single examples.
-EVALUATOR_MODULE = "pipelines.tfma_slicing"
+EVALUATOR_MODULE = "pipelines.speedups.tfma_slicing"
 
 
 # Builds the push stage from the model, its blessing and its evaluation (the push stage's node id
@@ -71,7 +71,7 @@ class Engines:
     # None: the local ServingPusher into `serving_dir`.
     pushers: Optional[PusherFactory] = None
     # StatisticsGen, Transform and the Evaluator read the TFRecords a batch at a time
-    # (pipelines/batched_reads.py); off on Dataflow, where Beam's own reader splits big files
+    # (pipelines/speedups/batched_reads.py); off on Dataflow, where Beam's own reader splits big files
     # across workers.
     batched_reads: bool = True
 
@@ -112,9 +112,8 @@ def data_components(example_gen: BaseNode, reports_dir: pathlib.Path,
 
     With a local `warehouse`, the run also writes the exploratory-analysis report from it.
     """
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    if batched_reads:
-        batched_reads_lib.read_in_batches(statistics_gen)
+    statistics_gen_class, _, _ = batched_reads_lib.component_classes(batched_reads)
+    statistics_gen = statistics_gen_class(examples=example_gen.outputs["examples"])
     schema_importer = ImportSchemaGen(schema_file=str(schema_file))
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
@@ -144,7 +143,9 @@ def model_components(
     """Transform, (Tuner,) Trainer, the baseline resolver, Evaluator and the pusher."""
     example_gen, _, schema_importer, _, anomaly_gate = data[:5]
     examples = example_gen.outputs["examples"]
-    transform = Transform(
+    _, transform_class, evaluator_class = batched_reads_lib.component_classes(
+        engines.batched_reads)
+    transform = transform_class(
         examples=examples,
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
@@ -159,8 +160,6 @@ def model_components(
         # The analyzer cache only pays when a later run feeds it back in (analyzer_cache),
         # which this pipeline does not: the component cache reuses a whole unchanged run.
         disable_analyzer_cache=True)
-    if engines.batched_reads:
-        batched_reads_lib.read_in_batches(transform)
     # Nothing that learns from the data may run before the data passed validation.
     transform.add_upstream_node(anomaly_gate)
     custom_config = {contract.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
@@ -194,15 +193,13 @@ def model_components(
         train_args=trainer_pb2.TrainArgs(),
         eval_args=eval_args,
         custom_config={**custom_config, **engines.trainer_custom_config})
-    evaluator = Evaluator(
+    evaluator = evaluator_class(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed.outputs["model"],
         eval_config=eval_config(evaluation),
         example_splits=["eval"],
         module_path=EVALUATOR_MODULE)
-    if engines.batched_reads:
-        batched_reads_lib.read_in_batches(evaluator)
     if engines.pushers is None:
         pushers: List[BaseNode] = [ServingPusher(
             model=trainer.outputs["model"],

@@ -15,7 +15,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.util import tfxio_utils
 from tfx_bsl.tfxio import tf_example_record
 
-from pipelines import batched_reads, pipeline
+from pipelines import pipeline
+from pipelines.speedups import batched_reads
 from tests.tolerances import EPS64, mixed_mean_abs, moments_std_abs
 from pipelines.schema import SCHEMA_FILE
 
