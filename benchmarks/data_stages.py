@@ -49,7 +49,7 @@ def measure(rows: int, work: pathlib.Path, beam_args: List[str]) -> Dict[str, ob
     from tfx.types import standard_artifacts
 
     from pipelines import pipeline
-from pipelines.speedups import batched_reads
+    from pipelines.speedups import batched_reads
     from pipelines.components.duckdb_example_gen import executor as duckdb_executor
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
     from pipelines.config import DataConfig
