@@ -3,7 +3,7 @@
 Modules, one job each:
   settings        the typed settings every command turns into flags (common.config style)
   validation      request checks against modules/features.py, shared by every entry point
-  versions        what names a version (ASCII digits, int64): pure, shared with the pusher
+  versions        what names a version: common.versions (shared with the pusher), re-exported
   model_store     finds versions on disk, loads, checks and warms one up
   version_manager which version is served: the loader thread, retries, switches, unloads
   security        Host check, bearer token, JSON-only bodies (no use from other web pages)
