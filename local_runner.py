@@ -8,10 +8,6 @@ blessed (nothing pushed; the reasons are printed), 1 any other failure.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import logging  # noqa: E402

@@ -22,10 +22,6 @@ other failure. Step-by-step setup (APIs, service account, image): docs/cloud.md.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import logging  # noqa: E402

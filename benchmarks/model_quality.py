@@ -9,9 +9,6 @@ All are scored on the eval split, beside the generator's irreducible error (the 
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import json  # noqa: E402
 import logging  # noqa: E402

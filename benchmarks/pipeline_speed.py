@@ -17,9 +17,6 @@ stopped after 3 to 5 epochs at random, so the two would often not have done the 
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import concurrent.futures  # noqa: E402
 import dataclasses  # noqa: E402

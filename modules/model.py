@@ -3,7 +3,7 @@
 Keras flavour: tf_keras (Keras 2), imported as `tf_keras`. Why: tf.Transform 1.16's
 `transform_features_layer()` is a tf_keras layer and TFX 1.16 / TFMA 0.47 expect tf_keras
 SavedModels; mixing it with Keras 3 objects fails. `TF_USE_LEGACY_KERAS=1` (set by
-`modules/__init__.py` and the Makefile) makes TFT pick tf_keras too. Keras 3 is still installed
+`common/__init__.py` and the Makefile) makes TFT pick tf_keras too. Keras 3 is still installed
 (KerasTuner pulls it), which is why the tuner is a BaseTuner, not keras_tuner.RandomSearch.
 
 The course's DNNLinearCombinedRegressor, rebuilt from layers, with two guarantees built in:

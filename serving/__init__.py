@@ -17,3 +17,4 @@ Modules, one job each:
   batch_input     batch prediction's rows from files, the warehouse or an export
   batch_output    batch prediction's files, written in input order, whole or not at all
 """
+import common  # noqa: F401,E402  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)

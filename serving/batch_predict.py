@@ -52,13 +52,11 @@ import csv
 import dataclasses
 import gc
 import io
-import os
 import sys
 import warnings
 import weakref
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # Google client libraries warn about Python 3.10 on import; nothing a user of this can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 

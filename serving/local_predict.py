@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from typing import IO, Any, Iterator, List, Optional, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from common import logs  # noqa: E402
 from common.config import add_flags, from_flags, setting  # noqa: E402

@@ -27,7 +27,6 @@ import threading
 import time
 from typing import List, Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from common import logs  # noqa: E402
 from common.config import add_flags, from_flags  # noqa: E402

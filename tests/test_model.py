@@ -7,11 +7,9 @@ hundred steps are enough to show the model learns; Transform runs for real (test
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 from typing import Dict, List
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
