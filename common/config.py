@@ -128,8 +128,8 @@ class PipelineConfig:
         """Only the DirectRunner options that differ from Beam's defaults (in_memory, 1 worker).
 
         Why not always both: given any Beam argument, each TFX Beam component first builds an
-        sdist of TFX itself for remote workers (about 2 s per component), which a local run
-        never uses.
+        sdist of TFX itself for remote workers (seconds per component: the README's "Pipeline
+        speed"), which a local run never uses.
         """
         args = []
         if self.beam_direct_running_mode != "in_memory":

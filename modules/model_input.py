@@ -21,9 +21,9 @@ def read_raw_examples(file_patterns: List[str], raw_feature_spec: Mapping[str, A
                       ) -> tf.data.Dataset:
     """ExampleGen's tf.Examples, parsed READ_BATCH_SIZE at a time, in file order.
 
-    tf.data's own TFRecord reader and `parse_example`, not the DataAccessor's TFXIO dataset:
-    on the same files that took 3x as long (about 2 s against 0.7 s for the 290k training
-    examples of 200k raw rows), paid in every run's first epoch.
+    tf.data's own TFRecord reader and `parse_example`, not the DataAccessor's TFXIO dataset,
+    which took several times as long on the same files, paid in every run's first epoch
+    (the README's "Pipeline speed").
     """
     files, compression = records.tfrecord_files(file_patterns)
     dataset = tf.data.TFRecordDataset(

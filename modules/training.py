@@ -96,8 +96,8 @@ def run_fn(fn_args: FnArgs) -> None:
         tf_keras.callbacks.EarlyStopping(monitor="val_loss",
                                          patience=hparams.early_stopping_patience,
                                          restore_best_weights=True, verbose=1),
-        # Loss and RMSE per epoch; not the graph, which took 0.4 s to write every run (the
-        # exported model shows it: `saved_model_cli show --all --dir <model>`).
+        # Loss and RMSE per epoch; not the graph, rewritten every run for nothing: the exported
+        # model shows it (`saved_model_cli show --all --dir <model>`).
         tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
                                        write_graph=False),
     ]
