@@ -27,7 +27,7 @@ import pathlib
 import sys
 from typing import List, Optional
 
-from pipelines.config import PipelineConfig, add_flags, from_flags, setting
+from common.config import PipelineConfig, add_flags, from_flags, setting
 
 EXIT_CROSSED = 2
 LOGGER = logging.getLogger("babyweight.monitoring")
@@ -167,7 +167,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(parser, MonitorConfig)
     config = from_flags(MonitorConfig, parser.parse_args(argv))
-    from pipelines import logs as pipeline_logs
+    from common import logs as pipeline_logs
 
     pipeline_logs.setup(False)
     try:

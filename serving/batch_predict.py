@@ -17,7 +17,8 @@ Input, one of:
   --source    your export of it (CSV or Parquet files, as local_runner.py --source reads):
               both through the training query's own row mapping (warehouse.sql.scoring_query),
               each row once (no "no ultrasound" copies); a row the query's WHERE would drop is
-              rejected naming the condition. --split keeps one split of the default buckets.
+              rejected naming the condition. --split keeps one split of the default buckets:
+              only rows that pass the query's filters, as the pipeline's split.
 
 Output, in input order, one row per accepted row: the key (the input's `key` column, else the
 0-based row number), the features as the model saw them, the label (weight_pounds) when the
@@ -52,13 +53,11 @@ import csv
 import dataclasses
 import gc
 import io
-import os
 import sys
 import warnings
 import weakref
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # Google client libraries warn about Python 3.10 on import; nothing a user of this can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
@@ -69,8 +68,8 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from modules import features  # noqa: E402
-from pipelines import logs  # noqa: E402
-from pipelines.config import add_flags, from_flags, setting  # noqa: E402
+from common import logs  # noqa: E402
+from common.config import add_flags, from_flags, setting  # noqa: E402
 from serving import batch_output, instances, validation  # noqa: E402
 from serving.batch_input import (Read, is_csv, read_file, read_query,  # noqa: E402
                                  read_query_element, scoring_query)

@@ -1,13 +1,13 @@
 """The serving commands' settings, declared once as typed fields that become --flags.
 
-Same mechanism as the pipeline (`pipelines.config.add_flags` / `from_flags`), so `--help` always
+Same mechanism as the pipeline (`common.config.add_flags` / `from_flags`), so `--help` always
 lists every setting with its default, and tests build the same objects without a command line.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from pipelines.config import PIPELINE_NAME, PipelineConfig, setting
+from common.config import PIPELINE_NAME, PipelineConfig, setting
 
 DEFAULT_MODEL_DIR = str(PipelineConfig.serving_dir)
 

@@ -283,11 +283,13 @@ def test_batch_predict_reads_one_split_of_the_warehouse(
     assert len(rows) == limit
     out = tmp_path / "warehouse.csv"
     code, printed, _ = _run(["--model-dir", model_dir, "--warehouse", str(small_warehouse),
-                             "--split", "test", "--limit", str(limit), "--output", str(out),
-                             "--max-error-rate", "1"], capsys)
+                             "--split", "test", "--limit", str(limit), "--output", str(out)],
+                            capsys)
     assert code == 0, printed
     decided = [batch_predict.instances.decide(*row) for row in rows]
     accepted = [d for d in decided if isinstance(d, batch_predict.instances.Accepted)]
+    # A split holds only rows that pass the query's filters: nothing in it is rejected.
+    assert len(accepted) == limit, [d for d in decided if d not in accepted]
     assert f"Read {limit} rows: {len(accepted)} predicted" in printed
     assert [int(g["key"]) for g in _read_output(out)] == [a.index for a in accepted]
     code, _, err = _run(["--model-dir", model_dir, "--warehouse", str(small_warehouse),

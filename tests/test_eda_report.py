@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html.parser
-import os
 import pathlib
 import re
 from typing import Dict, List
@@ -12,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from modules import features  # noqa: E402
 from tests.tolerances import EPS64, mean_rel, std_rel

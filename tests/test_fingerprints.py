@@ -122,13 +122,13 @@ def test_each_component_runs_the_project_code_its_entry_points_import(tmp_path):
     # Loaded by dotted name: run_fn, preprocessing_fn, the Evaluator's module_path and the
     # metric classes its eval_config names.
     assert {"modules/model.py", "modules/features.py"} <= set(code["Trainer"])
-    assert {"modules/preprocessing.py", "pipelines/batched_reads.py"} <= set(code["Transform"])
-    assert {"pipelines/tfma_slicing.py", "pipelines/tfma_metrics.py",
-            "pipelines/batched_reads.py"} <= set(code["Evaluator"])
+    assert {"modules/preprocessing.py", "pipelines/speedups/batched_reads.py"} <= set(code["Transform"])
+    assert {"pipelines/speedups/tfma_slicing.py", "pipelines/tfma_metrics.py",
+            "pipelines/speedups/batched_reads.py"} <= set(code["Evaluator"])
     # The project's own executors.
     assert {"pipelines/components/duckdb_example_gen/executor.py",
             "warehouse/sql.py"} <= set(code["DuckDBExampleGen"])
-    assert "pipelines/batched_reads.py" in code["StatisticsGen"]
+    assert "pipelines/speedups/batched_reads.py" in code["StatisticsGen"]
     assert "pipelines/components/serving_pusher.py" in code["ServingPusher"]
     # The model's code is the Trainer's alone among the stages before it.
     for stage in ("DuckDBExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",

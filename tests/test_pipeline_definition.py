@@ -94,9 +94,9 @@ def test_beam_arguments_only_when_they_differ_from_beams_defaults():
 def test_the_training_seed_reaches_the_trainer_and_the_tuner(tmp_path):
     import json
 
-    from modules import model
+    from modules import contract
 
     definition = build(tmp_path, tune=True, training_seed=1234)
     for component_id in ("Trainer", "Tuner"):
         custom = json.loads(component(definition, component_id).exec_properties["custom_config"])
-        assert custom[model.SEED_CONFIG_KEY] == 1234
+        assert custom[contract.SEED_CONFIG_KEY] == 1234

@@ -19,7 +19,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics
 
-from pipelines.errors import DataValidationError
+from common.errors import DataValidationError
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 STATISTICS_FILE = "FeatureStats.pb"

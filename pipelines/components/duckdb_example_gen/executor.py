@@ -27,7 +27,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx_bsl.coders import example_coder
 
-from pipelines.errors import DataValidationError
+from common.errors import DataValidationError
 from pipelines.prefetch import prefetched
 from warehouse import engine, sql
 
@@ -137,9 +137,9 @@ class _WriteSplits(beam.DoFn):
     One element for all splits instead of one per row: Beam's per-record reshuffle and write
     cost more than the query and the encoding together on a small machine. The splits are
     written in threads, and each split's next batch is queried and encoded while the last one
-    is written (DuckDB, tfx_bsl's encoder and TF's writer all run outside the GIL): 0.75 s
-    instead of 1.6 s for the 360k examples of 200k raw rows on 2 cores. GZIP level 1 writes
-    twice as fast as the default level 6, for files a quarter larger that read as fast.
+    is written (DuckDB, tfx_bsl's encoder and TF's writer all run outside the GIL). GZIP level 1
+    writes faster than the default level 6, for somewhat larger files that read as fast (what
+    each saved: the README's "Pipeline speed").
     """
 
     def __init__(self, database: str, source: Optional[str]):
