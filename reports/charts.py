@@ -27,7 +27,8 @@ def _style(axes) -> None:
 
 
 def crowded(labels: Sequence[str], room: float = 44.0) -> bool:
-    """Whether horizontal tick labels would run into each other on a 5-inch axis.
+    """Whether horizontal tick labels would run into each other on a 5-inch axis (then they
+    are drawn upright, which never collide: slanted ones overlap their neighbours' space).
 
     Judged by the labels' total length (about `room` characters fit side by side), not their
     number: five long plurality names collide where eight short age buckets do not.
@@ -54,8 +55,7 @@ def category_shares(feature: str, shares: Dict[str, List[Tuple[str, float]]],
         axes.bar(positions, [100 * lookup.get(v, 0.0) for v in values], width=width,
                  label=split, color=SPLIT_COLOURS.get(split))
     tilt = crowded(values)
-    axes.set_xticks(range(len(values)), values, rotation=30 if tilt else 0,
-                    ha="right" if tilt else "center", rotation_mode="anchor")
+    axes.set_xticks(range(len(values)), values, rotation=90 if tilt else 0)
     axes.set_ylabel("% of the split's examples")
     axes.set_xlabel(feature)
     axes.legend(frameon=False, fontsize=8)
@@ -134,8 +134,7 @@ def slice_rmse(feature: str, labels: Sequence[str], candidate: Sequence[float],
         axes.axhline(bound, color="#c44e52", linestyle="--", linewidth=1, label="overall bound")
     ticks = [f"{label}\nn={int(count):,}" for label, count in zip(labels, counts)]
     tilt = crowded(ticks)
-    axes.set_xticks(list(xs), ticks, rotation=35 if tilt else 0, rotation_mode="anchor",
-                    ha="right" if tilt else "center", fontsize=8 if tilt else 9)
+    axes.set_xticks(list(xs), ticks, rotation=90 if tilt else 0, fontsize=8 if tilt else 9)
     axes.set_ylim(0, top * 1.18)
     axes.set_ylabel("RMSE (lb)")
     axes.set_xlabel(feature)
