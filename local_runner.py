@@ -80,15 +80,15 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from pipelines import pipeline
+    from pipelines import atomic_push, dead_runs, pipeline
     from pipelines.beam_introspection import cached_dofn_inspection
     from pipelines.errors import DataValidationError
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 
     ensure_warehouse(warehouse)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    reports_dir = pathlib.Path(settings.reports_dir) / stamp
-    reports_dir.mkdir(parents=True, exist_ok=True)
+    if not data_is_usable(warehouse):
+        return 2
+    reports_dir = new_reports_dir(pathlib.Path(settings.reports_dir))
     pathlib.Path(settings.metadata_path).parent.mkdir(parents=True, exist_ok=True)
     example_gen = DuckDBExampleGen(input_config=pipeline.input_config(data),
                                    database=warehouse.database, source=warehouse.source,
@@ -112,7 +112,8 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     started = time.monotonic()
     log.info("Running %d components: %s", len(definition.components),
              ", ".join(c.id for c in definition.components))
-    with imports_frozen():
+    with imports_frozen(), dead_runs.live_run(pathlib.Path(settings.metadata_path)):
+        atomic_push.clean_up_dead_pushes(pathlib.Path(settings.serving_dir))
         try:
             with cached_dofn_inspection():
                 LocalDagRunner().run(definition)
@@ -120,6 +121,9 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
             log.error("%s", error)
             log.error("The run stopped before training. Reports: %s", reports_dir)
             return 2
+        except atomic_push.PushError as error:
+            log.error("The push failed: %s", error)
+            return 1
         finally:
             publish_reports(settings, reports_dir)
     log.info("Pipeline finished in %.0f s", time.monotonic() - started)
@@ -131,6 +135,36 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     return outcome
 
 
+def data_is_usable(warehouse: config.WarehouseConfig) -> bool:
+    """The pre-flight check of the data's columns, types and rows, before any component runs."""
+    from pipelines.errors import DataValidationError
+    from warehouse import preflight, sql
+
+    try:
+        rows = preflight.check(pathlib.Path(warehouse.database), warehouse.source,
+                               sql.base_query())
+    except DataValidationError as error:
+        log.error("%s", error)
+        log.error("Nothing ran: the data failed its pre-flight check.")
+        return False
+    log.info("Data: %s, %d rows", warehouse.source or warehouse.database, rows)
+    return True
+
+
+def new_reports_dir(root: pathlib.Path) -> pathlib.Path:
+    """The run's own reports directory, named by its start to the microsecond (sortable).
+
+    Created with exist_ok=False, so two runs started at the same moment never share one.
+    """
+    while True:
+        path = root / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            time.sleep(1e-3)
+
+
 def publish_reports(settings: config.PipelineConfig, reports_dir: pathlib.Path) -> None:
     """The run's browser report and the index of all runs, whatever the run's outcome."""
     try:
@@ -138,6 +172,8 @@ def publish_reports(settings: config.PipelineConfig, reports_dir: pathlib.Path) 
 
         published = reports.publish(settings.metadata_path, pipeline_root=settings.pipeline_root,
                                     out_dir=settings.reports_dir, run_reports_dir=reports_dir)
+        if published.data_note:
+            log.warning("%s", published.data_note)
         log.info("Report:    %s", published.run_page.resolve().as_uri())
         log.info("All runs:  %s", published.index.resolve().as_uri())
     except Exception as error:  # noqa: BLE001 - a report must never change the run's outcome

@@ -13,7 +13,7 @@ setup(
                                     "serving*"]),
     package_data={
         "pipelines": ["sql/*.sql"],
-        "reports": ["templates/*.j2"],
+        "reports": ["templates/*.j2", "templates/*.js"],
         "serving.ui": ["templates/*.html", "static/*.js", "static/*.css", "static/*.svg"],
     },
     py_modules=["local_runner", "vertex_runner"],

@@ -10,6 +10,35 @@ import dataclasses
 from typing import Any, Dict, Optional, Tuple, Union
 
 LABEL_KEY = "weight_pounds"
+# The conversion the warehouse applies to the recorded grams (weight_pounds = grams * this).
+POUNDS_PER_GRAM = 0.00220462262185
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelRange:
+    """The weights a birth can have, as the warehouse records them (whole grams).
+
+    The model's output layer cannot leave this range and the Evaluator refuses a model whose
+    eval predictions do: a negative or 40 lb baby is not an estimate, it is a bug.
+    """
+
+    min_grams: int
+    max_grams: int
+
+    @property
+    def min_pounds(self) -> float:
+        return self.min_grams * POUNDS_PER_GRAM
+
+    @property
+    def max_pounds(self) -> float:
+        return self.max_grams * POUNDS_PER_GRAM
+
+    def contains(self, pounds: float) -> bool:
+        return self.min_pounds <= pounds <= self.max_pounds
+
+
+# The generator writes (and the real table holds) 227 g (half a pound) to 8165 g (18 lb).
+LABEL_RANGE = LabelRange(min_grams=227, max_grams=8165)
 
 # The canonical spellings. The warehouse query produces exactly these strings; a BOOL cast to
 # STRING would give 'true'/'false' on BigQuery and fall out of the vocabulary.
@@ -24,6 +53,9 @@ PLURALITY_NAMES: Tuple[str, ...] = (
     "Quadruplets(4)",
     "Quintuplets(5)",
 )
+# Heavier to lighter: at the same other inputs, each extra baby means a lighter one (the model's
+# plurality effect is monotone along this chain by construction; see modules/model.py).
+PLURALITY_ORDER: Tuple[str, ...] = PLURALITY_NAMES
 PLURALITY_MULTIPLE_UNKNOWN = "Multiple(2+)"
 
 

@@ -6,10 +6,13 @@ SavedModels; mixing it with Keras 3 objects fails. `TF_USE_LEGACY_KERAS=1` (set 
 `modules/__init__.py` and the Makefile) makes TFT pick tf_keras too. Keras 3 is still installed
 (KerasTuner pulls it), which is why the tuner below is a BaseTuner, not keras_tuner.RandomSearch.
 
-The course's DNNLinearCombinedRegressor, rebuilt from layers:
-  wide: one-hot of every id feature (vocabulary ids, age/week buckets, their cross) -> linear
-  deep: z-scored age and weeks + embeddings of every id feature -> ReLU layers -> linear
-  output: wide + deep, trained with MSE, reported as RMSE ("rmse").
+The course's DNNLinearCombinedRegressor, rebuilt from layers, with two guarantees built in:
+  wide: one-hot of every id feature but plurality (sex, age/week buckets, their cross) -> linear
+  deep: z-scored age and weeks + embeddings of the same ids -> ReLU layers -> linear
+  plurality: an offset per (plurality, gestation bucket) that falls with every extra baby by
+        construction (modules.layers.MonotoneOffset); the unknown count sits outside the chain
+  output: wide + deep + plurality through a sigmoid scaled to the label's declared range
+        (modules.layers.BoundedOutput), trained with MSE, reported as RMSE ("rmse").
 
 Exported signatures (see `export_serving_model`):
   serving_default     raw features by name, each [None]          -> {"weight_pounds": [None]}
@@ -35,6 +38,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 from tfx.components.tuner.component import TunerFnResult  # noqa: E402
 
 from modules import features  # noqa: E402
+from modules import layers  # noqa: E402
 from modules import preprocessing as pp  # noqa: E402
 from modules import records  # noqa: E402
 from modules.hparams import HyperParameters, from_keras_tuner, search_space  # noqa: E402
@@ -70,6 +74,9 @@ HYPERPARAMETERS_CONFIG_KEY = "hyperparameters"
 WARM_START_CONFIG_KEY = "warm_start_from"
 MAX_TRIALS_CONFIG_KEY = "max_trials"
 CACHE_CONFIG_KEY = "cache_examples"
+SEED_CONFIG_KEY = "seed"
+# Without a seed in custom_config (a Trainer configured by hand): still the same every run.
+DEFAULT_SEED = 42
 # Inside an exported model: the features' meaning it was trained with (see features.meaning).
 FEATURE_MEANING_FILE = os.path.join("assets.extra", "feature_meaning.json")
 # Rows in the shuffle buffer, and rows per read of the files (parsing is cheaper in big batches).
@@ -109,16 +116,32 @@ def dense_feature_keys() -> Tuple[str, ...]:
     return tuple(pp.transformed_name(f.name) for f in features.NUMERIC_FEATURES)
 
 
+# The plurality id's effect is monotone along the declared order (modules.layers.MonotoneOffset),
+# per gestation bucket (multiples fall behind more late in pregnancy); no other part sees it.
+MONOTONE_KEY = pp.transformed_name(features.PLURALITY.name)
+MONOTONE_GROUP_KEY = pp.bucket_name(features.GESTATION_WEEKS.name)
+MONOTONE_OUTPUT_LAYER = "plurality_offset"
+
+
 def build_keras_model(hparams: HyperParameters) -> tf_keras.Model:
-    """The wide-and-deep regressor over Transform's outputs (each a [batch] tensor)."""
-    inputs = {key: tf_keras.Input(shape=(), name=key, dtype=tf.int64)
-              for key in id_feature_sizes()}
+    """The wide-and-deep regressor over Transform's outputs (each a [batch] tensor).
+
+    Pre-activation = wide + deep + plurality offset; the output is a sigmoid scaled to the
+    label's declared range (features.LABEL_RANGE), so no input gives an impossible weight.
+    """
+    sizes = id_feature_sizes()
+    inputs = {key: tf_keras.Input(shape=(), name=key, dtype=tf.int64) for key in sizes}
     inputs.update({key: tf_keras.Input(shape=(), name=key, dtype=tf.float32)
                    for key in dense_feature_keys()})
+    free_ids = {key: size for key, size in sizes.items() if key != MONOTONE_KEY}
+    chain = len(features.PLURALITY_ORDER)
+    if features.PLURALITY.vocabulary[:chain] != features.PLURALITY_ORDER:
+        raise ValueError("plurality's vocabulary must start with features.PLURALITY_ORDER: "
+                         "the monotone offset follows the ids in that order")
 
     one_hots = [tf_keras.layers.CategoryEncoding(size, output_mode="one_hot",
                                                  name=f"{key}_one_hot")(inputs[key])
-                for key, size in id_feature_sizes().items()]
+                for key, size in free_ids.items()]
     wide = tf_keras.layers.Dense(1, name=WIDE_OUTPUT_LAYER)(
         tf_keras.layers.Concatenate(name="wide_inputs")(one_hots))
 
@@ -126,13 +149,19 @@ def build_keras_model(hparams: HyperParameters) -> tf_keras.Model:
                   for key in dense_feature_keys()]
     deep_parts += [tf_keras.layers.Embedding(size, hparams.embedding_dim,
                                              name=f"{key}_embedding")(inputs[key])
-                   for key, size in id_feature_sizes().items()]
+                   for key, size in free_ids.items()]
     deep = tf_keras.layers.Concatenate(name="deep_inputs")(deep_parts)
     for index, units in enumerate(hparams.hidden_layer_sizes()):
         deep = tf_keras.layers.Dense(units, activation="relu", name=f"deep_hidden_{index}")(deep)
     deep = tf_keras.layers.Dense(1, name=DEEP_OUTPUT_LAYER)(deep)
 
-    output = tf_keras.layers.Add(name=OUTPUT_KEY)([wide, deep])
+    plurality = layers.MonotoneOffset(
+        num_ids=sizes[MONOTONE_KEY], chain=chain,
+        num_groups=sizes[MONOTONE_GROUP_KEY], name=MONOTONE_OUTPUT_LAYER)(
+        [inputs[MONOTONE_KEY], inputs[MONOTONE_GROUP_KEY]])
+    logit = tf_keras.layers.Add(name="pre_activation")([wide, deep, plurality])
+    output = layers.BoundedOutput(features.LABEL_RANGE.min_pounds,
+                                  features.LABEL_RANGE.max_pounds, name=OUTPUT_KEY)(logit)
     model = tf_keras.Model(inputs=inputs, outputs=output, name="babyweight_wide_and_deep")
     model.compile(
         optimizer=tf_keras.optimizers.Adam(learning_rate=hparams.learning_rate),
@@ -352,6 +381,19 @@ def warm_start(model: tf_keras.Model, saved_model_dir: Optional[str]) -> bool:
 # TFX entry points
 # ------------------------------------------------------------------------------------------------
 
+def training_seed(fn_args: FnArgs) -> int:
+    """custom_config['seed'], else DEFAULT_SEED: training is reproducible either way."""
+    return int((fn_args.custom_config or {}).get(SEED_CONFIG_KEY, DEFAULT_SEED))
+
+
+def seed_everything(seed: int) -> None:
+    """Same data and seed, same model: Python's, NumPy's and TensorFlow's generators seeded,
+    and TensorFlow's ops made deterministic (multithreaded CPU kernels may otherwise sum in
+    a different order from run to run)."""
+    tf_keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def hyperparameters_from_fn_args(fn_args: FnArgs) -> HyperParameters:
     """custom_config['hyperparameters'] (or the defaults), overridden by the Tuner's best values."""
     custom_config = fn_args.custom_config or {}
@@ -377,7 +419,8 @@ def _datasets(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput,
               cache: bool) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
     """Finite datasets are one pass per epoch; repeated ones need steps (Keras stops on them)."""
     train = input_fn(fn_args.train_files, tf_transform_output, batch_size,
-                     repeat=repeat_train, max_examples=max_examples, cache=cache)
+                     repeat=repeat_train, max_examples=max_examples, cache=cache,
+                     seed=training_seed(fn_args))
     evaluation = input_fn(fn_args.eval_files, tf_transform_output,
                           batch_size, repeat=repeat_eval, shuffle=False, cache=cache)
     return train, evaluation
@@ -404,24 +447,27 @@ def training_label_mean(file_patterns: List[str], raw_feature_spec: Mapping[str,
 
 
 def start_at_label_mean(model: tf_keras.Model, mean: float) -> None:
-    """Sets the output bias to the training labels' mean.
+    """Starts the output at the training labels' mean (the wide bias at its logit).
 
     A fresh model predicts about 0 lb for babies that weigh about 7: a short run (a Tuner
     trial, a small dataset) would spend its steps climbing to the mean instead of learning
     from the features.
     """
-    model.get_layer(WIDE_OUTPUT_LAYER).bias.assign([mean])
+    label = features.LABEL_RANGE
+    model.get_layer(WIDE_OUTPUT_LAYER).bias.assign(
+        [layers.logit_of(mean, label.min_pounds, label.max_pounds)])
 
 
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point: train, then export the serving model with its signatures.
 
     Reads custom_config['hyperparameters'] (HyperParameters.to_dict()), fn_args.hyperparameters
-    (the Tuner's best, overriding) and custom_config['warm_start_from'] (an exported model dir;
-    falls back to fn_args.base_model).
+    (the Tuner's best, overriding), custom_config['warm_start_from'] (an exported model dir;
+    falls back to fn_args.base_model) and custom_config['seed'] (see seed_everything).
     """
     hparams = hyperparameters_from_fn_args(fn_args)
-    LOGGER.info("Training with %s", hparams)
+    LOGGER.info("Training with %s, seed %d", hparams, training_seed(fn_args))
+    seed_everything(training_seed(fn_args))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     steps_per_epoch = _train_steps_per_epoch(hparams, fn_args)
     custom_config = fn_args.custom_config or {}
@@ -498,9 +544,11 @@ class TfKerasRandomSearch(keras_tuner.engine.base_tuner.BaseTuner):
             hyperparameters=hyperparameters, seed=seed)
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name, overwrite=True)
+        self._trial_seed = DEFAULT_SEED if seed is None else seed
 
     def run_trial(self, trial: Any, *fit_args: Any, **fit_kwargs: Any) -> Dict[str, float]:
         tf_keras.backend.clear_session()
+        seed_everything(self._trial_seed)  # a trial's result depends on its values, not its turn
         hp = trial.hyperparameters
         model = self.hypermodel.build(hp)
         history = self.hypermodel.fit(hp, model, *fit_args, **fit_kwargs)
@@ -511,8 +559,9 @@ class TfKerasRandomSearch(keras_tuner.engine.base_tuner.BaseTuner):
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     """TFX Tuner entry point: a small random search over model size, learning rate, batch size.
 
-    Reads custom_config['hyperparameters'] (the base values and search defaults) and
-    custom_config['max_trials'] (default 3). Each trial is one epoch of fn_args.train_steps
+    Reads custom_config['hyperparameters'] (the base values and search defaults),
+    custom_config['max_trials'] (default 3) and custom_config['seed'] (the search's and each
+    trial's seed). Each trial is one epoch of fn_args.train_steps
     (TrainArgs.num_steps, default 100) validated on fn_args.eval_steps (default 20) batches.
     """
     custom_config = fn_args.custom_config or {}
@@ -524,6 +573,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
         max_trials=int(custom_config.get(MAX_TRIALS_CONFIG_KEY, DEFAULT_MAX_TRIALS)),
         directory=fn_args.working_dir,
         project_name="babyweight_tuning",
+        seed=training_seed(fn_args),
     )
     return TunerFnResult(
         tuner=tuner,

@@ -185,6 +185,9 @@ class TrainingConfig:
     cache_examples: bool = setting(
         True, "Keep the transformed examples in memory after the first epoch instead of "
         "re-reading and re-parsing the files every epoch (turn off when they do not fit in RAM).")
+    training_seed: int = setting(
+        42, "Seed of the model's initial weights, the training data's shuffle and the Tuner's "
+        "search: the same data and seed train the same model.")
 
 
 @dataclasses.dataclass(frozen=True)

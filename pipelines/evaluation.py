@@ -22,6 +22,8 @@ TRANSFORM_SIGNATURE = "transform_features"
 RMSE = tfma_metrics.ROOT_MEAN_SQUARED_ERROR_NAME
 MAE = tfma_metrics.MEAN_ABSOLUTE_ERROR_NAME
 EXAMPLE_COUNT = tfma_metrics.EXAMPLE_COUNT_NAME
+OUTSIDE_LABEL_RANGE = tfma_metrics.OUTSIDE_LABEL_RANGE_NAME
+OUTSIDE_LABEL_RANGE_CLASS = tfma_metrics.BatchedPredictionsOutsideLabelRange.__name__
 # The class that computes RMSE, as the config names it; earlier runs' configs named TFMA's own.
 RMSE_CLASS = tfma_metrics.BatchedRootMeanSquaredError.__name__
 RMSE_CLASSES = (RMSE_CLASS, "RootMeanSquaredError")
@@ -51,6 +53,14 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
     if settings.gate_slices:
         rmse.per_slice_thresholds.add(slicing_specs=feature_slices,
                                       threshold=tfma.MetricThreshold(value_threshold=bound))
+    # Not one impossible weight (features.LABEL_RANGE) in the eval split: the overall count
+    # is every slice's sum, so gating it gates them all.
+    outside = tfma.MetricConfig(class_name=OUTSIDE_LABEL_RANGE_CLASS,
+                                module=tfma_metrics.__name__)
+    outside.per_slice_thresholds.add(
+        slicing_specs=[tfma.SlicingSpec()],
+        threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+            upper_bound=wrappers_pb2.DoubleValue(value=0.0))))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             # Loaded with tf.saved_model.load: reviving it as a Keras model is slower and
@@ -68,6 +78,7 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
             rmse,
             tfma.MetricConfig(class_name=tfma_metrics.BatchedMeanAbsoluteError.__name__,
                               module=tfma_metrics.__name__),
+            outside,
         ])],
         slicing_specs=[tfma.SlicingSpec()] + feature_slices)
 
@@ -82,6 +93,7 @@ class SliceMetrics:
     mae: float
     baseline_rmse: Optional[float] = None
     baseline_mae: Optional[float] = None
+    outside_label_range: Optional[float] = None  # impossible predictions (None: not computed)
 
 
 def _slice_name(slice_key: Tuple) -> str:
@@ -133,7 +145,8 @@ def read_metrics(evaluation_uri: str) -> List[SliceMetrics]:
             rmse=candidate.get(RMSE, float("nan")),
             mae=candidate.get(MAE, float("nan")),
             baseline_rmse=baseline.get(RMSE),
-            baseline_mae=baseline.get(MAE)))
+            baseline_mae=baseline.get(MAE),
+            outside_label_range=candidate.get(OUTSIDE_LABEL_RANGE)))
     out.sort(key=lambda m: (m.slice_name != OVERALL, m.slice_name))
     return out
 
@@ -150,12 +163,17 @@ def describe_validation(evaluation_uri: str) -> Tuple[bool, List[str]]:
                 metric += " change vs the last blessed model"
             threshold = failure.metric_threshold
             bound = ""
+            if failure.metric_key.name == OUTSIDE_LABEL_RANGE and not failure.metric_key.is_diff:
+                label = features.LABEL_RANGE
+                metric = (f"{metric} (eval predictions outside the possible weights "
+                          f"{label.min_pounds:.2f}-{label.max_pounds:.2f} lb)")
             if threshold.HasField("value_threshold"):
                 vt = threshold.value_threshold
+                # TFMA fails a value strictly beyond the bound: the bound itself passes.
                 if vt.HasField("upper_bound"):
-                    bound = f"must be below {vt.upper_bound.value:g}"
+                    bound = f"must be at most {vt.upper_bound.value:g}"
                 elif vt.HasField("lower_bound"):
-                    bound = f"must be above {vt.lower_bound.value:g}"
+                    bound = f"must be at least {vt.lower_bound.value:g}"
             elif threshold.HasField("change_threshold"):
                 bound = f"may rise at most {threshold.change_threshold.absolute.value:g}"
             lines.append(f"{where}: {metric} = {failure.metric_value.double_value.value:.4f}, "

@@ -165,7 +165,8 @@ def model_components(
     transform.add_upstream_node(anomaly_gate)
     custom_config = {model_config.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
                      model_config.MAX_TRIALS_CONFIG_KEY: training.tuner_max_trials,
-                     model_config.CACHE_CONFIG_KEY: training.cache_examples}
+                     model_config.CACHE_CONFIG_KEY: training.cache_examples,
+                     model_config.SEED_CONFIG_KEY: training.training_seed}
     eval_args = trainer_pb2.EvalArgs(num_steps=training.eval_steps or None)
     components: List[BaseNode] = [transform]
     tuner = None

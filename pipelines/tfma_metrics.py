@@ -1,4 +1,4 @@
-"""RMSE, MAE and example count as native TFMA metrics that share one fast combiner.
+"""RMSE, MAE, example count and impossible predictions as TFMA metrics sharing one combiner.
 
 Why not TFMA's MeanSquaredError/MeanAbsoluteError/ExampleCount: TFMA runs each metric's combiner
 once per extract per slice, and its general-purpose label/prediction unpacking
@@ -27,25 +27,37 @@ import numpy as np
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 
+from modules import features
+
 ROOT_MEAN_SQUARED_ERROR_NAME = "root_mean_squared_error"
 MEAN_ABSOLUTE_ERROR_NAME = "mean_absolute_error"
 EXAMPLE_COUNT_NAME = "example_count"
+OUTSIDE_LABEL_RANGE_NAME = "predictions_outside_label_range"
 _ERROR_SUMS_NAME = "_regression_error_sums"
+# What a prediction must lie in to be physically possible (a NaN lies nowhere).
+_LOW, _HIGH = features.LABEL_RANGE.min_pounds, features.LABEL_RANGE.max_pounds
+
+
+def outside_label_range(predictions: np.ndarray) -> np.ndarray:
+    """Which predictions are not a possible weight: below, above the declared range, or NaN."""
+    return ~((predictions >= _LOW) & (predictions <= _HIGH))
 
 
 class ErrorSums:
     """Weighted sums of a slice's errors; RMSE and MAE are ratios of them.
 
     `examples` counts every example (by weight when weighted); `weight` only those whose error
-    is a number, which RMSE and MAE divide by.
+    is a number, which RMSE and MAE divide by; `outside` those whose prediction lies outside the
+    label's declared range (features.LABEL_RANGE).
     """
 
-    __slots__ = ("examples", "weight", "absolute", "squared")
+    __slots__ = ("examples", "weight", "absolute", "squared", "outside")
 
     def __init__(self, examples: float = 0.0, weight: float = 0.0, absolute: float = 0.0,
-                 squared: float = 0.0):
+                 squared: float = 0.0, outside: float = 0.0):
         self.examples, self.weight = examples, weight
         self.absolute, self.squared = absolute, squared
+        self.outside = outside
 
     def rmse(self) -> float:
         return math.sqrt(self.squared / self.weight) if self.weight else float("nan")
@@ -55,6 +67,9 @@ class ErrorSums:
 
     def example_count(self) -> float:
         return self.examples
+
+    def outside_label_range(self) -> float:
+        return self.outside
 
 
 def _values(extracts: Dict[str, Any], key: str, model_name: str, output_name: str
@@ -123,12 +138,15 @@ class _ErrorSumsCombiner(beam.CombineFn):
             known = ~np.isnan(errors)
             errors, known_weights = errors[known], weights[known]
             accumulator.examples += float(weights.sum())
+            accumulator.outside += float(weights[outside_label_range(predictions)].sum())
             accumulator.weight += float(known_weights.sum())
             accumulator.absolute += float(known_weights @ np.abs(errors))
             accumulator.squared += float(known_weights @ (errors * errors))
             return accumulator
         for label, prediction, weight in self._label_prediction_weights(element):
             accumulator.examples += weight
+            if not _LOW <= prediction <= _HIGH:
+                accumulator.outside += weight
             error = prediction - label
             if math.isnan(error):
                 continue
@@ -144,6 +162,7 @@ class _ErrorSumsCombiner(beam.CombineFn):
             merged.weight += accumulator.weight
             merged.absolute += accumulator.absolute
             merged.squared += accumulator.squared
+            merged.outside += accumulator.outside
         return merged
 
     def extract_output(self, accumulator: ErrorSums) -> Dict[metric_types.MetricKey, ErrorSums]:
@@ -209,3 +228,15 @@ class BatchedExampleCount(metric_types.Metric):
         super().__init__(functools.partial(_computations, ErrorSums.example_count), name=name,
                          **kwargs)
 
+
+
+class BatchedPredictionsOutsideLabelRange(metric_types.Metric):
+    """How many predictions are not a possible weight (their total weight when weighted).
+
+    Gated at 0 (pipelines.evaluation): a model that predicts a negative weight for anyone in
+    the eval split is not blessed, however good its RMSE.
+    """
+
+    def __init__(self, name: str = OUTSIDE_LABEL_RANGE_NAME, **kwargs: Any):
+        super().__init__(functools.partial(_computations, ErrorSums.outside_label_range),
+                         name=name, **kwargs)

@@ -27,6 +27,7 @@ TUNER_NODE = "Tuner"
 TRAINER_NODE = "Trainer"
 EVALUATOR_NODE = "Evaluator"
 PUSHER_NODE = "ServingPusher"
+ABANDONED_PROPERTY = "babyweight_abandoned"  # pipelines.dead_runs sets it on a dead run's steps
 STATISTICS_FILE = "FeatureStats.pb"
 BEST_HYPERPARAMETERS_FILE = "best_hyperparameters.txt"  # what TFX's Tuner writes
 EVAL_CONFIG_FILE = "eval_config.json"  # what TFMA writes beside the metrics
@@ -153,6 +154,19 @@ def thresholds_of(config: Any) -> List[Tuple[str, str, Any]]:
     return found
 
 
+def _label_range_check(overall: Any, threshold: Any) -> ThresholdCheck:
+    """Eval predictions outside the possible weights, against their (zero) allowance."""
+    from modules import features
+
+    allowed = threshold.value_threshold.upper_bound.value
+    value = _number(overall.outside_label_range) if overall else None
+    label = features.LABEL_RANGE
+    return ThresholdCheck(
+        "overall", f"at most {allowed:g} predictions outside the possible weights "
+        f"({label.min_pounds:.2f}-{label.max_pounds:.2f} lb)", value,
+        None if value is None else value <= allowed)
+
+
 def threshold_checks(thresholds: List[Tuple[str, str, Any]], metrics: List[Any]
                      ) -> List[ThresholdCheck]:
     """Each RMSE threshold against the value it judged (the worst slice for a slice spec)."""
@@ -161,6 +175,9 @@ def threshold_checks(thresholds: List[Tuple[str, str, Any]], metrics: List[Any]
     checks = []
     overall = next((m for m in metrics if m.slice_name == evaluation.OVERALL), None)
     for metric, where, threshold in thresholds:
+        if metric == evaluation.OUTSIDE_LABEL_RANGE_CLASS and where == "overall":
+            checks.append(_label_range_check(overall, threshold))
+            continue
         if metric not in evaluation.RMSE_CLASSES:
             continue
         if where == "overall":
@@ -251,7 +268,10 @@ def collect(record: RunRecord) -> RunFacts:
     status, succeeded = _status(record)
     facts = RunFacts(record=record, status=status, succeeded=succeeded)
     if record.failed and not any(c.node_id == GATE_NODE for c in record.failed):
-        facts.notes.append(f"ML Metadata records that {record.failed[0].node_id} failed, not "
+        died = record.failed[0].parameters.get(ABANDONED_PROPERTY)
+        facts.notes.append(f"{record.failed[0].node_id} never finished: {died} (a later run "
+                           "marked it failed)." if died else
+                           f"ML Metadata records that {record.failed[0].node_id} failed, not "
                            "why: the error is in the runner's output.")
 
     examples = record.input(STATISTICS_NODE, "examples")

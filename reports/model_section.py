@@ -159,7 +159,8 @@ def context(facts: RunFacts) -> Dict[str, Any]:
     has_baseline = any(m.baseline_rmse is not None for m in facts.metrics)
     checks = [{"where": c.where, "rule": c.rule,
                "value": "–" if c.value is None else (
-                   f"{c.value:+.4f}" if "above the last" in c.rule else f"{c.value:.4f}"),
+                   f"{c.value:+.4f}" if "above the last" in c.rule else
+                   f"{c.value:g}" if "possible weights" in c.rule else f"{c.value:.4f}"),
                "passed": c.passed} for c in facts.checks]
     return {
         "available": True,

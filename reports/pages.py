@@ -5,25 +5,47 @@ directory can be copied or zipped and still work.
 """
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import os
 import pathlib
 import urllib.parse
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jinja2
+import markupsafe
 
-from reports import anomaly_section, data_section, model_section
+from reports import anomaly_section, data_identity, data_section, model_section
 from reports.facts import RunFacts, artifact_rows, component_rows
 from reports.model_section import split_slice
 
 TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
 
 
+PAGE_SCRIPT = TEMPLATES / "sortable.js"
+
+
+def page_script() -> Tuple[str, str]:
+    """(the pages' one script, its CSP source 'sha256-...').
+
+    Pages stay single files that work from disk, so the script is inlined; the policy allows
+    it by hash instead of 'unsafe-inline', so no other inline script can run.
+    """
+    text = PAGE_SCRIPT.read_text(encoding="utf-8")
+    if "</script" in text.lower():
+        raise ValueError(f"{PAGE_SCRIPT} must not contain '</script'")
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
+    return text, f"sha256-{digest}"
+
+
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True,
-                              lstrip_blocks=True)
+    result = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                                undefined=jinja2.StrictUndefined, trim_blocks=True,
+                                lstrip_blocks=True)
+    text, digest = page_script()
+    result.globals.update(page_script=markupsafe.Markup(text), page_script_hash=digest)
+    return result
 
 
 def href(target: pathlib.Path, page: pathlib.Path) -> str:
@@ -213,5 +235,6 @@ def compare_page(a: RunFacts, b: RunFacts, page: pathlib.Path, pages: Dict[str, 
         title=f"{b.record.pipeline_name}: run A ({_label(a)}) vs run B ({_label(b)})",
         generated=_now(), links={"index": href(index, page)}, a=side(a), b=side(b),
         hyperparameters=hyperparameters, rows=rows, charts=charts,
+        data_warning=data_identity.rows_warning(a.statistics, b.statistics),
         regenerate=(f".venv/bin/python -m reports compare {a.record.run_id} {b.record.run_id} "
                     f"--metadata-path {metadata_path} --out {index.parent}"))

@@ -15,7 +15,7 @@ import pathlib
 from typing import Dict, List, Optional
 
 from pipelines.eda_report import write_atomically
-from reports import mlmd, pages
+from reports import data_identity, mlmd, pages
 from reports.facts import RunFacts, collect
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class Published:
     run_page: Optional[pathlib.Path]
     index: Optional[pathlib.Path]
     compare_page: Optional[pathlib.Path] = None
+    # Set when the run read other data than the run that trained its baseline model.
+    data_note: Optional[str] = None
 
 
 class Reports:
@@ -89,8 +91,16 @@ class Reports:
 
     def facts(self, record: mlmd.RunRecord) -> RunFacts:
         if record.run_id not in self._facts:
-            self._facts[record.run_id] = collect(record)
+            facts = collect(record)
+            note = data_identity.baseline_note(self.runs, record, facts.baseline_model_uri)
+            if note:
+                facts.notes.append(note)
+            self._facts[record.run_id] = facts
         return self._facts[record.run_id]
+
+    def data_note(self, record: mlmd.RunRecord) -> Optional[str]:
+        return data_identity.baseline_note(self.runs, record,
+                                           self.facts(record).baseline_model_uri)
 
     def find(self, run_id: Optional[str]) -> mlmd.RunRecord:
         return mlmd.find_run(self.runs, run_id)
@@ -163,4 +173,5 @@ def publish(metadata_path: pathlib.Path, pipeline_root: Optional[pathlib.Path] =
     compare = None
     if previous is not None and reports.facts(record).metrics and reports.facts(previous).metrics:
         compare = reports.write_compare(previous, record)
-    return Published(run_page=run_page, index=reports.write_index(), compare_page=compare)
+    return Published(run_page=run_page, index=reports.write_index(), compare_page=compare,
+                     data_note=reports.data_note(record))

@@ -3,7 +3,10 @@
 Modules, one job each:
   settings        the typed settings every command turns into flags (pipelines.config style)
   validation      request checks against modules/features.py, shared by every entry point
-  model_store     finds versions, loads and warms them up, switches atomically, remembers failures
+  versions        what names a version (ASCII digits, int64): pure, shared with the pusher
+  model_store     finds versions on disk, loads, checks and warms one up
+  version_manager which version is served: the loader thread, retries, switches, unloads
+  security        Host check, bearer token, JSON-only bodies (no use from other web pages)
   batching        gathers concurrent requests into one model call, run off the event loop
   schemas         OpenAPI schemas derived from the feature declaration
   app             the FastAPI app: TF Serving's REST paths, bodies and status codes

@@ -10,17 +10,19 @@ A :predict answer's body is exactly TF Serving's; its X-Model-Version header nam
 that answered (the page shows it).
 
 Errors are {"error": "<message>"}: 400 for anything wrong with a request (checked against the
-feature declaration before the model sees it), 404 for an unknown model or version, 503 while
-no version is loaded. Client mistakes never produce a 5xx.
+feature declaration before the model sees it; a version in a path is ASCII digits that fit
+int64), 404 for an unknown model or version (also once the only version was deleted and
+unloaded, as TF Serving answers), 405 with `Allow` for a wrong method, 415 for a :predict body
+not declared `application/json`, 503 until the first version has loaded. serving/security.py
+adds the Host check and the optional bearer token. Client mistakes never produce a 5xx.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, FrozenSet, MutableMapping, Optional
 
 import tensorflow as tf
 from fastapi import FastAPI, Request
@@ -29,11 +31,13 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from serving import schemas, ui, validation
+from serving import schemas, security, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
-from serving.model_store import ModelStore, ServedModel
+from serving.model_store import ServedModel
 from serving.settings import BatchingConfig, LimitsConfig, ModelConfig
+from serving.version_manager import Loader, ModelStore, RetryPolicy
+from serving.versions import parse_version
 
 LOGGER = logging.getLogger("babyweight.serving")
 ACCESS_LOGGER = logging.getLogger("babyweight.serving.access")
@@ -46,18 +50,34 @@ _DRAIN_FACTOR = 4
 class ApiError(Exception):
     """An answer other than 200, as TF Serving gives it: {"error": message}."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Optional[dict] = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def json_response(value: Any, status: int = 200) -> Response:
     return Response(encode_json(value), status_code=status, media_type="application/json")
 
 
-def error_response(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
+def error_response(status: int, message: str, headers: Optional[dict] = None) -> Response:
+    response = json_response({"error": message}, status)
+    response.headers.update(headers or {})
+    return response
+
+
+def version_number(version: Optional[str], method: str, path: str) -> Optional[int]:
+    """A path's version as TF Serving reads it: ASCII digits that fit int64, else a 400."""
+    if version is None:
+        return None
+    number = parse_version(version)
+    if number is not None:
+        return number
+    if version.isascii() and version.isdigit():
+        shown = version if len(version) <= 40 else f"{version[:20]}...({len(version)} digits)"
+        raise ApiError(400, f"Failed to convert version: {shown} to numeric.")
+    raise ApiError(400, f"Malformed request: {method} {path[:200]}: a version is ASCII digits")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -149,16 +169,6 @@ class FastPredictPath:
         await self.app(scope, receive, send)
 
 
-async def poll_model_dir(store: ModelStore, seconds: float) -> None:
-    """Looks for new versions forever; loading runs in a thread, off the event loop."""
-    while True:
-        try:
-            await asyncio.to_thread(store.refresh)
-        except Exception:  # noqa: BLE001 - a failed look (e.g. a flaky disk) must not stop polls
-            LOGGER.exception("Looking for new versions in %s failed", store.model_dir)
-        await asyncio.sleep(seconds)
-
-
 def configure_tensorflow(threads: int) -> None:
     """Sets TensorFlow's thread pools; must run before the first model loads."""
     if threads > 0:
@@ -168,20 +178,30 @@ def configure_tensorflow(threads: int) -> None:
 
 def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = LimitsConfig(),
                batching: BatchingConfig = BatchingConfig(), poll_seconds: float = 2.0,
-               access_log: bool = True) -> FastAPI:
-    """The app; it starts polling `model.model_dir` (and loads the newest version) at startup."""
-    store = ModelStore(model.model_dir)
+               access_log: bool = True, hosts: Optional[FrozenSet[str]] = None,
+               token: Optional[str] = None, manage_heap: bool = True) -> FastAPI:
+    """The app; its loader thread starts at startup and loads the newest version.
+
+    `hosts`: the Host header values accepted (None: any); `token`: the bearer token every
+    request needs (None: none); `manage_heap`: let the loader freeze and collect the GC heap
+    (off when the app shares its process with something else, e.g. a test runner).
+    """
+    store = ModelStore(model.model_dir,
+                       RetryPolicy(model.max_num_load_retries,
+                                   model.load_retry_interval_micros / 1e6),
+                       manage_heap=manage_heap)
     batcher = Batcher(batching.max_batch_rows, batching.batch_timeout_ms / 1e3,
                       batching.model_threads)
     name = model.model_name
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        poller = asyncio.create_task(poll_model_dir(store, poll_seconds))
+        loader = Loader(store, poll_seconds)
+        loader.start()
         try:
             yield
         finally:
-            poller.cancel()
+            loader.stop()
             batcher.close()
 
     app = FastAPI(
@@ -199,7 +219,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> Response:
-        return error_response(error.status, error.message)
+        return error_response(error.status, error.message, error.headers)
 
     @app.exception_handler(validation.RequestError)
     async def _request_error(_: Request, error: validation.RequestError) -> Response:
@@ -207,7 +227,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> Response:
-        return error_response(error.status_code, str(error.detail))
+        return error_response(error.status_code, str(error.detail), error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, error: RequestValidationError) -> Response:
@@ -218,33 +238,33 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         LOGGER.error("Internal error: %r", error)
         return error_response(500, f"internal error: {type(error).__name__}")
 
-    def _version_number(version: str) -> int:
-        if not version.isdigit():
-            raise ApiError(404, f"Malformed version {version!r}: versions are integers")
-        return int(version)
-
     def _check_name(model_name: str, version: Optional[int]) -> None:
         if model_name != name:
             wanted = f"Latest({model_name})" if version is None else \
                 f"Specific({model_name}, {version})"
             raise ApiError(404, f"Servable not found for request: {wanted}")
 
-    def _served(model_name: str, version: Optional[str]) -> ServedModel:
-        number = None if version is None else _version_number(version)
+    def _served(request: Request, model_name: str, version: Optional[str]) -> ServedModel:
+        """The version to answer with, counted in use: the caller must `store.release` it."""
+        number = version_number(version, request.method, request.url.path)
         _check_name(model_name, number)
-        served = store.current
+        served = store.acquire()
         if served is None:
+            if store.ever_served:  # unloaded: TF Serving's answer when no servable is left
+                wanted = f"Latest({name})" if number is None else f"Specific({name}, {number})"
+                raise ApiError(404, f"Servable not found for request: {wanted}")
             raise ApiError(503, f"No version of model {name!r} is loaded yet; see "
                            f"/v1/models/{name} for its status.")
         if number is not None and number != served.version:
+            store.release(served)
             raise ApiError(404, f"Servable not found for request: Specific({name}, {number})"
                            f"; serving version {served.version}")
         return served
 
-    def _status(model_name: str, version: Optional[str]) -> Response:
+    def _status(request: Request, model_name: str, version: Optional[str]) -> Response:
         if ":" in model_name:
-            raise ApiError(405, f"{model_name.split(':', 1)[1]} needs POST")
-        number = None if version is None else _version_number(version)
+            raise ApiError(405, f"{model_name.split(':', 1)[1]} needs POST", {"Allow": "POST"})
+        number = version_number(version, request.method, request.url.path)
         _check_name(model_name, number)
         statuses = store.statuses()
         if number is not None:
@@ -255,15 +275,26 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             raise ApiError(404, f"Could not find any versions of model {name}")
         return json_response({"model_version_status": [s.to_json() for s in statuses]})
 
-    def _metadata(model_name: str, version: Optional[str]) -> Response:
-        served = _served(model_name, version)
+    def _metadata(request: Request, model_name: str, version: Optional[str]) -> Response:
+        served = _served(request, model_name, version)
+        store.release(served)
         return json_response({
             "model_spec": {"name": name, "signature_name": "", "version": str(served.version)},
             "metadata": {"signature_def": {"signature_def": served.signature_defs}},
         })
 
     async def _predict(request: Request, model_name: str, version: Optional[str]) -> Response:
-        served = _served(model_name, version)
+        if not security.is_json_content_type(request.headers.get("content-type")):
+            raise ApiError(415, "a :predict body must be JSON, sent with 'Content-Type: "
+                           f"{security.JSON_MEDIA_TYPE}'; got "
+                           f"{request.headers.get('content-type', 'no Content-Type')!r}")
+        served = _served(request, model_name, version)
+        try:
+            return await _answer(request, served)
+        finally:
+            store.release(served)
+
+    async def _answer(request: Request, served: ServedModel) -> Response:
         body = validation.parse_predict_body(
             validation.parse_json(await read_body(request, limits.max_body_bytes)))
         signature = served.signatures.get(body.signature_name)
@@ -296,23 +327,23 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
 
     @app.get("/v1/models/{model_name}", tags=["model status"],
              summary="Status of every version (TF Serving's GetModelStatus)")
-    async def model_status(model_name: str) -> Response:
-        return _status(model_name, None)
+    async def model_status(request: Request, model_name: str) -> Response:
+        return _status(request, model_name, None)
 
     @app.get("/v1/models/{model_name}/versions/{version}", tags=["model status"],
              summary="Status of one version")
-    async def version_status(model_name: str, version: str) -> Response:
-        return _status(model_name, version)
+    async def version_status(request: Request, model_name: str, version: str) -> Response:
+        return _status(request, model_name, version)
 
     @app.get("/v1/models/{model_name}/metadata", tags=["model metadata"],
              summary="Signatures of the served version (TF Serving's GetModelMetadata)")
-    async def model_metadata(model_name: str) -> Response:
-        return _metadata(model_name, None)
+    async def model_metadata(request: Request, model_name: str) -> Response:
+        return _metadata(request, model_name, None)
 
     @app.get("/v1/models/{model_name}/versions/{version}/metadata", tags=["model metadata"],
              summary="Signatures of one version (must be the served one)")
-    async def version_metadata(model_name: str, version: str) -> Response:
-        return _metadata(model_name, version)
+    async def version_metadata(request: Request, model_name: str, version: str) -> Response:
+        return _metadata(request, model_name, version)
 
     predict_docs = schemas.predict_openapi(limits)
 
@@ -332,14 +363,24 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         try:
             return await _predict(request, model_name, version)
         except ApiError as error:
-            return error_response(error.status, error.message)
+            return error_response(error.status, error.message, error.headers)
         except validation.RequestError as error:
             return error_response(400, error.message)
 
     ui.install(app, name)
+    openapi = app.openapi
+
+    def documented() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = schemas.finish_openapi(openapi(), token=bool(token))
+        return app.openapi_schema
+
+    app.openapi = documented  # type: ignore[method-assign]
 
     # Outermost first: the access log sees every answer, the fast path's included.
     app.add_middleware(FastPredictPath, predict=predict_fast)
+    if hosts is not None or token:
+        app.add_middleware(security.Guard, hosts=hosts, token=token, realm=name)
     if access_log:
         app.add_middleware(AccessLog)
     return app

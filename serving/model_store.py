@@ -1,19 +1,16 @@
-"""Pushed model versions: find them, load and warm them up, switch atomically, remember failures.
+"""Pushed model versions: find them on disk, load, check and warm up one.
 
-The layout is TF Serving's: <model_dir>/<integer version>/ holds a SavedModel; anything else
-(the pusher's hidden `.N.incomplete` staging directories, files) is ignored. The newest version
-that loads is served. Switching is one reference assignment, so a request that already holds
-the old model finishes on it; a version that fails to load is logged once and remembered, and
-the served version stays.
+The layout is TF Serving's: <model_dir>/<version>/ holds a SavedModel, where a version's name
+is ASCII digits that fit int64 (serving/versions.py); anything else (the pusher's hidden
+`.N.incomplete` staging directories, files, other names) is not a version. Which version is
+served, and when it switches, is serving/version_manager.py's job.
 """
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import os
 import posixpath
-import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -26,6 +23,7 @@ from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
 from modules import features  # noqa: E402
 from serving import validation  # noqa: E402
+from serving.versions import split_version_names  # noqa: E402
 
 LOGGER = logging.getLogger("babyweight.serving")
 
@@ -33,20 +31,29 @@ AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
 _FEATURE_NAMES = frozenset(features.FEATURE_NAMES)
 
 
-def list_versions(model_dir: str) -> Dict[int, str]:
-    """Version number -> directory, for every integer-named directory (TF Serving's rule)."""
+def list_version_dirs(model_dir: str) -> Tuple[Dict[int, str], List[str]]:
+    """({version: directory}, [names that are not versions]) under `model_dir`.
+
+    The rule for a version's name is serving/versions.py's (ASCII digits, fits int64); a
+    file with a version's name is not a version either. A missing directory has none.
+    """
     try:
         names = tf.io.gfile.listdir(model_dir)
     except tf.errors.NotFoundError:
-        return {}
-    versions = {}
-    for name in names:
-        name = name.rstrip("/")
+        return {}, []
+    numbered, ignored = split_version_names(names)
+    result = {}
+    for version, name in numbered.items():
         path = posixpath.join(model_dir, name) if "://" in model_dir else os.path.join(
             model_dir, name)
-        if name.isdigit() and tf.io.gfile.isdir(path):
-            versions[int(name)] = path
-    return versions
+        if tf.io.gfile.isdir(path):
+            result[version] = path
+    return result, ignored
+
+
+def list_versions(model_dir: str) -> Dict[int, str]:
+    """Version number -> directory, for every version-named directory (TF Serving's rule)."""
+    return list_version_dirs(model_dir)[0]
 
 
 def resolve_version(model_dir: str, version: Optional[int] = None) -> Tuple[int, str]:
@@ -107,6 +114,7 @@ class ServedModel:
     signatures: Dict[str, Signature]
     signature_defs: Dict[str, Any]
     loaded_at: float
+    in_flight: int = 0  # requests using it now (counted on the event loop's thread)
 
     def predict(self, signature_name: str, columns: Mapping[str, Sequence[Any]]
                 ) -> Dict[str, np.ndarray]:
@@ -144,7 +152,7 @@ def load_version(version: int, path: str) -> ServedModel:
     return model
 
 
-def _error_code(error: BaseException) -> str:
+def error_code(error: BaseException) -> str:
     if isinstance(error, tf.errors.OpError):
         return _OP_ERROR_CODES.get(error.error_code, "UNKNOWN")
     if isinstance(error, FileNotFoundError):
@@ -160,19 +168,6 @@ _OP_ERROR_CODES = {
 }
 
 
-def freeze_heap() -> None:
-    """Exempts what is loaded now (TensorFlow, the model) from Python's cyclic GC.
-
-    A full collection scans every tracked object, ~400k once TensorFlow is imported: ~170 ms
-    with the GIL held, a latency spike every few thousand requests. Frozen objects are
-    skipped. Unfreezing first lets a replaced version's reference cycles be collected; that
-    one collection is the only pause, once per version switch.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
 @dataclasses.dataclass(frozen=True)
 class VersionStatus:
     version: int
@@ -184,73 +179,3 @@ class VersionStatus:
         """One entry of TF Serving's GetModelStatusResponse.model_version_status."""
         return {"version": str(self.version), "state": self.state,
                 "status": {"error_code": self.error_code, "error_message": self.error_message}}
-
-
-class ModelStore:
-    """The served version of one model, and what happened to the others.
-
-    `refresh()` is meant to be called from one poller thread at a time; `current` can be read
-    from anywhere (a single attribute, replaced whole).
-    """
-
-    def __init__(self, model_dir: str) -> None:
-        self.model_dir = model_dir
-        self.current: Optional[ServedModel] = None
-        self._failed: Dict[int, VersionStatus] = {}
-        self._loading: Optional[int] = None
-        self._lock = threading.Lock()  # one refresh at a time
-        self._warned_empty = False
-
-    def refresh(self) -> Optional[int]:
-        """Serves the newest loadable version; returns it if it changed, else None.
-
-        Versions that failed before are skipped (not retried every poll: push a new version,
-        or restart the server, to try again). If the served version's directory disappears,
-        the newest remaining version is served (TF Serving's rollback by deletion).
-        """
-        with self._lock:
-            versions = list_versions(self.model_dir)
-            current = self.current
-            if not versions:
-                if not self._warned_empty:
-                    LOGGER.warning("No model versions in %s yet%s.", self.model_dir,
-                                   f"; still serving version {current.version}"
-                                   if current else "")
-                    self._warned_empty = True
-                return None
-            self._warned_empty = False
-            candidates = sorted((v for v in versions if v not in self._failed), reverse=True)
-            if current is not None and current.version in versions:
-                candidates = [v for v in candidates if v > current.version]
-            for version in candidates:
-                model = self._try_load(version, versions[version])
-                if model is not None:
-                    self.current = model
-                    LOGGER.info("Now serving version %d%s.", version,
-                                f" (was {current.version})" if current else "")
-                    freeze_heap()
-                    return version
-            return None
-
-    def _try_load(self, version: int, path: str) -> Optional[ServedModel]:
-        self._loading = version
-        try:
-            return load_version(version, path)
-        except Exception as error:  # noqa: BLE001 - any broken version must not stop serving
-            message = f"{type(error).__name__}: {error}".strip()
-            self._failed[version] = VersionStatus(version, END, _error_code(error), message[:2000])
-            LOGGER.error("Version %d at %s failed to load; it will not be retried (push a new "
-                         "version or restart to try again). %s", version, path, message[:500])
-            return None
-        finally:
-            self._loading = None
-
-    def statuses(self) -> List[VersionStatus]:
-        """The served version first, then one being loaded, then failed ones, newest first."""
-        current = self.current
-        result = [VersionStatus(current.version, AVAILABLE)] if current else []
-        loading = self._loading
-        if loading is not None:
-            result.append(VersionStatus(loading, LOADING))
-        result += [self._failed[v] for v in sorted(self._failed, reverse=True)]
-        return result

@@ -4,13 +4,15 @@
         --model-name babyweight --host 127.0.0.1 --port 8501
 
     curl -s localhost:8501/v1/models/babyweight
-    curl -s -d '{"instances": [{"is_male": "True", "mother_age": 26.0,
-                 "plurality": "Single(1)", "gestation_weeks": 39}]}' \\
+    curl -s -H 'Content-Type: application/json' -d '{"instances": [{"is_male": "True",
+                 "mother_age": 26.0, "plurality": "Single(1)", "gestation_weeks": 39}]}' \\
         localhost:8501/v1/models/babyweight:predict
 
 It watches --model-dir: a new version directory (the pipeline's ServingPusher renames one into
-place) is loaded, warmed up and switched in without dropping a request; one that fails to load
-is logged and the current version keeps serving. OpenAPI: /docs and /openapi.json.
+place) is loaded, warmed up and switched in by a background thread without dropping or stalling
+a request; one that fails to load is logged, retried (--max-num-load-retries,
+--load-retry-interval-micros) and meanwhile the current version keeps serving. OpenAPI: /docs
+and /openapi.json.
 """
 from __future__ import annotations
 
@@ -93,12 +95,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         buffer_access_log()
     import uvicorn
 
+    from serving import security
+
+    token = None
+    if server.auth_token_file:
+        try:
+            token = security.read_token_file(server.auth_token_file)
+        except (OSError, ValueError) as error:
+            LOGGER.error("Cannot use --auth-token-file: %s", error)
+            return 2
     from serving.app import configure_tensorflow, create_app
 
     configure_tensorflow(batching.tf_threads)
 
     app = create_app(model, limits, batching, poll_seconds=server.poll_seconds,
-                     access_log=server.access_log)
+                     access_log=server.access_log,
+                     hosts=security.allowed_hosts(server.host, server.port), token=token)
+    if token is None and not security.is_loopback(server.host):
+        LOGGER.warning("Bound to %s without --auth-token-file: anyone who can reach this "
+                       "address can use the model.", server.host)
     LOGGER.info("Serving %s from %s on http://%s:%d (docs: /docs)", model.model_name,
                 model.model_dir, server.host, server.port)
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exit normally instead, so

@@ -22,6 +22,12 @@ class ModelConfig:
         "local paths or gs:// URLs.")
     model_name: str = setting(
         PIPELINE_NAME, "Model name in the REST paths: /v1/models/<model-name>[:predict].")
+    max_num_load_retries: int = setting(
+        5, "Times a version that failed to load (e.g. seen while still being copied) is "
+        "tried again before it is given up (TF Serving's --max_num_load_retries); 0 = once.")
+    load_retry_interval_micros: int = setting(
+        60_000_000, "Microseconds between those tries (TF Serving's "
+        "--load_retry_interval_micros).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +63,14 @@ class ServerConfig:
     """Where the REST server listens, how often it looks for new versions, what it logs."""
 
     host: str = setting("127.0.0.1", "Address to bind; 0.0.0.0 exposes the server to the "
-                        "network (it has no authentication).")
+                        "network (then set --auth-token-file). Bound to loopback, the server "
+                        "answers only requests addressed to localhost, 127.0.0.1 or [::1].")
     port: int = setting(8501, "Port to listen on (TF Serving's REST port is 8501).")
     poll_seconds: float = setting(
         2.0, "Seconds between looks at --model-dir for a new version (hot reload).")
     access_log: bool = setting(True, "Log one line per request: method, path, status, "
                                "latency.")
+    auth_token_file: str = setting(
+        "", "File holding a bearer token; when set, every request needs 'Authorization: "
+        "Bearer <token>' (401 otherwise). Empty = no token.")
     verbose: bool = setting(False, "Show TensorFlow's and the libraries' own logs too.")

@@ -15,8 +15,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -32,6 +33,9 @@ MODEL_NAME = "babyweight"
 TINY = HyperParameters(hidden_units="8", embedding_dim=2, batch_size=64, learning_rate=0.05,
                        epochs=1, train_steps_per_epoch=40, early_stopping_patience=1)
 TINY_V2 = dataclasses.replace(TINY, learning_rate=0.02, train_steps_per_epoch=15)
+COURSE_PAYLOAD = {"instances": [{"is_male": "True", "mother_age": 26.0,
+                                 "plurality": "Single(1)", "gestation_weeks": 39}]}
+JSON = {"Content-Type": "application/json"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +127,12 @@ class RunningServer:
 
 
 def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
-                 timeout: float = 90.0) -> RunningServer:
-    """`python -m serving.server` on a free loopback port, returned once /healthz says 200."""
+                 timeout: float = 90.0, headers: Optional[Dict[str, str]] = None
+                 ) -> RunningServer:
+    """`python -m serving.server` on a free loopback port, returned once /healthz says 200.
+
+    `headers` go with the health checks (the bearer token of a server started with one).
+    """
     port = free_port()
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     with open(log_path, "wb") as log:
@@ -138,7 +146,8 @@ def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}/healthz", timeout=2,
+                         headers=headers).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
@@ -161,8 +170,10 @@ def server_factory(tmp_path: pathlib.Path) -> Iterator[Any]:
     """Starts servers for one test and stops them after it."""
     started: List[RunningServer] = []
 
-    def start(model_dir: pathlib.Path, *flags: str) -> RunningServer:
-        server = start_server(model_dir, tmp_path / f"server{len(started)}.log", *flags)
+    def start(model_dir: pathlib.Path, *flags: str,
+              headers: Optional[Dict[str, str]] = None) -> RunningServer:
+        server = start_server(model_dir, tmp_path / f"server{len(started)}.log", *flags,
+                              headers=headers)
         started.append(server)
         return server
 
@@ -187,3 +198,57 @@ def shared_server(serving_models: ServingModels,
                           "--max-body-bytes", str(MAX_BODY_BYTES), "--poll-seconds", "0.5")
     yield server
     stop_server(server)
+
+
+# ------------------------------------------------------------------------------------------------
+# Traffic and waiting
+# ------------------------------------------------------------------------------------------------
+
+class Traffic:
+    """A thread predicting one row continuously, recording every answer or failure."""
+
+    def __init__(self, url: str, headers: Optional[Dict[str, str]] = None) -> None:
+        self.url = url
+        self.headers = headers
+        self.answers: List[float] = []
+        self.failures: List[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Traffic":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as session:
+            while not self._stop.is_set():
+                try:
+                    answer = session.post(self.url, json=COURSE_PAYLOAD, headers=self.headers)
+                    if answer.status_code == 200:
+                        self.answers.append(answer.json()["predictions"][0])
+                    else:
+                        self.failures.append(f"{answer.status_code} {answer.text}")
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise TimeoutError("condition not met in time")
+
+
+def close_to(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
+def statuses(session: httpx.Client) -> List[Dict[str, Any]]:
+    """The model's version statuses, as GET /v1/models/<name> answers them."""
+    return session.get(f"/v1/models/{MODEL_NAME}").json()["model_version_status"]

@@ -345,3 +345,17 @@ def test_cli(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "irreducible_rmse_query:" in printed
     report = read_report(out)
     assert report is not None and report.rows == 2000 and report.seed == 3
+
+
+def test_cli_keeps_an_existing_warehouse_without_overwrite(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli.duckdb"
+    assert generator.main(["--rows", "2000", "--seed", "3", "--out", str(out), "--quiet"]) == 0
+    before = out.read_bytes()
+    assert generator.main(["--rows", "3000", "--seed", "4", "--out", str(out), "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert generator.main(["--rows", "3000", "--seed", "4", "--out", str(out), "--quiet",
+                           "--overwrite"]) == 0
+    report = read_report(out)
+    assert report is not None and report.rows == 3000 and report.seed == 4

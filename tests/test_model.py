@@ -348,4 +348,25 @@ def test_fresh_model_starts_at_the_label_mean(tmp_path):
     keras_model = babyweight_model.build_keras_model(HyperParameters(hidden_units="8"))
     babyweight_model.start_at_label_mean(keras_model, mean)
     bias = keras_model.get_layer(babyweight_model.WIDE_OUTPUT_LAYER).bias.numpy()
-    assert bias == pytest.approx([mean])
+    # The bias is the pre-activation at which the bounded output layer gives the mean.
+    output = keras_model.get_layer(babyweight_model.OUTPUT_KEY)
+    assert float(output(tf.constant([bias]))[0][0]) == pytest.approx(mean, rel=1e-6)
+
+def test_same_data_and_seed_train_the_same_model(trained: Trained, tmp_path: pathlib.Path) -> None:
+    """run_fn on the same Transform output: the same seed gives the same eval RMSE (and the
+    same predictions, bit for bit); another seed gives another model."""
+    quick = dataclasses.replace(HPARAMS, epochs=2, train_steps_per_epoch=30)
+    labels = np.array([_label(row) for row in trained.eval_rows], np.float64)
+    predictions: Dict[str, np.ndarray] = {}
+    for name, seed in (("first", 7), ("again", 7), ("other", 8)):
+        args = make_fn_args(pathlib.Path(trained.fn_args.transform_graph_path).parent, quick,
+                            **{babyweight_model.SEED_CONFIG_KEY: seed})
+        args.serving_model_dir = str(tmp_path / name)
+        args.model_run_dir = str(tmp_path / f"{name}_run")
+        babyweight_model.run_fn(args)
+        predictions[name] = serve(tf.saved_model.load(args.serving_model_dir),
+                                  trained.eval_rows).astype(np.float64)
+    rmse = {name: float(np.sqrt(np.mean((p - labels) ** 2))) for name, p in predictions.items()}
+    assert abs(rmse["first"] - rmse["again"]) <= 1e-6, rmse
+    np.testing.assert_array_equal(predictions["first"], predictions["again"])
+    assert not np.array_equal(predictions["first"], predictions["other"]), "the seed is unused"

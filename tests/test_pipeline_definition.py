@@ -86,3 +86,14 @@ def test_beam_arguments_only_when_they_differ_from_beams_defaults():
     assert PipelineConfig(beam_direct_running_mode="multi_processing",
                           beam_direct_num_workers=0).beam_pipeline_args() == (
         "--direct_running_mode=multi_processing", "--direct_num_workers=0")
+
+
+def test_the_training_seed_reaches_the_trainer_and_the_tuner(tmp_path):
+    import json
+
+    from modules import model
+
+    definition = build(tmp_path, tune=True, training_seed=1234)
+    for component_id in ("Trainer", "Tuner"):
+        custom = json.loads(component(definition, component_id).exec_properties["custom_config"])
+        assert custom[model.SEED_CONFIG_KEY] == 1234

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 from typing import Any, Dict, Iterator, List, Tuple
 
 import httpx
+import numpy as np
 import pytest
 
 from modules import features
@@ -255,3 +257,60 @@ def test_unknown_sex_and_unknown_multiple(browser, shared_server: RunningServer,
         check_answer(seen, shared_server, instance)
         screenshot(seen, "unknowns", capsys)
         seen.assert_clean()
+
+
+def pounds_ounces(pounds: float) -> str:
+    """Whole ounces rounded once (halves up, as JavaScript's Math.round), the sign in front."""
+    ounces = abs(pounds) * 16
+    whole = math.floor(ounces)
+    total = whole + (1 if ounces - whole >= 0.5 else 0)
+    sign = "-" if pounds < 0 and total > 0 else ""
+    return f"{sign}{total // 16} lb {total % 16} oz"
+
+
+# Rounding edges: 15.99 oz and exactly 15.5 oz carry into the next pound, 0.49 oz does not;
+# the ends of the possible weights; a negative weight (the page must convert any number right).
+SHOWN_WEIGHTS = (7 + 15.99 / 16, 7 + 15.5 / 16, 7 + 0.49 / 16, 7 + 0.5 / 16, 7.0, 6.999,
+                 features.LABEL_RANGE.min_pounds, features.LABEL_RANGE.max_pounds, 0.0, -0.21,
+                 -1.17, 12.3456)
+
+
+def test_pounds_ounces_and_grams_are_right_for_every_value(browser, shared_server):
+    with open_page(browser, shared_server) as seen:
+        page = seen.page
+        for pounds in SHOWN_WEIGHTS:
+            page.evaluate("p => showResult(p, '1')", pounds)
+            assert page.locator("#weight-lb").inner_text() == f"{pounds:.2f}"
+            assert page.locator("#weight-lb-oz").inner_text() == pounds_ounces(pounds), pounds
+            grams = pounds * GRAMS_PER_POUND
+            assert page.locator("#weight-g").inner_text() == f"{round(grams):,}", pounds
+        assert pounds_ounces(7 + 15.99 / 16) == "8 lb 0 oz"  # the reference itself
+        assert pounds_ounces(-0.21) == "-0 lb 3 oz"
+        seen.assert_clean()
+
+
+def test_lightest_and_heaviest_corners_show_possible_weights(browser, shared_server, capsys):
+    """The REST answers at every corner of the features (tests/test_physical_predictions.py);
+    the lightest and the heaviest of them entered as a person would, what-if chart included."""
+    from tests.test_physical_predictions import assert_possible, corners
+
+    instances = corners()
+    predictions = server_predictions(shared_server, instances)
+    for index in (int(np.argmin(predictions)), int(np.argmax(predictions))):
+        instance = instances[index]
+        with open_page(browser, shared_server) as seen:
+            fill_and_submit(seen.page, ui.value_label(instance["is_male"]),
+                            str(instance["mother_age"]), ui.value_label(instance["plurality"]),
+                            str(instance["gestation_weeks"]))
+            wait_for_answer(seen.page)
+            pounds = float(seen.page.locator("#weight-lb").get_attribute("data-value"))
+            # The server's answer for this instance alone, as the page asks: a row's float32
+            # answer may differ in its last bit with the batch it ran in.
+            assert pounds == pytest.approx(server_predictions(shared_server, [instance])[0],
+                                           abs=1e-6)
+            assert seen.page.locator("#weight-lb-oz").inner_text() == pounds_ounces(pounds)
+            shown = [float(v) for v in seen.page.locator("#what-if svg circle.point")
+                     .evaluate_all("cs => cs.map(c => c.dataset.value)")]
+            assert len(shown) == len(WHAT_IF)
+            assert_possible([pounds, *shown], f"the page at {instance}")
+            seen.assert_clean()

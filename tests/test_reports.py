@@ -193,6 +193,8 @@ def test_run_report(pipeline_runs, browser, capsys):
         page.locator("#slice-table th[data-col=value] button").click()
         assert page.locator("#slice-table tr[data-slice]").first.get_attribute(
             "data-slice") == "Overall"
+        assert_script_by_hash_only(page.locator(
+            "meta[http-equiv=Content-Security-Policy]").get_attribute("content"))
 
         # Blessing, push and run facts.
         assert page.locator("#blessed").inner_text() == "yes"
@@ -347,6 +349,35 @@ def test_the_browser_harness_sees_network_use_and_errors(browser, tmp_path):
             seen.assert_clean()
 
 
+def assert_script_by_hash_only(policy: str) -> None:
+    """script-src allows the pages' one script by its hash, and no other inline script."""
+    from reports.pages import page_script
+
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
+    assert "'unsafe-inline'" not in directives["script-src"]
+    assert directives["script-src"] == f"'{page_script()[1]}'"
+
+
+def test_pages_run_their_script_and_no_injected_one(browser, tmp_path):
+    """The sorting script runs under the page's policy; an inline script slipped in does not."""
+    from reports.pages import environment
+
+    html = environment().from_string(
+        '{% extends "base.html.j2" %}{% block body %}<table class="sortable" id="t"><thead>'
+        '<tr><th><button>n</button></th></tr></thead><tbody class="rows">'
+        '<tr><td data-value="2">2</td></tr><tr><td data-value="1">1</td></tr></tbody></table>'
+        '<script>document.title = "injected";</script>{% endblock %}').render(title="csp")
+    page_path = tmp_path / "csp.html"
+    page_path.write_text(html)
+    with visit(browser, page_path) as seen:
+        seen.page.locator("#t th button").click()
+        assert seen.page.locator("#t td").all_inner_texts() == ["1", "2"]
+        assert seen.page.title() == "csp"
+        assert any("Content Security Policy" in e for e in seen.console_errors)
+        assert not seen.blocked_requests and not seen.failed_requests
+    assert_script_by_hash_only(html.split('Content-Security-Policy" content="')[1].split('"')[0])
+
+
 def test_threshold_checks_say_what_decided():
     from pipelines.config import EvaluationConfig
     from pipelines.evaluation import SliceMetrics, eval_config
@@ -359,13 +390,20 @@ def test_threshold_checks_say_what_decided():
                SliceMetrics("plurality=Single(1)", 95, 1.0, 0.8),
                SliceMetrics("mother_age=<18", 10, 0.9, 0.7)]
     checks = threshold_checks(thresholds_of(config), metrics)
-    bound, change = (c for c in checks if c.where == "overall")
+    bound, change = (c for c in checks if c.where == "overall" and "RMSE" in c.rule)
     assert bound.rule == "RMSE below 1.1 lb" and bound.passed and bound.value == 1.05
     # No baseline: the change threshold is shown as not applied, not as passed.
     assert "last blessed" in change.rule and change.passed is None
     twins = next(c for c in checks if c.where.startswith("worst slice of plurality"))
     assert twins.where.endswith("(plurality=Twins(2))")
     assert twins.passed is False and twins.value == 1.4
+
+    outside = next(c for c in checks if "possible weights" in c.rule)
+    assert outside.passed is None  # these metrics do not say how many were impossible
+    impossible = [SliceMetrics("Overall", 100, 1.05, 0.8, outside_label_range=2.0)]
+    outside = next(c for c in threshold_checks(thresholds_of(config), impossible)
+                   if "possible weights" in c.rule)
+    assert outside.passed is False and outside.value == 2.0 and outside.where == "overall"
 
     with_baseline = [SliceMetrics("Overall", 100, 1.05, 0.8, baseline_rmse=1.0)]
     change = next(c for c in threshold_checks(thresholds_of(config), with_baseline)

@@ -28,3 +28,19 @@ def test_infer_command_writes_a_reviewable_schema(small_warehouse, tmp_path):
     assert {features.LABEL_KEY, features.SPLIT_KEY, *features.FEATURE_NAMES} <= names
     domains = {d.name: set(d.value) for d in inferred.string_domain}
     assert domains["is_male"] == set(features.IS_MALE.vocabulary)
+
+
+def test_a_split_with_too_few_examples_is_an_anomaly():
+    """What stops a run on Google Cloud, where BigQueryExampleGen writes small splits too."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    def dataset_anomaly(examples: int):
+        statistics = statistics_pb2.DatasetFeatureStatisticsList()
+        statistics.datasets.add(num_examples=examples)
+        return tfdv.validate_statistics(statistics, schema.curated_schema())
+
+    few = dataset_anomaly(schema.MIN_EXAMPLES_PER_SPLIT - 1)
+    assert [r.short_description for r in few.dataset_anomaly_info.reason] == [
+        "Low num examples in dataset."]
+    assert not dataset_anomaly(schema.MIN_EXAMPLES_PER_SPLIT).HasField("dataset_anomaly_info")

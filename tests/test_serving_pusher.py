@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from pipelines import atomic_push
 from pipelines.components import serving_pusher
 
 
@@ -44,7 +45,47 @@ def test_failed_copy_leaves_nothing_behind(model_dir, tmp_path, monkeypatch):
         (dst / "saved_model.pb").write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(serving_pusher.shutil, "copytree", copy_then_fail)
+    monkeypatch.setattr(atomic_push.shutil, "copytree", copy_then_fail)
     with pytest.raises(OSError, match="disk full"):
         serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m2"})
     assert [p.name for p in serving.iterdir()] == [str(kept)]
+
+
+def test_listing_ignores_staging_junk_and_non_ascii_digit_names(model_dir, tmp_path):
+    serving = tmp_path / "serving"
+    version = serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
+    for junk in (".17.incomplete", "²", "12a", "tmp"):
+        (serving / junk).mkdir()
+    (serving / "99").write_text("a file, not a version")
+    assert list(serving_pusher.serving_versions(serving)) == [version]
+
+
+def test_stale_staging_of_a_dead_push_is_removed_and_logged(model_dir, tmp_path, caplog):
+    serving = tmp_path / "serving"
+    kept = serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
+    stale = serving / f".{kept + 1}.4242{serving_pusher.STAGING_SUFFIX}"
+    (stale / "variables").mkdir(parents=True)
+    with caplog.at_level("WARNING"):
+        assert serving_pusher.clean_up_dead_pushes(serving) == [stale]
+    assert str(stale) in caplog.text
+    assert [p.name for p in serving.iterdir()] == [str(kept)]
+
+
+def test_no_cleanup_while_a_live_push_holds_the_lock(model_dir, tmp_path):
+    serving = tmp_path / "serving"
+    staging = serving / f".1.1{serving_pusher.STAGING_SUFFIX}"
+    staging.mkdir(parents=True)
+    with serving_pusher.push_lock(serving):
+        assert serving_pusher.clean_up_dead_pushes(serving) == []
+    assert staging.exists()
+
+
+def test_existing_version_is_never_replaced(model_dir, tmp_path, monkeypatch):
+    serving = tmp_path / "serving"
+    taken = int(atomic_push.time.time()) + 1000
+    (serving / str(taken)).mkdir(parents=True)  # empty: a plain rename would replace it
+    monkeypatch.setattr(atomic_push, "serving_versions", lambda _: {})
+    monkeypatch.setattr(atomic_push.time, "time", lambda: float(taken))
+    with pytest.raises(serving_pusher.PushError, match="already exists"):
+        serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
+    assert sorted(p.name for p in serving.iterdir()) == [str(taken)]

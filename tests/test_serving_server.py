@@ -9,7 +9,6 @@ import asyncio
 import base64
 import json
 import pathlib
-import threading
 import time
 from typing import Any, Callable, Dict, List
 
@@ -18,14 +17,13 @@ import numpy as np
 import pytest
 
 from modules import features
-from tests.serving_fixtures import (MAX_BODY_BYTES, MAX_INSTANCES, MODEL_NAME, RunningServer,
-                                    ServingModels, in_process_predictions)
+from tests.serving_fixtures import (COURSE_PAYLOAD, JSON, MAX_BODY_BYTES, MAX_INSTANCES,
+                                    MODEL_NAME, RunningServer, ServingModels, Traffic, close_to,
+                                    in_process_predictions, statuses, wait_for)
 
 # Registered as a plugin (not imported by name) so session fixtures run once per session.
 pytest_plugins = ("tests.serving_fixtures",)
 
-COURSE_PAYLOAD = {"instances": [{"is_male": "True", "mother_age": 26.0,
-                                 "plurality": "Single(1)", "gestation_weeks": 39}]}
 CANONICAL = {features.IS_MALE.name: features.IS_MALE_TRUE,
              features.PLURALITY.name: features.PLURALITY_NAMES[0],
              features.MOTHER_AGE.name: 26.0, features.GESTATION_WEEKS.name: 39.0}
@@ -47,6 +45,11 @@ def _available(version: int) -> Dict[str, Any]:
             "status": {"error_code": "OK", "error_message": ""}}
 
 
+def _ended(version: int) -> Dict[str, Any]:
+    return {"version": str(version), "state": "END",
+            "status": {"error_code": "OK", "error_message": ""}}
+
+
 # ------------------------------------------------------------------------------------------------
 # Status, metadata, health, docs
 # ------------------------------------------------------------------------------------------------
@@ -57,7 +60,7 @@ def test_model_status_endpoints(client: httpx.Client) -> None:
         assert answer.status_code == 200
         assert answer.json() == {"model_version_status": [_available(1)]}
     for path, status in ((f"/v1/models/{MODEL_NAME}/versions/7", 404),
-                         (f"/v1/models/{MODEL_NAME}/versions/latest", 404),
+                         (f"/v1/models/{MODEL_NAME}/versions/latest", 400),
                          ("/v1/models/other", 404),
                          (f"/v1/models/{MODEL_NAME}:predict", 405),
                          ("/v1/nothing", 404)):
@@ -110,7 +113,8 @@ def test_healthz_and_openapi(client: httpx.Client) -> None:
 def _predict(client: httpx.Client, body: Any, version: Any = None) -> httpx.Response:
     middle = f"/versions/{version}" if version is not None else ""
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return client.post(f"/v1/models/{MODEL_NAME}{middle}:predict", content=content)
+    return client.post(f"/v1/models/{MODEL_NAME}{middle}:predict", content=content,
+                       headers=JSON)
 
 
 def test_row_format_matches_in_process(client: httpx.Client, serving_models: ServingModels,
@@ -267,7 +271,7 @@ def test_bad_requests_get_400_naming_the_field(client: httpx.Client, body: Any,
 
 
 def test_unknown_model_is_404(client: httpx.Client) -> None:
-    answer = client.post("/v1/models/other:predict", content=json.dumps(COURSE_PAYLOAD))
+    answer = client.post("/v1/models/other:predict", json=COURSE_PAYLOAD)
     assert answer.status_code == 404
     assert answer.json() == {"error": "Servable not found for request: Latest(other)"}
 
@@ -302,7 +306,7 @@ def test_access_log_lines(shared_server: RunningServer, client: httpx.Client) ->
         return [line for line in shared_server.log().splitlines()
                 if f"POST /v1/models/{MODEL_NAME}:predict 400 " in line]
 
-    _wait_for(lambda: bool(lines()), timeout=10)
+    wait_for(lambda: bool(lines()), timeout=10)
     assert lines()[-1].rstrip().endswith(" ms")
 
 
@@ -310,94 +314,48 @@ def test_access_log_lines(shared_server: RunningServer, client: httpx.Client) ->
 # Hot reload
 # ------------------------------------------------------------------------------------------------
 
-class _Traffic:
-    """A thread predicting one row continuously, recording every answer or failure."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.answers: List[float] = []
-        self.failures: List[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "_Traffic":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=30) as session:
-            while not self._stop.is_set():
-                try:
-                    answer = session.post(self.url, json=COURSE_PAYLOAD)
-                    if answer.status_code == 200:
-                        self.answers.append(answer.json()["predictions"][0])
-                    else:
-                        self.failures.append(f"{answer.status_code} {answer.text}")
-                except httpx.HTTPError as error:
-                    self.failures.append(repr(error))
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise TimeoutError("condition not met in time")
-
-
-def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
-
-
-def _statuses(session: httpx.Client) -> List[Dict[str, Any]]:
-    return session.get(f"/v1/models/{MODEL_NAME}").json()["model_version_status"]
-
-
 def test_hot_reload_switches_without_failures_and_survives_a_broken_version(
         serving_models: ServingModels, server_factory: Callable[..., RunningServer],
         tmp_path: pathlib.Path) -> None:
     model_dir = serving_models.serving_dir(tmp_path)
     # A half-copied push the pusher left behind: hidden, so never loaded.
     (model_dir / ".9.incomplete").mkdir()
-    server = server_factory(model_dir, "--poll-seconds", "0.2")
+    server = server_factory(model_dir, "--poll-seconds", "0.2", "--max-num-load-retries", "0")
     row = [COURSE_PAYLOAD["instances"][0]]
     old, new = (float(in_process_predictions(serving_models.exports[v], row)[0]) for v in (1, 2))
-    assert not _close(old, new)
+    assert not close_to(old, new)
 
     session = httpx.Client(base_url=server.url, timeout=30)
-    with _Traffic(server.predict_url()) as traffic:
-        _wait_for(lambda: len(traffic.answers) >= 20)
+    with Traffic(server.predict_url()) as traffic:
+        wait_for(lambda: len(traffic.answers) >= 20)
         serving_models.push(model_dir, 2)
-        _wait_for(lambda: _statuses(session)[0]["version"] == "2")
+        wait_for(lambda: statuses(session)[0]["version"] == "2")
         seen = len(traffic.answers)
-        _wait_for(lambda: len(traffic.answers) >= seen + 20)
+        wait_for(lambda: len(traffic.answers) >= seen + 20)
     assert traffic.failures == []
-    assert all(_close(a, old) or _close(a, new) for a in traffic.answers)
-    assert _close(traffic.answers[0], old) and _close(traffic.answers[-1], new)
-    assert _statuses(session) == [_available(2)]
+    assert all(close_to(a, old) or close_to(a, new) for a in traffic.answers)
+    assert close_to(traffic.answers[0], old) and close_to(traffic.answers[-1], new)
+    assert statuses(session) == [_available(2), _ended(1)]  # TF Serving lists the unloaded one
     answer = session.post(server.predict_url(2), json=COURSE_PAYLOAD).json()["predictions"]
-    assert _close(answer[0], new)
+    assert close_to(answer[0], new)
     assert session.post(server.predict_url(1), json=COURSE_PAYLOAD).status_code == 404
 
-    # A broken version 3: logged, remembered, not retried; version 2 keeps serving.
+    # A broken version 3 with no retries allowed: logged, reported END, not tried again;
+    # version 2 keeps serving.
     staging = model_dir / ".3.incomplete"
     (staging / "variables").mkdir(parents=True)
     (staging / "saved_model.pb").write_bytes(b"this is not a SavedModel")
     staging.rename(model_dir / "3")
-    with _Traffic(server.predict_url()) as traffic:
-        _wait_for(lambda: any(s["version"] == "3" for s in _statuses(session)))
+    with Traffic(server.predict_url()) as traffic:
+        wait_for(lambda: any(s["version"] == "3" for s in statuses(session)))
         time.sleep(1.0)  # five more polls
-    statuses = _statuses(session)
-    assert statuses[0] == _available(2)
-    assert statuses[1]["version"] == "3" and statuses[1]["state"] == "END"
-    assert statuses[1]["status"]["error_code"] != "OK" and statuses[1]["status"]["error_message"]
+    seen_statuses = statuses(session)
+    assert seen_statuses[0] == _available(2)
+    assert seen_statuses[1]["version"] == "3" and seen_statuses[1]["state"] == "END"
+    failed = seen_statuses[1]["status"]
+    assert failed["error_code"] != "OK" and failed["error_message"]
     assert traffic.failures == [] and traffic.answers
-    assert all(_close(a, new) for a in traffic.answers)
+    assert all(close_to(a, new) for a in traffic.answers)
     assert session.get(f"/v1/models/{MODEL_NAME}/versions/3").json()[
         "model_version_status"][0]["state"] == "END"
     assert session.post(server.predict_url(3), json=COURSE_PAYLOAD).status_code == 404
@@ -407,31 +365,27 @@ def test_hot_reload_switches_without_failures_and_survives_a_broken_version(
 
 
 def test_healthz_is_503_until_a_version_exists(serving_models: ServingModels,
-                                               tmp_path: pathlib.Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                               tmp_path: pathlib.Path) -> None:
     """An app started on an empty directory answers 503, then serves the first push.
 
     In process (FastAPI's TestClient runs the app and its poller): no model to wait for.
     """
     from fastapi.testclient import TestClient
 
-    from serving import model_store
     from serving.app import create_app
     from serving.settings import ModelConfig
-
-    monkeypatch.setattr(model_store, "freeze_heap", lambda: None)  # not pytest's heap
 
     model_dir = tmp_path / "serving" / MODEL_NAME
     model_dir.mkdir(parents=True)
     app = create_app(ModelConfig(model_dir=str(model_dir), model_name=MODEL_NAME),
-                     poll_seconds=0.1, access_log=False)
+                     poll_seconds=0.1, access_log=False, manage_heap=False)
     with TestClient(app) as session:
         assert session.get("/healthz").status_code == 503
         answer = session.post(f"/v1/models/{MODEL_NAME}:predict", json=COURSE_PAYLOAD)
         assert answer.status_code == 503 and "error" in answer.json()
         assert session.get(f"/v1/models/{MODEL_NAME}").status_code == 404
         serving_models.push(model_dir, 1)
-        _wait_for(lambda: session.get("/healthz").status_code == 200)
+        wait_for(lambda: session.get("/healthz").status_code == 200)
         assert session.post(f"/v1/models/{MODEL_NAME}:predict",
                             json=COURSE_PAYLOAD).status_code == 200
 

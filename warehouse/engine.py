@@ -40,14 +40,46 @@ def register_functions(connection: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+def is_csv(source: str) -> bool:
+    lowered = source.lower()
+    return lowered.endswith(".csv") or lowered.endswith(".csv.gz")
+
+
 def _source_reader(source: str) -> str:
+    """CSV is read as text and typed by `_typed_select`: DuckDB's sniffer guesses a column's
+    type from the first rows only, and a later value that does not fit is then a crash."""
     lowered = source.lower()
     quoted = "'" + source.replace("'", "''") + "'"
     if lowered.endswith(".parquet") or lowered.endswith(".pq"):
         return f"read_parquet({quoted})"
-    if lowered.endswith(".csv") or lowered.endswith(".csv.gz"):
-        return f"read_csv({quoted}, header = true)"
+    if is_csv(source):
+        return f"read_csv({quoted}, header = true, all_varchar = true)"
     raise ValueError(f"--source must name .csv, .csv.gz or .parquet files, got {source!r}")
+
+
+def _cast(column: str, actual: str, expected: str) -> str:
+    """`column` as the real table's type; values were checked to fit (warehouse.preflight)."""
+    value = f'"{column}"'
+    if actual == "VARCHAR":
+        value = f"NULLIF(trim({value}), '')"
+        if expected == "BIGINT":
+            value = f"CAST({value} AS DOUBLE)"  # '39.0' is the whole number 39
+    return f"CAST({value} AS {expected}) AS \"{column}\""
+
+
+def _typed_select(connection: duckdb.DuckDBPyConnection, reader: str) -> str:
+    """The export with each column the query reads in the real table's type (integral floats
+    too); the pre-flight check has named any value that would not fit. Other columns are left
+    as the export wrote them."""
+    from warehouse import preflight, sql
+
+    actual = {name: kind for name, kind, *_ in
+              connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+    casts = [_cast(name, actual[name], kind)
+             for name, kind in preflight.query_columns(sql.base_query())
+             if name in actual and actual[name] != kind]
+    return f"SELECT * REPLACE ({', '.join(casts)}) FROM {reader}" if casts else \
+        f"SELECT * FROM {reader}"
 
 
 def connect(
@@ -60,7 +92,8 @@ def connect(
     """
     if source is not None:
         connection = duckdb.connect(":memory:")
-        connection.execute(f"CREATE VIEW {LOCAL_TABLE} AS SELECT * FROM {_source_reader(source)}")
+        connection.execute(f"CREATE VIEW {LOCAL_TABLE} AS "
+                           f"{_typed_select(connection, _source_reader(source))}")
     else:
         if not pathlib.Path(database).exists():
             raise FileNotFoundError(

@@ -672,6 +672,10 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--quiet", action="store_true", help="log warnings only, no per-chunk progress"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing --out file (without it, an existing warehouse is kept)",
+    )
     return parser.parse_args(argv)
 
 
@@ -682,6 +686,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.out.exists() and not args.overwrite:
+        print(f"error: {args.out} already exists; pass --overwrite to replace it "
+              "(runs trained on it would no longer match their data)", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     report = generate(args.out, rows=args.rows, seed=args.seed, chunk_rows=args.chunk_rows)
     LOGGER.info("wrote %s in %.1f s", args.out, time.perf_counter() - started)

@@ -2,56 +2,24 @@
 
 Stock Pusher copies straight into the final version directory, so a server polling the
 directory can load a half-copied model, and a rerun that re-blesses the same model pushes it
-again as a new version. This pusher copies into a hidden temporary directory beside the
-versions and renames it into place (atomic on one filesystem), and skips a model that already
-serves as the newest version. Either way it writes the decision, with TFMA's reasons, as JSON.
+again as a new version. This pusher pushes through pipelines/atomic_push.py (a staging copy
+renamed into place, under a lock shared by every pusher of the directory), and skips a model
+that already serves as the newest version. Either way it writes the decision, with TFMA's
+reasons, as JSON.
 """
 import json
-import os
 import pathlib
-import shutil
-import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model, ModelBlessing, ModelEvaluation, PushedModel
 from tfx.utils import path_utils
 
-PUSH_RECORD = "babyweight_push.json"
-
-
-def serving_versions(serving_dir: pathlib.Path) -> Dict[int, pathlib.Path]:
-    """The complete version directories TF Serving would load: integer names only."""
-    if not serving_dir.is_dir():
-        return {}
-    return {int(p.name): p for p in serving_dir.iterdir() if p.is_dir() and p.name.isdigit()}
-
-
-def latest_push_record(serving_dir: pathlib.Path) -> Optional[Dict[str, Any]]:
-    versions = serving_versions(serving_dir)
-    if not versions:
-        return None
-    record = versions[max(versions)] / PUSH_RECORD
-    return json.loads(record.read_text()) if record.exists() else None
-
-
-def push_atomically(model_dir: pathlib.Path, serving_dir: pathlib.Path,
-                    record: Dict[str, Any]) -> int:
-    """Copies `model_dir` to serving_dir/<version>/ via a temporary name; returns the version."""
-    serving_dir.mkdir(parents=True, exist_ok=True)
-    existing = serving_versions(serving_dir)
-    version = max(int(time.time()), max(existing, default=0) + 1)
-    staging = serving_dir / f".{version}.incomplete"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        shutil.copytree(model_dir, staging)
-        (staging / PUSH_RECORD).write_text(json.dumps({**record, "version": version}, indent=2))
-        os.rename(staging, serving_dir / str(version))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return version
+from pipelines.atomic_push import (  # noqa: F401  (the pusher's API, used by tests and runners)
+    PUSH_RECORD, STAGING_SUFFIX, PushError, clean_up_dead_pushes, is_version_name,
+    latest_push_record, lock_path, push_atomically, push_lock, push_while_locked,
+    remove_stale_staging, serving_versions)
 
 
 @component
@@ -82,18 +50,19 @@ def ServingPusher(  # pylint: disable=invalid-name
         "eval_examples": overall.example_count if overall else None,
         "reasons": reasons,
     }
-    latest = latest_push_record(target)
-    if not blessed:
-        decision["message"] = "Model not blessed; nothing was pushed."
-    elif latest is not None and latest.get("model_uri") == model.uri:
-        decision["message"] = (f"This model already serves as version {latest['version']}; "
-                               "nothing new to push.")
-        decision["version"] = latest["version"]
-    else:
-        version = push_atomically(pathlib.Path(path_utils.serving_model_path(model.uri)),
-                                  target, decision)
-        decision.update(pushed=True, version=version,
-                        message=f"Pushed as version {version} to {target / str(version)}")
+    with push_lock(target):  # the newest version cannot change between the check and the push
+        latest = latest_push_record(target)
+        if not blessed:
+            decision["message"] = "Model not blessed; nothing was pushed."
+        elif latest is not None and latest.get("model_uri") == model.uri:
+            decision["message"] = (f"This model already serves as version {latest['version']}; "
+                                   "nothing new to push.")
+            decision["version"] = latest["version"]
+        else:
+            version = push_while_locked(
+                pathlib.Path(path_utils.serving_model_path(model.uri)), target, decision)
+            decision.update(pushed=True, version=version,
+                            message=f"Pushed as version {version} to {target / str(version)}")
     pushed_model.set_int_custom_property("pushed", int(decision["pushed"]))
     if decision.get("version") is not None:
         pushed_model.set_string_custom_property("pushed_destination",

@@ -49,6 +49,10 @@ class MissingColumnError(DataValidationError):
     """The warehouse table lacks a column the query reads."""
 
 
+class EmptySplitError(DataValidationError):
+    """A split's query returned no rows."""
+
+
 def bigquery_type(arrow_type: pa.DataType) -> str:
     """The BigQuery column type a query result column of `arrow_type` corresponds to."""
     for predicate, name in BIGQUERY_TYPE_OF_ARROW:
@@ -187,6 +191,23 @@ def check_queries_bind(database: str, source: Optional[str], queries: List[str])
         connection.close()
 
 
+def stop_on_empty_splits(splits: List[Tuple[str, str, str]]) -> None:
+    """A split without examples stops the run here, not as a crash in Transform or Trainer."""
+    import tensorflow as tf
+
+    empty = []
+    for name, _, split_uri in splits:
+        files = tf.io.gfile.glob(os.path.join(split_uri, "*.gz"))
+        records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(1)
+        if not any(True for _ in records):
+            empty.append(name)
+    if empty:
+        raise EmptySplitError(
+            f"The {', '.join(empty)} split{'s have' if len(empty) > 1 else ' has'} no rows left "
+            "after the query's filters (its hashmonth buckets, the sample and "
+            f"{sql.QUERY_FILE.name}'s WHERE clause); the data holds too few months or rows.")
+
+
 class Executor(BaseExampleGenExecutor):
     """Generic TFX ExampleGen executor over DuckDB; split patterns are BigQuery SQL."""
 
@@ -220,6 +241,7 @@ class Executor(BaseExampleGenExecutor):
                  | "Splits" >> beam.Create([tuple(splits)])
                  | "QueryAndWrite" >> beam.ParDo(_WriteSplits(config["database"],
                                                               config.get("source"))))
+        stop_on_empty_splits(splits)
         examples_utils.set_payload_format(
             examples, exec_properties.get("output_data_format",
                                           example_gen_pb2.FORMAT_TF_EXAMPLE))

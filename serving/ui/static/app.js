@@ -149,11 +149,12 @@ function formatGrams(grams) {
   return Math.round(grams).toLocaleString("en-US");
 }
 
+// Whole ounces, rounded once: 7.999 lb is "8 lb 0 oz", never "7 lb 16 oz"; the sign applies to
+// the whole weight ("-0 lb 3 oz"), not to the pounds alone.
 function poundsOunces(pounds) {
-  let whole = Math.floor(pounds);
-  let ounces = Math.round((pounds - whole) * 16);
-  if (ounces === 16) { whole += 1; ounces = 0; }
-  return `${whole} lb ${ounces} oz`;
+  const totalOunces = Math.round(Math.abs(pounds) * 16);
+  const sign = pounds < 0 && totalOunces > 0 ? "-" : "";
+  return `${sign}${Math.floor(totalOunces / 16)} lb ${totalOunces % 16} oz`;
 }
 
 function showResult(pounds, version) {

@@ -1,0 +1,130 @@
+"""Bad exports stop before the pipeline starts, with every problem named (column, value, row)."""
+import pathlib
+
+import duckdb
+import pytest
+
+from pipelines.errors import DataValidationError
+from tests import pipeline_helpers
+from tests.conftest import SMALL_ROWS
+from warehouse import engine, preflight, sql
+
+NULLS = ", ".join(f"CAST(NULL AS {kind}) AS \"{name}\"" for name, kind in
+                  preflight.query_columns(sql.base_query()))
+
+
+@pytest.fixture(scope="module")
+def export(small_warehouse, tmp_path_factory):
+    """Writes `select` over the warehouse (twice over: past DuckDB's CSV type sniffing)."""
+    out_dir = tmp_path_factory.mktemp("exports")
+    connection = duckdb.connect(str(small_warehouse), read_only=True)
+    connection.execute("CREATE TEMP VIEW doubled AS SELECT * FROM natality UNION ALL "
+                       "SELECT * FROM natality")
+
+    def write(select: str, name: str) -> str:
+        path = out_dir / name
+        options = "(FORMAT PARQUET)" if name.endswith(".parquet") else "(HEADER, DELIMITER ',')"
+        connection.execute(f"COPY ({select}) TO '{path}' {options}")
+        return str(path)
+
+    yield write
+    connection.close()
+
+
+def problem(source: str) -> str:
+    with pytest.raises(DataValidationError) as caught:
+        preflight.check(pathlib.Path("unused.duckdb"), source, sql.base_query())
+    return str(caught.value)
+
+
+def with_string_at(row: int) -> str:
+    return ("SELECT * REPLACE (CASE WHEN rn = %d THEN 'forty' ELSE CAST(mother_age AS VARCHAR) "
+            "END AS mother_age) FROM (SELECT *, row_number() OVER () AS rn FROM doubled) "
+            "ORDER BY rn" % row)
+
+
+def test_the_query_reads_the_columns_the_readme_lists():
+    assert dict(preflight.query_columns(sql.base_query())) == {
+        "year": "BIGINT", "month": "BIGINT", "is_male": "BOOLEAN", "mother_age": "BIGINT",
+        "plurality": "BIGINT", "gestation_weeks": "BIGINT", "weight_pounds": "DOUBLE"}
+
+
+@pytest.mark.parametrize("row", [29_996, 4])
+def test_a_string_in_a_numeric_csv_column_is_named_with_its_row(export, row):
+    message = problem(export(with_string_at(row), f"string_{row}.csv"))
+    assert "column 'mother_age'" in message and "'forty'" in message
+    assert f"row {row:,}" in message and f"1 of {2 * SMALL_ROWS:,}" in message
+
+
+def test_a_string_in_a_parquet_column_is_named(export):
+    message = problem(export(with_string_at(7), "string.parquet"))
+    assert "column 'mother_age'" in message and "'forty'" in message and "row 7 " in message
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_null_in_every_column_says_no_rows_are_left(export, suffix):
+    message = problem(export(f"SELECT {NULLS} FROM range(50)", f"nulls.{suffix}"))
+    assert "no rows left after the query's filters" in message
+    assert "every value is NULL in" in message and "weight_pounds" in message
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_an_empty_table_says_so(export, suffix):
+    message = problem(export("SELECT * FROM natality LIMIT 0", f"empty.{suffix}"))
+    assert "has no rows" in message
+
+
+def test_is_male_spelled_m_and_f_lists_the_accepted_spellings(export):
+    message = problem(export(
+        "SELECT * REPLACE (CASE WHEN is_male THEN 'M' ELSE 'F' END AS is_male) FROM natality",
+        "sex.csv"))
+    assert "column 'is_male'" in message
+    assert all(spelling in message for spelling in preflight.IS_MALE_SPELLINGS)
+    assert "'M'" in message or "'F'" in message
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_integral_floats_are_accepted_and_read_as_integers(export, suffix):
+    source = export("SELECT * REPLACE (CAST(mother_age AS DOUBLE) AS mother_age, "
+                    "CAST(gestation_weeks AS DOUBLE) AS gestation_weeks) FROM natality",
+                    f"floats.{suffix}")
+    rows = preflight.check(pathlib.Path("unused.duckdb"), source, sql.base_query())
+    connection = engine.connect(pathlib.Path("unused.duckdb"), source)
+    types = dict(connection.execute(f"SELECT column_name, column_type FROM (DESCRIBE "
+                                    f"{sql.LOCAL_TABLE})").fetchall())
+    (count,) = connection.execute(f"SELECT count(*) FROM {sql.LOCAL_TABLE}").fetchone()
+    connection.close()
+    assert types["mother_age"] == types["gestation_weeks"] == "BIGINT"
+    assert rows == count
+
+
+def test_a_non_integral_float_is_named(export):
+    message = problem(export(
+        "SELECT * REPLACE (CASE WHEN rowid = 2 THEN mother_age + 0.5 ELSE mother_age END "
+        "AS mother_age) FROM natality ORDER BY rowid", "halves.csv"))
+    assert "column 'mother_age'" in message and "row 3 " in message and ".5'" in message
+
+
+def test_every_missing_column_is_named(export):
+    message = problem(export("SELECT * EXCLUDE (gestation_weeks, plurality) FROM natality",
+                             "missing.csv"))
+    assert "missing columns gestation_weeks, plurality" in message
+
+
+def test_a_pattern_matching_no_file_is_named(tmp_path):
+    message = problem(str(tmp_path / "natality-*.parquet"))
+    assert "matches no file" in message
+
+
+def test_the_runner_exits_2_before_any_component(export, tmp_path, capsys):
+    source = export(with_string_at(29_996), "late.csv")
+    assert pipeline_helpers.run_local_pipeline(tmp_path, "--source", source) == 2
+    logged = capsys.readouterr().err
+    assert "'forty'" in logged and "row 29,996" in logged and "Traceback" not in logged
+    assert not (tmp_path / "root").exists(), "no component may have run"
+
+
+def test_the_runner_names_a_pattern_matching_no_file(tmp_path, capsys):
+    source = str(tmp_path / "exports" / "natality-*.csv")
+    assert pipeline_helpers.run_local_pipeline(tmp_path, "--source", source) == 2
+    assert "matches no file" in capsys.readouterr().err

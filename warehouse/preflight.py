@@ -1,0 +1,200 @@
+"""Checks the natality data before the pipeline starts, and names every problem it finds.
+
+A bad export otherwise fails deep inside the run: a DuckDB conversion traceback when a string
+hides at row 30,000 of a CSV (past what DuckDB's type sniffer samples), a Trainer crash on zero
+examples, TFDV's "Expected INT but got FLOAT" for ages written as 39.0. Here the data is read
+as the export wrote it (a CSV as text), each column the query reads is checked against the
+type the real table has, and all problems are reported at once, each with a value and its row.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import pathlib
+from typing import Dict, List, Optional, Tuple
+
+import duckdb
+import pyarrow.compute as pc
+import sqlglot
+from sqlglot import exp
+
+from pipelines.errors import DataValidationError
+from warehouse import engine, generator, sql
+
+# is_male spellings a text column may use (any case); an empty value means "unknown". 'F' and
+# 'T' are left out on purpose: in an export 'F' more likely means female than false.
+IS_MALE_SPELLINGS = ("true", "false", "1", "0")
+_INTEGER = "BIGINT"
+
+
+class PreflightError(DataValidationError):
+    """The data cannot make examples; the message names each problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BadValues:
+    column: str
+    expected: str
+    count: int
+    value: str
+    row: int
+    file: Optional[str]
+
+    def describe(self, rows: int) -> str:
+        where = f"row {self.row:,}" + (f" of {self.file}" if self.file else "")
+        text = (f"column '{self.column}': {self.count:,} of {rows:,} values are not "
+                f"{_kind(self.column, self.expected)}, first {self.value!r} at {where}")
+        if self.column == "is_male":
+            text += (f"; accepted spellings are {', '.join(IS_MALE_SPELLINGS)} (any case) "
+                     "or an empty value for unknown")
+        return text
+
+
+def _kind(column: str, expected: str) -> str:
+    if column == "is_male":
+        return "a boolean"
+    return "whole numbers" if expected == _INTEGER else "numbers"
+
+
+@functools.lru_cache(maxsize=None)
+def query_columns(query: str) -> Tuple[Tuple[str, str], ...]:
+    """(column, type in the real table) for each natality column the training query reads."""
+    types = dict(generator.NATALITY_COLUMNS)
+    source = exp.to_table(sql.BIGQUERY_TABLE, dialect="bigquery")
+    names: List[str] = []
+    for select in sqlglot.parse_one(query, read="bigquery").find_all(exp.Select):
+        tables = [t for t in select.find_all(exp.Table) if t.parent_select is select]
+        if not any([p.name for p in t.parts] == [p.name for p in source.parts] for t in tables):
+            continue
+        for column in select.find_all(exp.Column):
+            if column.name in types and column.name not in names:
+                names.append(column.name)
+    return tuple((name, types[name]) for name in names)
+
+
+def _quoted(source: str) -> str:
+    return "'" + source.replace("'", "''") + "'"
+
+
+def _raw_relation(source: Optional[str]) -> str:
+    """The data as the export wrote it: CSV as text, with each row's file."""
+    if source is None:
+        return sql.LOCAL_TABLE
+    if engine.is_csv(source):
+        return f"read_csv({_quoted(source)}, header = true, all_varchar = true, filename = true)"
+    return f"read_parquet({_quoted(source)}, filename = true, file_row_number = true)"
+
+
+def _bad_value_condition(column: str, expected: str, actual: str) -> str:
+    quoted = f'"{column}"'
+    if actual == expected:
+        return "FALSE"
+    if column == "is_male" and actual == "VARCHAR":
+        spellings = ", ".join(f"'{s}'" for s in IS_MALE_SPELLINGS)
+        return (f"{quoted} IS NOT NULL AND trim({quoted}) <> '' "
+                f"AND lower(trim({quoted})) NOT IN ({spellings})")
+    number = f"TRY_CAST({quoted} AS DOUBLE)"
+    if expected == _INTEGER:
+        return f"{quoted} IS NOT NULL AND ({number} IS NULL OR {number} <> floor({number}))"
+    return f"{quoted} IS NOT NULL AND TRY_CAST({quoted} AS {expected}) IS NULL"
+
+
+def _first_bad(connection: duckdb.DuckDBPyConnection, source: Optional[str], column: str,
+               condition: str) -> Tuple[str, int, Optional[str]]:
+    """The first offending value, its 1-based row and its file, in the order of the files."""
+    value = f'CAST("{column}" AS VARCHAR)'
+    if source is None:
+        return connection.execute(
+            f"SELECT {value}, rowid + 1, NULL FROM {sql.LOCAL_TABLE} WHERE {condition} "
+            "ORDER BY rowid LIMIT 1").fetchone()
+    relation = _raw_relation(source)
+    if not engine.is_csv(source):
+        return connection.execute(
+            f"SELECT {value}, file_row_number + 1, filename FROM {relation} WHERE {condition} "
+            "ORDER BY filename, file_row_number LIMIT 1").fetchone()
+    # A CSV has no row numbers; DuckDB keeps a file's row order when nothing is sorted.
+    (file,) = connection.execute(f"SELECT min(filename) FROM {relation} WHERE {condition}"
+                                 ).fetchone()
+    one_file = _raw_relation(file)
+    flags = connection.execute(f"SELECT coalesce({condition}, FALSE) AS bad FROM {one_file}"
+                               ).fetch_arrow_table().column("bad")
+    index = pc.index(flags, True).as_py()
+    (text,) = connection.execute(f"SELECT {value} FROM {one_file} LIMIT 1 OFFSET {index}"
+                                 ).fetchone()
+    return text, index + 1, file
+
+
+def bad_values(connection: duckdb.DuckDBPyConnection, source: Optional[str],
+               columns: Dict[str, str], expected: Tuple[Tuple[str, str], ...]) -> List[BadValues]:
+    """Each present column holding values that are not of its type in the real table."""
+    relation = _raw_relation(source)
+    conditions = {name: _bad_value_condition(name, kind, columns[name])
+                  for name, kind in expected if name in columns}
+    conditions = {name: c for name, c in conditions.items() if c != "FALSE"}
+    if not conditions:
+        return []
+    counts = connection.execute("SELECT " + ", ".join(
+        f"count(*) FILTER (WHERE {c})" for c in conditions.values()) + f" FROM {relation}"
+    ).fetchone()
+    found = []
+    kinds = dict(expected)
+    for (name, condition), count in zip(conditions.items(), counts):
+        if count:
+            value, row, file = _first_bad(connection, source, name, condition)
+            found.append(BadValues(name, kinds[name], count, value, row, file))
+    return found
+
+
+def check(database: pathlib.Path, source: Optional[str], query: str) -> int:
+    """Raises PreflightError naming every problem of the data; returns its row count."""
+    label = source or str(database)
+    if source is not None and not glob.glob(source):
+        raise PreflightError(f"--source {source!r} matches no file; nothing to read.")
+    try:
+        connection = engine.connect(pathlib.Path(database), source)
+    except (ValueError, duckdb.Error) as error:
+        raise PreflightError(f"Cannot read the natality data at {label}: {error}") from error
+    try:
+        relation = _raw_relation(source)
+        columns = {name: kind for name, kind, *_ in
+                   connection.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+        (rows,) = connection.execute(f"SELECT count(*) FROM {relation}").fetchone()
+        if rows == 0:
+            raise PreflightError(f"The natality data at {label} has no rows.")
+        expected = query_columns(query)
+        problems = []
+        missing = [name for name, _ in expected if name not in columns]
+        if missing:
+            problems.append(
+                "missing column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing))
+        problems += [bad.describe(rows) for bad in bad_values(connection, source, columns,
+                                                             expected)]
+        if problems:
+            raise PreflightError(_report(label, problems, expected))
+        _check_rows_survive(connection, query, label, relation, expected)
+    except duckdb.Error as error:
+        raise PreflightError(f"Cannot read the natality data at {label}: {error}") from error
+    finally:
+        connection.close()
+    return rows
+
+
+def _check_rows_survive(connection: duckdb.DuckDBPyConnection, query: str, label: str,
+                        relation: str, expected: Tuple[Tuple[str, str], ...]) -> None:
+    if connection.execute(f"SELECT 1 FROM ({sql.to_duckdb(query)}) LIMIT 1").fetchone():
+        return
+    counts = connection.execute("SELECT " + ", ".join(
+        f'count("{name}")' for name, _ in expected) + f" FROM {relation}").fetchone()
+    empty = [name for (name, _), count in zip(expected, counts) if count == 0]
+    raise PreflightError(
+        f"The natality data at {label} has no rows left after the query's filters "
+        f"({sql.QUERY_FILE.name}: year > 2000 and positive weight, age, plurality and "
+        "gestation)" + (f"; every value is NULL in {', '.join(empty)}" if empty else "") + ".")
+
+
+def _report(label: str, problems: List[str], expected: Tuple[Tuple[str, str], ...]) -> str:
+    needed = ", ".join(f"{name} {kind}" for name, kind in expected)
+    return (f"The natality data at {label} cannot make examples:\n"
+            + "".join(f"  - {p}\n" for p in problems)
+            + f"An export needs these columns (the types of the real table): {needed}.")
