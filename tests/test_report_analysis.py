@@ -231,3 +231,56 @@ def test_index_dates_stay_on_one_line(pipeline_runs, browser, tmp_path, capsys):
             seen.assert_clean()
     with capsys.disabled():
         print(f"\nscreenshots: {tmp_path}")
+
+
+@slow
+def test_pushed_version_carries_a_model_card(pipeline_runs, browser, capsys, tmp_path):
+    import json
+
+    from pipelines.evaluation import read_metrics
+    from reports import mlmd
+    from reports.model_card import CARD_HTML, CARD_JSON, SCHEMA_VERSION
+
+    first = stamp_dirs(pipeline_runs)[0]  # the run that pushed
+    record = next(r for r in mlmd.list_runs(mlmd.open_store(pipeline_runs.metadata_path))
+                  if r.reports_dir is not None and r.reports_dir.name == first)
+    destination = pathlib.Path(record.output("ServingPusher", "pushed_model")
+                               .properties["pushed_destination"])
+    card = json.loads((destination / CARD_JSON).read_text())
+    assert card["schema_version"] == SCHEMA_VERSION
+    assert set(card) >= {"model_details", "model_parameters", "quantitative_analysis",
+                         "considerations"}
+    assert card["model_details"]["version"]["name"] == destination.name
+    fingerprint = record.component("Trainer").parameters["source_fingerprint"]
+    assert card["babyweight"]["training_code_fingerprint"] == fingerprint
+    assert fingerprint in card["model_details"]["documentation"]
+    assert card["babyweight"]["data_range"].startswith("spans ")
+    shown = {(m["slice"], m["type"]): m for m in card["quantitative_analysis"][
+        "performance_metrics"]}
+    for metric in read_metrics(evaluation_uris(pipeline_runs.metadata_path)[0]):
+        entry = shown[(metric.slice_name, "RMSE (lb)")]
+        assert float(entry["value"]) == pytest.approx(metric.rmse, abs=5e-5)
+    overall = shown[("Overall", "RMSE (lb)")]["confidence_interval"]
+    assert float(overall["lower_bound"]) <= float(shown[("Overall", "RMSE (lb)")]["value"]) \
+        <= float(overall["upper_bound"])
+    assert any("RMSE below 1.25" in t["description"]
+               for t in card["considerations"]["tradeoffs"])
+    assert any("Triplets" in l["description"] or "Quadruplets" in l["description"]
+               for l in card["considerations"]["limitations"])
+    with visit(browser, run_page(pipeline_runs, first)) as seen:
+        link = seen.page.locator(f"nav.sections a[href$='{CARD_HTML}']")
+        assert link.count() == 1
+        link.click()
+        seen.page.wait_for_load_state("load")
+        for width in WIDTHS:
+            seen.page.set_viewport_size({"width": width, "height": 900})
+            sizes = seen.page.evaluate("[document.documentElement.scrollWidth,"
+                                       " document.documentElement.clientWidth]")
+            assert sizes[0] <= sizes[1], f"the card scrolls sideways at {width} px"
+            seen.page.screenshot(path=str(tmp_path / f"model-card-{width}.png"), full_page=True)
+        assert seen.page.locator("#card-metrics tr[data-slice]").count() == len(shown)
+        assert fingerprint in seen.page.locator("#card-fingerprint").inner_text()
+        seen.assert_clean()
+    assert (destination / CARD_JSON).with_suffix(".html").exists()
+    with capsys.disabled():
+        print(f"\nscreenshots: {tmp_path}")
