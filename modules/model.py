@@ -41,9 +41,10 @@ from modules import features  # noqa: E402
 from modules import layers  # noqa: E402
 from modules import preprocessing as pp  # noqa: E402
 from modules import records  # noqa: E402
+from modules import training_log  # noqa: E402
 from modules.hparams import HyperParameters, from_keras_tuner, search_space  # noqa: E402
 
-LOGGER = logging.getLogger("modules.model")
+LOGGER = logging.getLogger("babyweight.model")  # shown by pipelines/logs.py
 
 
 def _skip_autograph_for_graph_libraries(prefixes: Tuple[str, ...] = (
@@ -489,11 +490,14 @@ def run_fn(fn_args: FnArgs) -> None:
         # exported model shows it: `saved_model_cli show --all --dir <model>`).
         tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
                                        write_graph=False),
+        training_log.EpochProgress(hparams.epochs),
     ]
+    training_log.write_hparams(fn_args.model_run_dir, hparams.to_dict(), custom_config.get(
+        "pipeline_run_id") or os.path.basename(os.path.normpath(fn_args.model_run_dir)))
     started = time.monotonic()
     history = model.fit(train, epochs=hparams.epochs, steps_per_epoch=steps_per_epoch,
                         validation_data=evaluation, validation_steps=fn_args.eval_steps or None,
-                        callbacks=callbacks, verbose=2)
+                        callbacks=callbacks, verbose=0)  # EpochProgress logs each epoch
     LOGGER.info("Trained %d epochs in %.1f s; best validation RMSE %.4f", len(history.epoch),
                 time.monotonic() - started, min(history.history.get(f"val_{RMSE}", [float("nan")])))
     started = time.monotonic()

@@ -1,0 +1,53 @@
+"""What training tells a person and TensorBoard: epoch progress lines and the run's hparams.
+
+Progress goes through the `babyweight.model` logger, which the runner's log filter shows
+(pipelines/logs.py passes every `babyweight.*` logger), one line per epoch that stays readable
+in a log file (Keras' own progress bar rewrites its line). The hyperparameters go to
+TensorBoard's HParams plugin under the pipeline run's name, so runs can be compared by them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, Mapping
+
+import tensorflow as tf
+import tf_keras
+
+LOGGER = logging.getLogger("babyweight.model")
+
+
+class EpochProgress(tf_keras.callbacks.Callback):
+    """Logs 'epoch i/n: steps, seconds, loss, validation metrics' after every epoch."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self._started = time.monotonic()
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._started, self._steps = time.monotonic(), 0
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self._steps = batch + 1
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        values = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items())
+                           if isinstance(v, (int, float)))
+        LOGGER.info("Trainer epoch %d/%d: %d steps in %.1f s; %s", epoch + 1, self.epochs,
+                    self._steps, time.monotonic() - self._started, values)
+
+
+def hparam_values(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """The HParams plugin takes bool, int, float and str: anything else is shown as text."""
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in values.items()}
+
+
+def write_hparams(log_dir: str, values: Mapping[str, Any], run_name: str) -> None:
+    """Records the hyperparameters for TensorBoard's HParams tab, named by the run."""
+    from tensorboard.plugins.hparams import api as hp
+
+    with tf.summary.create_file_writer(log_dir).as_default():
+        hp.hparams(hparam_values(values), trial_id=run_name)
