@@ -31,7 +31,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from serving import schemas, security, ui, validation
+from serving import docs, schemas, security, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
 from serving.model_store import ServedModel
@@ -213,6 +213,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             "`{\"instances\": [{...}]}` or the columnar format `{\"inputs\": {...}}`; errors "
             "are `{\"error\": \"...\"}`."),
         lifespan=lifespan,
+        docs_url=None,  # serving/docs.py serves /docs from local assets
     )
     app.state.store = store
     app.state.batcher = batcher
@@ -368,6 +369,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             return error_response(400, error.message)
 
     ui.install(app, name)
+    docs.install(app, f"{name} model server")
     openapi = app.openapi
 
     def documented() -> dict:
