@@ -284,3 +284,31 @@ def test_pushed_version_carries_a_model_card(pipeline_runs, browser, capsys, tmp
     assert (destination / CARD_JSON).with_suffix(".html").exists()
     with capsys.disabled():
         print(f"\nscreenshots: {tmp_path}")
+
+
+@slow
+def test_eda_page_renders_every_section_offline(pipeline_runs, browser, tmp_path, capsys):
+    from pipelines.eda_report import FACETS_FILE_SUFFIX
+
+    first = stamp_dirs(pipeline_runs)[0]
+    eda = pipeline_runs.reports_dir / first / "eda.html"
+    with visit(browser, eda) as seen:
+        page = seen.page
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            page.screenshot(path=str(tmp_path / f"eda-{width}.png"), full_page=True)
+        # The train-vs-eval comparison is on the page itself, drawn with no network.
+        tables = page.locator("table.split-statistics")
+        assert tables.count() >= 5
+        for index in range(tables.count()):
+            splits = tables.nth(index).locator("tbody td:first-child").all_inner_texts()
+            assert splits == ["train", "eval"]
+        assert page.locator("section.feature figure.chart svg").count() >= 4
+        link = page.locator("#facets-link a")
+        assert "needs a network connection" in page.locator("#facets-link").inner_text()
+        assert link.get_attribute("href") == f"eda{FACETS_FILE_SUFFIX}"
+        assert page.locator("script, iframe").count() == 0
+        seen.assert_clean()
+    assert (eda.parent / f"eda{FACETS_FILE_SUFFIX}").exists()
+    with capsys.disabled():
+        print(f"\nscreenshots: {tmp_path}")
