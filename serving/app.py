@@ -31,7 +31,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from serving import docs, schemas, security, ui, validation
+from serving import docs, model_card_page, schemas, security, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
 from serving.model_store import ServedModel
@@ -370,6 +370,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
 
     ui.install(app, name)
     docs.install(app, f"{name} model server")
+    model_card_page.install(app)
     openapi = app.openapi
 
     def documented() -> dict:

@@ -49,3 +49,40 @@ def test_docs_render_offline(browser, shared_server: RunningServer, tmp_path, ca
     assert not errors, errors
     with capsys.disabled():
         print(f"\nscreenshot: {tmp_path / 'api-docs.png'}")
+
+
+@pytest.mark.slow
+def test_served_versions_model_card(browser, pipeline_runs, server_factory, tmp_path, capsys):
+    import json
+    import urllib.request
+
+    from reports.model_card import CARD_JSON
+
+    serving_dir = pipeline_runs.base / "serving" / "babyweight"
+    versions = sorted(p for p in serving_dir.iterdir() if p.name.isdigit())
+    card = json.loads((versions[-1] / CARD_JSON).read_text())
+    server = server_factory(serving_dir)
+    context = browser.new_context(viewport={"width": 390, "height": 900})
+    blocked: List[str] = []
+    context.route("**/*", lambda route: route.continue_()
+                  if route.request.url.startswith(server.url + "/")
+                  else (blocked.append(route.request.url), route.abort()))
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/", wait_until="load")
+        assert page.locator("#model-card-link").get_attribute("href") == "model_card"
+        page.goto(server.url + "/model_card", wait_until="load")
+        assert page.locator("#card-version").inner_text().startswith(versions[-1].name)
+        assert card["babyweight"]["training_code_fingerprint"] in page.locator(
+            "#card-fingerprint").inner_text()
+        sizes = page.evaluate("[document.documentElement.scrollWidth,"
+                              " document.documentElement.clientWidth]")
+        assert sizes[0] <= sizes[1]
+        page.screenshot(path=str(tmp_path / "served-model-card.png"), full_page=True)
+    finally:
+        context.close()
+    assert not blocked, blocked
+    with urllib.request.urlopen(server.url + "/model_card") as answer:
+        assert answer.headers["Content-Type"].startswith("text/html")
+    with capsys.disabled():
+        print(f"\nscreenshot: {tmp_path / 'served-model-card.png'}")
