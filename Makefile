@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore
 
-.PHONY: run test install lock clean benchmark vertex-compile browser reports serve batch-predict
+.PHONY: run test test-fast install lock clean benchmark vertex-compile browser reports serve batch-predict
 
 # The environment is rebuilt whenever the lock file changes; install never resolves. Bytecode is
 # compiled once at install (about 15 s): where PYTHONDONTWRITEBYTECODE is set, as on many CI
@@ -40,6 +40,11 @@ browser:
 test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The tests that run no pipeline (marked `slow`: whole runs, and all that read the pipeline_runs
+# fixture), for the edit-test loop; `make test` is still what CI runs.
+test-fast: install browser
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
 # Rebuild the index of all runs (and any missing run page) from ML Metadata.
 reports: install
 	$(PY) -m reports index $(ARGS)
@@ -58,7 +63,8 @@ serve: install
 batch-predict: install
 	$(PY) -m serving.batch_predict $(ARGS)
 
-# The Vertex AI pipeline JSON, compiled offline (see docs/cloud.md).
+# The Vertex AI pipeline JSON, compiled offline; the project and bucket come from ARGS
+# (--project, --bucket) or BABYWEIGHT_PROJECT / BABYWEIGHT_BUCKET (see docs/cloud.md).
 vertex-compile: install
 	$(PY) vertex_runner.py compile $(ARGS)
 

@@ -15,7 +15,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import datetime  # noqa: E402
-import gc  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
 import sys  # noqa: E402
@@ -64,13 +63,13 @@ def imports_frozen() -> Iterator[None]:
     each of CPython's full collections walked all of them again, about 0.5 s each, three times
     in a run at 200k rows (more at 2M), mostly inside Transform. Frozen, they are skipped.
     Unfrozen afterwards, so a process that runs several pipelines still collects whatever
-    became garbage.
+    became garbage, unless something else in the process had frozen the heap first
+    (`pipelines.gc_freeze` keeps the two from thawing each other's freeze).
     """
-    gc.freeze()
-    try:
+    from pipelines import gc_freeze
+
+    with gc_freeze.frozen():
         yield
-    finally:
-        gc.unfreeze()
 
 
 def run(warehouse: config.WarehouseConfig, data: config.DataConfig,

@@ -121,6 +121,7 @@ def data_components(example_gen: BaseNode, reports_dir: pathlib.Path,
         schema=schema_importer.outputs["schema"])
     anomaly_gate = AnomalyGate(
         anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
         report_path=str(pathlib.Path(reports_dir) / ANOMALIES_REPORT))
     components = [example_gen, statistics_gen, schema_importer, example_validator, anomaly_gate]
     if warehouse is not None:

@@ -111,11 +111,13 @@ def _hyperparameter_rows(facts: RunFacts) -> List[Dict[str, str]]:
 
 
 def run_page(facts: RunFacts, page: pathlib.Path, index: pathlib.Path,
-             metadata_path: pathlib.Path, with_warehouse: bool = True) -> str:
-    """The whole report of one run."""
+             metadata_path: pathlib.Path, with_warehouse: bool = True,
+             tensorboard: Optional[Tuple[pathlib.Path, str]] = None) -> str:
+    """The whole report of one run; `tensorboard` is (logdir, run name) of its training logs
+    (reports.training_logs), else TensorBoard is pointed at the Trainer's own directory."""
     record = facts.record
     files = [(name, href(path, page)) for name, path in sorted(facts.report_files.items())]
-    tensorboard = facts.model_run_uri
+    logdir, tensorboard_run = tensorboard if tensorboard else (facts.model_run_uri, None)
     return environment().get_template("run.html.j2").render(
         title=f"{record.pipeline_name}: run of {when(record.started)}",
         generated=_now(),
@@ -137,8 +139,10 @@ def run_page(facts: RunFacts, page: pathlib.Path, index: pathlib.Path,
         artifacts=artifact_rows(record),
         paths={"metadata": str(metadata_path),
                "reports": str(record.reports_dir) if record.reports_dir else None,
-               "tensorboard": tensorboard,
-               "tensorboard_command": f".venv/bin/tensorboard --logdir {tensorboard}"},
+               "tensorboard": str(logdir) if logdir else None,
+               "tensorboard_run": tensorboard_run,
+               "model_run": facts.model_run_uri,
+               "tensorboard_command": f".venv/bin/tensorboard --logdir {logdir}"},
         regenerate=(f".venv/bin/python -m reports run --metadata-path {metadata_path} "
                     f"--run-id {record.run_id} --out {index.parent}"),
     )

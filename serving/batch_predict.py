@@ -298,6 +298,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = from_flags(BatchPredictConfig, args)
     if not config.output:
         parser.error("--output is required")
+    if "://" not in config.output:
+        # Beam's local filesystem cannot create a file named without a directory.
+        config = dataclasses.replace(config, output=os.path.abspath(config.output))
     if sum(bool(v) for v in (config.input, config.warehouse, config.source)) != 1:
         parser.error("give exactly one of --input, --warehouse and --source")
     if config.split and config.input:

@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
+from pipelines import gc_freeze
+
 from serving.model_store import (AVAILABLE, END, LOADING, ServedModel, VersionStatus,
                                  error_code, list_version_dirs, load_version)
 
@@ -214,8 +216,7 @@ class ModelStore:
         is frozen, so each can still be collected once replaced.
         """
         if self._manage_heap and not self._heap_frozen:
-            gc.collect()
-            gc.freeze()
+            gc_freeze.refreeze()  # a pipeline run in the same process never thaws it
             self._heap_frozen = True
 
     def _note_ignored(self, names: List[str]) -> None:

@@ -8,6 +8,7 @@ import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests import pipeline_helpers  # noqa: E402
 from warehouse import generator  # noqa: E402
 
 SMALL_ROWS = 20_000
@@ -29,3 +30,18 @@ def pipeline_runs(small_warehouse: pathlib.Path, tmp_path_factory: pytest.TempPa
 
     return pipeline_run_fixtures.create_pipeline_runs(
         small_warehouse, tmp_path_factory.mktemp("pipeline_runs"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items) -> None:
+    """A test that reads the pipeline runs waits for them: it is slow, marked or not, so
+    `make test-fast` (`-m "not slow"`) never starts them."""
+    for item in items:
+        if "pipeline_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_runtest_setup(item) -> None:
+    """Lets run_local_pipeline refuse to run a pipeline for a test not marked slow (before the
+    test's fixtures are set up: pipeline_runs runs pipelines)."""
+    pipeline_helpers.pipeline_runs_allowed = item.get_closest_marker("slow") is not None

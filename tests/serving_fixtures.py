@@ -27,6 +27,7 @@ import pytest  # noqa: E402
 
 from modules import features  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
+from tests.tolerances import prediction_abs  # noqa: E402
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODEL_NAME = "babyweight"
@@ -127,12 +128,31 @@ class RunningServer:
 
 
 def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
-                 timeout: float = 90.0, headers: Optional[Dict[str, str]] = None
+                 timeout: float = 300.0, headers: Optional[Dict[str, str]] = None
                  ) -> RunningServer:
     """`python -m serving.server` on a free loopback port, returned once /healthz says 200.
 
+    The timeout is only how long to wait for a server that never comes up (it costs nothing
+    when one does): long enough for TensorFlow to import on a loaded machine. The port is free
+    when picked, but another process may bind it before the server does: then another is tried.
     `headers` go with the health checks (the bearer token of a server started with one).
     """
+    for attempt in range(3):
+        try:
+            return _start_server_once(model_dir, log_path, flags, timeout, headers)
+        except _PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _start_server_once(model_dir: pathlib.Path, log_path: pathlib.Path, flags: Sequence[str],
+                       timeout: float, headers: Optional[Dict[str, str]]
+                       ) -> RunningServer:
     port = free_port()
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     with open(log_path, "wb") as log:
@@ -144,6 +164,8 @@ def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            if "address already in use" in server.log().lower():
+                raise _PortTaken(server.log())
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
         try:
             if httpx.get(f"{server.url}/healthz", timeout=2,
@@ -236,7 +258,8 @@ class Traffic:
                     self.failures.append(repr(error))
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 300.0) -> None:
+    """The timeout only bounds a condition that never comes (generous: a loaded machine)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -246,7 +269,8 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
 
 
 def close_to(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+    """The same row through the same model, maybe in another batch (tests.tolerances)."""
+    return abs(a - b) <= prediction_abs()
 
 
 def statuses(session: httpx.Client) -> List[Dict[str, Any]]:

@@ -14,6 +14,7 @@ import pytest
 
 from modules import features
 from serving import batch_predict, local_predict
+from tests.tolerances import prediction_abs
 from tests.serving_fixtures import RunningServer, ServingModels
 
 # Registered as a plugin (not imported by name) so session fixtures run once per session.
@@ -38,8 +39,8 @@ def _float32(values: Sequence[float]) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-# Float tolerance: a row's answer may differ in the last bit with the batch it ran in.
-TOLERANCE = {"rtol": 1e-6, "atol": 1e-6}
+# A row's answer may differ with the batch it ran in: see tests.tolerances.prediction_abs.
+TOLERANCE = {"rtol": 0, "atol": prediction_abs()}
 
 
 def _table_instance(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -307,3 +308,15 @@ def test_batch_predict_with_nothing_to_predict_says_so_and_fails(
     missing = _run(["--model-dir", model_dir, "--input", str(tmp_path / "nope.csv"),
                     "--output", str(out)], capsys)
     assert missing[0] == 1 and "does not exist" in missing[2]
+
+
+def test_batch_predict_writes_an_output_named_without_a_directory(
+        serving_models: ServingModels, model_dir: str, tmp_path: pathlib.Path,
+        monkeypatch: Any, capsys: Any) -> None:
+    """`--output predictions.jsonl`, as the README writes it: the file lands in the cwd."""
+    monkeypatch.chdir(tmp_path)
+    pathlib.Path("in.jsonl").write_text(json.dumps(serving_models.instances[0]) + "\n")
+    code, printed, _ = _run(["--model-dir", model_dir, "--input", "in.jsonl", "--output",
+                             "predictions.jsonl"], capsys)
+    assert code == 0, printed
+    assert len(_read_output(tmp_path / "predictions.jsonl")) == 1

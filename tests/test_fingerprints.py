@@ -65,6 +65,19 @@ def test_code_edits_change_the_digest_comments_and_other_modules_do_not(project)
     assert digest_of(project, "pkg.a") != before
 
 
+def test_another_library_version_changes_the_digest(project, monkeypatch):
+    """A new lock is new code: the same project files under another TFX get another key."""
+    from importlib import metadata
+
+    before = digest_of(project, "pkg.a")
+    assert "tfx==1.16.0" in fingerprints.library_versions()
+    real_version = metadata.version
+    monkeypatch.setattr(metadata, "version",
+                        lambda name: "1.17.0" if name == "tfx" else real_version(name))
+    assert "tfx==1.17.0" in fingerprints.library_versions()
+    assert digest_of(project, "pkg.a") != before
+
+
 def test_the_digest_does_not_depend_on_where_the_checkout_lives(project, tmp_path_factory):
     moved = tmp_path_factory.mktemp("moved") / "project"
     shutil.copytree(project, moved)

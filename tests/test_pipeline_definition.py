@@ -42,6 +42,9 @@ def test_stages_in_order_and_nothing_learns_before_the_gate(tmp_path):
               "Transform", "Trainer", "Evaluator", "ServingPusher"]
     assert [order.index(s) for s in stages] == sorted(order.index(s) for s in stages)
     assert "AnomalyGate" in {node.id for node in component(definition, "Transform").upstream_nodes}
+    # The gate reads the statistics too: TFDV lets an empty split pass (tests/test_anomaly_gate.py).
+    gate = component(definition, "AnomalyGate")
+    assert gate.inputs["statistics"].producer_component_id == "StatisticsGen"
 
 
 def test_tuner_feeds_the_trainer_when_enabled(tmp_path):

@@ -6,6 +6,8 @@ import pathlib
 import pytest
 
 from tests import pipeline_helpers
+from tests.tolerances import prediction_abs, rmse_abs_given_predictions_within
+from pipelines.config import EvaluationConfig
 from pipelines import pipeline
 from pipelines.components.serving_pusher import PUSH_RECORD
 from warehouse import engine
@@ -62,7 +64,11 @@ def test_push_then_no_duplicate_then_bad_model_kept_out(small_warehouse, tmp_pat
     # 2. Same data, same code: the first model is resolved as baseline, nothing new is pushed.
     assert run(tmp_path, small_warehouse, *FAST_TRAINING) == 0
     second = push_decisions(tmp_path)[-1]
-    assert second["baseline_rmse"] == pytest.approx(first["eval_rmse"])
+    # The same model on the same examples, batched as each Evaluator run's adaptive batching
+    # chose: the predictions may differ by float32 reordering only.
+    same_model = rmse_abs_given_predictions_within(  # the eval split has fewer than 10**6 examples
+        prediction_abs(), 10**6, first["eval_rmse"])
+    assert second["baseline_rmse"] == pytest.approx(first["eval_rmse"], rel=0, abs=same_model)
     assert not second["pushed"] and second["version"] == first["version"]
     assert sorted(serving.iterdir()) == versions
 
@@ -91,7 +97,10 @@ def test_warm_start_continues_from_the_pushed_model(small_warehouse, tmp_path, l
                "--learning-rate", "0.0001") == 0
     warm = push_decisions(tmp_path)[-1]
     assert warm["blessed"] and warm["pushed"]
-    assert warm["eval_rmse"] == pytest.approx(first["eval_rmse"], abs=0.01)
+    # Blessed says it is at most max_rmse_increase worse than the first model; one step at a
+    # learning rate of 1e-4 cannot make it better by more than that either.
+    assert warm["eval_rmse"] == pytest.approx(first["eval_rmse"], rel=0,
+                                              abs=EvaluationConfig().max_rmse_increase)
     assert warm["eval_rmse"] < 0.9 * label_std
     assert sorted(v.name for v in serving.iterdir()) == sorted(
         [str(first["version"]), str(warm["version"])])

@@ -118,7 +118,7 @@ def test_a_pattern_matching_no_file_is_named(tmp_path):
 
 def test_the_runner_exits_2_before_any_component(export, tmp_path, capsys):
     source = export(with_string_at(29_996), "late.csv")
-    assert pipeline_helpers.run_local_pipeline(tmp_path, "--source", source) == 2
+    assert pipeline_helpers.run_local_runner_refusing(tmp_path, "--source", source) == 2
     logged = capsys.readouterr().err
     assert "'forty'" in logged and "row 29,996" in logged and "Traceback" not in logged
     assert not (tmp_path / "root").exists(), "no component may have run"
@@ -126,5 +126,5 @@ def test_the_runner_exits_2_before_any_component(export, tmp_path, capsys):
 
 def test_the_runner_names_a_pattern_matching_no_file(tmp_path, capsys):
     source = str(tmp_path / "exports" / "natality-*.csv")
-    assert pipeline_helpers.run_local_pipeline(tmp_path, "--source", source) == 2
+    assert pipeline_helpers.run_local_runner_refusing(tmp_path, "--source", source) == 2
     assert "matches no file" in capsys.readouterr().err

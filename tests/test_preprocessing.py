@@ -25,6 +25,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: E402
 
 from modules import features  # noqa: E402
 from modules import preprocessing as pp  # noqa: E402
+from tests.tolerances import EPS32, gamma, std_rel, sum_rel  # noqa: E402
 from pipelines.schema import SCHEMA_FILE  # noqa: E402
 
 Row = Dict[str, Any]
@@ -173,12 +174,21 @@ def test_buckets_follow_declared_boundaries(transformed) -> None:
 
 
 def test_z_scores(transformed) -> None:
-    _, train_out, _, _, _ = transformed
+    train_rows, train_out, _, _, _ = transformed
     for feature in features.NUMERIC_FEATURES:
         values = np.array([out[pp.transformed_name(feature.name)] for out in train_out])
         assert values.dtype == np.float32
-        assert abs(values.mean()) < 1e-5
-        assert values.std() == pytest.approx(1.0, abs=1e-4)
+        raw = np.array([float(row[feature.name][0]) for row in train_rows])
+        n, mean, std = len(raw), raw.mean(), raw.std()
+        # tf.Transform's mean and deviation of the positive raw values, at worst float32 sums
+        # of n terms, go into float32 z = (x - mean) / std (two roundings per value). A mean
+        # off by a relative r moves the z-scores' mean by r * mean / std; each rounding of z
+        # moves it by at most u32 times mean |z| <= 1 (their root mean square is 1).
+        mean_error = sum_rel(n, EPS32) * abs(mean) / std + 2 * gamma(2, EPS32)
+        z = values.astype(np.float64)  # the check's own sums add no float32 error
+        assert abs(z.mean()) <= mean_error
+        assert z.std() == pytest.approx(
+            1.0, abs=std_rel(n, mean, std, EPS32) + 2 * gamma(2, EPS32) + mean_error ** 2)
 
 
 def test_vocabulary_ids_missing_values_and_oov(transformed) -> None:

@@ -158,9 +158,9 @@ def test_range_config_is_tfx_vocabulary():
 
 
 def test_runner_refuses_contradicting_span_flags_before_building(tmp_path, capsys):
-    from tests.pipeline_helpers import run_local_pipeline
+    from tests.pipeline_helpers import run_local_runner_refusing
 
-    assert run_local_pipeline(tmp_path, "--num-spans", "3", "--last-span", "200812") == 2
+    assert run_local_runner_refusing(tmp_path, "--num-spans", "3", "--last-span", "200812") == 2
     assert "--num-spans counts back from the newest span" in capsys.readouterr().err
     assert not (tmp_path / "root").exists()
 

@@ -226,7 +226,7 @@ def test_missing_required_setting_fails_fast_naming_it(monkeypatch, capsys):
     env = {"PATH": "/usr/bin:/bin", "GOOGLE_CLOUD_PROJECT": "from-env",
            "TF_USE_LEGACY_KERAS": "1"}
     result = subprocess.run([sys.executable, "vertex_runner.py", "compile"], cwd=PROJECT_ROOT,
-                            env=env, capture_output=True, text=True, timeout=60)
+                            env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "--bucket" in result.stderr and "BABYWEIGHT_BUCKET" in result.stderr
 
