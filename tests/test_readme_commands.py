@@ -97,6 +97,9 @@ COMMANDS: Dict[str, Check] = {
     ".venv/bin/python -m reports compare RUN_A RUN_B":
         Check("run", "RUN_A and RUN_B stand for run ids: this copy's two runs",
               substitute={"RUN_A": "{run_a}", "RUN_B": "{run_b}"}),
+    ".venv/bin/jupyter nbconvert --to html --execute notebooks/model_analysis.ipynb":
+        Check("run", "the notebook opens the copy's runs/metadata.sqlite (its default)",
+              expect="model_analysis.html"),
 }
 
 
