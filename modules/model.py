@@ -492,8 +492,7 @@ def run_fn(fn_args: FnArgs) -> None:
                                        write_graph=False),
         training_log.EpochProgress(hparams.epochs),
     ]
-    training_log.write_hparams(fn_args.model_run_dir, hparams.to_dict(), custom_config.get(
-        "pipeline_run_id") or os.path.basename(os.path.normpath(fn_args.model_run_dir)))
+    training_log.write_hparams(fn_args.model_run_dir, hparams.to_dict())
     started = time.monotonic()
     history = model.fit(train, epochs=hparams.epochs, steps_per_epoch=steps_per_epoch,
                         validation_data=evaluation, validation_steps=fn_args.eval_steps or None,

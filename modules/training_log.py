@@ -3,13 +3,15 @@
 Progress goes through the `babyweight.model` logger, which the runner's log filter shows
 (pipelines/logs.py passes every `babyweight.*` logger), one line per epoch that stays readable
 in a log file (Keras' own progress bar rewrites its line). The hyperparameters go to
-TensorBoard's HParams plugin under the pipeline run's name, so runs can be compared by them.
+TensorBoard's HParams plugin, in the run TensorBoard lists under the pipeline run's name, so
+runs can be compared by them.
 """
 from __future__ import annotations
 
 import logging
+import os
 import time
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import tensorflow as tf
 import tf_keras
@@ -45,9 +47,18 @@ def hparam_values(values: Mapping[str, Any]) -> Dict[str, Any]:
             for k, v in values.items()}
 
 
-def write_hparams(log_dir: str, values: Mapping[str, Any], run_name: str) -> None:
-    """Records the hyperparameters for TensorBoard's HParams tab, named by the run."""
+TRAIN_RUN = "train"  # the sub-run Keras' TensorBoard callback writes the training curves to
+
+
+def write_hparams(log_dir: str, values: Mapping[str, Any],
+                  run_name: Optional[str] = None) -> None:
+    """Records the hyperparameters for TensorBoard's HParams tab, beside the training curves.
+
+    Written into the `train` run Keras writes anyway, so TensorBoard lists no extra run; that
+    run is shown under the pipeline run's name (runs/tensorboard/<run>/train), and `run_name`
+    names the HParams session (default: TensorBoard's own name for the run).
+    """
     from tensorboard.plugins.hparams import api as hp
 
-    with tf.summary.create_file_writer(log_dir).as_default():
+    with tf.summary.create_file_writer(os.path.join(log_dir, TRAIN_RUN)).as_default():
         hp.hparams(hparam_values(values), trial_id=run_name)

@@ -41,7 +41,8 @@ def test_hparams_are_written_under_the_runs_name(tmp_path: pathlib.Path):
     values = HyperParameters().to_dict()
     training_log.write_hparams(str(tmp_path), values, "20261201-101010")
     found = []
-    for event_file in tmp_path.glob("events.out.tfevents.*"):
+    assert not list(tmp_path.glob("events.out.tfevents.*")), "an extra TensorBoard run"
+    for event_file in (tmp_path / training_log.TRAIN_RUN).glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == "hparams":
