@@ -14,13 +14,14 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules.contract import (CACHE_CONFIG_KEY, DEFAULT_SEED, HYPERPARAMETERS_CONFIG_KEY,
                               SEED_CONFIG_KEY, WARM_START_CONFIG_KEY)
+from modules import training_log
 from modules.export import export_serving_model
 from modules.hparams import HyperParameters, from_keras_tuner
 from modules.model_input import input_fn, training_label_mean
 from modules.network import RMSE, build_keras_model, start_at_label_mean
 from modules.warm_start import warm_start
 
-LOGGER = logging.getLogger("modules.model")
+LOGGER = logging.getLogger("babyweight.model")  # shown by common/logs.py
 
 
 def training_seed(fn_args: FnArgs) -> int:
@@ -100,11 +101,13 @@ def run_fn(fn_args: FnArgs) -> None:
         # model shows it (`saved_model_cli show --all --dir <model>`).
         tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch",
                                        write_graph=False),
+        training_log.EpochProgress(hparams.epochs),
     ]
+    training_log.write_hparams(fn_args.model_run_dir, hparams.to_dict())
     started = time.monotonic()
     history = model.fit(train, epochs=hparams.epochs, steps_per_epoch=steps_per_epoch,
                         validation_data=evaluation, validation_steps=fn_args.eval_steps or None,
-                        callbacks=callbacks, verbose=2)
+                        callbacks=callbacks, verbose=0)  # EpochProgress logs each epoch
     LOGGER.info("Trained %d epochs in %.1f s; best validation RMSE %.4f", len(history.epoch),
                 time.monotonic() - started, min(history.history.get(f"val_{RMSE}", [float("nan")])))
     started = time.monotonic()

@@ -12,7 +12,7 @@ import tf_keras
 from modules import features
 from modules.contract import FEATURE_MEANING_FILE
 
-LOGGER = logging.getLogger("modules.model")
+LOGGER = logging.getLogger("babyweight.model")
 
 
 def _weight_layout(model: tf_keras.Model) -> List[Tuple[str, Tuple[int, ...]]]:

@@ -32,7 +32,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from serving import schemas, security, ui, validation
+from serving import docs, model_card_page, schemas, security, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
 from modules.features import LABEL_KEY
@@ -224,6 +224,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             "`{\"instances\": [{...}]}` or the columnar format `{\"inputs\": {...}}`; errors "
             "are `{\"error\": \"...\"}`."),
         lifespan=lifespan,
+        docs_url=None,  # serving/docs.py serves /docs from local assets
     )
     app.state.store = store
     app.state.batcher = batcher
@@ -384,6 +385,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             return error_response(400, error.message)
 
     ui.install(app, name)
+    docs.install(app, f"{name} model server")
+    model_card_page.install(app)
     openapi = app.openapi
 
     def documented() -> dict:

@@ -208,8 +208,12 @@ def test_report_embeds_tfdv_statistics(natality, tmp_path: pathlib.Path):
     out = eda_report.build_report(connection, tmp_path / "eda.html", statistics_uri=str(uri),
                                   title="EDA <test>")
     text = out.read_text()
-    assert "facets-iframe" in text and "<facets-overview" in text
-    assert "needs a network connection" in text
+    # The page itself compares the splits offline; Facets is a separate, linked page.
+    assert "facets-iframe" not in text and "<script" not in text
+    assert 'data-feature="mother_age"' in text and "needs a network connection" in text
+    facets = (tmp_path / f"eda{eda_report.FACETS_FILE_SUFFIX}").read_text()
+    assert "facets-iframe" in facets and "<facets-overview" in facets
+    assert f'href="eda{eda_report.FACETS_FILE_SUFFIX}"' in text
     assert "<title>EDA &lt;test&gt;</title>" in text  # autoescaped
 
     (uri / "Split-eval" / "FeatureStats.pb").unlink()

@@ -44,6 +44,11 @@ BIGQUERY_TYPE_OF_ARROW = (
 _ARROW_VALUE_TYPE = {"BOOLEAN": pa.int64(), "INTEGER": pa.int64(), "FLOAT": pa.float32(),
                      "STRING": pa.binary()}
 
+# babyweight.* lines are shown by the runner's log filter (common/logs.py): progress a person
+# follows in a terminal or a log file, one line per step, nothing rewritten in place.
+progress = logging.getLogger("babyweight.example_gen")
+PROGRESS_EVERY_ROWS = 1_000_000
+
 
 class MissingColumnError(DataValidationError):
     """The warehouse table lacks a column the query reads."""
@@ -167,10 +172,13 @@ class _WriteSplits(beam.DoFn):
                                                        bigquery_sql, True)):
                 for record in batch:
                     writer.write(record)
-                rows += len(batch)
+                before, rows = rows, rows + len(batch)
+                if rows // PROGRESS_EVERY_ROWS > before // PROGRESS_EVERY_ROWS:
+                    progress.info("ExampleGen split %s: %d rows written (%.0f s)", name, rows,
+                                  time.monotonic() - started)
         elapsed = max(time.monotonic() - started, 1e-9)
-        logging.info("DuckDBExampleGen: split %s, %d examples in %.1f s (%.0f/s)", name, rows,
-                     elapsed, rows / elapsed)
+        progress.info("ExampleGen split %s: %d examples in %.1f s (%.0f/s)", name, rows,
+                      elapsed, rows / elapsed)
         return name, rows
 
 
