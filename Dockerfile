@@ -43,6 +43,7 @@ RUN python -m pip install -c requirements.lock \
         duckdb sqlglot pyfarmhash matplotlib tf-keras keras-tuner
 
 COPY setup.py local_runner.py vertex_runner.py ./
+COPY common/ common/
 COPY pipelines/ pipelines/
 COPY modules/ modules/
 COPY warehouse/ warehouse/

@@ -13,7 +13,8 @@ UV_VERSION := 0.13.9
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore
 
-.PHONY: run test test-fast install lock clean benchmark vertex-compile browser reports serve batch-predict
+.PHONY: run test test-fast install lock clean benchmark vertex-compile browser reports serve \
+  batch-predict monitor ct-demo
 
 # The environment is rebuilt whenever the lock file changes; install never resolves. Bytecode is
 # compiled once at install (about 15 s): where PYTHONDONTWRITEBYTECODE is set, as on many CI
@@ -55,6 +56,7 @@ benchmark: install
 	$(PY) -m benchmarks.model_quality
 	$(PY) -m benchmarks.pipeline_speed
 	$(PY) -m benchmarks.serving
+	$(PY) -m benchmarks.monitoring
 
 # The newest pushed model over TF Serving's REST API on 127.0.0.1:8501 (ARGS for more flags).
 serve: install
@@ -62,6 +64,15 @@ serve: install
 
 batch-predict: install
 	$(PY) -m serving.batch_predict $(ARGS)
+
+# Served traffic against the model's training data (start the server with --request-log-dir).
+monitor: install
+	$(PY) -m monitoring $(ARGS)
+
+# The continuous-training loop on this machine: train, serve, shifted traffic flagged, retrain
+# on the new months, the next window clean (in runs/ct-demo, which must not exist yet).
+ct-demo: install
+	$(PY) -m monitoring.scenario $(ARGS)
 
 # The Vertex AI pipeline JSON, compiled offline; the project and bucket come from ARGS
 # (--project, --bucket) or BABYWEIGHT_PROJECT / BABYWEIGHT_BUCKET (see docs/cloud.md).

@@ -8,21 +8,17 @@ blessed (nothing pushed; the reasons are printed), 1 any other failure.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from typing import Iterator, List, Optional  # noqa: E402
+from typing import List, Optional  # noqa: E402
 
+from common import logs  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
-from pipelines import config, logs  # noqa: E402
+from pipelines import config  # noqa: E402
 
 log = logging.getLogger("babyweight.local_runner")
 
@@ -55,23 +51,6 @@ def ensure_warehouse(warehouse: config.WarehouseConfig) -> None:
              report.irreducible_rmse_query)
 
 
-@contextlib.contextmanager
-def imports_frozen() -> Iterator[None]:
-    """Keeps the garbage collector's full passes off the objects that exist before the run.
-
-    By then the TFX stack is imported: over 600k objects that live as long as the process, and
-    each of CPython's full collections walked all of them again, about 0.5 s each, three times
-    in a run at 200k rows (more at 2M), mostly inside Transform. Frozen, they are skipped.
-    Unfrozen afterwards, so a process that runs several pipelines still collects whatever
-    became garbage, unless something else in the process had frozen the heap first
-    (`pipelines.gc_freeze` keeps the two from thawing each other's freeze).
-    """
-    from pipelines import gc_freeze
-
-    with gc_freeze.frozen():
-        yield
-
-
 def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
         settings: config.PipelineConfig, training: config.TrainingConfig,
         hyperparameters: HyperParameters, evaluation: config.EvaluationConfig) -> int:
@@ -80,8 +59,8 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipelines import atomic_push, dead_runs, pipeline
-    from pipelines.beam_introspection import cached_dofn_inspection
-    from pipelines.errors import DataValidationError
+    from pipelines import speedups
+    from common.errors import DataValidationError
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 
     ensure_warehouse(warehouse)
@@ -111,11 +90,12 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     started = time.monotonic()
     log.info("Running %d components: %s", len(definition.components),
              ", ".join(c.id for c in definition.components))
-    with imports_frozen(), dead_runs.live_run(pathlib.Path(settings.metadata_path)):
+    # The speed-ups that patch libraries for the whole process (pipelines/speedups/): on for
+    # the run only, so nothing else in this process sees them.
+    with speedups.enabled(), dead_runs.live_run(pathlib.Path(settings.metadata_path)):
         atomic_push.clean_up_dead_pushes(pathlib.Path(settings.serving_dir))
         try:
-            with cached_dofn_inspection():
-                LocalDagRunner().run(definition)
+            LocalDagRunner().run(definition)
         except DataValidationError as error:
             log.error("%s", error)
             log.error("The run stopped before training. Reports: %s", reports_dir)
@@ -136,7 +116,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
 
 def data_is_usable(warehouse: config.WarehouseConfig) -> bool:
     """The pre-flight check of the data's columns, types and rows, before any component runs."""
-    from pipelines.errors import DataValidationError
+    from common.errors import DataValidationError
     from warehouse import preflight, sql
 
     try:

@@ -9,10 +9,10 @@ setup(
     version="0.1.0",
     description="TFX pipeline predicting birth weight from US natality data, local or on Vertex AI",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipelines*", "modules*", "warehouse*", "reports*",
-                                    "serving*"]),
+    packages=find_packages(include=["common*", "pipelines*", "modules*", "warehouse*",
+                                    "reports*", "serving*"]),
     package_data={
-        "pipelines": ["sql/*.sql"],
+        "warehouse": ["queries/*.sql"],
         "reports": ["templates/*.j2", "templates/*.js"],
         "serving.ui": ["templates/*.html", "static/*.js", "static/*.css", "static/*.svg"],
     },

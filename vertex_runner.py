@@ -22,10 +22,6 @@ other failure. Step-by-step setup (APIs, service account, image): docs/cloud.md.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import logging  # noqa: E402
@@ -33,8 +29,9 @@ import pathlib  # noqa: E402
 import sys  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
 
+from common import logs  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
-from pipelines import config, fingerprints, logs  # noqa: E402
+from pipelines import config, fingerprints  # noqa: E402
 from pipelines.cloud_config import (  # noqa: E402
     IMAGE_PROJECT_DIR, CloudConfig, MissingSetting, add_cloud_flags, cloud_from_flags,
     image_tag_of)

@@ -1,0 +1,1 @@
+import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)

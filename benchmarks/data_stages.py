@@ -8,9 +8,6 @@ directly, without the orchestrator, to time the component's own work.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -19,7 +16,7 @@ import tempfile  # noqa: E402
 from typing import Dict, List, Optional, Sequence  # noqa: E402
 
 from benchmarks.common import argument_parser, markdown_table, publish, timed  # noqa: E402
-from pipelines import logs  # noqa: E402
+from common import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
 
@@ -48,7 +45,8 @@ def measure(rows: int, work: pathlib.Path, beam_args: List[str]) -> Dict[str, ob
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
 
-    from pipelines import batched_reads, pipeline
+    from pipelines import pipeline
+    from pipelines.speedups import batched_reads
     from pipelines.components.duckdb_example_gen import executor as duckdb_executor
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
     from pipelines.config import DataConfig

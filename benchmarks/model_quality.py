@@ -9,9 +9,6 @@ All are scored on the eval split, beside the generator's irreducible error (the 
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -25,7 +22,7 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
 from modules import features  # noqa: E402
-from pipelines import logs  # noqa: E402
+from common import logs  # noqa: E402
 from pipelines.config import DataConfig  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")

@@ -17,9 +17,6 @@ stopped after 3 to 5 epochs at random, so the two would often not have done the 
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import concurrent.futures  # noqa: E402
 import dataclasses  # noqa: E402
@@ -34,7 +31,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import argument_parser, markdown_table, publish, timed  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
-from pipelines import logs  # noqa: E402
+from common import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
 

@@ -32,7 +32,6 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402

@@ -75,6 +75,10 @@ class CategoricalFeature:
     missing_value: Optional[str] = None
     description: str = ""
     may_be_absent: bool = True
+    # Largest L-infinity distance between value shares that monitoring accepts: training vs
+    # served traffic (skew), and one window of traffic vs the one before (drift).
+    skew_threshold: float = 0.05
+    drift_threshold: float = 0.05
 
     @property
     def required(self) -> bool:
@@ -91,6 +95,10 @@ class NumericFeature:
     max_value: int
     bucket_boundaries: Tuple[float, ...]
     description: str = ""
+    # Largest Jensen-Shannon divergence between histograms that monitoring accepts, training vs
+    # served traffic (skew) and window vs previous window (drift).
+    skew_threshold: float = 0.1
+    drift_threshold: float = 0.1
 
     @property
     def required(self) -> bool:
@@ -131,6 +139,10 @@ CATEGORICAL_FEATURES: Tuple[CategoricalFeature, ...] = (IS_MALE, PLURALITY)
 NUMERIC_FEATURES: Tuple[NumericFeature, ...] = (MOTHER_AGE, GESTATION_WEEKS)
 FEATURES: Tuple[Feature, ...] = CATEGORICAL_FEATURES + NUMERIC_FEATURES
 FEATURE_NAMES: Tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+# Monitoring's threshold for the served predictions' distribution against the same model's
+# predictions on its eval split (Jensen-Shannon divergence).
+PREDICTION_SKEW_THRESHOLD = 0.1
 
 # The mother_age x gestation_weeks cross, hashed into this many buckets.
 CROSS_HASH_BUCKETS = 100

@@ -1,2 +1,2 @@
 """Pipeline wiring, configuration and custom components of babyweight."""
-import modules  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)

@@ -17,6 +17,8 @@ import shutil
 import time
 from typing import Any, Dict, Iterator, List, Optional
 
+from common.versions import parse_version
+
 PUSH_RECORD = "babyweight_push.json"
 STAGING_SUFFIX = ".incomplete"
 LOCK_TIMEOUT_S = 600.0
@@ -29,16 +31,16 @@ class PushError(RuntimeError):
 
 
 def is_version_name(name: str) -> bool:
-    """TF Serving's version directories are ASCII-digit names; '²' or '.1.incomplete' are not."""
-    return name.isascii() and name.isdigit()
+    """TF Serving's version directories: the server's rule (common.versions), written once."""
+    return parse_version(name) is not None
 
 
 def serving_versions(serving_dir: pathlib.Path) -> Dict[int, pathlib.Path]:
     """The complete version directories TF Serving would load: integer names only."""
     if not serving_dir.is_dir():
         return {}
-    return {int(p.name): p for p in serving_dir.iterdir()
-            if is_version_name(p.name) and p.is_dir()}
+    return {version: p for p in serving_dir.iterdir()
+            if (version := parse_version(p.name)) is not None and p.is_dir()}
 
 
 def latest_push_record(serving_dir: pathlib.Path) -> Optional[Dict[str, Any]]:

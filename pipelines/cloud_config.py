@@ -218,7 +218,7 @@ def check_image(image: str) -> None:
 
 def _convert(value: str, hint: Any, flag: str) -> Any:
     """An environment variable's text as the field's type."""
-    hint = config._flag_type(hint)  # pylint: disable=protected-access
+    hint = config.flag_type(hint)
     if hint is bool:
         lowered = value.strip().lower()
         if lowered not in ("1", "true", "yes", "0", "false", "no"):

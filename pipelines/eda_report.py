@@ -3,8 +3,9 @@
 Per feature it runs the course's GROUP BY query on the raw table (rows and mean weight per
 value), written in BigQuery Standard SQL and translated by `warehouse.sql.to_duckdb`, so the very
 statements shown in the report would also run on BigQuery. The numbers become inline SVG charts
-and tables; optionally TFDV's Facets view compares the train and eval statistics of a
-StatisticsGen run. Nothing but the Facets view needs a network connection.
+and tables; with a StatisticsGen run, a table per feature compares its train and eval
+statistics, and TFDV's interactive Facets view of them is written as a separate linked page
+(`<name>_facets.html`), the only part that needs a network connection.
 
     python -m pipelines.eda_report --database data/natality.duckdb --out runs/reports/eda.html
 """
@@ -212,6 +213,25 @@ def statistics_html(statistics_uri: str) -> str:
     return display_util.get_statistics_html(train, evaluation, lhs_name="train", rhs_name="eval")
 
 
+FACETS_FILE_SUFFIX = "_facets.html"
+
+
+def statistics_rows(statistics_uri: str) -> List[Dict[str, Any]]:
+    """Per feature, train and eval side by side from TFDV's statistics: readable offline."""
+    import tensorflow_data_validation as tfdv
+
+    from reports.data_section import split_rows  # the run report's own per-split numbers
+
+    by_split = {split: {".".join(f.path.step): f for f in tfdv.load_stats_binary(os.path.join(
+        statistics_uri, f"Split-{split}", STATISTICS_FILE)).datasets[0].features}
+        for split in STATISTICS_SPLITS}
+    names = sorted(set().union(*(set(features) for features in by_split.values())))
+    return [{"name": name, "rows": split_rows(name, {split: found[name]
+                                                     for split, found in by_split.items()
+                                                     if name in found})}
+            for name in names]
+
+
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -281,11 +301,20 @@ Generated {{ generated }}</p>
 </section>
 {% endfor %}
 
-<h2>Statistics: train vs eval</h2>
+<h2 id="statistics">Statistics: train vs eval</h2>
 {% if statistics %}
-<p class="note">TFDV statistics of the StatisticsGen output <code>{{ statistics_uri }}</code>.
-The interactive statistics view needs a network connection: it loads Facets from the web.</p>
-{{ statistics }}
+<p class="note">TFDV statistics of the StatisticsGen output <code>{{ statistics_uri }}</code>, per
+feature and split.</p>
+{% for f in statistics %}
+<table class="split-statistics" data-feature="{{ f.name }}">
+  <thead><tr><th>{{ f.name }}</th><th>type</th><th class="num">examples</th><th class="num">missing</th>
+    {% if f.rows[0].unique %}<th class="num">unique</th><th>most frequent</th>{% else %}<th class="num">min</th><th class="num">max</th><th class="num">mean</th><th class="num">std</th>{% endif %}</tr></thead>
+  <tbody>{% for r in f.rows %}<tr><td>{{ r.split }}</td><td>{{ r.type }}</td><td class="num">{{ r.examples }}</td><td class="num">{{ r.missing }}</td>
+    {% if f.rows[0].unique %}<td class="num">{{ r.unique }}</td><td>{{ r.top }}</td>{% else %}<td class="num">{{ r.min }}</td><td class="num">{{ r.max }}</td><td class="num">{{ r.mean }}</td><td class="num">{{ r.std }}</td>{% endif %}</tr>{% endfor %}</tbody>
+</table>
+{% endfor %}
+<p class="note" id="facets-link">Optional extra: <a href="{{ facets_href }}">TFDV's interactive Facets view</a>
+of the same statistics (it needs a network connection: it loads Facets from the web).</p>
 {% else %}
 <p class="note">No statistics given. Pass <code>--statistics-uri</code> with a StatisticsGen output
 directory (holding <code>Split-train/FeatureStats.pb</code> and <code>Split-eval/FeatureStats.pb</code>)
@@ -357,6 +386,7 @@ def build_report(
     `source` overrides the description of where the data came from.
     """
     out_path = pathlib.Path(out_path)
+    facets = statistics_html(statistics_uri) if statistics_uri else None  # checks the files
     summaries = feature_summaries(connection)
     summary = dataset_summary(connection)
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -371,9 +401,14 @@ def build_report(
         year_filter=YEAR_FILTER,
         fmt=_fmt,
         features=[_feature_context(name, frame) for name, frame in summaries.items()],
-        statistics=markupsafe.Markup(statistics_html(statistics_uri)) if statistics_uri else None,
+        statistics=statistics_rows(statistics_uri) if statistics_uri else None,
         statistics_uri=statistics_uri,
+        facets_href=out_path.stem + FACETS_FILE_SUFFIX,
     )
+    if facets is not None:  # the online-only view lives in its own page, never a blank section
+        write_atomically(out_path.with_name(out_path.stem + FACETS_FILE_SUFFIX),
+                         f"<!DOCTYPE html><meta charset='utf-8'><title>{markupsafe.escape(title)}"
+                         f": Facets</title>{facets}")
     write_atomically(out_path, html)
     return out_path
 
@@ -393,7 +428,7 @@ def _parser() -> argparse.ArgumentParser:
                "  python -m pipelines.eda_report --source 'exports/natality-*.parquet' \\\n"
                "      --statistics-uri runs/pipeline_root/StatisticsGen/statistics/<id> "
                "--out runs/reports/eda.html\n"
-               "Only TFDV's statistics view needs a network connection (it loads Facets).",
+               "Only the linked Facets page needs a network connection (it loads Facets).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--database", type=pathlib.Path, metavar="FILE",

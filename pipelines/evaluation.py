@@ -12,13 +12,13 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants as tfma_constants
 from google.protobuf import wrappers_pb2
 
-from modules import features
+from modules import contract, features
 from modules import preprocessing
 from pipelines import tfma_metrics
 from pipelines.config import EvaluationConfig
 
-SIGNATURE = "serving_tf_example"
-TRANSFORM_SIGNATURE = "transform_features"
+SIGNATURE = contract.SERVING_TF_EXAMPLE
+TRANSFORM_SIGNATURE = contract.TRANSFORM_FEATURES
 RMSE = tfma_metrics.ROOT_MEAN_SQUARED_ERROR_NAME
 MAE = tfma_metrics.MEAN_ABSOLUTE_ERROR_NAME
 EXAMPLE_COUNT = tfma_metrics.EXAMPLE_COUNT_NAME
@@ -71,7 +71,7 @@ def eval_config(settings: EvaluationConfig) -> tfma.EvalConfig:
             label_key=features.LABEL_KEY,
             prediction_key=features.LABEL_KEY)],
         metrics_specs=[tfma.MetricsSpec(metrics=[
-            # One extract may hold many examples (pipelines.tfma_slicing): these metrics count
+            # One extract may hold many examples (pipelines.speedups.tfma_slicing): these metrics count
             # the examples in it, where TFMA's ExampleCount would count the extract once.
             tfma.MetricConfig(class_name=tfma_metrics.BatchedExampleCount.__name__,
                               module=tfma_metrics.__name__),

@@ -15,6 +15,9 @@ executor and driver, and every project module its configuration names), so the s
 stale as the code changes. Python files are hashed by their syntax tree: a comment or layout
 edit is not a new version of the code.
 
+The versions of the libraries that do a component's work (TFX, TensorFlow, Beam, ...) are in
+every fingerprint too: a new lock is new code, though none of the project's files changed.
+
 `image_tag` is the same idea for the Google Cloud image: a hash of every file the Dockerfile
 copies into it.
 """
@@ -36,6 +39,10 @@ from pipelines.config import PROJECT_ROOT
 FINGERPRINT_PROPERTY = "source_fingerprint"
 DOCKERFILE = "Dockerfile"
 # Files in the image's folders that are not the project (the .dockerignore leaves them out).
+# The libraries whose code runs inside the components (their versions are part of every key).
+LIBRARIES = ("tfx", "tfx-bsl", "tensorflow", "tf-keras", "tensorflow-transform",
+             "tensorflow-data-validation", "tensorflow-model-analysis", "apache-beam",
+             "keras-tuner", "duckdb", "sqlglot", "pyfarmhash")
 _NOT_SOURCE_DIRS = {"__pycache__"}
 _NOT_SOURCE_SUFFIXES = (".pyc", ".egg-info")
 _DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
@@ -160,11 +167,26 @@ def entry_points(component: "BaseComponent", modules: ProjectModules) -> Set[str
     return names
 
 
+def library_versions() -> List[str]:
+    """`name==version` of each installed library in LIBRARIES (absent ones are left out)."""
+    from importlib import metadata
+
+    versions = []
+    for name in LIBRARIES:
+        try:
+            versions.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
 def source_digest(code: Sequence[pathlib.Path], files: Sequence[PathLike],
                   modules: ProjectModules) -> str:
-    """One hash of the code (by syntax tree) and the files (by bytes), independent of where the
-    checkout lives."""
+    """One hash of the code (by syntax tree), the files (by bytes) and the libraries' versions,
+    independent of where the checkout lives."""
     digest = hashlib.sha256()
+    for library in library_versions():
+        digest.update(library.encode() + b"\0")
     for path in code:
         digest.update(path.relative_to(modules.root).as_posix().encode() + b"\0")
         digest.update(modules.code_hash(path))

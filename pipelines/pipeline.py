@@ -11,7 +11,7 @@ import dataclasses
 import pathlib
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type, Union
 
-from tfx.components import Evaluator, ExampleValidator, StatisticsGen, Trainer, Transform, Tuner
+from tfx.components import ExampleValidator, Trainer, Tuner
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base.base_node import BaseNode
 from tfx.dsl.components.common.resolver import Resolver
@@ -23,7 +23,6 @@ from tfx.proto import example_gen_pb2, range_config_pb2, trainer_pb2, transform_
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
-from pipelines import batched_reads as batched_reads_lib
 from pipelines import fingerprints
 from pipelines.components import span_driver
 from pipelines.components.anomaly_gate import AnomalyGate
@@ -31,9 +30,10 @@ from pipelines.components.eda_report import EdaReport
 from pipelines.components.serving_pusher import ServingPusher
 from pipelines.config import DataConfig, EvaluationConfig, TrainingConfig, WarehouseConfig
 from pipelines.evaluation import eval_config
-from modules import model as model_config
+from modules import contract
 from modules.hparams import HyperParameters
 from pipelines.schema import SCHEMA_FILE
+from pipelines.speedups import batched_reads as batched_reads_lib
 from warehouse import sql
 
 ANOMALIES_REPORT = "anomalies.txt"
@@ -45,7 +45,7 @@ PREPROCESSING_FN = "modules.preprocessing.preprocessing_fn"
 RUN_FN = "modules.model.run_fn"
 TUNER_FN = "modules.model.tuner_fn"
 # The Evaluator's extension module: slices whole batches instead of single examples.
-EVALUATOR_MODULE = "pipelines.tfma_slicing"
+EVALUATOR_MODULE = "pipelines.speedups.tfma_slicing"
 
 
 # Builds the push stage from the model, its blessing and its evaluation (the push stage's node id
@@ -71,7 +71,7 @@ class Engines:
     # None: the local ServingPusher into `serving_dir`.
     pushers: Optional[PusherFactory] = None
     # StatisticsGen, Transform and the Evaluator read the TFRecords a batch at a time
-    # (pipelines/batched_reads.py); off on Dataflow, where Beam's own reader splits big files
+    # (pipelines/speedups/batched_reads.py); off on Dataflow, where Beam's own reader splits big files
     # across workers.
     batched_reads: bool = True
 
@@ -104,36 +104,92 @@ def span_settings(data: DataConfig) -> Dict[str, Any]:
             span_driver.HASH_BUCKETS_KEY: data.hash_buckets}
 
 
+@dataclasses.dataclass(frozen=True)
+class DataStages:
+    """The data stages by name: what the model stages and the cache stamps read from."""
+
+    example_gen: BaseNode
+    statistics_gen: BaseNode
+    schema_importer: BaseNode
+    example_validator: BaseNode
+    anomaly_gate: BaseNode
+    # Written from a local warehouse only.
+    eda_report: Optional[BaseNode] = None
+
+    def components(self) -> List[BaseNode]:
+        stages = [self.example_gen, self.statistics_gen, self.schema_importer,
+                  self.example_validator, self.anomaly_gate, self.eda_report]
+        return [stage for stage in stages if stage is not None]
+
+
 def data_components(example_gen: BaseNode, reports_dir: pathlib.Path,
                     warehouse: Optional[WarehouseConfig] = None,
                     schema_file: pathlib.Path = SCHEMA_FILE,
-                    batched_reads: bool = True) -> List[BaseNode]:
+                    batched_reads: bool = True) -> DataStages:
     """Statistics, the curated schema, validation, and the gate that stops on anomalies.
 
     With a local `warehouse`, the run also writes the exploratory-analysis report from it.
     """
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    if batched_reads:
-        batched_reads_lib.read_in_batches(statistics_gen)
+    statistics_gen_class, _, _ = batched_reads_lib.component_classes(batched_reads)
+    statistics_gen = statistics_gen_class(examples=example_gen.outputs["examples"])
     schema_importer = ImportSchemaGen(schema_file=str(schema_file))
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_importer.outputs["schema"])
     anomaly_gate = AnomalyGate(
         anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
         report_path=str(pathlib.Path(reports_dir) / ANOMALIES_REPORT))
-    components = [example_gen, statistics_gen, schema_importer, example_validator, anomaly_gate]
+    eda_report = None
     if warehouse is not None:
-        components.append(EdaReport(
+        eda_report = EdaReport(
             statistics=statistics_gen.outputs["statistics"],
             database=str(warehouse.database), source=warehouse.source or "",
-            report_path=str(pathlib.Path(reports_dir) / EDA_REPORT)))
-    return components
+            report_path=str(pathlib.Path(reports_dir) / EDA_REPORT))
+    return DataStages(example_gen, statistics_gen, schema_importer, example_validator,
+                      anomaly_gate, eda_report)
+
+
+def transform_component(data: DataStages, batched_reads: bool) -> BaseNode:
+    """Transform, analyzing the training split once the data passed validation."""
+    _, transform_class, _ = batched_reads_lib.component_classes(batched_reads)
+    transform = transform_class(
+        examples=data.example_gen.outputs["examples"],
+        schema=data.schema_importer.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        splits_config=transform_pb2.SplitsConfig(analyze=["train"]),
+        # Transform only analyzes (the z-scores' means and variances): the Trainer applies the
+        # graph as it reads the raw examples, the same graph serving applies, so no transformed
+        # copy of the data is written. StatisticsGen already describes the raw data the gate
+        # checked, so Transform's own pre- and post-transform statistics are off too: three
+        # full passes over the data fewer (README "Pipeline speed").
+        materialize=False,
+        disable_statistics=True,
+        # The analyzer cache only pays when a later run feeds it back in (analyzer_cache),
+        # which this pipeline does not: the component cache reuses a whole unchanged run.
+        disable_analyzer_cache=True)
+    # Nothing that learns from the data may run before the data passed validation.
+    transform.add_upstream_node(data.anomaly_gate)
+    return transform
+
+
+def push_components(trainer: BaseNode, evaluator: BaseNode, reports_dir: pathlib.Path,
+                    serving_dir: str, engines: Engines) -> List[BaseNode]:
+    """The push stage: the local ServingPusher, or the runner's own (engines.pushers)."""
+    if engines.pushers is not None:
+        return engines.pushers(trainer.outputs["model"], evaluator.outputs["blessing"],
+                               evaluator.outputs["evaluation"])
+    return [ServingPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        evaluation=evaluator.outputs["evaluation"],
+        serving_dir=serving_dir,
+        report_path=str(pathlib.Path(reports_dir) / PUSH_REPORT))]
 
 
 def model_components(
     *,
-    data: List[BaseNode],
+    data: DataStages,
     reports_dir: pathlib.Path,
     serving_dir: str,
     hyperparameters: HyperParameters,
@@ -142,32 +198,12 @@ def model_components(
     engines: Engines = Engines(),
 ) -> List[BaseNode]:
     """Transform, (Tuner,) Trainer, the baseline resolver, Evaluator and the pusher."""
-    example_gen, _, schema_importer, _, anomaly_gate = data[:5]
-    examples = example_gen.outputs["examples"]
-    transform = Transform(
-        examples=examples,
-        schema=schema_importer.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN,
-        splits_config=transform_pb2.SplitsConfig(analyze=["train"]),
-        # Transform only analyzes (the z-scores' means and variances): the Trainer applies the
-        # graph as it reads the raw examples, the same graph serving applies, so no transformed
-        # copy of the data is written. StatisticsGen already describes the raw data the gate
-        # checked, so Transform's own pre- and post-transform statistics are off too; together
-        # these were three full passes over the data, more than half of Transform's time.
-        materialize=False,
-        disable_statistics=True,
-        # The analyzer cache only pays when a later run feeds it back in (analyzer_cache),
-        # which this pipeline does not: the component cache reuses a whole unchanged run.
-        disable_analyzer_cache=True)
-    if engines.batched_reads:
-        batched_reads_lib.read_in_batches(transform)
-    # Nothing that learns from the data may run before the data passed validation.
-    transform.add_upstream_node(anomaly_gate)
-    custom_config = {model_config.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
-                     model_config.MAX_TRIALS_CONFIG_KEY: training.tuner_max_trials,
-                     model_config.CACHE_CONFIG_KEY: training.cache_examples,
-                     model_config.SEED_CONFIG_KEY: training.training_seed}
-    eval_args = trainer_pb2.EvalArgs(num_steps=training.eval_steps or None)
+    examples = data.example_gen.outputs["examples"]
+    transform = transform_component(data, engines.batched_reads)
+    custom_config = {contract.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
+                     contract.MAX_TRIALS_CONFIG_KEY: training.tuner_max_trials,
+                     contract.CACHE_CONFIG_KEY: training.cache_examples,
+                     contract.SEED_CONFIG_KEY: training.training_seed}
     components: List[BaseNode] = [transform]
     tuner = None
     if training.tune:
@@ -176,7 +212,8 @@ def model_components(
             examples=examples,
             transform_graph=transform.outputs["transform_graph"],
             train_args=trainer_pb2.TrainArgs(num_steps=training.tuner_train_steps),
-            eval_args=trainer_pb2.EvalArgs(num_steps=max(training.eval_steps, 20)),
+            eval_args=trainer_pb2.EvalArgs(
+                num_steps=max(training.eval_steps, contract.DEFAULT_TUNER_EVAL_STEPS)),
             custom_config={**custom_config, **engines.tuner_custom_config})
         components.append(tuner)
     latest_blessed = Resolver(
@@ -187,31 +224,21 @@ def model_components(
         run_fn=RUN_FN,
         examples=examples,
         transform_graph=transform.outputs["transform_graph"],
-        schema=schema_importer.outputs["schema"],
+        schema=data.schema_importer.outputs["schema"],
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         base_model=latest_blessed.outputs["model"] if training.warm_start else None,
         train_args=trainer_pb2.TrainArgs(),
-        eval_args=eval_args,
+        eval_args=trainer_pb2.EvalArgs(num_steps=training.eval_steps or None),
         custom_config={**custom_config, **engines.trainer_custom_config})
-    evaluator = Evaluator(
+    _, _, evaluator_class = batched_reads_lib.component_classes(engines.batched_reads)
+    evaluator = evaluator_class(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed.outputs["model"],
         eval_config=eval_config(evaluation),
         example_splits=["eval"],
         module_path=EVALUATOR_MODULE)
-    if engines.batched_reads:
-        batched_reads_lib.read_in_batches(evaluator)
-    if engines.pushers is None:
-        pushers: List[BaseNode] = [ServingPusher(
-            model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
-            evaluation=evaluator.outputs["evaluation"],
-            serving_dir=serving_dir,
-            report_path=str(pathlib.Path(reports_dir) / PUSH_REPORT))]
-    else:
-        pushers = engines.pushers(trainer.outputs["model"], evaluator.outputs["blessing"],
-                                  evaluator.outputs["evaluation"])
+    pushers = push_components(trainer, evaluator, reports_dir, serving_dir, engines)
     return components + [latest_blessed, trainer, evaluator, *pushers]
 
 
@@ -241,13 +268,13 @@ def create_pipeline(
     data = data_components(example_gen, reports_dir, warehouse,
                            pathlib.Path(fingerprints.runtime_path(schema_file, project_dir)),
                            batched_reads=engines.batched_reads)
-    components = data + model_components(
+    components = data.components() + model_components(
         data=data, reports_dir=reports_dir, serving_dir=serving_dir,
         hyperparameters=hyperparameters, training=training, evaluation=evaluation,
         engines=engines)
     # Every component's cache key covers the project code it runs and the files it reads
     # (pipelines/fingerprints.py): an edited module or schema is never served from the cache.
-    fingerprints.stamp(components, reads={data[2].id: [schema_file],
+    fingerprints.stamp(components, reads={data.schema_importer.id: [schema_file],
                                           example_gen.id: [sql.QUERY_FILE]})
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name,

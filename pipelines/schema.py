@@ -49,10 +49,15 @@ def curated_schema() -> schema_pb2.Schema:
             feature.domain = declared.name
             domain = schema.string_domain.add(name=declared.name)
             domain.value.extend(declared.vocabulary)
+            feature.skew_comparator.infinity_norm.threshold = declared.skew_threshold
+            feature.drift_comparator.infinity_norm.threshold = declared.drift_threshold
         else:
             feature.type = schema_pb2.INT
             feature.int_domain.min = declared.min_value
             feature.int_domain.max = declared.max_value
+            feature.skew_comparator.jensen_shannon_divergence.threshold = declared.skew_threshold
+            feature.drift_comparator.jensen_shannon_divergence.threshold = (
+                declared.drift_threshold)
     split_key = schema.feature.add(name=features.SPLIT_KEY, type=schema_pb2.INT)
     _scalar(split_key)
     split_key.not_in_environment.append(SERVING)

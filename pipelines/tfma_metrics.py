@@ -7,7 +7,7 @@ was most of the Evaluator's time. Here one combiner accumulates the (weighted) s
 and squared errors and the example count, with a vectorized path for what this model gives (one
 label and one prediction per example, as arrays over every example the extract holds) and
 TFMA's general unpacking for anything else; the three metrics are derived from it. An extract may
-hold many examples: `pipelines.tfma_slicing` passes one extract per slice and batch, and TFMA's
+hold many examples: `pipelines.speedups.tfma_slicing` passes one extract per slice and batch, and TFMA's
 own ExampleCount would count that extract once. All three are ordinary TFMA metrics: thresholds
 and baseline comparisons work on them as on any.
 

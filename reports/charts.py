@@ -26,6 +26,18 @@ def _style(axes) -> None:
     axes.spines[["top", "right"]].set_visible(False)
 
 
+def crowded(labels: Sequence[str], room: float = 44.0) -> bool:
+    """Whether horizontal tick labels would run into each other on a 5-inch axis (then they
+    are drawn upright, which never collide: slanted ones overlap their neighbours' space).
+
+    Judged by the labels' total length (about `room` characters fit side by side), not their
+    number: five long plurality names collide where eight short age buckets do not.
+    """
+    widest = max((max(len(line) for line in str(label).split("\n")) for label in labels),
+                 default=0)
+    return widest * len(labels) > room
+
+
 def category_shares(feature: str, shares: Dict[str, List[Tuple[str, float]]],
                     id_prefix: str) -> str:
     """Grouped bars: each split's share of examples per value, so splits of any size compare."""
@@ -42,9 +54,8 @@ def category_shares(feature: str, shares: Dict[str, List[Tuple[str, float]]],
         positions = [i + (index - (len(shares) - 1) / 2) * width for i in range(len(values))]
         axes.bar(positions, [100 * lookup.get(v, 0.0) for v in values], width=width,
                  label=split, color=SPLIT_COLOURS.get(split))
-    crowded = len(values) > 3
-    axes.set_xticks(range(len(values)), values, rotation=20 if crowded else 0,
-                    ha="right" if crowded else "center")
+    tilt = crowded(values)
+    axes.set_xticks(range(len(values)), values, rotation=90 if tilt else 0)
     axes.set_ylabel("% of the split's examples")
     axes.set_xlabel(feature)
     axes.legend(frameon=False, fontsize=8)
@@ -87,11 +98,12 @@ def histograms(feature: str, buckets: Dict[str, List[Tuple[float, float, float]]
 def slice_rmse(feature: str, labels: Sequence[str], candidate: Sequence[float],
                baseline: Sequence[Optional[float]], counts: Sequence[float],
                overall: Optional[float], bound: Optional[float], id_prefix: str,
-               names: Tuple[str, str] = ("candidate", "baseline")) -> str:
+               names: Tuple[str, str] = ("candidate", "baseline"),
+               intervals: Optional[Sequence[Optional[Tuple[float, float]]]] = None) -> str:
     """Bars of RMSE per value of one slice feature: the candidate and, beside it, the baseline.
 
-    Each value's label carries its example count, so a bad RMSE on a handful of examples reads
-    as such.
+    Each value's label carries its example count, and each candidate bar its confidence
+    interval when known, so a bad RMSE on a handful of examples reads as such.
     """
     has_baseline = any(b is not None for b in baseline)
     figure = Figure(figsize=(5.2, 3.2))
@@ -100,24 +112,50 @@ def slice_rmse(feature: str, labels: Sequence[str], candidate: Sequence[float],
     offset = width / 2 if has_baseline else 0.0
     xs = range(len(labels))
     axes.bar([x - offset for x in xs], candidate, width=width, color=CANDIDATE,
-                    label=names[0])
+             label=names[0])
+    spans = [(i, c, span) for i, (c, span) in enumerate(zip(candidate, intervals or []))
+             if span is not None]
+    if spans:
+        axes.errorbar([i - offset for i, _, _ in spans], [c for _, c, _ in spans],
+                      yerr=[[max(0.0, c - s[0]) for _, c, s in spans],
+                            [max(0.0, s[1] - c) for _, c, s in spans]],
+                      fmt="none", ecolor="#222", elinewidth=1, capsize=3,
+                      label="95% interval")
     if has_baseline:
         axes.bar([x + offset for x in xs],
                  [b if b is not None else math.nan for b in baseline], width=width,
                  color=BASELINE, label=names[1])
     top = max([v for v in list(candidate) + [b for b in baseline if b is not None]
+               + [s[1] for _, _, s in spans]
                if v is not None and not math.isnan(v)] + [bound or 0.0, 0.1])
     if overall is not None:
         axes.axhline(overall, color="#333", linestyle=":", linewidth=1, label="overall")
     if bound is not None:
         axes.axhline(bound, color="#c44e52", linestyle="--", linewidth=1, label="overall bound")
-    crowded = len(labels) > 5
     ticks = [f"{label}\nn={int(count):,}" for label, count in zip(labels, counts)]
-    axes.set_xticks(list(xs), ticks, rotation=35 if crowded else 0,
-                    ha="right" if crowded else "center", fontsize=8 if crowded else 9)
+    tilt = crowded(ticks)
+    axes.set_xticks(list(xs), ticks, rotation=90 if tilt else 0, fontsize=8 if tilt else 9)
     axes.set_ylim(0, top * 1.18)
     axes.set_ylabel("RMSE (lb)")
     axes.set_xlabel(feature)
-    axes.legend(frameon=False, fontsize=8, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    axes.legend(frameon=False, fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     _style(axes)
     return svg_of_figure(figure, f"RMSE per {feature} slice", id_prefix)
+
+
+def shared_histogram(feature: str, edges: Sequence[float], counts: Dict[str, Sequence[float]],
+                     id_prefix: str) -> str:
+    """Each split's share of its examples per bin, every split on the same bins."""
+    figure = Figure(figsize=(5.2, 3.0))
+    axes = figure.add_subplot()
+    for split, values in counts.items():
+        total = float(sum(values)) or 1.0
+        axes.stairs([100 * v / total for v in values], list(edges), label=split,
+                    color=SPLIT_COLOURS.get(split), linewidth=1.8, fill=False)
+    axes.set_ylim(bottom=0)
+    axes.set_ylabel("% of the split's examples per bin")
+    axes.set_xlabel(feature)
+    axes.legend(frameon=False, fontsize=8)
+    _style(axes)
+    return svg_of_figure(figure, f"distribution of {feature}, by split, on shared bins",
+                         id_prefix)

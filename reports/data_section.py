@@ -84,10 +84,33 @@ def split_rows(name: str, by_split: Dict[str, Any]) -> List[Dict[str, str]]:
     return rows
 
 
-def split_chart(name: str, by_split: Dict[str, Any]) -> Optional[str]:
+def shared_histograms(facts: RunFacts, per_split: Dict[str, Dict[str, Any]]
+                      ) -> Dict[str, Any]:
+    """Numeric column -> its histogram on bins shared by every split, from the examples."""
+    from reports import split_histograms
+
+    columns = {}
+    for stats in per_split.values():
+        for name, feature in stats.items():
+            if feature.HasField("num_stats") and name != features.SPLIT_KEY:
+                columns[name] = "int" if feature.type == 0 else "float"
+    if not facts.examples_uri or not columns:
+        return {}
+    try:
+        return split_histograms.histograms(facts.examples_uri, list(per_split), columns)
+    except Exception as error:  # noqa: BLE001 - deleted examples must not stop the page
+        logger.warning("Could not count the examples on shared bins: %s", error)
+        facts.notes.append("The numeric histograms use each split's own bins (StatisticsGen's): "
+                           f"the examples could not be read ({type(error).__name__}).")
+        return {}
+
+
+def split_chart(name: str, by_split: Dict[str, Any], shared: Any = None) -> Optional[str]:
     """Histograms (numbers) or value shares (strings) of every split, on one chart."""
     first = next(iter(by_split.values()))
     prefix = f"data-{name}"
+    if shared is not None:
+        return charts.shared_histogram(name, shared.edges, shared.counts, prefix)
     if first.HasField("string_stats"):
         shares = {}
         for split, feature in by_split.items():
@@ -153,17 +176,20 @@ def context(facts: RunFacts, with_warehouse: bool = True) -> Dict[str, Any]:
         views, note = mean_weight_views(facts.warehouse)
     else:
         views, note = {}, "Left out on request (no warehouse access)."
+    shared = shared_histograms(facts, per_split)
     rendered = []
     for name in names:
         by_split = {split: stats[name] for split, stats in per_split.items() if name in stats}
         # The split key's histogram says nothing: each month lands in one split by design.
-        chart = split_chart(name, by_split) if name != features.SPLIT_KEY else None
+        chart = (split_chart(name, by_split, shared.get(name))
+                 if name != features.SPLIT_KEY else None)
         view = views.get(name)
         rendered.append({
             "name": name,
             "role": _role(name),
             "model_input": name in features.FEATURE_NAMES,
             "chart": markupsafe.Markup(chart) if chart else None,
+            "shared_bins": name in shared,
             "rows": split_rows(name, by_split),
             "mean_weight": view,
         })

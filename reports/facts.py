@@ -65,6 +65,7 @@ class RunFacts:
     push: Dict[str, Any] = dataclasses.field(default_factory=dict)
     model_run_uri: Optional[str] = None
     model_uri: Optional[str] = None
+    examples_uri: Optional[str] = None  # ExampleGen's output: every split's TFRecords
     warehouse: Optional[Tuple[str, Optional[str]]] = None  # (database, source)
     report_files: Dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
     notes: List[str] = dataclasses.field(default_factory=list)
@@ -273,6 +274,8 @@ def collect(record: RunRecord) -> RunFacts:
                            f"ML Metadata records that {record.failed[0].node_id} failed, not "
                            "why: the error is in the runner's output.")
 
+    examples = record.input(STATISTICS_NODE, "examples")
+    facts.examples_uri = examples.uri if examples is not None else None
     statistics = record.output(STATISTICS_NODE, "statistics")
     if statistics is not None:
         facts.statistics = _attempt(facts, "the statistics", read_statistics, statistics) or {}

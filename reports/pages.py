@@ -152,6 +152,23 @@ def _label(facts: RunFacts) -> str:
     return when(facts.record.started)
 
 
+def monitoring_entries(index: pathlib.Path) -> List[Dict[str, Any]]:
+    """The monitoring pages beside the index (python -m monitoring), newest first."""
+    import json
+
+    found = []
+    for summary in sorted((index.parent / "monitoring").glob("*/summary.json"), reverse=True):
+        try:
+            facts = json.loads(summary.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append({"href": href(summary.parent / "monitoring.html", index),
+                      "label": summary.parent.name, "version": facts.get("version"),
+                      "window": facts.get("window", ""), "rows": facts.get("rows", 0),
+                      "crossed": len(facts.get("crossed", []))})
+    return found
+
+
 def index_page(entries: Sequence[Dict[str, Any]], index: pathlib.Path,
                metadata_path: pathlib.Path, pipeline_root: Optional[pathlib.Path],
                pipeline_name: str) -> str:
@@ -180,6 +197,7 @@ def index_page(entries: Sequence[Dict[str, Any]], index: pathlib.Path,
         })
     return environment().get_template("index.html.j2").render(
         title=f"{pipeline_name}: pipeline runs", generated=_now(), runs=runs,
+        monitoring=monitoring_entries(index),
         metadata_path=str(metadata_path),
         pipeline_root=str(pipeline_root) if pipeline_root else None, out_dir=str(index.parent))
 

@@ -15,7 +15,7 @@ import pathlib
 from typing import Dict, List, Optional
 
 from pipelines.eda_report import write_atomically
-from reports import data_identity, mlmd, pages, training_logs
+from reports import data_identity, mlmd, model_card, pages, training_logs
 from reports.facts import RunFacts, collect
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,9 @@ class Reports:
     def write_run(self, record: mlmd.RunRecord) -> pathlib.Path:
         path = run_page_path(record, self.out_dir)
         facts = self.facts(record)
+        card = model_card.publish(facts, path.parent)
+        if card is not None:  # linked from the page's list of the run's other reports
+            facts.report_files[card.name] = card
         logdir = training_logs.logdir_for(self.out_dir)
         tensorboard_run = training_logs.link_training_logs(logdir, record.name,
                                                            facts.model_run_uri)

@@ -1,9 +1,9 @@
 """Serving babyweight's pushed models: a TF Serving-compatible REST server, local and batch predict.
 
 Modules, one job each:
-  settings        the typed settings every command turns into flags (pipelines.config style)
+  settings        the typed settings every command turns into flags (common.config style)
   validation      request checks against modules/features.py, shared by every entry point
-  versions        what names a version (ASCII digits, int64): pure, shared with the pusher
+  versions        what names a version: common.versions (shared with the pusher), re-exported
   model_store     finds versions on disk, loads, checks and warms one up
   version_manager which version is served: the loader thread, retries, switches, unloads
   security        Host check, bearer token, JSON-only bodies (no use from other web pages)
@@ -17,3 +17,4 @@ Modules, one job each:
   batch_input     batch prediction's rows from files, the warehouse or an export
   batch_output    batch prediction's files, written in input order, whole or not at all
 """
+import common  # noqa: F401,E402  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)

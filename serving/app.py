@@ -20,6 +20,7 @@ adds the Host check and the optional bearer token. Client mistakes never produce
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import re
@@ -33,12 +34,14 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from serving import regress, schemas, security, service, ui, validation
+from serving import docs, model_card_page, regress, schemas, security, service, ui, validation
 from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
 from serving import metrics as metrics_module
 from serving.metrics import Metrics
+from modules.features import LABEL_KEY
 from serving.model_store import ServedModel, load_version
+from serving.request_log import RequestLog, RequestLogConfig
 from serving.service import ApiError, Service
 from serving.settings import BatchingConfig, LimitsConfig, ModelConfig
 from serving.version_manager import Loader, ModelStore, RetryPolicy
@@ -175,14 +178,17 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
                batching: BatchingConfig = BatchingConfig(), poll_seconds: float = 2.0,
                access_log: bool = True, hosts: Optional[FrozenSet[str]] = None,
                token: Optional[str] = None, manage_heap: bool = True,
-               grpc_address: Optional[str] = None, metrics: bool = True) -> FastAPI:
+               grpc_address: Optional[str] = None, metrics: bool = True,
+               request_log: Optional[RequestLogConfig] = None) -> FastAPI:
     """The app; its loader thread starts at startup and loads the newest version.
 
     `hosts`: the Host header values accepted (None: any); `token`: the bearer token every
     request needs (None: none); `manage_heap`: let the loader freeze and collect the GC heap
     (off when the app shares its process with something else, e.g. a test runner);
     `grpc_address`: host:port for TF Serving's gRPC API in the same event loop (None: none);
-    `metrics`: Prometheus metrics at serving/metrics.py's PATH.
+    `metrics`: Prometheus metrics at serving/metrics.py's PATH; `request_log`: where a sample
+    of predicted rows goes, off the request path (its written and dropped counts are in
+    /healthz).
     """
     name = model.model_name
     counted = Metrics(name, lambda: store.statuses()) if metrics else None
@@ -191,6 +197,9 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
                                    model.load_retry_interval_micros / 1e6),
                        load=counted.timed_load(load_version) if counted else load_version,
                        manage_heap=manage_heap)
+    logged = RequestLog(request_log) if request_log is not None else None
+    if logged is not None:
+        atexit.register(logged.close)  # the server exits on SIGTERM without a lifespan end
     batcher = Batcher(batching.max_batch_rows, batching.batch_timeout_ms / 1e3,
                       batching.model_threads)
     if counted is not None:
@@ -211,6 +220,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
                 await grpc.stop(grace=2)
             loader.stop()
             batcher.close()
+            if logged is not None:
+                logged.close()
 
     app = FastAPI(
         title=f"{name} model server",
@@ -221,6 +232,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             "`{\"instances\": [{...}]}` or the columnar format `{\"inputs\": {...}}`; errors "
             "are `{\"error\": \"...\"}`."),
         lifespan=lifespan,
+        docs_url=None,  # serving/docs.py serves /docs from local assets
     )
     app.state.store = store
     app.state.batcher = batcher
@@ -287,6 +299,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         columns, rows = service.predict_columns(found, body.signature_name, body.payload,
                                                 body.row_format, limits.max_instances)
         outputs = await shared.call(served, body.signature_name, columns, rows)
+        if logged is not None and found.takes_features:
+            logged.log_columns(columns, outputs.get(LABEL_KEY, ()), served.version)
         response = json_response(predictions_json(outputs, body.row_format))
         response.headers[ui.VERSION_HEADER] = str(served.version)
         return response
@@ -296,8 +310,11 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         served = store.current
         if served is None:
             return error_response(503, f"no version of model {name!r} is loaded yet")
-        return json_response({"status": "ok", "model": name, "version": served.version,
-                              "batching": batcher.stats()})
+        status = {"status": "ok", "model": name, "version": served.version,
+                  "batching": batcher.stats()}
+        if logged is not None:
+            status["request_log"] = logged.status()
+        return json_response(status)
 
     @app.get("/v1/models/{model_name}", tags=["model status"],
              summary="Status of every version (TF Serving's GetModelStatus)")
@@ -376,6 +393,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             return Response(counted.exposition(), media_type=metrics_module.CONTENT_TYPE)
 
     ui.install(app, name)
+    docs.install(app, f"{name} model server")
+    model_card_page.install(app)
     openapi = app.openapi
 
     def documented() -> dict:

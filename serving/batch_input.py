@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from pipelines.config import DataConfig
+from common.config import DataConfig
 from serving import instances, validation
 
 Read = Tuple[int, Optional[int], instances.Record]
@@ -36,7 +36,11 @@ def read_file(path: str, limit: int = 0) -> Iterator[Read]:
 
 
 def scoring_query(split: Optional[str], limit: int = 0) -> str:
-    """The training query's rows once each (DuckDB dialect), whole or one split."""
+    """The training query's rows once each (DuckDB dialect), whole or one split.
+
+    Whole, a row the query's filters drop is kept, to be rejected naming the filter; one split
+    holds only rows that pass them, as the pipeline's split does.
+    """
     from warehouse import sql
 
     query = sql.scoring_query(sql.base_query())
@@ -46,6 +50,8 @@ def scoring_query(split: Optional[str], limit: int = 0) -> str:
         if split not in buckets:
             raise ValueError(f"--split must be one of {', '.join(buckets)}, got {split!r}")
         query = sql.split_query(query, data.hash_buckets, buckets[split])
+        # A split is a part of the training query's data: a row its filters drop is in none.
+        query = f"SELECT * FROM ({query}) AS split_rows WHERE {sql.REJECTED_COLUMN} IS NULL"
     return sql.to_duckdb(query) + (f"\nLIMIT {int(limit)}" if limit else "")
 
 

@@ -17,7 +17,8 @@ Input, one of:
   --source    your export of it (CSV or Parquet files, as local_runner.py --source reads):
               both through the training query's own row mapping (warehouse.sql.scoring_query),
               each row once (no "no ultrasound" copies); a row the query's WHERE would drop is
-              rejected naming the condition. --split keeps one split of the default buckets.
+              rejected naming the condition. --split keeps one split of the default buckets:
+              only rows that pass the query's filters, as the pipeline's split.
 
 Output, in input order, one row per accepted row: the key (the input's `key` column, else the
 0-based row number), the features as the model saw them, the label (weight_pounds) when the
@@ -52,13 +53,11 @@ import csv
 import dataclasses
 import gc
 import io
-import os
 import sys
 import warnings
 import weakref
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # Google client libraries warn about Python 3.10 on import; nothing a user of this can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
@@ -69,8 +68,8 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from modules import features  # noqa: E402
-from pipelines import logs  # noqa: E402
-from pipelines.config import add_flags, from_flags, setting  # noqa: E402
+from common import logs  # noqa: E402
+from common.config import add_flags, from_flags, setting  # noqa: E402
 from serving import batch_output, instances, validation  # noqa: E402
 from serving.batch_input import (Read, is_csv, read_file, read_query,  # noqa: E402
                                  read_query_element, scoring_query)
@@ -110,6 +109,10 @@ class BatchPredictConfig:
     max_error_rate: float = setting(
         0.0, "Fraction of rows that may be rejected with exit code 0 (0 = none).")
     batch_size: int = setting(256, "Most instances per model call.")
+    request_log_dir: Optional[str] = setting(
+        None, "Also write each prediction to this request log (the server's format, which "
+        "`python -m monitoring --logs` reads); local paths only.")
+    request_log_sample_rate: float = setting(1.0, "Share of rows the request log keeps.")
     verbose: bool = setting(False, "Show Beam's and TensorFlow's own logs.")
 
 
@@ -207,6 +210,28 @@ def _error_line(rejected: instances.Rejected) -> Tuple[int, str]:
     return rejected.index, _json_line(rejected.record())
 
 
+class LogPredictions(beam.DoFn):
+    """Writes each predicted row to the request log, as the server does; one log per bundle."""
+
+    def __init__(self, directory: str, sample_rate: float, version: int) -> None:
+        self._config = (directory, sample_rate)
+        self._version = version
+        self._log: Any = None
+
+    def start_bundle(self) -> None:
+        from serving.request_log import RequestLog, RequestLogConfig
+
+        self._log = RequestLog(RequestLogConfig(*self._config))
+
+    def process(self, element: Tuple[int, Dict[str, Any]]) -> Iterable[Tuple[int, Dict[str, Any]]]:
+        _, record = element
+        self._log.log([record], [record[PREDICTION_COLUMN]], self._version)
+        yield element
+
+    def finish_bundle(self) -> None:
+        self._log.close()
+
+
 def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version: int,
                    path: str) -> None:
     assert config.output
@@ -226,10 +251,14 @@ def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version:
         lambda d, _: 0 if isinstance(d, instances.Accepted) else 1, 2)
     handler = KeyedModelHandler(SavedModelHandler(version, path,
                                                   max_batch_size=config.batch_size))
-    _ = (accepted
-         | "Key" >> beam.Map(_keyed)
-         | "RunInference" >> RunInference(handler)
-         | "Record" >> beam.Map(prediction_record)
+    records = (accepted
+               | "Key" >> beam.Map(_keyed)
+               | "RunInference" >> RunInference(handler)
+               | "Record" >> beam.Map(prediction_record))
+    if config.request_log_dir:
+        records = records | "RequestLog" >> beam.ParDo(LogPredictions(
+            config.request_log_dir, config.request_log_sample_rate, version))
+    _ = (records
          | "Format" >> beam.Map(_output_line, is_csv(config.output))
          | "Write" >> batch_output.WriteInOrder(config.output))
     _ = (rejected
@@ -298,6 +327,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = from_flags(BatchPredictConfig, args)
     if not config.output:
         parser.error("--output is required")
+    if "://" not in config.output:
+        # Beam's local filesystem cannot create a file named without a directory.
+        config = dataclasses.replace(config, output=os.path.abspath(config.output))
     if sum(bool(v) for v in (config.input, config.warehouse, config.source)) != 1:
         parser.error("give exactly one of --input, --warehouse and --source")
     if config.split and config.input:

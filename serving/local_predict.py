@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from typing import IO, Any, Iterator, List, Optional, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from pipelines import logs  # noqa: E402
-from pipelines.config import add_flags, from_flags, setting  # noqa: E402
+from common import logs  # noqa: E402
+from common.config import add_flags, from_flags, setting  # noqa: E402
 from modules import features  # noqa: E402
 from serving import instances, validation  # noqa: E402
 from serving.settings import DEFAULT_MODEL_DIR  # noqa: E402

@@ -1,7 +1,7 @@
 """Pushed model versions: find them on disk, load, check and warm up one.
 
 The layout is TF Serving's: <model_dir>/<version>/ holds a SavedModel, where a version's name
-is ASCII digits that fit int64 (serving/versions.py); anything else (the pusher's hidden
+is ASCII digits that fit int64 (common/versions.py); anything else (the pusher's hidden
 `.N.incomplete` staging directories, files, other names) is not a version. Which version is
 served, and when it switches, is serving/version_manager.py's job.
 """
@@ -14,7 +14,6 @@ import posixpath
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -34,7 +33,7 @@ _FEATURE_NAMES = frozenset(features.FEATURE_NAMES)
 def list_version_dirs(model_dir: str) -> Tuple[Dict[int, str], List[str]]:
     """({version: directory}, [names that are not versions]) under `model_dir`.
 
-    The rule for a version's name is serving/versions.py's (ASCII digits, fits int64); a
+    The rule for a version's name is common/versions.py's (ASCII digits, fits int64); a
     file with a version's name is not a version either. A missing directory has none.
     """
     try:

@@ -27,15 +27,15 @@ import threading
 import time
 from typing import List, Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from pipelines import logs  # noqa: E402
-from pipelines.config import add_flags, from_flags  # noqa: E402
-from serving.settings import BatchingConfig, LimitsConfig, ModelConfig, ServerConfig  # noqa: E402
+from common import logs  # noqa: E402
+from common.config import add_flags, from_flags  # noqa: E402
+from serving.settings import (BatchingConfig, LimitsConfig, ModelConfig,  # noqa: E402
+                              RequestLogSettings, ServerConfig)
 
 LOGGER = logging.getLogger("babyweight.serving")
 ACCESS_LOGGER = "babyweight.serving.access"  # serving.app logs one line per request here
-CONFIGS = (ModelConfig, ServerConfig, LimitsConfig, BatchingConfig)
+CONFIGS = (ModelConfig, ServerConfig, LimitsConfig, BatchingConfig, RequestLogSettings)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -97,7 +97,12 @@ def grpc_address(server: ServerConfig) -> Optional[str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
-    model, server, limits, batching = (from_flags(c, args) for c in CONFIGS)
+    model, server, limits, batching, request_log = (from_flags(c, args) for c in CONFIGS)
+    try:
+        request_log_config = request_log.config()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logs.setup(server.verbose)
     if server.access_log:
         buffer_access_log()
@@ -119,7 +124,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     app = create_app(model, limits, batching, poll_seconds=server.poll_seconds,
                      access_log=server.access_log,
                      hosts=security.allowed_hosts(server.host, server.port), token=token,
-                     grpc_address=grpc_address(server), metrics=server.metrics)
+                     grpc_address=grpc_address(server), metrics=server.metrics,
+                     request_log=request_log_config)
     if token is None and not security.is_loopback(server.host):
         LOGGER.warning("Bound to %s without --auth-token-file: anyone who can reach this "
                        "address can use the model.", server.host)

@@ -1,13 +1,13 @@
 """The serving commands' settings, declared once as typed fields that become --flags.
 
-Same mechanism as the pipeline (`pipelines.config.add_flags` / `from_flags`), so `--help` always
+Same mechanism as the pipeline (`common.config.add_flags` / `from_flags`), so `--help` always
 lists every setting with its default, and tests build the same objects without a command line.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from pipelines.config import PIPELINE_NAME, PipelineConfig, setting
+from common.config import PIPELINE_NAME, PipelineConfig, setting
 
 DEFAULT_MODEL_DIR = str(PipelineConfig.serving_dir)
 
@@ -80,3 +80,28 @@ class ServerConfig:
         "", "File holding a bearer token; when set, every request needs 'Authorization: "
         "Bearer <token>' (401 otherwise). Empty = no token.")
     verbose: bool = setting(False, "Show TensorFlow's and the libraries' own logs too.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLogSettings:
+    """A sample of requests with their predictions, for monitoring (`python -m monitoring`)."""
+
+    request_log_dir: str = setting(
+        "", "Log a sample of requests with their predictions, model version and time here, as "
+        "TFRecord files of tf.Example (TFDV reads them); empty: no log.")
+    request_log_sample_rate: float = setting(0.1, "Share of requests the log keeps.")
+    request_log_max_bytes: int = setting(256 * 1024 * 1024, "Most bytes the log's files may "
+                                         "take together; the oldest files go first.")
+    request_log_file_seconds: float = setting(
+        60.0, "A log file is completed (and readable) after this many seconds or 16 MiB.")
+
+    def config(self):
+        """The writer's configuration, or None when logging is off."""
+        if not self.request_log_dir:
+            return None
+        from serving.request_log import RequestLogConfig
+
+        return RequestLogConfig(self.request_log_dir, self.request_log_sample_rate,
+                                max_total_bytes=self.request_log_max_bytes,
+                                max_file_bytes=min(16 * 1024 * 1024, self.request_log_max_bytes),
+                                max_file_seconds=self.request_log_file_seconds)

@@ -24,11 +24,11 @@ import json
 import math
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from modules import features
+from modules import contract, features
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = contract.SERVING_DEFAULT
 # The input name of signatures that take serialized tf.Examples (serving_tf_example etc.).
-EXAMPLES_INPUT = "examples"
+EXAMPLES_INPUT = contract.EXAMPLES_INPUT
 
 Value = Union[str, float]
 Columns = Dict[str, List[Any]]

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from pipelines import gc_freeze
+from common import gc_freeze
 
 from serving.model_store import (AVAILABLE, END, LOADING, ServedModel, VersionStatus,
                                  error_code, list_version_dirs, load_version)

@@ -1,8 +1,9 @@
 """Shared fixtures: a small generated warehouse, made once per test session."""
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import common  # noqa: F401,E402  (sets TF_USE_LEGACY_KERAS before any test imports TensorFlow)
 
 import pathlib  # noqa: E402
 

@@ -19,7 +19,6 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402

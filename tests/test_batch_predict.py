@@ -283,11 +283,13 @@ def test_batch_predict_reads_one_split_of_the_warehouse(
     assert len(rows) == limit
     out = tmp_path / "warehouse.csv"
     code, printed, _ = _run(["--model-dir", model_dir, "--warehouse", str(small_warehouse),
-                             "--split", "test", "--limit", str(limit), "--output", str(out),
-                             "--max-error-rate", "1"], capsys)
+                             "--split", "test", "--limit", str(limit), "--output", str(out)],
+                            capsys)
     assert code == 0, printed
     decided = [batch_predict.instances.decide(*row) for row in rows]
     accepted = [d for d in decided if isinstance(d, batch_predict.instances.Accepted)]
+    # A split holds only rows that pass the query's filters: nothing in it is rejected.
+    assert len(accepted) == limit, [d for d in decided if d not in accepted]
     assert f"Read {limit} rows: {len(accepted)} predicted" in printed
     assert [int(g["key"]) for g in _read_output(out)] == [a.index for a in accepted]
     code, _, err = _run(["--model-dir", model_dir, "--warehouse", str(small_warehouse),
@@ -308,3 +310,38 @@ def test_batch_predict_with_nothing_to_predict_says_so_and_fails(
     missing = _run(["--model-dir", model_dir, "--input", str(tmp_path / "nope.csv"),
                     "--output", str(out)], capsys)
     assert missing[0] == 1 and "does not exist" in missing[2]
+
+
+def test_batch_predict_writes_an_output_named_without_a_directory(
+        serving_models: ServingModels, model_dir: str, tmp_path: pathlib.Path,
+        monkeypatch: Any, capsys: Any) -> None:
+    """`--output predictions.jsonl`, as the README writes it: the file lands in the cwd."""
+    monkeypatch.chdir(tmp_path)
+    pathlib.Path("in.jsonl").write_text(json.dumps(serving_models.instances[0]) + "\n")
+    code, printed, _ = _run(["--model-dir", model_dir, "--input", "in.jsonl", "--output",
+                             "predictions.jsonl"], capsys)
+    assert code == 0, printed
+    assert len(_read_output(tmp_path / "predictions.jsonl")) == 1
+
+
+def test_batch_predict_writes_the_request_log_monitoring_reads(
+        serving_models: ServingModels, model_dir: str, tmp_path: pathlib.Path,
+        capsys: Any) -> None:
+    from monitoring import logs as monitoring_logs
+    from serving import request_log
+
+    instances = serving_models.instances[:20]
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("\n".join(json.dumps(i) for i in instances) + "\n")
+    out, log_dir = tmp_path / "out.jsonl", tmp_path / "log"
+    code, _, _ = _run(["--model-dir", model_dir, "--input", str(jsonl), "--output", str(out),
+                       "--request-log-dir", str(log_dir)], capsys)
+    assert code == 0
+    logged = monitoring_logs.read(request_log.complete_files(log_dir))
+    predicted = {g["key"]: g[PREDICTED] for g in _read_output(out)}
+    assert len(logged) == len(instances)
+    np.testing.assert_allclose(np.sort(logged[request_log.PREDICTION_KEY].to_numpy()),
+                               np.sort(_float32(list(predicted.values()))), **TOLERANCE)
+    assert set(logged[request_log.VERSION_KEY]) == {max(int(p.name) for p in
+                                                        pathlib.Path(model_dir).iterdir()
+                                                        if p.name.isdigit())}

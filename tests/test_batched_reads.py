@@ -15,7 +15,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.util import tfxio_utils
 from tfx_bsl.tfxio import tf_example_record
 
-from pipelines import batched_reads, pipeline
+from pipelines import pipeline
+from pipelines.speedups import batched_reads
 from tests.tolerances import EPS64, mixed_mean_abs, moments_std_abs
 from pipelines.schema import SCHEMA_FILE
 
@@ -193,4 +194,41 @@ def test_statistics_gen_executor_reads_through_the_batched_source(pipeline_runs,
         written = tfdv.load_stats_binary(
             str(tmp_path / "statistics" / f"Split-{split}" / "FeatureStats.pb"))
         assert written.datasets[0].num_examples > 1000
+    assert tfxio_utils.make_tfxio.__module__ == tfxio_utils.__name__, "the stock one is back"
+
+
+@pytest.mark.parametrize("in_range", [True, False])
+def test_transform_s_executor_makes_its_tfxio_through_the_batched_source(examples: str,
+                                                                         monkeypatch,
+                                                                         in_range: bool) -> None:
+    """Transform's own TFXIO maker (TransformProcessor._CreateTFXIO, which the stock Do reaches),
+    called inside our executor's Do, gets the batched reader; on another tfx_bsl release (out of
+    the patch's range) it gets the stock one."""
+    import types
+
+    from tfx.components.transform import executor as transform_executor
+    from tfx.proto import example_gen_pb2
+
+    from pipelines.speedups import version_check
+
+    made: List[Any] = []
+    dataset = types.SimpleNamespace(
+        file_pattern=examples, file_format="tfrecords_gzip", data_view_uri=None,
+        data_format=example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+
+    def stock_do(self: Any, input_dict: Any, output_dict: Any, exec_properties: Any) -> None:
+        processor = transform_executor.TransformProcessor()
+        made.append(processor._CreateTFXIO(dataset, SCHEMA))  # pylint: disable=protected-access
+
+    monkeypatch.setattr(transform_executor.Executor, "Do", stock_do)
+    if not in_range:
+        monkeypatch.setitem(version_check.RANGES, "batched_reads", ("tfx-bsl", (0, 1), (0, 2)))
+    version_check.forget()
+    try:
+        batched_reads.TransformExecutor().Do({}, {}, {})
+    finally:
+        version_check.forget()
+    assert len(made) == 1
+    assert isinstance(made[0], batched_reads.BatchedTFExampleRecord) is in_range
+    assert isinstance(made[0], tf_example_record.TFExampleRecord)
     assert tfxio_utils.make_tfxio.__module__ == tfxio_utils.__name__, "the stock one is back"

@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import core, userstate
 
-from pipelines.beam_introspection import cached_dofn_inspection, memoized
+from pipelines.speedups.beam_introspection import cached_dofn_inspection, memoized
 
 BUFFER = userstate.BagStateSpec("buffer", beam.coders.VarIntCoder())
 

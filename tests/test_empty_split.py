@@ -8,7 +8,7 @@ from pipelines import pipeline
 from pipelines.components.duckdb_example_gen import executor
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 from pipelines.config import DataConfig
-from pipelines.errors import DataValidationError
+from common.errors import DataValidationError
 from tests.test_example_gen import read_examples, run_executor
 from warehouse import engine, sql
 

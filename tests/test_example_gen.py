@@ -1,6 +1,7 @@
 """DuckDBExampleGen writes the tf.Examples BigQueryExampleGen would write for the same query."""
 import glob
 import json
+import logging
 import os
 
 import duckdb
@@ -135,3 +136,23 @@ def test_rows_are_shuffled_deterministically(generated, small_warehouse, tmp_pat
     head = [e.features.feature["is_male"].bytes_list.value[0] for e in first[:200]]
     assert b"Unknown" in head and len(set(head)) == 3
 
+
+
+def test_progress_lines_name_each_split_and_pass_the_log_filter(small_warehouse, tmp_path,
+                                                                 caplog, monkeypatch):
+    from common import logs
+
+    monkeypatch.setattr(executor, "PROGRESS_EVERY_ROWS", 1000)  # small data: several lines
+    component = DuckDBExampleGen(pipeline.input_config(DataConfig()), database=small_warehouse)
+    with caplog.at_level(logging.INFO, logger="babyweight.example_gen"):
+        examples = run_executor(component, str(tmp_path))
+    lines = [r for r in caplog.records if r.name == "babyweight.example_gen"]
+    assert all(logs._ProgressFilter().filter(r) for r in lines)
+    for split in json.loads(examples.split_names):
+        final = [r.getMessage() for r in lines
+                 if r.getMessage().startswith(f"ExampleGen split {split}: ")
+                 and "examples in" in r.getMessage()]
+        assert len(final) == 1, (split, [r.getMessage() for r in lines])
+        assert f": {len(read_examples(examples.uri, split))} examples in" in final[0]
+    # The train split has more than 1000 rows: at least one intermediate line.
+    assert any("rows written" in r.getMessage() for r in lines)

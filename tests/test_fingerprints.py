@@ -65,6 +65,19 @@ def test_code_edits_change_the_digest_comments_and_other_modules_do_not(project)
     assert digest_of(project, "pkg.a") != before
 
 
+def test_another_library_version_changes_the_digest(project, monkeypatch):
+    """A new lock is new code: the same project files under another TFX get another key."""
+    from importlib import metadata
+
+    before = digest_of(project, "pkg.a")
+    assert "tfx==1.16.0" in fingerprints.library_versions()
+    real_version = metadata.version
+    monkeypatch.setattr(metadata, "version",
+                        lambda name: "1.17.0" if name == "tfx" else real_version(name))
+    assert "tfx==1.17.0" in fingerprints.library_versions()
+    assert digest_of(project, "pkg.a") != before
+
+
 def test_the_digest_does_not_depend_on_where_the_checkout_lives(project, tmp_path_factory):
     moved = tmp_path_factory.mktemp("moved") / "project"
     shutil.copytree(project, moved)
@@ -109,13 +122,13 @@ def test_each_component_runs_the_project_code_its_entry_points_import(tmp_path):
     # Loaded by dotted name: run_fn, preprocessing_fn, the Evaluator's module_path and the
     # metric classes its eval_config names.
     assert {"modules/model.py", "modules/features.py"} <= set(code["Trainer"])
-    assert {"modules/preprocessing.py", "pipelines/batched_reads.py"} <= set(code["Transform"])
-    assert {"pipelines/tfma_slicing.py", "pipelines/tfma_metrics.py",
-            "pipelines/batched_reads.py"} <= set(code["Evaluator"])
+    assert {"modules/preprocessing.py", "pipelines/speedups/batched_reads.py"} <= set(code["Transform"])
+    assert {"pipelines/speedups/tfma_slicing.py", "pipelines/tfma_metrics.py",
+            "pipelines/speedups/batched_reads.py"} <= set(code["Evaluator"])
     # The project's own executors.
     assert {"pipelines/components/duckdb_example_gen/executor.py",
             "warehouse/sql.py"} <= set(code["DuckDBExampleGen"])
-    assert "pipelines/batched_reads.py" in code["StatisticsGen"]
+    assert "pipelines/speedups/batched_reads.py" in code["StatisticsGen"]
     assert "pipelines/components/serving_pusher.py" in code["ServingPusher"]
     # The model's code is the Trainer's alone among the stages before it.
     for stage in ("DuckDBExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",

@@ -1,4 +1,4 @@
-"""The local runner's process-level settings around a pipeline run.
+"""The local runner's process-level settings around a pipeline run (pipelines.speedups.enabled).
 
 `gc.get_freeze_count()` also drops when a frozen object is freed by reference counting (this
 very test's frames, say), so "still frozen" is checked as a count above zero: a thaw makes it 0.
@@ -8,8 +8,8 @@ import weakref
 
 import pytest
 
-import local_runner
-from pipelines import gc_freeze
+from common import gc_freeze
+from pipelines import speedups
 
 
 @pytest.fixture()
@@ -23,7 +23,7 @@ def thawed():
 
 def test_objects_from_before_the_run_are_frozen_only_while_it_runs(thawed):
     survivor = [object() for _ in range(10)]
-    with local_runner.imports_frozen():
+    with speedups.enabled():
         assert gc.get_freeze_count() >= len(survivor)
     assert gc.get_freeze_count() == 0
     assert survivor
@@ -33,7 +33,7 @@ def test_nested_scopes_thaw_only_on_the_way_out_of_the_outermost(thawed):
     with gc_freeze.frozen():
         outer = gc.get_freeze_count()
         assert outer > 0
-        with local_runner.imports_frozen():
+        with speedups.enabled():
             assert gc_freeze.depth() == 2
         assert gc.get_freeze_count() > 0, "the inner scope thawed the outer one's freeze"
     assert gc.get_freeze_count() == 0
@@ -41,13 +41,13 @@ def test_nested_scopes_thaw_only_on_the_way_out_of_the_outermost(thawed):
 
 def test_a_freeze_made_before_the_run_survives_it(thawed):
     gc.freeze()  # e.g. a server that froze its loaded model before a run in the same process
-    with local_runner.imports_frozen():
+    with speedups.enabled():
         pass
     assert gc.get_freeze_count() > 0
 
 
 def test_the_server_s_refreeze_inside_a_run_neither_thaws_it_nor_is_thawed_by_it(thawed):
-    with local_runner.imports_frozen():
+    with speedups.enabled():
         gc_freeze.refreeze()  # what the server's version manager does before its first version
         assert gc_freeze.depth() == 1 and gc.get_freeze_count() > 0
     assert gc.get_freeze_count() > 0, "the run thawed the server's freeze"

@@ -7,11 +7,9 @@ hundred steps are enough to show the model learns; Transform runs for real (test
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 from typing import Dict, List
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -25,6 +23,12 @@ from tfx_bsl.public import tfxio  # noqa: E402
 
 from modules import features  # noqa: E402
 from modules import model as babyweight_model  # noqa: E402
+from modules import contract  # noqa: E402
+from modules import export  # noqa: E402
+from modules import model_input  # noqa: E402
+from modules import network  # noqa: E402
+from modules import training  # noqa: E402
+from modules import warm_start as warm_starting  # noqa: E402
 from modules import preprocessing as pp  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
 from tests.test_preprocessing import Row, analyze_and_transform, raw_row  # noqa: E402
@@ -79,7 +83,7 @@ def make_fn_args(work: pathlib.Path, hparams: HyperParameters, **custom: object)
         data_accessor=accessor,
         serving_model_dir=str(work / "serving_model"),
         model_run_dir=str(work / "model_run"),
-        custom_config={babyweight_model.HYPERPARAMETERS_CONFIG_KEY: hparams.to_dict(), **custom},
+        custom_config={contract.HYPERPARAMETERS_CONFIG_KEY: hparams.to_dict(), **custom},
     )
 
 
@@ -129,8 +133,8 @@ def serialized_examples(rows: List[Row]) -> tf.Tensor:
 
 
 def serve(loaded, rows: List[Row]) -> np.ndarray:
-    outputs = loaded.signatures[babyweight_model.SERVING_DEFAULT](**raw_request(rows))
-    return outputs[babyweight_model.OUTPUT_KEY].numpy()
+    outputs = loaded.signatures[contract.SERVING_DEFAULT](**raw_request(rows))
+    return outputs[contract.OUTPUT_KEY].numpy()
 
 
 def test_serving_matches_transform_output(trained: Trained, loaded) -> None:
@@ -150,16 +154,16 @@ def test_serving_matches_transform_output(trained: Trained, loaded) -> None:
 
 def test_tf_example_signature_matches_serving_default(trained: Trained, loaded) -> None:
     rows = trained.eval_rows[:50]
-    outputs = loaded.signatures[babyweight_model.SERVING_TF_EXAMPLE](
+    outputs = loaded.signatures[contract.SERVING_TF_EXAMPLE](
         examples=serialized_examples(rows))
     # Small integers and float32 values parse to the same float32 features either way.
-    np.testing.assert_allclose(outputs[babyweight_model.OUTPUT_KEY].numpy(), serve(loaded, rows),
+    np.testing.assert_allclose(outputs[contract.OUTPUT_KEY].numpy(), serve(loaded, rows),
                                rtol=0, atol=prediction_abs())
 
 
 def test_transform_features_signature_matches_transform(trained: Trained, loaded) -> None:
     rows = trained.eval_rows[:20]
-    outputs = loaded.signatures[babyweight_model.TRANSFORM_FEATURES](
+    outputs = loaded.signatures[contract.TRANSFORM_FEATURES](
         examples=serialized_examples(rows))
     expected = set(trained.tf_transform_output.transformed_feature_spec())
     assert set(outputs) == expected - {pp.TRANSFORMED_LABEL_KEY}
@@ -183,39 +187,39 @@ def test_missing_and_integer_valued_inputs(loaded) -> None:
     assert predictions[0] == pytest.approx(predictions[1], rel=0, abs=prediction_abs())
     request = raw_request([known])
     request[features.MOTHER_AGE.name] = tf.constant([26.2])
-    outputs = loaded.signatures[babyweight_model.SERVING_DEFAULT](**request)
-    assert outputs[babyweight_model.OUTPUT_KEY].numpy()[0] == pytest.approx(
+    outputs = loaded.signatures[contract.SERVING_DEFAULT](**request)
+    assert outputs[contract.OUTPUT_KEY].numpy()[0] == pytest.approx(
         predictions[0], rel=0, abs=prediction_abs())  # a batch of one against one of two
 
 
 def test_signatures_have_the_documented_specs(loaded) -> None:
-    assert {babyweight_model.SERVING_DEFAULT, babyweight_model.SERVING_TF_EXAMPLE,
-            babyweight_model.TRANSFORM_FEATURES} <= set(loaded.signatures)
-    _, raw_inputs = loaded.signatures[babyweight_model.SERVING_DEFAULT].structured_input_signature
+    assert {contract.SERVING_DEFAULT, contract.SERVING_TF_EXAMPLE,
+            contract.TRANSFORM_FEATURES} <= set(loaded.signatures)
+    _, raw_inputs = loaded.signatures[contract.SERVING_DEFAULT].structured_input_signature
     assert {name: (spec.dtype, spec.shape.as_list()) for name, spec in raw_inputs.items()} == {
-        name: (spec.dtype, [None]) for name, spec in babyweight_model.raw_serving_specs().items()}
-    for name in (babyweight_model.SERVING_TF_EXAMPLE, babyweight_model.TRANSFORM_FEATURES):
+        name: (spec.dtype, [None]) for name, spec in export.raw_serving_specs().items()}
+    for name in (contract.SERVING_TF_EXAMPLE, contract.TRANSFORM_FEATURES):
         _, inputs = loaded.signatures[name].structured_input_signature
         assert {k: (s.dtype, s.shape.as_list()) for k, s in inputs.items()} == {
             "examples": (tf.string, [None])}
-    outputs = loaded.signatures[babyweight_model.SERVING_DEFAULT].structured_outputs
-    assert list(outputs) == [babyweight_model.OUTPUT_KEY]
-    assert outputs[babyweight_model.OUTPUT_KEY].shape.as_list() == [None]
+    outputs = loaded.signatures[contract.SERVING_DEFAULT].structured_outputs
+    assert list(outputs) == [contract.OUTPUT_KEY]
+    assert outputs[contract.OUTPUT_KEY].shape.as_list() == [None]
 
 
 def test_warm_start_loads_matching_weights_only(trained: Trained) -> None:
-    warm = babyweight_model.build_keras_model(HPARAMS)
-    assert babyweight_model.warm_start(warm, trained.serving_dir)
+    warm = network.build_keras_model(HPARAMS)
+    assert warm_starting.warm_start(warm, trained.serving_dir)
     exported = tf_keras.models.load_model(trained.serving_dir, compile=False)
     for ours, theirs in zip(warm.get_weights(), exported.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
 
-    other = babyweight_model.build_keras_model(dataclasses.replace(HPARAMS, hidden_units="8"))
+    other = network.build_keras_model(dataclasses.replace(HPARAMS, hidden_units="8"))
     before = [w.copy() for w in other.get_weights()]
-    assert not babyweight_model.warm_start(other, trained.serving_dir)
+    assert not warm_starting.warm_start(other, trained.serving_dir)
     for ours, theirs in zip(other.get_weights(), before):
         np.testing.assert_array_equal(ours, theirs)
-    assert not babyweight_model.warm_start(other, str(pathlib.Path(trained.serving_dir) / "nope"))
+    assert not warm_starting.warm_start(other, str(pathlib.Path(trained.serving_dir) / "nope"))
 
 
 def test_warm_start_needs_the_same_features_meaning(trained: Trained,
@@ -224,17 +228,17 @@ def test_warm_start_needs_the_same_features_meaning(trained: Trained,
     import json
     import shutil
 
-    meaning_file = pathlib.Path(trained.serving_dir) / babyweight_model.FEATURE_MEANING_FILE
+    meaning_file = pathlib.Path(trained.serving_dir) / contract.FEATURE_MEANING_FILE
     assert json.loads(meaning_file.read_text()) == features.meaning()
     changed = tmp_path / "other_vocabulary"
     shutil.copytree(trained.serving_dir, changed)
     meaning = features.meaning()
     meaning["categorical"][features.IS_MALE.name]["vocabulary"].reverse()
-    (changed / babyweight_model.FEATURE_MEANING_FILE).write_text(json.dumps(meaning))
-    model = babyweight_model.build_keras_model(HPARAMS)
-    assert not babyweight_model.warm_start(model, str(changed))
-    (changed / babyweight_model.FEATURE_MEANING_FILE).unlink()  # exported before it was recorded
-    assert not babyweight_model.warm_start(model, str(changed))
+    (changed / contract.FEATURE_MEANING_FILE).write_text(json.dumps(meaning))
+    model = network.build_keras_model(HPARAMS)
+    assert not warm_starting.warm_start(model, str(changed))
+    (changed / contract.FEATURE_MEANING_FILE).unlink()  # exported before it was recorded
+    assert not warm_starting.warm_start(model, str(changed))
 
 
 def test_run_fn_warm_starts_from_custom_config(trained: Trained, tmp_path: pathlib.Path) -> None:
@@ -242,7 +246,7 @@ def test_run_fn_warm_starts_from_custom_config(trained: Trained, tmp_path: pathl
     few = dataclasses.replace(HPARAMS, epochs=1, train_steps_per_epoch=1, learning_rate=1e-6)
     losses: Dict[str, float] = {}
     for name, custom in (("cold", {}), ("warm", {
-            babyweight_model.WARM_START_CONFIG_KEY: trained.serving_dir})):
+            contract.WARM_START_CONFIG_KEY: trained.serving_dir})):
         args = make_fn_args(pathlib.Path(trained.fn_args.transform_graph_path).parent, few,
                             **custom)
         args.serving_model_dir = str(tmp_path / name)
@@ -256,7 +260,7 @@ def test_run_fn_warm_starts_from_custom_config(trained: Trained, tmp_path: pathl
 
 def test_tuner_fn_searches(trained: Trained, tmp_path: pathlib.Path) -> None:
     args = make_fn_args(pathlib.Path(trained.fn_args.transform_graph_path).parent, HPARAMS,
-                        **{babyweight_model.MAX_TRIALS_CONFIG_KEY: 2})
+                        **{contract.MAX_TRIALS_CONFIG_KEY: 2})
     args.working_dir = str(tmp_path)
     args.train_steps, args.eval_steps = 5, 2
     result = babyweight_model.tuner_fn(args)
@@ -265,7 +269,7 @@ def test_tuner_fn_searches(trained: Trained, tmp_path: pathlib.Path) -> None:
     assert statuses == ["COMPLETED"] * 2, [t.message for t in result.tuner.oracle.trials.values()]
     best = result.tuner.get_best_hyperparameters()[0]
     args.hyperparameters = best.get_config()
-    tuned = babyweight_model.hyperparameters_from_fn_args(args)
+    tuned = training.hyperparameters_from_fn_args(args)
     assert tuned.hidden_units == best.get("hidden_units")
     assert tuned.epochs == HPARAMS.epochs  # not tuned: from custom_config
 
@@ -273,11 +277,11 @@ def test_tuner_fn_searches(trained: Trained, tmp_path: pathlib.Path) -> None:
 def test_raw_examples_are_read_as_tfx_s_data_accessor_reads_them(trained: Trained) -> None:
     """The Trainer's own reader gives the same rows, in the same order, as TFXIO's dataset."""
     output = trained.tf_transform_output
-    ours = list(babyweight_model.read_raw_examples(trained.fn_args.train_files,
+    ours = list(model_input.read_raw_examples(trained.fn_args.train_files,
                                                    output.raw_feature_spec()))
     theirs = list(trained.fn_args.data_accessor.tf_dataset_factory(
         trained.fn_args.train_files,
-        tfxio.TensorFlowDatasetOptions(batch_size=babyweight_model.READ_BATCH_SIZE,
+        tfxio.TensorFlowDatasetOptions(batch_size=model_input.READ_BATCH_SIZE,
                                        num_epochs=1, shuffle=False),
         output.raw_metadata.schema))
     assert set(ours[0]) == set(theirs[0]) >= {*features.FEATURE_NAMES, features.LABEL_KEY}
@@ -285,12 +289,12 @@ def test_raw_examples_are_read_as_tfx_s_data_accessor_reads_them(trained: Traine
         np.testing.assert_array_equal(np.concatenate([batch[key].numpy() for batch in ours]),
                                       np.concatenate([batch[key].numpy() for batch in theirs]))
     with pytest.raises(FileNotFoundError):
-        babyweight_model.read_raw_examples([str(pathlib.Path(trained.serving_dir) / "*.gz")],
+        model_input.read_raw_examples([str(pathlib.Path(trained.serving_dir) / "*.gz")],
                                            output.raw_feature_spec())
 
 
 def test_input_fn_caps_training_examples(trained: Trained) -> None:
-    dataset = babyweight_model.input_fn(
+    dataset = model_input.input_fn(
         trained.fn_args.train_files, trained.tf_transform_output,
         batch_size=64, repeat=False, max_examples=100)
     batches = list(dataset)
@@ -300,7 +304,7 @@ def test_input_fn_caps_training_examples(trained: Trained) -> None:
 
 def test_cached_input_is_every_example_once_per_epoch_reshuffled(trained: Trained) -> None:
     """The cache keeps all transformed examples; each epoch sees each once, in a new order."""
-    dataset = babyweight_model.input_fn(
+    dataset = model_input.input_fn(
         trained.fn_args.train_files, trained.tf_transform_output,
         batch_size=64, repeat=False, cache=True, seed=7)
     epochs = [np.concatenate([labels.numpy().reshape(-1) for _, labels in dataset])
@@ -347,19 +351,19 @@ def test_fresh_model_starts_at_the_label_mean(tmp_path):
             })).SerializeToString())
     spec = {features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.float32),
             "mother_age": tf.io.FixedLenFeature([1], tf.int64)}
-    mean = babyweight_model.training_label_mean([str(path)], spec)
+    mean = model_input.training_label_mean([str(path)], spec)
     # The records hold the labels as float32; both means then sum the same float64 values.
     stored = labels.astype(np.float32).astype(np.float64)
     assert mean == pytest.approx(float(np.mean(stored)), rel=mean_rel(len(stored), EPS64))
     # Only the first max_examples count, in file order.
-    assert babyweight_model.training_label_mean([str(path)], spec, max_examples=3) == (
+    assert model_input.training_label_mean([str(path)], spec, max_examples=3) == (
         pytest.approx(float(np.mean(stored[:3])), rel=mean_rel(3, EPS64)))
 
-    keras_model = babyweight_model.build_keras_model(HyperParameters(hidden_units="8"))
-    babyweight_model.start_at_label_mean(keras_model, mean)
-    bias = keras_model.get_layer(babyweight_model.WIDE_OUTPUT_LAYER).bias.numpy()
+    keras_model = network.build_keras_model(HyperParameters(hidden_units="8"))
+    network.start_at_label_mean(keras_model, mean)
+    bias = keras_model.get_layer(network.WIDE_OUTPUT_LAYER).bias.numpy()
     # The bias is the pre-activation at which the bounded output layer gives the mean.
-    output = keras_model.get_layer(babyweight_model.OUTPUT_KEY)
+    output = keras_model.get_layer(contract.OUTPUT_KEY)
     # The float32 bias rounds by half an ulp, moving the output by at most that much (the output's
     # slope is below 1 lb per unit here), and the float32 output rounds once more.
     assert float(output(tf.constant([bias]))[0][0]) == pytest.approx(
@@ -374,7 +378,7 @@ def test_same_data_and_seed_train_the_same_model(trained: Trained, tmp_path: pat
     predictions: Dict[str, np.ndarray] = {}
     for name, seed in (("first", 7), ("again", 7), ("other", 8)):
         args = make_fn_args(pathlib.Path(trained.fn_args.transform_graph_path).parent, quick,
-                            **{babyweight_model.SEED_CONFIG_KEY: seed})
+                            **{contract.SEED_CONFIG_KEY: seed})
         args.serving_model_dir = str(tmp_path / name)
         args.model_run_dir = str(tmp_path / f"{name}_run")
         babyweight_model.run_fn(args)

@@ -42,6 +42,9 @@ def test_stages_in_order_and_nothing_learns_before_the_gate(tmp_path):
               "Transform", "Trainer", "Evaluator", "ServingPusher"]
     assert [order.index(s) for s in stages] == sorted(order.index(s) for s in stages)
     assert "AnomalyGate" in {node.id for node in component(definition, "Transform").upstream_nodes}
+    # The gate reads the statistics too: TFDV lets an empty split pass (tests/test_anomaly_gate.py).
+    gate = component(definition, "AnomalyGate")
+    assert gate.inputs["statistics"].producer_component_id == "StatisticsGen"
 
 
 def test_tuner_feeds_the_trainer_when_enabled(tmp_path):
@@ -91,9 +94,9 @@ def test_beam_arguments_only_when_they_differ_from_beams_defaults():
 def test_the_training_seed_reaches_the_trainer_and_the_tuner(tmp_path):
     import json
 
-    from modules import model
+    from modules import contract
 
     definition = build(tmp_path, tune=True, training_seed=1234)
     for component_id in ("Trainer", "Tuner"):
         custom = json.loads(component(definition, component_id).exec_properties["custom_config"])
-        assert custom[model.SEED_CONFIG_KEY] == 1234
+        assert custom[contract.SEED_CONFIG_KEY] == 1234

@@ -4,7 +4,7 @@ import pathlib
 import duckdb
 import pytest
 
-from pipelines.errors import DataValidationError
+from common.errors import DataValidationError
 from tests import pipeline_helpers
 from tests.conftest import SMALL_ROWS
 from warehouse import engine, preflight, sql

@@ -11,7 +11,6 @@ import pathlib
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402

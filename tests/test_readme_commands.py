@@ -97,6 +97,18 @@ COMMANDS: Dict[str, Check] = {
     ".venv/bin/python -m reports compare RUN_A RUN_B":
         Check("run", "RUN_A and RUN_B stand for run ids: this copy's two runs",
               substitute={"RUN_A": "{run_a}", "RUN_B": "{run_b}"}),
+    ".venv/bin/jupyter nbconvert --to html --execute notebooks/model_analysis.ipynb":
+        Check("run", "the notebook opens the copy's runs/metadata.sqlite (its default)",
+              expect="model_analysis.html"),
+    ".venv/bin/python -m monitoring --logs runs/request_log --model-dir serving_model/babyweight "
+    "--window 1h": Check(
+        "run", "the copy's server ran without --request-log-dir, so there is no log: the command "
+        "must say so (tests/test_monitoring.py runs it on a real log)",
+        expect="no complete request-log files", exit_codes=(1,)),
+    # Last: it adds months to the warehouse the commands above read.
+    ".venv/bin/python -m warehouse.months --database data/natality.duckdb --months 12 "
+    "--rows-per-month 2000 --older-mothers 5 --multiples-factor 4 --gestation-shift -2":
+        Check("run", expect="Appended 12 months"),
 }
 
 

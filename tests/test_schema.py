@@ -30,6 +30,20 @@ def test_infer_command_writes_a_reviewable_schema(small_warehouse, tmp_path):
     assert domains["is_male"] == set(features.IS_MALE.vocabulary)
 
 
+def test_monitoring_thresholds_come_from_features():
+    by_name = {f.name: f for f in schema.load().feature}
+    for feature in features.CATEGORICAL_FEATURES:
+        written = by_name[feature.name]
+        assert written.skew_comparator.infinity_norm.threshold == feature.skew_threshold
+        assert written.drift_comparator.infinity_norm.threshold == feature.drift_threshold
+    for feature in features.NUMERIC_FEATURES:
+        written = by_name[feature.name]
+        assert (written.skew_comparator.jensen_shannon_divergence.threshold
+                == feature.skew_threshold)
+        assert (written.drift_comparator.jensen_shannon_divergence.threshold
+                == feature.drift_threshold)
+
+
 def test_a_split_with_too_few_examples_is_an_anomaly():
     """What stops a run on Google Cloud, where BigQueryExampleGen writes small splits too."""
     import tensorflow_data_validation as tfdv

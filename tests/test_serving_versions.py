@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import httpx
 import pytest
 
-from serving.versions import INT64_MAX, parse_version, split_version_names
+from common.versions import INT64_MAX, parse_version, split_version_names
 from tests.serving_fixtures import (COURSE_PAYLOAD, JSON, MODEL_NAME, RunningServer,
                                     ServingModels, Traffic, close_to, in_process_predictions,
                                     statuses, wait_for)

@@ -11,7 +11,7 @@ from pipelines import pipeline
 from pipelines.components import span_driver
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 from pipelines.config import DataConfig
-from pipelines.errors import DataValidationError
+from common.errors import DataValidationError
 from warehouse import engine, spans, sql
 
 

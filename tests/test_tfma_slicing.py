@@ -16,7 +16,8 @@ from tensorflow_model_analysis.extractors import slice_key_extractor, unbatch_ex
 from tfx_bsl.public import tfxio
 from tfx_bsl.tfxio import tensor_adapter
 
-from pipelines import evaluation, tfma_metrics, tfma_slicing
+from pipelines import evaluation, tfma_metrics
+from pipelines.speedups import tfma_slicing
 from pipelines.config import EvaluationConfig
 from pipelines.schema import SCHEMA_FILE
 from tests.tolerances import EPS64, rms_rel, sum_rel

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 
-from pipelines.errors import DataValidationError
+from common.errors import DataValidationError
 from warehouse import engine, generator, sql
 
 # is_male spellings a text column may use (any case); an empty value means "unknown". 'F' and

@@ -1,7 +1,7 @@
 """Spans: the natality rows of one month of births, the unit in which new data arrives.
 
 A span is the integer year * 100 + month (200812 is December 2008), as TFX numbers spans. The
-warehouse's spans and their fingerprints come from `pipelines/sql/spans.sql`; a run reads a
+warehouse's spans and their fingerprints come from `warehouse/queries/spans.sql`; a run reads a
 selection of them (every span by default, or a range or the newest N, see DataConfig), and the
 selection wraps the training query the way the splits do: an outer filter on the query's own
 `hashmonth` column, never an edit of babyweight.sql.

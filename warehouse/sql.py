@@ -12,7 +12,7 @@ from typing import Dict, Tuple
 import sqlglot
 from sqlglot import exp
 
-QUERY_FILE = pathlib.Path(__file__).resolve().parent.parent / "pipelines" / "sql" / "babyweight.sql"
+QUERY_FILE = pathlib.Path(__file__).resolve().parent / "queries" / "babyweight.sql"
 BIGQUERY_TABLE = "bigquery-public-data.samples.natality"
 LOCAL_TABLE = "natality"
 

@@ -4,7 +4,7 @@ TFX's QueryBasedDriver knows no latest span ("please use RangeConfig.StaticRange
 fingerprints nothing, so a query-based ExampleGen's cache key is its query text alone: a
 scheduled run would reuse the first run's examples forever. This driver runs before the cache
 is consulted (TFX's launcher, and Vertex AI's pre-cache-check hook, see vertex_span_driver.py):
-it reads the warehouse's spans (pipelines/sql/spans.sql, a cheap GROUP BY), selects the run's
+it reads the warehouse's spans (warehouse/queries/spans.sql, a cheap GROUP BY), selects the run's
 spans from the RangeConfig, wraps each split's query to read only those, and records the newest
 span and a fingerprint of the selected rows as exec properties. New rows change them, so
 ExampleGen runs again; unchanged data leaves them equal, so the cached examples are reused.
@@ -26,7 +26,7 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from pipelines.errors import DataValidationError
+from common.errors import DataValidationError
 from warehouse import spans as spans_lib
 
 log = logging.getLogger("babyweight.spans")

@@ -2,15 +2,16 @@
 
 Why: TFXIO's Beam source for tf.Examples is Beam's ReadFromTFRecord, and every record then
 travels on as its own Beam element (telemetry, BatchElements) until the decoder batches them:
-Python for each record. On the three splits of 200k raw rows that was 4.7 s of StatisticsGen's
-7.3 s. Here tf.data's C++ reader reads each file, a batch of records at a time, and the same
-tfx_bsl decoder DoFn makes the same Arrow RecordBatches: at 200k raw rows StatisticsGen took 5.0 s
-instead of 7.4 s and Transform 3.9 s instead of 6.4 s.
+Python for each record, most of StatisticsGen's time. Here tf.data's C++ reader reads each file, a batch of records at a time, and the same
+tfx_bsl decoder DoFn makes the same Arrow RecordBatches: StatisticsGen
+and Transform in a fraction of their stock time (the figures: the README's "Pipeline speed").
 
 TFX has no setting for the reader its components use. `BatchedTFExampleRecord` is tfx_bsl's
 TFExampleRecord with only `BeamSource` replaced, and the three executors below are the stock
 ones, except that while they run, `tfxio_utils.make_tfxio` (the one function through which all
-three make their TFXIO) hands out this one for tf.Example files.
+three make their TFXIO) hands out this one for tf.Example files. The components at the end are
+TFX's own, built with these executors (same node ids); the wiring picks them for a local run.
+With another tfx_bsl release (version_check.RANGES) the executors run the stock reader.
 
 Local runs only: on Dataflow, Beam's own reader splits big files across workers, where this one
 reads each file whole.
@@ -18,24 +19,26 @@ reads each file whole.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Type
 
 import apache_beam as beam
 import tensorflow as tf
+from tfx import components
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.statistics_gen import executor as statistics_gen_executor
 from tfx.components.transform import executor as transform_executor
 from tfx.components.util import tfxio_utils
-from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.components.base import executor_spec
 from tfx_bsl.tfxio import tf_example_record
 
 from modules import records
 from pipelines.prefetch import prefetched
+from pipelines.speedups import version_check
 
 # Records per batch when the reader's caller does not ask for a size. TFXIO's own source caps
-# its batches at 1000; with 4096 the Evaluator took 2.7 s instead of 3.5 s at 200k raw rows
-# (TFMA's per-batch work, e.g. calling the model's signatures, is paid 4x less often), and
-# StatisticsGen and Transform took the same time.
+# its batches at 1000; with 4096 TFMA's per-batch work (e.g. calling the model's signatures) is
+# paid 4x less often, which the Evaluator's time shows, and StatisticsGen and Transform are
+# no slower.
 DEFAULT_BATCH_SIZE = 4096
 
 
@@ -45,8 +48,7 @@ class _ReadAndDecode(beam.DoFn):
     tf.data reads and un-gzips the file a batch of records at a time, and tfx_bsl's own
     decoder DoFn (the one TFXIO's RawRecordToRecordBatch uses) decodes each batch. Both run in
     C++ outside the GIL, so they work on the next batches while Beam's thread runs the
-    component's Python on the last one: at 200k raw rows on 2 cores, StatisticsGen and
-    Transform each took 0.3-0.4 s less.
+    component's Python on the last one.
     """
 
     def __init__(self, batch_size: int, compression: str, decode: beam.DoFn) -> None:
@@ -114,6 +116,9 @@ class _ReadsInBatches:
     """Mixed in before a stock TFX executor: its Do runs with the batched TFXIO."""
 
     def Do(self, input_dict: Any, output_dict: Any, exec_properties: Any) -> None:
+        if not version_check.in_effect("batched_reads"):
+            super().Do(input_dict, output_dict, exec_properties)  # type: ignore[misc]
+            return
         with _batched_tfxio():
             super().Do(input_dict, output_dict, exec_properties)  # type: ignore[misc]
 
@@ -130,12 +135,28 @@ class EvaluatorExecutor(_ReadsInBatches, evaluator_executor.Executor):
     """TFX's Evaluator executor, reading a batch of records at a time."""
 
 
-_EXECUTORS = {"StatisticsGen": StatisticsGenExecutor, "Transform": TransformExecutor,
-              "Evaluator": EvaluatorExecutor}
+class StatisticsGen(components.StatisticsGen):
+    """TFX's StatisticsGen, built with the executor that reads a batch of records at a time."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(StatisticsGenExecutor)
 
 
-def read_in_batches(component: base_component.BaseComponent) -> base_component.BaseComponent:
-    """The stock StatisticsGen, Transform or Evaluator, running the executor above instead."""
-    executor_class = _EXECUTORS[type(component).__name__]
-    component.executor_spec = executor_spec.BeamExecutorSpec(executor_class)
-    return component
+class Transform(components.Transform):
+    """TFX's Transform, built with the executor that reads a batch of records at a time."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(TransformExecutor)
+
+
+class Evaluator(components.Evaluator):
+    """TFX's Evaluator, built with the executor that reads a batch of records at a time."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(EvaluatorExecutor)
+
+
+def component_classes(batched: bool) -> Tuple[Type[components.StatisticsGen],
+                                              Type[components.Transform],
+                                              Type[components.Evaluator]]:
+    """(StatisticsGen, Transform, Evaluator): these when `batched`, else TFX's stock ones."""
+    if batched:
+        return StatisticsGen, Transform, Evaluator
+    return components.StatisticsGen, components.Transform, components.Evaluator

@@ -29,6 +29,7 @@ from tensorflow_model_analysis.slicer.slice_accessor import SliceAccessor
 from tensorflow_model_analysis.utils import util
 
 from pipelines import tfma_metrics
+from pipelines.speedups import version_check
 
 _UNGROUPED = "ungrouped"
 _ABSENT = object()
@@ -230,7 +231,8 @@ def custom_extractors(eval_shared_model: Any, eval_config: tfma.EvalConfig,
     extractors = tfma.default_extractors(eval_shared_model=eval_shared_model,
                                          eval_config=eval_config,
                                          tensor_adapter_config=tensor_adapter_config)
-    reason = unsupported_reason(eval_config)
+    reason = (unsupported_reason(eval_config) if version_check.in_effect("tfma_slicing")
+              else "written for another TFMA release")
     stages = [extractor.stage_name for extractor in extractors]
     tail = [unbatch_extractor.UNBATCH_EXTRACTOR_STAGE_NAME,
             slice_key_extractor.SLICE_KEY_EXTRACTOR_STAGE_NAME]

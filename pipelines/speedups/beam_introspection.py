@@ -2,8 +2,8 @@
 
 Why: Beam 2.61 asks `inspect.signature` about every method of a DoFn (about 30 of them) each
 time it builds, translates, validates or executes a ParDo. A local run of this pipeline does
-that 3,600 times over the same few hundred functions, about 1.2 s of a 25 s run on a small
-machine, and the answer only depends on the function. TFX has no setting for it and Beam none
+that thousands of times over the same few hundred functions (what it cost: the README's
+"Pipeline speed"), and the answer only depends on the function. TFX has no setting for it and Beam none
 either, so inside `cached_dofn_inspection()` the local runner memoizes Beam's own
 `get_function_args_defaults`, and restores it on the way out. Remote workers (Dataflow, Vertex)
 run Beam unchanged.
@@ -16,6 +16,8 @@ import weakref
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 from apache_beam.transforms import core
+
+from pipelines.speedups import version_check
 
 ArgsDefaults = Tuple[List[str], List[Any]]
 
@@ -53,6 +55,9 @@ def memoized(inspect: Callable[[Any], ArgsDefaults]) -> Callable[[Any], ArgsDefa
 @contextlib.contextmanager
 def cached_dofn_inspection() -> Iterator[None]:
     """Within the block, Beam inspects each DoFn method's signature once."""
+    if not version_check.in_effect("beam_introspection"):
+        yield
+        return
     original = core.get_function_args_defaults
     core.get_function_args_defaults = memoized(original)
     try:

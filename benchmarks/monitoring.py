@@ -1,0 +1,152 @@
+"""What monitoring costs: the request log's cost on the serving path, and the monitor's speed.
+
+1. Request logging: two servers over the same model, logging off and logging on at the default
+   sample rate, measured in the same run at 1 and 32 clients, in alternating rounds (the median
+   of the rounds' p50 and p99 is reported).
+2. The monitor: logged requests per second analyzed at 100k and 1M logged rows (reading the
+   TFRecord log, TFDV statistics of the window and of the previous one, skew, drift and the
+   prediction comparison); the lineage lookup and the eval predictions, once per version, are
+   not included.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
+from benchmarks.serving import (INSTANCE, _warm, free_port, request_bytes,  # noqa: E402
+                                run_level, start_server, wait_healthy)
+from modules import features  # noqa: E402
+from serving.settings import DEFAULT_MODEL_DIR, ModelConfig, RequestLogSettings  # noqa: E402
+
+DEFAULT_RATE = RequestLogSettings.request_log_sample_rate
+
+
+def logging_overhead(model_dir: str, clients: List[int], requests: int, rounds: int
+                     ) -> List[Dict[str, object]]:
+    import asyncio
+
+    work = pathlib.Path(tempfile.mkdtemp())
+    servers = {}
+    for name, extra in (("off", ()), ("on", ("--request-log-dir", str(work / "log")))):
+        port = free_port()
+        servers[name] = (port, start_server(model_dir, port, work / f"{name}.log",
+                                            ("--no-access-log", *extra)))
+    path = f"/v1/models/{ModelConfig().model_name}:predict"
+    body = json.dumps({"instances": [INSTANCE]}).encode()
+    results: Dict[tuple, List[Dict[str, float]]] = {}
+    try:
+        for port, process in servers.values():
+            wait_healthy(port, process)
+        for _ in range(rounds):
+            for count in clients:
+                for name, (port, _) in servers.items():
+                    asyncio.run(_warm(port, request_bytes(path, body), count))
+                    results.setdefault((name, count), []).append(
+                        run_level(port, path, body, count, requests, 60.0))
+    finally:
+        for _, process in servers.values():
+            process.terminate()
+            process.wait(timeout=60)
+    records = []
+    for (name, count), runs in results.items():
+        records.append({"setup": f"request log {name}", "clients": count,
+                        "requests": sum(r["requests"] for r in runs),
+                        "errors": sum(r["errors"] for r in runs),
+                        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                        "p99_ms": statistics.median(r["p99_ms"] for r in runs)})
+    return records
+
+
+def _synthetic_log(directory: pathlib.Path, rows: int, seed: int) -> None:
+    import tensorflow as tf
+
+    from serving import request_log
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    start = 1_800_000_000_000
+    with tf.io.TFRecordWriter(str(directory / f"requests-{seed}{request_log.SUFFIX}")) as out:
+        for index in range(rows):
+            instance = {"is_male": features.IS_MALE.vocabulary[index % 3],
+                        "plurality": features.PLURALITY_NAMES[int(rng.random() < 0.03)],
+                        "mother_age": int(rng.normal(28, 6)) % 40 + 15,
+                        "gestation_weeks": int(rng.normal(39, 2)) % 25 + 20}
+            out.write(request_log.encode(instance, 7.2, 1, start + index))
+
+
+def monitor_speed(rows: int, work: pathlib.Path) -> Dict[str, object]:
+    from monitoring import compare, logs
+    from serving import request_log
+
+    _synthetic_log(work / str(rows), rows, seed=rows)
+    reference = compare.feature_statistics(logs.read(request_log.complete_files(
+        work / str(rows)))[: min(rows, 100_000)])
+    started = time.perf_counter()
+    frame = logs.read(request_log.complete_files(work / str(rows)))
+    middle = int(frame[request_log.TIME_KEY].median())
+    current, previous = frame[frame[request_log.TIME_KEY] >= middle], frame[
+        frame[request_log.TIME_KEY] < middle]
+    schema = compare.monitoring_schema()
+    served = compare.feature_statistics(current)
+    found = compare.skew(reference, served, schema)
+    found += compare.drift(served, compare.feature_statistics(previous), schema)
+    found += compare.predictions(compare.prediction_statistics(
+        previous[request_log.PREDICTION_KEY]), compare.prediction_statistics(
+        current[request_log.PREDICTION_KEY]))
+    seconds = time.perf_counter() - started
+    return {"setup": "monitor", "rows": rows, "seconds": seconds,
+            "rows_per_second": rows / seconds, "distances": len(found)}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argument_parser("monitoring", __doc__)
+    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--clients", default="1,32")
+    parser.add_argument("--requests", type=int, default=2000, help="Requests per level/round.")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sizes", default="100000,1000000", help="Logged rows to analyze.")
+    args = parser.parse_args(argv)
+    if not any(p.name.isdigit() for p in pathlib.Path(args.model_dir).glob("*")):
+        print(f"no model version under {args.model_dir}; run the pipeline first (`make`) or "
+              "pass --model-dir", file=sys.stderr)
+        return 1
+    serving = logging_overhead(args.model_dir, [int(c) for c in args.clients.split(",")],
+                               args.requests, args.rounds)
+    work = pathlib.Path(tempfile.mkdtemp())
+    speed = [monitor_speed(int(n), work) for n in args.sizes.split(",")]
+    rows = [[r["setup"], r["clients"], r["requests"], r["errors"], r["p50_ms"], r["p99_ms"]]
+            for r in serving]
+    table = markdown_table(["setup", "clients", "requests", "errors", "p50 ms", "p99 ms"], rows)
+    notes = []
+    by = {(r["setup"], r["clients"]): r for r in serving}
+    for count in sorted({r["clients"] for r in serving}):
+        off, on = by[("request log off", count)], by[("request log on", count)]
+        for key in ("p50_ms", "p99_ms"):
+            change = (on[key] / off[key] - 1) * 100
+            notes.append(f"- {key[:3]} at {count} client(s): {change:+.1f}% with the log on "
+                         f"(sample rate {DEFAULT_RATE:g}); target under +5%: "
+                         f"{'met' if change < 5 else 'NOT met'}")
+    speed_table = markdown_table(
+        ["logged rows", "seconds", "rows analyzed/s", "distances"],
+        [[s["rows"], s["seconds"], s["rows_per_second"], s["distances"]] for s in speed])
+    text = (f"{table}\n\n" + "\n".join(notes) + f"\n\n{speed_table}\n\n"
+            f"Medians of {args.rounds} alternating rounds of {args.requests} single-row "
+            "requests; the monitor reads the log, computes TFDV statistics of two half-windows "
+            "and compares them (skew, drift, predictions).")
+    publish("monitoring", text, serving + speed, write=not args.no_write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Typed settings shared by the pipeline, the serving commands and the warehouse tools.
+
+Each setting is declared once, as a dataclass field with a default and a help text; every command
+turns the fields into argparse flags (`add_flags` / `from_flags`), so a flag can never drift from
+the value the code reads. The settings here (where the data, the run's outputs and the pushed
+models live, how rows become splits) are read on both sides of a push, so they live outside
+`pipelines/`; the training-only settings are `pipelines.config`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+from typing import Any, Dict, Optional, Tuple, Type, TypeVar, get_type_hints
+
+T = TypeVar("T")
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+PIPELINE_NAME = "babyweight"
+
+
+def setting(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirrors argparse
+    """A dataclass field that also carries its --flag help text."""
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclasses.dataclass(frozen=True)
+class WarehouseConfig:
+    """Where the natality table lives and how the embedded one is generated."""
+
+    database: pathlib.Path = setting(
+        PROJECT_ROOT / "data" / "natality.duckdb",
+        "DuckDB file holding the natality table (generated on first use if missing).",
+    )
+    source: Optional[str] = setting(
+        None,
+        "Your own export of the natality table: a CSV or Parquet file or glob "
+        "(e.g. 'exports/natality-*.parquet'). Replaces the generated table; the query is "
+        "unchanged.",
+    )
+    generate_rows: int = setting(100_000, "Rows of synthetic natality data to generate.")
+    seed: int = setting(42, "Seed of the synthetic data generator.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """How the query's rows become splits: by ABS(MOD(hashmonth, buckets)), as the course does."""
+
+    hash_buckets: int = setting(10, "Buckets of ABS(MOD(hashmonth, N)) that the splits share.")
+    train_buckets: int = setting(8, "Buckets [0, train) go to the train split.")
+    eval_buckets: int = setting(1, "The next buckets go to eval; the rest to test.")
+    sample_per_mille: int = setting(
+        1000,
+        "Keep this many rows in 1000, chosen by a fingerprint of each row, for a small "
+        "representative dataset (1000 keeps everything).",
+    )
+
+    first_span: int = setting(
+        0, "Oldest span (month of births, YYYYMM) a run reads; 0 = the oldest in the "
+        "warehouse. See README 'How spans work'.")
+    last_span: int = setting(
+        0, "Newest span (YYYYMM) a run reads; 0 = the newest in the warehouse, found at run "
+        "time, so a run reads months added since the last one.")
+    num_spans: int = setting(
+        0, "Read only the newest N spans (from --first-span on): a moving window of recent "
+        "months; 0 = every span, so training data grows with each new month.")
+
+    def span_range(self) -> Tuple[int, int, int]:
+        """(first, last, newest N), validated; zeros are unbounded."""
+        for value, flag in ((self.first_span, "--first-span"), (self.last_span, "--last-span")):
+            if value and not (100_001 <= value <= 999_912 and 1 <= value % 100 <= 12):
+                raise ValueError(f"{flag} must be a month written YYYYMM (e.g. 200812), got "
+                                 f"{value}")
+        if self.num_spans < 0:
+            raise ValueError(f"--num-spans must be 0 (every span) or more, got {self.num_spans}")
+        if self.last_span and self.num_spans:
+            raise ValueError("--num-spans counts back from the newest span; with --last-span "
+                             "give --first-span instead")
+        if self.last_span and self.last_span < self.first_span:
+            raise ValueError(f"--last-span {self.last_span} is before --first-span "
+                             f"{self.first_span}")
+        return self.first_span, self.last_span, self.num_spans
+
+    def split_buckets(self) -> Dict[str, Tuple[int, int]]:
+        """Split name -> half-open bucket range [lo, hi)."""
+        if not 0 < self.train_buckets < self.train_buckets + self.eval_buckets <= self.hash_buckets:
+            raise ValueError(
+                f"need 0 < train_buckets ({self.train_buckets}) < train+eval "
+                f"({self.train_buckets + self.eval_buckets}) <= hash_buckets ({self.hash_buckets})"
+            )
+        if not 0 < self.sample_per_mille <= 1000:
+            raise ValueError(f"sample_per_mille must be in 1..1000, got {self.sample_per_mille}")
+        end_eval = self.train_buckets + self.eval_buckets
+        splits = {"train": (0, self.train_buckets), "eval": (self.train_buckets, end_eval)}
+        if end_eval < self.hash_buckets:
+            splits["test"] = (end_eval, self.hash_buckets)
+        return splits
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Where a run keeps its artifacts, metadata and pushed models, and how Beam runs."""
+
+    pipeline_root: pathlib.Path = setting(
+        PROJECT_ROOT / "runs" / "pipeline_root", "Directory for the pipeline's artifacts."
+    )
+    metadata_path: pathlib.Path = setting(
+        PROJECT_ROOT / "runs" / "metadata.sqlite", "ML Metadata store (SQLite file)."
+    )
+    serving_dir: pathlib.Path = setting(
+        PROJECT_ROOT / "serving_model" / PIPELINE_NAME,
+        "Pushed models land here as <serving_dir>/<version>/, the TF Serving layout.",
+    )
+    reports_dir: pathlib.Path = setting(
+        PROJECT_ROOT / "runs" / "reports", "HTML reports written by each run."
+    )
+    enable_cache: bool = setting(True, "Reuse outputs of components whose inputs did not change.")
+    beam_direct_running_mode: str = setting(
+        "in_memory",
+        "Beam DirectRunner mode: in_memory is fastest on a small machine; "
+        "multi_processing uses every core.",
+        choices=("in_memory", "multi_threading", "multi_processing"),
+    )
+    beam_direct_num_workers: int = setting(
+        1, "DirectRunner workers; 0 = one per core (for the multi_* modes).")
+
+    def beam_pipeline_args(self) -> Tuple[str, ...]:
+        """Only the DirectRunner options that differ from Beam's defaults (in_memory, 1 worker).
+
+        Why not always both: given any Beam argument, each TFX Beam component first builds an
+        sdist of TFX itself for remote workers (seconds per component: the README's "Pipeline
+        speed"), which a local run never uses.
+        """
+        args = []
+        if self.beam_direct_running_mode != "in_memory":
+            args.append(f"--direct_running_mode={self.beam_direct_running_mode}")
+        if self.beam_direct_num_workers != 1:
+            args.append(f"--direct_num_workers={self.beam_direct_num_workers}")
+        return tuple(args)
+
+
+def flag_type(hint: Any) -> Any:
+    """The argparse type for a field's type hint (Optional[X] -> X)."""
+    args = getattr(hint, "__args__", None)
+    if args and type(None) in args:
+        hint = next(a for a in args if a is not type(None))
+    return hint
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: Type[Any], prefix: str = "") -> None:
+    """Adds one --flag per field of the config dataclass `cls`."""
+    group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
+    hints = get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        flag = "--" + (prefix + field.name).replace("_", "-")
+        hint = flag_type(hints[field.name])
+        kwargs: Dict[str, Any] = {"dest": prefix + field.name, "default": field.default}
+        help_text = field.metadata.get("help", "")
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = hint
+            if "choices" in field.metadata:
+                kwargs["choices"] = field.metadata["choices"]
+        # BooleanOptionalAction prints the default itself.
+        kwargs["help"] = help_text if hint is bool else f"{help_text} (default: {field.default})"
+        group.add_argument(flag, **kwargs)
+
+
+def from_flags(cls: Type[T], args: argparse.Namespace, prefix: str = "") -> T:
+    """Builds the config dataclass `cls` from parsed flags added by `add_flags`."""
+    values = {f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls)}
+    return cls(**values)

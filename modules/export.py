@@ -1,0 +1,109 @@
+"""The exported SavedModel and its signatures (names in modules/contract.py).
+
+  serving_default     raw features by name, each [None]          -> {"weight_pounds": [None]}
+  serving_tf_example  serialized tf.Example `examples` [None]    -> {"weight_pounds": [None]}
+  transform_features  serialized tf.Example `examples` [None]    -> transformed features
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Dict, Mapping
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras
+
+from modules import features
+from modules import preprocessing as pp
+from modules import signatures as model_signatures
+from modules.contract import (EXAMPLES_INPUT, FEATURE_MEANING_FILE, OUTPUT_KEY, SERVING_DEFAULT,
+                              SERVING_TF_EXAMPLE, TRANSFORM_FEATURES)
+from modules.network import model_inputs
+
+
+def raw_serving_specs() -> Dict[str, tf.TensorSpec]:
+    """serving_default's inputs: strings for categoricals, float32 for numerics, each [None].
+
+    Floats so a JSON 26 and 26.0 both work; they are rounded to the raw schema's int64 inside.
+    """
+    specs = {f.name: tf.TensorSpec([None], tf.string, name=f.name)
+             for f in features.CATEGORICAL_FEATURES}
+    specs.update({f.name: tf.TensorSpec([None], tf.float32, name=f.name)
+                  for f in features.NUMERIC_FEATURES})
+    return specs
+
+
+def raw_features_from_request(request: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """serving_default's inputs -> raw features shaped and typed as the raw schema says."""
+    raw = {f.name: tf.reshape(request[f.name], [-1, 1]) for f in features.CATEGORICAL_FEATURES}
+    raw.update({f.name: tf.reshape(tf.cast(tf.round(request[f.name]), tf.int64), [-1, 1])
+                for f in features.NUMERIC_FEATURES})
+    return raw
+
+
+def serving_raw_feature_spec(tf_transform_output: tft.TFTransformOutput) -> Dict[str, Any]:
+    """The raw feature spec without the label and the split key, which requests do not carry."""
+    spec = dict(tf_transform_output.raw_feature_spec())
+    for key in (features.LABEL_KEY, features.SPLIT_KEY):
+        spec.pop(key, None)
+    return spec
+
+
+def _signatures(model: tf_keras.Model,
+                tf_transform_output: tft.TFTransformOutput) -> Dict[str, Callable]:
+    # Tracked on the model so the Transform graph and its vocabulary assets are saved with it.
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = serving_raw_feature_spec(tf_transform_output)
+
+    def transform(raw: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        transformed = model.tft_layer(dict(raw))
+        transformed.pop(pp.TRANSFORMED_LABEL_KEY, None)
+        return transformed
+
+    def predict(raw: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        prediction = model(model_inputs(model, transform(raw)), training=False)
+        return {OUTPUT_KEY: tf.reshape(prediction, [-1])}
+
+    # autograph=False: straight-line graph code, nothing for AutoGraph to convert.
+    @tf.function(input_signature=[raw_serving_specs()], autograph=False)
+    def serve_raw(request: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        return predict(raw_features_from_request(request))
+
+    examples_spec = tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)
+
+    @tf.function(input_signature=[examples_spec], autograph=False)
+    def serve_tf_example(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return predict(tf.io.parse_example(examples, raw_spec))
+
+    @tf.function(input_signature=[examples_spec], autograph=False)
+    def transform_features(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return transform(tf.io.parse_example(examples, raw_spec))
+
+    return {
+        SERVING_DEFAULT: serve_raw.get_concrete_function(),
+        SERVING_TF_EXAMPLE: serve_tf_example.get_concrete_function(),
+        TRANSFORM_FEATURES: transform_features.get_concrete_function(),
+    }
+
+
+def export_serving_model(model: tf_keras.Model, tf_transform_output: tft.TFTransformOutput,
+                         serving_model_dir: str) -> None:
+    """SavedModel with four signatures (modules/signatures.py adds `regression`); loadable by
+    TF Serving and plain tf.saved_model.
+
+    Beside the graph, assets.extra/ (which TF Serving leaves alone) records the features'
+    meaning, so a later warm start can tell whether these weights still mean the same.
+    """
+    signatures = model_signatures.with_regression(_signatures(model, tf_transform_output),
+                                                  SERVING_TF_EXAMPLE)
+    # save_traces=False: Keras stores each layer's config instead of tracing every layer's call
+    # (faster to save, and to load for warm start); the layers are all built-in, so the model
+    # revives from their configs, and the signatures above are traced and saved either way.
+    model.save(serving_model_dir, save_format="tf", signatures=signatures, save_traces=False)
+    model_signatures.mark_regression(serving_model_dir)
+    meaning_file = os.path.join(serving_model_dir, FEATURE_MEANING_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(meaning_file))
+    with tf.io.gfile.GFile(meaning_file, "w") as out:
+        out.write(json.dumps(features.meaning(), indent=1, sort_keys=True))
+

@@ -1,0 +1,177 @@
+"""`python -m monitoring`: is the served traffic still the data the model was trained on?
+
+    .venv/bin/python -m monitoring --logs runs/request_log --model-dir serving_model/babyweight
+
+Reads a window of the request log (default: the last --window up to the newest request),
+computes TFDV statistics of it, and compares them with TFDV's comparators:
+  - skew against the training statistics of the served version, found through ML Metadata
+    (the version's push record names its Model artifact; its Trainer's examples; the
+    StatisticsGen that described them);
+  - drift against the window just before (skipped when that window logged nothing);
+  - the served predictions against the same model's predictions on its eval split.
+Thresholds are the schema's, declared in modules/features.py. It prints every distance, writes
+an HTML page and the distances as Prometheus gauges (metrics.prom) under
+<reports-dir>/monitoring/<time>/, and links the page from the run reports' index.
+
+Exit codes: 0 every distance within its threshold, 2 a threshold crossed (the findings are
+printed), 1 anything else (no logs, no lineage), with the cause in words.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import pathlib
+import sys
+from typing import List, Optional
+
+from common.config import PipelineConfig, add_flags, from_flags, setting
+
+EXIT_CROSSED = 2
+LOGGER = logging.getLogger("babyweight.monitoring")
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorConfig:
+    """Which traffic, which model, where the page goes."""
+
+    logs: str = setting("runs/request_log", "The server's --request-log-dir.")
+    model_dir: str = setting(str(PipelineConfig.serving_dir),
+                             "The served model's version directories (the server's --model-dir).")
+    version: Optional[int] = setting(None, "Version whose traffic to check; default: the newest.")
+    metadata_path: str = setting(str(PipelineConfig.metadata_path),
+                                 "The pipeline's ML Metadata store, for the model's lineage.")
+    reports_dir: str = setting(str(PipelineConfig.reports_dir),
+                               "Run reports directory; pages go to <it>/monitoring/<time>/.")
+    start: Optional[str] = setting(None, "Window start (ISO time, UTC unless given, or epoch "
+                                   "seconds); default: --window before --end.")
+    end: Optional[str] = setting(None, "Window end (exclusive); default: just after the newest "
+                                 "logged request.")
+    window: str = setting("1h", "Window length when --start is not given: 90s, 15m, 2h, 1d.")
+    only_version: bool = setting(True, "Only requests the checked version answered (the "
+                                 "previous window, for drift, holds every version's).")
+
+
+def _window(config: MonitorConfig, frame):
+    from monitoring import logs
+    from serving import request_log
+
+    if config.end is not None:
+        end = logs.parse_time(config.end)
+    elif len(frame):
+        end = int(frame[request_log.TIME_KEY].max()) + 1
+    else:
+        end = int(datetime.datetime.now(datetime.timezone.utc).timestamp() * 1000)
+    start = (logs.parse_time(config.start) if config.start is not None
+             else end - logs.parse_duration(config.window))
+    if start >= end:
+        raise ValueError(f"the window's start ({config.start}) is not before its end")
+    return logs.Window(start, end)
+
+
+def _gauges(findings, version: int) -> str:
+    lines = ["# HELP babyweight_monitoring_distance A TFDV distance between served traffic "
+             "and its reference.", "# TYPE babyweight_monitoring_distance gauge",
+             "# HELP babyweight_monitoring_threshold The distance's declared threshold.",
+             "# TYPE babyweight_monitoring_threshold gauge"]
+    for f in findings:
+        labels = f'kind="{f.kind}",feature="{f.feature}",version="{version}"'
+        lines.append(f"babyweight_monitoring_distance{{{labels}}} {f.value:.6g}")
+        lines.append(f"babyweight_monitoring_threshold{{{labels}}} {f.threshold:.6g}")
+    return "\n".join(lines) + "\n"
+
+
+def run(config: MonitorConfig, argv: List[str]) -> int:
+    import tensorflow_data_validation as tfdv
+
+    from monitoring import compare, lineage, logs, page, predictions
+    from serving import request_log
+
+    found = lineage.find(pathlib.Path(config.model_dir), pathlib.Path(config.metadata_path),
+                         config.version)
+    files = request_log.complete_files(pathlib.Path(config.logs))
+    if not files:
+        raise FileNotFoundError(f"no complete request-log files in {config.logs}; start the "
+                                "server with --request-log-dir")
+    every = logs.read(files)
+    frame = (every[every[request_log.VERSION_KEY] == found.version] if config.only_version
+             else every)
+    window = _window(config, frame)
+    # Drift is about the inputs, whichever version answered them.
+    current, previous = logs.select(frame, window), logs.select(every, window.previous())
+    if current.empty:
+        raise LookupError(f"no request of version {found.version} was logged from "
+                          f"{window.describe()}")
+    schema = compare.monitoring_schema()
+    training = tfdv.load_stats_binary(str(found.statistics_file("train")))
+    serving = compare.feature_statistics(current)
+    findings = compare.skew(training, serving, schema)
+    if not previous.empty:
+        findings += compare.drift(serving, compare.feature_statistics(previous), schema)
+    out_root = pathlib.Path(config.reports_dir) / "monitoring"
+    evaluated = compare.prediction_statistics(predictions.cached(found, out_root / "cache"))
+    served = compare.prediction_statistics(current[request_log.PREDICTION_KEY].to_numpy())
+    findings += compare.predictions(evaluated, served)
+    anomalies = compare.traffic_anomalies(serving, schema)
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    out = out_root / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    index = pathlib.Path(config.reports_dir) / "index.html"
+    inputs = page.PageInputs(
+        title=f"Monitoring: version {found.version}", window=window.describe(),
+        previous=(f"{window.previous().describe()}, {len(previous):,} rows" if len(previous)
+                  else "nothing logged: drift not measured"),
+        version=found.version, rows=len(current),
+        training_statistics=str(found.statistics_file("train")), training=training,
+        serving=serving, eval_predictions=evaluated, served_predictions=served,
+        findings=findings, traffic_anomalies=anomalies,
+        command="python -m monitoring " + " ".join(argv))
+    page_path = out / "monitoring.html"
+    page_path.write_text(page.render(inputs, page_path, index))
+    (out / "metrics.prom").write_text(_gauges(findings, found.version))
+    crossed = [f for f in findings if f.crossed] or bool(anomalies)
+    (out / "summary.json").write_text(json.dumps({
+        "version": found.version, "window": window.describe(), "rows": len(current),
+        "crossed": [f.sentence() for f in findings if f.crossed] + [
+            f"traffic feature '{n}': {t}" for n, t in anomalies.items()],
+        "findings": [dataclasses.asdict(f) for f in findings]}, indent=2))
+    _refresh_index(config)
+
+    print(f"Monitored {len(current):,} logged rows of version {found.version}, "
+          f"{window.describe()}:")
+    for finding in findings:
+        print(f"  {'!!' if finding.crossed else 'ok'} {finding.sentence()}")
+    for name, text in anomalies.items():
+        print(f"  !! the traffic breaks the schema: feature '{name}': {text}")
+    print(f"Page: {page_path.resolve().as_uri()}")
+    return EXIT_CROSSED if crossed else 0
+
+
+def _refresh_index(config: MonitorConfig) -> None:
+    """The run reports' index lists the monitoring pages; a failure here only warns."""
+    try:
+        from reports.publisher import Reports
+
+        Reports(pathlib.Path(config.metadata_path), pathlib.Path(config.reports_dir),
+                None, None, False).write_index()
+    except Exception as error:  # noqa: BLE001 - the page is written; the index is a convenience
+        LOGGER.warning("could not refresh the reports index: %s", error)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m monitoring", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(parser, MonitorConfig)
+    config = from_flags(MonitorConfig, parser.parse_args(argv))
+    from common import logs as pipeline_logs
+
+    pipeline_logs.setup(False)
+    try:
+        return run(config, argv)
+    except (LookupError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

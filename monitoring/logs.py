@@ -1,0 +1,102 @@
+"""Reading a window of the request log (serving/request_log.py) into columns.
+
+Records are read with tf.data's C++ reader and parsed a large batch at a time, so a million
+logged requests take seconds; the window is a half-open range of request times.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import pathlib
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from modules import features
+from serving import request_log
+
+_BATCH = 65_536
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Requests logged at start <= time < end (milliseconds since the epoch)."""
+
+    start_ms: int
+    end_ms: int
+
+    def previous(self) -> "Window":
+        """The window of the same length just before this one."""
+        length = self.end_ms - self.start_ms
+        return Window(self.start_ms - length, self.start_ms)
+
+    def describe(self) -> str:
+        def text(millis: int) -> str:
+            moment = datetime.datetime.fromtimestamp(millis / 1000, tz=datetime.timezone.utc)
+            return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"{text(self.start_ms)} to {text(self.end_ms)}"
+
+
+def parse_time(text: str) -> int:
+    """Milliseconds since the epoch from an ISO time ('2026-12-01T10:00', UTC unless given)
+    or a number of seconds since the epoch."""
+    try:
+        return int(float(text) * 1000)
+    except ValueError:
+        pass
+    moment = datetime.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def parse_duration(text: str) -> int:
+    """Milliseconds from '90s', '15m', '2h', '1d' (or a bare number of seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    unit = text[-1:].lower()
+    number = text[:-1] if unit in units else text
+    seconds = float(number) * units.get(unit, 1)
+    if seconds <= 0:
+        raise ValueError(f"a window must be longer than zero, got {text!r}")
+    return int(seconds * 1000)
+
+
+def _spec() -> Dict[str, object]:
+    import tensorflow as tf
+
+    spec: Dict[str, object] = {}
+    for declared in features.FEATURES:
+        kind = tf.string if isinstance(declared, features.CategoricalFeature) else tf.int64
+        spec[declared.name] = tf.io.FixedLenFeature([], kind)
+    spec[request_log.PREDICTION_KEY] = tf.io.FixedLenFeature([], tf.float32)
+    spec[request_log.VERSION_KEY] = tf.io.FixedLenFeature([], tf.int64)
+    spec[request_log.TIME_KEY] = tf.io.FixedLenFeature([], tf.int64)
+    return spec
+
+
+def select(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
+    times = frame[request_log.TIME_KEY]
+    return frame[(times >= window.start_ms) & (times < window.end_ms)]
+
+
+def read(files: Sequence[pathlib.Path], window: Optional[Window] = None) -> pd.DataFrame:
+    """The logged rows of `files` within `window` (all when None), one column per record key."""
+    import tensorflow as tf
+
+    columns: Dict[str, List[np.ndarray]] = {key: [] for key in request_log.RECORD_KEYS}
+    if files:
+        dataset = (tf.data.TFRecordDataset([str(f) for f in files])
+                   .batch(_BATCH).map(lambda batch: tf.io.parse_example(batch, _spec())))
+        for batch in dataset.as_numpy_iterator():
+            times = batch[request_log.TIME_KEY]
+            keep = (np.ones(times.shape, bool) if window is None
+                    else (times >= window.start_ms) & (times < window.end_ms))
+            for key in request_log.RECORD_KEYS:
+                columns[key].append(batch[key][keep])
+    frame = pd.DataFrame({key: (np.concatenate(parts) if parts else np.array([]))
+                          for key, parts in columns.items()})
+    for declared in features.CATEGORICAL_FEATURES:
+        frame[declared.name] = frame[declared.name].map(
+            lambda v: v.decode() if isinstance(v, bytes) else v)
+    return frame

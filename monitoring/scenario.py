@@ -1,0 +1,214 @@
+"""`python -m monitoring.scenario` (`make ct-demo`): the production loop on one machine.
+
+1. a warehouse of 2001-2006; the pipeline trains on it and pushes; the server starts, logging
+   every request (--request-log-dir);
+2. 2007 arrives from a shifted population (older mothers, more multiples, shorter gestation);
+   its births are replayed through the server as prediction requests;
+3. monitoring flags the shift (exit 2: skew against the training data, and the predictions
+   against the eval predictions);
+4. the pipeline ingests 2007 as new spans (--num-spans 12), warm-starts from the blessed
+   model, is gated against it, and pushes; the server switches to the new version;
+5. 2008 arrives from the same shifted population and is replayed; monitoring of this window
+   against the new model is clean (exit 0).
+Each step is printed; the command exits 0 only when every step did what it says.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+SHIFT_FLAGS = dict(older_mothers=5.0, multiples_factor=4.0, gestation_shift=-2.0)
+MODEL_NAME = "babyweight"
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def _pipeline(work: pathlib.Path, database: pathlib.Path, extra: Sequence[str]) -> int:
+    import local_runner
+
+    return local_runner.main([
+        "--database", str(database), "--pipeline-root", str(work / "root"),
+        "--metadata-path", str(work / "metadata.sqlite"), "--reports-dir", str(work / "reports"),
+        "--serving-dir", str(work / "serving" / MODEL_NAME), *extra])
+
+
+def rows_of(database: pathlib.Path, year: int) -> List[Dict[str, Any]]:
+    """The training query's rows for a year's months, as prediction instances."""
+    from modules import features
+    from warehouse import engine, spans, sql
+
+    chosen = [spans.Span(year * 100 + m, 0, ()) for m in range(1, 13)]
+    query = sql.to_duckdb(spans.span_query(sql.base_query(), chosen))
+    frame = engine.connect(database).execute(query).df()
+    return [{name: (str(row[name]) if isinstance(features.by_name(name),
+                                                  features.CategoricalFeature)
+                    else float(row[name])) for name in features.FEATURE_NAMES}
+            for row in frame.to_dict("records")]
+
+
+def replay(url: str, instances: List[Dict[str, Any]], per_request: int = 20) -> int:
+    """Sends the instances as :predict requests; returns the version that answered last."""
+    import httpx
+
+    version = 0
+    with httpx.Client(timeout=60) as client:
+        for start in range(0, len(instances), per_request):
+            answer = client.post(f"{url}/v1/models/{MODEL_NAME}:predict",
+                                 json={"instances": instances[start:start + per_request]})
+            answer.raise_for_status()
+            version = int(answer.headers.get("X-Model-Version", 0))
+    return version
+
+
+def _served_version(url: str) -> Optional[int]:
+    import httpx
+
+    try:
+        status = httpx.get(f"{url}/v1/models/{MODEL_NAME}", timeout=5).json()
+        return max(int(v["version"]) for v in status["model_version_status"]
+                   if v.get("state") == "AVAILABLE")
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+
+
+def wait_for_version(url: str, at_least: int, timeout: float = 180.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        version = _served_version(url)
+        if version is not None and version >= at_least:
+            return version
+        time.sleep(0.5)
+    raise RuntimeError(f"the server did not serve version {at_least} within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def server(work: pathlib.Path, port: int) -> Iterator[str]:
+    """`python -m serving.server` logging every request, on loopback; stopped on exit."""
+    log = open(work / "server.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.server", "--model-dir", str(work / "serving" /
+                                                                    MODEL_NAME),
+         "--port", str(port), "--poll-seconds", "1", "--request-log-dir",
+         str(work / "request_log"), "--request-log-sample-rate", "1",
+         "--request-log-file-seconds", "1",
+         "--no-access-log"],
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_version(url, 1)
+        yield url
+    finally:
+        process.terminate()  # SIGTERM: the server completes its request log's open file
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def monitor(work: pathlib.Path, start_ms: int, end_ms: int) -> int:
+    from monitoring import cli
+
+    return cli.main(["--logs", str(work / "request_log"), "--model-dir",
+                     str(work / "serving" / MODEL_NAME), "--metadata-path",
+                     str(work / "metadata.sqlite"), "--reports-dir", str(work / "reports"),
+                     "--start", str(start_ms / 1000), "--end", str(end_ms / 1000)])
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _expect(what: str, got: int, wanted: int) -> None:
+    if got != wanted:
+        raise RuntimeError(f"{what}: exit code {got}, expected {wanted}")
+
+
+def run(work: pathlib.Path, rows_per_month: int, new_rows_per_month: int, port: int,
+        training_flags: Sequence[str]) -> None:
+    from serving import request_log
+    from warehouse import months
+
+    work.mkdir(parents=True, exist_ok=True)
+    database = work / "natality.duckdb"
+    shift = months.Shift(**SHIFT_FLAGS)
+    gate = ["--rmse-upper-bound", "1.25", "--max-rmse-increase", "0.1", *training_flags]
+    step(f"Warehouse: 2001-2006, {rows_per_month} births a month -> {database}")
+    months.append(database, 72, rows_per_month, first_span=200101)
+    step("Train on 2001-2006 and push")
+    _expect("the first training run", _pipeline(work, database, gate), 0)
+    with server(work, port) as url:
+        first = _served_version(url)
+        step(f"Serving version {first} at {url}, logging every request")
+        step(f"2007 arrives from a shifted population ({SHIFT_FLAGS}); replay it as traffic")
+        months.append(database, 12, new_rows_per_month, shift)
+        start = _now_ms()
+        replay(url, rows_of(database, 2007))
+        time.sleep(1.5)  # the log's writer completes a file after its queue drains
+        end = _now_ms()
+        _flush_log(work / "request_log")
+        step("Monitor the 2007 window against version %s's training data" % first)
+        _expect("monitoring of the shifted traffic", monitor(work, start, end), 2)
+        step("Ingest 2007 as new spans, warm-start from the blessed model, gate, push")
+        _expect("the retraining run", _pipeline(
+            work, database, [*gate, "--num-spans", "12", "--warm-start"]), 0)
+        second = wait_for_version(url, (first or 0) + 1)
+        step(f"The server switched to version {second}")
+        step("2008 arrives from the same population; replay it")
+        months.append(database, 12, new_rows_per_month, shift)
+        replay(url, rows_of(database, 2008))
+        time.sleep(1.5)
+        next_end = _now_ms()
+    step(f"Monitor the 2008 window against version {second}")
+    _expect("monitoring of the next window", monitor(work, end, next_end), 0)
+    files = request_log.complete_files(work / "request_log")
+    step(f"Done: the loop closed; {len(files)} request-log files in {work / 'request_log'}, "
+         f"pages under {work / 'reports' / 'monitoring'}")
+
+
+def _flush_log(directory: pathlib.Path) -> None:
+    """Waits until the server's log has completed a file holding the newest requests."""
+    from serving import request_log
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if request_log.complete_files(directory) and not list(
+                directory.glob("*" + request_log.PARTIAL)):
+            return
+        time.sleep(0.5)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitoring.scenario", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", type=pathlib.Path, default=pathlib.Path("runs/ct-demo"))
+    parser.add_argument("--rows-per-month", type=int, default=1000,
+                        help="births a month of 2001-2006")
+    parser.add_argument("--new-rows-per-month", type=int, default=1000,
+                        help="births a month of 2007 and 2008")
+    parser.add_argument("--port", type=int, default=8511)
+    args, training_flags = parser.parse_known_args(argv)
+    if args.work_dir.exists() and any(args.work_dir.iterdir()):
+        print(f"error: {args.work_dir} is not empty; remove it or pass --work-dir",
+              file=sys.stderr)
+        return 1
+    try:
+        run(args.work_dir, args.rows_per_month, args.new_rows_per_month, args.port,
+            training_flags)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

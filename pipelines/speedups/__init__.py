@@ -1,0 +1,37 @@
+"""The local run's speed-ups: every one that reaches into a library, behind this one seam.
+
+Two kinds, both off unless asked for, and none applied by importing anything:
+
+  process-wide, for the length of `enabled()` (the local runner enters it around the run; any
+  other process may opt in the same way):
+    common.gc_freeze            the imported stack frozen for the garbage collector
+    beam_introspection          Beam's DoFn signature inspection memoized
+    autograph                   AutoGraph leaves tf_keras and tf.Transform unconverted
+
+  per component, chosen when the wiring builds it (pipelines/pipeline.py, `Engines`):
+    batched_reads               StatisticsGen, Transform, Evaluator read TFRecords in batches
+    tfma_slicing                the Evaluator slices whole batches (its module_path)
+
+Each patch of a library's private code names the version range it was written for
+(version_check.RANGES), checks it when it starts, and outside it runs the stock code and logs
+that once. What each saved, measured: benchmarks/results/pipeline_speed.md and the README's
+"Pipeline speed" section. Each has a test that it is in effect where it should be and that its
+results equal the stock path's (tests/test_speedups.py, test_batched_reads.py,
+test_beam_introspection.py, test_tfma_slicing.py, test_local_runner.py).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from common import gc_freeze
+
+
+@contextlib.contextmanager
+def enabled() -> Iterator[None]:
+    """The process-wide speed-ups, on while inside and off again after."""
+    from pipelines.speedups import autograph, beam_introspection
+
+    with gc_freeze.frozen(), beam_introspection.cached_dofn_inspection(), \
+            autograph.graph_libraries_unconverted():
+        yield

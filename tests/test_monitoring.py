@@ -1,0 +1,119 @@
+"""Monitoring over a real pipeline run's served model: lineage from the push record, a clean
+window of traffic like the eval data, and a shifted window that crosses the declared thresholds
+(skew, drift and predictions), with the page, the gauges, the exit code and the index link."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from modules import features
+from monitoring import cli, lineage, logs, predictions
+from serving import request_log
+from serving.request_log import RequestLog, RequestLogConfig
+
+HOUR = 3600.0
+START = 1_800_000_000.0
+
+
+def _eval_rows(found: lineage.Lineage, limit: int):
+    import tensorflow as tf
+
+    files = sorted(str(p) for p in found.examples_dir("eval").glob("*"))
+    spec = {f.name: tf.io.FixedLenFeature([], tf.string if isinstance(
+        f, features.CategoricalFeature) else tf.int64) for f in features.FEATURES}
+    rows = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit):
+        parsed = tf.io.parse_single_example(record, spec)
+        rows.append({k: (v.numpy().decode() if v.dtype == tf.string else int(v.numpy()))
+                     for k, v in parsed.items()})
+    return rows
+
+
+def _log(directory: pathlib.Path, rows, values, version: int, at: float) -> None:
+    log = RequestLog(RequestLogConfig(str(directory), sample_rate=1.0), clock=lambda: at)
+    for start in range(0, len(rows), 50):
+        log.log(rows[start:start + 50], values[start:start + 50], version)
+    log.close()
+    assert log.dropped == 0
+
+
+@pytest.fixture(scope="module")
+def monitored(pipeline_runs, tmp_path_factory):
+    serving_dir = pipeline_runs.base / "serving" / "babyweight"
+    found = lineage.find(serving_dir, pipeline_runs.metadata_path)
+    served = predictions.compute(found, max_examples=3000)
+    rows = _eval_rows(found, len(served))
+    shifted = [{**r, "mother_age": min(r["mother_age"] + 12, 60),
+                "plurality": features.PLURALITY_NAMES[1]} for r in rows]
+    directory = tmp_path_factory.mktemp("request_log")
+    _log(directory, rows, served, found.version, START)
+    _log(directory, shifted, served - 1.5, found.version, START + HOUR)
+    reports = tmp_path_factory.mktemp("monitoring_reports")
+    common = ["--logs", str(directory), "--model-dir", str(serving_dir), "--metadata-path",
+              str(pipeline_runs.metadata_path), "--reports-dir", str(reports), "--window", "1h"]
+    return found, common, reports
+
+
+def test_lineage_finds_the_training_statistics_of_the_served_version(pipeline_runs):
+    found = lineage.find(pipeline_runs.base / "serving" / "babyweight",
+                         pipeline_runs.metadata_path)
+    assert found.statistics_file("train").is_file()
+    assert found.examples_dir("eval").is_dir()
+    with pytest.raises(lineage.LineageError, match="no version 1 under"):
+        lineage.find(pipeline_runs.base / "serving" / "babyweight",
+                     pipeline_runs.metadata_path, version=1)
+
+
+def test_a_window_like_the_eval_data_is_clean(monitored, capsys):
+    _, common, reports = monitored
+    code = cli.main(common + ["--end", str(START + 1)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert printed.count(" ok ") == len(features.FEATURES) + 1  # skew of each, predictions
+    assert "drift" not in printed  # nothing was logged in the hour before
+
+
+def test_a_shifted_window_crosses_the_thresholds_and_says_so(monitored, capsys):
+    found, common, reports = monitored
+    code = cli.main(common + ["--end", str(START + HOUR + 1)])
+    printed = capsys.readouterr().out
+    assert code == cli.EXIT_CROSSED, printed
+    for kind in ("skew", "drift"):
+        for name in ("mother_age", "plurality"):
+            assert f"!! {kind} of {name}" in printed
+        assert f"ok {kind} of is_male" in printed  # unchanged, so within its threshold
+    assert f"!! prediction of {request_log.PREDICTION_KEY}" in printed
+    newest = max((reports / "monitoring").glob("2*"))
+    page = (newest / "monitoring.html").read_text()
+    assert "threshold crossed" in page and page.count("<svg") == len(features.FEATURES) + 1
+    summary = json.loads((newest / "summary.json").read_text())
+    assert summary["version"] == found.version and summary["crossed"]
+    gauges = (newest / "metrics.prom").read_text()
+    assert f'babyweight_monitoring_distance{{kind="skew",feature="mother_age",' in gauges
+
+
+def test_the_reports_index_links_the_monitoring_pages(monitored, pipeline_runs, capsys):
+    _, common, reports = monitored
+    cli.main(common + ["--end", str(START + 1)])
+    index = (reports / "index.html").read_text()
+    pages = list((reports / "monitoring").glob("*/monitoring.html"))
+    assert pages and all(f"{p.parent.name}/monitoring.html" in index for p in pages)
+
+
+def test_no_logs_is_exit_1_in_words(pipeline_runs, tmp_path, capsys):
+    code = cli.main(["--logs", str(tmp_path / "none"), "--model-dir",
+                     str(pipeline_runs.base / "serving" / "babyweight"),
+                     "--metadata-path", str(pipeline_runs.metadata_path),
+                     "--reports-dir", str(tmp_path)])
+    assert code == 1 and "no complete request-log files" in capsys.readouterr().err
+
+
+def test_windows_parse_times_and_durations():
+    assert logs.parse_duration("15m") == 15 * 60 * 1000
+    assert logs.parse_time("1970-01-01T00:01:00") == 60_000
+    window = logs.Window(10_000, 20_000)
+    assert window.previous() == logs.Window(0, 10_000)
+    assert np.isclose(logs.parse_time("1.5"), 1500)

@@ -1,0 +1,147 @@
+"""The request log: what a logged row holds, sampling, rotation within a total size, and that a
+log that cannot write drops and counts records instead of failing the caller."""
+from __future__ import annotations
+
+import errno
+import pathlib
+import threading
+
+import pytest
+import tensorflow as tf
+
+from modules import features
+from serving import request_log
+from serving.request_log import RequestLog, RequestLogConfig
+
+INSTANCE = {"is_male": "True", "plurality": "Twins(2)", "mother_age": 31.0,
+            "gestation_weeks": 38.6}
+
+
+def _read(directory: pathlib.Path):
+    rows = []
+    for path in request_log.complete_files(directory):
+        for record in tf.data.TFRecordDataset(str(path)):
+            example = tf.train.Example.FromString(record.numpy())
+            rows.append({k: v for k, v in example.features.feature.items()})
+    return rows
+
+
+def test_a_logged_row_holds_the_features_prediction_version_and_time(tmp_path):
+    log = RequestLog(RequestLogConfig(str(tmp_path / "log"), sample_rate=1.0))
+    log.log([INSTANCE, {**INSTANCE, "is_male": ""}], [5.5, 6.25], version=7)
+    assert log.flush()
+    log.close()
+    rows = _read(tmp_path / "log")
+    assert len(rows) == 2 and log.written == 2 and log.dropped == 0
+    first, second = rows
+    assert set(first) == set(request_log.RECORD_KEYS)
+    assert first["is_male"].bytes_list.value == [b"True"]
+    assert first["gestation_weeks"].int64_list.value == [39]  # rounded, as the model sees it
+    assert first[request_log.PREDICTION_KEY].float_list.value == [5.5]
+    assert first[request_log.VERSION_KEY].int64_list.value == [7]
+    assert first[request_log.TIME_KEY].int64_list.value[0] > 0
+    # A blank sex is the declared missing value, the spelling the training data has.
+    assert second["is_male"].bytes_list.value == [features.IS_MALE.missing_value.encode()]
+
+
+def test_sampling_keeps_about_the_rate_of_requests(tmp_path):
+    log = RequestLog(RequestLogConfig(str(tmp_path), sample_rate=0.25, seed=3))
+    requests = 2000
+    for _ in range(requests):
+        log.log([INSTANCE], [7.0], version=1)
+    log.close()
+    # Binomial(2000, 0.25): sd about 19.4; 6 sd either side never fails by chance in practice.
+    assert abs(log.written - requests * 0.25) < 6 * (requests * 0.25 * 0.75) ** 0.5
+    assert log.dropped == 0
+
+
+def test_files_rotate_and_the_oldest_are_deleted_within_the_total(tmp_path):
+    one = len(request_log.encode(INSTANCE, 7.0, 1, 1)) + 16
+    config = RequestLogConfig(str(tmp_path), sample_rate=1.0, max_file_bytes=10 * one,
+                              max_total_bytes=30 * one)
+    log = RequestLog(config)
+    for _ in range(100):
+        log.log([INSTANCE], [7.0], version=1)
+    log.close()
+    files = request_log.complete_files(tmp_path)
+    total = sum(p.stat().st_size for p in files)
+    assert 1 < len(files) <= 3 and total <= config.max_total_bytes
+    assert not list(tmp_path.glob("*" + request_log.PARTIAL))
+    assert len(_read(tmp_path)) == total // one  # the kept files are whole
+
+
+def test_an_unwritable_directory_counts_dropped_records_and_never_raises(tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    log = RequestLog(RequestLogConfig(str(blocker / "log"), sample_rate=1.0))
+    for _ in range(5):
+        log.log([INSTANCE, INSTANCE], [7.0, 7.0], version=1)
+    log.close()
+    assert log.written == 0 and log.dropped == 10
+    warnings = [r for r in caplog.records if r.name == request_log.LOGGER.name]
+    assert len(warnings) == 1 and "cannot write" in warnings[0].getMessage()
+
+
+class _FullDisk:
+    """A TFRecord writer whose disk fills after `room` records."""
+
+    def __init__(self, path: str, room: int) -> None:
+        self.inner = tf.io.TFRecordWriter(path)
+        self.room = room
+
+    def write(self, record: bytes) -> None:
+        if self.room == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= 1
+        self.inner.write(record)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_full_disk_drops_the_torn_file_and_counts_its_records(tmp_path):
+    log = RequestLog(RequestLogConfig(str(tmp_path), sample_rate=1.0),
+                     opener=lambda path: _FullDisk(path, room=3))
+    for _ in range(5):
+        log.log([INSTANCE], [7.0], version=1)
+    log.close()
+    assert log.written + log.dropped == 5 and log.dropped >= 4
+    assert not list(tmp_path.glob("*" + request_log.PARTIAL))
+
+
+def test_a_full_queue_drops_instead_of_blocking(tmp_path):
+    release = threading.Event()
+
+    def stuck_disk(path: str):
+        release.wait(30)
+        return tf.io.TFRecordWriter(path)
+
+    log = RequestLog(RequestLogConfig(str(tmp_path), sample_rate=1.0, queue_size=2),
+                     opener=stuck_disk)
+    calls = 10
+    for _ in range(calls):
+        log.log([INSTANCE], [7.0], version=1)  # returns although the writer is stuck
+    # At most the queue's two and the one the writer holds are still to be written.
+    assert log.dropped >= calls - 3
+    release.set()
+    log.close()
+    assert log.written + log.dropped == calls
+
+
+def test_a_sample_rate_outside_zero_to_one_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="sample rate"):
+        RequestLogConfig(str(tmp_path), sample_rate=2.0)
+
+
+def test_the_hand_written_wire_format_is_tf_examples():
+    expected = tf.train.Example()
+    feature = expected.features.feature
+    feature["is_male"].bytes_list.value.append(b"True")
+    feature["plurality"].bytes_list.value.append(b"Twins(2)")
+    feature["mother_age"].int64_list.value.append(-3)  # negative: ten-byte varint
+    feature["gestation_weeks"].int64_list.value.append(39)
+    feature[request_log.PREDICTION_KEY].float_list.value.append(5.25)
+    feature[request_log.VERSION_KEY].int64_list.value.append(2**40)
+    feature[request_log.TIME_KEY].int64_list.value.append(1_800_000_000_123)
+    encoded = request_log.encode({**INSTANCE, "mother_age": -3}, 5.25, 2**40, 1_800_000_000_123)
+    assert tf.train.Example.FromString(encoded) == expected

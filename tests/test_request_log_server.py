@@ -1,0 +1,59 @@
+"""The server's request log: every sampled row with the prediction the client got, written
+off the request path; a log that cannot write never fails a request and counts its drops."""
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from monitoring import logs
+from serving import request_log
+from tests.serving_fixtures import ServingModels, stop_server
+
+pytest_plugins = ("tests.serving_fixtures",)
+
+
+def _predict(server: Any, instances) -> httpx.Response:
+    answer = httpx.post(server.predict_url(), json={"instances": instances}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
+def test_the_server_logs_each_row_with_its_answer(serving_models: ServingModels,
+                                                  server_factory: Any,
+                                                  tmp_path: pathlib.Path) -> None:
+    log_dir = tmp_path / "log"
+    server = server_factory(serving_models.serving_dir(tmp_path), "--request-log-dir",
+                            str(log_dir), "--request-log-sample-rate", "1")
+    answered = []
+    for start in range(0, 30, 10):
+        answer = _predict(server, serving_models.instances[start:start + 10])
+        answered += [p[0] if isinstance(p, list) else p for p in answer.json()["predictions"]]
+    health = httpx.get(f"{server.url}/healthz", timeout=10).json()["request_log"]
+    assert health["dropped"] == 0 and health["sample_rate"] == 1.0
+    stop_server(server)  # SIGTERM: the log completes its open file on the way out
+    logged = logs.read(request_log.complete_files(log_dir))
+    assert len(logged) == len(answered)
+    np.testing.assert_allclose(np.sort(logged[request_log.PREDICTION_KEY].to_numpy()),
+                               np.sort(np.asarray(answered, np.float32)), rtol=1e-6)
+    assert set(logged[request_log.VERSION_KEY]) == {1}
+
+
+def test_an_unwritable_log_directory_never_fails_a_request(serving_models: ServingModels,
+                                                           server_factory: Any,
+                                                           tmp_path: pathlib.Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    server = server_factory(serving_models.serving_dir(tmp_path), "--request-log-dir",
+                            str(blocker / "log"), "--request-log-sample-rate", "1")
+    for _ in range(3):
+        _predict(server, serving_models.instances[:4])
+    dropped, deadline = 0, time.monotonic() + 120  # the writer drops after the request returns
+    while dropped < 12 and time.monotonic() < deadline:
+        dropped = httpx.get(f"{server.url}/healthz", timeout=10).json()["request_log"]["dropped"]
+        time.sleep(0.1)
+    assert dropped == 12
+    assert server.log().count("cannot write") == 1
