@@ -26,9 +26,10 @@ def test_epoch_progress_lines_pass_the_runners_filter(caplog):
     assert "4 steps" in lines[0].getMessage() and "loss" in lines[0].getMessage()
     assert all(logs._ProgressFilter().filter(r) for r in lines)
     # The model's own logger is one of them (it was filtered out as `modules.model`).
-    from modules import model as babyweight_model
+    from modules import training, warm_start
 
-    assert babyweight_model.LOGGER.name.startswith("babyweight.")
+    assert training.LOGGER.name.startswith("babyweight.")
+    assert warm_start.LOGGER.name.startswith("babyweight.")
 
 
 def test_hparams_are_written_under_the_runs_name(tmp_path: pathlib.Path):
