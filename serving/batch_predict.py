@@ -53,6 +53,7 @@ import csv
 import dataclasses
 import gc
 import io
+import os
 import sys
 import warnings
 import weakref
