@@ -7,13 +7,12 @@ from typing import Dict, List
 
 import pytest
 
-from modules.hparams import HyperParameters
 from pipelines import fingerprints, pipeline
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
-from pipelines.config import (PROJECT_ROOT, DataConfig, EvaluationConfig, TrainingConfig,
-                              WarehouseConfig)
+from pipelines.config import PROJECT_ROOT
 from pipelines.schema import SCHEMA_FILE
 from tests.test_cache_keys_e2e import tighten_mother_age
+from tests.test_pipeline_definition import build as build_local
 
 
 def write(root: pathlib.Path, files: Dict[str, str]) -> None:
@@ -100,15 +99,7 @@ def test_image_tag_covers_what_the_dockerfile_copies(project):
 
 
 def build(tmp_path: pathlib.Path, schema_file: pathlib.Path = SCHEMA_FILE):
-    warehouse = WarehouseConfig(database=tmp_path / "natality.duckdb")
-    return pipeline.create_pipeline(
-        pipeline_name="babyweight-test", pipeline_root=str(tmp_path / "root"),
-        example_gen=DuckDBExampleGen(pipeline.input_config(DataConfig()),
-                                     database=warehouse.database),
-        reports_dir=tmp_path / "reports", warehouse=warehouse,
-        serving_dir=str(tmp_path / "serving"), hyperparameters=HyperParameters(),
-        training=TrainingConfig(), evaluation=EvaluationConfig(),
-        beam_pipeline_args=[], enable_cache=True, schema_file=schema_file)
+    return build_local(tmp_path, schema_file=schema_file, enable_cache=True)
 
 
 def code_sets(definition) -> Dict[str, List[str]]:

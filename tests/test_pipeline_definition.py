@@ -7,11 +7,14 @@ from google.protobuf import json_format
 from modules.hparams import HyperParameters
 from pipelines import evaluation, pipeline
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
+from pipelines.schema import SCHEMA_FILE
 from pipelines.config import (DataConfig, EvaluationConfig, PipelineConfig, TrainingConfig,
                               WarehouseConfig)
 
 
-def build(tmp_path: pathlib.Path, engines: pipeline.Engines = pipeline.Engines(), **training):
+def build(tmp_path: pathlib.Path, engines: pipeline.Engines = pipeline.Engines(),
+          schema_file: pathlib.Path = SCHEMA_FILE, enable_cache: bool = False, **training):
+    """The local pipeline as local_runner builds it, in tmp_path."""
     warehouse = WarehouseConfig(database=tmp_path / "natality.duckdb")
     return pipeline.create_pipeline(
         pipeline_name="babyweight-test", pipeline_root=str(tmp_path / "root"),
@@ -20,7 +23,8 @@ def build(tmp_path: pathlib.Path, engines: pipeline.Engines = pipeline.Engines()
         reports_dir=tmp_path / "reports", warehouse=warehouse,
         serving_dir=str(tmp_path / "serving"), hyperparameters=HyperParameters(),
         training=TrainingConfig(**training), evaluation=EvaluationConfig(),
-        beam_pipeline_args=[], enable_cache=False, engines=engines)
+        beam_pipeline_args=[], enable_cache=enable_cache, engines=engines,
+        schema_file=schema_file)
 
 
 def ids(definition):
