@@ -5,7 +5,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import ExampleStatistics
 
-from pipelines import eda_report
+from reports import eda
 from warehouse import engine
 
 
@@ -19,7 +19,7 @@ def EdaReport(  # pylint: disable=invalid-name
     """The course's GROUP BY analysis on the warehouse plus TFDV's train-vs-eval view."""
     connection = engine.connect(pathlib.Path(database), source or None)
     try:
-        eda_report.build_report(connection, pathlib.Path(report_path),
-                                statistics_uri=statistics.uri)
+        eda.build_report(connection, pathlib.Path(report_path),
+                         statistics_uri=statistics.uri)
     finally:
         connection.close()
