@@ -9,11 +9,16 @@ whole publisher when the DAG is built.
 """
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 __all__ = ["publish", "Published"]
+# The pages' templates; the exploratory report's is read at run time, so the EdaReport
+# component's cache key covers it (pipelines/pipeline.py).
+TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
+EDA_TEMPLATE = TEMPLATES / "eda.html.j2"
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ import markupsafe
 import pandas as pd
 
 from common.files import write_atomically
+from reports import EDA_TEMPLATE
 from modules import features
 from reports.eda_charts import render_chart, value_label
 from reports.eda_queries import (SUMMARY_QUERY, YEAR_FILTER, dataset_summary, describe_source,
@@ -34,8 +35,6 @@ from warehouse.sql import BIGQUERY_TABLE
 logger = logging.getLogger(__name__)
 
 DEFAULT_TITLE = "Babyweight: exploratory analysis of the US natality data"
-TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
-TEMPLATE = "eda.html.j2"
 
 
 def _fmt(value: Optional[float], digits: int = 3) -> str:
@@ -83,9 +82,9 @@ def build_report(
     facets = statistics_html(statistics_uri) if statistics_uri else None  # checks the files
     summaries = feature_summaries(connection)
     summary = dataset_summary(connection)
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(EDA_TEMPLATE.parent)),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
-    html = environment.get_template(TEMPLATE).render(
+    html = environment.get_template(EDA_TEMPLATE.name).render(
         title=title,
         bigquery_table=BIGQUERY_TABLE,
         source=source or describe_source(connection),
