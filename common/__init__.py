@@ -3,6 +3,7 @@
   config      the shared typed settings and the dataclass -> --flag mechanism
   logs        the commands' log set-up (progress lines, warnings, --verbose)
   errors      DataValidationError, the "data failed validation" exit (code 2)
+  files       write_atomically: reports and pages a reader never sees half-written
   gc_freeze   the process-wide, nesting heap freeze (runner and server)
   versions    TF Serving's version-directory rules (pusher and server)
 

@@ -1,13 +1,15 @@
 """The names that cross folders: custom_config keys, signature names, the output key, defaults.
 
-The wiring (pipelines/pipeline.py), the Evaluator's config (pipelines/evaluation.py) and the
-server (serving/validation.py) spell these the way the module code does; they read them from
-here, which imports no TensorFlow, so building the DAG or starting the server's request checks
+The wiring (pipelines/pipeline.py), the Evaluator's config (pipelines/evaluation.py), the
+reports (reports/evaluation_results.py) and the server (serving/validation.py) spell these the
+way the module code does; they read them from here, which imports no TensorFlow, so building the DAG or starting the server's request checks
 does not load TensorFlow, tf_keras or KerasTuner for three strings.
 """
 from __future__ import annotations
 
 import os
+import pathlib
+from typing import Any
 
 from modules import features
 
@@ -35,3 +37,29 @@ EXAMPLES_INPUT = "examples"
 
 # Inside an exported model: the features' meaning it was trained with (see features.meaning).
 FEATURE_MEANING_FILE = os.path.join("assets.extra", "feature_meaning.json")
+
+# The Evaluator's names, as pipelines/evaluation.py configures them and the reports and the
+# pusher read them back: the overall slice, the metrics (pipelines/tfma_metrics.py computes them)
+# and the classes computing RMSE and impossible predictions (earlier runs' configs named TFMA's
+# own RootMeanSquaredError).
+OVERALL_SLICE = "Overall"
+RMSE_METRIC = "root_mean_squared_error"
+MAE_METRIC = "mean_absolute_error"
+EXAMPLE_COUNT_METRIC = "example_count"
+OUTSIDE_LABEL_RANGE_METRIC = "predictions_outside_label_range"
+RMSE_CLASS = "BatchedRootMeanSquaredError"
+RMSE_CLASSES = (RMSE_CLASS, "RootMeanSquaredError")
+OUTSIDE_LABEL_RANGE_CLASS = "BatchedPredictionsOutsideLabelRange"
+
+# The curated schema (written by `python -m pipelines.schema write`) and its environments: the
+# label is not in SERVING, so the monitoring compares served requests against it without one.
+SCHEMA_FILE = pathlib.Path(__file__).resolve().parent.parent / "schema" / "schema.pbtxt"
+TRAINING_ENVIRONMENT, SERVING_ENVIRONMENT = "TRAINING", "SERVING"
+
+
+def load_schema(path: pathlib.Path = SCHEMA_FILE) -> Any:
+    """The schema file as a tensorflow_metadata Schema proto (no TensorFlow import)."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    return text_format.Parse(pathlib.Path(path).read_text(), schema_pb2.Schema())

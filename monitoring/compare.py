@@ -14,8 +14,7 @@ from typing import Dict, List, Optional
 import pandas as pd
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from modules import features
-from pipelines import schema as schema_lib
+from modules import contract, features
 from serving import request_log
 
 SKEW, DRIFT, PREDICTION = "skew", "drift", "prediction"
@@ -65,7 +64,7 @@ def prediction_statistics(values) -> Stats:
 
 def monitoring_schema() -> schema_pb2.Schema:
     """The curated schema with its declared thresholds (the label is absent from traffic)."""
-    return schema_lib.load()
+    return contract.load_schema()
 
 
 def prediction_schema() -> schema_pb2.Schema:
@@ -92,7 +91,7 @@ def skew(training: Stats, serving: Stats, schema: schema_pb2.Schema) -> List[Fin
     import tensorflow_data_validation as tfdv
 
     anomalies = tfdv.validate_statistics(statistics=training, schema=schema,
-                                         environment=schema_lib.SERVING,
+                                         environment=contract.SERVING_ENVIRONMENT,
                                          serving_statistics=serving)
     return _findings(anomalies, SKEW)
 
@@ -101,7 +100,7 @@ def drift(current: Stats, previous: Stats, schema: schema_pb2.Schema) -> List[Fi
     import tensorflow_data_validation as tfdv
 
     anomalies = tfdv.validate_statistics(statistics=current, schema=schema,
-                                         environment=schema_lib.SERVING,
+                                         environment=contract.SERVING_ENVIRONMENT,
                                          previous_statistics=previous)
     return _findings(anomalies, DRIFT)
 
@@ -119,7 +118,7 @@ def traffic_anomalies(serving: Stats, schema: schema_pb2.Schema) -> Dict[str, st
     import tensorflow_data_validation as tfdv
 
     anomalies = tfdv.validate_statistics(statistics=serving, schema=schema,
-                                         environment=schema_lib.SERVING)
+                                         environment=contract.SERVING_ENVIRONMENT)
     return {name: info.description for name, info in anomalies.anomaly_info.items()}
 
 

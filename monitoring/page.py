@@ -49,7 +49,7 @@ def _bars(name: str, labels: Sequence[str], shares: Dict[str, np.ndarray], id_pr
           xlabel: str) -> str:
     from matplotlib.figure import Figure
 
-    from pipelines.eda_report import svg_of_figure
+    from reports.charts import svg_of_figure
 
     figure = Figure(figsize=(5.6, 3.0))
     axes = figure.add_subplot()

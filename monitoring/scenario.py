@@ -201,13 +201,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {args.work_dir} is not empty; remove it or pass --work-dir",
               file=sys.stderr)
         return 1
-    try:
-        run(args.work_dir, args.rows_per_month, args.new_rows_per_month, args.port,
-            training_flags)
-    except RuntimeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    from common.errors import exit_code
+
+    return exit_code(lambda: run(args.work_dir, args.rows_per_month, args.new_rows_per_month,
+                                 args.port, training_flags), (RuntimeError,), 1)
 
 
 if __name__ == "__main__":

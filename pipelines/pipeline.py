@@ -34,6 +34,7 @@ from modules import contract
 from modules.hparams import HyperParameters
 from pipelines.schema import SCHEMA_FILE
 from pipelines.speedups import batched_reads as batched_reads_lib
+from reports import EDA_TEMPLATE
 from warehouse import sql
 
 ANOMALIES_REPORT = "anomalies.txt"
@@ -274,8 +275,10 @@ def create_pipeline(
         engines=engines)
     # Every component's cache key covers the project code it runs and the files it reads
     # (pipelines/fingerprints.py): an edited module or schema is never served from the cache.
-    fingerprints.stamp(components, reads={data.schema_importer.id: [schema_file],
-                                          example_gen.id: [sql.QUERY_FILE]})
+    reads = {data.schema_importer.id: [schema_file], example_gen.id: [sql.QUERY_FILE]}
+    if data.eda_report is not None:
+        reads[data.eda_report.id] = [EDA_TEMPLATE]
+    fingerprints.stamp(components, reads=reads)
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

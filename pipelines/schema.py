@@ -15,11 +15,14 @@ from typing import Optional
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from common.config import PROJECT_ROOT
 from modules import features
-from pipelines.config import PROJECT_ROOT
+# The file, its environments and its loader are the contract's: the monitoring reads them too.
+from modules.contract import SCHEMA_FILE
+from modules.contract import SERVING_ENVIRONMENT as SERVING
+from modules.contract import TRAINING_ENVIRONMENT as TRAINING
+from modules.contract import load_schema as load  # noqa: F401 - pipelines.schema.load
 
-SCHEMA_FILE = PROJECT_ROOT / "schema" / "schema.pbtxt"
-TRAINING, SERVING = "TRAINING", "SERVING"
 # Every split must hold at least this many examples: an RMSE measured on n examples is uncertain
 # by about RMSE / sqrt(2n), 7% at 100, already more than the margins the Evaluator gates on.
 # TFDV 1.16 skips the check for a split with zero examples; locally DuckDBExampleGen stops on
@@ -71,12 +74,6 @@ def render(schema: schema_pb2.Schema) -> str:
     header = ("# Generated from modules/features.py by `python -m pipelines.schema write`.\n"
               "# Edit the declaration, not this file; tests/test_schema.py keeps them equal.\n")
     return header + text_format.MessageToString(schema)
-
-
-def load(path: pathlib.Path = SCHEMA_FILE) -> schema_pb2.Schema:
-    from google.protobuf import text_format
-
-    return text_format.Parse(path.read_text(), schema_pb2.Schema())
 
 
 def infer_from_warehouse(database: pathlib.Path, source: Optional[str],

@@ -27,12 +27,12 @@ import numpy as np
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 
-from modules import features
+from modules import contract, features
 
-ROOT_MEAN_SQUARED_ERROR_NAME = "root_mean_squared_error"
-MEAN_ABSOLUTE_ERROR_NAME = "mean_absolute_error"
-EXAMPLE_COUNT_NAME = "example_count"
-OUTSIDE_LABEL_RANGE_NAME = "predictions_outside_label_range"
+ROOT_MEAN_SQUARED_ERROR_NAME = contract.RMSE_METRIC
+MEAN_ABSOLUTE_ERROR_NAME = contract.MAE_METRIC
+EXAMPLE_COUNT_NAME = contract.EXAMPLE_COUNT_METRIC
+OUTSIDE_LABEL_RANGE_NAME = contract.OUTSIDE_LABEL_RANGE_METRIC
 _ERROR_SUMS_NAME = "_regression_error_sums"
 # What a prediction must lie in to be physically possible (a NaN lies nowhere).
 _LOW, _HIGH = features.LABEL_RANGE.min_pounds, features.LABEL_RANGE.max_pounds

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from reports.facts import RunFacts
 
-# `anomaly_gate.describe` writes "[splits] feature 'name': detail".
+# `validation_results.describe` writes "[splits] feature 'name': detail".
 LINE = re.compile(r"^\[(?P<splits>[^\]]*)\] feature '(?P<feature>[^']*)': (?P<detail>.*)$")
 TYPE_NAMES = {0: "INT", 1: "FLOAT", 2: "STRING", 3: "BYTES", 4: "STRUCT"}
 

@@ -1,27 +1,53 @@
 """The report's charts: matplotlib figures pasted into the page as inline SVG.
 
-Inline SVG keeps a report one file that renders offline; `pipelines.eda_report`'s converter is
-reused so every chart of the project gets unique element ids and byte-stable output.
+Inline SVG keeps a report one file that renders offline; `svg_of_figure` is the project's one
+converter, so every chart (run reports, the exploratory report, the monitoring page) gets unique
+element ids and byte-stable output.
 """
 from __future__ import annotations
 
+import io
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
 
 matplotlib.use("Agg")  # a report is written by a pipeline or a CLI, never shown on a screen
 
+import markupsafe  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-
-from pipelines.eda_report import svg_of_figure  # noqa: E402  (the project's one SVG converter)
 
 SPLIT_COLOURS = {"train": "#4c72b0", "eval": "#dd8452", "test": "#55a868"}
 CANDIDATE = "#4c72b0"
 BASELINE = "#b8b8b8"
 
 
-def _style(axes) -> None:
+def svg_of_figure(figure: Any, label: str, id_prefix: str) -> str:
+    """The figure as an <svg> element to paste into HTML: no XML prolog or metadata, sized by CSS.
+
+    Element ids get `id_prefix`, so several charts on one page never share an id; with a fixed
+    hash salt the same data gives byte-identical charts.
+    """
+    buffer = io.StringIO()
+    # Text stays text (small, selectable). bbox_inches="tight" fits the saved area to every
+    # label, so no figure.tight_layout() first: that drew each chart once more, a third of
+    # a report's time.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "babyweight-eda"}):
+        figure.savefig(buffer, format="svg", bbox_inches="tight",
+                       metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{id_prefix}-\1"', svg)
+    svg = svg.replace("url(#", f"url(#{id_prefix}-").replace('href="#', f'href="#{id_prefix}-')
+    head_end = svg.index(">")
+    head = re.sub(r'\s(width|height)="[^"]*"', "", svg[:head_end])
+    aria = markupsafe.escape(label)
+    return f'{head} role="img" aria-label="{aria}"{svg[head_end:]}'
+
+
+def style_axes(axes: Any) -> None:
+    """The project's chart look: a light y grid, no top or right frame."""
     axes.grid(axis="y", alpha=0.3)
     axes.spines[["top", "right"]].set_visible(False)
 
@@ -59,7 +85,7 @@ def category_shares(feature: str, shares: Dict[str, List[Tuple[str, float]]],
     axes.set_ylabel("% of the split's examples")
     axes.set_xlabel(feature)
     axes.legend(frameon=False, fontsize=8)
-    _style(axes)
+    style_axes(axes)
     return svg_of_figure(figure, f"share of examples per value of {feature}, by split", id_prefix)
 
 
@@ -91,7 +117,7 @@ def histograms(feature: str, buckets: Dict[str, List[Tuple[float, float, float]]
     axes.set_ylabel("% of examples per unit")
     axes.set_xlabel(feature)
     axes.legend(frameon=False, fontsize=8)
-    _style(axes)
+    style_axes(axes)
     return svg_of_figure(figure, f"distribution of {feature}, by split", id_prefix)
 
 
@@ -139,7 +165,7 @@ def slice_rmse(feature: str, labels: Sequence[str], candidate: Sequence[float],
     axes.set_ylabel("RMSE (lb)")
     axes.set_xlabel(feature)
     axes.legend(frameon=False, fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    _style(axes)
+    style_axes(axes)
     return svg_of_figure(figure, f"RMSE per {feature} slice", id_prefix)
 
 
@@ -156,6 +182,6 @@ def shared_histogram(feature: str, edges: Sequence[float], counts: Dict[str, Seq
     axes.set_ylabel("% of the split's examples per bin")
     axes.set_xlabel(feature)
     axes.legend(frameon=False, fontsize=8)
-    _style(axes)
+    style_axes(axes)
     return svg_of_figure(figure, f"distribution of {feature}, by split, on shared bins",
                          id_prefix)

@@ -7,7 +7,7 @@ import pathlib
 import sys
 from typing import List, Optional
 
-from pipelines.config import PipelineConfig
+from common.config import PipelineConfig
 
 DEFAULTS = PipelineConfig()
 

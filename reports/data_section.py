@@ -2,7 +2,7 @@
 
 The split comparison is rendered from StatisticsGen's own protos (not TFDV's Facets view, which
 needs a CDN). The mean weight per value is the course's GROUP BY view, computed by
-`pipelines.eda_report.feature_summaries` on the warehouse the run read, when it is reachable.
+`reports.eda_queries.feature_summaries` on the warehouse the run read, when it is reachable.
 """
 from __future__ import annotations
 
@@ -137,7 +137,8 @@ def split_chart(name: str, by_split: Dict[str, Any], shared: Any = None) -> Opti
 def mean_weight_views(warehouse: Optional[Tuple[str, Optional[str]]]
                       ) -> Tuple[Dict[str, Dict[str, Any]], Optional[str]]:
     """Feature -> the course's mean-weight-per-value chart and rows; or why there are none."""
-    from pipelines import eda_report
+    from reports.eda_charts import render_chart, value_label
+    from reports.eda_queries import feature_summaries
     from warehouse import engine
 
     if warehouse is None:
@@ -148,15 +149,15 @@ def mean_weight_views(warehouse: Optional[Tuple[str, Optional[str]]]
     except Exception as error:  # noqa: BLE001 - a moved or locked warehouse must not stop the page
         return {}, f"The warehouse is not reachable now ({type(error).__name__}: {error})."
     try:
-        summaries = eda_report.feature_summaries(connection)
+        summaries = feature_summaries(connection)
     except Exception as error:  # noqa: BLE001
         return {}, f"The warehouse could not be queried ({type(error).__name__}: {error})."
     finally:
         connection.close()
     views = {}
     for name, frame in summaries.items():
-        svg, _ = eda_report.render_chart(name, frame, "avg_wt")
-        rows = [{"label": eda_report.value_label(name, r.value),
+        svg, _ = render_chart(name, frame, "avg_wt")
+        rows = [{"label": value_label(name, r.value),
                  "num_babies": f"{int(r.num_babies):,}",
                  "avg_wt": "" if r.avg_wt != r.avg_wt else f"{r.avg_wt:.3f}"}
                 for r in frame.itertuples(index=False)]

@@ -54,7 +54,7 @@ class RunFacts:
     statistics: Dict[str, Any] = dataclasses.field(default_factory=dict)  # split -> proto
     schema: Any = None
     anomalies: Optional[List[str]] = None
-    metrics: Optional[List[Any]] = None  # pipelines.evaluation.SliceMetrics
+    metrics: Optional[List[Any]] = None  # reports.evaluation_results.SliceMetrics
     validation_ok: Optional[bool] = None
     validation_lines: List[str] = dataclasses.field(default_factory=list)
     checks: List[ThresholdCheck] = dataclasses.field(default_factory=list)
@@ -72,9 +72,10 @@ class RunFacts:
 
     @property
     def overall(self) -> Any:
-        from pipelines.evaluation import OVERALL
+        from modules import contract
 
-        return next((m for m in self.metrics or [] if m.slice_name == OVERALL), None)
+        return next((m for m in self.metrics or [] if m.slice_name == contract.OVERALL_SLICE),
+                    None)
 
     @property
     def effective_hyperparameters(self) -> Dict[str, Any]:
@@ -170,21 +171,22 @@ def _label_range_check(overall: Any, threshold: Any) -> ThresholdCheck:
 def threshold_checks(thresholds: List[Tuple[str, str, Any]], metrics: List[Any]
                      ) -> List[ThresholdCheck]:
     """Each RMSE threshold against the value it judged (the worst slice for a slice spec)."""
-    from pipelines import evaluation
+    from modules import contract
+    from reports.evaluation_results import OVERALL, raw_feature_name
 
     checks = []
-    overall = next((m for m in metrics if m.slice_name == evaluation.OVERALL), None)
+    overall = next((m for m in metrics if m.slice_name == OVERALL), None)
     for metric, where, threshold in thresholds:
-        if metric == evaluation.OUTSIDE_LABEL_RANGE_CLASS and where == "overall":
+        if metric == contract.OUTSIDE_LABEL_RANGE_CLASS and where == "overall":
             checks.append(_label_range_check(overall, threshold))
             continue
-        if metric not in evaluation.RMSE_CLASSES:
+        if metric not in contract.RMSE_CLASSES:
             continue
         if where == "overall":
             targets = [overall] if overall else []
             label = "overall"
         else:
-            raw = [evaluation.raw_feature_name(k) for k in where.split(", ")]
+            raw = [raw_feature_name(k) for k in where.split(", ")]
             targets = [m for m in metrics if m.slice_name.startswith(tuple(f"{r}=" for r in raw))]
             label = f"worst slice of {', '.join(raw)}"
         valued = [t for t in targets if _number(t.rmse) is not None]
@@ -286,12 +288,12 @@ def collect(record: RunRecord) -> RunFacts:
 
     anomalies = record.output(VALIDATOR_NODE, "anomalies")
     if anomalies is not None:
-        from pipelines.components import anomaly_gate
+        from reports import validation_results
 
-        by_split = _attempt(facts, "the anomalies", anomaly_gate.read_anomalies,
+        by_split = _attempt(facts, "the anomalies", validation_results.read_anomalies,
                             anomalies.uri, anomalies.split_names())
         if by_split is not None:
-            facts.anomalies = anomaly_gate.describe(by_split)
+            facts.anomalies = validation_results.describe(by_split)
 
     eda = record.component(EDA_NODE)
     if eda is not None:
@@ -318,7 +320,7 @@ def collect(record: RunRecord) -> RunFacts:
 
     evaluation = record.output(EVALUATOR_NODE, "evaluation")
     if evaluation is not None:
-        from pipelines import evaluation as evaluation_lib
+        from reports import evaluation_results as evaluation_lib
 
         facts.metrics = _attempt(facts, "the evaluation metrics", evaluation_lib.read_metrics,
                                  evaluation.uri)

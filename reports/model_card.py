@@ -14,8 +14,8 @@ import os
 import pathlib
 from typing import Any, Dict, List, Optional
 
+from common.files import write_atomically
 from modules import features
-from pipelines.eda_report import write_atomically
 from reports import eval_views
 from reports.facts import RunFacts
 

@@ -5,9 +5,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from matplotlib.figure import Figure
 
-from reports.charts import CANDIDATE, _style
+from reports.charts import CANDIDATE, style_axes, svg_of_figure
 from reports.uncertainty import Interval
-from pipelines.eda_report import svg_of_figure
 
 
 def calibration(deciles: Sequence[Tuple[float, float, int]], id_prefix: str) -> str:
@@ -32,7 +31,7 @@ def calibration(deciles: Sequence[Tuple[float, float, int]], id_prefix: str) -> 
     axes.set_xlabel("mean predicted weight (lb)")
     axes.set_ylabel("mean actual weight (lb)")
     axes.legend(frameon=False, fontsize=8, loc="upper left")
-    _style(axes)
+    style_axes(axes)
     return svg_of_figure(figure, "predicted against actual weight by decile of the prediction",
                          id_prefix)
 
@@ -58,5 +57,5 @@ def residuals_by_week(rows: Sequence[Tuple[float, int, float, Optional[Interval]
     axes.set_xlabel("gestation weeks")
     axes.set_ylabel("actual − predicted (lb)")
     axes.legend(frameon=False, fontsize=8, loc="best")
-    _style(axes)
+    style_axes(axes)
     return svg_of_figure(figure, "mean residual per gestation week", id_prefix)

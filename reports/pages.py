@@ -16,12 +16,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import jinja2
 import markupsafe
 
-from reports import anomaly_section, data_identity, data_section, model_section
+from reports import TEMPLATES, anomaly_section, data_identity, data_section, model_section
 from reports.facts import RunFacts, artifact_rows, component_rows
 from reports.model_section import split_slice
-
-TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
-
 
 PAGE_SCRIPT = TEMPLATES / "sortable.js"
 

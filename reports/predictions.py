@@ -15,8 +15,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from modules import features, preprocessing
-from pipelines import evaluation
+from modules import contract, features, preprocessing
+from reports.evaluation_results import slice_label
 
 EXAMPLE_GEN_NODES = ("DuckDBExampleGen", "BigQueryExampleGen")
 EVAL_SPLIT = "eval"
@@ -75,14 +75,14 @@ def _first(sparse, default) -> np.ndarray:
 
 def _slice_labels(transformed: Dict[str, object], raw: Dict[str, np.ndarray]
                   ) -> Dict[str, np.ndarray]:
-    """Each example's slice label per feature, spelled as `pipelines.evaluation` names them."""
+    """Each example's slice label per feature, spelled as `reports.evaluation_results` names them."""
     labels = {}
     for feature in features.CATEGORICAL_FEATURES:
         labels[feature.name] = np.array([v.decode() for v in raw[feature.name]], dtype=object)
     for feature in features.NUMERIC_FEATURES:
         column = preprocessing.bucket_name(feature.name)
         ids = np.asarray(transformed[column]).reshape(-1)
-        labels[feature.name] = np.array([evaluation.slice_label(column, int(i)) for i in ids],
+        labels[feature.name] = np.array([slice_label(column, int(i)) for i in ids],
                                         dtype=object)
     return labels
 
@@ -94,8 +94,8 @@ def compute(examples_uri: str, model_uri: str, baseline_uri: Optional[str] = Non
 
     candidate = tf.saved_model.load(serving_dir(model_uri))
     baseline = tf.saved_model.load(serving_dir(baseline_uri)) if baseline_uri else None
-    predict = candidate.signatures[evaluation.SIGNATURE]
-    transform = candidate.signatures[evaluation.TRANSFORM_SIGNATURE]
+    predict = candidate.signatures[contract.SERVING_TF_EXAMPLE]
+    transform = candidate.signatures[contract.TRANSFORM_FEATURES]
     spec = _raw_spec()
     parts: Dict[str, List[np.ndarray]] = {}
 
@@ -109,7 +109,7 @@ def compute(examples_uri: str, model_uri: str, baseline_uri: Optional[str] = Non
         keep("label", label.astype(np.float64))
         keep("candidate", predict(examples=batch)[features.LABEL_KEY].numpy().reshape(-1))
         if baseline is not None:
-            keep("baseline", baseline.signatures[evaluation.SIGNATURE](examples=batch)[
+            keep("baseline", baseline.signatures[contract.SERVING_TF_EXAMPLE](examples=batch)[
                 features.LABEL_KEY].numpy().reshape(-1))
         keep("month", _first(parsed[features.SPLIT_KEY], 0))
         raw = {f.name: _first(parsed[f.name], b"") for f in features.CATEGORICAL_FEATURES}

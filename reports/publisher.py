@@ -14,7 +14,7 @@ import logging
 import pathlib
 from typing import Dict, List, Optional
 
-from pipelines.eda_report import write_atomically
+from common.files import write_atomically
 from reports import data_identity, mlmd, model_card, pages, training_logs
 from reports.facts import RunFacts, collect
 
@@ -169,7 +169,7 @@ def publish(metadata_path: pathlib.Path, pipeline_root: Optional[pathlib.Path] =
     failed before any report-writing component started has not recorded it in ML Metadata.
     """
     if out_dir is None:
-        from pipelines.config import PipelineConfig
+        from common.config import PipelineConfig
 
         out_dir = PipelineConfig().reports_dir
     reports = Reports(metadata_path, out_dir, pipeline_root, pipeline_name, with_warehouse)

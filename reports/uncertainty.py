@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipelines import evaluation
+from reports.evaluation_results import OVERALL
 from reports.predictions import Predictions
 
 RESAMPLES = 2000
@@ -85,7 +85,7 @@ def _valid(predictions: Predictions) -> np.ndarray:
 
 def slice_masks(predictions: Predictions) -> List[Tuple[str, np.ndarray]]:
     """(slice name as read_metrics spells it, which examples it holds), overall first."""
-    out = [(evaluation.OVERALL, np.ones(len(predictions), dtype=bool))]
+    out = [(OVERALL, np.ones(len(predictions), dtype=bool))]
     for feature, labels in predictions.slices.items():
         for value in sorted(set(labels.tolist())):
             out.append((f"{feature}={value}", labels == value))

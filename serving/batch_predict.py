@@ -69,12 +69,11 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from modules import features  # noqa: E402
-from common import logs  # noqa: E402
 from common.config import add_flags, from_flags, setting  # noqa: E402
 from serving import batch_output, instances, validation  # noqa: E402
 from serving.batch_input import (Read, is_csv, read_file, read_query,  # noqa: E402
                                  read_query_element, scoring_query)
-from serving.settings import DEFAULT_MODEL_DIR  # noqa: E402
+from serving.settings import PushedVersionConfig  # noqa: E402
 
 KEY_COLUMN = instances.KEY_COLUMN
 ERRORS_SUFFIX = ".errors.jsonl"
@@ -86,12 +85,9 @@ ROWS_READ = "rows_read"
 
 
 @dataclasses.dataclass(frozen=True)
-class BatchPredictConfig:
+class BatchPredictConfig(PushedVersionConfig):
     """What to predict, with which model version, and where the predictions go."""
 
-    model_dir: str = setting(DEFAULT_MODEL_DIR, "Directory of version directories "
-                             "(the pipeline's --serving-dir); local or gs://.")
-    version: Optional[int] = setting(None, "Version to use; default: the newest.")
     input: Optional[str] = setting(
         None, "Rows: a .jsonl/.json (one object per line) or .csv/.csv.gz (with a header) file; "
         "local or gs://. Model spellings or the table's own (plurality 1..5, is_male true/false).")
@@ -335,11 +331,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("give exactly one of --input, --warehouse and --source")
     if config.split and config.input:
         parser.error("--split needs --warehouse or --source")
-    try:
-        instances.check_error_rate(config.max_error_rate)
-    except ValueError as error:
-        parser.error(str(error))
-    logs.setup(config.verbose)
+    instances.start_command(parser, config)
     from serving.model_store import resolve_version
 
     try:

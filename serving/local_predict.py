@@ -23,22 +23,18 @@ import sys
 from typing import IO, Any, Iterator, List, Optional, Tuple
 
 
-from common import logs  # noqa: E402
 from common.config import add_flags, from_flags, setting  # noqa: E402
 from modules import features  # noqa: E402
 from serving import instances, validation  # noqa: E402
-from serving.settings import DEFAULT_MODEL_DIR  # noqa: E402
+from serving.settings import PushedVersionConfig  # noqa: E402
 
 EXIT_INVALID = instances.EXIT_REJECTED
 
 
 @dataclasses.dataclass(frozen=True)
-class LocalPredictConfig:
+class LocalPredictConfig(PushedVersionConfig):
     """Which model version, which instances."""
 
-    model_dir: str = setting(DEFAULT_MODEL_DIR, "Directory of version directories "
-                             "(the pipeline's --serving-dir).")
-    version: Optional[int] = setting(None, "Version to use; default: the newest.")
     json_instances: Optional[str] = setting(
         None, "JSON-lines file, one instance object per line ('-' reads stdin). Required.")
     batch_size: int = setting(1000, "Instances per model call.")
@@ -101,11 +97,7 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
     config = from_flags(LocalPredictConfig, parser.parse_args(argv))
     if not config.json_instances:
         parser.error("--json-instances is required")
-    try:
-        instances.check_error_rate(config.max_error_rate)
-    except ValueError as error:
-        parser.error(str(error))
-    logs.setup(config.verbose)
+    instances.start_command(parser, config)
     from serving.model_store import load_version, resolve_version
 
     try:

@@ -6,10 +6,20 @@ lists every setting with its default, and tests build the same objects without a
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from common.config import PIPELINE_NAME, PipelineConfig, setting
 
 DEFAULT_MODEL_DIR = str(PipelineConfig.serving_dir)
+
+
+@dataclasses.dataclass(frozen=True)
+class PushedVersionConfig:
+    """Which pushed version a prediction command uses (batch and local predict extend this)."""
+
+    model_dir: str = setting(DEFAULT_MODEL_DIR, "Directory of version directories "
+                             "(the pipeline's --serving-dir); local or gs://.")
+    version: Optional[int] = setting(None, "Version to use; default: the newest.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a small generated warehouse, made once per test session."""
+"""Shared fixtures: generated warehouses and real pipeline runs, made once per test session."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -21,6 +21,27 @@ def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     database = tmp_path_factory.mktemp("warehouse") / "natality.duckdb"
     generator.generate(database, rows=SMALL_ROWS, seed=7)
     return database
+
+
+@pytest.fixture(scope="session")
+def natality_table(tmp_path_factory: pytest.TempPathFactory):
+    """The generator tests' 200k-row table and its report (tests/generator_checks.py)."""
+    from tests import generator_checks as checks
+
+    path = tmp_path_factory.mktemp("natality") / "natality.duckdb"
+    report = generator.generate(path, rows=checks.ROWS, seed=checks.SEED,
+                                chunk_rows=checks.CHUNK_ROWS)
+    return path, report
+
+
+@pytest.fixture(scope="session")
+def natality_con(natality_table):
+    """A read-only connection to `natality_table`."""
+    import duckdb
+
+    connection = duckdb.connect(str(natality_table[0]), read_only=True)
+    yield connection
+    connection.close()
 
 
 @pytest.fixture(scope="session")

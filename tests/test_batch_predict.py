@@ -8,6 +8,7 @@ import json
 import pathlib
 from typing import Any, Dict, List, Sequence, Tuple
 
+import duckdb
 import httpx
 import numpy as np
 import pytest
@@ -56,6 +57,26 @@ def _table_instance(row: Dict[str, Any]) -> Dict[str, Any]:
 def model_dir(shared_server: RunningServer) -> str:
     """The shared server's own model directory, so all three use the same version."""
     return str(shared_server.model_dir)
+
+
+def _in_range_rows(limit: int, where: str = "TRUE") -> str:
+    """The first `limit` rows of the table (matching `where`) that every declared range accepts."""
+    age, weeks = features.MOTHER_AGE, features.GESTATION_WEEKS
+    return (f"SELECT * FROM natality WHERE {where} AND mother_age BETWEEN {age.min_value} AND "
+            f"{age.max_value} AND gestation_weeks BETWEEN {weeks.min_value} AND "
+            f"{weeks.max_value} AND plurality BETWEEN 1 AND {len(features.PLURALITY_NAMES)} "
+            f"LIMIT {limit}")
+
+
+def _export(warehouse: pathlib.Path, query: str, path: pathlib.Path, options: str) -> None:
+    """Writes the rows of `query` on the warehouse to `path`, as a user's export of the table."""
+    from warehouse import engine
+
+    connection = engine.connect(warehouse)
+    try:
+        connection.execute(f"COPY ({query}) TO '{path}' ({options})")
+    finally:
+        connection.close()
 
 
 def _read_output(path: pathlib.Path) -> List[Dict[str, Any]]:
@@ -202,17 +223,8 @@ def test_batch_predict_reads_table_rows_through_the_query_mapping(
         small_warehouse: pathlib.Path, shared_server: RunningServer, model_dir: str,
         tmp_path: pathlib.Path, capsys: Any) -> None:
     """1,000 natality rows as the table stores them: plurality 1..5, is_male a BOOL."""
-    from warehouse import engine
-
-    age, weeks = features.MOTHER_AGE, features.GESTATION_WEEKS
     export = tmp_path / "natality.csv"
-    connection = engine.connect(small_warehouse)
-    connection.execute(
-        f"COPY (SELECT * FROM natality WHERE mother_age BETWEEN {age.min_value} AND "
-        f"{age.max_value} AND gestation_weeks BETWEEN {weeks.min_value} AND {weeks.max_value} "
-        f"AND plurality BETWEEN 1 AND {len(features.PLURALITY_NAMES)} LIMIT 1000) "
-        f"TO '{export}' (HEADER)")
-    connection.close()
+    _export(small_warehouse, _in_range_rows(1000), export, "HEADER")
     with open(export, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1000 and {r["is_male"] for r in rows} == {"true", "false"}
@@ -238,22 +250,14 @@ def test_batch_predict_reads_table_rows_through_the_query_mapping(
 def test_batch_predict_scores_an_export_once_per_row_with_filter_rejections(
         small_warehouse: pathlib.Path, shared_server: RunningServer, model_dir: str,
         tmp_path: pathlib.Path, capsys: Any) -> None:
-    from warehouse import engine
-
-    age, weeks = features.MOTHER_AGE, features.GESTATION_WEEKS
     export = tmp_path / "export.parquet"
-    connection = engine.connect(small_warehouse)
     # Every 25th row gets a weight of 0, which the training query's WHERE drops.
-    connection.execute(
-        "COPY (SELECT * EXCLUDE (n) REPLACE (CASE WHEN n % 25 = 0 THEN 0 ELSE weight_pounds "
-        "END AS weight_pounds) FROM (SELECT *, row_number() OVER () - 1 AS n FROM (SELECT * "
-        "FROM natality WHERE year > 2000 AND weight_pounds > 0 AND mother_age BETWEEN "
-        f"{age.min_value} AND "
-        f"{age.max_value} AND gestation_weeks BETWEEN {weeks.min_value} AND {weeks.max_value} "
-        f"AND plurality BETWEEN 1 AND {len(features.PLURALITY_NAMES)} LIMIT 200))) "
-        f"TO '{export}' (FORMAT PARQUET)")
-    rows = connection.execute(f"SELECT * FROM read_parquet('{export}')").fetchdf()
-    connection.close()
+    valid = _in_range_rows(200, "year > 2000 AND weight_pounds > 0")
+    _export(small_warehouse, "SELECT * EXCLUDE (n) REPLACE (CASE WHEN n % 25 = 0 THEN 0 ELSE "
+            "weight_pounds END AS weight_pounds) FROM (SELECT *, row_number() OVER () - 1 AS n "
+            f"FROM ({valid}))", export, "FORMAT PARQUET")
+    with duckdb.connect() as connection:
+        rows = connection.execute(f"SELECT * FROM read_parquet('{export}')").fetchdf()
     zero = [n for n in range(len(rows)) if rows["weight_pounds"][n] == 0]
     assert len(rows) == 200 and len(zero) == 8
     out = tmp_path / "scored.jsonl"

@@ -14,7 +14,7 @@ import pytest
 
 from modules import features  # noqa: E402
 from tests.tolerances import EPS64, mean_rel, std_rel
-from pipelines import eda_report  # noqa: E402
+from reports import eda, eda_queries  # noqa: E402
 
 N_ROWS = 3000
 OLD_ROWS = 300
@@ -65,7 +65,7 @@ def natality(tmp_path_factory: pytest.TempPathFactory):
 def report_html(natality, tmp_path_factory: pytest.TempPathFactory) -> str:
     connection, _ = natality
     out = tmp_path_factory.mktemp("reports") / "sub" / "eda.html"
-    assert eda_report.build_report(connection, out) == out
+    assert eda.build_report(connection, out) == out
     assert not [p for p in out.parent.iterdir() if p.name != "eda.html"], "temp file left behind"
     return out.read_text()
 
@@ -83,7 +83,7 @@ def _key(value) -> object:
 
 def test_feature_summaries_match_pandas(natality):
     connection, frame = natality
-    summaries = eda_report.feature_summaries(connection)
+    summaries = eda_queries.feature_summaries(connection)
     assert list(summaries) == list(features.FEATURE_NAMES)
     for name, got in summaries.items():
         assert list(got.columns) == ["value", "num_babies", "avg_wt"]
@@ -101,11 +101,11 @@ def test_feature_summaries_match_pandas(natality):
 
 def test_rows_up_to_2000_are_excluded(natality):
     connection, frame = natality
-    summaries = eda_report.feature_summaries(connection)
+    summaries = eda_queries.feature_summaries(connection)
     assert OLD_ONLY_AGE not in set(summaries["mother_age"]["value"].tolist())
     for got in summaries.values():
         assert got["num_babies"].sum() == int((frame["year"] > 2000).sum())
-    summary = eda_report.dataset_summary(connection)
+    summary = eda_queries.dataset_summary(connection)
     recent = frame.loc[frame["year"] > 2000, "weight_pounds"]
     assert summary["total_rows"] == len(frame)
     assert summary["rows_kept"] == len(recent)
@@ -117,11 +117,11 @@ def test_rows_up_to_2000_are_excluded(natality):
 
 def test_queries_are_bigquery_sql():
     for name in features.FEATURE_NAMES:
-        sql = eda_report.feature_query(name)
+        sql = eda_queries.feature_query(name)
         assert "`bigquery-public-data.samples.natality`" in sql
         assert f"GROUP BY\n  {name}" in sql
     with pytest.raises(KeyError):
-        eda_report.feature_query("weight_pounds; DROP TABLE natality")
+        eda_queries.feature_query("weight_pounds; DROP TABLE natality")
 
 
 class _Page(html.parser.HTMLParser):
@@ -205,20 +205,20 @@ def test_report_embeds_tfdv_statistics(natality, tmp_path: pathlib.Path):
         stats = tfdv.generate_statistics_from_dataframe(part[columns].astype("float64"))
         (uri / f"Split-{split}").mkdir(parents=True)
         (uri / f"Split-{split}" / "FeatureStats.pb").write_bytes(stats.SerializeToString())
-    out = eda_report.build_report(connection, tmp_path / "eda.html", statistics_uri=str(uri),
+    out = eda.build_report(connection, tmp_path / "eda.html", statistics_uri=str(uri),
                                   title="EDA <test>")
     text = out.read_text()
     # The page itself compares the splits offline; Facets is a separate, linked page.
     assert "facets-iframe" not in text and "<script" not in text
     assert 'data-feature="mother_age"' in text and "needs a network connection" in text
-    facets = (tmp_path / f"eda{eda_report.FACETS_FILE_SUFFIX}").read_text()
+    facets = (tmp_path / f"eda{eda.FACETS_FILE_SUFFIX}").read_text()
     assert "facets-iframe" in facets and "<facets-overview" in facets
-    assert f'href="eda{eda_report.FACETS_FILE_SUFFIX}"' in text
+    assert f'href="eda{eda.FACETS_FILE_SUFFIX}"' in text
     assert "<title>EDA &lt;test&gt;</title>" in text  # autoescaped
 
     (uri / "Split-eval" / "FeatureStats.pb").unlink()
     with pytest.raises(FileNotFoundError, match="Split-eval"):
-        eda_report.build_report(connection, tmp_path / "other.html", statistics_uri=str(uri))
+        eda.build_report(connection, tmp_path / "other.html", statistics_uri=str(uri))
     assert not (tmp_path / "other.html").exists()
 
 
@@ -228,9 +228,9 @@ def test_cli_writes_report(natality, tmp_path: pathlib.Path, caplog):
     frame.to_parquet(source)
     out = tmp_path / "cli" / "eda.html"
     with caplog.at_level("INFO"):
-        assert eda_report.main(["--source", str(source), "--out", str(out)]) == 0
+        assert eda.main(["--source", str(source), "--out", str(out)]) == 0
     assert out.exists() and str(out) in caplog.text
     assert "DuckDB view natality" in out.read_text()
-    assert eda_report.main(["--database", str(tmp_path / "missing.duckdb"),
+    assert eda.main(["--database", str(tmp_path / "missing.duckdb"),
                             "--out", str(tmp_path / "never.html")]) == 2
     assert not (tmp_path / "never.html").exists()

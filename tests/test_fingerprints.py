@@ -121,6 +121,8 @@ def test_each_component_runs_the_project_code_its_entry_points_import(tmp_path):
             "warehouse/sql.py"} <= set(code["DuckDBExampleGen"])
     assert "pipelines/speedups/batched_reads.py" in code["StatisticsGen"]
     assert "pipelines/components/serving_pusher.py" in code["ServingPusher"]
+    # The exploratory report's code, imported inside the component when it runs.
+    assert {"reports/eda.py", "reports/eda_queries.py"} <= set(code["EdaReport"])
     # The model's code is the Trainer's alone among the stages before it.
     for stage in ("DuckDBExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                   "AnomalyGate", "Transform"):
@@ -155,3 +157,23 @@ def test_the_schema_s_content_is_in_import_schema_gen_s_key(tmp_path):
     assert after["ImportSchemaGen"] != before["ImportSchemaGen"]
     assert {k: v for k, v in after.items() if k != "ImportSchemaGen"} == {
         k: v for k, v in before.items() if k != "ImportSchemaGen"}
+
+
+def test_the_eda_template_s_content_is_in_eda_report_s_key(tmp_path, monkeypatch):
+    """The page's template is read by path at run time: an edit to it is a new EdaReport."""
+    import reports
+
+    template = tmp_path / "eda.html.j2"
+    shutil.copy(reports.EDA_TEMPLATE, template)
+    monkeypatch.setattr(pipeline, "EDA_TEMPLATE", template)
+
+    def fingerprint() -> Dict[str, str]:
+        return {c.id: c.exec_properties.get(fingerprints.FINGERPRINT_PROPERTY)
+                for c in build(tmp_path).components}
+
+    before = fingerprint()
+    template.write_text(template.read_text().replace("<h2>Summary</h2>", "<h2>Overview</h2>"))
+    after = fingerprint()
+    assert after["EdaReport"] != before["EdaReport"]
+    assert {k: v for k, v in after.items() if k != "EdaReport"} == {
+        k: v for k, v in before.items() if k != "EdaReport"}

@@ -37,7 +37,7 @@ def texts(notebook: Any) -> List[str]:
 
 @slow
 def test_data_validation_notebook(pipeline_runs, monkeypatch):
-    from tests.test_reports import run_ids_newest_first
+    from tests.report_checks import run_ids_newest_first
 
     notebook = executed("data_validation.ipynb", pipeline_runs.metadata_path, monkeypatch)
     shown = "\n".join(texts(notebook))
@@ -53,8 +53,8 @@ def test_data_validation_notebook(pipeline_runs, monkeypatch):
 
 @slow
 def test_model_analysis_notebook(pipeline_runs, monkeypatch):
-    from pipelines.evaluation import read_metrics
-    from tests.test_reports import evaluation_uris
+    from reports.evaluation_results import read_metrics
+    from tests.report_checks import evaluation_uris
 
     notebook = executed("model_analysis.ipynb", pipeline_runs.metadata_path, monkeypatch)
     shown = "\n".join(texts(notebook))

@@ -24,6 +24,7 @@ from tensorflow_model_analysis.metrics import metric_types
 from modules import features, layers
 from pipelines import evaluation, tfma_metrics
 from pipelines.config import EvaluationConfig
+from reports import evaluation_results
 from serving import batch_predict, local_predict
 from tests.serving_fixtures import RunningServer
 from tests.test_tfma_metrics import evaluate
@@ -55,10 +56,10 @@ def test_corners_are_the_declared_ends() -> None:
 
 
 def test_label_range_is_what_the_warehouse_writes() -> None:
-    from warehouse import generator
+    from warehouse import calibration
 
-    assert (LABEL.min_grams, LABEL.max_grams) == (generator.MIN_GRAMS, generator.MAX_GRAMS)
-    assert features.POUNDS_PER_GRAM == generator.GRAMS_TO_POUNDS
+    assert (LABEL.min_grams, LABEL.max_grams) == (calibration.MIN_GRAMS, calibration.MAX_GRAMS)
+    assert features.POUNDS_PER_GRAM == calibration.GRAMS_TO_POUNDS
 
 
 def test_rest_local_and_batch_predictions_are_possible_weights(
@@ -210,7 +211,7 @@ def test_impossible_predictions_are_counted_and_block_the_push(tmp_path: pathlib
     # The push decision's reasons, read back as the pusher reads them.
     with tf.io.TFRecordWriter(str(tmp_path / "validations.tfrecord")) as writer:
         writer.write(result.SerializeToString())
-    blessed, reasons = evaluation.describe_validation(str(tmp_path))
+    blessed, reasons = evaluation_results.describe_validation(str(tmp_path))
     assert not blessed
     assert (f"Overall: {tfma_metrics.OUTSIDE_LABEL_RANGE_NAME} (eval predictions outside the "
             f"possible weights {LABEL.min_pounds:.2f}-{LABEL.max_pounds:.2f} lb) = 4.0000, "

@@ -64,7 +64,7 @@ COMMANDS: Dict[str, Check] = {
         exit_codes=(0, 3)),
     ".venv/bin/python local_runner.py --first-span 200301 --last-span 200612": Check(
         "run", "as the window above", expect="Pipeline finished", exit_codes=(0, 3)),
-    ".venv/bin/python -m pipelines.eda_report --database data/natality.duckdb --out eda.html":
+    ".venv/bin/python -m reports.eda --database data/natality.duckdb --out eda.html":
         Check("run"),
     ".venv/bin/tensorboard --logdir runs/tensorboard":
         Check("server", "a server: on a port the system picks (tests/test_tensorboard.py reads "

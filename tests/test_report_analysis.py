@@ -12,8 +12,8 @@ from typing import Any, List
 import numpy as np
 import pytest
 
-from tests.test_reports import (assert_charts_rendered, browser, evaluation_uris,  # noqa: F401
-                                run_page, stamp_dirs, visit)
+from tests.report_checks import (assert_charts_rendered, browser, evaluation_uris,  # noqa: F401
+                                 run_page, stamp_dirs, visit)
 
 slow = pytest.mark.slow
 WIDTHS = (390, 1280)
@@ -111,7 +111,7 @@ def test_shared_edges_hold_every_split():
 @slow
 def test_eval_predictions_reproduce_tfma(pipeline_runs):
     """The recomputed predictions give TFMA's own counts and RMSE on every slice."""
-    from pipelines.evaluation import read_metrics
+    from reports.evaluation_results import read_metrics
     from reports import facts, mlmd, predictions, uncertainty
 
     record = mlmd.list_runs(mlmd.open_store(pipeline_runs.metadata_path))[1]
@@ -237,7 +237,7 @@ def test_index_dates_stay_on_one_line(pipeline_runs, browser, tmp_path, capsys):
 def test_pushed_version_carries_a_model_card(pipeline_runs, browser, capsys, tmp_path):
     import json
 
-    from pipelines.evaluation import read_metrics
+    from reports.evaluation_results import read_metrics
     from reports import mlmd
     from reports.model_card import CARD_HTML, CARD_JSON, SCHEMA_VERSION
 
@@ -288,7 +288,7 @@ def test_pushed_version_carries_a_model_card(pipeline_runs, browser, capsys, tmp
 
 @slow
 def test_eda_page_renders_every_section_offline(pipeline_runs, browser, tmp_path, capsys):
-    from pipelines.eda_report import FACETS_FILE_SUFFIX
+    from reports.eda_statistics import FACETS_FILE_SUFFIX
 
     first = stamp_dirs(pipeline_runs)[0]
     eda = pipeline_runs.reports_dir / first / "eda.html"

@@ -44,12 +44,16 @@ def test_course_payload_and_json_booleans_equal_the_canonical_spelling() -> None
     assert girl[SEX.name] == [features.IS_MALE_FALSE]
 
 
-@pytest.mark.parametrize("absent", [
+# The four ways a request can leave a value out: the key missing, null, empty or blank.
+ABSENT = pytest.mark.parametrize("absent", [
     lambda i, name: i.pop(name),
     lambda i, name: i.__setitem__(name, None),
     lambda i, name: i.__setitem__(name, ""),
     lambda i, name: i.__setitem__(name, "  "),
 ], ids=["left-out", "null", "empty", "blank"])
+
+
+@ABSENT
 def test_optional_features_fall_back_to_their_missing_value(
         absent: Callable[[Dict[str, Any], str], None]) -> None:
     optional = [f for f in features.CATEGORICAL_FEATURES if not f.required]
@@ -63,12 +67,7 @@ def test_optional_features_fall_back_to_their_missing_value(
         assert result[feature.name] == [feature.missing_value]
 
 
-@pytest.mark.parametrize("absent", [
-    lambda i, name: i.pop(name),
-    lambda i, name: i.__setitem__(name, None),
-    lambda i, name: i.__setitem__(name, ""),
-    lambda i, name: i.__setitem__(name, "  "),
-], ids=["left-out", "null", "empty", "blank"])
+@ABSENT
 def test_a_missing_plurality_is_refused_not_read_as_multiple(
         absent: Callable[[Dict[str, Any], str], None]) -> None:
     """Left out, plurality used to mean 'Multiple(2+)': a twin's weight for a single birth."""

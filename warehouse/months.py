@@ -25,6 +25,8 @@ import duckdb
 import numpy as np
 
 from warehouse import generator
+from warehouse.natality_model import NatalityModel, solve_model
+from warehouse.sampling import NATALITY_COLUMNS, Accumulator, chunk_rng, sample_chunk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +42,8 @@ class Shift:
             raise ValueError(f"--multiples-factor must be positive, got {self.multiples_factor}")
 
 
-def _shifted_model(shift: Shift) -> "generator._Model":
-    model = generator._solve_model()
+def _shifted_model(shift: Shift) -> NatalityModel:
+    model = solve_model()
     ages = model.ages
     # Mothers' ages move: each age takes the share of the age `older_mothers` years younger.
     source = np.clip(ages - shift.older_mothers, ages[0], ages[-1])
@@ -69,8 +71,8 @@ def next_spans(last_span: int, months: int) -> List[int]:
 
 
 def _draw(span: int, rows: int, seed: int, model, shift: Shift):
-    rng = generator._chunk_rng(seed, span)
-    frame = generator._sample_chunk(rng, rows, model, generator._Accumulator())
+    rng = chunk_rng(seed, span)
+    frame = sample_chunk(rng, rows, model, Accumulator())
     year, month = divmod(span, 100)
     frame["year"] = year
     frame["month"] = month
@@ -86,7 +88,7 @@ def append(database: pathlib.Path, months: int, rows_per_month: int, shift: Shif
     database.parent.mkdir(parents=True, exist_ok=True)
     model = _shifted_model(shift)
     with duckdb.connect(str(database)) as con:
-        columns = ", ".join(f"{n} {k}" for n, k in generator.NATALITY_COLUMNS)
+        columns = ", ".join(f"{n} {k}" for n, k in NATALITY_COLUMNS)
         con.execute(f"CREATE TABLE IF NOT EXISTS {generator.TABLE_NAME} ({columns})")
         newest = con.execute(f"SELECT MAX(year * 100 + month) FROM {generator.TABLE_NAME}"
                              ).fetchone()[0]

@@ -20,7 +20,8 @@ import sqlglot
 from sqlglot import exp
 
 from common.errors import DataValidationError
-from warehouse import engine, generator, sql
+from warehouse import engine, sql
+from warehouse.sampling import NATALITY_COLUMNS
 
 # is_male spellings a text column may use (any case); an empty value means "unknown". 'F' and
 # 'T' are left out on purpose: in an export 'F' more likely means female than false.
@@ -60,7 +61,7 @@ def _kind(column: str, expected: str) -> str:
 @functools.lru_cache(maxsize=None)
 def query_columns(query: str) -> Tuple[Tuple[str, str], ...]:
     """(column, type in the real table) for each natality column the training query reads."""
-    types = dict(generator.NATALITY_COLUMNS)
+    types = dict(NATALITY_COLUMNS)
     source = exp.to_table(sql.BIGQUERY_TABLE, dialect="bigquery")
     names: List[str] = []
     for select in sqlglot.parse_one(query, read="bigquery").find_all(exp.Select):

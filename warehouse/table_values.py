@@ -13,11 +13,12 @@ from typing import Any, Dict, Optional, Union
 
 import duckdb
 
-from warehouse import generator, sql
+from warehouse import sql
+from warehouse.sampling import NATALITY_COLUMNS
 
 Raw = Union[bool, int]
 
-_TABLE_TYPES: Dict[str, str] = dict(generator.NATALITY_COLUMNS)
+_TABLE_TYPES: Dict[str, str] = dict(NATALITY_COLUMNS)
 # The warehouse's text spellings of a BOOL (what a CSV export of the table holds).
 _BOOLEAN_WORDS = {"true": True, "false": False}
 _LOCK = threading.Lock()

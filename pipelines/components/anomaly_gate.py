@@ -2,7 +2,8 @@
 
 Stock ExampleValidator records anomalies but lets the pipeline go on. This component reads its
 output, writes the anomalies in plain words (feature, what was expected, what came) to a report
-beside the run's other reports, and fails, so nothing downstream of it runs.
+beside the run's other reports (the lines of reports/validation_results.py), and fails, so
+nothing downstream of it runs.
 
 It also stops on a split without examples: TFDV skips the schema's minimum example count for an
 empty split, so ExampleValidator finds nothing wrong with one (locally DuckDBExampleGen already
@@ -13,48 +14,20 @@ import os
 import pathlib
 from typing import Dict, List
 
-from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
+from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies, ExampleStatistics
 
 from common.errors import DataValidationError
+from reports.validation_results import describe, read_anomalies
 
-ANOMALIES_FILE = "SchemaDiff.pb"
 STATISTICS_FILE = "FeatureStats.pb"
 
 
 class DataAnomaliesError(DataValidationError):
     """The data does not match the curated schema; the message says how, in plain words."""
-
-
-def read_anomalies(anomalies_uri: str,
-                   split_names: List[str]) -> Dict[str, anomalies_pb2.Anomalies]:
-    """ExampleValidator's anomalies proto for each split."""
-    import tensorflow as tf
-
-    result = {}
-    for split in split_names:
-        path = os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE)
-        anomalies = anomalies_pb2.Anomalies()
-        anomalies.ParseFromString(tf.io.gfile.GFile(path, "rb").read())
-        result[split] = anomalies
-    return result
-
-
-def describe(anomalies_by_split: Dict[str, anomalies_pb2.Anomalies]) -> List[str]:
-    """One line per anomaly: the splits it is in, the feature, what was expected and what came."""
-    splits_of: Dict[str, List[str]] = {}
-    for split, anomalies in sorted(anomalies_by_split.items()):
-        infos = list(anomalies.anomaly_info.items())
-        if anomalies.HasField("dataset_anomaly_info"):
-            infos.append(("(whole dataset)", anomalies.dataset_anomaly_info))
-        for feature, info in sorted(infos):
-            details = [f"{r.short_description}. {r.description}" for r in info.reason]
-            for detail in details or [info.description]:
-                splits_of.setdefault(f"feature '{feature}': {detail}", []).append(split)
-    return [f"[{', '.join(splits)}] {line}" for line, splits in splits_of.items()]
 
 
 def split_sizes(statistics_uri: str, split_names: List[str]) -> Dict[str, int]:

@@ -5,7 +5,6 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import ExampleStatistics
 
-from pipelines import eda_report
 from warehouse import engine
 
 
@@ -17,9 +16,11 @@ def EdaReport(  # pylint: disable=invalid-name
     source: Parameter[str] = "",
 ) -> None:
     """The course's GROUP BY analysis on the warehouse plus TFDV's train-vs-eval view."""
+    from reports import eda  # matplotlib and the page's code load when the report is written
+
     connection = engine.connect(pathlib.Path(database), source or None)
     try:
-        eda_report.build_report(connection, pathlib.Path(report_path),
-                                statistics_uri=statistics.uri)
+        eda.build_report(connection, pathlib.Path(report_path),
+                         statistics_uri=statistics.uri)
     finally:
         connection.close()

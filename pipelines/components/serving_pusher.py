@@ -32,7 +32,7 @@ def ServingPusher(  # pylint: disable=invalid-name
     report_path: Parameter[str],
 ) -> None:
     """Pushes `model` if blessed and not already the newest version; reports why either way."""
-    from pipelines import evaluation as evaluation_lib
+    from reports import evaluation_results as evaluation_lib
 
     target = pathlib.Path(serving_dir)
     blessed = bool(model_blessing.get_int_custom_property("blessed"))

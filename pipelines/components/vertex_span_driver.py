@@ -102,15 +102,13 @@ def run_hook(invocation: str, inputs_spec: Optional[str], settings: Dict[str, An
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Exit 2 with the reason when the spans cannot make the run's splits."""
+    from common.errors import exit_code
     from pipelines.components.span_driver import SpanSelectionFailed, parse_settings
 
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        run_hook(args.invocation, args.inputs_spec, parse_settings(args.settings), args.project)
-    except SpanSelectionFailed as error:
-        print(f"ExampleGen: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: run_hook(args.invocation, args.inputs_spec,
+                                      parse_settings(args.settings), args.project),
+                     (SpanSelectionFailed,), 2, prefix="ExampleGen")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""The report pages' parts on their own: the browser harness, the script policy, the threshold
+checks, the hyperparameters shown, and the commands' help, with no pipeline run needed."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.report_checks import browser  # noqa: F401  (the module's Chromium fixture)
+from tests.report_checks import assert_script_by_hash_only, visit
+
+
+def test_unreachable_warehouse_is_a_note_not_an_error(tmp_path):
+    from reports import data_section
+
+    views, note = data_section.mean_weight_views((str(tmp_path / "gone.duckdb"), None))
+    assert views == {} and "not reachable" in note
+
+
+def test_help_names_every_command(capsys):
+    from reports import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("run", "index", "compare"):
+        assert command in text
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    assert "--latest" in capsys.readouterr().out
+
+
+def test_the_browser_harness_sees_network_use_and_errors(browser, tmp_path):
+    """Guards the checks above: a page that reaches out or throws must not pass as clean."""
+    page = tmp_path / "leaky.html"
+    page.write_text('<!DOCTYPE html><img src="https://example.com/pixel.png">'
+                    '<script>undefinedFunction()</script>')
+    with visit(browser, page) as seen:
+        # Browser events reach Python asynchronously: wait for them, not for a fixed time.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                seen.blocked_requests and seen.console_errors):
+            seen.page.wait_for_timeout(50)
+        assert seen.blocked_requests == ["https://example.com/pixel.png"]
+        assert any("undefinedFunction" in error for error in seen.console_errors)
+        with pytest.raises(AssertionError):
+            seen.assert_clean()
+
+
+def test_pages_run_their_script_and_no_injected_one(browser, tmp_path):
+    """The sorting script runs under the page's policy; an inline script slipped in does not."""
+    from reports.pages import environment
+
+    html = environment().from_string(
+        '{% extends "base.html.j2" %}{% block body %}<table class="sortable" id="t"><thead>'
+        '<tr><th><button>n</button></th></tr></thead><tbody class="rows">'
+        '<tr><td data-value="2">2</td></tr><tr><td data-value="1">1</td></tr></tbody></table>'
+        '<script>document.title = "injected";</script>{% endblock %}').render(title="csp")
+    page_path = tmp_path / "csp.html"
+    page_path.write_text(html)
+    with visit(browser, page_path) as seen:
+        seen.page.locator("#t th button").click()
+        assert seen.page.locator("#t td").all_inner_texts() == ["1", "2"]
+        assert seen.page.title() == "csp"
+        assert any("Content Security Policy" in e for e in seen.console_errors)
+        assert not seen.blocked_requests and not seen.failed_requests
+    assert_script_by_hash_only(html.split('Content-Security-Policy" content="')[1].split('"')[0])
+
+
+def test_threshold_checks_say_what_decided():
+    from pipelines.config import EvaluationConfig
+    from pipelines.evaluation import eval_config
+    from reports.evaluation_results import SliceMetrics
+    from reports.facts import threshold_checks, thresholds_of
+
+    config = eval_config(EvaluationConfig(rmse_upper_bound=1.1, max_rmse_increase=0.01,
+                                          gate_slices=True))
+    metrics = [SliceMetrics("Overall", 100, 1.05, 0.8),
+               SliceMetrics("plurality=Twins(2)", 5, 1.4, 1.0),
+               SliceMetrics("plurality=Single(1)", 95, 1.0, 0.8),
+               SliceMetrics("mother_age=<18", 10, 0.9, 0.7)]
+    checks = threshold_checks(thresholds_of(config), metrics)
+    bound, change = (c for c in checks if c.where == "overall" and "RMSE" in c.rule)
+    assert bound.rule == "RMSE below 1.1 lb" and bound.passed and bound.value == 1.05
+    # No baseline: the change threshold is shown as not applied, not as passed.
+    assert "last blessed" in change.rule and change.passed is None
+    twins = next(c for c in checks if c.where.startswith("worst slice of plurality"))
+    assert twins.where.endswith("(plurality=Twins(2))")
+    assert twins.passed is False and twins.value == 1.4
+
+    outside = next(c for c in checks if "possible weights" in c.rule)
+    assert outside.passed is None  # these metrics do not say how many were impossible
+    impossible = [SliceMetrics("Overall", 100, 1.05, 0.8, outside_label_range=2.0)]
+    outside = next(c for c in threshold_checks(thresholds_of(config), impossible)
+                   if "possible weights" in c.rule)
+    assert outside.passed is False and outside.value == 2.0 and outside.where == "overall"
+
+    with_baseline = [SliceMetrics("Overall", 100, 1.05, 0.8, baseline_rmse=1.0)]
+    change = next(c for c in threshold_checks(thresholds_of(config), with_baseline)
+                  if "last blessed" in c.rule)
+    # 1.05 - 1.0 is exact in binary floating point (Sterbenz: within a factor 2 of each other).
+    assert change.passed is False and change.value == 1.05 - 1.0
+
+
+def test_tuned_hyperparameters_override_the_configured_ones(tmp_path):
+    from modules.hparams import HyperParameters, search_space
+    from reports import facts
+
+    tuned = search_space(HyperParameters())
+    tuned.values["hidden_units"] = "128,64"
+    tuned.values["learning_rate"] = 0.02
+    (tmp_path / facts.BEST_HYPERPARAMETERS_FILE).write_text(json.dumps(tuned.get_config()))
+    best = facts._read_best(str(tmp_path))
+    run = facts.RunFacts(record=None, status="succeeded", succeeded=True,
+                         hyperparameters=HyperParameters().to_dict(), tuned_hyperparameters=best)
+    assert run.effective_hyperparameters["hidden_units"] == "128,64"
+    assert run.effective_hyperparameters["learning_rate"] == 0.02
+    assert run.effective_hyperparameters["epochs"] == HyperParameters().epochs
