@@ -30,11 +30,17 @@ def training_seed(fn_args: FnArgs) -> int:
 
 
 def seed_everything(seed: int) -> None:
-    """Same data and seed, same model: Python's, NumPy's and TensorFlow's generators seeded,
-    and TensorFlow's ops made deterministic (multithreaded CPU kernels may otherwise sum in
-    a different order from run to run)."""
+    """Same data and seed, same model: Python's, NumPy's and TensorFlow's generators seeded.
+
+    Seeds are enough on CPU (tests/test_model.py checks two runs bit for bit): the input
+    pipeline's parallel steps keep their order and the model's CPU kernels split their work
+    the same way each run. TensorFlow's op determinism, which makes every epoch markedly
+    slower, is switched on only where a GPU trains (e.g. a Vertex training machine with an
+    accelerator): GPU kernels may sum in another order from run to run.
+    """
     tf_keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()
 
 
 def hyperparameters_from_fn_args(fn_args: FnArgs) -> HyperParameters:

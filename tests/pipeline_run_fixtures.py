@@ -2,11 +2,14 @@
 
 Run 1 trains and pushes a model, run 2 (mostly cached) is judged against run 1's model as
 baseline, run 3 reads a warehouse with a new plurality value and is stopped by the anomaly gate.
-Each run's report is published as the local runner does after every run.
+Each run's report is published as the local runner does after every run, and each run's log
+(what the runner writes to stderr, through its log filter) is kept as a file.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import pathlib
 import shutil
 from typing import List
@@ -24,6 +27,7 @@ class PipelineRuns:
     reports_dir: pathlib.Path
     warehouse: pathlib.Path
     exit_codes: List[int]
+    logs: List[pathlib.Path]
 
     @property
     def index(self) -> pathlib.Path:
@@ -33,6 +37,19 @@ class PipelineRuns:
 def run_pipeline(base: pathlib.Path, database: pathlib.Path) -> int:
     return run_local_pipeline(base, "--database", str(database), "--rmse-upper-bound", "1.25",
                               *FAST_TRAINING)
+
+
+def run_pipeline_logged(base: pathlib.Path, database: pathlib.Path, log: pathlib.Path) -> int:
+    """run_pipeline with the runner's stderr (its log handler's stream) written to `log`."""
+    with log.open("w") as stream:
+        try:
+            with contextlib.redirect_stderr(stream):
+                return run_pipeline(base, database)
+        finally:
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                if getattr(handler, "stream", None) is stream:
+                    root.removeHandler(handler)
 
 
 def publish_latest(runs_base: pathlib.Path) -> None:
@@ -56,10 +73,12 @@ def with_new_plurality(warehouse: pathlib.Path, out: pathlib.Path) -> pathlib.Pa
 
 def create_pipeline_runs(warehouse: pathlib.Path, base: pathlib.Path) -> PipelineRuns:
     """Runs the pipeline three times into `base` (about a minute on two cores)."""
-    codes = []
-    for database in (warehouse, warehouse, with_new_plurality(warehouse, base / "bad.duckdb")):
-        codes.append(run_pipeline(base, database))
+    codes, logs = [], []
+    databases = (warehouse, warehouse, with_new_plurality(warehouse, base / "bad.duckdb"))
+    for number, database in enumerate(databases, 1):
+        logs.append(base / f"run{number}.log")
+        codes.append(run_pipeline_logged(base, database, logs[-1]))
         publish_latest(base)
     return PipelineRuns(base=base, metadata_path=base / "metadata.sqlite",
                         pipeline_root=base / "root", reports_dir=base / "reports",
-                        warehouse=warehouse, exit_codes=codes)
+                        warehouse=warehouse, exit_codes=codes, logs=logs)

@@ -32,6 +32,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx_bsl.tfxio import tf_example_record
 
 from modules import records
+from pipelines import read_progress
 from pipelines.prefetch import prefetched
 from pipelines.speedups import version_check
 
@@ -51,10 +52,12 @@ class _ReadAndDecode(beam.DoFn):
     component's Python on the last one.
     """
 
-    def __init__(self, batch_size: int, compression: str, decode: beam.DoFn) -> None:
+    def __init__(self, batch_size: int, compression: str, decode: beam.DoFn,
+                 progress: Optional[read_progress.ReadProgress] = None) -> None:
         self._batch_size = batch_size
         self._compression = compression
         self._decode = decode
+        self._progress = progress  # progress lines (pipelines/read_progress.py)
 
     def setup(self) -> None:
         self._decode.setup()
@@ -65,7 +68,8 @@ class _ReadAndDecode(beam.DoFn):
             for batch in dataset.batch(self._batch_size).as_numpy_iterator():
                 yield from self._decode.process(list(batch))
 
-        yield from prefetched(decoded())
+        batches = prefetched(decoded())
+        yield from self._progress.counted(path, batches) if self._progress else batches
 
 
 class BatchedTFExampleRecord(tf_example_record.TFExampleRecord):
@@ -82,7 +86,8 @@ class BatchedTFExampleRecord(tf_example_record.TFExampleRecord):
             return (pipeline
                     | "ListFiles" >> beam.Create(files)
                     | "ReadAndDecode" >> beam.ParDo(
-                        _ReadAndDecode(batch_size or DEFAULT_BATCH_SIZE, compression, decode)))
+                        _ReadAndDecode(batch_size or DEFAULT_BATCH_SIZE, compression, decode,
+                                       read_progress.for_step(self.telemetry_descriptors))))
 
         return beam.ptransform_fn(expand)()
 
@@ -119,7 +124,7 @@ class _ReadsInBatches:
         if not version_check.in_effect("batched_reads"):
             super().Do(input_dict, output_dict, exec_properties)  # type: ignore[misc]
             return
-        with _batched_tfxio():
+        with _batched_tfxio(), read_progress.known_split_rows(input_dict.get("examples", [])):
             super().Do(input_dict, output_dict, exec_properties)  # type: ignore[misc]
 
 

@@ -28,6 +28,7 @@ from tfx.types import artifact_utils
 from tfx_bsl.coders import example_coder
 
 from common.errors import DataValidationError
+from pipelines import read_progress
 from pipelines.prefetch import prefetched
 from warehouse import engine, sql
 
@@ -156,6 +157,7 @@ class _WriteSplits(beam.DoFn):
         with concurrent.futures.ThreadPoolExecutor(len(splits)) as pool:
             for name, rows in pool.map(self._write_split, splits):
                 self._rows.inc(rows)  # here: Beam's metrics belong to the bundle's thread
+                beam.metrics.Metrics.counter(read_progress.SPLIT_ROWS_NAMESPACE, name).inc(rows)
                 yield name, rows
 
     def _write_split(self, split: Tuple[str, str, str]) -> Tuple[str, int]:
@@ -249,6 +251,7 @@ class Executor(BaseExampleGenExecutor):
                  | "Splits" >> beam.Create([tuple(splits)])
                  | "QueryAndWrite" >> beam.ParDo(_WriteSplits(config["database"],
                                                               config.get("source"))))
+        read_progress.record_split_rows(examples, pipeline.result)
         stop_on_empty_splits(splits)
         examples_utils.set_payload_format(
             examples, exec_properties.get("output_data_format",
