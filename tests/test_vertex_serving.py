@@ -338,3 +338,14 @@ def test_the_component_runs_the_push_on_tfx_artifacts(run_artifacts, monkeypatch
     card = json.loads((vertex_serving.mounted(settings.pushed_uri) / str(version) / CARD_JSON)
                       .read_text())
     assert card["model_parameters"]["input_format"].startswith(features.FEATURES[0].name)
+
+
+def test_the_image_holds_the_code_the_push_runs():
+    """The push writes the card with reports/ in the pipeline's image: the Dockerfile copies it."""
+    from pipelines import fingerprints
+    from pipelines.config import PROJECT_ROOT
+
+    files = {p.relative_to(PROJECT_ROOT).as_posix() for p in fingerprints.image_files()}
+    assert {"reports/model_card.py", "reports/facts.py", "reports/templates/model_card.html.j2",
+            "common/gcs.py", "pipelines/vertex_push.py",
+            "pipelines/components/vertex_pusher.py"} <= files
