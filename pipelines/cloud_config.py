@@ -238,7 +238,14 @@ def training_tf_version() -> str:
     """major.minor of the TensorFlow installed here: the one the Trainer saves models with."""
     from importlib import metadata
 
-    return ".".join(metadata.version("tensorflow").split(".")[:2])
+    for distribution in ("tensorflow", "tensorflow-cpu"):
+        try:
+            return ".".join(metadata.version(distribution).split(".")[:2])
+        except metadata.PackageNotFoundError:
+            continue
+    raise ValueError("TensorFlow is not installed here, so the serving image's version cannot "
+                     "be checked against the one the model is trained with: run from the "
+                     "project's environment (make install)")
 
 
 def check_serving_version(image: str) -> None:
