@@ -107,6 +107,17 @@ def finish_version(source: pathlib.Path, target: pathlib.Path) -> None:
     shutil.copy2(source / GRAPH_FILE, target / GRAPH_FILE)
 
 
+def _next_version(settings: PushSettings) -> int:
+    """The push's second, or one more than the serving directory's newest version when that
+    is not larger (as the local pusher numbers versions)."""
+    from common.versions import parse_version
+
+    serving = mounted(settings.serving_dir)
+    existing = [v for p in (serving.iterdir() if serving.is_dir() else [])
+                if (v := parse_version(p.name)) is not None]
+    return max(int(time.time()), max(existing, default=0) + 1)
+
+
 def _targets(settings: PushSettings, version: int) -> Dict[str, str]:
     """gs:// version directory per push target."""
     targets = {}
@@ -154,7 +165,7 @@ def push(inputs: PushInputs, settings: PushSettings) -> Dict[str, Any]:
     if not blessed:
         decision["message"] = "Model not blessed; nothing was pushed."
         return _report(decision, settings)
-    version = int(time.time())
+    version = _next_version(settings)
     targets = _targets(settings, version)
     decision.update(version=version, destination=next(iter(targets.values())),
                     destinations=targets)

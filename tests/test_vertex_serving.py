@@ -349,3 +349,16 @@ def test_the_image_holds_the_code_the_push_runs():
     assert {"reports/model_card.py", "reports/facts.py", "reports/templates/model_card.html.j2",
             "common/gcs.py", "pipelines/vertex_push.py",
             "pipelines/components/vertex_pusher.py"} <= files
+
+
+def test_versions_increase_past_the_serving_directory_s_newest(tmp_path, monkeypatch):
+    monkeypatch.setenv(vertex_serving.GCS_MOUNT_ENV, str(tmp_path))
+    settings = vertex_push.PushSettings(
+        push_to="gcs", serving_dir="gs://b/babyweight/serving", pushed_uri="gs://b/p",
+        deployment={}, run_name="r", pipeline_name="babyweight", trainer={}, report_path="x")
+    import time
+
+    ahead = int(time.time()) + 10_000  # a version from a clock ahead of this one
+    (tmp_path / "b" / "babyweight" / "serving" / str(ahead)).mkdir(parents=True)
+    (tmp_path / "b" / "babyweight" / "serving" / "tmp").mkdir()
+    assert vertex_push._next_version(settings) == ahead + 1
