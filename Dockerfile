@@ -47,6 +47,8 @@ COPY common/ common/
 COPY pipelines/ pipelines/
 COPY modules/ modules/
 COPY warehouse/ warehouse/
+# The Vertex AI push writes each version's model card with the run report's code.
+COPY reports/ reports/
 COPY schema/ schema/
 RUN python -m pip install --no-deps . \
-    && cd / && python -c "import modules.model, modules.preprocessing, pipelines.components.anomaly_gate, warehouse.sql; print('babyweight importable')"
+    && cd / && python -c "import modules.model, modules.preprocessing, pipelines.components.anomaly_gate, pipelines.components.vertex_pusher, reports.model_card, warehouse.sql; print('babyweight importable')"

@@ -8,7 +8,9 @@ as the local run; only the engines differ:
                       run's spans by the span driver (a pre-cache-check hook on Vertex AI)
   Beam components     Dataflow (Runner v2), workers running the pipeline's image
   Trainer, Tuner      Vertex AI Training custom jobs running the pipeline's image
-  push                a Vertex AI endpoint (created if missing) and/or gs://<bucket>/babyweight/serving
+  push                VertexServingPusher: a version directory with its model card, deployed to a
+                      Vertex AI endpoint (created if missing) running stock TF Serving at the
+                      training TensorFlow version, and/or into gs://<bucket>/babyweight/serving
 
 Commands:
   compile   write the Vertex AI pipeline JSON (offline: no network, no credentials)
@@ -39,7 +41,6 @@ from pipelines.cloud_config import (  # noqa: E402
 log = logging.getLogger("babyweight.vertex_runner")
 
 DEFAULT_OUTPUT = config.PROJECT_ROOT / "runs" / "vertex" / f"{config.PIPELINE_NAME}_pipeline.json"
-GCS_PUSHER_ID = "ServingPusherGcs"
 EXAMPLE_GEN_ID = "BigQueryExampleGen"
 # Vertex AI replaces this with the run's name when the run starts, so each run of a schedule
 # writes its reports to its own directory (a stamp taken at compile time would be shared).
@@ -79,37 +80,32 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def engines(cloud: CloudConfig) -> Any:
-    """Vertex AI Training for the Trainer/Tuner, the chosen push targets for the push stage."""
-    from tfx.components import Pusher
+def engines(cloud: CloudConfig, reports_dir: pathlib.Path) -> Any:
+    """Vertex AI Training for the Trainer/Tuner; the push stage to the chosen targets."""
+    import json
+
     from tfx.extensions.google_cloud_ai_platform import constants
-    from tfx.extensions.google_cloud_ai_platform.pusher.component import Pusher as VertexPusher
     from tfx.extensions.google_cloud_ai_platform.trainer.component import Trainer
     from tfx.extensions.google_cloud_ai_platform.trainer.executor import TRAINING_ARGS_KEY
     from tfx.extensions.google_cloud_ai_platform.tuner.component import Tuner
     from tfx.extensions.google_cloud_ai_platform.tuner.executor import TUNING_ARGS_KEY
-    from tfx.proto import pusher_pb2
 
     from pipelines import pipeline
+    from pipelines.components.vertex_pusher import VertexServingPusher
 
     vertex = {constants.ENABLE_VERTEX_KEY: True, constants.VERTEX_REGION_KEY: cloud.region}
 
-    def pushers(model, blessing, _evaluation) -> List[Any]:
-        nodes = []
-        if cloud.push_to in ("endpoint", "both"):
-            nodes.append(VertexPusher(model=model, model_blessing=blessing, custom_config={
-                **vertex,
-                constants.VERTEX_CONTAINER_IMAGE_URI_KEY: cloud.serving_image,
-                constants.SERVING_ARGS_KEY: cloud.serving_args(),
-            }))
-        if cloud.push_to in ("gcs", "both"):
-            nodes.append(Pusher(model=model, model_blessing=blessing,
-                                push_destination=pusher_pb2.PushDestination(
-                                    filesystem=pusher_pb2.PushDestination.Filesystem(
-                                        base_directory=cloud.serving_dir))))
-        # The push stage keeps the local run's node id; a second target gets its own.
-        return [node.with_id(pipeline.PUSHER_ID if i == 0 else GCS_PUSHER_ID)
-                for i, node in enumerate(nodes)]
+    def pushers(channels: "pipeline.PushChannels") -> List[Any]:
+        # One node for both targets: a pushed version is one directory, with one model card.
+        return [VertexServingPusher(
+            model=channels.model, model_blessing=channels.blessing,
+            evaluation=channels.evaluation, statistics=channels.statistics,
+            examples=channels.examples, best_hyperparameters=channels.best_hyperparameters,
+            push_to=cloud.push_to, serving_dir=cloud.serving_dir,
+            deployment=json.dumps(cloud.deployment(), sort_keys=True),
+            run_name=RUN_NAME_PLACEHOLDER, pipeline_name=config.PIPELINE_NAME,
+            trainer="{}", report_path=str(reports_dir / pipeline.PUSH_REPORT),
+        ).with_id(pipeline.PUSHER_ID)]
 
     return pipeline.Engines(
         trainer=Trainer, tuner=Tuner,
@@ -120,6 +116,26 @@ def engines(cloud: CloudConfig) -> Any:
         batched_reads=False)
 
 
+def tell_pusher_the_trainer(definition: Any) -> None:
+    """The model card names the training code's fingerprint and the hyperparameters the
+    Trainer was configured with: copied onto the pusher once the fingerprints are stamped."""
+    import json
+
+    from pipelines import fingerprints as fingerprints_lib
+    from pipelines import pipeline
+    from pipelines.components.vertex_pusher import TRAINER_PARAMETER
+
+    by_id = {c.id: c for c in definition.components}
+    trainer = by_id["Trainer"].exec_properties
+    custom = json.loads(trainer.get("custom_config") or "{}") if isinstance(
+        trainer.get("custom_config"), str) else dict(trainer.get("custom_config") or {})
+    by_id[pipeline.PUSHER_ID].exec_properties[TRAINER_PARAMETER] = json.dumps({
+        fingerprints_lib.FINGERPRINT_PROPERTY: trainer[fingerprints_lib.FINGERPRINT_PROPERTY],
+        "custom_config": json.dumps(
+            {key: custom[key] for key in ("hyperparameters",) if key in custom}),
+    }, sort_keys=True)
+
+
 def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
                    training: config.TrainingConfig, hyperparameters: HyperParameters,
                    evaluation: config.EvaluationConfig) -> Any:
@@ -127,17 +143,18 @@ def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
     from pipelines import pipeline
     from pipelines.components.bigquery_example_gen import SpannedBigQueryExampleGen
 
+    reports_dir = pathlib.Path(cloud.reports_dir) / RUN_NAME_PLACEHOLDER
     example_gen = SpannedBigQueryExampleGen(
         input_config=pipeline.input_config(data),
         range_config=pipeline.range_config(data)).with_id(EXAMPLE_GEN_ID)
     if cloud.billing_project != cloud.project:
         # Later args win: the query (and this component's Dataflow job) bill the other project.
         example_gen.with_beam_pipeline_args([f"--project={cloud.billing_project}"])
-    return pipeline.create_pipeline(
+    definition = pipeline.create_pipeline(
         pipeline_name=config.PIPELINE_NAME,
         pipeline_root=cloud.pipeline_root,
         example_gen=example_gen,
-        reports_dir=pathlib.Path(cloud.reports_dir) / RUN_NAME_PLACEHOLDER,
+        reports_dir=reports_dir,
         warehouse=None,  # the EDA report reads the embedded DuckDB warehouse: local only
         serving_dir=cloud.serving_dir,
         hyperparameters=hyperparameters,
@@ -145,10 +162,12 @@ def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
         evaluation=evaluation,
         beam_pipeline_args=cloud.beam_pipeline_args(),
         enable_cache=cloud.enable_cache,
-        engines=engines(cloud),
+        engines=engines(cloud, reports_dir),
         # ImportSchemaGen reads the schema inside the container: the image's copy of the file.
         project_dir=IMAGE_PROJECT_DIR,
     )
+    tell_pusher_the_trainer(definition)
+    return definition
 
 
 def compile_pipeline(definition: Any, cloud: CloudConfig, output: pathlib.Path,

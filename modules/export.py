@@ -3,6 +3,10 @@
   serving_default     raw features by name, each [None]          -> {"weight_pounds": [None]}
   serving_tf_example  serialized tf.Example `examples` [None]    -> {"weight_pounds": [None]}
   transform_features  serialized tf.Example `examples` [None]    -> transformed features
+
+The two prediction signatures (and `regression`, built on serving_tf_example) refuse a request
+that is not a possible birth (modules/serving_checks.py): TF Serving has no request validation
+of its own.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import tf_keras
 
 from modules import features
 from modules import preprocessing as pp
+from modules import serving_checks
 from modules import signatures as model_signatures
 from modules.contract import (EXAMPLES_INPUT, FEATURE_MEANING_FILE, OUTPUT_KEY, SERVING_DEFAULT,
                               SERVING_TF_EXAMPLE, TRANSFORM_FEATURES)
@@ -43,10 +48,18 @@ def raw_features_from_request(request: Mapping[str, tf.Tensor]) -> Dict[str, tf.
 
 
 def serving_raw_feature_spec(tf_transform_output: tft.TFTransformOutput) -> Dict[str, Any]:
-    """The raw feature spec without the label and the split key, which requests do not carry."""
+    """The raw feature spec without the label and the split key, which requests do not carry.
+
+    A required feature (modules/features.py) parses without a default value, so a tf.Example
+    that leaves it out is refused by name ("Feature: plurality ... is required").
+    """
     spec = dict(tf_transform_output.raw_feature_spec())
     for key in (features.LABEL_KEY, features.SPLIT_KEY):
         spec.pop(key, None)
+    for feature in features.FEATURES:
+        if feature.required and feature.name in spec:
+            # Whatever the schema says: no default, so leaving the feature out is an error.
+            spec[feature.name] = tf.io.FixedLenFeature([1], spec[feature.name].dtype)
     return spec
 
 
@@ -68,13 +81,13 @@ def _signatures(model: tf_keras.Model,
     # autograph=False: straight-line graph code, nothing for AutoGraph to convert.
     @tf.function(input_signature=[raw_serving_specs()], autograph=False)
     def serve_raw(request: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        return predict(raw_features_from_request(request))
+        return predict(raw_features_from_request(serving_checks.checked(request)))
 
     examples_spec = tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)
 
     @tf.function(input_signature=[examples_spec], autograph=False)
     def serve_tf_example(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-        return predict(tf.io.parse_example(examples, raw_spec))
+        return predict(serving_checks.checked(tf.io.parse_example(examples, raw_spec)))
 
     @tf.function(input_signature=[examples_spec], autograph=False)
     def transform_features(examples: tf.Tensor) -> Dict[str, tf.Tensor]:

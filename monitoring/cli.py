@@ -50,6 +50,12 @@ class MonitorConfig:
     end: Optional[str] = setting(None, "Window end (exclusive); default: just after the newest "
                                  "logged request.")
     window: str = setting("1h", "Window length when --start is not given: 90s, 15m, 2h, 1d.")
+    vertex_project: Optional[str] = setting(
+        None, "For a version a Vertex AI run pushed: the project whose Vertex ML Metadata holds "
+        "its lineage (instead of --metadata-path); artifacts are read through --gcs-mount.")
+    vertex_region: str = setting("us-central1", "Region of that Vertex ML Metadata store.")
+    gcs_mount: str = setting("/gcs", "Where Cloud Storage is mounted (gcsfuse), for "
+                             "--vertex-project: gs://BUCKET/x is read as <mount>/BUCKET/x.")
     only_version: bool = setting(True, "Only requests the checked version answered (the "
                                  "previous window, for drift, holds every version's).")
 
@@ -83,14 +89,24 @@ def _gauges(findings, version: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _lineage(config: MonitorConfig):
+    """The served version's lineage: the local ML Metadata store, or Vertex ML Metadata."""
+    from monitoring import lineage, vertex_lineage
+
+    if config.vertex_project:
+        return vertex_lineage.find(pathlib.Path(config.model_dir), config.vertex_project,
+                                   config.vertex_region, config.version, config.gcs_mount)
+    return lineage.find(pathlib.Path(config.model_dir), pathlib.Path(config.metadata_path),
+                        config.version)
+
+
 def run(config: MonitorConfig, argv: List[str]) -> int:
     import tensorflow_data_validation as tfdv
 
-    from monitoring import compare, lineage, logs, page, predictions
+    from monitoring import compare, logs, page, predictions
     from serving import request_log
 
-    found = lineage.find(pathlib.Path(config.model_dir), pathlib.Path(config.metadata_path),
-                         config.version)
+    found = _lineage(config)
     files = request_log.complete_files(pathlib.Path(config.logs))
     if not files:
         raise FileNotFoundError(f"no complete request-log files in {config.logs}; start the "

@@ -76,6 +76,10 @@ def find(model_dir: pathlib.Path, metadata_path: pathlib.Path,
         raise LineageError(f"{directory} has no {PUSH_RECORD}: it was not pushed by the "
                            "pipeline, so its training data is unknown")
     record = json.loads(record_path.read_text())
+    if record.get("model_id") is None:
+        raise LineageError(f"{record_path} names no ML Metadata artifact id: a Vertex AI run "
+                           "pushed this version; read its lineage from Vertex ML Metadata "
+                           "(--vertex-project)")
     model_id = int(record["model_id"])
     store = mlmd.open_store(metadata_path)
     models = store.get_artifacts_by_id([model_id])

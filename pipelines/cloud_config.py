@@ -19,6 +19,10 @@ from pipelines.config import PIPELINE_NAME
 # Where the Dockerfile puts the project in the image: module code, schema and SQL live here.
 IMAGE_PROJECT_DIR = "/babyweight"
 TFX_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
+# The endpoint serves with stock TF Serving at the TensorFlow version the model is saved with
+# (tests/test_vertex_serving.py fails when the lock moves TensorFlow and this stays behind).
+TF_SERVING_VERSION = "2.16.1"
+TF_SERVING_SOURCE = f"tensorflow/serving:{TF_SERVING_VERSION}"
 PUSH_TARGETS = ("endpoint", "gcs", "both")
 
 
@@ -93,9 +97,11 @@ class CloudConfig:
     serving_max_replicas: int = cloud_setting(
         1, "Most replicas the endpoint autoscales to (one always runs, and is billed).",
         env=("BABYWEIGHT_SERVING_MAX_REPLICAS",))
-    serving_image: str = cloud_setting(
-        "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
-        "Vertex AI prebuilt TensorFlow serving container the endpoint runs the model in.",
+    serving_image: Optional[str] = cloud_setting(
+        None, f"The endpoint's serving container: {TF_SERVING_SOURCE} mirrored into Artifact "
+        "Registry (Vertex AI pulls from there only; docs/cloud.md shows how), named by a "
+        "digest or a version tag at the TensorFlow version the model is trained with; "
+        f"default: <region>-docker.pkg.dev/<project>/babyweight/tf-serving:{TF_SERVING_VERSION}.",
         env=("BABYWEIGHT_SERVING_IMAGE",))
     enable_cache: bool = cloud_setting(
         True, "Reuse outputs of components whose inputs did not change.",
@@ -108,6 +114,9 @@ class CloudConfig:
             raise ValueError(f"--push-to must be one of {PUSH_TARGETS}, got {self.push_to!r}")
         if self.image:
             check_image(self.image)
+        if self.serving_image:
+            check_image(self.serving_image, "--serving-image")
+            check_serving_version(self.serving_image)
         if bool(self.training_accelerator_type) != (self.training_accelerator_count > 0):
             raise ValueError("--training-accelerator-type and --training-accelerator-count "
                              "go together (a type needs a count of at least 1)")
@@ -144,6 +153,12 @@ class CloudConfig:
         edit, an image not rebuilt fails to pull instead of running the old code."""
         return (self.image or f"{self.region}-docker.pkg.dev/{self.project}/{PIPELINE_NAME}/"
                 f"{PIPELINE_NAME}:{fingerprints.image_tag()}")
+
+    @property
+    def serving_image_uri(self) -> str:
+        """The endpoint's TF Serving image: the mirror docs/cloud.md creates, by default."""
+        return (self.serving_image or f"{self.region}-docker.pkg.dev/{self.project}/"
+                f"{PIPELINE_NAME}/tf-serving:{TF_SERVING_VERSION}")
 
     @property
     def billing_project(self) -> str:
@@ -184,9 +199,10 @@ class CloudConfig:
                 "job_spec": {"worker_pool_specs": self.worker_pool_specs(),
                              "service_account": self.service_account_email}}
 
-    def serving_args(self) -> Dict[str, Any]:
-        """Arguments of Vertex AI's Model.deploy, as TFX's Vertex pusher takes them."""
-        return {"project_id": self.project, "endpoint_name": self.endpoint_name,
+    def deployment(self) -> Dict[str, Any]:
+        """Where and how the pusher deploys: the endpoint, its machines, the serving image."""
+        return {"project": self.project, "region": self.region,
+                "endpoint_name": self.endpoint_name, "image": self.serving_image_uri,
                 "machine_type": self.serving_machine_type, "min_replica_count": 1,
                 "max_replica_count": self.serving_max_replicas}
 
@@ -198,22 +214,56 @@ def image_tag_of(image: str) -> Optional[str]:
     return last.rsplit(":", 1)[1] if ":" in last else None
 
 
-def check_image(image: str) -> None:
+def check_image(image: str, flag: str = "--image") -> None:
     """Refuses an image named by `latest` (or by no tag, which means latest).
 
     Vertex AI caches a task by its image's name: after a rebuild, `:latest` names other code
-    while every cached task still counts as done with it.
+    while every cached task still counts as done with it; a serving image named `latest`
+    would serve with whatever TensorFlow it names on the day of the push.
     """
     if "@sha256:" in image:
         return
     tag = image_tag_of(image)
     if tag in (None, "latest"):
         implied = " (no tag means latest)" if tag is None else ""
+        own = ("the default tag is the code's fingerprint (`vertex_runner.py image-tag`)"
+               if flag == "--image" else f"e.g. :{TF_SERVING_VERSION}")
         raise ValueError(
-            f"--image {image} names the moving tag latest{implied}: cached tasks would count "
-            "as run with whatever code it named then. Name it by digest (@sha256:...) or by a "
-            "tag of its own; the default tag is the code's fingerprint "
-            "(`vertex_runner.py image-tag`)")
+            f"{flag} {image} names the moving tag latest{implied}: what it runs would change "
+            "under the same name. Name it by digest (@sha256:...) or by a tag of its own; "
+            + own)
+
+
+def training_tf_version() -> str:
+    """major.minor of the TensorFlow installed here: the one the Trainer saves models with."""
+    from importlib import metadata
+
+    for distribution in ("tensorflow", "tensorflow-cpu"):
+        try:
+            return ".".join(metadata.version(distribution).split(".")[:2])
+        except metadata.PackageNotFoundError:
+            continue
+    raise ValueError("TensorFlow is not installed here, so the serving image's version cannot "
+                     "be checked against the one the model is trained with: run from the "
+                     "project's environment (make install)")
+
+
+def check_serving_version(image: str) -> None:
+    """A serving image tagged with a version must be the training TensorFlow's major.minor.
+
+    An older TF Serving may lack ops or SavedModel features of a newer TensorFlow; a digest or
+    a tag that is not a version is taken as given.
+    """
+    tag = image_tag_of(image)
+    parts = (tag or "").split("-")[0].split(".")
+    if "@sha256:" in image or len(parts) < 2 or not all(p.isdigit() for p in parts):
+        return
+    served, trained = ".".join(parts[:2]), training_tf_version()
+    if served != trained:
+        raise ValueError(
+            f"--serving-image {image} is TF Serving {served}, but models are saved with "
+            f"TensorFlow {trained}: serve with tensorflow/serving at {trained} "
+            f"(default: {TF_SERVING_VERSION}, mirrored as docs/cloud.md shows)")
 
 
 def _convert(value: str, hint: Any, flag: str) -> Any:

@@ -49,10 +49,25 @@ TUNER_FN = "modules.model.tuner_fn"
 EVALUATOR_MODULE = "pipelines.speedups.tfma_slicing"
 
 
-# Builds the push stage from the model, its blessing and its evaluation (the push stage's node id
-# is PUSHER_ID on every runner, so a run reads the same wherever it ran).
-PusherFactory = Callable[[Channel, Channel, Channel], List[BaseNode]]
 PUSHER_ID = "ServingPusher"
+
+
+@dataclasses.dataclass(frozen=True)
+class PushChannels:
+    """What a push stage may read: the model, its judgement, and the data it was trained on
+    (a model card is written from these)."""
+
+    model: Channel
+    blessing: Channel
+    evaluation: Channel
+    statistics: Channel
+    examples: Channel
+    best_hyperparameters: Optional[Channel] = None
+
+
+# Builds the push stage (its node id is PUSHER_ID on every runner, so a run reads the same
+# wherever it ran).
+PusherFactory = Callable[[PushChannels], List[BaseNode]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,11 +190,18 @@ def transform_component(data: DataStages, batched_reads: bool) -> BaseNode:
 
 
 def push_components(trainer: BaseNode, evaluator: BaseNode, reports_dir: pathlib.Path,
-                    serving_dir: str, engines: Engines) -> List[BaseNode]:
+                    serving_dir: str, engines: Engines, data: Optional[DataStages] = None,
+                    tuner: Optional[BaseNode] = None) -> List[BaseNode]:
     """The push stage: the local ServingPusher, or the runner's own (engines.pushers)."""
     if engines.pushers is not None:
-        return engines.pushers(trainer.outputs["model"], evaluator.outputs["blessing"],
-                               evaluator.outputs["evaluation"])
+        if data is None:
+            raise ValueError("a runner's own push stage needs the data stages")
+        return engines.pushers(PushChannels(
+            model=trainer.outputs["model"], blessing=evaluator.outputs["blessing"],
+            evaluation=evaluator.outputs["evaluation"],
+            statistics=data.statistics_gen.outputs["statistics"],
+            examples=data.example_gen.outputs["examples"],
+            best_hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None))
     return [ServingPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -239,7 +261,7 @@ def model_components(
         eval_config=eval_config(evaluation),
         example_splits=["eval"],
         module_path=EVALUATOR_MODULE)
-    pushers = push_components(trainer, evaluator, reports_dir, serving_dir, engines)
+    pushers = push_components(trainer, evaluator, reports_dir, serving_dir, engines, data, tuner)
     return components + [latest_blessed, trainer, evaluator, *pushers]
 
 

@@ -142,6 +142,9 @@ def _properties(entity: Any) -> Dict[str, Any]:
     return values
 
 
+properties_of = _properties  # for an artifact read elsewhere than from a store
+
+
 def _time(millis: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(millis / 1000.0, tz=datetime.timezone.utc)
 

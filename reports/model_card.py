@@ -129,18 +129,26 @@ def publish(facts: RunFacts, reports_dir: pathlib.Path) -> Optional[pathlib.Path
 
 def _write(facts: RunFacts, destination: pathlib.Path, reports_dir: pathlib.Path
            ) -> pathlib.Path:
+    return write(facts, [destination], reports_dir)
+
+
+def write(facts: RunFacts, destinations: List[pathlib.Path], reports_dir: pathlib.Path
+          ) -> pathlib.Path:
+    """The card's JSON and HTML into each pushed version directory, the HTML beside the run
+    report; returns the report's HTML path. Errors propagate (publish turns them into a note)."""
     from reports import pages
 
     card = build(facts, eval_views.analyse(facts))
-    json_path = destination / CARD_JSON
-    if destination.is_dir():  # a version deleted since is not recreated by its card
-        write_atomically(json_path, json.dumps(card, indent=1, sort_keys=True))
-    html_path = reports_dir / CARD_HTML
+    json_paths = [destination / CARD_JSON for destination in destinations]
     html = pages.environment().get_template("model_card.html.j2").render(
         title=f"{card['model_details']['name']} version {card['model_details']['version']['name']}"
-              ": model card", card=card, json_path=str(json_path))
+              ": model card", card=card, json_path=str(json_paths[0]))
+    for destination, json_path in zip(destinations, json_paths):
+        if destination.is_dir():  # a version deleted since is not recreated by its card
+            write_atomically(json_path, json.dumps(card, indent=1, sort_keys=True))
+            # The page travels with the model too: it is one offline file.
+            write_atomically(json_path.with_suffix(".html"), html)
+    html_path = reports_dir / CARD_HTML
     write_atomically(html_path, html)
-    if destination.is_dir():  # the page travels with the model too: it is one offline file
-        write_atomically(json_path.with_suffix(".html"), html)
-    logger.info("Model card written to %s and %s", json_path, html_path)
+    logger.info("Model card written to %s and %s", ", ".join(map(str, json_paths)), html_path)
     return html_path

@@ -178,9 +178,9 @@ def test_model_learns(trained: Trained, loaded) -> None:
 
 
 def test_missing_and_integer_valued_inputs(loaded) -> None:
-    """Empty strings mean the declared missing values; 26.0 and 26.2 are age 26."""
+    """An empty is_male means its declared missing value; 26.0 and 26.2 are age 26."""
     known = raw_row(features.IS_MALE_UNKNOWN, features.PLURALITY_MULTIPLE_UNKNOWN, 26, 38)
-    empty = raw_row("", "", 26, 38)
+    empty = raw_row("", features.PLURALITY_MULTIPLE_UNKNOWN, 26, 38)
     predictions = serve(loaded, [known, empty])
     # Equal transformed rows; a blocked matrix kernel may still sum two rows of one batch in
     # different orders.

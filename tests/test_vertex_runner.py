@@ -88,8 +88,7 @@ def test_compiled_json_holds_every_component(compiled):
         # The baseline resolver compiles to two resolver tasks named after it.
         assert component_id in tasks or any(t.startswith(component_id + "-") for t in tasks)
     assert {"BigQueryExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-            "AnomalyGate", "Transform", "Tuner", "Trainer", "Evaluator", pipeline.PUSHER_ID,
-            vertex_runner.GCS_PUSHER_ID} <= tasks
+            "AnomalyGate", "Transform", "Tuner", "Trainer", "Evaluator", pipeline.PUSHER_ID} <= tasks
     for task in tasks - {t for t in tasks if t.startswith("latest_blessed_model_resolver")}:
         assert container(compiled["spec"], task)["image"] == CLOUD.image_uri
     # ImportSchemaGen runs in the image: it reads the image's copy of the curated schema.
@@ -143,19 +142,18 @@ def test_trainer_and_tuner_run_on_vertex_training(compiled):
     assert parameter(compiled["spec"], "Tuner", "tuner_fn") == pipeline.TUNER_FN
 
 
-def test_pushers_target_the_endpoint_and_the_gcs_serving_dir(compiled):
-    custom = json.loads(parameter(compiled["spec"], pipeline.PUSHER_ID, "custom_config"))
-    assert custom["ai_platform_enable_vertex"] is True
-    assert custom["ai_platform_vertex_region"] == "europe-west4"
-    assert custom["ai_platform_serving_args"] == {
-        "project_id": "test-project", "endpoint_name": "babyweight-test",
-        "machine_type": "n1-standard-4", "min_replica_count": 1, "max_replica_count": 1}
-    assert custom["ai_platform_vertex_container_image_uri"] == CLOUD.serving_image
-    assert container(compiled["spec"], pipeline.PUSHER_ID)["args"][1] == (
-        "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor")
-    destination = json.loads(parameter(compiled["spec"], vertex_runner.GCS_PUSHER_ID,
-                                       "push_destination"))
-    assert destination == {"filesystem": {"base_directory": "gs://test-bucket/babyweight/serving"}}
+def test_pusher_targets_the_endpoint_and_the_gcs_serving_dir(compiled):
+    deployment = json.loads(parameter(compiled["spec"], pipeline.PUSHER_ID, "deployment"))
+    assert deployment == {
+        "project": "test-project", "region": "europe-west4", "endpoint_name": "babyweight-test",
+        "image": CLOUD.serving_image_uri, "machine_type": "n1-standard-4",
+        "min_replica_count": 1, "max_replica_count": 1}
+    assert parameter(compiled["spec"], pipeline.PUSHER_ID, "push_to") == "both"
+    assert parameter(compiled["spec"], pipeline.PUSHER_ID, "serving_dir") == (
+        "gs://test-bucket/babyweight/serving")
+    assert parameter(compiled["spec"], pipeline.PUSHER_ID, "report_path") == (
+        f"{CLOUD.reports_dir}/{vertex_runner.RUN_NAME_PLACEHOLDER}/{pipeline.PUSH_REPORT}")
+    assert "VertexServingPusher" in container(compiled["spec"], pipeline.PUSHER_ID)["args"][1]
 
 
 @pytest.mark.parametrize("tune", [False, True])
@@ -169,7 +167,7 @@ def test_local_and_vertex_pipelines_have_the_same_stages(tmp_path, tune):
         if here.id == "DuckDBExampleGen":
             assert there.id == "BigQueryExampleGen"
         elif here.id == pipeline.PUSHER_ID:
-            # ServingPusher (TF Serving directory) here, TFX's Vertex AI pusher there.
+            # ServingPusher (TF Serving directory) here, VertexServingPusher there.
             assert there.id == pipeline.PUSHER_ID
             assert set(there.outputs) == set(here.outputs) == {"pushed_model"}
         else:
