@@ -179,7 +179,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
                access_log: bool = True, hosts: Optional[FrozenSet[str]] = None,
                token: Optional[str] = None, manage_heap: bool = True,
                grpc_address: Optional[str] = None, metrics: bool = True,
-               request_log: Optional[RequestLogConfig] = None) -> FastAPI:
+               request_log: Optional[RequestLogConfig] = None,
+               monitoring_dir: Optional[str] = None) -> FastAPI:
     """The app; its loader thread starts at startup and loads the newest version.
 
     `hosts`: the Host header values accepted (None: any); `token`: the bearer token every
@@ -188,10 +189,11 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
     `grpc_address`: host:port for TF Serving's gRPC API in the same event loop (None: none);
     `metrics`: Prometheus metrics at serving/metrics.py's PATH; `request_log`: where a sample
     of predicted rows goes, off the request path (its written and dropped counts are in
-    /healthz).
+    /healthz); `monitoring_dir`: the monitoring command's results, whose newest distances
+    the metrics show.
     """
     name = model.model_name
-    counted = Metrics(name, lambda: store.statuses()) if metrics else None
+    counted = Metrics(name, lambda: store.statuses(), monitoring_dir) if metrics else None
     store = ModelStore(model.model_dir,
                        RetryPolicy(model.max_num_load_retries,
                                    model.load_retry_interval_micros / 1e6),

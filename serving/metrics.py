@@ -2,7 +2,8 @@
 
 What a team watching TF Serving looks at: requests by model, version, API, protocol and status;
 their latency; how many rows each model call carried (batching at work); how long versions
-took to load, how many loads failed; and which versions are in which state now. Each app has
+took to load, how many loads failed; which versions are in which state now; and, with
+--monitoring-dir, the monitor's newest distances (serving/monitoring_gauges.py). Each app has
 its own registry, so several apps in one process (tests) never share counts.
 """
 from __future__ import annotations
@@ -41,7 +42,8 @@ class _Versions:
 class Metrics:
     """The server's metrics, in one registry."""
 
-    def __init__(self, model: str, statuses: Callable[[], List[Any]]) -> None:
+    def __init__(self, model: str, statuses: Callable[[], List[Any]],
+                 monitoring_dir: Optional[str] = None) -> None:
         self.model = model
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -60,6 +62,10 @@ class Metrics:
             "babyweight_serving_model_load_failures", "Tries to load a version that failed",
             ["model"], registry=self.registry)
         self.registry.register(_Versions(model, statuses))
+        if monitoring_dir:  # the monitor's distances, read at scrape time
+            from serving.monitoring_gauges import MonitoringGauges
+
+            self.registry.register(MonitoringGauges(monitoring_dir))
 
     def observe(self, api: str, protocol: str, status: str, version: str,
                 seconds: float) -> None:

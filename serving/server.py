@@ -125,7 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                      access_log=server.access_log,
                      hosts=security.allowed_hosts(server.host, server.port), token=token,
                      grpc_address=grpc_address(server), metrics=server.metrics,
-                     request_log=request_log_config)
+                     request_log=request_log_config,
+                     monitoring_dir=server.monitoring_dir or None)
     if token is None and not security.is_loopback(server.host):
         LOGGER.warning("Bound to %s without --auth-token-file: anyone who can reach this "
                        "address can use the model.", server.host)

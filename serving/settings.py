@@ -74,6 +74,10 @@ class ServerConfig:
         2.0, "Seconds between looks at --model-dir for a new version (hot reload).")
     metrics: bool = setting(True, "Prometheus metrics at /monitoring/prometheus/metrics "
                             "(TF Serving's path): requests, latency, batch sizes, loads.")
+    monitoring_dir: str = setting(
+        "", "Where `python -m monitoring` writes its results (<reports-dir>/monitoring): the "
+        "newest result's distances and thresholds become gauges in the metrics, read at "
+        "scrape time; empty: none.")
     access_log: bool = setting(True, "Log one line per request: method, path, status, "
                                "latency.")
     auth_token_file: str = setting(

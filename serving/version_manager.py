@@ -32,8 +32,9 @@ LOGGER = logging.getLogger("babyweight.serving")
 # (seconds), so the event loop waits less for it between requests; Python's default is 5 ms.
 _LOADER_SWITCH_INTERVAL = 0.0005
 # ... and, while a version serves, runs at most _BURST_S at a time, then sleeps _PAUSE_S: a
-# quarter of one core, so requests keep the GIL and the cores (benchmarks/serving.py).
-_BURST_S, _PAUSE_S = 0.001, 0.003
+# tenth of one core, in bursts shorter than a request, so requests keep the GIL and the cores
+# (benchmarks/serving.py's switch part). A switch takes longer; the old version serves meanwhile.
+_BURST_S, _PAUSE_S = 0.0005, 0.0045
 
 
 @contextlib.contextmanager
