@@ -39,7 +39,6 @@ from serving.batching import Batcher
 from serving.encoding import encode_json, predictions_json
 from serving import metrics as metrics_module
 from serving.metrics import Metrics
-from modules.features import LABEL_KEY
 from serving.model_store import ServedModel, load_version
 from serving.request_log import RequestLog, RequestLogConfig
 from serving.service import ApiError, Service
@@ -260,7 +259,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         LOGGER.error("Internal error: %r", error)
         return error_response(500, f"internal error: {type(error).__name__}")
 
-    shared = Service(name, store, batcher, limits)
+    shared = Service(name, store, batcher, limits, logged)
     app.state.service = shared
 
     def _served(request: Request, model_name: str, version: Optional[str]) -> ServedModel:
@@ -301,8 +300,6 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         columns, rows = service.predict_columns(found, body.signature_name, body.payload,
                                                 body.row_format, limits.max_instances)
         outputs = await shared.call(served, body.signature_name, columns, rows)
-        if logged is not None and found.takes_features:
-            logged.log_columns(columns, outputs.get(LABEL_KEY, ()), served.version)
         response = json_response(predictions_json(outputs, body.row_format))
         response.headers[ui.VERSION_HEADER] = str(served.version)
         return response

@@ -1,4 +1,4 @@
-"""The request log's records: one serialized tf.Example per predicted row, in protobuf's wire format.
+"""The request log's records: one serialized tf.Example per predicted row, in the wire format.
 
 Why hand-written: building tf.train.Example messages costs the writer thread many times as much
 CPU, and that thread shares the interpreter (the GIL) with the requests. Most of a record

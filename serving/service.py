@@ -1,9 +1,9 @@
 """What REST and gRPC share: which version answers, statuses, metadata, one model call path.
 
 Both front ends (serving/app.py and serving/grpc_server.py) call these functions, so a request
-is checked, batched and answered the same way whichever protocol carried it, and an error has
-the same message on both: ApiError's `status` is the REST code, `grpc_code` its gRPC twin
-(the mapping TF Serving's REST handler uses in reverse).
+is checked, batched, logged and answered the same way whichever protocol carried it, and an
+error has the same message on both: ApiError's `status` is the REST code, `grpc_code` its gRPC
+twin (the mapping TF Serving's REST handler uses in reverse).
 """
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from modules.features import LABEL_KEY
 from serving import validation
 from serving.batching import Batcher
 from serving.model_store import ServedModel, Signature, VersionStatus
+from serving.request_log import RequestLog
 from serving.settings import LimitsConfig
 from serving.version_manager import ModelStore
 
@@ -41,12 +43,13 @@ class ApiError(Exception):
 
 @dataclasses.dataclass
 class Service:
-    """The served model's name, its versions and the shared batcher."""
+    """The served model's name, its versions, the shared batcher and the request log."""
 
     name: str
     store: ModelStore
     batcher: Batcher
     limits: LimitsConfig
+    request_log: Optional[RequestLog] = None
 
     def check_name(self, model_name: str, version: Optional[int]) -> None:
         if model_name != self.name:
@@ -94,11 +97,15 @@ class Service:
 
     async def call(self, served: ServedModel, signature_name: str,
                    columns: validation.Columns, rows: int) -> Dict[str, np.ndarray]:
-        """One checked request through the shared batcher."""
+        """One checked request through the shared batcher; a request on the features is
+        offered to the request log (REST and gRPC alike, the same records)."""
         try:
-            return await self.batcher.predict(served, signature_name, columns, rows)
+            outputs = await self.batcher.predict(served, signature_name, columns, rows)
         except tf.errors.InvalidArgumentError as error:  # validated input never gets here
             raise ApiError(400, error.message) from None
+        if self.request_log is not None and served.signatures[signature_name].takes_features:
+            self.request_log.log_columns(columns, outputs.get(LABEL_KEY, ()), served.version)
+        return outputs
 
 
 def signature(served: ServedModel, signature_name: str) -> Signature:
