@@ -33,8 +33,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import (docs, model_card_page, rest_model, rest_predict, schemas, security, ui,
-                     validation)
+from serving import (access_log, docs, model_card_page, rest_model, rest_predict, schemas,
+                     security, ui, validation)
 from serving import metrics as metrics_module
 from serving.batching import Batcher
 from serving.metrics import Metrics
@@ -46,7 +46,6 @@ from serving.settings import BatchingConfig, LimitsConfig, ModelConfig
 from serving.version_manager import Loader, ModelStore, RetryPolicy
 
 LOGGER = logging.getLogger("babyweight.serving")
-ACCESS_LOGGER = logging.getLogger("babyweight.serving.access")
 
 
 class AccessLog:
@@ -72,8 +71,8 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            ACCESS_LOGGER.info("%s %s %d %.2f ms", scope["method"], scope["path"], status,
-                               (time.perf_counter() - started) * 1e3)
+            access_log.line(scope["method"], scope["path"], status,
+                            (time.perf_counter() - started) * 1e3)
 
 
 def configure_tensorflow(threads: int) -> None:
@@ -188,6 +187,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
     logged = RequestLog(request_log) if request_log is not None else None
     if logged is not None:
         atexit.register(logged.close)  # the server exits on SIGTERM without a lifespan end
+        if counted is not None:
+            counted.watch_request_log(logged.status)
     shared = Service(name, store, batcher, limits, logged)
     app = FastAPI(
         title=f"{name} model server",

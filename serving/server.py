@@ -77,7 +77,10 @@ class BufferedLogHandler(logging.StreamHandler):
 
 
 def buffer_access_log() -> None:
-    """Access lines keep the root handlers' format but go through a BufferedLogHandler."""
+    """Access lines keep the root handlers' format but go through a BufferedLogHandler, and
+    are made into records off the request path (serving/access_log.py)."""
+    from serving import access_log
+
     root = logging.getLogger().handlers
     handler = BufferedLogHandler(sys.stderr.fileno())
     if root:
@@ -85,6 +88,7 @@ def buffer_access_log() -> None:
     access = logging.getLogger(ACCESS_LOGGER)
     access.addHandler(handler)
     access.propagate = False
+    access_log.Deferred(handler).install()
 
 
 def grpc_address(server: ServerConfig) -> Optional[str]:

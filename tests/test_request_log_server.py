@@ -62,6 +62,9 @@ def test_an_unwritable_log_directory_never_fails_a_request(serving_models: Servi
         time.sleep(0.1)
     assert dropped == 12
     assert server.log().count("cannot write") == 1
+    scraped = httpx.get(f"{server.url}/monitoring/prometheus/metrics", timeout=10).text
+    assert 'babyweight_serving_request_log_records_total{outcome="dropped"} 12.0' in scraped
+    assert 'babyweight_serving_request_log_records_total{outcome="written"} 0.0' in scraped
 
 
 def _records(directory: pathlib.Path) -> list:
