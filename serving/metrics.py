@@ -19,7 +19,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 _LOAD_BUCKETS = (0.5, 1, 2, 5, 10, 20, 60, 120, 300)
-_REST_API = re.compile(r"/v1/models/[^/]+?(?:/versions/[^/:]+)?(?::(\w+)|/(metadata))?")
+_REST_API = re.compile(
+    r"/v1/models/[^/]+?(?:/(?:versions|labels)/[^/:]+)?(?::(\w+)|/(metadata))?")
 
 
 class _Versions:
