@@ -4,6 +4,7 @@
   GET  /v1/models/{name}[/versions/{v}]/metadata    signature metadata
   POST /v1/models/{name}[/versions/{v}]:predict     row ("instances") or columnar ("inputs")
   POST /v1/models/{name}[/versions/{v}]:regress     TF Serving's examples/context (:classify too)
+       /v1/models/{name}/labels/{label}...          the same, for a label (model config file)
   GET  /monitoring/prometheus/metrics               serving/metrics.py; gRPC: grpc_server.py
   GET  /healthz                                     200 once a version is loaded, else 503
   GET  /                                            the prediction web page (serving/ui/)
@@ -21,6 +22,7 @@ adds the Host check and the optional bearer token. Client mistakes never produce
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import contextlib
 import logging
 import time
@@ -33,17 +35,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import (access_log, docs, model_card_page, rest_model, rest_predict, schemas,
-                     security, ui, validation)
+from serving import (access_log, docs, model_card_page, model_config, rest_model, rest_predict,
+                     schemas, security, ui, validation)
 from serving import metrics as metrics_module
 from serving.batching import Batcher
 from serving.metrics import Metrics
-from serving.model_store import load_version
+from serving.model_config import ConfigWatcher, ModelServerConfig, VersionPolicy
+from serving.model_store import list_version_dirs, load_version
 from serving.request_log import RequestLog, RequestLogConfig
 from serving.rest_common import Context, error_response
 from serving.service import ApiError, Service
 from serving.settings import BatchingConfig, LimitsConfig, ModelConfig
-from serving.version_manager import Loader, ModelStore, RetryPolicy
+from serving.loader import Loader
+from serving.version_manager import ModelStore, RetryPolicy
 
 LOGGER = logging.getLogger("babyweight.serving")
 
@@ -108,14 +112,13 @@ _ERROR_HANDLERS = ((ApiError, _api_error), (validation.RequestError, _request_er
                    (RequestValidationError, _validation_error), (Exception, _internal_error))
 
 
-def _lifespan(shared: Service, poll_seconds: float, grpc_address: Optional[str],
+def _lifespan(loader: Loader, shared: Service, grpc_address: Optional[str],
               token: Optional[str], counted: Optional[Metrics],
               logged: Optional[RequestLog]) -> Callable[[FastAPI], Any]:
     """Starts the loader thread (and the gRPC server) at startup; stops them at shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        loader = Loader(shared.store, poll_seconds)
         loader.start()
         grpc = None
         if grpc_address is not None:
@@ -146,8 +149,19 @@ def _documented(app: FastAPI, token: Optional[str]) -> Callable[[], dict]:
     return documented
 
 
+def with_config_file(model: ModelConfig) -> Tuple[ModelConfig, Optional[ModelServerConfig]]:
+    """`model` with --model-config-file's name and base_path, and the file's config (None
+    without a file); ConfigError names what is wrong with the file."""
+    if not model.model_config_file:
+        return model, None
+    found = model_config.read(model.model_config_file,
+                              model.allow_version_labels_for_unavailable_models)
+    model_config.check_labels(found, list_version_dirs(found.base_path)[0])
+    return dataclasses.replace(model, model_name=found.name, model_dir=found.base_path), found
+
+
 def _parts(model: ModelConfig, batching: BatchingConfig, manage_heap: bool, metrics: bool,
-           monitoring_dir: Optional[str] = None
+           policy: VersionPolicy, monitoring_dir: Optional[str] = None
            ) -> Tuple[ModelStore, Batcher, Optional[Metrics]]:
     """The version store (its loads timed when metrics are on) and the shared batcher."""
     counted = (Metrics(model.model_name, lambda: store.statuses(), monitoring_dir)
@@ -156,7 +170,7 @@ def _parts(model: ModelConfig, batching: BatchingConfig, manage_heap: bool, metr
                        RetryPolicy(model.max_num_load_retries,
                                    model.load_retry_interval_micros / 1e6),
                        load=counted.timed_load(load_version) if counted else load_version,
-                       manage_heap=manage_heap)
+                       manage_heap=manage_heap, policy=policy, model_name=model.model_name)
     batcher = Batcher(batching.max_batch_rows, batching.batch_timeout_ms / 1e3,
                       batching.model_threads)
     if counted is not None:
@@ -171,7 +185,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
                grpc_address: Optional[str] = None, metrics: bool = True,
                request_log: Optional[RequestLogConfig] = None,
                monitoring_dir: Optional[str] = None) -> FastAPI:
-    """The app; its loader thread starts at startup and loads the newest version.
+    """The app; its loader thread starts at startup and loads the newest version (or what
+    --model-config-file asks for; a wrong file raises model_config.ConfigError).
 
     `hosts`: the Host header values accepted (None: any); `token`: the bearer token every
     request needs (None: none); `manage_heap`: let the loader freeze and collect the GC heap
@@ -182,8 +197,14 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
     /healthz); `monitoring_dir`: the monitoring command's results, whose newest distances
     the metrics show.
     """
+    model, found = with_config_file(model)
     name = model.model_name
-    store, batcher, counted = _parts(model, batching, manage_heap, metrics, monitoring_dir)
+    store, batcher, counted = _parts(model, batching, manage_heap, metrics,
+                                     found.policy if found else VersionPolicy(), monitoring_dir)
+    watcher = None
+    if found is not None and model.model_config_file_poll_wait_seconds > 0:
+        watcher = ConfigWatcher(model.model_config_file, found,
+                                model.model_config_file_poll_wait_seconds, time.monotonic)
     logged = RequestLog(request_log) if request_log is not None else None
     if logged is not None:
         atexit.register(logged.close)  # the server exits on SIGTERM without a lifespan end
@@ -198,7 +219,8 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             f"newest version under `{model.model_dir}`. Predict with the row format "
             "`{\"instances\": [{...}]}` or the columnar format `{\"inputs\": {...}}`; errors "
             "are `{\"error\": \"...\"}`."),
-        lifespan=_lifespan(shared, poll_seconds, grpc_address, token, counted, logged),
+        lifespan=_lifespan(Loader(store, poll_seconds, watcher), shared, grpc_address, token,
+                           counted, logged),
         docs_url=None,  # serving/docs.py serves /docs from local assets
     )
     app.state.store = store

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from modules import features
 from serving import grpc_tensors, regress, service, validation
 from serving.metrics import Metrics
-from serving.service import ApiError, Service
+from serving.service import ApiError, Label, Service, Wanted
 
 LOGGER = logging.getLogger("babyweight.serving")
 _STATES = get_model_status_pb2.ModelVersionStatus.State
@@ -33,11 +33,12 @@ _ERROR_CODES = {"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "N
                 "UNAVAILABLE": 14, "DATA_LOSS": 15}
 
 
-def _version(spec: model_pb2.ModelSpec) -> Optional[int]:
+def _version(spec: model_pb2.ModelSpec) -> Wanted:
+    """A ModelSpec's version choice: a number, a label (service.Label), or None (latest)."""
     if spec.WhichOneof("version_choice") == "version":
         return spec.version.value
     if spec.WhichOneof("version_choice") == "version_label":
-        raise ApiError(400, f"Unrecognized servable version label: {spec.version_label}")
+        return Label(spec.version_label)
     return None
 
 

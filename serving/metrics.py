@@ -34,7 +34,8 @@ TF_REQUEST_COUNT = ":tensorflow:serving:request_count"
 TF_REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 _TF_APIS = {"predict": "Predict", "classify": "Classify", "regress": "Regress"}
 _TF_LATENCY_BUCKETS = tuple(10 * 1.8 ** i for i in range(33))
-_REST_API = re.compile(r"/v1/models/[^/]+?(?:/versions/[^/:]+)?(?::(\w+)|/(metadata))?")
+_REST_API = re.compile(
+    r"/v1/models/[^/]+?(?:/(?:versions|labels)/[^/:]+)?(?::(\w+)|/(metadata))?")
 
 
 class _Versions:

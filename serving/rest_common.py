@@ -16,7 +16,7 @@ from serving import security
 from serving.encoding import encode_json
 from serving.metrics import Metrics
 from serving.request_log import RequestLog
-from serving.service import ApiError, Service
+from serving.service import ApiError, Label, Service, Wanted
 from serving.versions import parse_version
 
 # Bodies over the limit are still read (and dropped) up to this multiple of it, so the client
@@ -47,10 +47,13 @@ def error_response(status: int, message: str, headers: Optional[dict] = None) ->
     return response
 
 
-def version_number(version: Optional[str], method: str, path: str) -> Optional[int]:
-    """A path's version as TF Serving reads it: ASCII digits that fit int64, else a 400."""
-    if version is None:
-        return None
+def version_number(version: Optional[str], method: str, path: str) -> Wanted:
+    """A path's version as TF Serving reads it: ASCII digits that fit int64, else a 400.
+
+    A label (from a /labels/<label> path) is passed on as it is.
+    """
+    if version is None or isinstance(version, Label):
+        return version
     number = parse_version(version)
     if number is not None:
         return number

@@ -8,15 +8,16 @@ from fastapi.responses import Response
 
 from serving import metrics as metrics_module
 from serving.rest_common import context, error_response, json_response, version_number
-from serving.service import ApiError
+from serving.service import ApiError, Label
 
 router = APIRouter()
 
 
 def status(request: Request, model_name: str, version: Optional[str]) -> Response:
     """TF Serving's GetModelStatus; a GET of a :verb path is a 405 naming POST."""
-    if ":" in model_name:
-        raise ApiError(405, f"{model_name.split(':', 1)[1]} needs POST", {"Allow": "POST"})
+    for part in (model_name, version if isinstance(version, Label) else ""):
+        if ":" in part:
+            raise ApiError(405, f"{part.split(':', 1)[1]} needs POST", {"Allow": "POST"})
     number = version_number(version, request.method, request.url.path)
     found = context(request).service.statuses(model_name, number)
     return json_response({"model_version_status": [s.to_json() for s in found]})
@@ -69,6 +70,18 @@ async def model_metadata(request: Request, model_name: str) -> Response:
             summary="Signatures of one version (must be the served one)")
 async def version_metadata(request: Request, model_name: str, version: str) -> Response:
     return metadata(request, model_name, version)
+
+
+@router.get("/v1/models/{model_name}/labels/{label}", tags=["model status"],
+            summary="Status of every version, as TF Serving answers a label's status")
+async def label_status(request: Request, model_name: str, label: str) -> Response:
+    return status(request, model_name, Label(label))
+
+
+@router.get("/v1/models/{model_name}/labels/{label}/metadata", tags=["model metadata"],
+            summary="Signatures of the version a label points at (model config file)")
+async def label_metadata(request: Request, model_name: str, label: str) -> Response:
+    return metadata(request, model_name, Label(label))
 
 
 metrics_router = APIRouter()

@@ -18,6 +18,7 @@ from serving import regress, schemas, service, ui, validation
 from serving.encoding import predictions_json
 from serving.model_store import ServedModel
 from serving.rest_common import context, json_response, read_body, require_json, version_number
+from serving.service import Label
 from serving.settings import LimitsConfig
 
 
@@ -91,12 +92,20 @@ async def predict_version(request: Request, model_name: str, version: str) -> Re
     return await predict(request, model_name, version)
 
 
+async def predict_label(request: Request, model_name: str, label: str) -> Response:
+    return await predict(request, model_name, Label(label))
+
+
 async def regress_latest(request: Request, model_name: str) -> Response:
     return await regress_or_classify(request, model_name, None, classify=False)
 
 
 async def regress_version(request: Request, model_name: str, version: str) -> Response:
     return await regress_or_classify(request, model_name, version, classify=False)
+
+
+async def regress_label(request: Request, model_name: str, label: str) -> Response:
+    return await regress_or_classify(request, model_name, Label(label), classify=False)
 
 
 async def classify_latest(request: Request, model_name: str) -> Response:
@@ -107,24 +116,37 @@ async def classify_version(request: Request, model_name: str, version: str) -> R
     return await regress_or_classify(request, model_name, version, classify=True)
 
 
+async def classify_label(request: Request, model_name: str, label: str) -> Response:
+    return await regress_or_classify(request, model_name, Label(label), classify=True)
+
+
 def routes(limits: LimitsConfig) -> List[DirectRoute]:
     """The POST routes, documented with the request bodies `limits` allows."""
     predict_docs, regress_docs = schemas.predict_openapi(limits), schemas.regress_openapi(limits)
     regress_summary = "TF Serving's Regress: {'examples': [...], 'context': {...}}"
     classify_summary = "TF Serving's Classify: always its error (a regression model)"
     one = "/v1/models/{model_name}/versions/{version}"
+    labelled = "/v1/models/{model_name}/labels/{label}"
     return [
         DirectRoute("/v1/models/{model_name}:predict", predict_latest, tags=["predict"],
                     summary="Predict with the served version", openapi_extra=predict_docs),
         DirectRoute(f"{one}:predict", predict_version, tags=["predict"],
                     summary="Predict with one version (must be the served one)",
                     openapi_extra=predict_docs),
+        DirectRoute(f"{labelled}:predict", predict_label, tags=["predict"],
+                    summary="Predict with the version a label points at (model config file)",
+                    openapi_extra=predict_docs),
         DirectRoute("/v1/models/{model_name}:regress", regress_latest, tags=["regress"],
                     summary=regress_summary, openapi_extra=regress_docs),
         DirectRoute(f"{one}:regress", regress_version, tags=["regress"],
                     summary=regress_summary + " (one version)", openapi_extra=regress_docs),
+        DirectRoute(f"{labelled}:regress", regress_label, tags=["regress"],
+                    summary=regress_summary + " (a labelled version)", openapi_extra=regress_docs),
         DirectRoute("/v1/models/{model_name}:classify", classify_latest, tags=["classify"],
                     summary=classify_summary, openapi_extra=regress_docs),
         DirectRoute(f"{one}:classify", classify_version, tags=["classify"],
                     summary=classify_summary + " (one version)", openapi_extra=regress_docs),
+        DirectRoute(f"{labelled}:classify", classify_label, tags=["classify"],
+                    summary=classify_summary + " (a labelled version)",
+                    openapi_extra=regress_docs),
     ]

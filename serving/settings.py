@@ -28,6 +28,17 @@ class ModelConfig:
     load_retry_interval_micros: int = setting(
         60_000_000, "Microseconds between those tries (TF Serving's "
         "--load_retry_interval_micros).")
+    model_config_file: str = setting(
+        "", "A ModelServerConfig in text format, as TF Serving's --model_config_file: its one "
+        "model's name and base_path replace --model-name and --model-dir, and it sets the "
+        "version policy (latest N, all, specific) and version labels "
+        "(/v1/models/<name>/labels/<label>). Empty: the latest version serves.")
+    model_config_file_poll_wait_seconds: float = setting(
+        0.0, "Seconds between reads of --model-config-file (TF Serving's "
+        "--model_config_file_poll_wait_seconds); 0 = read once, at start.")
+    allow_version_labels_for_unavailable_models: bool = setting(
+        False, "Let a new label point at a version that is not serving yet (TF Serving's "
+        "flag of that name); an existing label still moves only to a serving version.")
 
 
 @dataclasses.dataclass(frozen=True)

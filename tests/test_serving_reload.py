@@ -37,7 +37,8 @@ def test_hot_reload_switches_without_failures_and_survives_a_broken_version(
     assert traffic.failures == []
     assert all(close_to(a, old) or close_to(a, new) for a in traffic.answers)
     assert close_to(traffic.answers[0], old) and close_to(traffic.answers[-1], new)
-    assert statuses(session) == [version_status(2), version_status(1, "END")]  # TF Serving lists the unloaded one
+    # TF Serving lists the unloaded one.
+    assert statuses(session) == [version_status(2), version_status(1, "END")]
     answer = session.post(server.predict_url(2), json=COURSE_PAYLOAD).json()["predictions"]
     assert close_to(answer[0], new)
     assert session.post(server.predict_url(1), json=COURSE_PAYLOAD).status_code == 404
