@@ -24,8 +24,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 
 from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
-from benchmarks.serving import (INSTANCE, _warm, free_port, request_bytes,  # noqa: E402
-                                run_level, start_server, wait_healthy)
+from benchmarks.serving_clients import (INSTANCE, free_port, request_bytes,  # noqa: E402
+                                        rest_connect, run_level, start_server, wait_healthy)
 from modules import features  # noqa: E402
 from serving.settings import DEFAULT_MODEL_DIR, ModelConfig, RequestLogSettings  # noqa: E402
 
@@ -34,8 +34,6 @@ DEFAULT_RATE = RequestLogSettings.request_log_sample_rate
 
 def logging_overhead(model_dir: str, clients: List[int], requests: int, rounds: int
                      ) -> List[Dict[str, object]]:
-    import asyncio
-
     work = pathlib.Path(tempfile.mkdtemp())
     servers = {}
     for name, extra in (("off", ()), ("on", ("--request-log-dir", str(work / "log")))):
@@ -51,9 +49,9 @@ def logging_overhead(model_dir: str, clients: List[int], requests: int, rounds: 
         for _ in range(rounds):
             for count in clients:
                 for name, (port, _) in servers.items():
-                    asyncio.run(_warm(port, request_bytes(path, body), count))
+                    connect = rest_connect(port, request_bytes(path, body))
                     results.setdefault((name, count), []).append(
-                        run_level(port, path, body, count, requests, 60.0))
+                        run_level(connect, count, requests, 60.0))
     finally:
         for _, process in servers.values():
             process.terminate()

@@ -10,8 +10,10 @@ computes TFDV statistics of it, and compares them with TFDV's comparators:
   - drift against the window just before (skipped when that window logged nothing);
   - the served predictions against the same model's predictions on its eval split.
 Thresholds are the schema's, declared in modules/features.py. It prints every distance, writes
-an HTML page and the distances as Prometheus gauges (metrics.prom) under
-<reports-dir>/monitoring/<time>/, and links the page from the run reports' index.
+an HTML page, summary.json and the distances as Prometheus gauges (metrics.prom) under
+<reports-dir>/monitoring/<time>/, and links the page from the run reports' index. A server
+started with `--monitoring-dir <reports-dir>/monitoring` shows the newest run's distances as
+gauges on its own /monitoring/prometheus/metrics.
 
 Exit codes: 0 every distance within its threshold, 2 a threshold crossed (the findings are
 printed), 1 anything else (no logs, no lineage), with the cause in words.
@@ -25,7 +27,7 @@ import json
 import logging
 import pathlib
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from common.config import PipelineConfig, add_flags, from_flags, setting
 
@@ -100,6 +102,16 @@ def _lineage(config: MonitorConfig):
                         config.version)
 
 
+def summary(findings, anomalies: Dict[str, str], version: int, window: str, rows: int
+            ) -> Dict[str, Any]:
+    """summary.json: what crossed, in words, and every distance (the server's gauges read it,
+    serving/monitoring_gauges.py)."""
+    return {"version": version, "window": window, "rows": rows,
+            "crossed": [f.sentence() for f in findings if f.crossed] + [
+                f"traffic feature '{n}': {t}" for n, t in anomalies.items()],
+            "findings": [dataclasses.asdict(f) for f in findings]}
+
+
 def run(config: MonitorConfig, argv: List[str]) -> int:
     import tensorflow_data_validation as tfdv
 
@@ -149,11 +161,10 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     page_path.write_text(page.render(inputs, page_path, index))
     (out / "metrics.prom").write_text(_gauges(findings, found.version))
     crossed = [f for f in findings if f.crossed] or bool(anomalies)
-    (out / "summary.json").write_text(json.dumps({
-        "version": found.version, "window": window.describe(), "rows": len(current),
-        "crossed": [f.sentence() for f in findings if f.crossed] + [
-            f"traffic feature '{n}': {t}" for n, t in anomalies.items()],
-        "findings": [dataclasses.asdict(f) for f in findings]}, indent=2))
+    # Written whole, then renamed: a server's scrape reads it at any moment.
+    (out / "summary.json.partial").write_text(json.dumps(
+        summary(findings, anomalies, found.version, window.describe(), len(current)), indent=2))
+    (out / "summary.json.partial").replace(out / "summary.json")
     _refresh_index(config)
 
     print(f"Monitored {len(current):,} logged rows of version {found.version}, "

@@ -5,11 +5,17 @@ Modules, one job each:
   validation      request checks against modules/features.py, shared by every entry point
   versions        what names a version: common.versions (shared with the pusher), re-exported
   model_store     finds versions on disk, loads, checks and warms one up
-  version_manager which version is served: the loader thread, retries, switches, unloads
+  version_manager which versions serve: the version policy, labels, retries, switches, unloads
+  model_config    TF Serving's model config file (--model-config-file): policy and labels
+  loader          the background thread that refreshes the versions and re-reads the config
+  pacing          keeps the loader thread from stalling requests (GIL switch interval, pacing)
   security        Host check, bearer token, JSON-only bodies (no use from other web pages)
   batching        gathers concurrent requests into one model call, run off the event loop
   schemas         OpenAPI schemas derived from the feature declaration
-  app             the FastAPI app: TF Serving's REST paths, bodies and status codes
+  app             the FastAPI app: its parts, error handlers, routers and middleware
+  rest_predict    REST :predict, :regress, :classify (the hot path, on routes that answer direct)
+  rest_model      REST status, metadata, /healthz, Prometheus
+  rest_common     what the REST handlers share: JSON answers, versions in paths, the body reader
   server          `python -m serving.server`: the CLI that runs the app
   local_predict   `python -m serving.local_predict`: gcloud's `local predict`, same checks
   instances       one input line or row -> an instance or a rejection, for local and batch predict

@@ -22,9 +22,9 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      predict_pb2, prediction_service_pb2_grpc, regression_pb2)
 
 from modules import features
-from serving import regress, service, validation
+from serving import grpc_tensors, regress, service, validation
 from serving.metrics import Metrics
-from serving.service import ApiError, Service
+from serving.service import ApiError, Label, Service, Wanted
 
 LOGGER = logging.getLogger("babyweight.serving")
 _STATES = get_model_status_pb2.ModelVersionStatus.State
@@ -33,16 +33,21 @@ _ERROR_CODES = {"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "N
                 "UNAVAILABLE": 14, "DATA_LOSS": 15}
 
 
-def _version(spec: model_pb2.ModelSpec) -> Optional[int]:
+def _version(spec: model_pb2.ModelSpec) -> Wanted:
+    """A ModelSpec's version choice: a number, a label (service.Label), or None (latest)."""
     if spec.WhichOneof("version_choice") == "version":
         return spec.version.value
     if spec.WhichOneof("version_choice") == "version_label":
-        raise ApiError(400, f"Unrecognized servable version label: {spec.version_label}")
+        return Label(spec.version_label)
     return None
 
 
 def _tensor_values(name: str, proto: Any) -> List[Any]:
     """A request tensor as a list of Python values, one per instance (1-D, or [N, 1])."""
+    direct = grpc_tensors.direct_values(proto, lambda index: ApiError(
+        400, f"inputs.{name}[{index}]: is not UTF-8 text"))
+    if direct is not None:
+        return direct
     try:
         array = tf.make_ndarray(proto)
     except (TypeError, ValueError) as error:
@@ -116,7 +121,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             wanted = set(request.output_filter)
             for key, value in outputs.items():
                 if not wanted or key in wanted:
-                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+                    response.outputs[key].CopyFrom(grpc_tensors.output_proto(value))
             return response
         return await _guarded(context, answer, "predict", self.metrics)
 

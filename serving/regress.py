@@ -9,10 +9,10 @@ Classify always answers TF Serving's error for a signature of another method.
 from __future__ import annotations
 
 import base64
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from serving import validation
-from serving.service import ApiError, Service
+from serving.service import ApiError, Service, Wanted
 
 REGRESS_METHOD = "tensorflow/serving/regress"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -50,7 +50,7 @@ def _method_signature(shared: Service, served: Any, signature_name: str, method:
     return found
 
 
-async def regress(shared: Service, model_name: str, version: Optional[int],
+async def regress(shared: Service, model_name: str, version: Wanted,
                   signature_name: str, examples: Sequence[bytes]) -> Tuple[int, List[float]]:
     """(version that answered, one regression value per example)."""
     served = shared.acquire(model_name, version)
@@ -64,7 +64,7 @@ async def regress(shared: Service, model_name: str, version: Optional[int],
     return served.version, [float(v) for v in outputs[REGRESS_OUTPUTS].reshape(-1)]
 
 
-def classify(shared: Service, model_name: str, version: Optional[int],
+def classify(shared: Service, model_name: str, version: Wanted,
              signature_name: str) -> None:
     """Always an error here: no babyweight signature is a classification one."""
     served = shared.acquire(model_name, version)
@@ -75,7 +75,7 @@ def classify(shared: Service, model_name: str, version: Optional[int],
     raise ApiError(400, "babyweight has no classification signature")
 
 
-async def rest(shared: Service, body: Any, model_name: str, version: Optional[int],
+async def rest(shared: Service, body: Any, model_name: str, version: Wanted,
                classify_it: bool) -> Tuple[int, List[float]]:
     """A REST :regress/:classify body's answer: (version, values), or ApiError."""
     signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""

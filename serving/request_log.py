@@ -6,7 +6,9 @@ example per predicted row, holding the features as the model saw them, the predi
 model version that answered and the time (`RECORD_KEYS`).
 
 The caller's side is one non-blocking `log()` call: a sampling draw and an append to a bounded
-queue. A background thread drains the queue a few times a second, encodes and writes. Files
+queue, holding references to the request's own objects (nothing is copied). A background
+thread drains the queue a few times a second, encodes (serving/log_records.py) and writes, in
+short slices between which it lets the requests have the interpreter. Files
 rotate at a size or an age, an open file carries a `.partial` suffix until it is complete (a
 reader never sees half a file), and the oldest complete files are deleted to keep the directory
 within its total size. Nothing here ever raises into the caller: a full queue, a full disk or
@@ -18,26 +20,23 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-import functools
 import logging
 import os
 import pathlib
 import random
-import struct
 import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
-from modules import features
+from serving.log_records import (PREDICTION_KEY, RECORD_KEYS, TIME_KEY,  # noqa: F401
+                                 VERSION_KEY, encode, encode_columns)
 
 LOGGER = logging.getLogger("babyweight.serving.request_log")
 
-PREDICTION_KEY = "predicted_" + features.LABEL_KEY
-VERSION_KEY = "model_version"
-TIME_KEY = "request_time_ms"
-RECORD_KEYS = (*features.FEATURE_NAMES, PREDICTION_KEY, VERSION_KEY, TIME_KEY)
 SUFFIX = ".tfrecord"
 PARTIAL = ".partial"
+# The writer thread gives the interpreter back to the requests at least this often (seconds).
+_WRITER_SLICE_S = 0.0002
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,64 +59,6 @@ class RequestLogConfig:
         if self.max_file_bytes <= 0 or self.max_total_bytes < self.max_file_bytes:
             raise ValueError("the request log needs 0 < max_file_bytes <= max_total_bytes, got "
                              f"{self.max_file_bytes} and {self.max_total_bytes}")
-
-
-def _missing_as_declared(name: str, value: Any) -> Any:
-    """A blank categorical means the declared missing value, as the Transform reads it."""
-    declared = features.by_name(name)
-    if isinstance(declared, features.CategoricalFeature):
-        return value if value not in (None, "", b"") else declared.missing_value or ""
-    return value
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # int64 as protobuf writes it: two's complement, ten bytes if < 0
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(payload)) + payload
-
-
-def _entry(name: str, kind: int, payload: bytes) -> bytes:
-    """One entry of tf.Example's feature map: key, and a Feature holding one list."""
-    feature = _field(kind, _field(0x0A, payload))
-    return _field(0x0A, _field(0x0A, name.encode()) + _field(0x12, feature))
-
-
-_BYTES, _FLOATS, _INTS = 0x0A, 0x12, 0x1A  # Feature's bytes_list, float_list, int64_list
-
-
-@functools.lru_cache(maxsize=1024)
-def _string_entry(name: str, raw: bytes) -> bytes:
-    """Categorical values repeat (their vocabulary is small): each entry is encoded once."""
-    return _entry(name, _BYTES, raw)
-
-
-def encode(instance: Mapping[str, Any], prediction: float, version: int, millis: int) -> bytes:
-    """One serialized tf.Example: numerics as whole numbers (the model rounds them), strings.
-
-    Written straight in protobuf's wire format (the same bytes tf.train.Example would parse),
-    because building the message objects cost the writer thread several times as much CPU,
-    taken from the server it shares the interpreter with.
-    """
-    entries = []
-    for declared in features.FEATURES:
-        value = _missing_as_declared(declared.name, instance.get(declared.name))
-        if isinstance(declared, features.CategoricalFeature):
-            raw = value.encode() if isinstance(value, str) else bytes(value)
-            entries.append(_string_entry(declared.name, raw))
-        else:
-            entries.append(_entry(declared.name, _INTS, _varint(int(round(float(value))))))
-    entries.append(_entry(PREDICTION_KEY, _FLOATS, struct.pack("<f", float(prediction))))
-    entries.append(_entry(VERSION_KEY, _INTS, _varint(int(version))))
-    entries.append(_entry(TIME_KEY, _INTS, _varint(int(millis))))
-    return _field(0x0A, b"".join(entries))
 
 
 def complete_files(directory: pathlib.Path) -> List[pathlib.Path]:
@@ -158,10 +99,20 @@ class RequestLog:
     # -- the caller's side ------------------------------------------------------------------------
     def log(self, instances: Sequence[Mapping[str, Any]], predictions: Sequence[float],
             version: int) -> None:
-        """Queues one request's rows, if the request is sampled; never blocks, never raises.
+        """Queues one request's rows (dicts), if the request is sampled; never blocks or raises."""
+        self._enqueue(False, instances, predictions, version)
 
-        A deque's append wakes no thread: the writer drains the queue every `drain_seconds`,
-        so the server's thread is not made to hand the interpreter over once per request.
+    def log_columns(self, columns: Mapping[str, Sequence[Any]], predictions: Any,
+                    version: int) -> None:
+        """`log` for the server's columns (feature -> values), the server's own objects."""
+        self._enqueue(True, columns, predictions, version)
+
+    def _enqueue(self, columnar: bool, values: Any, predictions: Any, version: int) -> None:
+        """The request path's whole share: a draw, and if sampled, references onto a deque.
+
+        Nothing is copied or converted here (the writer thread encodes), and a deque's append
+        wakes no thread: the writer drains the queue every `drain_seconds`, so the server's
+        thread is not made to hand the interpreter over once per request.
         """
         try:
             if self.config.sample_rate < 1.0 and self._random.random() >= self.config.sample_rate:
@@ -170,14 +121,10 @@ class RequestLog:
                 self._drop(len(predictions), "full-queue", "the request log's queue is full (the "
                            "disk is slower than the traffic); dropping sampled requests")
                 return
-            self._pending.append((instances, predictions, version, int(self._clock() * 1000)))
+            self._pending.append((columnar, values, predictions, version,
+                                  int(self._clock() * 1000)))
         except Exception as error:  # noqa: BLE001 - logging must never fail a request
             self._drop(len(predictions), type(error).__name__, f"request log: {error}")
-
-    def log_columns(self, columns: Mapping[str, Sequence[Any]], predictions: Any,
-                    version: int) -> None:
-        """`log` for the server's columns (feature -> values); rows are built off the path."""
-        self.log(_Columns(columns), predictions, version)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Waits until everything queued so far is written (or dropped) and readable."""
@@ -212,12 +159,7 @@ class RequestLog:
             self._wake.wait(self.config.drain_seconds)
             self._wake.clear()
             stopping, flushes = self._stopping, list(self._flushes)
-            while self._pending:
-                item = self._pending.popleft()
-                try:
-                    self._write(*item)
-                except Exception as error:  # noqa: BLE001 - the thread must outlive any record
-                    self._drop(0, "writer", f"request log: {error}")
+            self._drain()
             if stopping or flushes:
                 self._complete()  # a flush makes everything written so far readable
             else:
@@ -228,15 +170,33 @@ class RequestLog:
             if stopping:
                 return
 
-    def _write(self, instances: Sequence[Mapping[str, Any]], predictions: Sequence[float],
-               version: int, millis: int) -> None:
+    def _drain(self) -> None:
+        """Writes everything queued, in slices: between them this thread sleeps briefly, so
+        a request waiting for the interpreter gets it within a slice, not a switch interval."""
+        clock = time.perf_counter
+        resumed = clock()
+        while self._pending:
+            item = self._pending.popleft()
+            try:
+                self._write(*item)
+            except Exception as error:  # noqa: BLE001 - the thread must outlive any record
+                self._drop(0, "writer", f"request log: {error}")
+            if clock() - resumed > _WRITER_SLICE_S:
+                time.sleep(_WRITER_SLICE_S)
+                resumed = clock()
+
+    def _write(self, columnar: bool, values: Any, predictions: Any, version: int,
+               millis: int) -> None:
+        count = 0
         try:
-            if isinstance(instances, _Columns):
-                instances = instances.rows()
-            predictions = [float(p) for p in _flat(predictions)]
-            records = [encode(i, p, version, millis) for i, p in zip(instances, predictions)]
+            flat = [float(p) for p in _flat(predictions)]
+            count = len(flat)
+            if columnar:
+                records = encode_columns(values, flat, version, millis)
+            else:
+                records = [encode(i, p, version, millis) for i, p in zip(values, flat)]
         except Exception as error:  # noqa: BLE001
-            self._drop(len(predictions), "encode", f"request log: cannot encode a request: {error}")
+            self._drop(count, "encode", f"request log: cannot encode a request: {error}")
             return
         try:
             if self._file is None:
@@ -311,26 +271,10 @@ class RequestLog:
             self._complete()
 
 
-class _Columns:
-    """A request's columns, turned into rows by the writer thread."""
-
-    def __init__(self, columns: Mapping[str, Sequence[Any]]) -> None:
-        self.columns = columns
-
-    def rows(self) -> List[Dict[str, Any]]:
-        names = list(self.columns)
-        count = len(self.columns[names[0]]) if names else 0
-        return [{n: _plain(self.columns[n][i]) for n in names} for i in range(count)]
-
-
-def _plain(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _flat(values: Any) -> List[Any]:
     import numpy as np
 
-    return list(np.asarray(values).reshape(-1))
+    return np.asarray(values, dtype=np.float64).reshape(-1).tolist()
 
 
 def _tfrecord_writer(path: str) -> Any:

@@ -77,7 +77,10 @@ class BufferedLogHandler(logging.StreamHandler):
 
 
 def buffer_access_log() -> None:
-    """Access lines keep the root handlers' format but go through a BufferedLogHandler."""
+    """Access lines keep the root handlers' format but go through a BufferedLogHandler, and
+    are made into records off the request path (serving/access_log.py)."""
+    from serving import access_log
+
     root = logging.getLogger().handlers
     handler = BufferedLogHandler(sys.stderr.fileno())
     if root:
@@ -85,6 +88,7 @@ def buffer_access_log() -> None:
     access = logging.getLogger(ACCESS_LOGGER)
     access.addHandler(handler)
     access.propagate = False
+    access_log.Deferred(handler).install()
 
 
 def grpc_address(server: ServerConfig) -> Optional[str]:
@@ -121,17 +125,25 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     configure_tensorflow(batching.tf_threads)
 
-    app = create_app(model, limits, batching, poll_seconds=server.poll_seconds,
-                     access_log=server.access_log,
-                     hosts=security.allowed_hosts(server.host, server.port), token=token,
-                     grpc_address=grpc_address(server), metrics=server.metrics,
-                     request_log=request_log_config)
+    from serving.model_config import ConfigError
+
+    try:
+        app = create_app(model, limits, batching, poll_seconds=server.poll_seconds,
+                         access_log=server.access_log,
+                         hosts=security.allowed_hosts(server.host, server.port), token=token,
+                         grpc_address=grpc_address(server), metrics=server.metrics,
+                         request_log=request_log_config,
+                         monitoring_dir=server.monitoring_dir or None)
+    except ConfigError as error:
+        LOGGER.error("Cannot use --model-config-file: %s", error)
+        return 2
+    store = app.state.store
     if token is None and not security.is_loopback(server.host):
         LOGGER.warning("Bound to %s without --auth-token-file: anyone who can reach this "
                        "address can use the model.", server.host)
-    LOGGER.info("Serving %s from %s on http://%s:%d (docs: /docs), gRPC port %s",
-                model.model_name, model.model_dir, server.host, server.port,
-                server.grpc_port or "off")
+    LOGGER.info("Serving %s from %s (versions: %s) on http://%s:%d (docs: /docs), gRPC port "
+                "%s", app.state.service.name, store.model_dir, store.policy.describe(),
+                server.host, server.port, server.grpc_port or "off")
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exit normally instead, so
     # atexit handlers (the buffered access log) still run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

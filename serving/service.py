@@ -1,21 +1,23 @@
 """What REST and gRPC share: which version answers, statuses, metadata, one model call path.
 
 Both front ends (serving/app.py and serving/grpc_server.py) call these functions, so a request
-is checked, batched and answered the same way whichever protocol carried it, and an error has
-the same message on both: ApiError's `status` is the REST code, `grpc_code` its gRPC twin
-(the mapping TF Serving's REST handler uses in reverse).
+is checked, batched, logged and answered the same way whichever protocol carried it, and an
+error has the same message on both: ApiError's `status` is the REST code, `grpc_code` its gRPC
+twin (the mapping TF Serving's REST handler uses in reverse).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
+from modules.features import LABEL_KEY
 from serving import validation
 from serving.batching import Batcher
 from serving.model_store import ServedModel, Signature, VersionStatus
+from serving.request_log import RequestLog
 from serving.settings import LimitsConfig
 from serving.version_manager import ModelStore
 
@@ -23,6 +25,14 @@ from serving.version_manager import ModelStore
 GRPC_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND",
               405: "UNIMPLEMENTED", 415: "INVALID_ARGUMENT", 503: "UNAVAILABLE",
               500: "INTERNAL"}
+
+
+class Label(str):
+    """A version label (TF Serving's ModelSpec.version_label), where a version number may go."""
+
+
+# What a request asks for: the newest serving version (None), a number, or a label.
+Wanted = Union[None, int, Label]
 
 
 class ApiError(Exception):
@@ -41,12 +51,13 @@ class ApiError(Exception):
 
 @dataclasses.dataclass
 class Service:
-    """The served model's name, its versions and the shared batcher."""
+    """The served model's name, its versions, the shared batcher and the request log."""
 
     name: str
     store: ModelStore
     batcher: Batcher
     limits: LimitsConfig
+    request_log: Optional[RequestLog] = None
 
     def check_name(self, model_name: str, version: Optional[int]) -> None:
         if model_name != self.name:
@@ -54,28 +65,44 @@ class Service:
                 f"Specific({model_name}, {version})"
             raise ApiError(404, f"Servable not found for request: {wanted}")
 
-    def acquire(self, model_name: str, number: Optional[int]) -> ServedModel:
+    def label_version(self, model_name: str, label: str) -> int:
+        """The version a label points at, or TF Serving's 400 for a label it does not know."""
+        version = self.store.serving.labels.get(label) if model_name == self.name else None
+        if version is None:
+            raise ApiError(400, f"Unrecognized servable version label: {label}")
+        return version
+
+    def acquire(self, model_name: str, number: Wanted) -> ServedModel:
         """The version to answer with, counted in use: the caller must `release` it."""
+        if isinstance(number, Label):
+            number = self.label_version(model_name, number)
         self.check_name(model_name, number)
         name = self.name
-        served = self.store.acquire()
+        served = self.store.acquire(number)
         if served is None:
-            if self.store.ever_served:  # unloaded: TF Serving's answer when nothing is left
-                wanted = f"Latest({name})" if number is None else f"Specific({name}, {number})"
-                raise ApiError(404, f"Servable not found for request: {wanted}")
-            raise ApiError(503, f"No version of model {name!r} is loaded yet; see "
-                           f"/v1/models/{name} for its status.")
-        if number is not None and number != served.version:
-            self.store.release(served)
+            if self.store.current is None:
+                if self.store.ever_served:  # unloaded: TF Serving's answer when none is left
+                    wanted = f"Latest({name})" if number is None else \
+                        f"Specific({name}, {number})"
+                    raise ApiError(404, f"Servable not found for request: {wanted}")
+                raise ApiError(503, f"No version of model {name!r} is loaded yet; see "
+                               f"/v1/models/{name} for its status.")
+            serving = ", ".join(map(str, sorted(self.store.serving.versions)))
+            plural = "s" if "," in serving else ""
             raise ApiError(404, f"Servable not found for request: Specific({name}, {number})"
-                           f"; serving version {served.version}")
+                           f"; serving version{plural} {serving}")
         return served
 
     def release(self, served: ServedModel) -> None:
         self.store.release(served)
 
-    def statuses(self, model_name: str, number: Optional[int]) -> List[VersionStatus]:
-        """GetModelStatus: every version's state, or the one asked for (404 if unknown)."""
+    def statuses(self, model_name: str, number: Wanted) -> List[VersionStatus]:
+        """GetModelStatus: every version's state, or the one asked for (404 if unknown).
+
+        A label is not looked at, as TF Serving's GetModelStatus does not: every version.
+        """
+        if isinstance(number, Label):
+            number = None
         self.check_name(model_name, number)
         found = self.store.statuses()
         if number is not None:
@@ -86,7 +113,7 @@ class Service:
             raise ApiError(404, f"Could not find any versions of model {self.name}")
         return found
 
-    def metadata(self, model_name: str, number: Optional[int]) -> Tuple[int, Dict]:
+    def metadata(self, model_name: str, number: Wanted) -> Tuple[int, Dict]:
         """(version, signature defs as JSON dicts) of the version that would answer."""
         served = self.acquire(model_name, number)
         self.release(served)
@@ -94,11 +121,15 @@ class Service:
 
     async def call(self, served: ServedModel, signature_name: str,
                    columns: validation.Columns, rows: int) -> Dict[str, np.ndarray]:
-        """One checked request through the shared batcher."""
+        """One checked request through the shared batcher; a request on the features is
+        offered to the request log (REST and gRPC alike, the same records)."""
         try:
-            return await self.batcher.predict(served, signature_name, columns, rows)
+            outputs = await self.batcher.predict(served, signature_name, columns, rows)
         except tf.errors.InvalidArgumentError as error:  # validated input never gets here
             raise ApiError(400, error.message) from None
+        if self.request_log is not None and served.signatures[signature_name].takes_features:
+            self.request_log.log_columns(columns, outputs.get(LABEL_KEY, ()), served.version)
+        return outputs
 
 
 def signature(served: ServedModel, signature_name: str) -> Signature:

@@ -38,6 +38,17 @@ class ModelConfig:
     load_retry_interval_micros: int = setting(
         60_000_000, "Microseconds between those tries (TF Serving's "
         "--load_retry_interval_micros).")
+    model_config_file: str = setting(
+        "", "A ModelServerConfig in text format, as TF Serving's --model_config_file: its one "
+        "model's name and base_path replace --model-name and --model-dir, and it sets the "
+        "version policy (latest N, all, specific) and version labels "
+        "(/v1/models/<name>/labels/<label>). Empty: the latest version serves.")
+    model_config_file_poll_wait_seconds: float = setting(
+        0.0, "Seconds between reads of --model-config-file (TF Serving's "
+        "--model_config_file_poll_wait_seconds); 0 = read once, at start.")
+    allow_version_labels_for_unavailable_models: bool = setting(
+        False, "Let a new label point at a version that is not serving yet (TF Serving's "
+        "flag of that name); an existing label still moves only to a serving version.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +95,10 @@ class ServerConfig:
         2.0, "Seconds between looks at --model-dir for a new version (hot reload).")
     metrics: bool = setting(True, "Prometheus metrics at /monitoring/prometheus/metrics "
                             "(TF Serving's path): requests, latency, batch sizes, loads.")
+    monitoring_dir: str = setting(
+        "", "Where `python -m monitoring` writes its results (<reports-dir>/monitoring): the "
+        "newest result's distances and thresholds become gauges in the metrics, read at "
+        "scrape time; empty: none.")
     access_log: bool = setting(True, "Log one line per request: method, path, status, "
                                "latency.")
     auth_token_file: str = setting(

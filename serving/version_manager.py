@@ -1,68 +1,37 @@
-"""Which version is served: TF Serving's version policy, run by one background loader thread.
+"""Which versions serve: TF Serving's version policy and labels, run by one background thread.
 
-The newest version that loads is served. A version that fails to load (e.g. seen while `cp -r`
-was still copying it) is retried `max_num_load_retries` times, `load_retry_interval_micros`
-apart, as TF Serving does, then reported END with its error. Loading, warm-up and the old
-version's teardown all happen on the loader thread, paced while a version serves so requests
-keep the GIL and the cores: requests only ever read `current`, one reference replaced whole,
-and a replaced version is released once the requests holding it are done. A served version deleted from disk is replaced by the newest remaining loadable one, or
-unloaded (END) when there is none, so the server never keeps answering from a version that no
-longer exists.
+Without a model config file the policy is TF Serving's default, latest 1: the newest version
+that loads serves. A config file (serving/model_config.py) may ask for the latest N, all, or
+specific versions, and put labels on them; requests with no version get the newest serving
+one. A version that fails to load (e.g. seen while `cp -r` was still copying it) is retried
+`max_num_load_retries` times, `load_retry_interval_micros` apart, as TF Serving does, then
+reported END with its error; meanwhile latest N passes over it to the next older versions.
+Loading, warm-up and teardown all happen on the loader thread, paced while a version serves
+(serving/pacing.py), so requests keep the GIL and the cores: requests only ever read one
+`Serving` snapshot, replaced whole, and a version that leaves it is released once the
+requests holding it are done. A version deleted from disk stops serving; when none is left
+the model is unloaded (END), so the server never answers from a version that no longer exists.
+A version that leaves the policy stays until one the policy wants serves (TF Serving's
+availability-preserving policy).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import logging
 import math
-import sys
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from common import gc_freeze
 
+from serving.model_config import VersionPolicy
 from serving.model_store import (AVAILABLE, END, LOADING, ServedModel, VersionStatus,
                                  error_code, list_version_dirs, load_version)
+from serving.pacing import yielding_gil as _yielding_gil
 
 LOGGER = logging.getLogger("babyweight.serving")
-
-# While a version loads or is torn down, the loader thread gives the GIL back this often
-# (seconds), so the event loop waits less for it between requests; Python's default is 5 ms.
-_LOADER_SWITCH_INTERVAL = 0.0005
-# ... and, while a version serves, runs at most _BURST_S at a time, then sleeps _PAUSE_S: a
-# quarter of one core, so requests keep the GIL and the cores (benchmarks/serving.py).
-_BURST_S, _PAUSE_S = 0.001, 0.003
-
-
-@contextlib.contextmanager
-def _yielding_gil(throttle: bool) -> Iterator[None]:
-    """Lowers the thread switch interval (process-wide) and, if `throttle`, paces this thread.
-
-    The pacing is a profile hook on this thread only: at a Python or C function call after
-    more than _BURST_S of work it sleeps _PAUSE_S, releasing the GIL. Loading takes longer
-    that way, which nobody waits for while the old version serves.
-    """
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, _LOADER_SWITCH_INTERVAL))
-    clock, sleep = time.perf_counter, time.sleep
-    resumed = clock()
-
-    def pace(*_: object) -> None:
-        nonlocal resumed
-        if clock() - resumed > _BURST_S:
-            sleep(_PAUSE_S)
-            resumed = clock()
-
-    if throttle:
-        sys.setprofile(pace)
-    try:
-        yield
-    finally:
-        if throttle:
-            sys.setprofile(None)
-        sys.setswitchinterval(interval)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,20 +49,36 @@ class _Failure:
     status: VersionStatus
 
 
-class ModelStore:
-    """The served version of one model, and what happened to the others.
+@dataclasses.dataclass(frozen=True)
+class Serving:
+    """What requests read: the versions serving now, the newest of them, the labels."""
 
-    `refresh()` runs on the loader thread (one at a time); `current` and `statuses()` can be
-    read from anywhere.
+    versions: Mapping[int, ServedModel] = dataclasses.field(default_factory=dict)
+    labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    latest: Optional[ServedModel] = dataclasses.field(init=False)  # what a request gets
+
+    def __post_init__(self) -> None:
+        newest = self.versions[max(self.versions)] if self.versions else None
+        object.__setattr__(self, "latest", newest)
+
+
+class ModelStore:
+    """The serving versions of one model, and what happened to the others.
+
+    `refresh()` and `set_policy()` run on the loader thread (one at a time); `serving`,
+    `current` and `statuses()` can be read from anywhere.
     """
 
     def __init__(self, model_dir: str, retry: RetryPolicy = RetryPolicy(),
                  load: Callable[[int, str], ServedModel] = load_version,
                  list_dirs: Callable[[str], Tuple[Dict[int, str], List[str]]] = list_version_dirs,
-                 clock: Callable[[], float] = time.monotonic, manage_heap: bool = True) -> None:
+                 clock: Callable[[], float] = time.monotonic, manage_heap: bool = True,
+                 policy: VersionPolicy = VersionPolicy(), model_name: str = "") -> None:
         self.model_dir = model_dir
         self.retry = retry
-        self.current: Optional[ServedModel] = None
+        self.policy = policy
+        self.model_name = model_name
+        self.serving = Serving()
         self.ever_served = False
         self._load, self._list_dirs, self._clock = load, list_dirs, clock
         self._manage_heap = manage_heap
@@ -104,41 +89,124 @@ class ModelStore:
         self._retiring: List[ServedModel] = []
         self._ignored_names: Set[str] = set()
         self._warned_empty = False
+        self._label_problem = ""
         self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Optional[ServedModel]:
+        """The newest serving version (what a request without a version gets)."""
+        return self.serving.latest
 
     # -- the loader thread's side ---------------------------------------------------------------
 
+    def set_policy(self, policy: VersionPolicy) -> None:
+        """A re-read config file's policy; the next refresh applies it."""
+        with self._lock:
+            self.policy = policy
+            self._label_problem = ""
+
     def refresh(self) -> Optional[int]:
-        """Serves the newest loadable version; returns it if the served version changed."""
+        """Loads what the policy wants; returns the newest serving version if it changed."""
         with self._lock:
             self._freeze_baseline()
             versions, ignored = self._list_dirs(self.model_dir)
             self._note_ignored(ignored)
             for gone in [v for v in self._failures if v not in versions]:
                 del self._failures[gone]  # pushed again later: a new version, tried anew
-            current = self.current
+            before = self.current
             if not versions:
-                self._warn_empty(current)
+                self._warn_empty(before)
             else:
                 self._warned_empty = False
-            for version in self._candidates(versions, current):
+            tried: Set[int] = set()
+            while True:
+                aspired = self.policy.aspired(versions, self._waiting())
+                todo = [v for v in aspired
+                        if v not in self.serving.versions and v not in tried and self._due(v)]
+                if not todo:
+                    break
+                version = max(todo)
+                tried.add(version)
                 model = self._try_load(version, versions[version])
                 if model is not None:
-                    self._swap(model)
-                    return version
-            if current is not None and current.version not in versions:
-                self._unload(current)
+                    self._publish({**self.serving.versions, version: model}, aspired, versions)
+            self._publish(dict(self.serving.versions), aspired, versions)
+            self._apply_labels()
+            after = self.current
+            if after is not None and (before is None or after.version != before.version):
+                return after.version
             return None
 
-    def _candidates(self, versions: Dict[int, str], current: Optional[ServedModel]
-                    ) -> List[int]:
-        """Versions worth a load now, newest first: newer than the served one (if still on
-        disk), and not waiting for a retry or given up on."""
+    def _waiting(self) -> Set[int]:
         now = self._clock()
-        floor = current.version if current is not None and current.version in versions else -1
-        return sorted((v for v in versions if v > floor
-                       and (v not in self._failures or self._failures[v].retry_at <= now)),
-                      reverse=True)
+        return {v for v, f in self._failures.items() if f.retry_at > now}
+
+    def _due(self, version: int) -> bool:
+        failure = self._failures.get(version)
+        return failure is None or failure.retry_at <= self._clock()
+
+    def _publish(self, loaded: Dict[int, ServedModel], aspired: Set[int],
+                 on_disk: Mapping[int, str]) -> None:
+        """Serves the loaded versions the policy wants; retires the others.
+
+        If none it wants serves yet, the newest loaded one still on disk keeps serving.
+        """
+        keep = {v: m for v, m in loaded.items() if v in aspired}
+        if not keep and aspired:
+            still = [v for v in loaded if v in on_disk]
+            if still:
+                keep = {max(still): loaded[max(still)]}
+        old = self.serving
+        if keep.keys() == old.versions.keys():
+            return
+        self.serving = Serving(keep, old.labels)  # the one write requests see, replaced whole
+        if keep:
+            self.ever_served = True
+        for version in keep:
+            self._ended.pop(version, None)
+        for version, model in old.versions.items():
+            if version not in keep:
+                self._ended[version] = VersionStatus(version, END)
+                self._retiring.append(model)
+        self._log_switch(old, keep, on_disk)
+
+    def _log_switch(self, old: Serving, keep: Mapping[int, ServedModel],
+                    on_disk: Mapping[int, str]) -> None:
+        was = old.latest
+        if not keep:
+            LOGGER.warning("Version %d was deleted from %s and no other version loads: "
+                           "unloaded; requests are answered 404 until a version is pushed.",
+                           was.version if was else -1, self.model_dir)
+            return
+        newest = max(keep)
+        if was is None or was.version != newest:
+            LOGGER.info("Now serving version %d%s.", newest, f" (was {was.version})" if was
+                        else "")
+        if len(keep) > 1 or len(old.versions) > 1:
+            LOGGER.info("Serving versions %s (policy %s).", ", ".join(map(str, sorted(keep))),
+                        self.policy.describe())
+
+    def _apply_labels(self) -> None:
+        """The policy's labels, once each points at a serving version (TF Serving's rule)."""
+        wanted = self.policy.label_map
+        current = self.serving
+        if wanted == dict(current.labels):
+            return
+        for label, version in sorted(wanted.items()):
+            existing = current.labels.get(label)
+            allowed = self.policy.allow_unavailable_labels and existing in (None, version)
+            if version not in current.versions and not allowed:
+                problem = (f"Request to assign label to version {version} of model "
+                           f"{self.model_name}, which is not currently available for "
+                           f"inference (label {label!r})")
+                if problem != self._label_problem:
+                    self._label_problem = problem
+                    LOGGER.error("%s; the labels stay %s until it is.", problem,
+                                 dict(current.labels) or "unset")
+                return
+        self.serving = Serving(current.versions, wanted)
+        self._label_problem = ""
+        LOGGER.info("Version labels: %s.", wanted or "none")
 
     def _try_load(self, version: int, path: str) -> Optional[ServedModel]:
         self._loading = version
@@ -169,25 +237,6 @@ class ModelStore:
         self._failures[version] = _Failure(tries, retry_at, status)
         LOGGER.error("Version %d at %s failed to load (%s). %s", version, path, plan,
                      message[:500])
-
-    def _swap(self, model: ServedModel) -> None:
-        old = self.current
-        self.current = model  # the one write requests see: a reference, replaced whole
-        self.ever_served = True
-        self._ended.pop(model.version, None)
-        if old is not None:
-            self._ended[old.version] = VersionStatus(old.version, END)
-            self._retiring.append(old)
-        LOGGER.info("Now serving version %d%s.", model.version,
-                    f" (was {old.version})" if old else "")
-
-    def _unload(self, current: ServedModel) -> None:
-        self.current = None
-        self._ended[current.version] = VersionStatus(current.version, END)
-        self._retiring.append(current)
-        LOGGER.warning("Version %d was deleted from %s and no other version loads: unloaded; "
-                       "requests are answered 404 until a version is pushed.", current.version,
-                       self.model_dir)
 
     def release_retired(self) -> int:
         """Drops replaced versions no request uses any more; returns how many are left.
@@ -234,9 +283,11 @@ class ModelStore:
 
     # -- the request side -----------------------------------------------------------------------
 
-    def acquire(self) -> Optional[ServedModel]:
-        """The served version, counted as in use until `release` (so it is not torn down)."""
-        model = self.current
+    def acquire(self, version: Optional[int] = None) -> Optional[ServedModel]:
+        """A serving version (the newest when `version` is None), counted as in use until
+        `release` so it is not torn down; None when it does not serve."""
+        serving = self.serving
+        model = serving.latest if version is None else serving.versions.get(version)
         if model is not None:
             model.in_flight += 1
         return model
@@ -246,47 +297,15 @@ class ModelStore:
         model.in_flight -= 1
 
     def statuses(self) -> List[VersionStatus]:
-        """The served version first, then one being loaded, then the others, newest first."""
-        current = self.current
-        result = [VersionStatus(current.version, AVAILABLE)] if current else []
+        """The serving versions first (newest first), then one loading, then the others."""
+        serving = self.serving.versions
+        result = [VersionStatus(v, AVAILABLE) for v in sorted(serving, reverse=True)]
         loading = self._loading
         # dict() copies in one step under the GIL; the loader thread may change them meanwhile.
         failures, others = dict(self._failures), dict(self._ended)
         others.update((v, f.status) for v, f in failures.items())
         if loading is not None:
             others[loading] = VersionStatus(loading, LOADING)
-        result += [others[v] for v in sorted(others, reverse=True)
-                   if current is None or v != current.version]
+        result += [others[v] for v in sorted(others, reverse=True) if v not in serving]
         return result
 
-
-class Loader:
-    """The background thread that runs `store.refresh()` every `poll_seconds`."""
-
-    def __init__(self, store: ModelStore, poll_seconds: float) -> None:
-        self.store = store
-        self.poll_seconds = max(0.01, poll_seconds)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        next_poll = 0.0
-        while not self._stop.is_set():
-            if time.monotonic() >= next_poll:
-                try:
-                    self.store.refresh()
-                except Exception:  # noqa: BLE001 - a failed look (a flaky disk) must not stop
-                    LOGGER.exception("Looking for new versions in %s failed",
-                                     self.store.model_dir)
-                next_poll = time.monotonic() + self.poll_seconds
-            # Replaced versions are checked often: they are released soon after their last
-            # request, not a poll later.
-            pending = self.store.release_retired()
-            self._stop.wait(0.02 if pending else min(self.poll_seconds, 0.5))

@@ -279,3 +279,26 @@ def close_to(a: float, b: float) -> bool:
 def statuses(session: httpx.Client) -> List[Dict[str, Any]]:
     """The model's version statuses, as GET /v1/models/<name> answers them."""
     return session.get(f"/v1/models/{MODEL_NAME}").json()["model_version_status"]
+
+
+@pytest.fixture(scope="module")
+def client(shared_server: RunningServer) -> Iterator[httpx.Client]:
+    """A keep-alive client of the session's shared server."""
+    with httpx.Client(base_url=shared_server.url, timeout=30) as result:
+        yield result
+
+
+def version_status(version: int, state: str = "AVAILABLE") -> Dict[str, Any]:
+    """One model_version_status entry as TF Serving answers it for a version without error."""
+    return {"version": str(version), "state": state,
+            "status": {"error_code": "OK", "error_message": ""}}
+
+
+def post_predict(client: httpx.Client, body: Any, version: Any = None,
+                 model: str = MODEL_NAME) -> httpx.Response:
+    """POST /v1/models/<model>[/versions/<version>]:predict with a JSON (or raw bytes) body."""
+    import json
+
+    middle = f"/versions/{version}" if version is not None else ""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(f"/v1/models/{model}{middle}:predict", content=content, headers=JSON)

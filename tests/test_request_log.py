@@ -145,3 +145,20 @@ def test_the_hand_written_wire_format_is_tf_examples():
     feature[request_log.TIME_KEY].int64_list.value.append(1_800_000_000_123)
     encoded = request_log.encode({**INSTANCE, "mother_age": -3}, 5.25, 2**40, 1_800_000_000_123)
     assert tf.train.Example.FromString(encoded) == expected
+
+
+def test_columns_encode_row_by_row_as_instances_do():
+    """The server hands its columns over as they are (bytes or str, blanks): each row's record
+    is the one its instance gives."""
+    columns = {"is_male": [b"False", ""], "plurality": ["Single(1)", "Twins(2)"],
+               "mother_age": [22.4, 40.0], "gestation_weeks": [37.0, 41.6]}
+    records = request_log.encode_columns(columns, [6.5, 7.75], 3, 1_800_000_000_000)
+    instances = [{"is_male": "False", "plurality": "Single(1)", "mother_age": 22.4,
+                  "gestation_weeks": 37.0},
+                 {"is_male": "", "plurality": "Twins(2)", "mother_age": 40.0,
+                  "gestation_weeks": 41.6}]
+    assert records == [request_log.encode(i, p, 3, 1_800_000_000_000)
+                       for i, p in zip(instances, [6.5, 7.75])]
+    second = tf.train.Example.FromString(records[1]).features.feature
+    assert second["is_male"].bytes_list.value == [features.IS_MALE.missing_value.encode()]
+    assert second["gestation_weeks"].int64_list.value == [42]

@@ -1,17 +1,22 @@
 """The server's request log: every sampled row with the prediction the client got, written
-off the request path; a log that cannot write never fails a request and counts its drops."""
+off the request path, for REST and gRPC alike; a log that cannot write never fails a request and
+counts its drops."""
 from __future__ import annotations
 
 import pathlib
 import time
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from monitoring import logs
 from serving import request_log
 from tests.serving_fixtures import ServingModels, stop_server
+from tests.test_serving_grpc import _columns, predict_request
 
 pytest_plugins = ("tests.serving_fixtures",)
 
@@ -57,3 +62,38 @@ def test_an_unwritable_log_directory_never_fails_a_request(serving_models: Servi
         time.sleep(0.1)
     assert dropped == 12
     assert server.log().count("cannot write") == 1
+    scraped = httpx.get(f"{server.url}/monitoring/prometheus/metrics", timeout=10).text
+    assert 'babyweight_serving_request_log_records_total{outcome="dropped"} 12.0' in scraped
+    assert 'babyweight_serving_request_log_records_total{outcome="written"} 0.0' in scraped
+
+
+def _records(directory: pathlib.Path) -> list:
+    """Each logged record as a tf.Example without its time (the only field that differs)."""
+    found = []
+    for path in request_log.complete_files(directory):
+        for record in tf.data.TFRecordDataset(str(path)):
+            example = tf.train.Example.FromString(record.numpy())
+            del example.features.feature[request_log.TIME_KEY]
+            found.append(example.SerializeToString(deterministic=True))
+    return found
+
+
+def test_grpc_requests_are_logged_as_rest_ones_are(serving_models: ServingModels,
+                                                   server_factory: Any,
+                                                   tmp_path: pathlib.Path) -> None:
+    """The same rows sent over REST and over gRPC (the stock stub) give the same records."""
+    log_dir = tmp_path / "log"
+    server = server_factory(serving_models.serving_dir(tmp_path), "--request-log-dir",
+                            str(log_dir), "--request-log-sample-rate", "1")
+    rows = serving_models.instances[:6]
+    _predict(server, rows)
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        answer = stub.Predict(predict_request(_columns(rows)), timeout=60)
+    assert len(tf.make_ndarray(answer.outputs["weight_pounds"]).reshape(-1)) == len(rows)
+    stop_server(server)
+    records = _records(log_dir)
+    assert len(records) == 2 * len(rows)
+    assert sorted(records[:len(rows)]) == sorted(records[len(rows):])
+    logged = logs.read(request_log.complete_files(log_dir))
+    assert set(logged[request_log.VERSION_KEY]) == {1}

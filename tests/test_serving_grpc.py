@@ -1,7 +1,7 @@
 """TF Serving's gRPC API and Regress/Classify, over the same server process as REST.
 
 Called with the stock stubs of `tensorflow-serving-api`; each gRPC answer is compared with the
-REST answer for the same rows, and each REST bad request of test_serving_server has a twin
+REST answer for the same rows, and each REST bad request of test_serving_predict has a twin
 here answered with TF Serving's status code and the same message.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from modules import features
 from tests.serving_fixtures import (JSON, MAX_INSTANCES, MODEL_NAME, RunningServer,
                                     ServingModels)
-from tests.test_serving_server import BAD_REQUESTS, CANONICAL
+from tests.test_serving_predict import BAD_REQUESTS, CANONICAL
 from tests.tolerances import prediction_abs
 
 pytest_plugins = ("tests.serving_fixtures",)

@@ -81,3 +81,35 @@ def test_rest_api_names() -> None:
     assert metrics.rest_api("GET", "/v1/models/m/versions/3/metadata") == "metadata"
     assert metrics.rest_api("GET", "/v1/models/m/versions/3") == "status"
     assert metrics.rest_api("GET", "/healthz") is None
+
+
+def test_tf_servings_own_metric_names_are_exported(shared_server: RunningServer,
+                                                   client: httpx.Client) -> None:
+    """A dashboard built for TF Serving finds its series: the request count by model and status
+    code (no `_total`), the latency histogram in microseconds by model, API and entrypoint."""
+    def tf_samples() -> Samples:
+        return {key: value for key, value in _scrape(client).items()
+                if key[0].startswith(":tensorflow:serving:")}
+
+    before = tf_samples()
+    assert client.post(f"/v1/models/{MODEL_NAME}:predict", json=COURSE_PAYLOAD,
+                       headers=JSON).status_code == 200
+    assert client.post(f"/v1/models/{MODEL_NAME}:predict", json={"instances": []},
+                       headers=JSON).status_code == 400
+    with grpc.insecure_channel(shared_server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(predict_request(_columns(COURSE_INSTANCES)), timeout=60)
+    after = tf_samples()
+
+    def change(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    count = metrics.TF_REQUEST_COUNT
+    assert change(count, model_name=MODEL_NAME, status="OK") == 2
+    assert change(count, model_name=MODEL_NAME, status="INVALID_ARGUMENT") == 1
+    for entrypoint in ("REST", "GRPC"):
+        assert change(metrics.TF_REQUEST_LATENCY + "_count", model_name=MODEL_NAME,
+                      API="Predict", entrypoint=entrypoint) == 1
+    text = client.get(metrics.PATH).text
+    assert f"# TYPE {count} " in text and f"{count}_total" not in text

@@ -1,0 +1,90 @@
+"""The monitor's distances as gauges in the server's metrics, read at scrape time.
+
+`python -m monitoring` writes each result to <reports-dir>/monitoring/<time>/summary.json (and a
+Prometheus textfile beside it). A server started with --monitoring-dir pointing there exposes
+the newest result's distances and thresholds on /monitoring/prometheus/metrics, with the same
+names and labels as that textfile (kind, feature, version), plus the time the result was
+written, so an alert can also fire when monitoring stopped running. Reading happens only when
+Prometheus scrapes, and a file is parsed again only when a newer one appears. A missing or
+unreadable result never fails a scrape: it shows no distances, logged once per file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from prometheus_client.core import GaugeMetricFamily
+
+LOGGER = logging.getLogger("babyweight.serving")
+SUMMARY = "summary.json"  # monitoring/cli.py's result file in each run's directory
+_LABELS = ["kind", "feature", "version"]
+
+
+def newest_summary(directory: pathlib.Path) -> Optional[pathlib.Path]:
+    """The newest run's summary.json (run directories are named by time, so they sort)."""
+    try:
+        runs = sorted((p for p in directory.iterdir() if (p / SUMMARY).is_file()),
+                      key=lambda p: p.name)
+    except OSError:
+        return None
+    return runs[-1] / SUMMARY if runs else None
+
+
+class MonitoringGauges:
+    """A prometheus-client collector over the newest monitoring result in `directory`."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = pathlib.Path(directory)
+        self._cached: Tuple[Optional[pathlib.Path], float, Dict[str, Any]] = (None, 0.0, {})
+        self._reported: set = set()
+
+    def _read(self) -> Tuple[Dict[str, Any], float]:
+        path = newest_summary(self.directory)
+        if path is None:
+            return {}, 0.0
+        try:
+            written = path.stat().st_mtime
+            if self._cached[0] == path and self._cached[1] == written:
+                return self._cached[2], written
+            summary = json.loads(path.read_text())
+            if not isinstance(summary.get("findings"), list):
+                raise ValueError("no 'findings' list")
+        except (OSError, ValueError, AttributeError) as error:
+            if path not in self._reported:
+                self._reported.add(path)
+                LOGGER.warning("Cannot read the monitoring result %s (%s): its distances are "
+                               "not in the metrics", path, error)
+            return {}, 0.0
+        self._cached = (path, written, summary)
+        return summary, written
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        summary, written = self._read()
+        distance = GaugeMetricFamily(
+            "babyweight_monitoring_distance",
+            "A TFDV distance between served traffic and its reference (newest monitoring run)",
+            labels=_LABELS)
+        threshold = GaugeMetricFamily(
+            "babyweight_monitoring_threshold", "The distance's declared threshold",
+            labels=_LABELS)
+        version = str(summary.get("version", ""))
+        for finding in _findings(summary):
+            labels = [str(finding["kind"]), str(finding["feature"]), version]
+            distance.add_metric(labels, float(finding["value"]))
+            threshold.add_metric(labels, float(finding["threshold"]))
+        yield distance
+        yield threshold
+        if written:
+            yield GaugeMetricFamily(
+                "babyweight_monitoring_last_run_timestamp_seconds",
+                "When the newest monitoring result was written (Unix time)", value=written)
+
+
+def _findings(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The findings that carry what a gauge needs; others are skipped."""
+    wanted = ("kind", "feature", "value", "threshold")
+    return [f for f in summary.get("findings", ())
+            if isinstance(f, dict) and all(k in f for k in wanted)
+            and isinstance(f["value"], (int, float)) and isinstance(f["threshold"], (int, float))]
