@@ -64,8 +64,12 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 
     ensure_warehouse(warehouse)
-    if not data_is_usable(warehouse):
+    rows = usable_rows(warehouse)
+    if rows is None:
         return 2
+    mode, workers = settings.direct_running_mode(rows)
+    log.info("Beam: %s with %d worker%s (--beam-direct-running-mode %s, %d rows)", mode,
+             workers, "" if workers == 1 else "s", settings.beam_direct_running_mode, rows)
     reports_dir = new_reports_dir(pathlib.Path(settings.reports_dir))
     pathlib.Path(settings.metadata_path).parent.mkdir(parents=True, exist_ok=True)
     example_gen = DuckDBExampleGen(input_config=pipeline.input_config(data),
@@ -82,7 +86,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
         hyperparameters=hyperparameters,
         training=training,
         evaluation=evaluation,
-        beam_pipeline_args=settings.beam_pipeline_args(),
+        beam_pipeline_args=settings.beam_pipeline_args(rows),
         enable_cache=settings.enable_cache,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(
             str(settings.metadata_path)),
@@ -114,8 +118,9 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     return outcome
 
 
-def data_is_usable(warehouse: config.WarehouseConfig) -> bool:
-    """The pre-flight check of the data's columns, types and rows, before any component runs."""
+def usable_rows(warehouse: config.WarehouseConfig) -> Optional[int]:
+    """The pre-flight check of the data's columns, types and rows, before any component runs:
+    the data's rows, or None when it failed."""
     from common.errors import DataValidationError
     from warehouse import preflight, sql
 
@@ -125,9 +130,9 @@ def data_is_usable(warehouse: config.WarehouseConfig) -> bool:
     except DataValidationError as error:
         log.error("%s", error)
         log.error("Nothing ran: the data failed its pre-flight check.")
-        return False
+        return None
     log.info("Data: %s, %d rows", warehouse.source or warehouse.database, rows)
-    return True
+    return rows
 
 
 def new_reports_dir(root: pathlib.Path) -> pathlib.Path:

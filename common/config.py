@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import pathlib
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar, get_type_hints
 
@@ -17,6 +18,10 @@ T = TypeVar("T")
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 PIPELINE_NAME = "babyweight"
+# Raw rows from which auto picks Beam's multi_processing mode: below, in_memory was the faster
+# on two cores in benchmarks/scale.py (its workers start slowly and each loads what a
+# component needs); above, the second core's gain has not been shown to outweigh that.
+MULTI_PROCESSING_MIN_ROWS = 10_000_000
 
 
 def setting(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirrors argparse
@@ -116,26 +121,38 @@ class PipelineConfig:
     )
     enable_cache: bool = setting(True, "Reuse outputs of components whose inputs did not change.")
     beam_direct_running_mode: str = setting(
-        "in_memory",
-        "Beam DirectRunner mode: in_memory is fastest on a small machine; "
-        "multi_processing uses every core.",
-        choices=("in_memory", "multi_threading", "multi_processing"),
+        "auto",
+        "Beam DirectRunner mode: in_memory is fastest on small data; multi_processing uses "
+        "every core but its workers take seconds to start; auto picks multi_processing from "
+        f"{MULTI_PROCESSING_MIN_ROWS:,} raw rows, else in_memory, and logs which.",
+        choices=("auto", "in_memory", "multi_threading", "multi_processing"),
     )
     beam_direct_num_workers: int = setting(
-        1, "DirectRunner workers; 0 = one per core (for the multi_* modes).")
+        1, "DirectRunner workers; 0 = one per core (for the multi_* modes; auto uses every "
+        "core).")
 
-    def beam_pipeline_args(self) -> Tuple[str, ...]:
+    def direct_running_mode(self, rows: Optional[int]) -> Tuple[str, int]:
+        """(mode, workers) for a run over `rows` raw rows (None: unknown): auto resolved."""
+        if self.beam_direct_running_mode != "auto":
+            return self.beam_direct_running_mode, self.beam_direct_num_workers
+        cores = os.cpu_count() or 1
+        if rows is not None and rows >= MULTI_PROCESSING_MIN_ROWS and cores > 1:
+            return "multi_processing", cores
+        return "in_memory", 1
+
+    def beam_pipeline_args(self, rows: Optional[int] = None) -> Tuple[str, ...]:
         """Only the DirectRunner options that differ from Beam's defaults (in_memory, 1 worker).
 
         Why not always both: given any Beam argument, each TFX Beam component first builds an
         sdist of TFX itself for remote workers (seconds per component: the README's "Pipeline
         speed"), which a local run never uses.
         """
+        mode, workers = self.direct_running_mode(rows)
         args = []
-        if self.beam_direct_running_mode != "in_memory":
-            args.append(f"--direct_running_mode={self.beam_direct_running_mode}")
-        if self.beam_direct_num_workers != 1:
-            args.append(f"--direct_num_workers={self.beam_direct_num_workers}")
+        if mode != "in_memory":
+            args.append(f"--direct_running_mode={mode}")
+        if workers != 1:
+            args.append(f"--direct_num_workers={workers}")
         return tuple(args)
 
 

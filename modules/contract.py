@@ -18,6 +18,9 @@ HYPERPARAMETERS_CONFIG_KEY = "hyperparameters"
 WARM_START_CONFIG_KEY = "warm_start_from"
 MAX_TRIALS_CONFIG_KEY = "max_trials"
 CACHE_CONFIG_KEY = "cache_examples"
+CACHE_MAX_MEMORY_FRACTION_CONFIG_KEY = "cache_examples_max_memory_fraction"
+# The example cache may take up to this share of the machine's memory (modules/example_cache.py).
+DEFAULT_CACHE_MAX_MEMORY_FRACTION = 0.5
 SEED_CONFIG_KEY = "seed"
 # Without a seed in custom_config (a Trainer configured by hand): still the same every run.
 DEFAULT_SEED = 42

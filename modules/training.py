@@ -12,9 +12,10 @@ import tf_keras
 # Direct imports: `from tfx import v1` imports the Vertex extension too, a long import per process.
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from modules.contract import (CACHE_CONFIG_KEY, DEFAULT_SEED, HYPERPARAMETERS_CONFIG_KEY,
-                              SEED_CONFIG_KEY, WARM_START_CONFIG_KEY)
-from modules import training_log, warmup
+from modules.contract import (CACHE_CONFIG_KEY, CACHE_MAX_MEMORY_FRACTION_CONFIG_KEY,
+                              DEFAULT_CACHE_MAX_MEMORY_FRACTION, DEFAULT_SEED,
+                              HYPERPARAMETERS_CONFIG_KEY, SEED_CONFIG_KEY, WARM_START_CONFIG_KEY)
+from modules import example_cache, training_log, warmup
 from modules.export import export_serving_model
 from modules.hparams import HyperParameters, from_keras_tuner
 from modules.model_input import input_fn, training_label_mean
@@ -75,6 +76,16 @@ def datasets(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput,
     return train, evaluation
 
 
+def use_cache(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput) -> bool:
+    """custom_config's cache setting, off when the examples would not fit in memory."""
+    custom_config = fn_args.custom_config or {}
+    if not custom_config.get(CACHE_CONFIG_KEY, True):
+        return False
+    fraction = float(custom_config.get(CACHE_MAX_MEMORY_FRACTION_CONFIG_KEY,
+                                       DEFAULT_CACHE_MAX_MEMORY_FRACTION))
+    return example_cache.cache_fits([fn_args.train_files, fn_args.eval_files],
+                                    tf_transform_output.transformed_feature_spec(), fraction)
+
 
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point: train, then export the serving model with its signatures.
@@ -92,7 +103,7 @@ def run_fn(fn_args: FnArgs) -> None:
     train, evaluation = datasets(fn_args, tf_transform_output, hparams.batch_size,
                                   hparams.num_train_examples, repeat_train=bool(steps_per_epoch),
                                   repeat_eval=bool(fn_args.eval_steps),
-                                  cache=bool(custom_config.get(CACHE_CONFIG_KEY, True)))
+                                  cache=use_cache(fn_args, tf_transform_output))
 
     model = build_keras_model(hparams)
     if not warm_start(model, custom_config.get(WARM_START_CONFIG_KEY) or fn_args.base_model):

@@ -38,6 +38,10 @@ class TrainingConfig:
     cache_examples: bool = setting(
         True, "Keep the transformed examples in memory after the first epoch instead of "
         "re-reading and re-parsing the files every epoch (turn off when they do not fit in RAM).")
+    cache_examples_max_memory_fraction: float = setting(
+        contract.DEFAULT_CACHE_MAX_MEMORY_FRACTION,
+        "The example cache turns itself off (one log line says so) when its estimated size "
+        "is over this fraction of the machine's memory.")
     training_seed: int = setting(
         42, "Seed of the model's initial weights, the training data's shuffle and the Tuner's "
         "search: the same data and seed train the same model.")

@@ -226,6 +226,8 @@ def model_components(
     custom_config = {contract.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
                      contract.MAX_TRIALS_CONFIG_KEY: training.tuner_max_trials,
                      contract.CACHE_CONFIG_KEY: training.cache_examples,
+                     contract.CACHE_MAX_MEMORY_FRACTION_CONFIG_KEY:
+                         training.cache_examples_max_memory_fraction,
                      contract.SEED_CONFIG_KEY: training.training_seed}
     components: List[BaseNode] = [transform]
     tuner = None

@@ -95,6 +95,22 @@ def test_beam_arguments_only_when_they_differ_from_beams_defaults():
         "--direct_running_mode=multi_processing", "--direct_num_workers=0")
 
 
+def test_auto_mode_uses_every_core_from_the_size_where_that_pays(monkeypatch):
+    from common.config import MULTI_PROCESSING_MIN_ROWS
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    auto = PipelineConfig()
+    assert auto.beam_direct_running_mode == "auto"
+    assert auto.beam_pipeline_args(MULTI_PROCESSING_MIN_ROWS - 1) == ()
+    assert auto.beam_pipeline_args(None) == ()
+    assert auto.beam_pipeline_args(MULTI_PROCESSING_MIN_ROWS) == (
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert auto.direct_running_mode(10 * MULTI_PROCESSING_MIN_ROWS) == ("in_memory", 1)
+    assert PipelineConfig(beam_direct_running_mode="in_memory").beam_pipeline_args(
+        10 * MULTI_PROCESSING_MIN_ROWS) == ()
+
+
 def test_the_training_seed_reaches_the_trainer_and_the_tuner(tmp_path):
     import json
 

@@ -14,7 +14,9 @@ TFX's own, built with these executors (same node ids); the wiring picks them for
 With another tfx_bsl release (version_check.RANGES) the executors run the stock reader.
 
 Local runs only: on Dataflow, Beam's own reader splits big files across workers, where this one
-reads each file whole.
+reads each file whole (streaming it, a batch at a time). Locally the unit of parallel work is the
+file: ExampleGen writes each split as several shards, so Beam's multi_processing workers each
+read different ones.
 """
 from __future__ import annotations
 

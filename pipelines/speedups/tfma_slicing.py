@@ -31,7 +31,6 @@ from tensorflow_model_analysis.utils import util
 from pipelines import tfma_metrics
 from pipelines.speedups import version_check
 
-_UNGROUPED = "ungrouped"
 _ABSENT = object()
 # Extract keys that describe the whole batch, not its rows.
 _BATCH_KEYS = (constants.ARROW_RECORD_BATCH_KEY,)
@@ -151,11 +150,17 @@ def _column(extracts: Dict[str, Any], name: str, model_names: Sequence[str]) -> 
 
 
 class _GroupRowsBySliceFn(beam.DoFn):
-    """Batched extracts in, one extract per (slice, batch) out; other batches to UNGROUPED."""
+    """Batched extracts in, one extract per (slice, batch) out; a batch it cannot group, one
+    extract per example, unbatched and sliced by TFMA's own functions.
 
-    def __init__(self, specs: List[slicer_lib.SingleSliceSpec], model_names: List[str]):
+    One DoFn for both, not a second branch joined by a Flatten: Beam's local runner buffers a
+    Flatten's inputs, which held every grouped extract of the eval split in memory.
+    """
+
+    def __init__(self, specs: List[slicer_lib.SingleSliceSpec], eval_config: tfma.EvalConfig):
         self._specs = specs
-        self._model_names = model_names
+        self._model_names = [spec.name for spec in eval_config.model_specs]
+        self._per_example = slice_key_extractor.ExtractSliceKeysFn(eval_config, True)
 
     def _slices(self, extracts: Dict[str, Any], rows: int
                 ) -> Optional[Dict[Tuple, List[np.ndarray]]]:
@@ -192,7 +197,9 @@ class _GroupRowsBySliceFn(beam.DoFn):
         rows = _batch_rows(extracts)
         groups = self._slices(extracts, rows) if rows else None
         if groups is None:
-            yield beam.pvalue.TaggedOutput(_UNGROUPED, extracts)
+            # pylint: disable-next=protected-access
+            for example in unbatch_extractor._extract_unbatched_inputs(extracts):
+                yield from self._per_example.process(example, slice_spec=self._specs)
             return
         for key, parts in groups.items():
             # Two specs can name the same slice (columns {x} and the value x=5): a row counts once.
@@ -205,16 +212,8 @@ class _GroupRowsBySliceFn(beam.DoFn):
 @beam.ptransform_fn
 def _SliceBatches(extracts: beam.PCollection, eval_config: tfma.EvalConfig
                   ) -> beam.PCollection:  # pylint: disable=invalid-name
-    model_names = [spec.name for spec in eval_config.model_specs]
-    split = extracts | "GroupRowsBySlice" >> beam.ParDo(
-        _GroupRowsBySliceFn(slice_specs(eval_config), model_names)).with_outputs(
-            _UNGROUPED, main="grouped")
-    per_example = (
-        split[_UNGROUPED]
-        | "Unbatch" >> unbatch_extractor.UnbatchExtractor().ptransform
-        | "SliceKeys" >> slice_key_extractor.SliceKeyExtractor(
-            eval_config=eval_config).ptransform)
-    return (split.grouped, per_example) | "Merge" >> beam.Flatten()
+    return extracts | "GroupRowsBySlice" >> beam.ParDo(
+        _GroupRowsBySliceFn(slice_specs(eval_config), eval_config))
 
 
 def batch_slicing_extractor(eval_config: tfma.EvalConfig) -> tfma.extractors.Extractor:

@@ -8,9 +8,11 @@ float_list, STRING -> bytes_list, NULL -> an empty Feature).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import os
 import pathlib
+import tempfile
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -33,6 +35,11 @@ from pipelines.prefetch import prefetched
 from warehouse import engine, sql
 
 ROWS_PER_BATCH = 65_536
+# What DuckDB may hold while it sorts a split into its shuffled order; the rest spills to disk.
+SORT_MEMORY_LIMIT = "512MB"
+# Files per split, the shuffled rows dealt out in turn: Beam's multi_processing workers (and
+# the Trainer's parallel reads) each take whole files, so one file would keep one core busy.
+SHARDS_PER_SPLIT = 4
 # DuckDB/Arrow column kinds and the BigQuery type BigQueryExampleGen would see for them.
 BIGQUERY_TYPE_OF_ARROW = (
     (pa.types.is_boolean, "BOOLEAN"),
@@ -90,6 +97,14 @@ def warehouse_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     return json_format.MessageToDict(struct)
 
 
+def bound_sort_memory(connection: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB's sort spills to disk beyond SORT_MEMORY_LIMIT, so the shuffle's memory stays the
+    same however many rows the split holds (by default DuckDB may take most of the machine)."""
+    spill = pathlib.Path(tempfile.gettempdir()) / f"babyweight-duckdb-{os.getpid()}"
+    connection.execute(f"SET memory_limit = '{SORT_MEMORY_LIMIT}'")
+    connection.execute(f"SET temp_directory = '{spill}'")
+
+
 def serialized_batches(database: str, source: Optional[str], bigquery_sql: str,
                        shuffle: bool) -> Iterator[List[bytes]]:
     """The query's rows as batches of serialized tf.Examples.
@@ -102,6 +117,7 @@ def serialized_batches(database: str, source: Optional[str], bigquery_sql: str,
     try:
         statement = sql.to_duckdb(bigquery_sql)
         if shuffle:
+            bound_sort_memory(connection)
             statement = f"SELECT * FROM ({statement}) AS result_row ORDER BY hash(result_row)"
         reader = connection.execute(statement).fetch_record_batch(ROWS_PER_BATCH)
         encoder = example_coder.RecordBatchToExamplesEncoder()
@@ -141,7 +157,8 @@ class _WriteSplits(beam.DoFn):
     """Runs every split's query and writes its examples as gzipped TFRecords, side by side.
 
     One element for all splits instead of one per row: Beam's per-record reshuffle and write
-    cost more than the query and the encoding together on a small machine. The splits are
+    cost more than the query and the encoding together on a small machine. Each split is
+    SHARDS_PER_SPLIT files, for the readers that split their work by file. The splits are
     written in threads, and each split's next batch is queried and encoded while the last one
     is written (DuckDB, tfx_bsl's encoder and TF's writer all run outside the GIL). GZIP level 1
     writes faster than the default level 6, for somewhat larger files that read as fast (what
@@ -166,14 +183,15 @@ class _WriteSplits(beam.DoFn):
         name, bigquery_sql, split_uri = split
         started = time.monotonic()
         tf.io.gfile.makedirs(split_uri)
-        path = os.path.join(split_uri, f"{write_split.DEFAULT_FILE_NAME}-00000-of-00001.gz")
         rows = 0
         options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=1)
-        with tf.io.TFRecordWriter(path, options=options) as writer:
+        with contextlib.ExitStack() as files:
+            writers = [files.enter_context(tf.io.TFRecordWriter(path, options=options))
+                       for path in shard_paths(split_uri)]
             for batch in prefetched(serialized_batches(self._database, self._source,
                                                        bigquery_sql, True)):
-                for record in batch:
-                    writer.write(record)
+                for index, record in enumerate(batch, rows):
+                    writers[index % len(writers)].write(record)
                 before, rows = rows, rows + len(batch)
                 if rows // PROGRESS_EVERY_ROWS > before // PROGRESS_EVERY_ROWS:
                     progress.info("ExampleGen split %s: %d rows written (%.0f s)", name, rows,
@@ -182,6 +200,13 @@ class _WriteSplits(beam.DoFn):
         progress.info("ExampleGen split %s: %d examples in %.1f s (%.0f/s)", name, rows,
                       elapsed, rows / elapsed)
         return name, rows
+
+
+def shard_paths(split_uri: str) -> List[str]:
+    """The split's SHARDS_PER_SPLIT files, named as TFX's own ExampleGen names its shards."""
+    return [os.path.join(split_uri, f"{write_split.DEFAULT_FILE_NAME}-{index:05d}-of-"
+                                    f"{SHARDS_PER_SPLIT:05d}.gz")
+            for index in range(SHARDS_PER_SPLIT)]
 
 
 def check_queries_bind(database: str, source: Optional[str], queries: List[str]) -> None:
