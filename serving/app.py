@@ -311,7 +311,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
         if served is None:
             return error_response(503, f"no version of model {name!r} is loaded yet")
         status = {"status": "ok", "model": name, "version": served.version,
-                  "batching": batcher.stats()}
+                  "polls": store.polls, "batching": batcher.stats()}
         if logged is not None:
             status["request_log"] = logged.status()
         return json_response(status)

@@ -95,6 +95,7 @@ class ModelStore:
         self.retry = retry
         self.current: Optional[ServedModel] = None
         self.ever_served = False
+        self.polls = 0  # refreshes finished: /healthz shows the loader thread is alive
         self._load, self._list_dirs, self._clock = load, list_dirs, clock
         self._manage_heap = manage_heap
         self._heap_frozen = False
@@ -110,6 +111,12 @@ class ModelStore:
 
     def refresh(self) -> Optional[int]:
         """Serves the newest loadable version; returns it if the served version changed."""
+        try:
+            return self._refresh()
+        finally:
+            self.polls += 1
+
+    def _refresh(self) -> Optional[int]:
         with self._lock:
             self._freeze_baseline()
             versions, ignored = self._list_dirs(self.model_dir)

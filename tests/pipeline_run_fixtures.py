@@ -25,6 +25,12 @@ class PipelineRuns:
     warehouse: pathlib.Path
     exit_codes: List[int]
 
+    @classmethod
+    def at(cls, base: pathlib.Path, warehouse: pathlib.Path, exit_codes: List[int]
+           ) -> "PipelineRuns":
+        return cls(base=base, metadata_path=base / "metadata.sqlite", pipeline_root=base / "root",
+                   reports_dir=base / "reports", warehouse=warehouse, exit_codes=exit_codes)
+
     @property
     def index(self) -> pathlib.Path:
         return self.reports_dir / "index.html"
@@ -60,6 +66,4 @@ def create_pipeline_runs(warehouse: pathlib.Path, base: pathlib.Path) -> Pipelin
     for database in (warehouse, warehouse, with_new_plurality(warehouse, base / "bad.duckdb")):
         codes.append(run_pipeline(base, database))
         publish_latest(base)
-    return PipelineRuns(base=base, metadata_path=base / "metadata.sqlite",
-                        pipeline_root=base / "root", reports_dir=base / "reports",
-                        warehouse=warehouse, exit_codes=codes)
+    return PipelineRuns.at(base, warehouse, codes)
