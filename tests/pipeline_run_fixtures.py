@@ -2,13 +2,17 @@
 
 Run 1 trains and pushes a model, run 2 (mostly cached) is judged against run 1's model as
 baseline, run 3 reads a warehouse with a new plurality value and is stopped by the anomaly gate.
-Each run's report is published as the local runner does after every run.
+Each run's report is published as the local runner does after every run, and what it logged
+is kept beside it (`PipelineRuns.log`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import pathlib
 import shutil
+import sys
 from typing import List
 
 import duckdb
@@ -31,14 +35,28 @@ class PipelineRuns:
         return cls(base=base, metadata_path=base / "metadata.sqlite", pipeline_root=base / "root",
                    reports_dir=base / "reports", warehouse=warehouse, exit_codes=exit_codes)
 
+    def log(self, run: int) -> str:
+        """What run `run` (0, 1 or 2) logged."""
+        return log_path(self.base, run).read_text()
+
     @property
     def index(self) -> pathlib.Path:
         return self.reports_dir / "index.html"
 
 
-def run_pipeline(base: pathlib.Path, database: pathlib.Path) -> int:
-    return run_local_pipeline(base, "--database", str(database), "--rmse-upper-bound", "1.25",
-                              *FAST_TRAINING)
+def log_path(base: pathlib.Path, run: int) -> pathlib.Path:
+    return base / f"run-{run}.log"
+
+
+def run_pipeline(base: pathlib.Path, database: pathlib.Path, log: pathlib.Path) -> int:
+    """The run's exit code; what it logged is kept in `log` (and still shown on stderr)."""
+    logged = io.StringIO()
+    with contextlib.redirect_stderr(logged):  # the runner's log handler writes to sys.stderr
+        code = run_local_pipeline(base, "--database", str(database), "--rmse-upper-bound",
+                                  "1.25", *FAST_TRAINING)
+    log.write_text(logged.getvalue())
+    sys.stderr.write(logged.getvalue())
+    return code
 
 
 def publish_latest(runs_base: pathlib.Path) -> None:
@@ -63,7 +81,8 @@ def with_new_plurality(warehouse: pathlib.Path, out: pathlib.Path) -> pathlib.Pa
 def create_pipeline_runs(warehouse: pathlib.Path, base: pathlib.Path) -> PipelineRuns:
     """Runs the pipeline three times into `base` (about a minute on two cores)."""
     codes = []
-    for database in (warehouse, warehouse, with_new_plurality(warehouse, base / "bad.duckdb")):
-        codes.append(run_pipeline(base, database))
+    databases = (warehouse, warehouse, with_new_plurality(warehouse, base / "bad.duckdb"))
+    for run, database in enumerate(databases):
+        codes.append(run_pipeline(base, database, log_path(base, run)))
         publish_latest(base)
     return PipelineRuns.at(base, warehouse, codes)
