@@ -38,13 +38,19 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) \
 	  || echo "warning: could not install chromium (root needed); the browser tests will skip"
 
+# The suite in one process per core (at most 4: each holds TensorFlow), whole test modules
+# handed out longest first (tests/conftest.py); the shared session fixtures are still made once
+# in all (tests/made_once.py).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: install browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The tests that run no pipeline (marked `slow`: whole runs, and all that read the pipeline_runs
 # fixture), for the edit-test loop; `make test` is still what CI runs.
 test-fast: install browser
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # Rebuild the index of all runs (and any missing run page) from ML Metadata.
 reports: install

@@ -42,7 +42,7 @@ async def healthz(request: Request) -> Response:
     if served is None:
         return error_response(503, f"no version of model {shared.name!r} is loaded yet")
     answer = {"status": "ok", "model": shared.name, "version": served.version,
-              "batching": shared.batcher.stats()}
+              "polls": shared.store.polls, "batching": shared.batcher.stats()}
     if found.request_log is not None:
         answer["request_log"] = found.request_log.status()
     return json_response(answer)

@@ -80,6 +80,7 @@ class ModelStore:
         self.model_name = model_name
         self.serving = Serving()
         self.ever_served = False
+        self.polls = 0  # refreshes finished: /healthz shows the loader thread is alive
         self._load, self._list_dirs, self._clock = load, list_dirs, clock
         self._manage_heap = manage_heap
         self._heap_frozen = False
@@ -107,6 +108,12 @@ class ModelStore:
 
     def refresh(self) -> Optional[int]:
         """Loads what the policy wants; returns the newest serving version if it changed."""
+        try:
+            return self._refresh()
+        finally:
+            self.polls += 1
+
+    def _refresh(self) -> Optional[int]:
         with self._lock:
             self._freeze_baseline()
             versions, ignored = self._list_dirs(self.model_dir)

@@ -1,4 +1,5 @@
-"""Shared fixtures: generated warehouses and real pipeline runs, made once per test session."""
+"""Shared fixtures: a small generated warehouse and three pipeline runs on it, made once per
+test run (tests/made_once.py: also when pytest-xdist runs the tests in several workers)."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -6,10 +7,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import common  # noqa: F401,E402  (sets TF_USE_LEGACY_KERAS before any test imports TensorFlow)
 
 import pathlib  # noqa: E402
+from typing import List  # noqa: E402
 
 import pytest  # noqa: E402
 
 from tests import pipeline_helpers  # noqa: E402
+from tests.made_once import made_once  # noqa: E402
 from warehouse import generator  # noqa: E402
 
 SMALL_ROWS = 20_000
@@ -17,10 +20,13 @@ SMALL_ROWS = 20_000
 
 @pytest.fixture(scope="session")
 def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    """A generated natality DuckDB file of SMALL_ROWS rows (seed 7)."""
-    database = tmp_path_factory.mktemp("warehouse") / "natality.duckdb"
-    generator.generate(database, rows=SMALL_ROWS, seed=7)
-    return database
+    """A generated natality DuckDB file of SMALL_ROWS rows (seed 7); tests open it read-only
+    (DuckDB lets several processes do that at once) or copy it."""
+    def make(directory: pathlib.Path) -> str:
+        generator.generate(directory / "natality.duckdb", rows=SMALL_ROWS, seed=7)
+        return str(directory / "natality.duckdb")
+
+    return pathlib.Path(made_once("warehouse", tmp_path_factory, make))
 
 
 @pytest.fixture(scope="session")
@@ -50,17 +56,38 @@ def pipeline_runs(small_warehouse: pathlib.Path, tmp_path_factory: pytest.TempPa
     read them and never change them."""
     from tests import pipeline_run_fixtures
 
-    return pipeline_run_fixtures.create_pipeline_runs(
-        small_warehouse, tmp_path_factory.mktemp("pipeline_runs"))
+    def make(directory: pathlib.Path) -> dict:
+        return {"base": str(directory), "exit_codes": pipeline_run_fixtures.create_pipeline_runs(
+            small_warehouse, directory).exit_codes}
+
+    made = made_once("pipeline_runs", tmp_path_factory, make)
+    return pipeline_run_fixtures.PipelineRuns.at(pathlib.Path(made["base"]), small_warehouse,
+                                                 made["exit_codes"])
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
-def pytest_collection_modifyitems(items) -> None:
+# The modules with the longest tests, longest first. Under xdist (`make test`: `--dist loadfile
+# --no-loadscope-reorder`, whole modules handed out in this order) they start first, so that no
+# worker is left running one of them alone at the end.
+LONGEST_FIRST = ("test_readme_commands.py", "test_cache_keys_e2e.py", "test_killed_runs.py",
+                 "test_pipeline_e2e.py", "test_ct_scenario.py", "test_serving_server.py",
+                 "test_serving_versions.py", "test_model.py", "test_serving_security.py",
+                 "test_tfma_slicing.py")
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
     """A test that reads the pipeline runs waits for them: it is slow, marked or not, so
-    `make test-fast` (`-m "not slow"`) never starts them."""
-    for item in items:
-        if "pipeline_runs" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.slow)
+    `make test-fast` (`-m "not slow"`) never starts them (marked as collected, before `-m`
+    deselects)."""
+    if "pipeline_runs" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    """Under xdist the longest modules go first (LONGEST_FIRST); the sort is stable, so each
+    module's tests stay together and in order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def pytest_runtest_setup(item) -> None:

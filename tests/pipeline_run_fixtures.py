@@ -2,16 +2,18 @@
 
 Run 1 trains and pushes a model, run 2 (mostly cached) is judged against run 1's model as
 baseline, run 3 reads a warehouse with a new plurality value and is stopped by the anomaly gate.
-Each run's report is published as the local runner does after every run, and each run's log
-(what the runner writes to stderr, through its log filter) is kept as a file.
+Each run's report is published as the local runner does after every run, and what it logged
+is kept beside it (`PipelineRuns.log`).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import pathlib
 import shutil
+import sys
 from typing import List
 
 import duckdb
@@ -27,29 +29,41 @@ class PipelineRuns:
     reports_dir: pathlib.Path
     warehouse: pathlib.Path
     exit_codes: List[int]
-    logs: List[pathlib.Path]
+
+    @classmethod
+    def at(cls, base: pathlib.Path, warehouse: pathlib.Path, exit_codes: List[int]
+           ) -> "PipelineRuns":
+        return cls(base=base, metadata_path=base / "metadata.sqlite", pipeline_root=base / "root",
+                   reports_dir=base / "reports", warehouse=warehouse, exit_codes=exit_codes)
+
+    def log(self, run: int) -> str:
+        """What run `run` (0, 1 or 2) logged."""
+        return log_path(self.base, run).read_text()
 
     @property
     def index(self) -> pathlib.Path:
         return self.reports_dir / "index.html"
 
 
-def run_pipeline(base: pathlib.Path, database: pathlib.Path) -> int:
-    return run_local_pipeline(base, "--database", str(database), "--rmse-upper-bound", "1.25",
-                              *FAST_TRAINING)
+def log_path(base: pathlib.Path, run: int) -> pathlib.Path:
+    return base / f"run-{run}.log"
 
 
-def run_pipeline_logged(base: pathlib.Path, database: pathlib.Path, log: pathlib.Path) -> int:
-    """run_pipeline with the runner's stderr (its log handler's stream) written to `log`."""
-    with log.open("w") as stream:
-        try:
-            with contextlib.redirect_stderr(stream):
-                return run_pipeline(base, database)
-        finally:
-            root = logging.getLogger()
-            for handler in list(root.handlers):
-                if getattr(handler, "stream", None) is stream:
-                    root.removeHandler(handler)
+def run_pipeline(base: pathlib.Path, database: pathlib.Path, log: pathlib.Path) -> int:
+    """The run's exit code; what it logged is kept in `log` (and still shown on stderr)."""
+    logged = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(logged):  # the runner's log handler writes to sys.stderr
+            code = run_local_pipeline(base, "--database", str(database), "--rmse-upper-bound",
+                                      "1.25", *FAST_TRAINING)
+    finally:  # a handler left on this run's stream would take the next run's lines
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if getattr(handler, "stream", None) is logged:
+                root.removeHandler(handler)
+    log.write_text(logged.getvalue())
+    sys.stderr.write(logged.getvalue())
+    return code
 
 
 def publish_latest(runs_base: pathlib.Path) -> None:
@@ -73,12 +87,9 @@ def with_new_plurality(warehouse: pathlib.Path, out: pathlib.Path) -> pathlib.Pa
 
 def create_pipeline_runs(warehouse: pathlib.Path, base: pathlib.Path) -> PipelineRuns:
     """Runs the pipeline three times into `base` (about a minute on two cores)."""
-    codes, logs = [], []
+    codes = []
     databases = (warehouse, warehouse, with_new_plurality(warehouse, base / "bad.duckdb"))
-    for number, database in enumerate(databases, 1):
-        logs.append(base / f"run{number}.log")
-        codes.append(run_pipeline_logged(base, database, logs[-1]))
+    for run, database in enumerate(databases):
+        codes.append(run_pipeline(base, database, log_path(base, run)))
         publish_latest(base)
-    return PipelineRuns(base=base, metadata_path=base / "metadata.sqlite",
-                        pipeline_root=base / "root", reports_dir=base / "reports",
-                        warehouse=warehouse, exit_codes=codes, logs=logs)
+    return PipelineRuns.at(base, warehouse, codes)

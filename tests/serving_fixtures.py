@@ -26,6 +26,7 @@ import pytest  # noqa: E402
 
 from modules import features  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
+from tests.made_once import made_once  # noqa: E402
 from tests.tolerances import prediction_abs  # noqa: E402
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -69,14 +70,21 @@ def _instance(row: Dict[str, List[Any]]) -> Dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def serving_models(tmp_path_factory: pytest.TempPathFactory) -> ServingModels:
-    """Trains two tiny models once per session (Transform once, run_fn twice)."""
+    """Trains two tiny models once per run (Transform once, run_fn twice; tests/made_once.py)."""
+    from tests.test_model import synthetic_rows
+
+    made = made_once("serving_models", tmp_path_factory, _train_serving_models)
+    return ServingModels({int(v): pathlib.Path(p) for v, p in made.items()},
+                         [_instance(row) for row in synthetic_rows(60, seed=4)])
+
+
+def _train_serving_models(work: pathlib.Path) -> Dict[str, str]:
     from modules import model as babyweight_model
     from tests.test_model import make_fn_args, synthetic_rows
     from tests.test_preprocessing import analyze_and_transform
 
-    work = tmp_path_factory.mktemp("serving_models")
-    eval_rows = synthetic_rows(60, seed=4)
-    analyze_and_transform(synthetic_rows(300, seed=3), eval_rows, output_dir=work)
+    analyze_and_transform(synthetic_rows(300, seed=3), synthetic_rows(60, seed=4),
+                          output_dir=work)
     exports = {}
     for version, hparams in ((1, TINY), (2, TINY_V2)):
         fn_args = make_fn_args(work, hparams)
@@ -84,8 +92,8 @@ def serving_models(tmp_path_factory: pytest.TempPathFactory) -> ServingModels:
         fn_args.model_run_dir = str(work / f"run_{version}")
         fn_args.eval_steps = 1
         babyweight_model.run_fn(fn_args)
-        exports[version] = pathlib.Path(fn_args.serving_model_dir)
-    return ServingModels(exports, [_instance(row) for row in eval_rows])
+        exports[str(version)] = fn_args.serving_model_dir
+    return exports
 
 
 def in_process_predictions(export_dir: pathlib.Path,

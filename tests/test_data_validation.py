@@ -1,21 +1,16 @@
 """Bad data stops the run before training, exits 2, and says what is wrong in plain words."""
 import pathlib
-import shutil
 
 import duckdb
 import pytest
 
+from reports import mlmd
 from tests import pipeline_helpers
 
 pytestmark = pytest.mark.slow
 
 
 run_pipeline = pipeline_helpers.run_local_pipeline
-
-
-def anomalies_report(tmp_path: pathlib.Path) -> str:
-    (report,) = (tmp_path / "reports").glob("*/anomalies.txt")
-    return report.read_text()
 
 
 def export_csv(database: pathlib.Path, select: str, out: pathlib.Path) -> pathlib.Path:
@@ -25,18 +20,18 @@ def export_csv(database: pathlib.Path, select: str, out: pathlib.Path) -> pathli
     return out
 
 
-def test_new_plurality_value_is_caught(small_warehouse, tmp_path, capsys):
-    database = tmp_path / "natality.duckdb"
-    shutil.copy(small_warehouse, database)
-    connection = duckdb.connect(str(database))
-    connection.execute("UPDATE natality SET plurality = 6 WHERE plurality = 2 AND month <= 6")
-    connection.close()
-    assert run_pipeline(tmp_path, "--database", str(database)) == 2
-    report = anomalies_report(tmp_path)
+def test_new_plurality_value_is_caught(pipeline_runs):
+    """The shared runs' third (tests/pipeline_run_fixtures.py): a copy of the warehouse where
+    some twins have plurality 6."""
+    assert pipeline_runs.exit_codes[2] == 2
+    stopped = sorted(pipeline_runs.reports_dir.glob("2*"))[-1]
+    report = (stopped / "anomalies.txt").read_text()
     assert "feature 'plurality'" in report and "6" in report
-    logged = capsys.readouterr().err
+    logged = pipeline_runs.log(2)
     assert "feature 'plurality'" in logged and "stopped before training" in logged
-    assert not list((tmp_path / "root").glob("Trainer*")), "nothing downstream may run"
+    (record, *_) = mlmd.list_runs(mlmd.open_store(pipeline_runs.metadata_path))  # newest first
+    assert record.components and "Trainer" not in {c.node_id for c in record.components}, (
+        "nothing downstream may run")
 
 
 def test_type_change_is_caught(small_warehouse, tmp_path, capsys):

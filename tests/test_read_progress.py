@@ -62,7 +62,7 @@ def test_the_batched_reader_counts_a_split_against_its_recorded_rows(tmp_path, c
 
 @pytest.mark.slow
 def test_a_run_s_log_shows_how_far_statistics_gen_and_the_evaluator_have_read(pipeline_runs):
-    log = pipeline_runs.logs[0].read_text()
+    log = pipeline_runs.log(0)
     finished = {}
     for step, split, count, total, _ in LINE.findall(log):
         assert int(count) <= int(total)

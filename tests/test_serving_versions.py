@@ -101,6 +101,22 @@ def test_failed_loads_are_retried_then_given_up(caplog: pytest.LogCaptureFixture
     assert store.current.version == 2
 
 
+def test_polls_count_every_refresh_that_finished_even_a_failed_one() -> None:
+    """What /healthz reports as `polls`: a test waits for polls instead of sleeping."""
+    fake = _Fake()
+    fake.dirs = {1: "m/1"}
+    store = _store(fake)
+    store.refresh()
+
+    def unreadable(_: str) -> Tuple[Dict[int, str], List[str]]:
+        raise OSError("the disk went away")
+
+    store._list_dirs = unreadable
+    with pytest.raises(OSError):
+        store.refresh()
+    assert store.polls == 2 and store.current.version == 1
+
+
 def test_a_complete_newer_version_wins_once_it_loads() -> None:
     """The served version is deleted while a newer one is still being copied."""
     fake = _Fake()
