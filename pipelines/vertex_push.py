@@ -148,7 +148,7 @@ def push(inputs: PushInputs, settings: PushSettings) -> Dict[str, Any]:
     A failure before the graph files are in place leaves no loadable version; the endpoint is
     deployed only once its version directory holds the model and its card.
     """
-    from pipelines import evaluation as evaluation_lib
+    from reports import evaluation_results as evaluation_lib
 
     blessed = bool(inputs.blessing.get("blessed"))
     metrics = evaluation_lib.read_metrics(str(mounted(inputs.evaluation_uri)))
