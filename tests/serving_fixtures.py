@@ -310,3 +310,18 @@ def post_predict(client: httpx.Client, body: Any, version: Any = None,
     middle = f"/versions/{version}" if version is not None else ""
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return client.post(f"/v1/models/{model}{middle}:predict", content=content, headers=JSON)
+
+
+def instance_example(instance: Dict[str, Any]):
+    """An instance of the course's features as the tf.Example that TF Serving's Regress and the
+    `serving_tf_example` signature take."""
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example()
+    for feature in features.FEATURES:
+        value = instance[feature.name]
+        if isinstance(feature, features.CategoricalFeature):
+            example.features.feature[feature.name].bytes_list.value.append(value.encode())
+        else:
+            example.features.feature[feature.name].int64_list.value.append(int(value))
+    return example

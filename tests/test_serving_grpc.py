@@ -14,14 +14,13 @@ import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
 from modules import features
 from tests.serving_fixtures import (JSON, MAX_INSTANCES, MODEL_NAME, RunningServer,
-                                    ServingModels)
+                                    ServingModels, instance_example)
 from tests.test_serving_predict import BAD_REQUESTS, CANONICAL
 from tests.tolerances import prediction_abs
 
@@ -87,23 +86,12 @@ def test_course_instances_same_over_grpc_and_rest(stub: Any, client: httpx.Clien
 def test_tf_example_signature_over_grpc(stub: Any, client: httpx.Client,
                                         serving_models: ServingModels) -> None:
     instances = serving_models.instances[:5]
-    examples = [_example(i).SerializeToString() for i in instances]
+    examples = [instance_example(i).SerializeToString() for i in instances]
     response = stub.Predict(predict_request({"examples": examples}, "serving_tf_example"),
                             timeout=60)
     np.testing.assert_allclose(tf.make_ndarray(response.outputs[features.LABEL_KEY]),
                                _rest(client, {"instances": instances}), rtol=0,
                                atol=PREDICTION_ABS)
-
-
-def _example(instance: Dict[str, Any]) -> example_pb2.Example:
-    example = example_pb2.Example()
-    for feature in features.FEATURES:
-        value = instance[feature.name]
-        if isinstance(feature, features.CategoricalFeature):
-            example.features.feature[feature.name].bytes_list.value.append(value.encode())
-        else:
-            example.features.feature[feature.name].int64_list.value.append(int(value))
-    return example
 
 
 def _grpc_twin(body: Any) -> Any:
@@ -249,7 +237,7 @@ def _regression_request(instances: List[Dict[str, Any]], signature: str = "regre
     request.model_spec.name = MODEL_NAME
     request.model_spec.signature_name = signature
     for instance in instances:
-        request.input.example_list.examples.add().CopyFrom(_example(instance))
+        request.input.example_list.examples.add().CopyFrom(instance_example(instance))
     return request
 
 

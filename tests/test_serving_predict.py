@@ -18,7 +18,7 @@ from modules import features
 from tests.tolerances import prediction_abs
 from tests.serving_fixtures import (COURSE_PAYLOAD, MAX_BODY_BYTES, MAX_INSTANCES, MODEL_NAME,
                                     RunningServer, ServingModels, in_process_predictions,
-                                    post_predict)
+                                    instance_example, post_predict)
 
 # The same rows through the same model, in other batches (tests.tolerances.prediction_abs).
 PREDICTION_ABS = prediction_abs()
@@ -100,16 +100,8 @@ def test_is_male_warehouse_spellings_equal_canonical(client: httpx.Client) -> No
 def test_tf_example_signature_matches_serving_default(client: httpx.Client,
                                                       serving_models: ServingModels,
                                                       expected: np.ndarray) -> None:
-    from tensorflow.core.example import example_pb2
-
     def encoded(instance: Dict[str, Any]) -> Dict[str, str]:
-        example = example_pb2.Example()
-        for feature in features.FEATURES:
-            value = instance[feature.name]
-            if isinstance(feature, features.CategoricalFeature):
-                example.features.feature[feature.name].bytes_list.value.append(value.encode())
-            else:
-                example.features.feature[feature.name].int64_list.value.append(int(value))
+        example = instance_example(instance)
         return {"b64": base64.b64encode(example.SerializeToString()).decode()}
 
     instances = serving_models.instances[:10]
