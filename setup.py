@@ -10,10 +10,11 @@ setup(
     description="TFX pipeline predicting birth weight from US natality data, local or on Vertex AI",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["common*", "pipelines*", "modules*", "warehouse*",
-                                    "reports*", "serving*"]),
+                                    "reports*", "serving*", "monitoring*"]),
     package_data={
         "warehouse": ["queries/*.sql"],
         "reports": ["templates/*.j2", "templates/*.js"],
+        "monitoring": ["templates/*.j2"],
         "serving.ui": ["templates/*.html", "static/*.js", "static/*.css", "static/*.svg"],
     },
     py_modules=["local_runner", "vertex_runner"],
