@@ -6,8 +6,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import common  # noqa: F401,E402  (sets TF_USE_LEGACY_KERAS before any test imports TensorFlow)
 
+import logging  # noqa: E402
 import pathlib  # noqa: E402
-from typing import List  # noqa: E402
+from typing import Iterator, List  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -94,3 +95,18 @@ def pytest_runtest_setup(item) -> None:
     """Lets run_local_pipeline refuse to run a pipeline for a test not marked slow (before the
     test's fixtures are set up: pipeline_runs runs pipelines)."""
     pipeline_helpers.pipeline_runs_allowed = item.get_closest_marker("slow") is not None
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_put_back() -> Iterator[None]:
+    """An entry point run in-process (`logging.basicConfig(force=True)`) leaves the root logger
+    writing to this test's captured stderr, which is closed after the test: a later test's log
+    line would then print "--- Logging error ---", and its level would leak into later tests.
+    Handlers the test added are removed and the level restored (pytest's own are its business)."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler and handler not in before:
+            root.removeHandler(handler)
+    root.setLevel(level)
