@@ -18,10 +18,11 @@ import argparse
 import contextlib
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 SHIFT_FLAGS = dict(older_mothers=5.0, multiples_factor=4.0, gestation_shift=-2.0)
 MODEL_NAME = "babyweight"
@@ -55,17 +56,15 @@ def rows_of(database: pathlib.Path, year: int) -> List[Dict[str, Any]]:
 
 
 def replay(url: str, instances: List[Dict[str, Any]], per_request: int = 20) -> int:
-    """Sends the instances as :predict requests; returns the version that answered last."""
+    """Sends the instances as :predict requests; returns how many were answered."""
     import httpx
 
-    version = 0
     with httpx.Client(timeout=60) as client:
         for start in range(0, len(instances), per_request):
             answer = client.post(f"{url}/v1/models/{MODEL_NAME}:predict",
                                  json={"instances": instances[start:start + per_request]})
             answer.raise_for_status()
-            version = int(answer.headers.get("X-Model-Version", 0))
-    return version
+    return len(instances)
 
 
 def _served_version(url: str) -> Optional[int]:
@@ -79,9 +78,14 @@ def _served_version(url: str) -> Optional[int]:
         return None
 
 
-def wait_for_version(url: str, at_least: int, timeout: float = 180.0) -> int:
+def wait_for_version(url: str, at_least: int, timeout: float = 180.0,
+                     process: Optional[subprocess.Popen] = None,
+                     log: Optional[pathlib.Path] = None) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise _ServerExited(process.returncode,
+                                log.read_text(errors="replace") if log else "")
         version = _served_version(url)
         if version is not None and version >= at_least:
             return version
@@ -89,30 +93,74 @@ def wait_for_version(url: str, at_least: int, timeout: float = 180.0) -> int:
     raise RuntimeError(f"the server did not serve version {at_least} within {timeout:.0f} s")
 
 
+class _ServerExited(RuntimeError):
+    def __init__(self, code: int, log: str) -> None:
+        super().__init__(f"the server exited with {code}:\n{log[-2000:]}")
+        self.port_taken = "address already in use" in log.lower()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(work: pathlib.Path, port: int) -> Tuple[subprocess.Popen, str]:
+    """The server on `port` (0: a free one, picked again if another process binds it first)."""
+    log_path = work / "server.log"
+    for attempt in range(3):
+        chosen = port or _free_port()
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "serving.server", "--model-dir",
+                 str(work / "serving" / MODEL_NAME), "--port", str(chosen), "--grpc-port", "0",
+                 "--poll-seconds", "1", "--request-log-dir", str(work / "request_log"),
+                 "--request-log-sample-rate", "1", "--request-log-file-seconds", "1",
+                 "--no-access-log"],
+                env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+                stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{chosen}"
+        try:
+            wait_for_version(url, 1, process=process, log=log_path)
+            return process, url
+        except _ServerExited as exited:
+            if not (exited.port_taken and port == 0 and attempt < 2):
+                raise
+        except RuntimeError:
+            _stop(process)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()  # SIGTERM: the server completes its request log's open file
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def server(work: pathlib.Path, port: int) -> Iterator[str]:
     """`python -m serving.server` logging every request, on loopback; stopped on exit."""
-    log = open(work / "server.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving.server", "--model-dir", str(work / "serving" /
-                                                                    MODEL_NAME),
-         "--port", str(port), "--poll-seconds", "1", "--request-log-dir",
-         str(work / "request_log"), "--request-log-sample-rate", "1",
-         "--request-log-file-seconds", "1",
-         "--no-access-log"],
-        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    process, url = _start(work, port)
     try:
-        wait_for_version(url, 1)
         yield url
     finally:
-        process.terminate()  # SIGTERM: the server completes its request log's open file
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        _stop(process)
+
+
+def _logged_rows(url: str) -> Dict[str, float]:
+    """The request log's written and dropped rows, from the server's own metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/monitoring/prometheus/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "babyweight_serving_request_log_records":
+            return {s.labels["outcome"]: s.value for s in family.samples}
+    raise RuntimeError("the server's metrics have no request-log counts")
 
 
 def monitor(work: pathlib.Path, start_ms: int, end_ms: int) -> int:
@@ -152,10 +200,9 @@ def run(work: pathlib.Path, rows_per_month: int, new_rows_per_month: int, port: 
         step(f"2007 arrives from a shifted population ({SHIFT_FLAGS}); replay it as traffic")
         months.append(database, 12, new_rows_per_month, shift)
         start = _now_ms()
-        replay(url, rows_of(database, 2007))
-        time.sleep(1.5)  # the log's writer completes a file after its queue drains
+        replayed = replay(url, rows_of(database, 2007))
+        _flush_log(url, work / "request_log", replayed)
         end = _now_ms()
-        _flush_log(work / "request_log")
         step("Monitor the 2007 window against version %s's training data" % first)
         _expect("monitoring of the shifted traffic", monitor(work, start, end), 2)
         step("Ingest 2007 as new spans, warm-start from the blessed model, gate, push")
@@ -165,8 +212,8 @@ def run(work: pathlib.Path, rows_per_month: int, new_rows_per_month: int, port: 
         step(f"The server switched to version {second}")
         step("2008 arrives from the same population; replay it")
         months.append(database, 12, new_rows_per_month, shift)
-        replay(url, rows_of(database, 2008))
-        time.sleep(1.5)
+        replayed += replay(url, rows_of(database, 2008))
+        _flush_log(url, work / "request_log", replayed)
         next_end = _now_ms()
     step(f"Monitor the 2008 window against version {second}")
     _expect("monitoring of the next window", monitor(work, end, next_end), 0)
@@ -175,16 +222,24 @@ def run(work: pathlib.Path, rows_per_month: int, new_rows_per_month: int, port: 
          f"pages under {work / 'reports' / 'monitoring'}")
 
 
-def _flush_log(directory: pathlib.Path) -> None:
-    """Waits until the server's log has completed a file holding the newest requests."""
+def _flush_log(url: str, directory: pathlib.Path, rows: int, timeout: float = 120.0) -> None:
+    """Waits until the server's log has written `rows` rows and completed the file holding
+    them (monitoring reads completed files only). A dropped row stops the loop: monitoring
+    would read a window with requests missing."""
     from serving import request_log
 
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if request_log.complete_files(directory) and not list(
+        counts = _logged_rows(url)
+        if counts.get("dropped", 0):
+            raise RuntimeError(f"the request log dropped {counts['dropped']:.0f} rows; see "
+                               "the server's log")
+        if counts.get("written", 0) >= rows and not list(
                 directory.glob("*" + request_log.PARTIAL)):
             return
-        time.sleep(0.5)
+        time.sleep(0.2)
+    raise RuntimeError(f"the request log did not complete a file with {rows} rows within "
+                       f"{timeout:.0f} s")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -195,7 +250,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="births a month of 2001-2006")
     parser.add_argument("--new-rows-per-month", type=int, default=1000,
                         help="births a month of 2007 and 2008")
-    parser.add_argument("--port", type=int, default=8511)
+    parser.add_argument("--port", type=int, default=8511,
+                        help="the REST port of the demo's server (0: any free port)")
     args, training_flags = parser.parse_known_args(argv)
     if args.work_dir.exists() and any(args.work_dir.iterdir()):
         print(f"error: {args.work_dir} is not empty; remove it or pass --work-dir",
