@@ -128,3 +128,44 @@ def test_the_runner_names_a_pattern_matching_no_file(tmp_path, capsys):
     source = str(tmp_path / "exports" / "natality-*.csv")
     assert pipeline_helpers.run_local_runner_refusing(tmp_path, "--source", source) == 2
     assert "matches no file" in capsys.readouterr().err
+
+
+def database_with(small_warehouse: pathlib.Path, path: pathlib.Path, select: str) -> pathlib.Path:
+    connection = duckdb.connect(str(path))
+    connection.execute(f"ATTACH '{small_warehouse}' AS generated (READ_ONLY)")
+    connection.execute(f"CREATE TABLE natality AS {select.format(table='generated.natality')}")
+    connection.close()
+    return path
+
+
+AGE_AS_DOUBLE = ("SELECT * REPLACE (CAST(mother_age AS DOUBLE) + {extra} AS mother_age) "
+                 "FROM {table}")
+
+
+def test_a_database_storing_integral_floats_is_read_as_integers(small_warehouse, tmp_path):
+    database = database_with(small_warehouse, tmp_path / "floats.duckdb",
+                             AGE_AS_DOUBLE.replace("{extra}", "0"))
+    rows = preflight.check(database, None, sql.base_query())
+    connection = engine.connect(database)
+    types = dict(connection.execute(f"SELECT column_name, column_type FROM (DESCRIBE "
+                                    f"{sql.LOCAL_TABLE})").fetchall())
+    query = sql.to_duckdb(sql.base_query())
+    typed = connection.execute(f"SELECT sum(mother_age), count(*) FROM ({query})").fetchone()
+    connection.close()
+    reference = engine.connect(small_warehouse)
+    assert types["mother_age"] == "BIGINT"
+    assert typed == reference.execute(f"SELECT sum(mother_age), count(*) FROM ({query})"
+                                      ).fetchone()
+    assert rows == reference.execute("SELECT count(*) FROM natality").fetchone()[0]
+    reference.close()
+
+
+def test_a_fraction_stored_in_a_database_is_named_not_rounded(small_warehouse, tmp_path):
+    database = database_with(
+        small_warehouse, tmp_path / "fraction.duckdb",
+        "SELECT * REPLACE (CAST(mother_age AS DOUBLE) + CASE WHEN rowid = 4 THEN 0.5 ELSE 0 "
+        "END AS mother_age) FROM {table}")
+    with pytest.raises(DataValidationError) as caught:
+        preflight.check(database, None, sql.base_query())
+    message = str(caught.value)
+    assert "column 'mother_age'" in message and ".5'" in message and "row 5" in message

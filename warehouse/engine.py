@@ -67,19 +67,35 @@ def _cast(column: str, actual: str, expected: str) -> str:
     return f"CAST({value} AS {expected}) AS \"{column}\""
 
 
-def _typed_select(connection: duckdb.DuckDBPyConnection, reader: str) -> str:
+def _typed_select(connection: duckdb.DuckDBPyConnection, reader: str,
+                  tolerate_missing: bool = False) -> str:
     """The export with each column the query reads in the real table's type (integral floats
     too); the pre-flight check has named any value that would not fit. Other columns are left
     as the export wrote them."""
     from warehouse import preflight, sql
 
-    actual = {name: kind for name, kind, *_ in
-              connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+    try:
+        actual = {name: kind for name, kind, *_ in
+                  connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+    except duckdb.CatalogException:
+        if not tolerate_missing:
+            raise
+        actual = {}  # no table yet: the caller's query names the problem
     casts = [_cast(name, actual[name], kind)
              for name, kind in preflight.query_columns(sql.base_query())
              if name in actual and actual[name] != kind]
     return f"SELECT * REPLACE ({', '.join(casts)}) FROM {reader}" if casts else \
         f"SELECT * FROM {reader}"
+
+
+STORED = "stored"  # the database file's catalog when `natality` is a typed view of its table
+
+
+def raw_table(connection: duckdb.DuckDBPyConnection) -> str:
+    """The rows as the database file stores them, whether or not `natality` is a typed view."""
+    attached = connection.execute("SELECT 1 FROM duckdb_databases() WHERE database_name = ?",
+                                  [STORED]).fetchone()
+    return f"{STORED}.{LOCAL_TABLE}" if attached else LOCAL_TABLE
 
 
 def connect(
@@ -88,7 +104,9 @@ def connect(
     """A connection where `natality` is the generated table, or a view of the user's export.
 
     With `source` set the database file is not needed: an in-memory database exposes the files
-    under the table's name, so the unchanged query runs on them.
+    under the table's name, so the unchanged query runs on them. A database file whose table
+    stores a column in another type than the real table (mother_age as DOUBLE) is read through
+    the same typed view, so examples get the schema's types either way.
     """
     if source is not None:
         connection = duckdb.connect(":memory:")
@@ -101,5 +119,18 @@ def connect(
                 f"`python -m warehouse.generator --out {database}`"
             )
         connection = duckdb.connect(str(database), read_only=read_only)
+        if read_only and _typed_select(connection, LOCAL_TABLE, tolerate_missing=True) != \
+                f"SELECT * FROM {LOCAL_TABLE}":
+            connection.close()
+            connection = _typed_view_of_file(pathlib.Path(database))
     register_functions(connection)
+    return connection
+
+
+def _typed_view_of_file(database: pathlib.Path) -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(":memory:")
+    quoted = "'" + str(database).replace("'", "''") + "'"
+    connection.execute(f"ATTACH {quoted} AS {STORED} (READ_ONLY)")
+    connection.execute(f"CREATE VIEW {LOCAL_TABLE} AS "
+                       f"{_typed_select(connection, f'{STORED}.{LOCAL_TABLE}')}")
     return connection

@@ -78,10 +78,11 @@ def _quoted(source: str) -> str:
     return "'" + source.replace("'", "''") + "'"
 
 
-def _raw_relation(source: Optional[str]) -> str:
-    """The data as the export wrote it: CSV as text, with each row's file."""
+def _raw_relation(source: Optional[str], table: str = sql.LOCAL_TABLE) -> str:
+    """The data as the export wrote it: CSV as text, with each row's file; or the database
+    file's own table (`engine.raw_table`), not the typed view the query reads."""
     if source is None:
-        return sql.LOCAL_TABLE
+        return table
     if engine.is_csv(source):
         return f"read_csv({_quoted(source)}, header = true, all_varchar = true, filename = true)"
     return f"read_parquet({_quoted(source)}, filename = true, file_row_number = true)"
@@ -106,8 +107,9 @@ def _first_bad(connection: duckdb.DuckDBPyConnection, source: Optional[str], col
     """The first offending value, its 1-based row and its file, in the order of the files."""
     value = f'CAST("{column}" AS VARCHAR)'
     if source is None:
+        stored = engine.raw_table(connection)
         return connection.execute(
-            f"SELECT {value}, rowid + 1, NULL FROM {sql.LOCAL_TABLE} WHERE {condition} "
+            f"SELECT {value}, rowid + 1, NULL FROM {stored} WHERE {condition} "
             "ORDER BY rowid LIMIT 1").fetchone()
     relation = _raw_relation(source)
     if not engine.is_csv(source):
@@ -129,7 +131,7 @@ def _first_bad(connection: duckdb.DuckDBPyConnection, source: Optional[str], col
 def bad_values(connection: duckdb.DuckDBPyConnection, source: Optional[str],
                columns: Dict[str, str], expected: Tuple[Tuple[str, str], ...]) -> List[BadValues]:
     """Each present column holding values that are not of its type in the real table."""
-    relation = _raw_relation(source)
+    relation = _raw_relation(source, engine.raw_table(connection))
     conditions = {name: _bad_value_condition(name, kind, columns[name])
                   for name, kind in expected if name in columns}
     conditions = {name: c for name, c in conditions.items() if c != "FALSE"}
@@ -157,7 +159,7 @@ def check(database: pathlib.Path, source: Optional[str], query: str) -> int:
     except (ValueError, duckdb.Error) as error:
         raise PreflightError(f"Cannot read the natality data at {label}: {error}") from error
     try:
-        relation = _raw_relation(source)
+        relation = _raw_relation(source, engine.raw_table(connection))
         columns = {name: kind for name, kind, *_ in
                    connection.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
         (rows,) = connection.execute(f"SELECT count(*) FROM {relation}").fetchone()
