@@ -39,8 +39,8 @@ def mode_args(mode: str, workers: int) -> List[str]:
     """The Beam arguments the local runner passes for `mode` (pipelines/config.py)."""
     from pipelines.config import PipelineConfig
 
-    return list(PipelineConfig(beam_direct_running_mode=mode,
-                               beam_direct_num_workers=workers).beam_pipeline_args())
+    return list(PipelineConfig(beam_direct_running_mode=mode, beam_direct_num_workers=(
+        1 if mode == "in_memory" else workers)).beam_pipeline_args())
 
 
 def child(*args: str) -> Dict[str, Any]:

@@ -18,9 +18,11 @@ T = TypeVar("T")
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 PIPELINE_NAME = "babyweight"
-# Raw rows from which auto picks Beam's multi_processing mode: below, in_memory was the faster
-# on two cores in benchmarks/scale.py (its workers start slowly and each loads what a
-# component needs); above, the second core's gain has not been shown to outweigh that.
+# Raw rows from which auto picks Beam's multi_processing mode on two cores or more. Below it,
+# in_memory was faster at every size measured (benchmarks/beam_modes.py, benchmarks/scale.py):
+# each worker process starts Beam and imports the libraries for every component, and in_memory
+# already overlaps reading with Beam's thread. The crossover the measured per-row and fixed CPU
+# costs put StatisticsGen and Transform at together is just below it (README, "Scale").
 MULTI_PROCESSING_MIN_ROWS = 10_000_000
 
 
