@@ -116,6 +116,8 @@ def test_the_local_run_s_sdist_skip_is_tfx_s_own_code_on_another_release(fresh_d
 
 @pytest.mark.parametrize("args, local", [
     ([], True), (MULTI_PROCESSING, True), (["--runner=DirectRunner"], True),
+    (["--runner=direct"], True),
+    (["--runner=apache_beam.runners.direct.direct_runner.DirectRunner"], True),
     (["--runner=DataflowRunner"], False), (["--runner=FlinkRunner"], False)])
 def test_only_the_direct_runner_counts_as_local(args, local):
     assert local_dependencies.runs_locally(args) is local

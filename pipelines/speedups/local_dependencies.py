@@ -16,7 +16,9 @@ from typing import Callable, Iterator, List, Sequence
 
 from pipelines.speedups import version_check
 
-LOCAL_RUNNERS = ("", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+# Beam's runner names for this machine's DirectRunner, lower-cased without "Runner" (Beam
+# accepts "DirectRunner", "direct" and the module path alike).
+LOCAL_RUNNERS = ("", "direct", "bundlebaseddirect", "switchingdirect")
 
 
 def _dependency_utils():  # type: ignore[no-untyped-def]
@@ -31,7 +33,8 @@ def runs_locally(beam_pipeline_args: Sequence[str]) -> bool:
 
     runner = PipelineOptions(flags=list(beam_pipeline_args)).view_as(StandardOptions).runner
     name = runner if isinstance(runner, str) else type(runner).__name__ if runner else ""
-    return name.rsplit(".", 1)[-1] in LOCAL_RUNNERS
+    short = name.rsplit(".", 1)[-1].lower()
+    return (short[:-len("runner")] if short.endswith("runner") else short) in LOCAL_RUNNERS
 
 
 def in_place() -> bool:
