@@ -67,9 +67,8 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     rows = usable_rows(warehouse)
     if rows is None:
         return 2
-    mode, workers = settings.direct_running_mode(rows)
-    log.info("Beam: %s with %d worker%s (--beam-direct-running-mode %s, %d rows)", mode,
-             workers, "" if workers == 1 else "s", settings.beam_direct_running_mode, rows)
+    mode, workers, why = settings.direct_running_choice(rows)
+    log.info("Beam: %s with %d worker%s (%s)", mode, workers, "" if workers == 1 else "s", why)
     reports_dir = new_reports_dir(pathlib.Path(settings.reports_dir))
     pathlib.Path(settings.metadata_path).parent.mkdir(parents=True, exist_ok=True)
     example_gen = DuckDBExampleGen(input_config=pipeline.input_config(data),

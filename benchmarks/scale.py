@@ -12,10 +12,24 @@ per-row cost with the smallest's, from the same run of this script. The projecti
 --project-rows (the natality table after 2000) adds the extra rows at the marginal cost between
 the smallest and largest size to the largest size's time.
 
-    python -m benchmarks.scale --sizes 1000000 3000000 --multi-processing-sizes 1000000
+The full run (the defaults: in_memory at 1M, 4M and 10M raw rows, multi_processing at 1M), about
+26 minutes on a 2-core machine from the times measured at 1M and 3M rows under load
+(benchmarks/results/scale.md: 268 s and 336 s for the in_memory pipeline, 344 s for
+multi_processing at 1M; 34 µs per extra row):
 
-Not part of `make test`. The defaults (in_memory at 1M, 2M, 4M and 10M rows, multi_processing at
-2M) are sized for about 40 minutes on an idle 2-core machine, from the per-row cost measured.
+    python -m benchmarks.scale
+
+One size, or a few:
+
+    python -m benchmarks.scale --sizes 1000000 --multi-processing-sizes 1000000
+
+The focused mode comparison (StatisticsGen and Transform only, each executor in a fresh process
+per mode, the modes alternating; CPU seconds of the runner and of each worker process beside
+the wall time; benchmarks/beam_modes.py), about 10 minutes at 2M raw rows:
+
+    python -m benchmarks.scale --compare-modes --sizes 2000000
+
+Not part of `make test`.
 """
 from __future__ import annotations
 
@@ -26,6 +40,7 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence
 
+from benchmarks import beam_modes
 from benchmarks.common import argument_parser, markdown_table, publish
 from benchmarks.rss_probe import run_measured
 from common import logs
@@ -108,9 +123,9 @@ def table(records: List[Dict[str, object]], project_rows: int) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argument_parser("scale", __doc__)
     parser.add_argument("--sizes", type=int, nargs="+",
-                        default=[1_000_000, 2_000_000, 4_000_000, 10_000_000],
-                        help="raw natality rows per measurement (default: %(default)s)")
-    parser.add_argument("--multi-processing-sizes", type=int, nargs="*", default=[2_000_000],
+                        help="raw natality rows per measurement (default: 1000000 4000000 "
+                             "10000000; with --compare-modes 2000000)")
+    parser.add_argument("--multi-processing-sizes", type=int, nargs="*", default=[1_000_000],
                         help="sizes for the multi_processing, cache-on configuration "
                              "(default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=1,
@@ -118,8 +133,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--project-rows", type=int, default=33_000_000,
                         help="raw rows to project the costs to (default: %(default)s, the "
                              "natality table's births after 2000)")
+    parser.add_argument("--compare-modes", action="store_true",
+                        help="run only the focused in_memory/multi_processing comparison of "
+                             "StatisticsGen and Transform at --sizes (benchmarks.beam_modes)")
+    beam_modes.add_arguments(parser, sizes=False)
     args = parser.parse_args(argv)
     logs.setup()
+    if args.compare_modes:
+        return beam_modes.run(args.sizes or [2_000_000], args.workers, args.rounds,
+                              write=not args.no_write)
+    args.sizes = args.sizes or [1_000_000, 4_000_000, 10_000_000]
     plan = {"in_memory, cache off": args.sizes,
             "multi_processing x2, cache on": args.multi_processing_sizes}
     records: List[Dict[str, object]] = []

@@ -18,9 +18,11 @@ T = TypeVar("T")
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 PIPELINE_NAME = "babyweight"
-# Raw rows from which auto picks Beam's multi_processing mode: below, in_memory was the faster
-# on two cores in benchmarks/scale.py (its workers start slowly and each loads what a
-# component needs); above, the second core's gain has not been shown to outweigh that.
+# Raw rows from which auto picks Beam's multi_processing mode on two cores or more. Below it,
+# in_memory was faster at every size measured (benchmarks/beam_modes.py, benchmarks/scale.py):
+# each worker process starts Beam and imports the libraries for every component, and in_memory
+# already overlaps reading with Beam's thread. The crossover the measured per-row and fixed CPU
+# costs put StatisticsGen and Transform at together is just below it (README, "Scale").
 MULTI_PROCESSING_MIN_ROWS = 10_000_000
 
 
@@ -133,12 +135,28 @@ class PipelineConfig:
 
     def direct_running_mode(self, rows: Optional[int]) -> Tuple[str, int]:
         """(mode, workers) for a run over `rows` raw rows (None: unknown): auto resolved."""
+        mode, workers, _ = self.direct_running_choice(rows)
+        return mode, workers
+
+    def direct_running_choice(self, rows: Optional[int]) -> Tuple[str, int, str]:
+        """(mode, workers, why) for a run over `rows` raw rows; `why` is for the run's log."""
         if self.beam_direct_running_mode != "auto":
-            return self.beam_direct_running_mode, self.beam_direct_num_workers
+            return (self.beam_direct_running_mode, self.beam_direct_num_workers,
+                    "set by --beam-direct-running-mode")
         cores = os.cpu_count() or 1
-        if rows is not None and rows >= MULTI_PROCESSING_MIN_ROWS and cores > 1:
-            return "multi_processing", cores
-        return "in_memory", 1
+        if cores < 2:
+            return "in_memory", 1, "auto: one core, so no second worker to gain from"
+        if rows is None:
+            return "in_memory", 1, "auto: the data's size is unknown"
+        if rows >= MULTI_PROCESSING_MIN_ROWS:
+            return ("multi_processing", cores,
+                    f"auto: {rows:,} raw rows, at least the {MULTI_PROCESSING_MIN_ROWS:,} from "
+                    f"which multi_processing on every core pays for its workers' start-up")
+        return ("in_memory", 1,
+                f"auto: {rows:,} raw rows, below the {MULTI_PROCESSING_MIN_ROWS:,} from which "
+                f"multi_processing pays: each worker process starts Beam and imports "
+                f"TensorFlow, TFDV and TFT for every component, which costs more than the "
+                f"second core saves below that size (benchmarks/results/beam_modes.md)")
 
     def beam_pipeline_args(self, rows: Optional[int] = None) -> Tuple[str, ...]:
         """Only the DirectRunner options that differ from Beam's defaults (in_memory, 1 worker).

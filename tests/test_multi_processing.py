@@ -1,10 +1,15 @@
 """Beam's multi_processing mode gives what in_memory gives: ExampleGen's shards split the work.
 
 StatisticsGen's statistics and Transform's analysis of the same ExampleGen output, once on one
-in-process worker and once on two worker processes, each taking whole shards.
+in-process worker and once on two worker processes, each taking whole shards; and the batched
+source's reading and decoding, the work that costs, done in both worker processes, each on
+shards of its own.
 """
 from __future__ import annotations
 
+import itertools
+import json
+import os
 import pathlib
 from typing import Any, Dict, List, Tuple
 
@@ -71,6 +76,33 @@ def test_the_split_is_written_as_shards_that_hold_every_example(train_split: str
     counts = [sum(1 for _ in tf.data.TFRecordDataset([name], compression_type="GZIP"))
               for name in files]
     assert max(counts) - min(counts) <= 1  # dealt out in turn
+
+
+def _rows_by_process(batch: Any) -> Tuple[int, int]:
+    return os.getpid(), batch.num_rows
+
+
+def test_both_worker_processes_read_and_decode_shards_of_their_own(train_split: str,
+                                                                   tmp_path: pathlib.Path
+                                                                   ) -> None:
+    options = PipelineOptions(list(MODES["multi_processing"].beam_pipeline_args()))
+    with beam.Pipeline(options=options) as pipeline:
+        _ = (pipeline | reader(train_split).BeamSource()
+             | beam.Map(_rows_by_process) | beam.CombinePerKey(sum)
+             | beam.Map(json.dumps)
+             | beam.io.WriteToText(str(tmp_path / "rows"), shard_name_template=""))
+    read = dict(json.loads(line) for line in (tmp_path / "rows").read_text().splitlines())
+    files = sorted(tf.io.gfile.glob(train_split))
+    counts = [sum(1 for _ in tf.data.TFRecordDataset([name], compression_type="GZIP"))
+              for name in files]
+    assert len(read) == 2 and os.getpid() not in read  # two workers, not this process
+    assert sum(read.values()) == sum(counts)  # every record decoded once
+    # Each worker decoded whole shards, and together every shard exactly once.
+    first, second = read.values()
+    assert any(sum(counts[i] for i in chosen) == first
+               and sum(counts) - sum(counts[i] for i in chosen) == second
+               for size in range(1, len(counts)) for chosen in
+               itertools.combinations(range(len(counts)), size))
 
 
 def test_statistics_are_the_same_on_two_worker_processes(train_split: str,

@@ -2,8 +2,8 @@
 
 The batched reads, the DoFn inspection cache and batch slicing have their own tests of effect
 and of equal results (test_batched_reads.py, test_beam_introspection.py, test_tfma_slicing.py);
-the heap freeze's are test_local_runner.py's. This file covers the AutoGraph rule and the
-version check every patch goes through.
+the heap freeze's are test_local_runner.py's. This file covers the AutoGraph rule, the local
+runner's skipped TFX sdist and the version check every patch goes through.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras
 
 from pipelines import speedups
-from pipelines.speedups import autograph, beam_introspection, version_check
+from pipelines.speedups import autograph, beam_introspection, local_dependencies, version_check
 
 
 @pytest.fixture()
@@ -74,6 +74,53 @@ def test_the_beam_inspection_cache_is_stock_beam_on_another_release(fresh_decisi
     with beam_introspection.cached_dofn_inspection():
         assert core.get_function_args_defaults is stock
     assert core.get_function_args_defaults is stock
+
+
+MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def test_a_local_run_builds_no_tfx_sdist_and_a_remote_one_still_does(fresh_decisions, tmp_path):
+    """TFX's Beam executors get the local run's Beam arguments back unchanged (no sdist to
+    build for the DirectRunner's own workers) while the run lasts; a remote runner still gets
+    TFX's --extra_package, and after the run TFX's own function is back."""
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.utils import dependency_utils
+
+    from pipelines.speedups import batched_reads
+
+    stock = dependency_utils.make_beam_dependency_flags
+    assert not local_dependencies.in_place()
+    with speedups.enabled():
+        assert local_dependencies.in_place()
+        executor = batched_reads.StatisticsGenExecutor(BaseBeamExecutor.Context(
+            beam_pipeline_args=list(MULTI_PROCESSING), tmp_dir=str(tmp_path)))
+        args = executor._beam_pipeline_args  # pylint: disable=protected-access
+        assert args[:2] == MULTI_PROCESSING
+        assert not any("extra_package" in a for a in args)
+        remote = dependency_utils.make_beam_dependency_flags(
+            ["--runner=DataflowRunner", "--project=p"])
+        assert any(a.startswith("--extra_package=") and a.endswith(".tar.gz") for a in remote)
+    assert dependency_utils.make_beam_dependency_flags is stock
+
+
+def test_the_local_run_s_sdist_skip_is_tfx_s_own_code_on_another_release(fresh_decisions,
+                                                                         monkeypatch):
+    from tfx.utils import dependency_utils
+
+    stock = dependency_utils.make_beam_dependency_flags
+    monkeypatch.setitem(version_check.RANGES, "local_dependencies", ("tfx", (0, 1), (0, 2)))
+    version_check.forget()
+    with local_dependencies.skipped_for_local_runner():
+        assert dependency_utils.make_beam_dependency_flags is stock
+
+
+@pytest.mark.parametrize("args, local", [
+    ([], True), (MULTI_PROCESSING, True), (["--runner=DirectRunner"], True),
+    (["--runner=direct"], True),
+    (["--runner=apache_beam.runners.direct.direct_runner.DirectRunner"], True),
+    (["--runner=DataflowRunner"], False), (["--runner=FlinkRunner"], False)])
+def test_only_the_direct_runner_counts_as_local(args, local):
+    assert local_dependencies.runs_locally(args) is local
 
 
 @pytest.mark.parametrize("name", sorted(version_check.RANGES))

@@ -7,6 +7,7 @@ Two kinds, both off unless asked for, and none applied by importing anything:
     common.gc_freeze            the imported stack frozen for the garbage collector
     beam_introspection          Beam's DoFn signature inspection memoized
     autograph                   AutoGraph leaves tf_keras and tf.Transform unconverted
+    local_dependencies          no sdist of TFX built for the DirectRunner's own workers
 
   per component, chosen when the wiring builds it (pipelines/pipeline.py, `Engines`):
     batched_reads               StatisticsGen, Transform, Evaluator read TFRecords in batches
@@ -30,8 +31,9 @@ from common import gc_freeze
 @contextlib.contextmanager
 def enabled() -> Iterator[None]:
     """The process-wide speed-ups, on while inside and off again after."""
-    from pipelines.speedups import autograph, beam_introspection
+    from pipelines.speedups import autograph, beam_introspection, local_dependencies
 
     with gc_freeze.frozen(), beam_introspection.cached_dofn_inspection(), \
-            autograph.graph_libraries_unconverted():
+            autograph.graph_libraries_unconverted(), \
+            local_dependencies.skipped_for_local_runner():
         yield

@@ -1,0 +1,162 @@
+"""One Beam component of the local pipeline, run once in this process, with its CPU accounted.
+
+The child of `benchmarks/beam_modes.py`: `prepare` writes the warehouse and ExampleGen's shards
+for a size; `run` runs StatisticsGen's or Transform's executor (the local pipeline's, reading in
+batches, with the run's speed-ups on) on them in one Beam mode and prints one JSON line: wall
+seconds, the CPU seconds of this process (Beam's runner; in in_memory also its only worker) and
+of each worker process it started, and the peak resident memory of the whole process tree.
+Worker processes are sampled every SAMPLE_SECONDS, so each worker's last fraction of a sample
+before it exits is not counted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import sys
+import threading
+import time
+from typing import Any, Dict, List
+
+import psutil
+
+SAMPLE_SECONDS = 0.1
+SPLITS = ("train", "eval", "test")
+
+
+def prepare(rows: int, work: pathlib.Path) -> Dict[str, Any]:
+    """The synthetic warehouse of `rows` raw rows and ExampleGen's output for it, in `work`."""
+    from google.protobuf import json_format
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.types import standard_artifacts
+
+    from pipelines import pipeline
+    from pipelines.components.duckdb_example_gen import executor
+    from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
+    from pipelines.config import DataConfig
+    from warehouse import generator
+
+    database = work / "natality.duckdb"
+    generator.generate(database, rows=rows, seed=3)
+    component = DuckDBExampleGen(pipeline.input_config(DataConfig()), database=database)
+    properties = {key: (json_format.MessageToJson(value) if hasattr(value, "DESCRIPTOR")
+                        else value) for key, value in component.exec_properties.items()}
+    examples = standard_artifacts.Examples()
+    examples.uri = str(work / "examples")
+    examples.split_names = json.dumps(list(SPLITS))
+    context = BaseBeamExecutor.Context(beam_pipeline_args=[], tmp_dir=str(work / "tmp"))
+    executor.Executor(context).Do({}, {"examples": [examples]}, properties)
+    return {"rows": rows, "files": len(list((work / "examples").glob("Split-*/*")))}
+
+
+class TreeSampler:
+    """Samples the CPU seconds of each process under this one, and the tree's resident set."""
+
+    def __init__(self) -> None:
+        self._me = psutil.Process()
+        self.worker_cpu: Dict[int, float] = {}
+        self.peak_rss = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            rss = self._me.memory_info().rss
+            for child in self._me.children(recursive=True):
+                try:
+                    times = child.cpu_times()
+                    rss += child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+                self.worker_cpu[child.pid] = times.user + times.system
+            self.peak_rss = max(self.peak_rss, rss)
+            self._done.wait(SAMPLE_SECONDS)
+
+    def __enter__(self) -> "TreeSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _executor_inputs(component: str, work: pathlib.Path, out: pathlib.Path) -> Any:
+    """(executor class, input dict, output dict, exec properties) as the local pipeline's."""
+    from google.protobuf import json_format
+    from tfx.proto import transform_pb2
+    from tfx.types import Channel, artifact_utils, standard_artifacts
+
+    from pipelines.schema import SCHEMA_FILE
+    from pipelines.speedups import batched_reads
+
+    examples = standard_artifacts.Examples()
+    examples.uri = str(work / "examples")
+    examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
+    if component == "StatisticsGen":
+        statistics = standard_artifacts.ExampleStatistics()
+        statistics.uri = str(out / "statistics")
+        return (batched_reads.StatisticsGenExecutor, {"examples": [examples]},
+                {"statistics": [statistics]}, {"exclude_splits": "[]"})
+    schema_dir = out / "schema"
+    schema_dir.mkdir(parents=True)
+    shutil.copy(SCHEMA_FILE, schema_dir / "schema.pbtxt")
+    schema = standard_artifacts.Schema()
+    schema.uri = str(schema_dir)
+    graph = standard_artifacts.TransformGraph()
+    graph.uri = str(out / "transform_graph")
+    from pipelines.pipeline import PREPROCESSING_FN
+
+    # The local pipeline's Transform settings (pipelines/pipeline.py, transform_component).
+    spec = batched_reads.Transform(
+        examples=Channel(type=standard_artifacts.Examples),
+        schema=Channel(type=standard_artifacts.Schema), preprocessing_fn=PREPROCESSING_FN,
+        splits_config=transform_pb2.SplitsConfig(analyze=["train"]), materialize=False,
+        disable_statistics=True, disable_analyzer_cache=True)
+    properties = {key: (json_format.MessageToJson(value) if hasattr(value, "DESCRIPTOR")
+                        else value) for key, value in spec.exec_properties.items()}
+    return (batched_reads.TransformExecutor, {"examples": [examples], "schema": [schema]},
+            {"transform_graph": [graph]}, properties)
+
+
+def run(component: str, beam_args: List[str], work: pathlib.Path) -> Dict[str, Any]:
+    """Runs `component`'s executor over `work`'s examples with `beam_args`; its costs."""
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+
+    from pipelines import speedups
+
+    out = work / f"out-{os.getpid()}"
+    executor_class, inputs, outputs, properties = _executor_inputs(component, work, out)
+    context = BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args),
+                                       tmp_dir=str(out / "tmp"))
+    me = psutil.Process()
+    load_before = os.getloadavg()[0]
+    with speedups.enabled(), TreeSampler() as sampler:
+        started, cpu = time.monotonic(), me.cpu_times()
+        executor_class(context).Do(inputs, outputs, properties)
+        seconds, after = time.monotonic() - started, me.cpu_times()
+    shutil.rmtree(out, ignore_errors=True)
+    workers = sorted((v for v in sampler.worker_cpu.values() if v > 0), reverse=True)
+    return {"seconds": seconds,
+            "runner_cpu_seconds": (after.user + after.system) - (cpu.user + cpu.system),
+            "worker_cpu_seconds": workers, "peak_rss_mb": sampler.peak_rss / 2**20,
+            "load_1min": [load_before, os.getloadavg()[0]]}
+
+
+def main(argv: List[str]) -> int:
+    """`prepare ROWS WORK` or `run COMPONENT WORK [BEAM_ARG ...]`; prints one JSON line."""
+    if len(argv) >= 3 and argv[0] == "prepare":
+        result = prepare(int(argv[1]), pathlib.Path(argv[2]))
+    elif len(argv) >= 3 and argv[0] == "run" and argv[1] in ("StatisticsGen", "Transform"):
+        result = run(argv[1], argv[3:], pathlib.Path(argv[2]))
+    else:
+        print("usage: beam_mode_run.py prepare ROWS WORK | run StatisticsGen|Transform WORK "
+              "[BEAM_ARG ...]", file=sys.stderr)
+        return 2
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
