@@ -2,7 +2,8 @@
 
     .venv/bin/python -m benchmarks.serving [--model-dir serving_model/babyweight]
 
-Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, not written:
+Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, printed only
+(without --no-write they are written, without the other parts' rows):
 
     .venv/bin/python -m benchmarks.serving --overhead-clients '' --switches 0 --no-write
 
@@ -13,8 +14,8 @@ Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, not 
    over raw keep-alive HTTP/1.1, and gRPC Predict through the stock PredictionServiceStub (a
    sync stub per client thread). At 1 client also each protocol's status call, which runs no
    model (what the transport and the client cost). --rounds alternates the floor and all of
-   these; the table shows each row's median over the rounds (the run's load changes less
-   between rows). The client's CPU per request (this process, every thread) is a column.
+   these; the table shows each row's median over the rounds (so a change of the machine's
+   load during the run moves every row alike). The client's CPU per request (this process, every thread) is a column.
 3. Metrics and access logs: the same levels (1 and 32 clients, both protocols) against a second
    server started with --no-metrics --no-access-log, in alternating rounds (medians).
 4. Version switches: a third server over a copy of the model, 8 clients predicting while 10 new
