@@ -2,11 +2,20 @@
 
     .venv/bin/python -m benchmarks.serving [--model-dir serving_model/babyweight]
 
+Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, printed only
+(without --no-write they are written, without the other parts' rows):
+
+    .venv/bin/python -m benchmarks.serving --overhead-clients '' --switches 0 --no-write
+
 1. The floor: `serving_default` of the same SavedModel called in this process, one row per call.
 2. The server (`python -m serving.server`, a subprocess: a client in the server's process would
-   share its event loop and distort both) answering single-row requests over loopback from 1, 8
-   and 32 concurrent clients, each level bounded by --requests or --seconds: REST :predict over
-   raw keep-alive HTTP/1.1, and gRPC Predict through the stock PredictionServiceStub.
+   share its interpreter and distort both) answering single-row requests over loopback from 1,
+   8 and 32 concurrent clients, each level bounded by --requests or --seconds: REST :predict
+   over raw keep-alive HTTP/1.1, and gRPC Predict through the stock PredictionServiceStub (a
+   sync stub per client thread). At 1 client also each protocol's status call, which runs no
+   model (what the transport and the client cost). --rounds alternates the floor and all of
+   these; the table shows each row's median over the rounds (so a change of the machine's
+   load during the run moves every row alike). The client's CPU per request (this process, every thread) is a column.
 3. Metrics and access logs: the same levels (1 and 32 clients, both protocols) against a second
    server started with --no-metrics --no-access-log, in alternating rounds (medians).
 4. Version switches: a third server over a copy of the model, 8 clients predicting while 10 new
@@ -38,8 +47,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
-from benchmarks.serving_clients import (INSTANCE, Connect, clients, free_port,  # noqa: E402
+from benchmarks import serving_report  # noqa: E402
+from benchmarks.common import argument_parser, publish  # noqa: E402
+from benchmarks.serving_clients import (INSTANCE, clients, free_port,  # noqa: E402
                                         grpc_connect, grpc_predict_request, request_bytes,
                                         rest_connect, run_level, start_server, summary,
                                         wait_healthy)
@@ -48,7 +58,20 @@ from serving.settings import DEFAULT_MODEL_DIR, ModelConfig  # noqa: E402
 MODEL_NAME = ModelConfig().model_name
 PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
 OFF_FLAGS = ("--no-metrics", "--no-access-log")
-REST, GRPC = "REST :predict", "gRPC Predict"
+REST, GRPC, REST_STATUS, GRPC_STATUS, FLOOR = (
+    serving_report.REST, serving_report.GRPC, serving_report.REST_STATUS,
+    serving_report.GRPC_STATUS, serving_report.FLOOR)
+THREADED = (GRPC, GRPC_STATUS)  # sync stubs, one per client thread
+
+
+def _grpc_status_connect(target: str) -> Any:
+    """The stock ModelServiceStub's GetModelStatus: a gRPC call that runs no model."""
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL_NAME
+    return grpc_connect(target, request, lambda channel: (
+        model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus))
 
 
 class Server:
@@ -64,9 +87,17 @@ class Server:
                                     (*extra, "--grpc-port", str(grpc_port)))
         self.grpc_target = f"127.0.0.1:{grpc_port}"
         body = json.dumps({"instances": [INSTANCE]}).encode()
-        self.connect: Dict[str, Connect] = {
+        status = (f"GET /v1/models/{MODEL_NAME} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                  ).encode()
+        self.connect: Dict[str, Any] = {
             REST: rest_connect(self.port, request_bytes(PREDICT_PATH, body)),
-            GRPC: grpc_connect(self.grpc_target, grpc_predict_request(MODEL_NAME))}
+            GRPC: grpc_connect(self.grpc_target, grpc_predict_request(MODEL_NAME)),
+            REST_STATUS: rest_connect(self.port, status),
+            GRPC_STATUS: _grpc_status_connect(self.grpc_target)}
+
+    def level(self, setup: str, count: int, requests: int, seconds: float) -> Dict[str, Any]:
+        return run_level(self.connect[setup], count, requests, seconds,
+                         threaded=setup in THREADED)
 
     def wait(self) -> None:
         wait_healthy(self.port, self.process)
@@ -81,73 +112,107 @@ class Server:
         self.process.wait(timeout=60)
 
 
-def in_process_floor(version_dir: str, calls: int) -> Dict[str, float]:
+class Floor:
     """`serving_default` on one row, called directly: what the server cannot beat.
 
     Same TensorFlow threading as the server's default, and the same conversion from Python
-    values to tensors the server does.
+    values to tensors the server does. Loaded once; `measure` may run between other rows.
     """
-    import tensorflow as tf
 
-    from serving.app import configure_tensorflow
-    from serving.settings import BatchingConfig
+    def __init__(self, version_dir: str) -> None:
+        import tensorflow as tf
 
-    configure_tensorflow(BatchingConfig().tf_threads)
-    loaded = tf.saved_model.load(version_dir)
-    function = loaded.signatures["serving_default"]
-    dtypes = {name: spec.dtype for name, spec in function.structured_input_signature[1].items()}
+        from serving.app import configure_tensorflow
+        from serving.settings import BatchingConfig
 
-    def call() -> None:
-        function(**{name: tf.constant([INSTANCE[name]], dtype) for name, dtype in dtypes.items()})
+        try:
+            configure_tensorflow(BatchingConfig().tf_threads)
+        except RuntimeError:  # TensorFlow already ran in this process (a test): as it is
+            pass
+        self._loaded = tf.saved_model.load(version_dir)
+        function = self._loaded.signatures["serving_default"]
+        dtypes = {name: spec.dtype
+                  for name, spec in function.structured_input_signature[1].items()}
 
-    for _ in range(50):
-        call()
-    latencies = []
-    started = time.perf_counter()
-    for _ in range(calls):
-        begun = time.perf_counter()
-        call()
-        latencies.append(time.perf_counter() - begun)
-    elapsed = time.perf_counter() - started
-    values = np.array(latencies) * 1e3
-    return {"requests": calls, "errors": 0, "p50_ms": float(np.percentile(values, 50)),
-            "p99_ms": float(np.percentile(values, 99)), "throughput": calls / elapsed}
+        def call() -> None:
+            function(**{name: tf.constant([INSTANCE[name]], dtype)
+                        for name, dtype in dtypes.items()})
+        self._call = call
+        for _ in range(50):
+            call()
+
+    def measure(self, calls: int) -> Dict[str, Any]:
+        latencies = []
+        started = time.perf_counter()
+        for _ in range(calls):
+            begun = time.perf_counter()
+            self._call()
+            latencies.append(time.perf_counter() - begun)
+        elapsed = time.perf_counter() - started
+        values = np.array(latencies) * 1e3
+        return {"setup": FLOOR, "clients": 1, "requests": calls, "errors": 0,
+                "p50_ms": float(np.percentile(values, 50)),
+                "p99_ms": float(np.percentile(values, 99)), "throughput": calls / elapsed}
 
 
-def protocol_levels(server: Server, levels: List[int], requests: int, seconds: float
-                    ) -> List[Dict[str, Any]]:
-    """REST and gRPC at each concurrency level, with the server's rows per model call."""
-    records = []
-    for count in levels:
-        for protocol in (REST, GRPC):
+def _median_rows(runs: Dict[Tuple[str, int], List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """One row per (setup, clients): requests and errors summed, the rest medians of rounds."""
+    rows = []
+    for (setup, count), found in runs.items():
+        row: Dict[str, Any] = {"setup": setup, "clients": count, "rounds": len(found),
+                               "requests": sum(r["requests"] for r in found),
+                               "errors": sum(r["errors"] for r in found)}
+        for key in ("p50_ms", "p99_ms", "max_ms", "throughput", "client_cpu_ms",
+                    "rows_per_model_call"):
+            values = [r[key] for r in found if key in r]
+            if values:
+                row[key] = statistics.median(values)
+        errors = [r["first_error"] for r in found if r.get("first_error")]
+        if errors:
+            row["first_error"] = errors[0]
+        rows.append(row)
+    return rows
+
+
+def protocol_levels(server: Server, floor: Floor, levels: List[int], requests: int,
+                    seconds: float, rounds: int) -> List[Dict[str, Any]]:
+    """The floor, REST and gRPC at each level (and the status calls at 1 client), in
+    alternating rounds; with the server's rows per model call."""
+    runs: Dict[Tuple[str, int], List[Dict[str, Any]]] = {}
+    plan = [(setup, count) for count in levels for setup in (REST, GRPC)]
+    if 1 in levels:
+        plan += [(REST_STATUS, 1), (GRPC_STATUS, 1)]
+    for round_number in range(rounds):
+        runs.setdefault((FLOOR, 1), []).append(floor.measure(requests))
+        for setup, count in plan:
             before = server.batching()
-            result = run_level(server.connect[protocol], count, requests, seconds)
+            result = server.level(setup, count, requests, seconds)
             after = server.batching()
             calls = after["model_calls"] - before["model_calls"]
-            rows = after["rows"] - before["rows"]
-            records.append({"setup": protocol, "clients": count, **result,
-                            "rows_per_model_call": rows / calls if calls else 0.0})
-            print(f"{protocol}, {count} clients: {result}", flush=True)
-    return records
+            if calls:
+                result["rows_per_model_call"] = (after["rows"] - before["rows"]) / calls
+            runs.setdefault((setup, count), []).append(result)
+            print(f"round {round_number + 1}, {setup}, {count} clients: p50 "
+                  f"{result['p50_ms']:.3f} ms, {result['throughput']:.0f}/s, "
+                  f"{result['errors']} errors", flush=True)
+    return _median_rows(runs)
 
 
 def metrics_on_off(on: Server, off: Server, levels: List[int], requests: int, rounds: int
                    ) -> List[Dict[str, Any]]:
     """Both protocols with metrics and access logs on (defaults) and off, alternating rounds;
     the median of the rounds' p50 and p99."""
-    runs: Dict[Tuple[str, str, int], List[Dict[str, Any]]] = {}
+    runs: Dict[Tuple[str, int], List[Dict[str, Any]]] = {}
     for _ in range(rounds):
         for count in levels:
             for protocol in (REST, GRPC):
                 for name, server in (("on", on), ("off", off)):
-                    runs.setdefault((protocol, name, count), []).append(
-                        run_level(server.connect[protocol], count, requests, 60.0))
-    return [{"setup": f"{protocol}, metrics and access log {name}", "clients": count,
-             "requests": sum(r["requests"] for r in found),
-             "errors": sum(r["errors"] for r in found),
-             "p50_ms": statistics.median(r["p50_ms"] for r in found),
-             "p99_ms": statistics.median(r["p99_ms"] for r in found), "throughput": 0.0}
-            for (protocol, name, count), found in runs.items()]
+                    result = server.level(protocol, count, requests, 60.0)
+                    result.pop("throughput")
+                    result.pop("max_ms")
+                    runs.setdefault((f"{protocol}, metrics and access log {name}", count),
+                                    []).append(result)
+    return _median_rows(runs)
 
 
 def _switch(model_dir: pathlib.Path, version_dir: str, version: int, log_path: pathlib.Path,
@@ -172,7 +237,7 @@ def _switch_traffic(server: Server, model_dir: pathlib.Path, version_dir: str, c
     """REST clients until the last switch's pause ends; (samples, errors, switch windows)."""
     windows: List[Tuple[float, float]] = []
 
-    async def run() -> Tuple[List[Tuple[float, float]], List[str], float]:
+    async def run() -> Tuple[List[Tuple[float, float]], List[str], float, float]:
         stop = asyncio.Event()
         traffic = asyncio.create_task(clients(server.connect[REST], count, 1 << 62, 1e9, stop))
         # Switches alternate with as long a pause, so both see the same background load.
@@ -184,7 +249,7 @@ def _switch_traffic(server: Server, model_dir: pathlib.Path, version_dir: str, c
         stop.set()
         return await traffic
 
-    samples, errors, _ = asyncio.run(run())
+    samples, errors, _, _ = asyncio.run(run())
     return samples, errors, windows
 
 
@@ -216,49 +281,6 @@ def switch_level(version_dir: str, count: int, switches: int, steady_seconds: fl
     return records
 
 
-def _verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
-
-
-def _notes(records: List[Dict[str, Any]], floor: Dict[str, float], args: argparse.Namespace
-           ) -> List[str]:
-    by = {(r["setup"], r["clients"]): r for r in records}
-    notes = []
-    rest, grpc = by.get((REST, 1)), by.get((GRPC, 1))
-    if rest and grpc:
-        bound = 1.5 * floor["p50_ms"] + 1.0
-        notes.append(f"- REST p50 at 1 client: {rest['p50_ms']:.2f} ms; target <= 1.5 x "
-                     f"{floor['p50_ms']:.2f} + 1 = {bound:.2f} ms: "
-                     f"{_verdict(rest['p50_ms'] <= bound)}")
-        bound = 1.2 * floor["p50_ms"] + 0.5
-        notes.append(f"- gRPC p50 at 1 client: {grpc['p50_ms']:.2f} ms; target <= 1.2 x "
-                     f"{floor['p50_ms']:.2f} + 0.5 = {bound:.2f} ms and below REST's "
-                     f"{rest['p50_ms']:.2f} ms: "
-                     f"{_verdict(grpc['p50_ms'] <= bound and grpc['p50_ms'] < rest['p50_ms'])}")
-    for protocol in (REST, GRPC):
-        if (protocol, 1) in by and (protocol, 32) in by:
-            ratio = by[(protocol, 32)]["throughput"] / by[(protocol, 1)]["throughput"]
-            notes.append(f"- {protocol} throughput at 32 clients / 1 client: {ratio:.1f}x; "
-                         f"target >= 3x: {_verdict(ratio >= 3)}")
-    for (setup, count), on in sorted(by.items()):
-        if setup.endswith("access log on"):
-            off = by[(setup[:-2] + "off", count)]
-            change = (on["p50_ms"] / off["p50_ms"] - 1) * 100
-            notes.append(f"- {setup.split(',')[0]} p50 at {count} client(s) with metrics and "
-                         f"access log on: {change:+.1f}% vs off; target under +5%: "
-                         f"{_verdict(change < 5)}")
-    during = next((r for r in records if "during" in r["setup"]), None)
-    if during is not None:
-        steady = by[(f"{REST}, no switch", args.switch_clients)]
-        ratio = during["p99_ms"] / steady["p99_ms"]
-        notes.append(f"- p99 during {args.switches} version switches at {args.switch_clients} "
-                     f"clients (each {during['switch_seconds']:.1f} s from push to the old "
-                     f"version's release): {during['p99_ms']:.2f} ms, {ratio:.2f}x the "
-                     f"{steady['p99_ms']:.2f} ms with no switch; target <= 2x: "
-                     f"{_verdict(ratio <= 2)}")
-    return notes
-
-
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argument_parser("serving", __doc__)
     parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
@@ -266,6 +288,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--clients", default="1,8,32", help="Concurrency levels.")
     parser.add_argument("--requests", type=int, default=2000, help="Requests per level.")
     parser.add_argument("--seconds", type=float, default=20.0, help="Time limit per level.")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Alternating rounds of the floor and the protocols (medians).")
     parser.add_argument("--overhead-clients", default="1,32",
                         help="Levels of the metrics-and-access-log on/off comparison ('' = "
                         "skip it).")
@@ -289,8 +313,9 @@ def _levels(text: str) -> List[int]:
     return [int(c) for c in text.split(",") if c.strip()]
 
 
-def measure_servers(args: argparse.Namespace) -> List[Dict[str, Any]]:
-    """Parts 2 and 3: the protocols at each level, then metrics and access logs on vs off."""
+def measure_servers(args: argparse.Namespace, floor: Floor) -> List[Dict[str, Any]]:
+    """Parts 1 to 3: the floor and the protocols at each level, then metrics and access logs
+    on vs off."""
     work = pathlib.Path(tempfile.mkdtemp())
     extra = tuple(args.server_args.split())
     on = Server(args.model_dir, work, "on", extra)
@@ -298,7 +323,8 @@ def measure_servers(args: argparse.Namespace) -> List[Dict[str, Any]]:
     try:
         on.wait()
         off.wait()
-        records = protocol_levels(on, _levels(args.clients), args.requests, args.seconds)
+        records = protocol_levels(on, floor, _levels(args.clients), args.requests,
+                                  args.seconds, max(1, args.rounds))
         overhead = _levels(args.overhead_clients)
         if overhead:
             records += metrics_on_off(on, off, overhead, max(200, args.requests // 2),
@@ -320,28 +346,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{error}\nRun the pipeline first (`make`) or pass --model-dir.", file=sys.stderr)
         return 1
     print(f"Model: {version_dir}")
-    floor = in_process_floor(version_dir, args.requests)
+    load_before = serving_report.load_average()
+    floor = Floor(version_dir)
     # This process is now the client; a full GC of TensorFlow's objects here would show up as
     # server latency.
     gc.collect()
     gc.freeze()
-    records: List[Dict[str, Any]] = [{"setup": "in-process serving_default", "clients": 1,
-                                      **floor}]
-    records += measure_servers(args)
+    records = measure_servers(args, floor)
     if args.switches > 0:
         records += switch_level(version_dir, args.switch_clients, args.switches,
                                 args.steady_seconds)
-    headers = ["setup", "clients", "requests", "errors", "p50 ms", "p99 ms", "max ms",
-               "requests/s", "rows per model call"]
-    rows = [[r["setup"], r["clients"], r["requests"], r["errors"], r["p50_ms"], r["p99_ms"],
-             r.get("max_ms", ""), r["throughput"] or "", r.get("rows_per_model_call", "")]
-            for r in records]
-    text = (f"{markdown_table(headers, rows)}\n\nModel version {version}; server flags: "
-            f"`{args.server_args or '(defaults)'}`; single-row requests, loopback, keep-alive "
-            "connections (REST) and channels (gRPC). On/off rows: medians of "
-            f"{args.overhead_rounds} alternating rounds.\n" + (f"{args.note}\n" if args.note
-                                                                else "")
-            + "\n".join(_notes(records, floor, args)))
+    text = serving_report.text(records, args, version,
+                               (load_before, serving_report.load_average()))
     publish("serving", text, records, write=not args.no_write)
     return 0
 

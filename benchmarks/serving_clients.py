@@ -1,19 +1,22 @@
 """The serving benchmarks' clients: a server subprocess, and REST and gRPC load at N clients.
 
 REST goes over raw HTTP/1.1 keep-alive connections on asyncio sockets, so the client costs
-little; gRPC goes through the stock `PredictionServiceStub` of tensorflow-serving-api on
-grpc.aio, one channel per client, as a team's own client would call TF Serving.
+little; gRPC goes through the stock `PredictionServiceStub` of tensorflow-serving-api, a sync
+stub on its own channel in its own thread per client, as a team's own client calls TF Serving.
+What the client itself costs is measured, not hidden: each level reports the CPU time of this
+process (all its threads, gRPC's own included) per request.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import pathlib
 import socket
 import subprocess
 import sys
 import time
-from typing import Any, Awaitable, Callable, Dict, List, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Tuple, Union
 
 import numpy as np
 
@@ -62,8 +65,10 @@ def request_bytes(path: str, body: bytes) -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-# One client's connection: returns `call`, which sends one request and returns None or an error.
+# One client's connection: returns `call`, which sends one request and returns "" or an error.
 Connect = Callable[[], Awaitable[Tuple[Callable[[], Awaitable[str]], Callable[[], Any]]]]
+# The same for a client in its own thread (blocking calls).
+ThreadConnect = Callable[[], Tuple[Callable[[], str], Callable[[], Any]]]
 
 
 def rest_connect(port: int, request: bytes) -> Connect:
@@ -97,55 +102,102 @@ def grpc_predict_request(model_name: str) -> Any:
     return request
 
 
-def grpc_connect(target: str, request: Any) -> Connect:
+def grpc_connect(target: str, request: Any,
+                 method: Callable[[Any], Callable[..., Any]] = lambda channel: (
+                     _prediction_stub(channel).Predict)) -> ThreadConnect:
+    """A sync stub's `method(channel)` (PredictionService.Predict unless told) on its own
+    channel, ready before the timing starts."""
     import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    async def connect() -> Tuple[Callable[[], Awaitable[str]], Callable[[], Any]]:
-        channel = grpc.aio.insecure_channel(target)
-        await channel.channel_ready()
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    def connect() -> Tuple[Callable[[], str], Callable[[], Any]]:
+        channel = grpc.insecure_channel(target)
+        grpc.channel_ready_future(channel).result(timeout=60)
+        bound = method(channel)
 
-        async def call() -> str:
+        def call() -> str:
             try:
-                await stub.Predict(request, timeout=60)
-            except grpc.aio.AioRpcError as error:
+                bound(request, timeout=60)
+            except grpc.RpcError as error:
                 return f"{error.code().name}: {error.details()}"
             return ""
         return call, channel.close
     return connect
 
 
-async def _client(connect: Connect, deadline: float, budget: List[int],
-                  samples: List[Tuple[float, float]], errors: List[str],
+def _prediction_stub(channel: Any) -> Any:
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+Samples = List[Tuple[float, float]]  # (start, latency) per request
+
+
+async def _client(call: Callable[[], Awaitable[str]], deadline: float, budget: List[int],
+                  samples: Samples, errors: List[str],
                   stop: "asyncio.Event | None" = None) -> None:
     """One client sending one request at a time until the budget, the deadline or `stop`."""
-    call, close = await connect()
-    try:
-        while budget[0] > 0 and time.perf_counter() < deadline and not (stop and stop.is_set()):
-            budget[0] -= 1
-            started = time.perf_counter()
-            error = await call()
-            samples.append((started, time.perf_counter() - started))
-            if error:
-                errors.append(error)
-    finally:
-        closed = close()
-        if asyncio.iscoroutine(closed):
-            await closed
+    while budget[0] > 0 and time.perf_counter() < deadline and not (stop and stop.is_set()):
+        budget[0] -= 1
+        started = time.perf_counter()
+        error = await call()
+        samples.append((started, time.perf_counter() - started))
+        if error:
+            errors.append(error)
 
 
 async def clients(connect: Connect, count: int, requests: int, seconds: float,
-                  stop: "asyncio.Event | None" = None
-                  ) -> Tuple[List[Tuple[float, float]], List[str], float]:
-    """`count` concurrent clients; ((start, latency) per request, errors, elapsed seconds)."""
-    samples: List[Tuple[float, float]] = []
+                  stop: "asyncio.Event | None" = None) -> Tuple[Samples, List[str], float, float]:
+    """`count` concurrent clients, connected before the clock starts; (samples, errors,
+    elapsed seconds, this process's CPU seconds meanwhile)."""
+    samples: Samples = []
     errors: List[str] = []
     budget = [requests]
-    started = time.perf_counter()
-    await asyncio.gather(*(_client(connect, started + seconds, budget, samples, errors, stop)
-                           for _ in range(count)))
-    return samples, errors, time.perf_counter() - started
+    connections = await asyncio.gather(*(connect() for _ in range(count)))
+    cpu, started = time.process_time(), time.perf_counter()
+    try:
+        await asyncio.gather(*(_client(call, started + seconds, budget, samples, errors, stop)
+                               for call, _ in connections))
+        return (samples, errors, time.perf_counter() - started, time.process_time() - cpu)
+    finally:
+        for _, close in connections:
+            closed = close()
+            if asyncio.iscoroutine(closed):
+                await closed
+
+
+def thread_clients(connect: ThreadConnect, count: int, requests: int, seconds: float
+                   ) -> Tuple[Samples, List[str], float, float]:
+    """`count` client threads, connected before the clock starts; as `clients`."""
+    connections = [connect() for _ in range(count)]
+    samples: Samples = []
+    errors: List[str] = []
+    budget = iter(range(requests))  # next() on it is atomic: the threads share it
+    go = threading.Barrier(count + 1)
+    deadline = [0.0]
+
+    def run(call: Callable[[], str]) -> None:
+        go.wait()
+        while time.perf_counter() < deadline[0] and next(budget, None) is not None:
+            started = time.perf_counter()
+            error = call()
+            samples.append((started, time.perf_counter() - started))
+            if error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(call,), daemon=True)
+               for call, _ in connections]
+    for thread in threads:
+        thread.start()
+    cpu, started = time.process_time(), time.perf_counter()
+    deadline[0] = started + seconds
+    go.wait()
+    for thread in threads:
+        thread.join()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    for _, close in connections:
+        close()
+    return samples, errors, elapsed, cpu
 
 
 def summary(latencies: List[float], errors: List[str], elapsed: float) -> Dict[str, Any]:
@@ -156,10 +208,20 @@ def summary(latencies: List[float], errors: List[str], elapsed: float) -> Dict[s
             "first_error": errors[0] if errors else ""}
 
 
-def run_level(connect: Connect, count: int, requests: int, seconds: float,
-              warm: bool = True) -> Dict[str, Any]:
-    """A warm-up (not counted), then `count` clients until `requests` or `seconds` end."""
+def _run(connect: Union[Connect, ThreadConnect], threaded: bool, count: int, requests: int,
+         seconds: float) -> Tuple[Samples, List[str], float, float]:
+    if threaded:
+        return thread_clients(connect, count, requests, seconds)  # type: ignore[arg-type]
+    return asyncio.run(clients(connect, count, requests, seconds))  # type: ignore[arg-type]
+
+
+def run_level(connect: Union[Connect, ThreadConnect], count: int, requests: int,
+              seconds: float, warm: bool = True, threaded: bool = False) -> Dict[str, Any]:
+    """A warm-up (not counted), then `count` clients until `requests` or `seconds` end; with
+    the client's CPU milliseconds per request (this process, all threads)."""
     if warm:
-        asyncio.run(clients(connect, count, max(50, 5 * count), 5.0))
-    samples, errors, elapsed = asyncio.run(clients(connect, count, requests, seconds))
-    return summary([latency for _, latency in samples], errors, elapsed)
+        _run(connect, threaded, count, max(50, 5 * count), 5.0)
+    samples, errors, elapsed, cpu = _run(connect, threaded, count, requests, seconds)
+    result = summary([latency for _, latency in samples], errors, elapsed)
+    result["client_cpu_ms"] = cpu * 1e3 / max(1, len(samples))
+    return result

@@ -21,6 +21,7 @@ adds the Host check and the optional bearer token. Client mistakes never produce
 """
 from __future__ import annotations
 
+import asyncio
 import atexit
 import dataclasses
 import contextlib
@@ -114,7 +115,7 @@ _ERROR_HANDLERS = ((ApiError, _api_error), (validation.RequestError, _request_er
 
 def _lifespan(loader: Loader, shared: Service, grpc_address: Optional[str],
               token: Optional[str], counted: Optional[Metrics],
-              logged: Optional[RequestLog]) -> Callable[[FastAPI], Any]:
+              logged: Optional[RequestLog], grpc_threads: int) -> Callable[[FastAPI], Any]:
     """Starts the loader thread (and the gRPC server) at startup; stops them at shutdown."""
 
     @contextlib.asynccontextmanager
@@ -122,13 +123,15 @@ def _lifespan(loader: Loader, shared: Service, grpc_address: Optional[str],
         loader.start()
         grpc = None
         if grpc_address is not None:
-            from serving import grpc_server
-            grpc, _ = await grpc_server.start(shared, grpc_address, token, counted)
+            from serving import grpc_server, reload_config
+            grpc, _ = grpc_server.start(
+                shared, grpc_address, token, counted, grpc_threads,
+                lambda config: reload_config.reload(shared, loader, config))
         try:
             yield
         finally:
-            if grpc is not None:
-                await grpc.stop(grace=2)
+            if grpc is not None:  # requests in progress finish (grace), off the loop
+                await asyncio.to_thread(grpc.stop(grace=2).wait)
             loader.stop()
             shared.batcher.close()
             if logged is not None:
@@ -184,14 +187,15 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
                token: Optional[str] = None, manage_heap: bool = True,
                grpc_address: Optional[str] = None, metrics: bool = True,
                request_log: Optional[RequestLogConfig] = None,
-               monitoring_dir: Optional[str] = None) -> FastAPI:
+               monitoring_dir: Optional[str] = None, grpc_threads: int = 32) -> FastAPI:
     """The app; its loader thread starts at startup and loads the newest version (or what
     --model-config-file asks for; a wrong file raises model_config.ConfigError).
 
     `hosts`: the Host header values accepted (None: any); `token`: the bearer token every
     request needs (None: none); `manage_heap`: let the loader freeze and collect the GC heap
     (off when the app shares its process with something else, e.g. a test runner);
-    `grpc_address`: host:port for TF Serving's gRPC API in the same event loop (None: none);
+    `grpc_address`: host:port for TF Serving's gRPC API in the same process (None: none),
+    answered by `grpc_threads` handler threads;
     `metrics`: Prometheus metrics at serving/metrics.py's PATH; `request_log`: where a sample
     of predicted rows goes, off the request path (its written and dropped counts are in
     /healthz); `monitoring_dir`: the monitoring command's results, whose newest distances
@@ -220,7 +224,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
             "`{\"instances\": [{...}]}` or the columnar format `{\"inputs\": {...}}`; errors "
             "are `{\"error\": \"...\"}`."),
         lifespan=_lifespan(Loader(store, poll_seconds, watcher), shared, grpc_address, token,
-                           counted, logged),
+                           counted, logged, grpc_threads),
         docs_url=None,  # serving/docs.py serves /docs from local assets
     )
     app.state.store = store

@@ -1,4 +1,4 @@
-"""Server-side batching: concurrent requests share one model call, run off the event loop.
+"""Server-side batching: concurrent requests share one model call, from any thread.
 
 Why: a call of the SavedModel costs about the same for 1 row as for 100 (the fixed cost is
 TensorFlow's dispatch), so 32 clients sending one row each are served far faster by a few big
@@ -7,6 +7,12 @@ free a request is called at once; while a call runs, arrivals queue, and the nex
 all of them (up to `max_batch_rows`). `timeout_s` > 0 additionally holds a forming batch open
 that long, as TF Serving's batch_timeout_micros does.
 
+Two ways in, one queue: `predict` for a coroutine on an event loop (REST), whose model calls
+run in the batcher's worker threads so the loop never blocks, and `predict_blocking` for a
+thread that may block (the gRPC handlers): when its request starts a call, that call runs in
+the caller's own thread, so a lone request costs no hand-off between threads. Either way the
+same queue decides what is batched with what, and at most `threads` calls run at once.
+
 A batch only ever holds requests for the same loaded model and signature, so a request that
 started on version N is answered by version N even if N+1 is switched in meanwhile.
 """
@@ -14,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import dataclasses
 import itertools
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -28,17 +37,25 @@ Outputs = Dict[str, np.ndarray]
 
 
 @dataclasses.dataclass
+class _Waiter:
+    """A coroutine's future and its loop (set from other threads via the loop)."""
+
+    loop: asyncio.AbstractEventLoop
+    future: "asyncio.Future[Outputs]"
+
+
+@dataclasses.dataclass(eq=False)
 class _Request:
     model: ServedModel
     signature: str
     columns: Columns
     rows: int
-    future: "asyncio.Future[Outputs]"
+    waiter: Union[_Waiter, "concurrent.futures.Future[Outputs]"]
     arrived: float
 
 
 def _run_batch(batch: List[_Request]) -> Outputs:
-    """Merges the requests' columns and calls the model (in a worker thread)."""
+    """Merges the requests' columns and calls the model."""
     first = batch[0]
     if len(batch) == 1:
         columns = first.columns
@@ -48,46 +65,105 @@ def _run_batch(batch: List[_Request]) -> Outputs:
     return first.model.predict(first.signature, columns)
 
 
+def _settle(items: List[tuple]) -> None:
+    """On a loop's thread: its coroutines' answers (a cancelled one is left alone)."""
+    for future, value, error in items:
+        if not future.done():
+            if error is None:
+                future.set_result(value)
+            else:
+                future.set_exception(error)
+
+
+def _deliver(batch: List[_Request], outputs: Optional[Outputs],
+             error: Optional[BaseException]) -> None:
+    """Each request's slice of the outputs (or the error), one wake-up per event loop."""
+    by_loop: Dict[asyncio.AbstractEventLoop, List[tuple]] = {}
+    offset = 0
+    for request in batch:
+        value = None
+        if outputs is not None:
+            value = outputs if len(batch) == 1 else {
+                k: v[offset:offset + request.rows] for k, v in outputs.items()}
+        offset += request.rows
+        waiter = request.waiter
+        if isinstance(waiter, _Waiter):
+            by_loop.setdefault(waiter.loop, []).append((waiter.future, value, error))
+        elif not waiter.done():
+            if error is None:
+                waiter.set_result(value)
+            else:
+                waiter.set_exception(error)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
 class Batcher:
     """Queues requests and runs them in as few model calls as the load allows."""
 
     def __init__(self, max_batch_rows: int = 1024, timeout_s: float = 0.0,
-                 threads: int = 1) -> None:
+                 threads: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_rows = max(1, max_batch_rows)
         self._timeout = max(0.0, timeout_s)
         self._slots = max(1, threads)
+        self._clock = clock
         self._executor = ThreadPoolExecutor(self._slots, thread_name_prefix="model")
+        self._lock = threading.Condition()
         self._pending: Deque[_Request] = collections.deque()
         self._pending_rows = 0
         self._busy = 0
-        self._timer: Optional[asyncio.TimerHandle] = None
+        self._closed = False
+        self._timer: Optional[threading.Thread] = None
         self.calls = 0  # model calls made
         self.rows = 0  # rows they carried
         self.on_call: Optional[Callable[[int], None]] = None  # told each call's rows (metrics)
 
     async def predict(self, model: ServedModel, signature: str, columns: Columns,
                       rows: int) -> Outputs:
-        """The outputs for these rows, sliced out of a shared model call."""
+        """The outputs for these rows, sliced out of a shared model call (never blocks)."""
         loop = asyncio.get_running_loop()
         future: "asyncio.Future[Outputs]" = loop.create_future()
-        self._pending.append(_Request(model, signature, columns, rows, future, loop.time()))
-        self._pending_rows += rows
-        self._dispatch(loop)
+        self._enqueue(_Request(model, signature, columns, rows, _Waiter(loop, future),
+                               self._clock()), inline=False)
         return await future
 
-    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+    def predict_blocking(self, model: ServedModel, signature: str, columns: Columns,
+                         rows: int) -> Outputs:
+        """The same from a thread that may block; a call this request starts runs here."""
+        waiter: "concurrent.futures.Future[Outputs]" = concurrent.futures.Future()
+        self._enqueue(_Request(model, signature, columns, rows, waiter, self._clock()),
+                      inline=True)
+        return waiter.result()
+
+    def _enqueue(self, request: _Request, inline: bool) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the server is shutting down")
+            self._pending.append(request)
+            self._pending_rows += request.rows
+            batches = self._due()
+        own = next((b for b in batches if request in b), None) if inline else None
+        for batch in batches:
+            if batch is not own:
+                self._launch(batch)
+        if own is not None:
+            self._call(own)
+            self._launch_due()
+
+    def _due(self) -> List[List[_Request]]:
+        """(Under the lock.) The batches to start now, each holding a model slot."""
+        batches = []
         while self._pending and self._busy < self._slots:
             if self._timeout and self._pending_rows < self._max_rows:
-                wait = self._pending[0].arrived + self._timeout - loop.time()
-                if wait > 0:
-                    if self._timer is None:
-                        self._timer = loop.call_later(wait, self._on_timer, loop)
-                    return
-            self._start(loop, self._take())
-
-    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
-        self._dispatch(loop)
+                if self._pending[0].arrived + self._timeout > self._clock():
+                    self._start_timer()
+                    break
+            batches.append(self._take())
+            self._busy += 1
+        return batches
 
     def _take(self) -> List[_Request]:
         """The oldest request plus every queued one for the same model, up to max rows."""
@@ -105,42 +181,98 @@ class Batcher:
                 rest.append(request)
         self._pending = rest
         self._pending_rows -= rows
+        self.calls += 1
+        self.rows += rows
         return batch
 
-    def _start(self, loop: asyncio.AbstractEventLoop, batch: List[_Request]) -> None:
-        self._busy += 1
-        self.calls += 1
-        rows = sum(r.rows for r in batch)
-        self.rows += rows
-        if self.on_call is not None:
-            self.on_call(rows)
-        call = loop.run_in_executor(self._executor, _run_batch, batch)
-        call.add_done_callback(lambda done: self._finish(loop, batch, done))
-
-    def _finish(self, loop: asyncio.AbstractEventLoop, batch: List[_Request],
-                done: "asyncio.Future[Outputs]") -> None:
-        self._busy -= 1
+    def _call(self, batch: List[_Request]) -> None:
+        """Runs one batch in this thread and answers its requests; frees its slot."""
         try:
-            error = asyncio.CancelledError() if done.cancelled() else done.exception()
-            if error is None:
-                outputs = done.result()
-                offset = 0
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_result(
-                            outputs if len(batch) == 1 else
-                            {k: v[offset:offset + request.rows] for k, v in outputs.items()})
-                    offset += request.rows
-            else:
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(error)
+            if self.on_call is not None:
+                self.on_call(sum(r.rows for r in batch))
+            outputs = _run_batch(batch)
+        except BaseException as error:  # noqa: BLE001 - every waiter gets the model's error
+            _deliver(batch, None, error)
+        else:
+            _deliver(batch, outputs, None)
         finally:
-            self._dispatch(loop)
+            with self._lock:
+                self._busy -= 1
+
+    def _work(self, batch: List[_Request]) -> None:
+        """A worker thread: this batch, then whatever became due meanwhile."""
+        while batch:
+            self._call(batch)
+            with self._lock:
+                batches = self._due()
+            batch = batches[0] if batches else []
+            for other in batches[1:]:
+                self._launch(other)
+
+    def _launch_due(self) -> None:
+        with self._lock:
+            batches = self._due()
+        for batch in batches:
+            self._launch(batch)
+
+    def _launch(self, batch: List[_Request]) -> None:
+        try:
+            started = self._executor.submit(self._work, batch)
+        except RuntimeError as error:  # the executor was shut down
+            with self._lock:
+                self._busy -= 1
+            _deliver(batch, None, error)
+            return
+        started.add_done_callback(lambda done: self._not_run(batch, done))
+
+    def _not_run(self, batch: List[_Request], done: "concurrent.futures.Future[None]") -> None:
+        if done.cancelled():  # close() dropped it before a thread took it
+            with self._lock:
+                self._busy -= 1
+            _deliver(batch, None, asyncio.CancelledError())
+
+    def _start_timer(self) -> None:
+        """(Under the lock.) Wakes the timer thread, started on first need."""
+        if self._timer is None:
+            self._timer = threading.Thread(target=self._time_batches, name="batch-timer",
+                                           daemon=True)
+            self._timer.start()
+        self._lock.notify_all()
+
+    def _time_batches(self) -> None:
+        """Starts a held batch once its oldest request has waited `timeout_s`."""
+        while True:
+            with self._lock:
+                while not self._closed:
+                    if not (self._pending and self._busy < self._slots):
+                        self._lock.wait()
+                        continue
+                    left = self._pending[0].arrived + self._timeout - self._clock()
+                    if left <= 0:
+                        break
+                    self._lock.wait(min(left, self._timeout))
+                if self._closed:
+                    return
+                batches = self._due()
+            for batch in batches:
+                self._launch(batch)
+
+    def queued(self) -> int:
+        """Requests waiting for a model call now."""
+        with self._lock:
+            return len(self._pending)
 
     def stats(self) -> Dict[str, Any]:
         return {"model_calls": self.calls, "rows": self.rows,
                 "mean_rows_per_call": round(self.rows / self.calls, 2) if self.calls else 0.0}
 
     def close(self) -> None:
+        """Refuses new requests; queued ones get CancelledError (none waits forever)."""
+        with self._lock:
+            self._closed = True
+            pending, self._pending = list(self._pending), collections.deque()
+            self._pending_rows = 0
+            self._lock.notify_all()
+        if pending:
+            _deliver(pending, None, asyncio.CancelledError())
         self._executor.shutdown(wait=False, cancel_futures=True)

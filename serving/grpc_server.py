@@ -1,24 +1,33 @@
 """TF Serving's gRPC API (PredictionService, ModelService) over the REST server's model.
 
-Built from `tensorflow-serving-api`'s generated stubs and messages, on grpc.aio in the REST
-server's own event loop: the same ModelStore, validation and Batcher (serving/service.py)
-answer both protocols, so one process holds one copy of each version and hot reload switches
-both at once. Errors carry the REST answer's message with the gRPC code TF Serving uses
-(INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE).
+Built from `tensorflow-serving-api`'s generated stubs and messages, on grpc's thread-pool
+server in the REST server's process: the same ModelStore, validation and Batcher
+(serving/service.py) answer both protocols, so one process holds one copy of each version and
+hot reload switches both at once. Errors carry the REST answer's message with the gRPC code TF
+Serving uses (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE).
+
+Why threads and not grpc.aio on the REST event loop: a handler thread may block, so a request
+that finds the model free is run by the batcher in the handler's own thread
+(Batcher.predict_blocking), where on the loop each request crossed from grpc's poller to the
+loop, to a model thread and back. Concurrent requests still queue and share model calls with
+REST's, as many at once as the pool has threads.
 """
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
-                                     get_model_status_pb2, model_pb2, model_service_pb2_grpc,
+                                     get_model_status_pb2, model_management_pb2, model_pb2,
+                                     model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc, regression_pb2)
 
 from modules import features
@@ -100,9 +109,9 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.shared = shared
         self.metrics = metrics
 
-    async def Predict(self, request: predict_pb2.PredictRequest,
-                      context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
-        async def answer() -> predict_pb2.PredictResponse:
+    def Predict(self, request: predict_pb2.PredictRequest,
+                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        def answer() -> predict_pb2.PredictResponse:
             spec = request.model_spec
             served = self.shared.acquire(spec.name, _version(spec))
             try:
@@ -111,7 +120,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
                 payload = request_payload(found, request.inputs)
                 columns, rows = service.predict_columns(found, name, payload, False,
                                                         self.shared.limits.max_instances)
-                outputs = await self.shared.call(served, name, columns, rows)
+                outputs = self.shared.call_blocking(served, name, columns, rows)
             finally:
                 self.shared.release(served)
             response = predict_pb2.PredictResponse()
@@ -123,12 +132,12 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
                 if not wanted or key in wanted:
                     response.outputs[key].CopyFrom(grpc_tensors.output_proto(value))
             return response
-        return await _guarded(context, answer, "predict", self.metrics)
+        return _guarded(context, answer, "predict", self.metrics)
 
-    async def Regress(self, request: regression_pb2.RegressionRequest,
-                      context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
-        async def answer() -> regression_pb2.RegressionResponse:
-            version, values = await regress.regress(
+    def Regress(self, request: regression_pb2.RegressionRequest,
+                context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
+        def answer() -> regression_pb2.RegressionResponse:
+            version, values = regress.regress_blocking(
                 self.shared, request.model_spec.name, _version(request.model_spec),
                 request.model_spec.signature_name, regress.examples_of(request.input))
             response = regression_pb2.RegressionResponse()
@@ -136,21 +145,20 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             for value in values:
                 response.result.regressions.add().value = value
             return response
-        return await _guarded(context, answer, "regress", self.metrics)
+        return _guarded(context, answer, "regress", self.metrics)
 
-    async def Classify(self, request: classification_pb2.ClassificationRequest,
-                       context: grpc.aio.ServicerContext
-                       ) -> classification_pb2.ClassificationResponse:
-        async def answer() -> classification_pb2.ClassificationResponse:
+    def Classify(self, request: classification_pb2.ClassificationRequest,
+                 context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
+        def answer() -> classification_pb2.ClassificationResponse:
             regress.classify(self.shared, request.model_spec.name,
                              _version(request.model_spec), request.model_spec.signature_name)
             return classification_pb2.ClassificationResponse()
-        return await _guarded(context, answer, "classify", self.metrics)
+        return _guarded(context, answer, "classify", self.metrics)
 
-    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                               context: grpc.aio.ServicerContext
-                               ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        async def answer() -> get_model_metadata_pb2.GetModelMetadataResponse:
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                         context: grpc.ServicerContext
+                         ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        def answer() -> get_model_metadata_pb2.GetModelMetadataResponse:
             if not request.metadata_field:  # TF Serving's checks and messages
                 raise ApiError(400, "GetModelMetadataRequest must specify at least one "
                                "metadata_field")
@@ -167,20 +175,33 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             _fill_spec(response.model_spec, request.model_spec, self.shared.name, version)
             response.metadata["signature_def"].Pack(signature_map)
             return response
-        return await _guarded(context, answer, "metadata", self.metrics)
+        return _guarded(context, answer, "metadata", self.metrics)
 
 
 class Models(model_service_pb2_grpc.ModelServiceServicer):
-    """tensorflow.serving.ModelService: GetModelStatus (no HandleReloadConfigRequest)."""
+    """tensorflow.serving.ModelService: GetModelStatus and HandleReloadConfigRequest (when
+    given `reload`, serving/reload_config.py's, which applies a ModelServerConfig)."""
 
-    def __init__(self, shared: Service, metrics: Optional[Metrics] = None) -> None:
+    def __init__(self, shared: Service, metrics: Optional[Metrics] = None,
+                 reload: Optional[Callable[[Any], None]] = None) -> None:
         self.shared = shared
         self.metrics = metrics
+        self.reload = reload
 
-    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
-                             context: grpc.aio.ServicerContext
-                             ) -> get_model_status_pb2.GetModelStatusResponse:
-        async def answer() -> get_model_status_pb2.GetModelStatusResponse:
+    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
+                                  context: grpc.ServicerContext
+                                  ) -> model_management_pb2.ReloadConfigResponse:
+        def answer() -> model_management_pb2.ReloadConfigResponse:
+            if self.reload is None:
+                raise ApiError(405, "HandleReloadConfigRequest is not served here")
+            self.reload(request.config)
+            return model_management_pb2.ReloadConfigResponse()  # status: OK
+        return _guarded(context, answer, "reload_config", self.metrics)
+
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                       context: grpc.ServicerContext
+                       ) -> get_model_status_pb2.GetModelStatusResponse:
+        def answer() -> get_model_status_pb2.GetModelStatusResponse:
             found = self.shared.statuses(request.model_spec.name, _version(request.model_spec))
             response = get_model_status_pb2.GetModelStatusResponse()
             for status in found:
@@ -190,7 +211,7 @@ class Models(model_service_pb2_grpc.ModelServiceServicer):
                 entry.status.error_code = _ERROR_CODES.get(status.error_code, 2)
                 entry.status.error_message = status.error_message
             return response
-        return await _guarded(context, answer, "status", self.metrics)
+        return _guarded(context, answer, "status", self.metrics)
 
 
 def _fill_spec(target: model_pb2.ModelSpec, asked: model_pb2.ModelSpec, name: str,
@@ -200,13 +221,13 @@ def _fill_spec(target: model_pb2.ModelSpec, asked: model_pb2.ModelSpec, name: st
     target.signature_name = asked.signature_name
 
 
-async def _guarded(context: grpc.aio.ServicerContext, answer: Any, api: str,
-                   metrics: Optional[Metrics]) -> Any:
+def _guarded(context: grpc.ServicerContext, answer: Callable[[], Any], api: str,
+             metrics: Optional[Metrics]) -> Any:
     """Runs a handler; client mistakes become TF Serving's status codes, never INTERNAL."""
     started = time.perf_counter()
     code, version = "UNKNOWN", ""
     try:
-        response = await answer()
+        response = answer()
         code = "OK"
         if ("model_spec" in response.DESCRIPTOR.fields_by_name
                 and response.model_spec.HasField("version")):
@@ -214,47 +235,53 @@ async def _guarded(context: grpc.aio.ServicerContext, answer: Any, api: str,
         return response
     except ApiError as error:
         code = error.grpc_code
-        await context.abort(getattr(grpc.StatusCode, code), error.message)
+        context.abort(getattr(grpc.StatusCode, code), error.message)
     except validation.RequestError as error:
         code = "INVALID_ARGUMENT"
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
     finally:
         if metrics is not None:
             metrics.observe(api, "grpc", code, version, time.perf_counter() - started)
 
 
-class _Token(grpc.aio.ServerInterceptor):
+class _Token(grpc.ServerInterceptor):
     """The REST server's bearer token, as gRPC metadata 'authorization: Bearer <token>'."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}"
+        self._expected = f"Bearer {token}".encode()
 
-        async def refuse(_: Any, context: grpc.aio.ServicerContext) -> None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong bearer token (metadata 'authorization')")
+        def refuse(_: Any, context: grpc.ServicerContext) -> None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "missing or wrong bearer token (metadata 'authorization')")
         self._refuse = grpc.unary_unary_rpc_method_handler(refuse)
 
-    async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        import hmac
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
         sent = dict(details.invocation_metadata or ()).get("authorization", "")
-        if hmac.compare_digest(sent.encode(), self._expected.encode()):
-            return await continuation(details)
+        if hmac.compare_digest(sent.encode(), self._expected):
+            return continuation(details)
         return self._refuse
 
 
-async def start(shared: Service, address: str, token: Optional[str] = None,
-                metrics: Optional[Metrics] = None) -> Tuple[grpc.aio.Server, int]:
-    """Starts the gRPC server on `address` (host:port, port 0 = any); returns it and its port."""
-    server = grpc.aio.server(interceptors=[_Token(token)] if token else None, options=[
-        ("grpc.max_receive_message_length", shared.limits.max_body_bytes)])
+def start(shared: Service, address: str, token: Optional[str] = None,
+          metrics: Optional[Metrics] = None, threads: int = 32,
+          reload: Optional[Callable[[Any], None]] = None) -> Tuple[grpc.Server, int]:
+    """Starts the gRPC server on `address` (host:port, port 0 = any) with `threads` handler
+    threads (the most requests in progress at once); returns it and its port. `reload`
+    applies a HandleReloadConfigRequest's config (None: that call is refused)."""
+    server = grpc.server(
+        ThreadPoolExecutor(max(1, threads), thread_name_prefix="grpc"),
+        interceptors=[_Token(token)] if token else None,
+        options=[("grpc.max_receive_message_length", shared.limits.max_body_bytes)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         Predictions(shared, metrics), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(shared, metrics),
-                                                              server)
-    port = server.add_insecure_port(address)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        Models(shared, metrics, reload), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind"
+        port = 0
     if port == 0:
         raise OSError(f"cannot bind the gRPC port {address} (address already in use?)")
-    await server.start()
+    server.start()
     LOGGER.info("gRPC (tensorflow.serving.PredictionService, ModelService) on %s", address)
     return server, port
-

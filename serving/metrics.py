@@ -13,6 +13,7 @@ import bisect
 import itertools
 import math
 import re
+import threading
 import time
 from typing import (Any, Awaitable, Callable, Dict, Iterator, List, MutableMapping, Optional,
                     Tuple)
@@ -58,9 +59,8 @@ class _TFServing:
     """TF Serving's request count and latency, as its exposition writes them.
 
     A collector of its own, because prometheus-client's Counter would name the count
-    `..._total`; and plain lists, because every update happens on the event loop's thread (REST
-    middleware and gRPC handlers alike), so the locks of prometheus-client's values are not
-    needed on the request path.
+    `..._total`; plain dicts and lists under one lock, as REST's event loop and the gRPC
+    handler threads both update them.
     """
 
     def __init__(self, model: str) -> None:
@@ -68,13 +68,17 @@ class _TFServing:
         self.counts: Dict[str, int] = {}
         # (API, entrypoint) -> [count per bucket (the last is +Inf), sum]
         self.latency: Dict[Tuple[str, str], List[Any]] = {}
+        self._lock = threading.Lock()
 
     def add(self, code: str) -> None:
-        self.counts[code] = self.counts.get(code, 0) + 1
+        with self._lock:
+            self.counts[code] = self.counts.get(code, 0) + 1
 
     def time(self, series: List[Any], micros: float) -> None:
-        series[0][bisect.bisect_left(_TF_LATENCY_BUCKETS, micros)] += 1
-        series[1] += micros
+        index = bisect.bisect_left(_TF_LATENCY_BUCKETS, micros)
+        with self._lock:
+            series[0][index] += 1
+            series[1] += micros
 
     def latency_series(self, api: str, entrypoint: str) -> List[Any]:
         return self.latency.setdefault((api, entrypoint),
@@ -82,12 +86,16 @@ class _TFServing:
 
     def collect(self) -> Iterator[Metric]:
         count = Metric(TF_REQUEST_COUNT, "The total number of requests.", "unknown")
-        for code, value in list(self.counts.items()):
+        with self._lock:  # a consistent copy: no request's update is half in it
+            counts = dict(self.counts)
+            latencies = [(key, (list(buckets), total))
+                         for key, (buckets, total) in self.latency.items()]
+        for code, value in counts.items():
             count.add_sample(TF_REQUEST_COUNT, {"model_name": self.model, "status": code}, value)
         yield count
         latency = Metric(TF_REQUEST_LATENCY, "Distribution of wall time (in microseconds) for "
                          "Tensorflow Serving request.", "histogram")
-        for (api, entrypoint), (buckets, total) in list(self.latency.items()):
+        for (api, entrypoint), (buckets, total) in latencies:
             labels = {"model_name": self.model, "API": api, "entrypoint": entrypoint}
             for bound, seen in zip((*_TF_LATENCY_BUCKETS, math.inf),
                                    itertools.accumulate(buckets)):

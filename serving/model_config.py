@@ -84,6 +84,13 @@ def parse(text: str, source: str, allow_unavailable_labels: bool = False) -> Mod
         text_format.Parse(text, proto)
     except text_format.ParseError as error:
         raise ConfigError(f"{source}: not a ModelServerConfig in text format: {error}") from None
+    return from_proto(proto, source, allow_unavailable_labels)
+
+
+def from_proto(proto: model_server_config_pb2.ModelServerConfig, source: str,
+               allow_unavailable_labels: bool = False) -> ModelServerConfig:
+    """A ModelServerConfig message (a file's, or gRPC's HandleReloadConfigRequest's) -> the
+    model it serves; ConfigError names what is wrong."""
     if proto.WhichOneof("config") != "model_config_list":
         raise ConfigError(f"{source}: needs a model_config_list (custom_model_config is not "
                           "supported)")

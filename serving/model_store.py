@@ -113,7 +113,7 @@ class ServedModel:
     signatures: Dict[str, Signature]
     signature_defs: Dict[str, Any]
     loaded_at: float
-    in_flight: int = 0  # requests using it now (counted on the event loop's thread)
+    in_flight: int = 0  # requests using it now (ModelStore counts them under a lock)
 
     def predict(self, signature_name: str, columns: Mapping[str, Sequence[Any]]
                 ) -> Dict[str, np.ndarray]:

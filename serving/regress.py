@@ -55,13 +55,35 @@ async def regress(shared: Service, model_name: str, version: Wanted,
     """(version that answered, one regression value per example)."""
     served = shared.acquire(model_name, version)
     try:
-        _method_signature(shared, served, signature_name, REGRESS_METHOD, "regression")
-        name = signature_name or validation.DEFAULT_SIGNATURE
-        checked = checked_examples(examples, shared.limits.max_instances)
+        name, checked = _checked_request(shared, served, signature_name, examples)
         outputs = await shared.call(served, name, {REGRESS_INPUTS: checked}, len(checked))
     finally:
         shared.release(served)
-    return served.version, [float(v) for v in outputs[REGRESS_OUTPUTS].reshape(-1)]
+    return served.version, _values(outputs)
+
+
+def regress_blocking(shared: Service, model_name: str, version: Wanted,
+                     signature_name: str, examples: Sequence[bytes]) -> Tuple[int, List[float]]:
+    """`regress` from a thread that may block (gRPC)."""
+    served = shared.acquire(model_name, version)
+    try:
+        name, checked = _checked_request(shared, served, signature_name, examples)
+        outputs = shared.call_blocking(served, name, {REGRESS_INPUTS: checked}, len(checked))
+    finally:
+        shared.release(served)
+    return served.version, _values(outputs)
+
+
+def _checked_request(shared: Service, served: Any, signature_name: str,
+                     examples: Sequence[bytes]) -> Tuple[str, List[bytes]]:
+    """(signature name, checked examples), or TF Serving's error for this signature."""
+    _method_signature(shared, served, signature_name, REGRESS_METHOD, "regression")
+    return (signature_name or validation.DEFAULT_SIGNATURE,
+            checked_examples(examples, shared.limits.max_instances))
+
+
+def _values(outputs: Dict[str, Any]) -> List[float]:
+    return [float(v) for v in outputs[REGRESS_OUTPUTS].reshape(-1)]
 
 
 def classify(shared: Service, model_name: str, version: Wanted,

@@ -133,7 +133,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                          hosts=security.allowed_hosts(server.host, server.port), token=token,
                          grpc_address=grpc_address(server), metrics=server.metrics,
                          request_log=request_log_config,
-                         monitoring_dir=server.monitoring_dir or None)
+                         monitoring_dir=server.monitoring_dir or None,
+                         grpc_threads=server.grpc_max_threads)
     except ConfigError as error:
         LOGGER.error("Cannot use --model-config-file: %s", error)
         return 2

@@ -38,15 +38,17 @@ Wanted = Union[None, int, Label]
 class ApiError(Exception):
     """An answer other than success, as TF Serving gives it: {"error": message} / a status."""
 
-    def __init__(self, status: int, message: str, headers: Optional[dict] = None) -> None:
+    def __init__(self, status: int, message: str, headers: Optional[dict] = None,
+                 grpc_code: Optional[str] = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self._grpc_code = grpc_code  # when it is not REST status's usual twin
 
     @property
     def grpc_code(self) -> str:
-        return GRPC_CODES.get(self.status, "UNKNOWN")
+        return self._grpc_code or GRPC_CODES.get(self.status, "UNKNOWN")
 
 
 @dataclasses.dataclass
@@ -127,6 +129,19 @@ class Service:
             outputs = await self.batcher.predict(served, signature_name, columns, rows)
         except tf.errors.InvalidArgumentError as error:  # validated input never gets here
             raise ApiError(400, error.message) from None
+        return self._logged(served, signature_name, columns, outputs)
+
+    def call_blocking(self, served: ServedModel, signature_name: str,
+                      columns: validation.Columns, rows: int) -> Dict[str, np.ndarray]:
+        """`call` from a thread that may block (gRPC): the same batcher, errors and log."""
+        try:
+            outputs = self.batcher.predict_blocking(served, signature_name, columns, rows)
+        except tf.errors.InvalidArgumentError as error:
+            raise ApiError(400, error.message) from None
+        return self._logged(served, signature_name, columns, outputs)
+
+    def _logged(self, served: ServedModel, signature_name: str, columns: validation.Columns,
+                outputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         if self.request_log is not None and served.signatures[signature_name].takes_features:
             self.request_log.log_columns(columns, outputs.get(LABEL_KEY, ()), served.version)
         return outputs

@@ -92,6 +92,12 @@ class ModelStore:
         self._warned_empty = False
         self._label_problem = ""
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()  # only ever held for a counter's update
+
+    @property
+    def label_problem(self) -> str:
+        """Why the policy's labels are not applied (TF Serving's message), or ""."""
+        return self._label_problem
 
     @property
     def current(self) -> Optional[ServedModel]:
@@ -296,12 +302,13 @@ class ModelStore:
         serving = self.serving
         model = serving.latest if version is None else serving.versions.get(version)
         if model is not None:
-            model.in_flight += 1
+            with self._count_lock:  # REST's loop and the gRPC threads both count
+                model.in_flight += 1
         return model
 
-    @staticmethod
-    def release(model: ServedModel) -> None:
-        model.in_flight -= 1
+    def release(self, model: ServedModel) -> None:
+        with self._count_lock:
+            model.in_flight -= 1
 
     def statuses(self) -> List[VersionStatus]:
         """The serving versions first (newest first), then one loading, then the others."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any, Dict, List
 
@@ -55,15 +56,14 @@ def test_batcher_reports_model_errors_to_every_request_of_the_call() -> None:
     batcher.close()
 
 
-class _ManualClockLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock moves only when the test moves it: the batcher's timer fires
-    after the arrivals the test staged, however slowly a loaded machine runs them."""
+class _ManualClock:
+    """A clock that moves only when the test moves it: the batcher's timer fires after the
+    arrivals the test staged, however slowly a loaded machine runs them."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.now = 0.0
 
-    def time(self) -> float:
+    def __call__(self) -> float:
         return self.now
 
 
@@ -71,24 +71,111 @@ def test_batcher_timeout_gathers_requests_into_one_call() -> None:
     from serving.batching import Batcher
 
     model = _FakeModel()
-    batcher = Batcher(timeout_s=0.05)
-    loop = _ManualClockLoop()
+    clock = _ManualClock()
+    batcher = Batcher(timeout_s=0.05, clock=clock)
 
     async def staggered() -> None:
         requests = []
-        for value in range(4):  # one arrival every 5 ms of the loop's clock
+        for value in range(4):  # one arrival every 5 ms of the batcher's clock
             requests.append(asyncio.ensure_future(
                 batcher.predict(model, "sig", {"x": [float(value)]}, 1)))
             await asyncio.sleep(0)  # the request is queued
-            loop.now += 0.005
+            clock.now += 0.005
         assert model.calls == [], "the forming batch was not held open"
-        loop.now += 0.05  # past the first arrival's timeout
+        clock.now += 0.05  # past the first arrival's timeout
         await asyncio.gather(*requests)
 
     try:
-        loop.run_until_complete(staggered())
+        asyncio.run(staggered())
     finally:
-        loop.close()
         batcher.close()
     assert model.calls == [4]
+
+
+class _GatedModel(_FakeModel):
+    """Holds its first call until the test opens the gate, so others queue behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.gate = threading.Event(), threading.Event()
+        self.threads: List[int] = []
+
+    def predict(self, signature: str, columns: Dict[str, List[float]]) -> Dict[str, np.ndarray]:
+        self.threads.append(threading.get_ident())
+        self.entered.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return super().predict(signature, columns)
+
+
+def test_a_lone_blocking_request_runs_in_its_own_thread() -> None:
+    from serving.batching import Batcher
+
+    model = _GatedModel()
+    model.gate.set()
+    batcher = Batcher()
+    assert batcher.predict_blocking(model, "sig", {"x": [1.0, 2.0]}, 2)["y"].tolist() == [2, 4]
+    assert model.threads == [threading.get_ident()]  # no hand-off to a model thread
     batcher.close()
+
+
+def test_blocking_and_async_requests_queue_together_and_share_calls() -> None:
+    from serving.batching import Batcher
+
+    model = _GatedModel()
+    batcher = Batcher()
+    answers: Dict[int, Any] = {}
+
+    def blocking(value: float) -> None:
+        answers[int(value)] = batcher.predict_blocking(model, "sig", {"x": [value]}, 1)
+
+    first = threading.Thread(target=blocking, args=(0.0,))
+    first.start()
+    assert model.entered.wait(60)  # the model is busy with request 0
+    waiting = [threading.Thread(target=blocking, args=(float(v),)) for v in (1, 2, 3)]
+    for thread in waiting:
+        thread.start()
+
+    async def queued() -> List[Any]:
+        calls = [asyncio.ensure_future(batcher.predict(model, "sig", {"x": [float(v)]}, 1))
+                 for v in (4, 5)]
+        await asyncio.sleep(0)
+        while batcher.stats()["rows"] < 1 or batcher.queued() < 5:
+            await asyncio.sleep(0.001)  # until all five are queued behind request 0
+        model.gate.set()
+        return await asyncio.gather(*calls)
+
+    for value, answer in zip((4, 5), asyncio.run(queued())):
+        answers[value] = answer
+    for thread in [first, *waiting]:
+        thread.join(60)
+    assert {k: v["y"].tolist() for k, v in answers.items()} == {v: [2.0 * v] for v in range(6)}
+    assert model.calls == [1, 5]  # the five queued requests shared one call
+    batcher.close()
+
+
+def test_close_answers_queued_blocking_requests() -> None:
+    from serving.batching import Batcher
+
+    model = _GatedModel()
+    batcher = Batcher()
+    errors: List[BaseException] = []
+
+    def blocking() -> None:
+        try:
+            batcher.predict_blocking(model, "sig", {"x": [1.0]}, 1)
+        except BaseException as error:  # noqa: BLE001 - the test looks at it
+            errors.append(error)
+
+    running = threading.Thread(target=blocking)
+    running.start()
+    assert model.entered.wait(60)
+    queued = threading.Thread(target=blocking)
+    queued.start()
+    while batcher.queued() < 1:
+        time.sleep(0.001)
+    batcher.close()
+    queued.join(60)
+    assert not queued.is_alive() and isinstance(errors[0], asyncio.CancelledError)
+    model.gate.set()
+    running.join(60)
+    assert len(errors) == 1  # the running call still answered its request

@@ -326,8 +326,6 @@ def test_grpc_follows_hot_reload_and_needs_the_token(serving_models: ServingMode
 
 def test_unavailable_until_a_version_loads(tmp_path: Any) -> None:
     """Nothing loaded yet: gRPC's UNAVAILABLE with REST's 503 message (in process, no load)."""
-    import asyncio
-
     from serving.batching import Batcher
     from serving.grpc_server import Predictions
     from serving.service import Service
@@ -338,13 +336,32 @@ def test_unavailable_until_a_version_loads(tmp_path: Any) -> None:
                      LimitsConfig())
 
     class Context:
-        async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        def abort(self, code: grpc.StatusCode, details: str) -> None:
             raise RuntimeError(code, details)
 
     with pytest.raises(RuntimeError) as raised:
-        asyncio.run(Predictions(shared).Predict(predict_request(_columns(COURSE_INSTANCES)),
-                                                Context()))
+        Predictions(shared).Predict(predict_request(_columns(COURSE_INSTANCES)), Context())
     code, details = raised.value.args
     assert code == grpc.StatusCode.UNAVAILABLE
     assert details.startswith(f"No version of model {MODEL_NAME!r} is loaded yet")
     shared.batcher.close()
+
+
+def test_concurrent_grpc_requests_each_get_their_own_rows(stub: Any, client: httpx.Client
+                                                          ) -> None:
+    """Many handler threads at once, batched together with each other: every answer is the
+    one REST gives for that request's rows alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = [_rest(client, {"instances": [instance]}) for instance in COURSE_INSTANCES]
+
+    def ask(index: int) -> List[float]:
+        request = predict_request(_columns([COURSE_INSTANCES[index % 4]]))
+        return tf.make_ndarray(stub.Predict(request, timeout=60)
+                               .outputs[features.LABEL_KEY]).reshape(-1).tolist()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(64)))
+    for index, answer in enumerate(answers):
+        np.testing.assert_allclose(answer, np.reshape(expected[index % 4], -1), rtol=0,
+                                   atol=PREDICTION_ABS)

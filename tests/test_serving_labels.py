@@ -166,3 +166,56 @@ def test_a_bad_file_at_start_is_a_clear_exit(serving_models: ServingModels,
     assert "Cannot use --model-config-file" in done.stderr and "Traceback" not in done.stderr
     for word in words:
         assert word in done.stderr
+
+
+def _reload(stub: model_service_pb2_grpc.ModelServiceStub, text: str) -> None:
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2
+
+    request = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(text, request.config)
+    response = stub.HandleReloadConfigRequest(request, timeout=300)
+    assert response.status.error_code == 0, response
+
+
+def test_a_config_handed_over_grpc_applies_at_once(
+        serving_models: ServingModels, server_factory: Callable[..., RunningServer],
+        tmp_path: pathlib.Path) -> None:
+    """HandleReloadConfigRequest with the stock ModelServiceStub, as a team's deploy script
+    calls TF Serving: the call returns once the config serves; bad ones get TF Serving's
+    codes and the previous config stays."""
+    model_dir = serving_models.serving_dir(tmp_path, versions=(1, 2))
+    server = server_factory(model_dir, "--poll-seconds", "0.2")  # no file: latest 1
+    base_path = str(model_dir)
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        models = model_service_pb2_grpc.ModelServiceStub(channel)
+        predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        _reload(models, config_text(BOTH, {"stable": 1, "canary": 2}, base_path=base_path))
+        # Returned once applied: no waiting here.
+        status = get_model_status_pb2.GetModelStatusRequest()
+        status.model_spec.name = MODEL_NAME
+        found = models.GetModelStatus(status, timeout=30).model_version_status
+        assert [(s.version, s.state) for s in found] == [(2, 30), (1, 30)]  # AVAILABLE
+        request = predict_request(_columns(COURSE_INSTANCES))
+        for label, version in (("stable", 1), ("canary", 2)):
+            request.model_spec.version_label = label
+            assert predictions.Predict(request, timeout=30).model_spec.version.value == version
+
+        cases = [
+            (config_text(BOTH, {"stable": 7}, base_path=base_path),
+             grpc.StatusCode.FAILED_PRECONDITION,
+             "Request to assign label to version 7 of model babyweight, which is not "
+             "currently available for inference"),
+            (config_text(BOTH, name="other", base_path=base_path),
+             grpc.StatusCode.INVALID_ARGUMENT, "ReloadConfigRequest: names model 'other'"),
+            ("custom_model_config { }", grpc.StatusCode.INVALID_ARGUMENT,
+             "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+             "ModelConfigList is currently supported"),
+        ]
+        for text, code, message in cases:
+            with pytest.raises(grpc.RpcError) as raised:
+                _reload(models, text)
+            assert raised.value.code() == code
+            assert raised.value.details().startswith(message), raised.value.details()
+        request.model_spec.version_label = "stable"  # the labels stayed
+        assert predictions.Predict(request, timeout=30).model_spec.version.value == 1

@@ -113,3 +113,28 @@ def test_tf_servings_own_metric_names_are_exported(shared_server: RunningServer,
                       API="Predict", entrypoint=entrypoint) == 1
     text = client.get(metrics.PATH).text
     assert f"# TYPE {count} " in text and f"{count}_total" not in text
+
+
+def test_counts_from_many_threads_are_exact() -> None:
+    """gRPC's handler threads and REST's loop update the same series: none is lost."""
+    import threading
+
+    from serving.metrics import Metrics
+
+    metrics = Metrics("babyweight", lambda: [])
+    go = threading.Barrier(8)
+
+    def answer() -> None:
+        go.wait()
+        for _ in range(2000):
+            metrics.observe("predict", "grpc", "OK", "1", 0.001)
+
+    threads = [threading.Thread(target=answer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert metrics.tf_serving.counts == {"OK": 16000}
+    (buckets, total), = metrics.tf_serving.latency.values()
+    assert sum(buckets) == 16000
+    assert total == 16000 * (0.001 * 1e6)  # whole microseconds: the sum is exact

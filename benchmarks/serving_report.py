@@ -1,0 +1,97 @@
+"""The serving benchmark's table and its verdicts on the targets (benchmarks/serving.py)."""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, List, Tuple
+
+from benchmarks.common import markdown_table
+
+REST, GRPC = "REST :predict", "gRPC Predict"
+REST_STATUS, GRPC_STATUS = "REST model status (no model call)", "gRPC GetModelStatus (no model call)"
+FLOOR = "in-process serving_default"
+
+
+def load_average() -> str:
+    try:
+        with open("/proc/loadavg") as handle:
+            return " ".join(handle.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def _latency_notes(by: Dict[Tuple[str, int], Dict[str, Any]]) -> List[str]:
+    notes: List[str] = []
+    floor, rest, grpc = by.get((FLOOR, 1)), by.get((REST, 1)), by.get((GRPC, 1))
+    if not (floor and rest and grpc):
+        return notes
+    bound = 1.5 * floor["p50_ms"] + 1.0
+    notes.append(f"- REST p50 at 1 client: {rest['p50_ms']:.2f} ms; target <= 1.5 x "
+                 f"{floor['p50_ms']:.2f} + 1 = {bound:.2f} ms: "
+                 f"{_verdict(rest['p50_ms'] <= bound)}")
+    bound = 1.2 * floor["p50_ms"] + 0.5
+    notes.append(f"- gRPC p50 at 1 client: {grpc['p50_ms']:.2f} ms; target <= 1.2 x "
+                 f"{floor['p50_ms']:.2f} + 0.5 = {bound:.2f} ms "
+                 f"({_verdict(grpc['p50_ms'] <= bound)}) and below REST's "
+                 f"{rest['p50_ms']:.2f} ms ({_verdict(grpc['p50_ms'] < rest['p50_ms'])})")
+    for status, protocol in ((by.get((REST_STATUS, 1)), "REST"),
+                             (by.get((GRPC_STATUS, 1)), "gRPC")):
+        if status:
+            notes.append(f"- {protocol} call that runs no model, at 1 client: p50 "
+                         f"{status['p50_ms']:.2f} ms, of which the client's CPU "
+                         f"{status.get('client_cpu_ms', 0):.2f} ms")
+    return notes
+
+
+def notes(records: List[Dict[str, Any]], args: argparse.Namespace) -> List[str]:
+    by = {(r["setup"], r["clients"]): r for r in records}
+    found = _latency_notes(by)
+    for protocol in (REST, GRPC):
+        if (protocol, 1) in by and (protocol, 32) in by:
+            ratio = by[(protocol, 32)]["throughput"] / by[(protocol, 1)]["throughput"]
+            found.append(f"- {protocol} throughput at 32 clients / 1 client: {ratio:.1f}x; "
+                         f"target >= 3x: {_verdict(ratio >= 3)}")
+    for (setup, count), on in sorted(by.items()):
+        if setup.endswith("access log on"):
+            off = by[(setup[:-2] + "off", count)]
+            change = (on["p50_ms"] / off["p50_ms"] - 1) * 100
+            found.append(f"- {setup.split(',')[0]} p50 at {count} client(s) with metrics and "
+                         f"access log on: {change:+.1f}% vs off; target under +5%: "
+                         f"{_verdict(change < 5)}")
+    during = next((r for r in records if "during" in r["setup"]), None)
+    if during is not None:
+        steady = by[(f"{REST}, no switch", args.switch_clients)]
+        ratio = during["p99_ms"] / steady["p99_ms"]
+        found.append(f"- p99 during {args.switches} version switches at {args.switch_clients} "
+                     f"clients (each {during['switch_seconds']:.1f} s from push to the old "
+                     f"version's release): {during['p99_ms']:.2f} ms, {ratio:.2f}x the "
+                     f"{steady['p99_ms']:.2f} ms with no switch; target <= 2x: "
+                     f"{_verdict(ratio <= 2)}")
+    return found
+
+
+def text(records: List[Dict[str, Any]], args: argparse.Namespace, version: int,
+         load: Tuple[str, str]) -> str:
+    """The table, how it was measured, and the verdicts."""
+    headers = ["setup", "clients", "requests", "errors", "p50 ms", "p99 ms", "max ms",
+               "requests/s", "rows per model call", "client CPU ms per request"]
+    rows = [[r["setup"], r["clients"], r["requests"], r["errors"], r["p50_ms"], r["p99_ms"],
+             r.get("max_ms", ""), r.get("throughput") or "", r.get("rows_per_model_call", ""),
+             r.get("client_cpu_ms", "")] for r in records]
+    how = (f"Model version {version}; server flags: `{args.server_args or '(defaults)'}`; "
+           "single-row requests, loopback, keep-alive connections (REST, raw HTTP/1.1 on "
+           "asyncio) and channels (gRPC, a sync stub per client thread). Floor, REST and gRPC "
+           f"rows: medians of {max(1, args.rounds)} alternating rounds; on/off rows: medians "
+           f"of {args.overhead_rounds} alternating rounds. Load average (1, 5, 15 min) at the "
+           f"start {load[0]}, at the end {load[1]}, on {_cores()} cores.")
+    return "\n".join([markdown_table(headers, rows), "", how]
+                     + ([args.note] if args.note else []) + notes(records, args))
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0

@@ -1,0 +1,39 @@
+"""The serving benchmark still runs end to end (it is run by hand; nothing else notices when a
+change to the server or its clients breaks it): a tiny run, every row, no errors."""
+from __future__ import annotations
+
+from typing import Any
+
+from tests.serving_fixtures import ServingModels
+
+pytest_plugins = ("tests.serving_fixtures",)
+
+
+def test_the_quick_rows_run_against_a_real_server(serving_models: ServingModels,
+                                                   tmp_path: Any, capsys: Any) -> None:
+    from benchmarks import serving, serving_report
+
+    model_dir = serving_models.serving_dir(tmp_path)
+    assert serving.main(["--model-dir", str(model_dir), "--clients", "1,2", "--requests", "20",
+                         "--seconds", "120", "--rounds", "2", "--overhead-clients", "", "--switches", "0",
+                         "--no-write"]) == 0
+    printed = capsys.readouterr().out
+    for setup in (serving_report.FLOOR, serving_report.REST, serving_report.GRPC,
+                  serving_report.REST_STATUS, serving_report.GRPC_STATUS):
+        assert f"| {setup} |" in printed
+    # Each row's requests over both rounds, none failed; the verdict lines are there.
+    rows = [line.split(" | ") for line in printed.splitlines()
+            if line.startswith(f"| {serving_report.GRPC} | 2 |")]
+    assert rows and rows[0][2:4] == ["40", "0"], rows
+    assert "- gRPC p50 at 1 client:" in printed
+    assert "client CPU ms per request" in printed
+
+
+def test_help_says_how_to_run_the_quick_rows(capsys: Any) -> None:
+    import pytest
+
+    from benchmarks import serving
+
+    with pytest.raises(SystemExit):
+        serving.parse_args(["--help"])
+    assert "--overhead-clients '' --switches 0" in capsys.readouterr().out
