@@ -7,8 +7,9 @@ model version that answered and the time (`RECORD_KEYS`).
 
 The caller's side is one non-blocking `log()` call: a sampling draw and an append to a bounded
 queue, holding references to the request's own objects (nothing is copied). A background
-thread drains the queue a few times a second, encodes (serving/log_records.py) and writes, in
-short slices between which it lets the requests have the interpreter. Files
+thread drains the queue a few times a second, encodes (serving/log_records.py) and writes,
+paced as the model loader is (serving/pacing.py): a short burst holding the interpreter, then
+a pause in which the requests have it (at the default sample rate a drain is one burst). Files
 rotate at a size or an age, an open file carries a `.partial` suffix until it is complete (a
 reader never sees half a file), and the oldest complete files are deleted to keep the directory
 within its total size. Nothing here ever raises into the caller: a full queue, a full disk or
@@ -30,13 +31,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from serving.log_records import (PREDICTION_KEY, RECORD_KEYS, TIME_KEY,  # noqa: F401
                                  VERSION_KEY, encode, encode_columns)
+from serving.pacing import Pace
 
 LOGGER = logging.getLogger("babyweight.serving.request_log")
 
 SUFFIX = ".tfrecord"
 PARTIAL = ".partial"
-# The writer thread gives the interpreter back to the requests at least this often (seconds).
-_WRITER_SLICE_S = 0.0002
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +93,7 @@ class RequestLog:
         self._file_records = 0
         self._opened_at = 0.0
         self._sequence = 0
+        self._pace = Pace()
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -171,19 +172,17 @@ class RequestLog:
                 return
 
     def _drain(self) -> None:
-        """Writes everything queued, in slices: between them this thread sleeps briefly, so
-        a request waiting for the interpreter gets it within a slice, not a switch interval."""
-        clock = time.perf_counter
-        resumed = clock()
-        while self._pending:
-            item = self._pending.popleft()
+        """Writes everything queued, paced: a request waiting for the interpreter gets it
+        within one burst (serving/pacing.py), not within Python's switch interval."""
+        pace, pending = self._pace, self._pending
+        pace.restart()
+        while pending:
+            item = pending.popleft()
             try:
                 self._write(*item)
             except Exception as error:  # noqa: BLE001 - the thread must outlive any record
                 self._drop(0, "writer", f"request log: {error}")
-            if clock() - resumed > _WRITER_SLICE_S:
-                time.sleep(_WRITER_SLICE_S)
-                resumed = clock()
+            pace()
 
     def _write(self, columnar: bool, values: Any, predictions: Any, version: int,
                millis: int) -> None:

@@ -162,3 +162,35 @@ def test_columns_encode_row_by_row_as_instances_do():
     second = tf.train.Example.FromString(records[1]).features.feature
     assert second["is_male"].bytes_list.value == [features.IS_MALE.missing_value.encode()]
     assert second["gestation_weeks"].int64_list.value == [42]
+
+
+def _example_of(row, prediction: float, version: int, millis: int) -> tf.train.Example:
+    """tf.train.Example's own bytes for one row (the reference the cached encoder must give)."""
+    example = tf.train.Example()
+    feature = example.features.feature
+    for declared in features.FEATURES:
+        value = row[declared.name]
+        if isinstance(declared, features.CategoricalFeature):
+            feature[declared.name].bytes_list.value.append(value.encode())
+        else:
+            feature[declared.name].int64_list.value.append(int(round(value)))
+    feature[request_log.PREDICTION_KEY].float_list.value.append(prediction)
+    feature[request_log.VERSION_KEY].int64_list.value.append(version)
+    feature[request_log.TIME_KEY].int64_list.value.append(millis)
+    return example
+
+
+def test_cached_rows_and_times_give_tf_examples_own_records():
+    """The encoder reuses a row's entries and a time's high bytes: every time (either side of a
+    128 ms step, small, negative, far off) and every repeat of a row still gives the record
+    tf.train.Example would write."""
+    rows = [INSTANCE, {**INSTANCE, "plurality": "Single(1)", "mother_age": 19.0}, INSTANCE]
+    times = [0, 1, 127, 128, 129, 255, 256, 16_383, 16_384, -1, -129,
+             1_800_000_000_000, 1_800_000_000_127, 1_800_000_000_128, 2**62]
+    for millis in times:
+        for version in (1, 300):
+            columns = {name: [row[name] for row in rows] for name in features.FEATURE_NAMES}
+            records = request_log.encode_columns(columns, [6.5, 7.75, 8.0], version, millis)
+            for record, row, prediction in zip(records, rows, [6.5, 7.75, 8.0]):
+                assert tf.train.Example.FromString(record) == _example_of(
+                    row, prediction, version, millis), (millis, version, row)
