@@ -33,8 +33,12 @@ class Pace:
         """A new burst starts now (after the thread waited for work, say)."""
         self._resumed = time.perf_counter()
 
+    def due(self) -> bool:
+        """Whether the burst is over (the next call pauses)."""
+        return time.perf_counter() - self._resumed > self.burst_s
+
     def __call__(self, *_: object) -> None:
-        if time.perf_counter() - self._resumed > self.burst_s:
+        if self.due():
             time.sleep(self.pause_s)
             self.pauses += 1
             self._resumed = time.perf_counter()

@@ -83,25 +83,28 @@ def test_an_unwritable_directory_counts_dropped_records_and_never_raises(tmp_pat
 
 
 class _FullDisk:
-    """A TFRecord writer whose disk fills after `room` records."""
+    """A file whose disk fills after `room` bytes: it takes what fits, then refuses, as an
+    unbuffered file on a full disk does."""
 
     def __init__(self, path: str, room: int) -> None:
-        self.inner = tf.io.TFRecordWriter(path)
+        self.inner = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by the log
         self.room = room
 
-    def write(self, record: bytes) -> None:
+    def write(self, data) -> int:
         if self.room == 0:
             raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= 1
-        self.inner.write(record)
+        taken = self.inner.write(bytes(data[:self.room]))
+        self.room -= taken
+        return taken
 
     def close(self) -> None:
         self.inner.close()
 
 
 def test_a_full_disk_drops_the_torn_file_and_counts_its_records(tmp_path):
+    one = len(request_log.encode(INSTANCE, 7.0, 1, 1)) + 16
     log = RequestLog(RequestLogConfig(str(tmp_path), sample_rate=1.0),
-                     opener=lambda path: _FullDisk(path, room=3))
+                     opener=lambda path: _FullDisk(path, room=3 * one + 5))
     for _ in range(5):
         log.log([INSTANCE], [7.0], version=1)
     log.close()
@@ -114,7 +117,7 @@ def test_a_full_queue_drops_instead_of_blocking(tmp_path):
 
     def stuck_disk(path: str):
         release.wait(30)
-        return tf.io.TFRecordWriter(path)
+        return open(path, "wb")  # noqa: SIM115 - closed by the log
 
     log = RequestLog(RequestLogConfig(str(tmp_path), sample_rate=1.0, queue_size=2),
                      opener=stuck_disk)
@@ -194,3 +197,14 @@ def test_cached_rows_and_times_give_tf_examples_own_records():
             for record, row, prediction in zip(records, rows, [6.5, 7.75, 8.0]):
                 assert tf.train.Example.FromString(record) == _example_of(
                     row, prediction, version, millis), (millis, version, row)
+
+
+def test_framed_records_are_the_bytes_tfrecordwriter_writes(tmp_path):
+    """The log frames its records itself (one write per burst): the file is byte for byte the
+    one tf.io.TFRecordWriter writes, checksums included."""
+    records = [request_log.encode(INSTANCE, 7.0, 1, 1_800_000_000_000 + i) for i in range(3)]
+    records.append(b"")
+    with tf.io.TFRecordWriter(str(tmp_path / "reference")) as writer:
+        for record in records:
+            writer.write(record)
+    assert (tmp_path / "reference").read_bytes() == request_log.framed(records)
