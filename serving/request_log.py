@@ -179,6 +179,7 @@ class RequestLog:
         within one burst (serving/pacing.py), not within Python's switch interval. A burst's
         records go to the file in one write, which gives the GIL back once, not per record."""
         pace, pending = self._pace, self._pending
+        behind = max(1, self.config.queue_size // 2)
         pace.restart()
         while pending:
             item = pending.popleft()
@@ -188,7 +189,10 @@ class RequestLog:
                 self._drop(0, "writer", f"request log: {error}")
             if not pending or pace.due():
                 self._write_out()
-                pace()
+                if len(pending) < behind:
+                    pace()
+                else:  # half the queue waits: catch up rather than drop (batch prediction)
+                    pace.restart()
 
     def _encode(self, columnar: bool, values: Any, predictions: Any, version: int,
                 millis: int) -> None:

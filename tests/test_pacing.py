@@ -31,3 +31,17 @@ def test_the_request_logs_writer_is_paced(tmp_path):
                   "gestation_weeks": 39.0}], [7.0], version=1)
     log.close()
     assert log.written == 5 and log._pace.pauses >= 5
+
+
+def test_a_writer_half_a_queue_behind_writes_without_pausing(tmp_path):
+    """Pausing is for a writer that keeps up; one with half its queue waiting (batch prediction
+    logs every row) writes on without pauses rather than fill the queue and drop."""
+    log = RequestLog(RequestLogConfig(str(tmp_path), sample_rate=1.0, queue_size=10,
+                                      drain_seconds=600))  # drains only when closed
+    log._pace.burst_s, log._pace.pause_s = 0.0, 0.0  # due after every record
+    for _ in range(8):
+        log.log([{"is_male": "True", "plurality": "Single(1)", "mother_age": 30.0,
+                  "gestation_weeks": 39.0}], [7.0], version=1)
+    log.close()
+    # After each of the 8 records, 7, 6, ... 0 wait: it pauses only once fewer than 5 do.
+    assert log.written == 8 and log.dropped == 0 and log._pace.pauses == 5
