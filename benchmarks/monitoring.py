@@ -155,8 +155,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             + ("" if args.serving_only else f"\n\n{speed_table}") + "\n\n"
             f"Medians of {args.rounds} alternating rounds of {args.requests} single-row "
             f"requests (1-minute load average {load[0]:.1f} before them, {load[1]:.1f} after, "
-            f"on {os.cpu_count()} cores); the monitor reads the log, computes TFDV statistics "
-            "of two half-windows and compares them (skew, drift, predictions).")
+            f"on {os.cpu_count()} cores)" + ("." if args.serving_only else
+                                             "; the monitor reads the log, computes TFDV "
+                                             "statistics of two half-windows and compares them "
+                                             "(skew, drift, predictions)."))
     publish("monitoring", text, serving + speed + [{"setup": "load average", "before": load[0],
                                                     "after": load[1]}],
             write=not (args.no_write or args.serving_only))
