@@ -1,12 +1,17 @@
 """What monitoring costs: the request log's cost on the serving path, and the monitor's speed.
 
 1. Request logging: two servers over the same model, logging off and logging on at the default
-   sample rate, measured in the same run at 1 and 32 clients, in alternating rounds (the median
-   of the rounds' p50 and p99 is reported).
+   sample rate, measured in the same run at 1 and 32 clients, in alternating rounds (which
+   server goes first alternates too; the median of the rounds' p50 and p99 is reported).
 2. The monitor: logged requests per second analyzed at 100k and 1M logged rows (reading the
    TFRecord log, TFDV statistics of the window and of the previous one, skew, drift and the
    prediction comparison); the lineage lookup and the eval predictions, once per version, are
    not included.
+
+Only the on/off serving comparison (prints its table, writes nothing; results/ and the README
+are written by a full run):
+
+    .venv/bin/python -m benchmarks.monitoring --serving-only --rounds 10 --requests 4000
 """
 from __future__ import annotations
 
@@ -46,9 +51,11 @@ def logging_overhead(model_dir: str, clients: List[int], requests: int, rounds: 
     try:
         for port, process in servers.values():
             wait_healthy(port, process)
-        for _ in range(rounds):
+        for round_ in range(rounds):
             for count in clients:
-                for name, (port, _) in servers.items():
+                # Either server first in turn: neither always follows the other's load.
+                for name in (("off", "on") if round_ % 2 == 0 else ("on", "off")):
+                    port = servers[name][0]
                     connect = rest_connect(port, request_bytes(path, body))
                     results.setdefault((name, count), []).append(
                         run_level(connect, count, requests, 60.0))
@@ -114,15 +121,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="Requests per level/round.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", default="100000,1000000", help="Logged rows to analyze.")
+    parser.add_argument("--serving-only", action="store_true",
+                        help="only the request log's on/off serving comparison (not the "
+                        "monitor's speed); prints the table and writes nothing")
     args = parser.parse_args(argv)
     if not any(p.name.isdigit() for p in pathlib.Path(args.model_dir).glob("*")):
         print(f"no model version under {args.model_dir}; run the pipeline first (`make`) or "
               "pass --model-dir", file=sys.stderr)
         return 1
+    load = [os.getloadavg()[0]]
     serving = logging_overhead(args.model_dir, [int(c) for c in args.clients.split(",")],
                                args.requests, args.rounds)
+    load.append(os.getloadavg()[0])
     work = pathlib.Path(tempfile.mkdtemp())
-    speed = [monitor_speed(int(n), work) for n in args.sizes.split(",")]
+    speed = ([] if args.serving_only
+             else [monitor_speed(int(n), work) for n in args.sizes.split(",")])
     rows = [[r["setup"], r["clients"], r["requests"], r["errors"], r["p50_ms"], r["p99_ms"]]
             for r in serving]
     table = markdown_table(["setup", "clients", "requests", "errors", "p50 ms", "p99 ms"], rows)
@@ -138,11 +151,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     speed_table = markdown_table(
         ["logged rows", "seconds", "rows analyzed/s", "distances"],
         [[s["rows"], s["seconds"], s["rows_per_second"], s["distances"]] for s in speed])
-    text = (f"{table}\n\n" + "\n".join(notes) + f"\n\n{speed_table}\n\n"
+    text = (f"{table}\n\n" + "\n".join(notes)
+            + ("" if args.serving_only else f"\n\n{speed_table}") + "\n\n"
             f"Medians of {args.rounds} alternating rounds of {args.requests} single-row "
-            "requests; the monitor reads the log, computes TFDV statistics of two half-windows "
-            "and compares them (skew, drift, predictions).")
-    publish("monitoring", text, serving + speed, write=not args.no_write)
+            f"requests (1-minute load average {load[0]:.1f} before them, {load[1]:.1f} after, "
+            f"on {os.cpu_count()} cores)" + ("." if args.serving_only else
+                                             "; the monitor reads the log, computes TFDV "
+                                             "statistics of two half-windows and compares them "
+                                             "(skew, drift, predictions)."))
+    publish("monitoring", text, serving + speed + [{"setup": "load average", "before": load[0],
+                                                    "after": load[1]}],
+            write=not (args.no_write or args.serving_only))
     return 0
 
 

@@ -8,7 +8,7 @@ Modules, one job each:
   version_manager which versions serve: the version policy, labels, retries, switches, unloads
   model_config    TF Serving's model config file (--model-config-file): policy and labels
   loader          the background thread that refreshes the versions and re-reads the config
-  pacing          keeps the loader thread from stalling requests (GIL switch interval, pacing)
+  pacing          keeps the loader and request-log threads from stalling requests (bursts, pauses)
   security        Host check, bearer token, JSON-only bodies (no use from other web pages)
   batching        gathers concurrent requests into one model call, run off the event loop
   schemas         OpenAPI schemas derived from the feature declaration

@@ -2,16 +2,19 @@
 
 Why hand-written: building tf.train.Example messages costs the writer thread many times as much
 CPU, and that thread shares the interpreter (the GIL) with the requests. Most of a record
-repeats from one row to the next (categorical values, whole-number ages and weeks, the
-version), so each distinct entry is encoded once and cached; a row is a join of cached pieces,
-the prediction's four bytes and the request's time. The bytes are the ones tf.train.Example
-would write (tests/test_request_log.py parses them back).
+repeats from one row to the next: the features' entries of a row are cached by the row's
+values (a few thousand distinct rows: small vocabularies, whole-number ages and weeks), the
+version's entry and the time's high bits by value; a record is a join of cached pieces, the
+prediction's four bytes and the time's last byte. The bytes are the ones tf.train.Example would
+write, framed as tf.io.TFRecordWriter frames them (tests/test_request_log.py reads them back).
 """
 from __future__ import annotations
 
 import functools
 import struct
-from typing import Any, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+from google_crc32c import value as _crc32c
 
 from modules import features
 
@@ -66,6 +69,7 @@ def _int_entry(name: str, value: int) -> bytes:
 # The prediction's entry is a fixed prefix and the float's four little-endian bytes.
 _PREDICTION_PREFIX = _entry(PREDICTION_KEY, _FLOATS, b"\0\0\0\0")[:-4]
 _FLOAT = struct.Struct("<f")
+_UINT32, _UINT64 = struct.Struct("<I"), struct.Struct("<Q")
 
 
 def _row_entries(values: Sequence[Any]) -> bytes:
@@ -79,23 +83,83 @@ def _row_entries(values: Sequence[Any]) -> bytes:
     return b"".join(parts)
 
 
+_FIRST_BYTE = tuple(bytes([low | 0x80]) for low in range(0x80))
+
+
+@functools.lru_cache(maxsize=64)
+def _time_high(high: int) -> Tuple[bytes, bytes]:
+    """For one `millis >> 7` (128 ms): the time entry before the varint's first byte, and the
+    varint's other bytes."""
+    rest = _varint(high)
+    entry = _entry(TIME_KEY, _INTS, b"\0" + rest)  # the first byte's value does not matter
+    return entry[:len(entry) - len(rest) - 1], rest
+
+
+def _time_entry(millis: int) -> bytes:
+    """The request time's entry; only its first varint byte changes within 128 ms."""
+    if millis < 0x80:  # and negative ones, whose varint is ten bytes
+        return _int_entry(TIME_KEY, millis)
+    prefix, rest = _time_high(millis >> 7)
+    return prefix + _FIRST_BYTE[millis & 0x7F] + rest
+
+
+def _tail(version: int, millis: int) -> bytes:
+    """The entries after the prediction: the version and the request's time."""
+    return _int_entry(VERSION_KEY, int(version)) + _time_entry(int(millis))
+
+
+_length = functools.lru_cache(maxsize=1024)(_varint)  # records' lengths: a handful of values
+# A row's feature entries by its values; cleared when full (the vocabularies are small).
+_ROWS: Dict[Tuple[Any, ...], bytes] = {}
+_MAX_ROWS = 65_536
+
+
 def _record(row: bytes, prediction: float, tail: bytes) -> bytes:
-    body = row + _PREDICTION_PREFIX + _FLOAT.pack(prediction) + tail
-    return b"\x0a" + _varint(len(body)) + body
+    body_length = len(row) + len(_PREDICTION_PREFIX) + 4 + len(tail)
+    return b"".join((b"\x0a", _length(body_length), row, _PREDICTION_PREFIX,
+                     _FLOAT.pack(prediction), tail))
+
+
+def _cached_row(values: Tuple[Any, ...]) -> bytes:
+    try:
+        return _ROWS[values]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value: encoded (or refused) without the cache
+        return _row_entries(values)
+    if len(_ROWS) >= _MAX_ROWS:
+        _ROWS.clear()
+    row = _ROWS[values] = _row_entries(values)
+    return row
 
 
 def encode(instance: Mapping[str, Any], prediction: float, version: int, millis: int) -> bytes:
     """One serialized tf.Example: numerics as whole numbers (the model rounds them), strings."""
-    tail = _int_entry(VERSION_KEY, int(version)) + _entry(TIME_KEY, _INTS, _varint(int(millis)))
     row = _row_entries([instance.get(name) for name, _, _ in _DECLARED])
-    return _record(row, float(prediction), tail)
+    return _record(row, float(prediction), _tail(version, millis))
 
 
 def encode_columns(columns: Mapping[str, Sequence[Any]], predictions: Sequence[float],
                    version: int, millis: int) -> List[bytes]:
     """The records of one request's columns (feature -> values), one per row."""
-    tail = _int_entry(VERSION_KEY, int(version)) + _entry(TIME_KEY, _INTS, _varint(int(millis)))
+    tail = _tail(version, millis)
     count = len(predictions)
     ordered = [columns[name] if name in columns else [None] * count for name, _, _ in _DECLARED]
-    return [_record(_row_entries(values), float(prediction), tail)
+    return [_record(_cached_row(values), float(prediction), tail)
             for values, prediction in zip(zip(*ordered), predictions)]
+
+
+def _masked_crc(data: bytes) -> bytes:
+    """TFRecord's checksum: CRC-32C, rotated and offset (tensorflow/core/lib/hash/crc32c.h)."""
+    crc = _crc32c(data)
+    return _UINT32.pack(((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def framed(records: Sequence[bytes]) -> bytes:
+    """The records as a TFRecord file holds them (length, its checksum, data, its checksum), so
+    a whole burst goes to the file in one write, during which the GIL is free."""
+    parts = []
+    for record in records:
+        length = _UINT64.pack(len(record))
+        parts += (length, _masked_crc(length), record, _masked_crc(record))
+    return b"".join(parts)

@@ -1,7 +1,8 @@
-"""The loader thread's manners: give the GIL back often, and pace itself while a version serves.
+"""Background threads' manners: give the GIL back often, and pace themselves while requests run.
 
 Loading, warm-up and teardown of versions (serving/version_manager.py) run on one background
-thread; these keep them from stalling the requests on the event loop.
+thread, the request log's writing (serving/request_log.py) on another; these keep them from
+stalling the requests on the event loop.
 """
 from __future__ import annotations
 
@@ -19,6 +20,30 @@ _LOADER_SWITCH_INTERVAL = 0.0005
 _BURST_S, _PAUSE_S = 0.0005, 0.0045
 
 
+class Pace:
+    """Sleeps `pause_s` (releasing the GIL) once its thread has run `burst_s` since it last
+    slept; called between small pieces of work, or as a profile hook (any arguments)."""
+
+    def __init__(self, burst_s: float = _BURST_S, pause_s: float = _PAUSE_S) -> None:
+        self.burst_s, self.pause_s = burst_s, pause_s
+        self.pauses = 0
+        self._resumed = time.perf_counter()
+
+    def restart(self) -> None:
+        """A new burst starts now (after the thread waited for work, say)."""
+        self._resumed = time.perf_counter()
+
+    def due(self) -> bool:
+        """Whether the burst is over (the next call pauses)."""
+        return time.perf_counter() - self._resumed > self.burst_s
+
+    def __call__(self, *_: object) -> None:
+        if self.due():
+            time.sleep(self.pause_s)
+            self.pauses += 1
+            self._resumed = time.perf_counter()
+
+
 @contextlib.contextmanager
 def yielding_gil(throttle: bool) -> Iterator[None]:
     """Lowers the thread switch interval (process-wide) and, if `throttle`, paces this thread.
@@ -29,17 +54,8 @@ def yielding_gil(throttle: bool) -> Iterator[None]:
     """
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, _LOADER_SWITCH_INTERVAL))
-    clock, sleep = time.perf_counter, time.sleep
-    resumed = clock()
-
-    def pace(*_: object) -> None:
-        nonlocal resumed
-        if clock() - resumed > _BURST_S:
-            sleep(_PAUSE_S)
-            resumed = clock()
-
     if throttle:
-        sys.setprofile(pace)
+        sys.setprofile(Pace())
     try:
         yield
     finally:

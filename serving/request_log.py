@@ -7,8 +7,9 @@ model version that answered and the time (`RECORD_KEYS`).
 
 The caller's side is one non-blocking `log()` call: a sampling draw and an append to a bounded
 queue, holding references to the request's own objects (nothing is copied). A background
-thread drains the queue a few times a second, encodes (serving/log_records.py) and writes, in
-short slices between which it lets the requests have the interpreter. Files
+thread drains the queue a few times a second, encodes (serving/log_records.py) and writes,
+paced as the model loader is (serving/pacing.py): a short burst holding the interpreter, then
+a pause in which the requests have it (at the default sample rate a drain is one burst). Files
 rotate at a size or an age, an open file carries a `.partial` suffix until it is complete (a
 reader never sees half a file), and the oldest complete files are deleted to keep the directory
 within its total size. Nothing here ever raises into the caller: a full queue, a full disk or
@@ -20,6 +21,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
+import errno
 import logging
 import os
 import pathlib
@@ -29,14 +31,13 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from serving.log_records import (PREDICTION_KEY, RECORD_KEYS, TIME_KEY,  # noqa: F401
-                                 VERSION_KEY, encode, encode_columns)
+                                 VERSION_KEY, encode, encode_columns, framed)
+from serving.pacing import Pace
 
 LOGGER = logging.getLogger("babyweight.serving.request_log")
 
 SUFFIX = ".tfrecord"
 PARTIAL = ".partial"
-# The writer thread gives the interpreter back to the requests at least this often (seconds).
-_WRITER_SLICE_S = 0.0002
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +84,7 @@ class RequestLog:
         self._flushes: List[threading.Event] = []
         self._wake = threading.Event()
         self._stopping = False
-        self._opener = opener or _tfrecord_writer
+        self._opener = opener or _unbuffered_file
         self._clock = clock
         self._reported: Set[str] = set()
         self._lock = threading.Lock()
@@ -93,6 +94,9 @@ class RequestLog:
         self._file_records = 0
         self._opened_at = 0.0
         self._sequence = 0
+        self._pace = Pace()
+        self._unwritten: List[bytes] = []  # framed records encoded since the last write
+        self._unwritten_rows = 0
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -171,22 +175,28 @@ class RequestLog:
                 return
 
     def _drain(self) -> None:
-        """Writes everything queued, in slices: between them this thread sleeps briefly, so
-        a request waiting for the interpreter gets it within a slice, not a switch interval."""
-        clock = time.perf_counter
-        resumed = clock()
-        while self._pending:
-            item = self._pending.popleft()
+        """Writes everything queued, paced: a request waiting for the interpreter gets it
+        within one burst (serving/pacing.py), not within Python's switch interval. A burst's
+        records go to the file in one write, which gives the GIL back once, not per record."""
+        pace, pending = self._pace, self._pending
+        behind = max(1, self.config.queue_size // 2)
+        pace.restart()
+        while pending:
+            item = pending.popleft()
             try:
-                self._write(*item)
+                self._encode(*item)
             except Exception as error:  # noqa: BLE001 - the thread must outlive any record
                 self._drop(0, "writer", f"request log: {error}")
-            if clock() - resumed > _WRITER_SLICE_S:
-                time.sleep(_WRITER_SLICE_S)
-                resumed = clock()
+            if not pending or pace.due():
+                self._write_out()
+                if len(pending) < behind:
+                    pace()
+                else:  # half the queue waits: catch up rather than drop (batch prediction)
+                    pace.restart()
 
-    def _write(self, columnar: bool, values: Any, predictions: Any, version: int,
-               millis: int) -> None:
+    def _encode(self, columnar: bool, values: Any, predictions: Any, version: int,
+                millis: int) -> None:
+        """Encodes one request's rows for the next write (opening a file if none is open)."""
         count = 0
         try:
             flat = [float(p) for p in _flat(predictions)]
@@ -195,24 +205,39 @@ class RequestLog:
                 records = encode_columns(values, flat, version, millis)
             else:
                 records = [encode(i, p, version, millis) for i, p in zip(values, flat)]
+            data = framed(records)
         except Exception as error:  # noqa: BLE001
             self._drop(count, "encode", f"request log: cannot encode a request: {error}")
             return
-        try:
-            if self._file is None:
+        if self._file is None:
+            try:
                 self._open()
-            for record in records:
-                self._file.write(record)
-            self._file_bytes += sum(len(r) + 16 for r in records)  # TFRecord framing: 16 bytes
-            self._file_records += len(records)
-            self.written += len(records)
-        except Exception as error:  # noqa: BLE001 - a full disk or a gone directory
-            lost = self._abandon()
-            self._drop(len(records) + lost, type(error).__name__,
-                       f"request log: cannot write to {self.directory}: {error}")
-            return
+            except Exception as error:  # noqa: BLE001 - an unwritable directory
+                self._cannot_write(len(records), error)
+                return
+        self._unwritten.append(data)
+        self._unwritten_rows += len(records)
+        self._file_bytes += len(data)
         if self._file_bytes >= self.config.max_file_bytes:
             self._complete()
+
+    def _write_out(self) -> None:
+        """One write of what was encoded since the last; a failed one loses the open file."""
+        if not self._unwritten:
+            return
+        data, rows = b"".join(self._unwritten), self._unwritten_rows
+        self._unwritten, self._unwritten_rows = [], 0
+        try:
+            _write_all(self._file, data)
+        except Exception as error:  # noqa: BLE001 - a full disk or a gone directory
+            self._cannot_write(rows + self._abandon(), error)
+            return
+        self._file_records += rows
+        self.written += rows
+
+    def _cannot_write(self, count: int, error: Exception) -> None:
+        self._drop(count, type(error).__name__,
+                   f"request log: cannot write to {self.directory}: {error}")
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -237,7 +262,9 @@ class RequestLog:
             total -= sizes[path]
 
     def _complete(self) -> None:
-        if self._file is None:
+        if self._file is not None:
+            self._write_out()
+        if self._file is None:  # never opened, or lost to a failed write
             return
         try:
             self._file.close()
@@ -277,7 +304,18 @@ def _flat(values: Any) -> List[Any]:
     return np.asarray(values, dtype=np.float64).reshape(-1).tolist()
 
 
-def _tfrecord_writer(path: str) -> Any:
-    import tensorflow as tf
+def _unbuffered_file(path: str) -> Any:
+    """Each write goes to the disk at once: a full disk fails that write, not a later one."""
+    return open(path, "wb", buffering=0)  # noqa: SIM115 - closed by _complete or _abandon
 
-    return tf.io.TFRecordWriter(path)
+
+def _write_all(file: Any, data: bytes) -> None:
+    """Writes all of `data` (an unbuffered file may take part of it per call)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if written is None:  # a writer that takes everything and says nothing
+            return
+        if written <= 0:
+            raise OSError(errno.EIO, "the file took no bytes")
+        view = view[written:]

@@ -1,10 +1,14 @@
 """Monitoring over a real pipeline run's served model: lineage from the push record, a clean
 window of traffic like the eval data, and a shifted window that crosses the declared thresholds
-(skew, drift and predictions), with the page, the gauges, the exit code and the index link."""
+(skew, drift and predictions), with the page, the gauges, the exit code and the index link; and
+the command itself, run as a user runs it, whose distances a server then shows as gauges."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +17,10 @@ from modules import features
 from monitoring import cli, lineage, logs, predictions
 from serving import request_log
 from serving.request_log import RequestLog, RequestLogConfig
+from tests.serving_fixtures import PROJECT_ROOT
+from tests.test_monitoring_gauges import _parse, _scrape
+
+pytest_plugins = ("tests.serving_fixtures",)
 
 HOUR = 3600.0
 START = 1_800_000_000.0
@@ -101,6 +109,43 @@ def test_the_reports_index_links_the_monitoring_pages(monitored, pipeline_runs, 
     index = (reports / "index.html").read_text()
     pages = list((reports / "monitoring").glob("*/monitoring.html"))
     assert pages and all(f"{p.parent.name}/monitoring.html" in index for p in pages)
+
+
+def test_the_commands_distances_are_gauges_on_the_servers_metrics(monitored, pipeline_runs,
+                                                                  server_factory):
+    """`python -m monitoring` in its own process on the logged shifted window; a server over
+    the same model dir, started with --monitoring-dir, then shows that run's distances."""
+    found, common, reports = monitored
+    results = reports / "monitoring"
+    before = set(results.glob("2*"))
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": str(PROJECT_ROOT)}
+    ran = subprocess.run([sys.executable, "-m", "monitoring", *common,
+                          "--end", str(START + HOUR + 1)], cwd=PROJECT_ROOT, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert ran.returncode == cli.EXIT_CROSSED, ran.stdout + ran.stderr
+    assert "!! skew of mother_age" in ran.stdout
+    (run,) = set(results.glob("2*")) - before
+    findings = json.loads((run / "summary.json").read_text())["findings"]
+    assert {f["kind"] for f in findings} == {"skew", "drift", "prediction"}
+
+    server = server_factory(pipeline_runs.base / "serving" / "babyweight", "--monitoring-dir",
+                            str(results))
+    scraped = _parse(_scrape(server))
+    # The server reads the run's summary.json; its floats go through JSON and the exposition
+    # format unchanged (both write a float's shortest exact repr), so no tolerance is needed.
+    expected = {}
+    for f in findings:
+        labels = (("feature", f["feature"]), ("kind", f["kind"]), ("version", str(found.version)))
+        expected[("babyweight_monitoring_distance", labels)] = f["value"]
+        expected[("babyweight_monitoring_threshold", labels)] = f["threshold"]
+    assert scraped == expected
+    # ... and they are the series of the textfile the same run wrote (same names and labels).
+    assert set(scraped) == set(_parse((run / "metrics.prom").read_text()))
+    crossed = {(dict(labels)["kind"], dict(labels)["feature"]) for (name, labels), value
+               in scraped.items() if name == "babyweight_monitoring_distance"
+               and value > scraped[("babyweight_monitoring_threshold", labels)]}
+    assert {("skew", "mother_age"), ("drift", "plurality")} <= crossed
 
 
 def test_no_logs_is_exit_1_in_words(pipeline_runs, tmp_path, capsys):

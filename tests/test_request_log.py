@@ -83,25 +83,28 @@ def test_an_unwritable_directory_counts_dropped_records_and_never_raises(tmp_pat
 
 
 class _FullDisk:
-    """A TFRecord writer whose disk fills after `room` records."""
+    """A file whose disk fills after `room` bytes: it takes what fits, then refuses, as an
+    unbuffered file on a full disk does."""
 
     def __init__(self, path: str, room: int) -> None:
-        self.inner = tf.io.TFRecordWriter(path)
+        self.inner = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by the log
         self.room = room
 
-    def write(self, record: bytes) -> None:
+    def write(self, data) -> int:
         if self.room == 0:
             raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= 1
-        self.inner.write(record)
+        taken = self.inner.write(bytes(data[:self.room]))
+        self.room -= taken
+        return taken
 
     def close(self) -> None:
         self.inner.close()
 
 
 def test_a_full_disk_drops_the_torn_file_and_counts_its_records(tmp_path):
+    one = len(request_log.encode(INSTANCE, 7.0, 1, 1)) + 16
     log = RequestLog(RequestLogConfig(str(tmp_path), sample_rate=1.0),
-                     opener=lambda path: _FullDisk(path, room=3))
+                     opener=lambda path: _FullDisk(path, room=3 * one + 5))
     for _ in range(5):
         log.log([INSTANCE], [7.0], version=1)
     log.close()
@@ -114,7 +117,7 @@ def test_a_full_queue_drops_instead_of_blocking(tmp_path):
 
     def stuck_disk(path: str):
         release.wait(30)
-        return tf.io.TFRecordWriter(path)
+        return open(path, "wb")  # noqa: SIM115 - closed by the log
 
     log = RequestLog(RequestLogConfig(str(tmp_path), sample_rate=1.0, queue_size=2),
                      opener=stuck_disk)
@@ -162,3 +165,46 @@ def test_columns_encode_row_by_row_as_instances_do():
     second = tf.train.Example.FromString(records[1]).features.feature
     assert second["is_male"].bytes_list.value == [features.IS_MALE.missing_value.encode()]
     assert second["gestation_weeks"].int64_list.value == [42]
+
+
+def _example_of(row, prediction: float, version: int, millis: int) -> tf.train.Example:
+    """tf.train.Example's own bytes for one row (the reference the cached encoder must give)."""
+    example = tf.train.Example()
+    feature = example.features.feature
+    for declared in features.FEATURES:
+        value = row[declared.name]
+        if isinstance(declared, features.CategoricalFeature):
+            feature[declared.name].bytes_list.value.append(value.encode())
+        else:
+            feature[declared.name].int64_list.value.append(int(round(value)))
+    feature[request_log.PREDICTION_KEY].float_list.value.append(prediction)
+    feature[request_log.VERSION_KEY].int64_list.value.append(version)
+    feature[request_log.TIME_KEY].int64_list.value.append(millis)
+    return example
+
+
+def test_cached_rows_and_times_give_tf_examples_own_records():
+    """The encoder reuses a row's entries and a time's high bytes: every time (either side of a
+    128 ms step, small, negative, far off) and every repeat of a row still gives the record
+    tf.train.Example would write."""
+    rows = [INSTANCE, {**INSTANCE, "plurality": "Single(1)", "mother_age": 19.0}, INSTANCE]
+    times = [0, 1, 127, 128, 129, 255, 256, 16_383, 16_384, -1, -129,
+             1_800_000_000_000, 1_800_000_000_127, 1_800_000_000_128, 2**62]
+    for millis in times:
+        for version in (1, 300):
+            columns = {name: [row[name] for row in rows] for name in features.FEATURE_NAMES}
+            records = request_log.encode_columns(columns, [6.5, 7.75, 8.0], version, millis)
+            for record, row, prediction in zip(records, rows, [6.5, 7.75, 8.0]):
+                assert tf.train.Example.FromString(record) == _example_of(
+                    row, prediction, version, millis), (millis, version, row)
+
+
+def test_framed_records_are_the_bytes_tfrecordwriter_writes(tmp_path):
+    """The log frames its records itself (one write per burst): the file is byte for byte the
+    one tf.io.TFRecordWriter writes, checksums included."""
+    records = [request_log.encode(INSTANCE, 7.0, 1, 1_800_000_000_000 + i) for i in range(3)]
+    records.append(b"")
+    with tf.io.TFRecordWriter(str(tmp_path / "reference")) as writer:
+        for record in records:
+            writer.write(record)
+    assert (tmp_path / "reference").read_bytes() == request_log.framed(records)
