@@ -26,7 +26,8 @@ input has one, and predicted_weight_pounds. JSON lines, or CSV with a header for
 Rejected rows go to <output>.errors.jsonl ({"key", "line" for files, "error"}), in input order.
 Both files are written whole or not at all. The command prints how many rows were read,
 predicted and rejected; the exit code is 0 when every row was predicted (or the rejected share
-is within --max-error-rate), 2 when more were rejected, 1 for any other failure.
+is within --max-error-rate), 2 when more were rejected, 1 for any other failure (also when
+the --request-log-dir log dropped rows: a full disk or an unwritable directory).
 
 Why a custom ModelHandler: Beam 2.61's TFModelHandlerNumpy/TFModelHandlerTensor call a Keras
 model on one stacked tensor; babyweight's `serving_default` takes four named tensors (two of
@@ -82,6 +83,7 @@ PREDICTION_COLUMN = PREDICTION_PREFIX + features.LABEL_KEY
 CSV_COLUMNS = (KEY_COLUMN, *features.FEATURE_NAMES, features.LABEL_KEY, PREDICTION_COLUMN)
 METRICS_NAMESPACE = "BabyweightBatchPredict"
 ROWS_READ = "rows_read"
+LOG_WRITTEN, LOG_DROPPED = "request_log_written", "request_log_dropped"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +229,8 @@ class LogPredictions(beam.DoFn):
 
     def finish_bundle(self) -> None:
         self._log.close()
+        for name, count in ((LOG_WRITTEN, self._log.written), (LOG_DROPPED, self._log.dropped)):
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc(count)
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version: int,
@@ -263,8 +267,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version:
          | "WriteErrors" >> batch_output.WriteInOrder(config.output + ERRORS_SUFFIX))
 
 
-def _rows_read(result: Any) -> int:
-    counters = result.metrics().query(MetricsFilter().with_name(ROWS_READ))["counters"]
+def _counted(result: Any, name: str = ROWS_READ) -> int:
+    counters = result.metrics().query(MetricsFilter().with_name(name))["counters"]
     if not counters:
         return 0
     values = [c.committed if c.committed is not None else c.attempted for c in counters]
@@ -302,7 +306,7 @@ def run(config: BatchPredictConfig, version: int, path: str, beam_args: List[str
     header = ",".join(CSV_COLUMNS) if is_csv(config.output) else None
     predicted = batch_output.assemble(config.output, header)
     rejected = batch_output.assemble(errors_path)
-    read = _rows_read(result)
+    read = _counted(result)
     print(f"Read {read} rows: {predicted} predicted by version {version} -> {config.output}, "
           f"{rejected} rejected -> {errors_path}")
     if read != predicted + rejected:
@@ -313,6 +317,21 @@ def run(config: BatchPredictConfig, version: int, path: str, beam_args: List[str
     if problem:
         print(f"error: {problem}; the reasons are in {errors_path}", file=sys.stderr)
         return instances.EXIT_REJECTED
+    return _request_log_complete(config, result)
+
+
+def _request_log_complete(config: BatchPredictConfig, result: Any) -> int:
+    """A request log asked for is part of the work: rows it dropped are an error, not a
+    warning alone (monitoring would read a window with them missing)."""
+    if not config.request_log_dir:
+        return 0
+    written, dropped = _counted(result, LOG_WRITTEN), _counted(result, LOG_DROPPED)
+    print(f"Request log: {written} rows written -> {config.request_log_dir}")
+    if dropped:
+        print(f"error: the request log dropped {dropped} of {written + dropped} sampled rows "
+              "(the warning above says why); the predictions themselves are complete",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -349,3 +349,20 @@ def test_batch_predict_writes_the_request_log_monitoring_reads(
     assert set(logged[request_log.VERSION_KEY]) == {max(int(p.name) for p in
                                                         pathlib.Path(model_dir).iterdir()
                                                         if p.name.isdigit())}
+
+
+def test_a_request_log_that_drops_rows_fails_the_job_and_keeps_the_predictions(
+        serving_models: ServingModels, model_dir: str, tmp_path: pathlib.Path,
+        capsys: Any) -> None:
+    instances = serving_models.instances[:7]
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("\n".join(json.dumps(i) for i in instances) + "\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    out = tmp_path / "out.jsonl"
+    code, printed, errors = _run(["--model-dir", model_dir, "--input", str(jsonl), "--output",
+                                  str(out), "--request-log-dir", str(blocker / "log")], capsys)
+    assert code == 1, printed + errors
+    assert f"dropped {len(instances)} of {len(instances)} sampled rows" in errors
+    assert "Traceback" not in errors
+    assert len(_read_output(out)) == len(instances)
