@@ -1,4 +1,5 @@
-"""What the REST handlers share: JSON answers, a path's version, the body reader, the context.
+"""What the REST handlers share: JSON answers, a path's version, the body reader, the context,
+and the three paths that name a version, each handler's endpoints on them.
 
 Handlers are module-level functions (serving/rest_model.py, serving/rest_predict.py); what they
 serve reaches them as `request.app.state.context` (a `Context`, set by serving/app.py).
@@ -50,6 +51,7 @@ VERSION_PATHS = ByVersion(MODEL_PATH, MODEL_PATH + "/versions/{version}",
 # A handler of every path shape: (request, model name, the version asked for) -> the answer;
 # the version is None (the served one), the path's text, or a Label.
 Answer = Callable[[Request, str, Optional[str]], Awaitable[Response]]
+
 
 def endpoints(answer: Answer, names: ByVersion) -> ByVersion:
     """`answer` as the endpoints of VERSION_PATHS, taking each one's path parameters.
