@@ -27,7 +27,7 @@ import dataclasses
 import contextlib
 import logging
 import time
-from typing import (Any, AsyncIterator, Awaitable, Callable, FrozenSet, MutableMapping, Optional,
+from typing import (Any, AsyncIterator, Callable, FrozenSet, MutableMapping, Optional,
                     Tuple)
 
 import tensorflow as tf
@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serving import (access_log, docs, model_card_page, model_config, rest_model, rest_predict,
                      schemas, security, ui, validation)
 from serving import metrics as metrics_module
+from serving.asgi import HttpMiddleware
 from serving.batching import Batcher
 from serving.metrics import Metrics
 from serving.model_config import ConfigWatcher, ModelServerConfig, VersionPolicy
@@ -53,17 +54,11 @@ from serving.version_manager import ModelStore, RetryPolicy
 LOGGER = logging.getLogger("babyweight.serving")
 
 
-class AccessLog:
-    """Pure ASGI middleware: one log line per request (method, path, status, latency)."""
+class AccessLog(HttpMiddleware):
+    """One log line per request (method, path, status, latency)."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
-                      send: Callable[..., Any]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
+                   send: Callable[..., Any]) -> None:
         started = time.perf_counter()
         status = 500
 

@@ -1,4 +1,5 @@
-"""What the REST handlers share: JSON answers, a path's version, the body reader, the context.
+"""What the REST handlers share: JSON answers, a path's version, the body reader, the context,
+and the three paths that name a version, each handler's endpoints on them.
 
 Handlers are module-level functions (serving/rest_model.py, serving/rest_predict.py); what they
 serve reaches them as `request.app.state.context` (a `Context`, set by serving/app.py).
@@ -6,7 +7,7 @@ serve reaches them as `request.app.state.context` (a `Context`, set by serving/a
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Iterator, NamedTuple, Optional, Tuple
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -31,6 +32,51 @@ class Context:
     service: Service
     request_log: Optional[RequestLog] = None
     metrics: Optional[Metrics] = None
+
+
+class ByVersion(NamedTuple):
+    """One thing for each way a TF Serving path names the version: none (the served one),
+    /versions/<number>, /labels/<label>."""
+
+    latest: Any
+    version: Any
+    label: Any
+
+
+MODEL_PATH = "/v1/models/{model_name}"
+VERSION_PATHS = ByVersion(MODEL_PATH, MODEL_PATH + "/versions/{version}",
+                          MODEL_PATH + "/labels/{label}")
+
+
+# A handler of every path shape: (request, model name, the version asked for) -> the answer;
+# the version is None (the served one), the path's text, or a Label.
+Answer = Callable[[Request, str, Optional[str]], Awaitable[Response]]
+
+
+def endpoints(answer: Answer, names: ByVersion) -> ByVersion:
+    """`answer` as the endpoints of VERSION_PATHS, taking each one's path parameters.
+
+    `names` name the endpoints, and so FastAPI's operation ids in /openapi.json.
+    """
+    async def latest(request: Request, model_name: str) -> Response:
+        return await answer(request, model_name, None)
+
+    async def version(request: Request, model_name: str, version: str) -> Response:
+        return await answer(request, model_name, version)
+
+    async def label(request: Request, model_name: str, label: str) -> Response:
+        return await answer(request, model_name, Label(label))
+
+    made = ByVersion(latest, version, label)
+    for endpoint, name in zip(made, names):
+        endpoint.__name__ = endpoint.__qualname__ = name
+    return made
+
+
+def version_routes(answer: Answer, names: ByVersion, summaries: ByVersion,
+                   suffix: str = "") -> Iterator[Tuple[str, Callable[..., Any], str]]:
+    """(path, endpoint, summary) for each of VERSION_PATHS followed by `suffix`."""
+    return zip([path + suffix for path in VERSION_PATHS], endpoints(answer, names), summaries)
 
 
 def context(request: Request) -> Context:

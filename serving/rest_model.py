@@ -7,13 +7,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from serving import metrics as metrics_module
-from serving.rest_common import context, error_response, json_response, version_number
+from serving.rest_common import (ByVersion, context, error_response, json_response,
+                                 version_number, version_routes)
 from serving.service import ApiError, Label
 
 router = APIRouter()
 
 
-def status(request: Request, model_name: str, version: Optional[str]) -> Response:
+async def status(request: Request, model_name: str, version: Optional[str]) -> Response:
     """TF Serving's GetModelStatus; a GET of a :verb path is a 405 naming POST."""
     for part in (model_name, version if isinstance(version, Label) else ""):
         if ":" in part:
@@ -23,7 +24,7 @@ def status(request: Request, model_name: str, version: Optional[str]) -> Respons
     return json_response({"model_version_status": [s.to_json() for s in found]})
 
 
-def metadata(request: Request, model_name: str, version: Optional[str]) -> Response:
+async def metadata(request: Request, model_name: str, version: Optional[str]) -> Response:
     """TF Serving's GetModelMetadata (signature_def) of the version that would answer."""
     shared = context(request).service
     number, defs = shared.metadata(model_name, version_number(
@@ -48,40 +49,25 @@ async def healthz(request: Request) -> Response:
     return json_response(answer)
 
 
-@router.get("/v1/models/{model_name}", tags=["model status"],
-            summary="Status of every version (TF Serving's GetModelStatus)")
-async def model_status(request: Request, model_name: str) -> Response:
-    return status(request, model_name, None)
+_DECLARED = (  # handler, its endpoints' names, path suffix, tag, summaries
+    (status, ByVersion("model_status", "version_status", "label_status"), "", "model status",
+     ByVersion("Status of every version (TF Serving's GetModelStatus)", "Status of one version",
+               "Status of every version, as TF Serving answers a label's status")),
+    (metadata, ByVersion("model_metadata", "version_metadata", "label_metadata"), "/metadata",
+     "model metadata",
+     ByVersion("Signatures of the served version (TF Serving's GetModelMetadata)",
+               "Signatures of one version (must be the served one)",
+               "Signatures of the version a label points at (model config file)")),
+)
 
 
-@router.get("/v1/models/{model_name}/versions/{version}", tags=["model status"],
-            summary="Status of one version")
-async def version_status(request: Request, model_name: str, version: str) -> Response:
-    return status(request, model_name, version)
+def _add_version_routes() -> None:
+    for handler, names, suffix, tag, summaries in _DECLARED:
+        for path, endpoint, summary in version_routes(handler, names, summaries, suffix):
+            router.add_api_route(path, endpoint, methods=["GET"], tags=[tag], summary=summary)
 
 
-@router.get("/v1/models/{model_name}/metadata", tags=["model metadata"],
-            summary="Signatures of the served version (TF Serving's GetModelMetadata)")
-async def model_metadata(request: Request, model_name: str) -> Response:
-    return metadata(request, model_name, None)
-
-
-@router.get("/v1/models/{model_name}/versions/{version}/metadata", tags=["model metadata"],
-            summary="Signatures of one version (must be the served one)")
-async def version_metadata(request: Request, model_name: str, version: str) -> Response:
-    return metadata(request, model_name, version)
-
-
-@router.get("/v1/models/{model_name}/labels/{label}", tags=["model status"],
-            summary="Status of every version, as TF Serving answers a label's status")
-async def label_status(request: Request, model_name: str, label: str) -> Response:
-    return status(request, model_name, Label(label))
-
-
-@router.get("/v1/models/{model_name}/labels/{label}/metadata", tags=["model metadata"],
-            summary="Signatures of the version a label points at (model config file)")
-async def label_metadata(request: Request, model_name: str, label: str) -> Response:
-    return metadata(request, model_name, Label(label))
+_add_version_routes()
 
 
 metrics_router = APIRouter()

@@ -7,6 +7,7 @@ come first in the app's router, so the hot path matches at the first try.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, List, MutableMapping, Optional
 
 from fastapi import Request
@@ -17,8 +18,8 @@ from starlette.requests import ClientDisconnect
 from serving import regress, schemas, service, ui, validation
 from serving.encoding import predictions_json
 from serving.model_store import ServedModel
-from serving.rest_common import context, json_response, read_body, require_json, version_number
-from serving.service import Label
+from serving.rest_common import (ByVersion, context, json_response, read_body, require_json,
+                                 version_number, version_routes)
 from serving.settings import LimitsConfig
 
 
@@ -82,71 +83,25 @@ async def regress_or_classify(request: Request, model_name: str, version: Option
     return response
 
 
-# The endpoints FastAPI documents and the routes call: one per path shape.
-
-async def predict_latest(request: Request, model_name: str) -> Response:
-    return await predict(request, model_name, None)
-
-
-async def predict_version(request: Request, model_name: str, version: str) -> Response:
-    return await predict(request, model_name, version)
-
-
-async def predict_label(request: Request, model_name: str, label: str) -> Response:
-    return await predict(request, model_name, Label(label))
-
-
-async def regress_latest(request: Request, model_name: str) -> Response:
-    return await regress_or_classify(request, model_name, None, classify=False)
-
-
-async def regress_version(request: Request, model_name: str, version: str) -> Response:
-    return await regress_or_classify(request, model_name, version, classify=False)
-
-
-async def regress_label(request: Request, model_name: str, label: str) -> Response:
-    return await regress_or_classify(request, model_name, Label(label), classify=False)
-
-
-async def classify_latest(request: Request, model_name: str) -> Response:
-    return await regress_or_classify(request, model_name, None, classify=True)
-
-
-async def classify_version(request: Request, model_name: str, version: str) -> Response:
-    return await regress_or_classify(request, model_name, version, classify=True)
-
-
-async def classify_label(request: Request, model_name: str, label: str) -> Response:
-    return await regress_or_classify(request, model_name, Label(label), classify=True)
-
-
 def routes(limits: LimitsConfig) -> List[DirectRoute]:
     """The POST routes, documented with the request bodies `limits` allows."""
     predict_docs, regress_docs = schemas.predict_openapi(limits), schemas.regress_openapi(limits)
     regress_summary = "TF Serving's Regress: {'examples': [...], 'context': {...}}"
     classify_summary = "TF Serving's Classify: always its error (a regression model)"
-    one = "/v1/models/{model_name}/versions/{version}"
-    labelled = "/v1/models/{model_name}/labels/{label}"
-    return [
-        DirectRoute("/v1/models/{model_name}:predict", predict_latest, tags=["predict"],
-                    summary="Predict with the served version", openapi_extra=predict_docs),
-        DirectRoute(f"{one}:predict", predict_version, tags=["predict"],
-                    summary="Predict with one version (must be the served one)",
-                    openapi_extra=predict_docs),
-        DirectRoute(f"{labelled}:predict", predict_label, tags=["predict"],
-                    summary="Predict with the version a label points at (model config file)",
-                    openapi_extra=predict_docs),
-        DirectRoute("/v1/models/{model_name}:regress", regress_latest, tags=["regress"],
-                    summary=regress_summary, openapi_extra=regress_docs),
-        DirectRoute(f"{one}:regress", regress_version, tags=["regress"],
-                    summary=regress_summary + " (one version)", openapi_extra=regress_docs),
-        DirectRoute(f"{labelled}:regress", regress_label, tags=["regress"],
-                    summary=regress_summary + " (a labelled version)", openapi_extra=regress_docs),
-        DirectRoute("/v1/models/{model_name}:classify", classify_latest, tags=["classify"],
-                    summary=classify_summary, openapi_extra=regress_docs),
-        DirectRoute(f"{one}:classify", classify_version, tags=["classify"],
-                    summary=classify_summary + " (one version)", openapi_extra=regress_docs),
-        DirectRoute(f"{labelled}:classify", classify_label, tags=["classify"],
-                    summary=classify_summary + " (a labelled version)",
-                    openapi_extra=regress_docs),
-    ]
+    declared = (  # verb, handler, its body's documentation, summaries
+        ("predict", predict, predict_docs,
+         ByVersion("Predict with the served version",
+                   "Predict with one version (must be the served one)",
+                   "Predict with the version a label points at (model config file)")),
+        ("regress", functools.partial(regress_or_classify, classify=False), regress_docs,
+         ByVersion(regress_summary, regress_summary + " (one version)",
+                   regress_summary + " (a labelled version)")),
+        ("classify", functools.partial(regress_or_classify, classify=True), regress_docs,
+         ByVersion(classify_summary, classify_summary + " (one version)",
+                   classify_summary + " (a labelled version)")),
+    )
+    return [DirectRoute(path, endpoint, tags=[verb], summary=summary, openapi_extra=docs)
+            for verb, handler, docs, summaries in declared
+            for path, endpoint, summary in version_routes(
+                handler, ByVersion(f"{verb}_latest", f"{verb}_version", f"{verb}_label"),
+                summaries, f":{verb}")]

@@ -15,6 +15,8 @@ import ipaddress
 import json
 from typing import Any, Awaitable, Callable, FrozenSet, MutableMapping, Optional
 
+from serving.asgi import HttpMiddleware
+
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 JSON_MEDIA_TYPE = "application/json"
 
@@ -56,21 +58,18 @@ def read_token_file(path: str) -> str:
     return token
 
 
-class Guard:
-    """Pure ASGI middleware: the Host check and the bearer token, before anything else runs."""
+class Guard(HttpMiddleware):
+    """The Host check and the bearer token, before anything else runs."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], hosts: Optional[FrozenSet[str]],
                  token: Optional[str], realm: str) -> None:
-        self.app = app
+        super().__init__(app)
         self.hosts = hosts
         self.token = token.encode() if token else None
         self.realm = realm
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
-                      send: Callable[..., Any]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
+                   send: Callable[..., Any]) -> None:
         headers = dict(scope["headers"])
         if self.hosts is not None:
             host = headers.get(b"host", b"").decode("latin-1").lower()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pathlib
 import time
-from typing import Any
+from typing import Any, Tuple
 
 import grpc
 import httpx
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -27,12 +28,18 @@ def _predict(server: Any, instances) -> httpx.Response:
     return answer
 
 
-def test_the_server_logs_each_row_with_its_answer(serving_models: ServingModels,
-                                                  server_factory: Any,
-                                                  tmp_path: pathlib.Path) -> None:
+@pytest.fixture()
+def logging_server(serving_models: ServingModels, server_factory: Any,
+                   tmp_path: pathlib.Path) -> Tuple[Any, pathlib.Path]:
+    """A server that logs every row it answers, and the directory it logs to."""
     log_dir = tmp_path / "log"
-    server = server_factory(serving_models.serving_dir(tmp_path), "--request-log-dir",
-                            str(log_dir), "--request-log-sample-rate", "1")
+    return server_factory(serving_models.serving_dir(tmp_path), "--request-log-dir",
+                          str(log_dir), "--request-log-sample-rate", "1"), log_dir
+
+
+def test_the_server_logs_each_row_with_its_answer(
+        serving_models: ServingModels, logging_server: Tuple[Any, pathlib.Path]) -> None:
+    server, log_dir = logging_server
     answered = []
     for start in range(0, 30, 10):
         answer = _predict(server, serving_models.instances[start:start + 10])
@@ -78,13 +85,10 @@ def _records(directory: pathlib.Path) -> list:
     return found
 
 
-def test_grpc_requests_are_logged_as_rest_ones_are(serving_models: ServingModels,
-                                                   server_factory: Any,
-                                                   tmp_path: pathlib.Path) -> None:
+def test_grpc_requests_are_logged_as_rest_ones_are(
+        serving_models: ServingModels, logging_server: Tuple[Any, pathlib.Path]) -> None:
     """The same rows sent over REST and over gRPC (the stock stub) give the same records."""
-    log_dir = tmp_path / "log"
-    server = server_factory(serving_models.serving_dir(tmp_path), "--request-log-dir",
-                            str(log_dir), "--request-log-sample-rate", "1")
+    server, log_dir = logging_server
     rows = serving_models.instances[:6]
     _predict(server, rows)
     with grpc.insecure_channel(server.grpc_target) as channel:
