@@ -202,6 +202,17 @@ def add_flags(parser: argparse.ArgumentParser, cls: Type[Any], prefix: str = "")
         group.add_argument(flag, **kwargs)
 
 
+def command_parser(prog: str, description: Optional[str], *configs: Type[Any]
+                   ) -> argparse.ArgumentParser:
+    """A command's parser: its module docstring shown as written, one --flag per field of
+    each config dataclass."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for cls in configs:
+        add_flags(parser, cls)
+    return parser
+
+
 def from_flags(cls: Type[T], args: argparse.Namespace, prefix: str = "") -> T:
     """Builds the config dataclass `cls` from parsed flags added by `add_flags`."""
     values = {f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls)}

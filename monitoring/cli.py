@@ -20,7 +20,6 @@ printed), 1 anything else (no logs, no lineage), with the cause in words.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -29,7 +28,7 @@ import pathlib
 import sys
 from typing import Any, Dict, List, Optional
 
-from common.config import PipelineConfig, add_flags, from_flags, setting
+from common.config import PipelineConfig, command_parser, from_flags, setting
 
 EXIT_CROSSED = 2
 LOGGER = logging.getLogger("babyweight.monitoring")
@@ -190,9 +189,7 @@ def _refresh_index(config: MonitorConfig) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m monitoring", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flags(parser, MonitorConfig)
+    parser = command_parser("python -m monitoring", __doc__, MonitorConfig)
     config = from_flags(MonitorConfig, parser.parse_args(argv))
     from common import logs as pipeline_logs
 

@@ -14,8 +14,8 @@ Each step is printed; the command exits 0 only when every step did what it says.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import os
 import pathlib
 import socket
@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from common.config import command_parser, from_flags, setting
 
 SHIFT_FLAGS = dict(older_mothers=5.0, multiples_factor=4.0, gestation_shift=-2.0)
 MODEL_NAME = "babyweight"
@@ -242,25 +244,30 @@ def _flush_log(url: str, directory: pathlib.Path, rows: int, timeout: float = 12
                        f"{timeout:.0f} s")
 
 
+@dataclasses.dataclass(frozen=True)
+class ScenarioConfig:
+    """The demo's sizes and places; any other flag goes to both pipeline runs."""
+
+    work_dir: pathlib.Path = setting(pathlib.Path("runs/ct-demo"),
+                                     "Everything the demo writes (must be empty or absent).")
+    rows_per_month: int = setting(1000, "Births a month of 2001-2006.")
+    new_rows_per_month: int = setting(1000, "Births a month of 2007 and 2008.")
+    port: int = setting(8511, "The REST port of the demo's server (0: any free port).")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m monitoring.scenario", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work-dir", type=pathlib.Path, default=pathlib.Path("runs/ct-demo"))
-    parser.add_argument("--rows-per-month", type=int, default=1000,
-                        help="births a month of 2001-2006")
-    parser.add_argument("--new-rows-per-month", type=int, default=1000,
-                        help="births a month of 2007 and 2008")
-    parser.add_argument("--port", type=int, default=8511,
-                        help="the REST port of the demo's server (0: any free port)")
+    parser = command_parser("python -m monitoring.scenario", __doc__, ScenarioConfig)
     args, training_flags = parser.parse_known_args(argv)
-    if args.work_dir.exists() and any(args.work_dir.iterdir()):
-        print(f"error: {args.work_dir} is not empty; remove it or pass --work-dir",
+    config = from_flags(ScenarioConfig, args)
+    if config.work_dir.exists() and any(config.work_dir.iterdir()):
+        print(f"error: {config.work_dir} is not empty; remove it or pass --work-dir",
               file=sys.stderr)
         return 1
     from common.errors import exit_code
 
-    return exit_code(lambda: run(args.work_dir, args.rows_per_month, args.new_rows_per_month,
-                                 args.port, training_flags), (RuntimeError,), 1)
+    return exit_code(lambda: run(config.work_dir, config.rows_per_month,
+                                 config.new_rows_per_month, config.port, training_flags),
+                     (RuntimeError,), 1)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ so the same command runs on Dataflow with the model and the files on Cloud Stora
 """
 from __future__ import annotations
 
-import argparse
 import atexit
 import csv
 import dataclasses
@@ -70,7 +69,7 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from modules import features  # noqa: E402
-from common.config import add_flags, from_flags, setting  # noqa: E402
+from common.config import command_parser, from_flags, setting  # noqa: E402
 from serving import batch_output, instances, validation  # noqa: E402
 from serving.batch_input import (Read, is_csv, read_file, read_query,  # noqa: E402
                                  read_query_element, scoring_query)
@@ -336,9 +335,7 @@ def _request_log_complete(config: BatchPredictConfig, result: Any) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.batch_predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flags(parser, BatchPredictConfig)
+    parser = command_parser("python -m serving.batch_predict", __doc__, BatchPredictConfig)
     args, beam_args = parser.parse_known_args(argv)
     config = from_flags(BatchPredictConfig, args)
     if not config.output:

@@ -17,13 +17,12 @@ predicted and rejected.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from typing import IO, Any, Iterator, List, Optional, Tuple
 
 
-from common.config import add_flags, from_flags, setting  # noqa: E402
+from common.config import command_parser, from_flags, setting  # noqa: E402
 from modules import features  # noqa: E402
 from serving import instances, validation  # noqa: E402
 from serving.settings import PushedVersionConfig  # noqa: E402
@@ -91,9 +90,7 @@ def predict_lines(handle: IO[str], model: Any, out: IO[str], batch_size: int,
 
 
 def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.local_predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flags(parser, LocalPredictConfig)
+    parser = command_parser("python -m serving.local_predict", __doc__, LocalPredictConfig)
     config = from_flags(LocalPredictConfig, parser.parse_args(argv))
     if not config.json_instances:
         parser.error("--json-instances is required")

@@ -328,6 +328,17 @@ def test_batch_predict_writes_an_output_named_without_a_directory(
     assert len(_read_output(tmp_path / "predictions.jsonl")) == 1
 
 
+def _predict_with_log(model_dir: str, instances: List[Dict[str, Any]], tmp_path: pathlib.Path,
+                      log_dir: pathlib.Path, capsys: Any) -> Tuple[int, str, pathlib.Path]:
+    """Batch prediction of `instances` from a JSON-lines file, logging to `log_dir`; returns
+    the exit code, what it printed (stdout and stderr) and the predictions file."""
+    jsonl, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    jsonl.write_text("\n".join(json.dumps(i) for i in instances) + "\n")
+    code, printed, errors = _run(["--model-dir", model_dir, "--input", str(jsonl), "--output",
+                                  str(out), "--request-log-dir", str(log_dir)], capsys)
+    return code, printed + errors, out
+
+
 def test_batch_predict_writes_the_request_log_monitoring_reads(
         serving_models: ServingModels, model_dir: str, tmp_path: pathlib.Path,
         capsys: Any) -> None:
@@ -335,12 +346,9 @@ def test_batch_predict_writes_the_request_log_monitoring_reads(
     from serving import request_log
 
     instances = serving_models.instances[:20]
-    jsonl = tmp_path / "in.jsonl"
-    jsonl.write_text("\n".join(json.dumps(i) for i in instances) + "\n")
-    out, log_dir = tmp_path / "out.jsonl", tmp_path / "log"
-    code, _, _ = _run(["--model-dir", model_dir, "--input", str(jsonl), "--output", str(out),
-                       "--request-log-dir", str(log_dir)], capsys)
-    assert code == 0
+    log_dir = tmp_path / "log"
+    code, printed, out = _predict_with_log(model_dir, instances, tmp_path, log_dir, capsys)
+    assert code == 0, printed
     logged = monitoring_logs.read(request_log.complete_files(log_dir))
     predicted = {g["key"]: g[PREDICTED] for g in _read_output(out)}
     assert len(logged) == len(instances)
@@ -355,14 +363,11 @@ def test_a_request_log_that_drops_rows_fails_the_job_and_keeps_the_predictions(
         serving_models: ServingModels, model_dir: str, tmp_path: pathlib.Path,
         capsys: Any) -> None:
     instances = serving_models.instances[:7]
-    jsonl = tmp_path / "in.jsonl"
-    jsonl.write_text("\n".join(json.dumps(i) for i in instances) + "\n")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    out = tmp_path / "out.jsonl"
-    code, printed, errors = _run(["--model-dir", model_dir, "--input", str(jsonl), "--output",
-                                  str(out), "--request-log-dir", str(blocker / "log")], capsys)
-    assert code == 1, printed + errors
-    assert f"dropped {len(instances)} of {len(instances)} sampled rows" in errors
-    assert "Traceback" not in errors
+    code, printed, out = _predict_with_log(model_dir, instances, tmp_path, blocker / "log",
+                                           capsys)
+    assert code == 1, printed
+    assert f"dropped {len(instances)} of {len(instances)} sampled rows" in printed
+    assert "Traceback" not in printed
     assert len(_read_output(out)) == len(instances)
