@@ -244,9 +244,8 @@ class Traffic:
     """A thread predicting one row continuously, recording every answer or failure.
 
     `pause` seconds between requests: a client asking again the moment it is answered keeps
-    the server's request thread busy all the time, and the version being loaded beside it (on
-    the loader thread, under the same interpreter lock) then takes several times as long; paced,
-    a load still sees a request every few milliseconds.
+    a core busy on each side (this process and the server), taken from the tests running
+    beside it; paced, a load and a switch still see dozens of requests.
     """
 
     def __init__(self, url: str, headers: Optional[Dict[str, str]] = None,
