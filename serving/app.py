@@ -168,7 +168,8 @@ def _parts(model: ModelConfig, batching: BatchingConfig, manage_heap: bool, metr
                        RetryPolicy(model.max_num_load_retries,
                                    model.load_retry_interval_micros / 1e6),
                        load=counted.timed_load(load_version) if counted else load_version,
-                       manage_heap=manage_heap, policy=policy, model_name=model.model_name)
+                       manage_heap=manage_heap, policy=policy, model_name=model.model_name,
+                       load_cpu_share=model.load_cpu_share)
     batcher = Batcher(batching.max_batch_rows, batching.batch_timeout_ms / 1e3,
                       batching.model_threads)
     if counted is not None:

@@ -14,10 +14,18 @@ from typing import Iterator
 # While a version loads or is torn down, the loader thread gives the GIL back this often
 # (seconds), so the event loop waits less for it between requests; Python's default is 5 ms.
 _LOADER_SWITCH_INTERVAL = 0.0005
-# ... and, while a version serves, runs at most _BURST_S at a time, then sleeps _PAUSE_S: a
-# tenth of one core, in bursts shorter than a request, so requests keep the GIL and the cores
-# (benchmarks/serving.py's switch part). A switch takes longer; the old version serves meanwhile.
-_BURST_S, _PAUSE_S = 0.0005, 0.0045
+# ... and, while a version serves, runs at most _BURST_S at a time, then sleeps long enough to
+# take only its share of one core (a tenth by default: serving.settings' --load-cpu-share), in
+# bursts shorter than a request, so requests keep the GIL and the cores (benchmarks/serving.py's
+# switch part). A switch takes longer; the old version serves meanwhile.
+_BURST_S = 0.0005
+DEFAULT_CPU_SHARE = 0.1
+_PAUSE_S = _BURST_S * (1.0 - DEFAULT_CPU_SHARE) / DEFAULT_CPU_SHARE
+
+
+def pause_for_share(cpu_share: float, burst_s: float = _BURST_S) -> float:
+    """The sleep after each burst that leaves this thread `cpu_share` of one core (0: none)."""
+    return burst_s * (1.0 - cpu_share) / cpu_share if 0.0 < cpu_share < 1.0 else 0.0
 
 
 class Pace:
@@ -45,17 +53,20 @@ class Pace:
 
 
 @contextlib.contextmanager
-def yielding_gil(throttle: bool) -> Iterator[None]:
+def yielding_gil(throttle: bool, cpu_share: float = DEFAULT_CPU_SHARE) -> Iterator[None]:
     """Lowers the thread switch interval (process-wide) and, if `throttle`, paces this thread.
 
     The pacing is a profile hook on this thread only: at a Python or C function call after
-    more than _BURST_S of work it sleeps _PAUSE_S, releasing the GIL. Loading takes longer
-    that way, which nobody waits for while the old version serves.
+    more than _BURST_S of work it sleeps until this thread has taken `cpu_share` of the time,
+    releasing the GIL. Loading takes longer that way, which nobody waits for while the old
+    version serves. A share of 1 (or more) does not pace.
     """
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, _LOADER_SWITCH_INTERVAL))
+    pause = pause_for_share(cpu_share)
+    throttle = throttle and pause > 0.0
     if throttle:
-        sys.setprofile(Pace())
+        sys.setprofile(Pace(pause_s=pause))
     try:
         yield
     finally:

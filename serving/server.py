@@ -103,6 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     model, server, limits, batching, request_log = (from_flags(c, args) for c in CONFIGS)
     try:
+        model.check()
         request_log_config = request_log.config()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

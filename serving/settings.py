@@ -9,6 +9,7 @@ import dataclasses
 from typing import Optional
 
 from common.config import PIPELINE_NAME, PipelineConfig, setting
+from serving.pacing import DEFAULT_CPU_SHARE
 
 DEFAULT_MODEL_DIR = str(PipelineConfig.serving_dir)
 
@@ -38,6 +39,10 @@ class ModelConfig:
     load_retry_interval_micros: int = setting(
         60_000_000, "Microseconds between those tries (TF Serving's "
         "--load_retry_interval_micros).")
+    load_cpu_share: float = setting(
+        DEFAULT_CPU_SHARE, "Share of one core that loading, warming up and releasing a version "
+        "may take while another version serves, so requests keep the rest; 1 = unpaced (a "
+        "switch is quicker, requests meanwhile slower).")
     model_config_file: str = setting(
         "", "A ModelServerConfig in text format, as TF Serving's --model_config_file: its one "
         "model's name and base_path replace --model-name and --model-dir, and it sets the "
@@ -49,6 +54,12 @@ class ModelConfig:
     allow_version_labels_for_unavailable_models: bool = setting(
         False, "Let a new label point at a version that is not serving yet (TF Serving's "
         "flag of that name); an existing label still moves only to a serving version.")
+
+    def check(self) -> None:
+        """Raises ValueError naming the flag whose value cannot work."""
+        if not 0.0 < self.load_cpu_share <= 1.0:
+            raise ValueError(f"--load-cpu-share must be above 0 and at most 1, got "
+                             f"{self.load_cpu_share}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,7 @@ from common import gc_freeze
 from serving.model_config import VersionPolicy
 from serving.model_store import (AVAILABLE, END, LOADING, ServedModel, VersionStatus,
                                  error_code, list_version_dirs, load_version)
-from serving.pacing import yielding_gil as _yielding_gil
+from serving.pacing import DEFAULT_CPU_SHARE, yielding_gil as _yielding_gil
 
 LOGGER = logging.getLogger("babyweight.serving")
 
@@ -73,7 +73,8 @@ class ModelStore:
                  load: Callable[[int, str], ServedModel] = load_version,
                  list_dirs: Callable[[str], Tuple[Dict[int, str], List[str]]] = list_version_dirs,
                  clock: Callable[[], float] = time.monotonic, manage_heap: bool = True,
-                 policy: VersionPolicy = VersionPolicy(), model_name: str = "") -> None:
+                 policy: VersionPolicy = VersionPolicy(), model_name: str = "",
+                 load_cpu_share: float = DEFAULT_CPU_SHARE) -> None:
         self.model_dir = model_dir
         self.retry = retry
         self.policy = policy
@@ -83,6 +84,7 @@ class ModelStore:
         self.polls = 0  # refreshes finished: /healthz shows the loader thread is alive
         self._load, self._list_dirs, self._clock = load, list_dirs, clock
         self._manage_heap = manage_heap
+        self._load_cpu_share = load_cpu_share  # the loader's pace while a version serves
         self._heap_frozen = False
         self._failures: Dict[int, _Failure] = {}
         self._ended: Dict[int, VersionStatus] = {}
@@ -224,7 +226,7 @@ class ModelStore:
     def _try_load(self, version: int, path: str) -> Optional[ServedModel]:
         self._loading = version
         try:
-            with _yielding_gil(throttle=self.current is not None):
+            with _yielding_gil(self.current is not None, self._load_cpu_share):
                 model = self._load(version, path)
         except Exception as error:  # noqa: BLE001 - any broken version must not stop serving
             self._record_failure(version, path, error)
@@ -261,7 +263,7 @@ class ModelStore:
         if idle:
             self._retiring = [m for m in self._retiring if m.in_flight > 0]
             released = [m.version for m in idle]
-            with _yielding_gil(throttle=self.current is not None):
+            with _yielding_gil(self.current is not None, self._load_cpu_share):
                 del idle  # the last references: the versions' teardown runs here
                 if self._manage_heap:
                     gc.collect()

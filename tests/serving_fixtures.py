@@ -79,20 +79,23 @@ def serving_models(tmp_path_factory: pytest.TempPathFactory) -> ServingModels:
 
 
 def _train_serving_models(work: pathlib.Path) -> Dict[str, str]:
+    """With the local runner's AutoGraph rule on, as around the pipeline's Trainer."""
     from modules import model as babyweight_model
+    from pipelines.speedups import autograph
     from tests.test_model import make_fn_args, synthetic_rows
     from tests.test_preprocessing import analyze_and_transform
 
-    analyze_and_transform(synthetic_rows(300, seed=3), synthetic_rows(60, seed=4),
-                          output_dir=work)
     exports = {}
-    for version, hparams in ((1, TINY), (2, TINY_V2)):
-        fn_args = make_fn_args(work, hparams)
-        fn_args.serving_model_dir = str(work / f"export_{version}")
-        fn_args.model_run_dir = str(work / f"run_{version}")
-        fn_args.eval_steps = 1
-        babyweight_model.run_fn(fn_args)
-        exports[str(version)] = fn_args.serving_model_dir
+    with autograph.graph_libraries_unconverted():
+        analyze_and_transform(synthetic_rows(300, seed=3), synthetic_rows(60, seed=4),
+                              output_dir=work)
+        for version, hparams in ((1, TINY), (2, TINY_V2)):
+            fn_args = make_fn_args(work, hparams)
+            fn_args.serving_model_dir = str(work / f"export_{version}")
+            fn_args.model_run_dir = str(work / f"run_{version}")
+            fn_args.eval_steps = 1
+            babyweight_model.run_fn(fn_args)
+            exports[str(version)] = fn_args.serving_model_dir
     return exports
 
 
@@ -238,11 +241,18 @@ def shared_server(serving_models: ServingModels,
 # ------------------------------------------------------------------------------------------------
 
 class Traffic:
-    """A thread predicting one row continuously, recording every answer or failure."""
+    """A thread predicting one row continuously, recording every answer or failure.
 
-    def __init__(self, url: str, headers: Optional[Dict[str, str]] = None) -> None:
+    `pause` seconds between requests: a client asking again the moment it is answered keeps
+    a core busy on each side (this process and the server), taken from the tests running
+    beside it; paced, a load and a switch still see dozens of requests.
+    """
+
+    def __init__(self, url: str, headers: Optional[Dict[str, str]] = None,
+                 pause: float = 0.02) -> None:
         self.url = url
         self.headers = headers
+        self.pause = pause
         self.answers: List[float] = []
         self.failures: List[str] = []
         self._stop = threading.Event()
@@ -267,6 +277,7 @@ class Traffic:
                         self.failures.append(f"{answer.status_code} {answer.text}")
                 except httpx.HTTPError as error:
                     self.failures.append(repr(error))
+                self._stop.wait(self.pause)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 300.0) -> None:

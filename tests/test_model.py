@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 
 import numpy as np  # noqa: E402
@@ -21,16 +21,11 @@ from tfx.components.util import tfxio_utils  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
-from modules import features  # noqa: E402
+from modules import contract, export, features, model_input, network, training  # noqa: E402
 from modules import model as babyweight_model  # noqa: E402
-from modules import contract  # noqa: E402
-from modules import export  # noqa: E402
-from modules import model_input  # noqa: E402
-from modules import network  # noqa: E402
-from modules import training  # noqa: E402
-from modules import warm_start as warm_starting  # noqa: E402
-from modules import preprocessing as pp  # noqa: E402
+from modules import preprocessing as pp, warm_start as warm_starting  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
+from pipelines.speedups import autograph  # noqa: E402
 from tests.test_preprocessing import Row, analyze_and_transform, raw_row  # noqa: E402
 from tests.tolerances import EPS32, EPS64, gamma, mean_rel, prediction_abs  # noqa: E402
 
@@ -85,6 +80,14 @@ def make_fn_args(work: pathlib.Path, hparams: HyperParameters, **custom: object)
         model_run_dir=str(work / "model_run"),
         custom_config={contract.HYPERPARAMETERS_CONFIG_KEY: hparams.to_dict(), **custom},
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def as_the_local_runner_trains() -> Iterator[None]:
+    """The local runner's AutoGraph rule (pipelines/speedups/autograph.py), on around the
+    pipeline's Trainer too; test_speedups.py shows the results equal the stock path's."""
+    with autograph.graph_libraries_unconverted():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -301,7 +301,7 @@ def test_grpc_follows_hot_reload_and_needs_the_token(serving_models: ServingMode
     good = {"Authorization": "Bearer s3cret-token"}
     model_dir = serving_models.serving_dir(tmp_path)
     server = server_factory(model_dir, "--auth-token-file", str(token_file),
-                            "--poll-seconds", "0.5", headers=good)
+                            "--poll-seconds", "0.5", "--load-cpu-share", "1", headers=good)
     request = predict_request(_columns(COURSE_INSTANCES))
     with grpc.insecure_channel(server.grpc_target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -9,7 +9,7 @@ import os
 import pathlib
 import subprocess
 import sys
-from typing import Callable, Dict
+from typing import Callable, Dict, Iterator, Tuple
 
 import grpc
 import httpx
@@ -20,7 +20,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from serving import ui
 from tests.serving_fixtures import (COURSE_PAYLOAD, JSON, MODEL_NAME, PROJECT_ROOT,
                                     RunningServer, ServingModels, close_to,
-                                    in_process_predictions, version_status, wait_for)
+                                    in_process_predictions, start_server, stop_server,
+                                    version_status, wait_for)
 from tests.test_serving_grpc import COURSE_INSTANCES, _columns, predict_request
 from tests.test_serving_model_config import config_text
 from tests.test_serving_predict import CANONICAL
@@ -41,16 +42,36 @@ def _write(path: pathlib.Path, labels: Dict[str, int], policy: str = BOTH) -> No
     _replace(path, config_text(policy, labels, base_path=str(path.parent / MODEL_NAME)))
 
 
-@pytest.fixture()
-def labelled(serving_models: ServingModels, server_factory: Callable[..., RunningServer],
-             tmp_path: pathlib.Path) -> RunningServer:
-    model_dir = serving_models.serving_dir(tmp_path, versions=(1, 2))
+def _labelled(serving_models: ServingModels, root: pathlib.Path) -> Tuple[pathlib.Path, list]:
+    """The --model-dir and flags of a server labelling versions 1 and 2 (stable, canary)."""
+    model_dir = serving_models.serving_dir(root, versions=(1, 2))
     config = model_dir.parent / "models.config"
     _write(config, {"stable": 1, "canary": 2})
-    # --model-dir points elsewhere: the file's base_path wins, as its name does.
-    return server_factory(tmp_path / "unused", "--model-config-file", str(config),
-                          "--model-config-file-poll-wait-seconds", "0.2",
-                          "--poll-seconds", "0.2")
+    # --model-dir points elsewhere: the file's base_path wins, as its name does. The second
+    # version loads while the first serves: unpaced, so the tests need not wait for a tenth of
+    # a core to load it.
+    return root / "unused", ["--model-config-file", str(config),
+                             "--model-config-file-poll-wait-seconds", "0.2",
+                             "--poll-seconds", "0.2", "--load-cpu-share", "1"]
+
+
+@pytest.fixture(scope="module")
+def labelled(serving_models: ServingModels,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One labelled server for the tests that only read it."""
+    root = tmp_path_factory.mktemp("labelled")
+    model_dir, flags = _labelled(serving_models, root)
+    server = start_server(model_dir, root / "server.log", *flags)
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture()
+def relabelled(serving_models: ServingModels, server_factory: Callable[..., RunningServer],
+               tmp_path: pathlib.Path) -> RunningServer:
+    """A labelled server of its own, for a test that rewrites its config file."""
+    model_dir, flags = _labelled(serving_models, tmp_path)
+    return server_factory(model_dir, *flags)
 
 
 def _predicted(session: httpx.Client, path: str) -> tuple:
@@ -121,28 +142,28 @@ def test_labels_over_grpc(labelled: RunningServer) -> None:
         assert [s.version for s in found.model_version_status] == [2, 1]
 
 
-def test_the_file_is_read_again(labelled: RunningServer) -> None:
-    config = pathlib.Path(labelled.log_path).parent / "serving" / "models.config"
+def test_the_file_is_read_again(relabelled: RunningServer) -> None:
+    config = pathlib.Path(relabelled.log_path).parent / "serving" / "models.config"
     base = f"/v1/models/{MODEL_NAME}"
-    with httpx.Client(base_url=labelled.url, timeout=30) as session:
+    with httpx.Client(base_url=relabelled.url, timeout=30) as session:
         wait_for(lambda: session.get(f"{base}/labels/stable/metadata").status_code == 200)
         _write(config, {"stable": 2, "canary": 2})  # the canary is promoted
         wait_for(lambda: _predicted(session, f"{base}/labels/stable:predict")[0] == 2)
         # A label on a version that does not serve: refused, logged once, labels kept.
         _write(config, {"stable": 2, "canary": 7})
-        wait_for(lambda: "version 7 of model babyweight" in labelled.log())
+        wait_for(lambda: "version 7 of model babyweight" in relabelled.log())
         # A file that is not a config: logged once, the previous config stays.
         _replace(config, "model_config_list { config { name: 'babyweight'")
-        wait_for(lambda: "previous config stays" in labelled.log())
+        wait_for(lambda: "previous config stays" in relabelled.log())
         # Back to latest 1: version 1 unloads, so a label on it is refused; stable stays on 2.
         _write(config, {"stable": 1}, "model_version_policy { latest { num_versions: 1 } }")
         wait_for(lambda: session.get(base).json()["model_version_status"][1]["state"] == "END")
-        wait_for(lambda: "version 1 of model babyweight" in labelled.log())
+        wait_for(lambda: "version 1 of model babyweight" in relabelled.log())
         assert _predicted(session, f"{base}/labels/stable:predict")[0] == 2
         assert _predicted(session, f"{base}:predict")[0] == 2
         assert session.post(f"{base}/versions/1:predict", json=COURSE_PAYLOAD,
                             headers=JSON).status_code == 404
-    log = labelled.log()
+    log = relabelled.log()
     assert log.count("version 7 of model babyweight") == 1
     assert log.count("previous config stays") == 1
 

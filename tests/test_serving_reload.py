@@ -21,7 +21,10 @@ def test_hot_reload_switches_without_failures_and_survives_a_broken_version(
     model_dir = serving_models.serving_dir(tmp_path)
     # A half-copied push the pusher left behind: hidden, so never loaded.
     (model_dir / ".9.incomplete").mkdir()
-    server = server_factory(model_dir, "--poll-seconds", "0.2", "--max-num-load-retries", "0")
+    # The loader paced (--load-cpu-share below 1), as served; at half a core rather than the
+    # default tenth, so the switch under traffic takes a second, not ten.
+    server = server_factory(model_dir, "--poll-seconds", "0.2", "--max-num-load-retries", "0",
+                            "--load-cpu-share", "0.5")
     row = [COURSE_PAYLOAD["instances"][0]]
     old, new = (float(in_process_predictions(serving_models.exports[v], row)[0]) for v in (1, 2))
     assert not close_to(old, new)

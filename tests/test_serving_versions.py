@@ -73,6 +73,27 @@ def _states(store: Any) -> List[Tuple[int, str]]:
     return [(s.version, s.state) for s in store.statuses()]
 
 
+def test_the_loader_is_paced_to_its_share_of_a_core_only_while_a_version_serves() -> None:
+    import sys
+
+    from serving.pacing import yielding_gil
+
+    for serving, share, paced in ((True, 0.1, True), (True, 1.0, False), (False, 0.1, False)):
+        with yielding_gil(serving, share):
+            assert (sys.getprofile() is not None) == paced, (serving, share)
+        assert sys.getprofile() is None
+
+
+@pytest.mark.parametrize("share", ["0", "-0.5", "1.5"])
+def test_a_load_cpu_share_outside_0_to_1_is_exit_2_naming_the_flag(
+        share: str, capsys: pytest.CaptureFixture) -> None:
+    from serving.server import main
+
+    assert main(["--model-dir", "nowhere", "--load-cpu-share", share]) == 2
+    assert f"--load-cpu-share must be above 0 and at most 1, got {float(share)}" in \
+        capsys.readouterr().err
+
+
 def test_failed_loads_are_retried_then_given_up(caplog: pytest.LogCaptureFixture) -> None:
     fake = _Fake()
     fake.dirs = {1: "m/1", 2: "m/2"}
@@ -178,7 +199,8 @@ def test_half_copied_version_is_retried_and_the_newest_loadable_wins(
     """cp -r of version 3 while 2 serves; 2 is deleted: 1 serves, then 3 once complete."""
     model_dir = serving_models.serving_dir(tmp_path, versions=(1, 2))
     server = server_factory(model_dir, "--poll-seconds", "0.2", "--max-num-load-retries",
-                            "100000", "--load-retry-interval-micros", "300000")
+                            "100000", "--load-retry-interval-micros", "300000",
+                            "--load-cpu-share", "1")
     session = httpx.Client(base_url=server.url, timeout=30)
     row = [COURSE_PAYLOAD["instances"][0]]
     v1, v2 = (float(in_process_predictions(serving_models.exports[v], row)[0]) for v in (1, 2))
@@ -231,7 +253,9 @@ def test_version_names_that_are_not_versions_are_ignored_once_each(
     names = ["\u00b2", "\u2460", "\u0661", "9" * 200, str(INT64_MAX + 1)]  # 255-byte names
     for name in names:
         (model_dir / name).mkdir()
-    server = server_factory(model_dir, "--poll-seconds", "0.1")  # healthy: version 1 loaded
+    # Healthy: version 1 loaded. Version 2 then loads unpaced (the paced load under traffic is
+    # test_serving_reload.py's).
+    server = server_factory(model_dir, "--poll-seconds", "0.1", "--load-cpu-share", "1")
     session = httpx.Client(base_url=server.url, timeout=30)
     wait_for(lambda: server.log().count("Ignoring") >= len(names))
     seen = server.log().count("Now serving")
