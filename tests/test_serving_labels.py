@@ -206,7 +206,8 @@ def test_a_config_handed_over_grpc_applies_at_once(
     calls TF Serving: the call returns once the config serves; bad ones get TF Serving's
     codes and the previous config stays."""
     model_dir = serving_models.serving_dir(tmp_path, versions=(1, 2))
-    server = server_factory(model_dir, "--poll-seconds", "0.2")  # no file: latest 1
+    # No file: the latest version serves. Loads unpaced: the test waits for each one.
+    server = server_factory(model_dir, "--poll-seconds", "0.2", "--load-cpu-share", "1")
     base_path = str(model_dir)
     with grpc.insecure_channel(server.grpc_target) as channel:
         models = model_service_pb2_grpc.ModelServiceStub(channel)
