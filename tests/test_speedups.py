@@ -8,6 +8,7 @@ runner's skipped TFX sdist and the version check every patch goes through.
 from __future__ import annotations
 
 import logging
+import types
 
 import numpy as np
 import pytest
@@ -133,3 +134,14 @@ def test_release_numbers_compare_as_numbers():
     assert version_check._release("2.16.2") == (2, 16, 2)  # pylint: disable=protected-access
     assert version_check._release("2.17.0rc1") == (2, 17, 0)  # pylint: disable=protected-access
     assert (0, 47) <= version_check._release("0.47.1") < (0, 48)  # pylint: disable=protected-access
+
+
+def test_a_replaced_attribute_is_put_back_when_the_block_raises() -> None:
+    from pipelines.speedups.replaced import replaced
+
+    owner = types.SimpleNamespace(value=1)
+    with pytest.raises(RuntimeError):
+        with replaced(owner, "value", lambda stock: stock + 1):
+            assert owner.value == 2
+            raise RuntimeError("inside")
+    assert owner.value == 1

@@ -15,7 +15,8 @@ Two kinds, both off unless asked for, and none applied by importing anything:
 
 Each patch of a library's private code names the version range it was written for
 (version_check.RANGES), checks it when it starts, and outside it runs the stock code and logs
-that once. What each saved, measured: benchmarks/results/pipeline_speed.md and the README's
+that once. A patch that swaps a library's attribute does it through `replaced.replaced`, which
+puts the stock one back on the way out. What each saved, measured: benchmarks/results/pipeline_speed.md and the README's
 "Pipeline speed" section. Each has a test that it is in effect where it should be and that its
 results equal the stock path's (tests/test_speedups.py, test_batched_reads.py,
 test_beam_introspection.py, test_tfma_slicing.py, test_local_runner.py).

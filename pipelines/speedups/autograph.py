@@ -11,9 +11,10 @@ so the rule is added on entry and removed on exit, never at import.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Tuple
+from typing import Any, ContextManager, Tuple
 
 from pipelines.speedups import version_check
+from pipelines.speedups.replaced import replaced
 
 GRAPH_LIBRARIES: Tuple[str, ...] = ("tf_keras", "tensorflow_transform")
 
@@ -30,18 +31,15 @@ def present() -> Tuple[str, ...]:
     return tuple(p for p in GRAPH_LIBRARIES if p in prefixes)
 
 
-@contextlib.contextmanager
-def graph_libraries_unconverted() -> Iterator[None]:
+def graph_libraries_unconverted() -> ContextManager[None]:
     """While inside, AutoGraph does not convert tf_keras' or tf.Transform's code."""
     if not version_check.in_effect("autograph_rules"):
-        yield
-        return
+        return contextlib.nullcontext()
     config = _config()
-    stock = config.CONVERSION_RULES
-    known = {getattr(rule, "_prefix", None) for rule in stock}
-    config.CONVERSION_RULES = stock + tuple(
-        config.DoNotConvert(prefix) for prefix in GRAPH_LIBRARIES if prefix not in known)
-    try:
-        yield
-    finally:
-        config.CONVERSION_RULES = stock
+
+    def with_rules(stock: Tuple[Any, ...]) -> Tuple[Any, ...]:
+        known = {getattr(rule, "_prefix", None) for rule in stock}
+        return stock + tuple(config.DoNotConvert(prefix) for prefix in GRAPH_LIBRARIES
+                             if prefix not in known)
+
+    return replaced(config, "CONVERSION_RULES", with_rules)

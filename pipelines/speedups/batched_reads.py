@@ -20,8 +20,7 @@ read different ones.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Type
+from typing import Any, ContextManager, Iterator, List, Optional, Tuple, Type
 
 import apache_beam as beam
 import tensorflow as tf
@@ -37,6 +36,7 @@ from modules import records
 from pipelines import read_progress
 from pipelines.prefetch import prefetched
 from pipelines.speedups import version_check
+from pipelines.speedups.replaced import replaced
 
 # Records per batch when the reader's caller does not ask for a size. TFXIO's own source caps
 # its batches at 1000; with 4096 TFMA's per-batch work (e.g. calling the model's signatures) is
@@ -108,15 +108,10 @@ def batched(tfxio: Any) -> Any:
         telemetry_descriptors=tfxio.telemetry_descriptors)
 
 
-@contextlib.contextmanager
-def _batched_tfxio() -> Iterator[None]:
+def _batched_tfxio() -> ContextManager[None]:
     """While inside, tfxio_utils.make_tfxio makes batched TFXIOs (components run one by one)."""
-    stock: Callable[..., Any] = tfxio_utils.make_tfxio
-    tfxio_utils.make_tfxio = lambda *args, **kwargs: batched(stock(*args, **kwargs))
-    try:
-        yield
-    finally:
-        tfxio_utils.make_tfxio = stock
+    return replaced(tfxio_utils, "make_tfxio", lambda stock: lambda *args, **kwargs: batched(
+        stock(*args, **kwargs)))
 
 
 class _ReadsInBatches:

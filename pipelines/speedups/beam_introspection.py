@@ -10,14 +10,13 @@ run Beam unchanged.
 """
 from __future__ import annotations
 
-import contextlib
 import types
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Tuple
 
 from apache_beam.transforms import core
 
-from pipelines.speedups import version_check
+from pipelines.speedups.replaced import replaced
 
 ArgsDefaults = Tuple[List[str], List[Any]]
 
@@ -52,15 +51,6 @@ def memoized(inspect: Callable[[Any], ArgsDefaults]) -> Callable[[Any], ArgsDefa
     return get_function_args_defaults
 
 
-@contextlib.contextmanager
-def cached_dofn_inspection() -> Iterator[None]:
+def cached_dofn_inspection() -> ContextManager[None]:
     """Within the block, Beam inspects each DoFn method's signature once."""
-    if not version_check.in_effect("beam_introspection"):
-        yield
-        return
-    original = core.get_function_args_defaults
-    core.get_function_args_defaults = memoized(original)
-    try:
-        yield
-    finally:
-        core.get_function_args_defaults = original
+    return replaced(core, "get_function_args_defaults", memoized, "beam_introspection")

@@ -12,9 +12,10 @@ and runs TFX's own code for any other runner.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, List, Sequence
+from typing import Callable, ContextManager, List, Sequence
 
 from pipelines.speedups import version_check
+from pipelines.speedups.replaced import replaced
 
 # Beam's runner names for this machine's DirectRunner, lower-cased without "Runner" (Beam
 # accepts "DirectRunner", "direct" and the module path alike).
@@ -42,23 +43,18 @@ def in_place() -> bool:
     return getattr(_dependency_utils().make_beam_dependency_flags, "_local_skip", False)
 
 
-@contextlib.contextmanager
-def skipped_for_local_runner() -> Iterator[None]:
+def skipped_for_local_runner() -> ContextManager[None]:
     """While inside, a local runner's Beam components get no TFX sdist built for them."""
     if not version_check.in_effect("local_dependencies"):
-        yield
-        return
-    module = _dependency_utils()
-    stock: Callable[[List[str]], List[str]] = module.make_beam_dependency_flags
+        return contextlib.nullcontext()
 
-    def flags(beam_pipeline_args: List[str]) -> List[str]:
-        if runs_locally(beam_pipeline_args):
-            return list(beam_pipeline_args)
-        return stock(beam_pipeline_args)
+    def skipping(stock: Callable[[List[str]], List[str]]) -> Callable[[List[str]], List[str]]:
+        def flags(beam_pipeline_args: List[str]) -> List[str]:
+            if runs_locally(beam_pipeline_args):
+                return list(beam_pipeline_args)
+            return stock(beam_pipeline_args)
 
-    flags._local_skip = True  # type: ignore[attr-defined]
-    module.make_beam_dependency_flags = flags
-    try:
-        yield
-    finally:
-        module.make_beam_dependency_flags = stock
+        flags._local_skip = True  # type: ignore[attr-defined]
+        return flags
+
+    return replaced(_dependency_utils(), "make_beam_dependency_flags", skipping)
