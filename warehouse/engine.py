@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pathlib
 import threading
-from typing import Optional
+from typing import List, Optional
 
 import duckdb
 from duckdb import sqltypes
@@ -67,23 +67,25 @@ def _cast(column: str, actual: str, expected: str) -> str:
     return f"CAST({value} AS {expected}) AS \"{column}\""
 
 
-def _typed_select(connection: duckdb.DuckDBPyConnection, reader: str,
-                  tolerate_missing: bool = False) -> str:
-    """The export with each column the query reads in the real table's type (integral floats
-    too); the pre-flight check has named any value that would not fit. Other columns are left
-    as the export wrote them."""
+def _casts(connection: duckdb.DuckDBPyConnection, reader: str) -> List[str]:
+    """Each column the query reads that `reader` stores in another type than the real table,
+    cast to it (integral floats too); the pre-flight check has named any value that would not
+    fit. None for a relation that does not exist yet: the caller's query names that problem."""
     from warehouse import preflight, sql
 
     try:
         actual = {name: kind for name, kind, *_ in
                   connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
     except duckdb.CatalogException:
-        if not tolerate_missing:
-            raise
-        actual = {}  # no table yet: the caller's query names the problem
-    casts = [_cast(name, actual[name], kind)
-             for name, kind in preflight.query_columns(sql.base_query())
-             if name in actual and actual[name] != kind]
+        return []
+    return [_cast(name, actual[name], kind)
+            for name, kind in preflight.query_columns(sql.base_query())
+            if name in actual and actual[name] != kind]
+
+
+def _typed_select(connection: duckdb.DuckDBPyConnection, reader: str) -> str:
+    """`reader` with the casts of `_casts`; other columns are left as the export wrote them."""
+    casts = _casts(connection, reader)
     return f"SELECT * REPLACE ({', '.join(casts)}) FROM {reader}" if casts else \
         f"SELECT * FROM {reader}"
 
@@ -119,8 +121,7 @@ def connect(
                 f"`python -m warehouse.generator --out {database}`"
             )
         connection = duckdb.connect(str(database), read_only=read_only)
-        if read_only and _typed_select(connection, LOCAL_TABLE, tolerate_missing=True) != \
-                f"SELECT * FROM {LOCAL_TABLE}":
+        if read_only and _casts(connection, LOCAL_TABLE):
             connection.close()
             connection = _typed_view_of_file(pathlib.Path(database))
     register_functions(connection)
