@@ -29,9 +29,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 
 from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
-from benchmarks.serving_clients import (INSTANCE, free_port, request_bytes,  # noqa: E402
+from benchmarks.serving_clients import (INSTANCE, request_bytes,  # noqa: E402
                                         rest_connect, run_level, start_server, wait_healthy)
 from modules import features  # noqa: E402
+from common.net import free_port  # noqa: E402
 from serving.settings import DEFAULT_MODEL_DIR, ModelConfig, RequestLogSettings  # noqa: E402
 
 DEFAULT_RATE = RequestLogSettings.request_log_sample_rate

@@ -49,10 +49,11 @@ import numpy as np  # noqa: E402
 
 from benchmarks import serving_report  # noqa: E402
 from benchmarks.common import argument_parser, publish  # noqa: E402
-from benchmarks.serving_clients import (INSTANCE, clients, free_port,  # noqa: E402
+from benchmarks.serving_clients import (INSTANCE, clients,  # noqa: E402
                                         grpc_connect, grpc_predict_request, request_bytes,
                                         rest_connect, run_level, start_server, summary,
                                         wait_healthy)
+from common.net import free_port  # noqa: E402
 from serving.settings import DEFAULT_MODEL_DIR, ModelConfig  # noqa: E402
 
 MODEL_NAME = ModelConfig().model_name

@@ -26,12 +26,6 @@ INSTANCE = {"is_male": "True", "mother_age": 26.0, "plurality": "Single(1)",
             "gestation_weeks": 39}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(model_dir: str, port: int, log_path: pathlib.Path,
                  extra: Tuple[str, ...] = ()) -> subprocess.Popen:
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}

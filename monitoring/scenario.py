@@ -18,13 +18,13 @@ import contextlib
 import dataclasses
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from common.config import command_parser, from_flags, setting
+from common.net import free_port
 
 SHIFT_FLAGS = dict(older_mothers=5.0, multiples_factor=4.0, gestation_shift=-2.0)
 MODEL_NAME = "babyweight"
@@ -101,17 +101,11 @@ class _ServerExited(RuntimeError):
         self.port_taken = "address already in use" in log.lower()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(work: pathlib.Path, port: int) -> Tuple[subprocess.Popen, str]:
     """The server on `port` (0: a free one, picked again if another process binds it first)."""
     log_path = work / "server.log"
     for attempt in range(3):
-        chosen = port or _free_port()
+        chosen = port or free_port()
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "serving.server", "--model-dir",

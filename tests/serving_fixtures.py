@@ -12,7 +12,6 @@ import dataclasses
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from common.net import free_port  # noqa: E402
 from modules import features  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
 from tests.made_once import made_once  # noqa: E402
@@ -115,12 +115,6 @@ def in_process_predictions(export_dir: pathlib.Path,
 # ------------------------------------------------------------------------------------------------
 # A real server process
 # ------------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @dataclasses.dataclass
 class RunningServer:
