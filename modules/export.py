@@ -51,15 +51,24 @@ def serving_raw_feature_spec(tf_transform_output: tft.TFTransformOutput) -> Dict
     """The raw feature spec without the label and the split key, which requests do not carry.
 
     A required feature (modules/features.py) parses without a default value, so a tf.Example
-    that leaves it out is refused by name ("Feature: plurality ... is required").
+    that leaves it out is refused by name ("Feature: plurality ... is required"). A feature that
+    may be absent parses with its `missing_value` as default, so TF Serving reads a tf.Example
+    without it as the local server does (sex left out: 'Unknown'), instead of refusing it
+    because the training schema requires the feature in every stored example.
     """
     spec = dict(tf_transform_output.raw_feature_spec())
     for key in (features.LABEL_KEY, features.SPLIT_KEY):
         spec.pop(key, None)
     for feature in features.FEATURES:
-        if feature.required and feature.name in spec:
+        if feature.name not in spec:
+            continue
+        dtype = spec[feature.name].dtype
+        if feature.required:
             # Whatever the schema says: no default, so leaving the feature out is an error.
-            spec[feature.name] = tf.io.FixedLenFeature([1], spec[feature.name].dtype)
+            spec[feature.name] = tf.io.FixedLenFeature([1], dtype)
+        else:
+            spec[feature.name] = tf.io.FixedLenFeature([1], dtype,
+                                                       default_value=[feature.missing_value])
     return spec
 
 

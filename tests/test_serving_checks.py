@@ -108,3 +108,21 @@ def test_serving_default_without_plurality_is_refused(serving_models: ServingMod
     assert features.PLURALITY.name in graph.signature_def[contract.SERVING_DEFAULT].inputs
     for name, definition in graph.signature_def.items():
         assert features.PLURALITY.name not in definition.defaults, name
+
+
+@pytest.mark.parametrize("signature,key", [(contract.SERVING_TF_EXAMPLE, "examples"),
+                                           ("regression", "inputs")])
+def test_a_tf_example_without_sex_is_read_as_unknown(loaded, signature, key) -> None:
+    """As the local server fills it in: TF Serving has no validation in front of the model, so
+    the parse spec itself carries the default, and the two servers answer the same."""
+    without = {k: v for k, v in GOOD.items() if k != features.IS_MALE.name}
+    unknown = {**without, features.IS_MALE.name: features.IS_MALE_UNKNOWN}
+    (left_out,) = loaded.signatures[signature](**{key: tf.constant([_example(**without)])}).values()
+    (given,) = loaded.signatures[signature](**{key: tf.constant([_example(**unknown)])}).values()
+    # The same graph on the same parsed tensors: the same float32 bits.
+    assert left_out.numpy().tolist() == given.numpy().tolist()
+    # And not the value of either known sex, so the default really was 'Unknown'.
+    for sex in (features.IS_MALE_TRUE, features.IS_MALE_FALSE):
+        (known,) = loaded.signatures[signature](
+            **{key: tf.constant([_example(**{**without, features.IS_MALE.name: sex})])}).values()
+        assert known.numpy().tolist() != given.numpy().tolist(), sex
