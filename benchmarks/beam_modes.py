@@ -17,6 +17,7 @@ less so.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pathlib
@@ -24,15 +25,32 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.common import argument_parser, markdown_table, publish
+from benchmarks import harness
+from benchmarks.harness import markdown_table, publish
+from common.config import setting
 
 log = logging.getLogger("babyweight.benchmarks")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COMPONENTS = ("StatisticsGen", "Transform")
-DEFAULT_SIZES = [300_000, 2_000_000]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModesConfig:
+    """How the two modes are compared (also benchmarks.scale --compare-modes)."""
+
+    workers: int = setting(2, "multi_processing workers")
+    rounds: int = setting(2, "runs of each mode per component and size, alternating which goes "
+                          "first")
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamModesConfig:
+    """The sizes the modes are compared at."""
+
+    sizes: Tuple[int, ...] = harness.sizes(300_000, 2_000_000)
 
 
 def mode_args(mode: str, workers: int) -> List[str]:
@@ -109,27 +127,14 @@ def summary(records: List[Dict[str, Any]]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from common import logs
 
-    parser = argument_parser("beam_modes", __doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+    config, modes, output = harness.parse("beam_modes", __doc__, argv, BeamModesConfig,
+                                          ModesConfig)
     logs.setup()
-    return run(args.sizes, args.workers, args.rounds, write=not args.no_write)
+    return run(config.sizes, modes, write=output.write)
 
 
-def add_arguments(parser: Any, sizes: bool = True) -> None:
-    """The comparison's flags (also offered by benchmarks.scale --compare-modes)."""
-    if sizes:
-        parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES,
-                            help="raw natality rows per measurement (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="multi_processing workers (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="runs of each mode per component and size, alternating which "
-                             "goes first (default: %(default)s)")
-
-
-def run(sizes: Sequence[int], workers: int, rounds: int, write: bool) -> int:
-    records = measure(sizes, ["in_memory", "multi_processing"], workers, rounds)
+def run(sizes: Sequence[int], modes: ModesConfig, write: bool) -> int:
+    records = measure(sizes, ["in_memory", "multi_processing"], modes.workers, modes.rounds)
     publish("beam_modes", summary(records), records, write=write)
     return 0
 

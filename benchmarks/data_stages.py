@@ -9,16 +9,25 @@ directly, without the orchestrator, to time the component's own work.
 from __future__ import annotations
 
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
 import tempfile  # noqa: E402
-from typing import Dict, List, Optional, Sequence  # noqa: E402
+from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
-from benchmarks.common import argument_parser, markdown_table, publish, timed  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.harness import markdown_table, publish, timed  # noqa: E402
 from common import logs  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataStagesConfig:
+    """The sizes the data stages are timed at."""
+
+    sizes: Tuple[int, ...] = harness.sizes(100_000, 300_000, 1_000_000)
 
 
 def _exec_properties(component) -> Dict[str, object]:
@@ -94,16 +103,13 @@ def measure(rows: int, work: pathlib.Path, beam_args: List[str]) -> Dict[str, ob
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argument_parser("data_stages", __doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000],
-                        help="raw natality rows per measurement (default: %(default)s)")
-    args = parser.parse_args(argv)
+    config, output = harness.parse("data_stages", __doc__, argv, DataStagesConfig)
     logs.setup()
     from pipelines.config import PipelineConfig
 
     beam_args = list(PipelineConfig().beam_pipeline_args())  # what the local pipeline passes
     records = []
-    for rows in args.sizes:
+    for rows in config.sizes:
         with tempfile.TemporaryDirectory(prefix="babyweight-bench-") as work:
             log.info("measuring %d raw rows ...", rows)
             record = measure(rows, pathlib.Path(work), beam_args)
@@ -121,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          f"{r['csv_example_gen'] / r['duckdb_example_gen']:.1f}x",
                          r["statistics_gen"], n / r["statistics_gen"]])
     table = markdown_table(headers, rows_out)
-    publish("data_stages", table, records, write=not args.no_write)
+    publish("data_stages", table, records, write=output.write)
     return 0
 
 

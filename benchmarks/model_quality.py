@@ -10,6 +10,7 @@ All are scored on the eval split, beside the generator's irreducible error (the 
 from __future__ import annotations
 
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
@@ -20,12 +21,22 @@ from typing import Dict, Optional, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.harness import markdown_table, publish  # noqa: E402
+from common.config import setting  # noqa: E402
 from modules import features  # noqa: E402
 from common import logs  # noqa: E402
 from pipelines.config import DataConfig  # noqa: E402
 
 log = logging.getLogger("babyweight.benchmarks")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelQualityConfig:
+    """The synthetic warehouse the models are trained and scored on."""
+
+    rows: int = setting(100_000, "raw natality rows to generate")
+    seed: int = setting(42, "generator seed")
 
 
 def read_splits(database: pathlib.Path) -> Dict[str, pd.DataFrame]:
@@ -75,18 +86,14 @@ def pipeline_rmse(database: pathlib.Path, work: pathlib.Path) -> float:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argument_parser("model_quality", __doc__)
-    parser.add_argument("--rows", type=int, default=100_000,
-                        help="raw natality rows to generate (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=42, help="generator seed (default: 42)")
-    args = parser.parse_args(argv)
+    config, output = harness.parse("model_quality", __doc__, argv, ModelQualityConfig)
     logs.setup()
     from warehouse import generator
 
     with tempfile.TemporaryDirectory(prefix="babyweight-quality-") as tmp:
         work = pathlib.Path(tmp)
         database = work / "natality.duckdb"
-        report = generator.generate(database, rows=args.rows, seed=args.seed)
+        report = generator.generate(database, rows=config.rows, seed=config.seed)
         splits = read_splits(database)
         train, evaluation = splits["train"], splits["eval"]
         truth = evaluation[features.LABEL_KEY].to_numpy()
@@ -101,10 +108,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for name, value in results.items()]
     rows.append(["irreducible error (generator's true mean)", f"{floor:.4f}", "+0.0%"])
     table = markdown_table(["model", "eval RMSE (lb)", "vs floor"], rows)
-    table = (f"{args.rows:,} raw rows (seed {args.seed}); train {len(train):,} and eval "
+    table = (f"{config.rows:,} raw rows (seed {config.seed}); train {len(train):,} and eval "
              f"{len(evaluation):,} examples from the same query and split.\n\n{table}")
     records = [{"model": r[0], "eval_rmse": float(r[1])} for r in rows]
-    publish("model_quality", table, records, write=not args.no_write)
+    publish("model_quality", table, records, write=output.write)
     return 0
 
 

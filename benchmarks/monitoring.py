@@ -15,6 +15,7 @@ are written by a full run):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -28,14 +29,29 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import argument_parser, markdown_table, publish  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.harness import markdown_table, publish  # noqa: E402
 from benchmarks.serving_clients import (INSTANCE, request_bytes,  # noqa: E402
                                         rest_connect, run_level, start_server, wait_healthy)
 from modules import features  # noqa: E402
+from common.config import setting  # noqa: E402
 from common.net import free_port  # noqa: E402
-from serving.settings import DEFAULT_MODEL_DIR, ModelConfig, RequestLogSettings  # noqa: E402
+from serving.settings import ModelConfig, RequestLogSettings  # noqa: E402
 
 DEFAULT_RATE = RequestLogSettings.request_log_sample_rate
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitoringBenchmarkConfig(harness.ServedModel):
+    """The served model, the load on it, and the log sizes the monitor analyzes."""
+
+    clients: str = setting("1,32", "Concurrency levels, comma-separated.")
+    requests: int = setting(2000, "Requests per level/round.")
+    rounds: int = setting(3, "Alternating rounds of the log off and on (medians).")
+    sizes: str = setting("100000,1000000", "Logged rows to analyze.")
+    serving_only: bool = setting(
+        False, "only the request log's on/off serving comparison (not the monitor's speed); "
+        "prints the table and writes nothing")
 
 
 def logging_overhead(model_dir: str, clients: List[int], requests: int, rounds: int
@@ -116,27 +132,19 @@ def monitor_speed(rows: int, work: pathlib.Path) -> Dict[str, object]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argument_parser("monitoring", __doc__)
-    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
-    parser.add_argument("--clients", default="1,32")
-    parser.add_argument("--requests", type=int, default=2000, help="Requests per level/round.")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sizes", default="100000,1000000", help="Logged rows to analyze.")
-    parser.add_argument("--serving-only", action="store_true",
-                        help="only the request log's on/off serving comparison (not the "
-                        "monitor's speed); prints the table and writes nothing")
-    args = parser.parse_args(argv)
-    if not any(p.name.isdigit() for p in pathlib.Path(args.model_dir).glob("*")):
-        print(f"no model version under {args.model_dir}; run the pipeline first (`make`) or "
-              "pass --model-dir", file=sys.stderr)
+    config, output = harness.parse("monitoring", __doc__, argv, MonitoringBenchmarkConfig)
+    try:
+        config.newest_version()
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
         return 1
     load = [os.getloadavg()[0]]
-    serving = logging_overhead(args.model_dir, [int(c) for c in args.clients.split(",")],
-                               args.requests, args.rounds)
+    serving = logging_overhead(config.model_dir, [int(c) for c in config.clients.split(",")],
+                               config.requests, config.rounds)
     load.append(os.getloadavg()[0])
     work = pathlib.Path(tempfile.mkdtemp())
-    speed = ([] if args.serving_only
-             else [monitor_speed(int(n), work) for n in args.sizes.split(",")])
+    speed = ([] if config.serving_only
+             else [monitor_speed(int(n), work) for n in config.sizes.split(",")])
     rows = [[r["setup"], r["clients"], r["requests"], r["errors"], r["p50_ms"], r["p99_ms"]]
             for r in serving]
     table = markdown_table(["setup", "clients", "requests", "errors", "p50 ms", "p99 ms"], rows)
@@ -153,16 +161,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         ["logged rows", "seconds", "rows analyzed/s", "distances"],
         [[s["rows"], s["seconds"], s["rows_per_second"], s["distances"]] for s in speed])
     text = (f"{table}\n\n" + "\n".join(notes)
-            + ("" if args.serving_only else f"\n\n{speed_table}") + "\n\n"
-            f"Medians of {args.rounds} alternating rounds of {args.requests} single-row "
+            + ("" if config.serving_only else f"\n\n{speed_table}") + "\n\n"
+            f"Medians of {config.rounds} alternating rounds of {config.requests} single-row "
             f"requests (1-minute load average {load[0]:.1f} before them, {load[1]:.1f} after, "
-            f"on {os.cpu_count()} cores)" + ("." if args.serving_only else
+            f"on {os.cpu_count()} cores)" + ("." if config.serving_only else
                                              "; the monitor reads the log, computes TFDV "
                                              "statistics of two half-windows and compares them "
                                              "(skew, drift, predictions)."))
     publish("monitoring", text, serving + speed + [{"setup": "load average", "before": load[0],
                                                     "after": load[1]}],
-            write=not (args.no_write or args.serving_only))
+            write=output.write and not config.serving_only)
     return 0
 
 

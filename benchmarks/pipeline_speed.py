@@ -25,11 +25,13 @@ import multiprocessing  # noqa: E402
 import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from typing import Callable, Dict, List, Optional, Sequence  # noqa: E402
+from typing import Callable, Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import argument_parser, markdown_table, publish, timed  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.harness import markdown_table, publish, timed  # noqa: E402
+from common.config import setting  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
 from common import logs  # noqa: E402
 
@@ -149,27 +151,29 @@ def median_run(runs: List[Dict[str, float]]) -> Dict[str, float]:
     return sorted(runs, key=lambda run: run["total"])[len(runs) // 2]
 
 
+@dataclasses.dataclass(frozen=True)
+class PipelineSpeedConfig:
+    """The sizes both sides run at, and how often."""
+
+    sizes: Tuple[int, ...] = harness.sizes(20_000, 200_000, 2_000_000)
+    repeats: int = setting(3, "runs of each side per size up to --repeat-up-to rows; the table "
+                           "shows the median run")
+    repeat_up_to: int = setting(1_000_000, "larger sizes run once: they take minutes and vary "
+                                "less")
+
+
 COMPONENT_COLUMNS = ("DuckDBExampleGen", "StatisticsGen", "ExampleValidator", "EdaReport",
                      "Transform", "Trainer", "Evaluator", "ServingPusher")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argument_parser("pipeline_speed", __doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000, 2_000_000],
-                        help="raw natality rows per measurement (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="runs of each side per size up to --repeat-up-to rows; the table "
-                             "shows the median run (default: %(default)s)")
-    parser.add_argument("--repeat-up-to", type=int, default=1_000_000,
-                        help="larger sizes run once: they take minutes and vary less "
-                             "(default: %(default)s)")
-    args = parser.parse_args(argv)
+    config, output = harness.parse("pipeline_speed", __doc__, argv, PipelineSpeedConfig)
     logs.setup()
     from warehouse import generator
 
     records: List[Dict[str, object]] = []
-    for rows in args.sizes:
-        runs = max(1, args.repeats) if rows <= args.repeat_up_to else 1
+    for rows in config.sizes:
+        runs = max(1, config.repeats) if rows <= config.repeat_up_to else 1
         with tempfile.TemporaryDirectory(prefix="babyweight-speed-") as tmp:
             work = pathlib.Path(tmp)
             database = work / "natality.duckdb"
@@ -197,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"{r['raw_rows']:,} rows: query {r['bare']['query']:.1f}, preprocess "
         f"{r['bare']['preprocess']:.1f}, fit {r['bare']['fit']:.1f}, evaluate "
         f"{r['bare']['evaluate']:.1f}" for r in records))
-    publish("pipeline_speed", table, records, write=not args.no_write)
+    publish("pipeline_speed", table, records, write=output.write)
     return 0
 
 

@@ -33,17 +33,19 @@ Not part of `make test`.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pathlib
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from benchmarks import beam_modes
-from benchmarks.common import argument_parser, markdown_table, publish
+from benchmarks import beam_modes, harness
+from benchmarks.harness import markdown_table, publish
 from benchmarks.rss_probe import run_measured
 from common import logs
+from common.config import setting
 
 log = logging.getLogger("babyweight.benchmarks")
 
@@ -53,6 +55,29 @@ CONFIGS = {
     "multi_processing x2, cache on": ["--beam-direct-running-mode", "multi_processing",
                                       "--beam-direct-num-workers", "2", "--cache-examples"],
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleConfig:
+    """The sizes each configuration runs at, and the size the costs are projected to."""
+
+    sizes: Optional[Tuple[int, ...]] = setting(
+        None, "raw natality rows per measurement (default: 1000000 4000000 10000000; with "
+        "--compare-modes 2000000)")
+    multi_processing_sizes: Tuple[int, ...] = setting(
+        (1_000_000,), "sizes for the multi_processing, cache-on configuration", nargs="*")
+    epochs: int = setting(1, "training epochs of each run")
+    project_rows: int = setting(
+        33_000_000, "raw rows to project the costs to: the natality table's births after 2000")
+    compare_modes: bool = setting(
+        False, "run only the focused in_memory/multi_processing comparison of StatisticsGen "
+        "and Transform at --sizes (benchmarks.beam_modes)")
+
+    def measured_sizes(self) -> Tuple[int, ...]:
+        """--sizes, else the default of the run asked for."""
+        if self.sizes:
+            return self.sizes
+        return (2_000_000,) if self.compare_modes else (1_000_000, 4_000_000, 10_000_000)
 
 
 def generate(database: pathlib.Path, rows: int) -> None:
@@ -121,30 +146,13 @@ def table(records: List[Dict[str, object]], project_rows: int) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argument_parser("scale", __doc__)
-    parser.add_argument("--sizes", type=int, nargs="+",
-                        help="raw natality rows per measurement (default: 1000000 4000000 "
-                             "10000000; with --compare-modes 2000000)")
-    parser.add_argument("--multi-processing-sizes", type=int, nargs="*", default=[1_000_000],
-                        help="sizes for the multi_processing, cache-on configuration "
-                             "(default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=1,
-                        help="training epochs of each run (default: %(default)s)")
-    parser.add_argument("--project-rows", type=int, default=33_000_000,
-                        help="raw rows to project the costs to (default: %(default)s, the "
-                             "natality table's births after 2000)")
-    parser.add_argument("--compare-modes", action="store_true",
-                        help="run only the focused in_memory/multi_processing comparison of "
-                             "StatisticsGen and Transform at --sizes (benchmarks.beam_modes)")
-    beam_modes.add_arguments(parser, sizes=False)
-    args = parser.parse_args(argv)
+    settings, modes, output = harness.parse("scale", __doc__, argv, ScaleConfig,
+                                            beam_modes.ModesConfig)
     logs.setup()
-    if args.compare_modes:
-        return beam_modes.run(args.sizes or [2_000_000], args.workers, args.rounds,
-                              write=not args.no_write)
-    args.sizes = args.sizes or [1_000_000, 4_000_000, 10_000_000]
-    plan = {"in_memory, cache off": args.sizes,
-            "multi_processing x2, cache on": args.multi_processing_sizes}
+    if settings.compare_modes:
+        return beam_modes.run(settings.measured_sizes(), modes, write=output.write)
+    plan = {"in_memory, cache off": settings.measured_sizes(),
+            "multi_processing x2, cache on": settings.multi_processing_sizes}
     records: List[Dict[str, object]] = []
     for rows in sorted({size for sizes in plan.values() for size in sizes}):
         with tempfile.TemporaryDirectory(prefix="babyweight-scale-") as tmp:
@@ -156,11 +164,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     continue
                 log.info("%s at %d raw rows ...", config, rows)
                 result = run_config(database, work / config.split(",")[0], CONFIGS[config],
-                                    args.epochs)
-                records.append({"config": config, "rows": rows, "epochs": args.epochs,
+                                    settings.epochs)
+                records.append({"config": config, "rows": rows, "epochs": settings.epochs,
                                 **{k: v for k, v in result.items() if k != "log_tail"}})
                 log.info("%s", records[-1])
-    publish("scale", table(records, args.project_rows), records, write=not args.no_write)
+    publish("scale", table(records, settings.project_rows), records, write=output.write)
     return 0
 
 

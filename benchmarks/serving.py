@@ -31,8 +31,8 @@ serving block).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
+import dataclasses
 import gc
 import os
 import pathlib
@@ -47,14 +47,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import serving_report  # noqa: E402
-from benchmarks.common import argument_parser, publish  # noqa: E402
+from benchmarks import harness, serving_report  # noqa: E402
+from benchmarks.harness import Output, publish  # noqa: E402
 from benchmarks.serving_clients import (INSTANCE, clients,  # noqa: E402
                                         grpc_connect, grpc_predict_request, request_bytes,
                                         rest_connect, run_level, start_server, summary,
                                         wait_healthy)
+from common.config import setting  # noqa: E402
 from common.net import free_port  # noqa: E402
-from serving.settings import DEFAULT_MODEL_DIR, ModelConfig  # noqa: E402
+from serving.settings import ModelConfig  # noqa: E402
 
 MODEL_NAME = ModelConfig().model_name
 PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
@@ -282,39 +283,34 @@ def switch_level(version_dir: str, count: int, switches: int, steady_seconds: fl
     return records
 
 
-def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argument_parser("serving", __doc__)
-    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
-                        help="Versions directory to serve (default: %(default)s).")
-    parser.add_argument("--clients", default="1,8,32", help="Concurrency levels.")
-    parser.add_argument("--requests", type=int, default=2000, help="Requests per level.")
-    parser.add_argument("--seconds", type=float, default=20.0, help="Time limit per level.")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="Alternating rounds of the floor and the protocols (medians).")
-    parser.add_argument("--overhead-clients", default="1,32",
-                        help="Levels of the metrics-and-access-log on/off comparison ('' = "
-                        "skip it).")
-    parser.add_argument("--overhead-rounds", type=int, default=3,
-                        help="Alternating rounds of that comparison.")
-    parser.add_argument("--switches", type=int, default=10,
-                        help="Version switches under load (0 = skip that part).")
-    parser.add_argument("--switch-clients", type=int, default=8,
-                        help="Clients predicting during the switches.")
-    parser.add_argument("--steady-seconds", type=float, default=2.0,
-                        help="Seconds with no switch before each switch and after the last "
-                        "(the comparison).")
-    parser.add_argument("--server-args", default="",
-                        help="Extra server flags, e.g. '--batch-timeout-ms 1'.")
-    parser.add_argument("--note", default="",
-                        help="A line added under the table, e.g. how loaded the machine was.")
-    return parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class ServingBenchmarkConfig(harness.ServedModel):
+    """The served model, the load of each part, and what the table notes."""
+
+    clients: str = setting("1,8,32", "Concurrency levels.")
+    requests: int = setting(2000, "Requests per level.")
+    seconds: float = setting(20.0, "Time limit per level.")
+    rounds: int = setting(3, "Alternating rounds of the floor and the protocols (medians).")
+    overhead_clients: str = setting(
+        "1,32", "Levels of the metrics-and-access-log on/off comparison ('' = skip it).")
+    overhead_rounds: int = setting(3, "Alternating rounds of that comparison.")
+    switches: int = setting(10, "Version switches under load (0 = skip that part).")
+    switch_clients: int = setting(8, "Clients predicting during the switches.")
+    steady_seconds: float = setting(
+        2.0, "Seconds with no switch before each switch and after the last (the comparison).")
+    server_args: str = setting("", "Extra server flags, e.g. '--batch-timeout-ms 1'.")
+    note: str = setting("", "A line added under the table, e.g. how loaded the machine was.")
+
+
+def parse_args(argv: Optional[List[str]]) -> Tuple[ServingBenchmarkConfig, Output]:
+    return harness.parse("serving", __doc__, argv, ServingBenchmarkConfig)
 
 
 def _levels(text: str) -> List[int]:
     return [int(c) for c in text.split(",") if c.strip()]
 
 
-def measure_servers(args: argparse.Namespace, floor: Floor) -> List[Dict[str, Any]]:
+def measure_servers(args: ServingBenchmarkConfig, floor: Floor) -> List[Dict[str, Any]]:
     """Parts 1 to 3: the floor and the protocols at each level, then metrics and access logs
     on vs off."""
     work = pathlib.Path(tempfile.mkdtemp())
@@ -338,13 +334,11 @@ def measure_servers(args: argparse.Namespace, floor: Floor) -> List[Dict[str, An
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    from serving.model_store import resolve_version
-
+    args, output = parse_args(argv)
     try:
-        version, version_dir = resolve_version(args.model_dir)
+        version, version_dir = args.newest_version()
     except FileNotFoundError as error:
-        print(f"{error}\nRun the pipeline first (`make`) or pass --model-dir.", file=sys.stderr)
+        print(error, file=sys.stderr)
         return 1
     print(f"Model: {version_dir}")
     load_before = serving_report.load_average()
@@ -359,7 +353,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 args.steady_seconds)
     text = serving_report.text(records, args, version,
                                (load_before, serving_report.load_average()))
-    publish("serving", text, records, write=not args.no_write)
+    publish("serving", text, records, write=output.write)
     return 0
 
 

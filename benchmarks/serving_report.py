@@ -1,10 +1,12 @@
 """The serving benchmark's table and its verdicts on the targets (benchmarks/serving.py)."""
 from __future__ import annotations
 
-import argparse
-from typing import Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
-from benchmarks.common import markdown_table
+from benchmarks.harness import markdown_table
+
+if TYPE_CHECKING:  # benchmarks.serving imports this module
+    from benchmarks.serving import ServingBenchmarkConfig
 
 REST, GRPC = "REST :predict", "gRPC Predict"
 REST_STATUS, GRPC_STATUS = "REST model status (no model call)", "gRPC GetModelStatus (no model call)"
@@ -46,7 +48,7 @@ def _latency_notes(by: Dict[Tuple[str, int], Dict[str, Any]]) -> List[str]:
     return notes
 
 
-def notes(records: List[Dict[str, Any]], args: argparse.Namespace) -> List[str]:
+def notes(records: List[Dict[str, Any]], args: ServingBenchmarkConfig) -> List[str]:
     by = {(r["setup"], r["clients"]): r for r in records}
     found = _latency_notes(by)
     for protocol in (REST, GRPC):
@@ -73,7 +75,7 @@ def notes(records: List[Dict[str, Any]], args: argparse.Namespace) -> List[str]:
     return found
 
 
-def text(records: List[Dict[str, Any]], args: argparse.Namespace, version: int,
+def text(records: List[Dict[str, Any]], args: ServingBenchmarkConfig, version: int,
          load: Tuple[str, str]) -> str:
     """The table, how it was measured, and the verdicts."""
     headers = ["setup", "clients", "requests", "errors", "p50 ms", "p99 ms", "max ms",

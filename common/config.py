@@ -182,8 +182,21 @@ def flag_type(hint: Any) -> Any:
     return hint
 
 
+def shown_default(value: Any) -> str:
+    """A default as it would be typed after its flag: a tuple's values space-separated, an
+    empty string as ''."""
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value) if value != "" else "''"
+
+
 def add_flags(parser: argparse.ArgumentParser, cls: Type[Any], prefix: str = "") -> None:
-    """Adds one --flag per field of the config dataclass `cls`."""
+    """Adds one --flag per field of the config dataclass `cls`.
+
+    A Tuple[X, ...] field takes its values after the flag (`--sizes 1 2`; nargs "+" unless the
+    field's metadata says otherwise). A None default means "not given", which the field's help
+    explains, so it is not printed.
+    """
     group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
     hints = get_type_hints(cls)
     for field in dataclasses.fields(cls):
@@ -193,12 +206,17 @@ def add_flags(parser: argparse.ArgumentParser, cls: Type[Any], prefix: str = "")
         help_text = field.metadata.get("help", "")
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif getattr(hint, "__origin__", None) is tuple:
+            kwargs["type"] = hint.__args__[0]
+            kwargs["nargs"] = field.metadata.get("nargs", "+")
         else:
             kwargs["type"] = hint
             if "choices" in field.metadata:
                 kwargs["choices"] = field.metadata["choices"]
         # BooleanOptionalAction prints the default itself.
-        kwargs["help"] = help_text if hint is bool else f"{help_text} (default: {field.default})"
+        if hint is not bool and field.default is not None:
+            help_text = f"{help_text} (default: {shown_default(field.default)})"
+        kwargs["help"] = help_text
         group.add_argument(flag, **kwargs)
 
 
@@ -216,4 +234,5 @@ def command_parser(prog: str, description: Optional[str], *configs: Type[Any]
 def from_flags(cls: Type[T], args: argparse.Namespace, prefix: str = "") -> T:
     """Builds the config dataclass `cls` from parsed flags added by `add_flags`."""
     values = {f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls)}
-    return cls(**values)
+    # argparse gives a list for a Tuple field's values; the config keeps the declared tuple.
+    return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})

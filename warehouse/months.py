@@ -15,7 +15,6 @@ SeedSequence(seed, spawn_key=(YYYYMM,)).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import pathlib
 import sys
@@ -24,6 +23,7 @@ from typing import List, Optional, Sequence
 import duckdb
 import numpy as np
 
+from common.config import command_parser, from_flags, setting
 from warehouse import generator
 from warehouse.natality_model import NatalityModel, solve_model
 from warehouse.sampling import NATALITY_COLUMNS, Accumulator, chunk_rng, sample_chunk
@@ -33,13 +33,25 @@ from warehouse.sampling import NATALITY_COLUMNS, Accumulator, chunk_rng, sample_
 class Shift:
     """How the new months' population differs from the generator's."""
 
-    older_mothers: float = 0.0
-    multiples_factor: float = 1.0
-    gestation_shift: float = 0.0
+    older_mothers: float = setting(0.0, "years added to the mothers' age distribution")
+    multiples_factor: float = setting(1.0, "multiplier of the twins', triplets', ... shares")
+    gestation_shift: float = setting(0.0, "weeks added to every gestation (negative: shorter)")
 
     def __post_init__(self) -> None:
         if self.multiples_factor <= 0:
             raise ValueError(f"--multiples-factor must be positive, got {self.multiples_factor}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MonthsConfig:
+    """Which table the months go to, how many, and from which seed."""
+
+    database: pathlib.Path = setting(generator.DEFAULT_OUT, "DuckDB file holding the natality "
+                                     "table (created if missing)")
+    months: int = setting(12, "months to append")
+    rows_per_month: int = setting(2000, "rows of each month")
+    first_span: int = setting(0, "first month (YYYYMM); 0 = the month after the newest")
+    seed: int = setting(generator.DEFAULT_SEED, "seed of the months' draws")
 
 
 def _shifted_model(shift: Shift) -> NatalityModel:
@@ -109,30 +121,17 @@ def append(database: pathlib.Path, months: int, rows_per_month: int, shift: Shif
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m warehouse.months", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database", type=pathlib.Path, default=generator.DEFAULT_OUT)
-    parser.add_argument("--months", type=int, default=12, help="months to append")
-    parser.add_argument("--rows-per-month", type=int, default=2000)
-    parser.add_argument("--first-span", type=int, default=0,
-                        help="first month (YYYYMM); default: the month after the newest")
-    parser.add_argument("--seed", type=int, default=generator.DEFAULT_SEED)
-    parser.add_argument("--older-mothers", type=float, default=0.0,
-                        help="years added to the mothers' age distribution")
-    parser.add_argument("--multiples-factor", type=float, default=1.0,
-                        help="multiplier of the twins', triplets', ... shares")
-    parser.add_argument("--gestation-shift", type=float, default=0.0,
-                        help="weeks added to every gestation (negative: shorter)")
+    parser = command_parser("python -m warehouse.months", __doc__, MonthsConfig, Shift)
     args = parser.parse_args(argv)
+    config = from_flags(MonthsConfig, args)
     try:
-        spans = append(args.database, args.months, args.rows_per_month,
-                       Shift(args.older_mothers, args.multiples_factor, args.gestation_shift),
-                       args.seed, args.first_span)
+        spans = append(config.database, config.months, config.rows_per_month,
+                       from_flags(Shift, args), config.seed, config.first_span)
     except (ValueError, duckdb.Error) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"Appended {len(spans)} months ({spans[0]} to {spans[-1]}), {args.rows_per_month} rows "
-          f"each, to {args.database}")
+    print(f"Appended {len(spans)} months ({spans[0]} to {spans[-1]}), {config.rows_per_month} "
+          f"rows each, to {config.database}")
     return 0
 
 

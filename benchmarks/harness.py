@@ -1,14 +1,17 @@
-"""What every benchmark shares: timing, the results table, and where results are written."""
+"""What every benchmark shares: its command line, timing, the results table, and where results
+are written; and the pushed model that the serving benchmarks serve."""
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import logging
 import pathlib
 import platform
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+
+from common.config import PipelineConfig, command_parser, from_flags, setting
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 README = RESULTS_DIR.parent.parent / "README.md"
@@ -74,10 +77,42 @@ def publish(name: str, table: str, records: List[Dict[str, object]], write: bool
         logging.getLogger("babyweight.benchmarks").info("results written to %s", path)
 
 
-def argument_parser(name: str, doc: str) -> argparse.ArgumentParser:
-    """A benchmark's command line: its docstring as help, and --no-write."""
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--no-write", action="store_true",
-                        help="print the table only; leave results/ and the README as they are")
-    return parser
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """Whether the table is also written to results/ and quoted in the README."""
+
+    write: bool = setting(True, "Write the table to results/ and the README; --no-write: "
+                          "print the table only, leave results/ and the README as they are.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+    """The pushed model the serving benchmarks start their servers on."""
+
+    # The pipeline's --serving-dir (serving.settings.DEFAULT_MODEL_DIR; not imported, since a
+    # benchmark run as a script sees benchmarks/serving.py as `serving`).
+    model_dir: str = setting(str(PipelineConfig.serving_dir), "Versions directory to serve.")
+
+    def newest_version(self) -> Tuple[int, str]:
+        """(version, its directory); FileNotFoundError saying what is missing and what to do."""
+        from serving.model_store import resolve_version
+
+        try:
+            return resolve_version(self.model_dir)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{error}\nRun the pipeline first (`make`) or pass "
+                                    "--model-dir.") from None
+
+
+def sizes(*default: int) -> Any:
+    """The --sizes setting of the benchmarks that measure at several data sizes."""
+    return setting(tuple(default), "raw natality rows per measurement")
+
+
+def parse(name: str, doc: Optional[str], argv: Optional[Sequence[str]],
+          *configs: Type[Any]) -> Tuple[Any, ...]:
+    """A benchmark's command line (its docstring as help, one --flag per field of each config
+    and --write/--no-write), parsed into one object per config, then the Output."""
+    parser = command_parser(f"python -m benchmarks.{name}", doc, *configs, Output)
+    args = parser.parse_args(argv)
+    return tuple(from_flags(cls, args) for cls in (*configs, Output))
