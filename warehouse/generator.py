@@ -19,7 +19,6 @@ feature releases; `created_with` records both versions).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -32,6 +31,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import duckdb
 import numpy as np
 
+from common.config import command_parser, from_flags, setting
 from warehouse.natality_model import solve_model
 from warehouse.sampling import NATALITY_COLUMNS, Accumulator, chunk_rng, sample_chunk
 
@@ -206,34 +206,31 @@ def read_report(database: pathlib.Path) -> Optional[GeneratorReport]:
     return GeneratorReport(**dict(zip(names, row)))
 
 
-def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m warehouse.generator",
-        description=(
-            "Write a synthetic, calibrated stand-in for bigquery-public-data.samples.natality "
-            f"into a DuckDB file (tables '{TABLE_NAME}' and '{INFO_TABLE_NAME}'). The same seed "
-            "and row count always give the same table. Prints the noise floor (irreducible RMSE) "
-            "a model trained on it can reach."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="number of rows to generate")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (>= 0)")
-    parser.add_argument(
-        "--out", type=pathlib.Path, default=DEFAULT_OUT, help="DuckDB file to write"
-    )
-    parser.add_argument(
-        "--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
-        help="rows drawn per chunk (bounds memory; part of what determines the content)",
-    )
-    parser.add_argument(
-        "--quiet", action="store_true", help="log warnings only, no per-chunk progress"
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="replace an existing --out file (without it, an existing warehouse is kept)",
-    )
-    return parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """What to generate and where: the same seed and row count always give the same table."""
+
+    rows: int = setting(DEFAULT_ROWS, "Number of rows to generate.")
+    seed: int = setting(DEFAULT_SEED, "Random seed (>= 0).")
+    out: pathlib.Path = setting(DEFAULT_OUT, "DuckDB file to write.")
+    chunk_rows: int = setting(
+        DEFAULT_CHUNK_ROWS,
+        "Rows drawn per chunk (bounds memory; part of what determines the content).")
+    quiet: bool = setting(False, "Log warnings only, no per-chunk progress.")
+    overwrite: bool = setting(
+        False, "Replace an existing --out file (without it, an existing warehouse is kept).")
+
+
+DESCRIPTION = (
+    "Write a synthetic, calibrated stand-in for bigquery-public-data.samples.natality into a\n"
+    f"DuckDB file (tables '{TABLE_NAME}' and '{INFO_TABLE_NAME}'). The same seed and row count\n"
+    "always give the same table. Prints the noise floor (irreducible RMSE) a model trained on\n"
+    "it can reach.")
+
+
+def _parse_args(argv: Optional[Sequence[str]]) -> GenerateConfig:
+    parser = command_parser("python -m warehouse.generator", DESCRIPTION, GenerateConfig)
+    return from_flags(GenerateConfig, parser.parse_args(argv))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
