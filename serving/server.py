@@ -84,7 +84,7 @@ def buffer_access_log() -> None:
     root = logging.getLogger().handlers
     handler = BufferedLogHandler(sys.stderr.fileno())
     if root:
-        handler.setFormatter(root[0].formatter)
+        handler.setFormatter(access_log.stamp_once(root[0].formatter))
     access = logging.getLogger(ACCESS_LOGGER)
     access.addHandler(handler)
     access.propagate = False
