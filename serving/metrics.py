@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import (Any, Awaitable, Callable, Dict, Iterator, List, MutableMapping, Optional,
-                    Tuple)
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -72,6 +71,7 @@ class Metrics:
             "babyweight_serving_model_load_failures", "Tries to load a version that failed",
             ["model"], registry=self.registry)
         self._batch_rows = self.batch_rows.labels(model)
+        self._apis: Dict[Tuple[str, str], Optional[str]] = {}  # (method, path) -> rest_api
         self.registry.register(_Versions(model, statuses))
         self.registry.register(_Collector(self.requests.tf_serving))
         if monitoring_dir:  # the monitor's distances, read at scrape time
@@ -83,6 +83,17 @@ class Metrics:
                 seconds: float) -> None:
         """Counts and times one answered request (REST's event loop, gRPC's threads)."""
         self.requests.observe(api, protocol, status, version, seconds)
+
+    def api_of(self, method: str, path: str) -> Optional[str]:
+        """rest_api, remembered for the paths seen first (a client cannot grow it unbounded)."""
+        key = (method, path)
+        try:
+            return self._apis[key]
+        except KeyError:
+            api = rest_api(method, path)
+            if len(self._apis) < _KNOWN_PATHS:
+                self._apis[key] = api
+            return api
 
     def watch_request_log(self, status: Callable[[], Dict[str, Any]]) -> None:
         """The request log's written and dropped records, read at scrape time."""
@@ -132,48 +143,3 @@ def rest_api(method: str, path: str) -> Optional[str]:
     if match is None:
         return None
     return match.group(1) or match.group(2) or ("status" if method == "GET" else "other")
-
-
-class Middleware:
-    """Pure ASGI middleware counting and timing every /v1/ request (fast path included)."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], metrics: Metrics,
-                 version_header: str) -> None:
-        self.app = app
-        self.metrics = metrics
-        self._header = version_header.lower().encode()
-        self._apis: Dict[Tuple[str, str], Optional[str]] = {}  # (method, path) -> rest_api
-
-    def _api(self, method: str, path: str) -> Optional[str]:
-        """rest_api, remembered for the paths seen first (a client cannot grow it unbounded)."""
-        key = (method, path)
-        try:
-            return self._apis[key]
-        except KeyError:
-            api = rest_api(method, path)
-            if len(self._apis) < _KNOWN_PATHS:
-                self._apis[key] = api
-            return api
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
-                       send: Callable[..., Any]) -> None:
-        api = self._api(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        if api is None:
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status, version = "500", ""
-
-        async def send_and_note(message: MutableMapping[str, Any]) -> None:
-            nonlocal status, version
-            if message["type"] == "http.response.start":
-                status = str(message["status"])
-                for key, value in message.get("headers", ()):
-                    if key == self._header:
-                        version = value.decode()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            self.metrics.observe(api, "rest", status, version, time.perf_counter() - started)
