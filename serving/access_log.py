@@ -5,7 +5,9 @@ request several percent of its latency on the thread that answers requests. `lin
 request's share to one append of a tuple (its time, method, path, status, latency); the server
 (serving/server.py) installs `Deferred`, whose thread turns the tuples into ordinary records of
 the `babyweight.serving.access` logger, with the root handlers' format, a few times a second,
-in short slices between which the requests have the interpreter. Without it (a test's app),
+in short slices between which the requests have the interpreter. Each record is a copy of one
+made per drain with its own time and arguments, and each second's time stamp is formatted once
+(`stamp_once`): that thread holds the interpreter the requests need too. Without it (a test's app),
 `line()` logs at once.
 """
 from __future__ import annotations
@@ -23,7 +25,6 @@ _MESSAGE = "%s %s %d %.2f ms"
 _SLICE_S = 0.0002  # the writer gives the interpreter back at least this often (seconds)
 
 _deferred: Optional["Deferred"] = None
-_START = logging._startTime  # type: ignore[attr-defined]  # what relativeCreated counts from
 _new_record = object.__new__
 
 
@@ -57,6 +58,7 @@ class Deferred:
         """Writes every queued line, in slices."""
         with self._lock:
             template = _template()
+            made, relative = template["created"], template["relativeCreated"]
             resumed = time.perf_counter()
             while self.pending:
                 created, *args = self.pending.popleft()
@@ -64,7 +66,7 @@ class Deferred:
                 record.__dict__.update(template)
                 record.args = tuple(args)
                 record.created, record.msecs = created, (created % 1) * 1000
-                record.relativeCreated = (created - _START) * 1000
+                record.relativeCreated = relative + (created - made) * 1000
                 self.handler.handle(record)
                 if time.perf_counter() - resumed > _SLICE_S:
                     time.sleep(_SLICE_S)
