@@ -29,7 +29,10 @@ _new_record = object.__new__
 
 
 def line(method: str, path: str, status: int, millis: float) -> None:
-    """Logs one request's line (deferred when the server installed `Deferred`)."""
+    """Logs one request's line (deferred when the server installed `Deferred`); nothing when
+    the access logger is off (its level set above INFO)."""
+    if not ACCESS_LOGGER.isEnabledFor(logging.INFO):
+        return
     deferred = _deferred
     if deferred is None:
         ACCESS_LOGGER.info(_MESSAGE, method, path, status, millis)

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import Iterator
+
+import pytest
 
 from serving import access_log
 
 
-def test_deferred_lines_are_the_records_the_logger_would_write(monkeypatch) -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
+@pytest.fixture()
+def deferred(monkeypatch) -> Iterator[access_log.Deferred]:
+    """A Deferred installed without its thread (lines stay queued), writing to a StringIO,
+    with the access logger at INFO as the server's logging setup has it."""
+    handler = logging.StreamHandler(io.StringIO())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s",
                                            datefmt="%H:%M:%S"))
-    deferred = access_log.Deferred(handler)
-    monkeypatch.setattr(access_log, "_deferred", deferred)  # installed, without its thread
+    result = access_log.Deferred(handler)
+    monkeypatch.setattr(access_log, "_deferred", result)
+    level = access_log.ACCESS_LOGGER.level
+    access_log.ACCESS_LOGGER.setLevel(logging.INFO)
+    yield result
+    access_log.ACCESS_LOGGER.setLevel(level)
+
+
+def test_deferred_lines_are_the_records_the_logger_would_write(
+        deferred: access_log.Deferred) -> None:
+    handler = deferred.handler
+    stream = handler.stream  # type: ignore[attr-defined]
     access_log.line("POST", "/v1/models/m:predict", 200, 0.8123)
     access_log.line("GET", "/v1/models/m", 404, 12.0)
     assert stream.getvalue() == "" and len(deferred.pending) == 2  # nothing formatted yet
@@ -28,6 +43,15 @@ def test_deferred_lines_are_the_records_the_logger_would_write(monkeypatch) -> N
     assert first == handler.format(expected)
     assert first.endswith("INFO babyweight.serving.access POST /v1/models/m:predict 200 0.81 ms")
     assert second.endswith("GET /v1/models/m 404 12.00 ms") and not deferred.pending
+
+
+def test_nothing_is_queued_for_a_logger_set_above_info(deferred: access_log.Deferred) -> None:
+    access_log.ACCESS_LOGGER.setLevel(logging.WARNING)
+    access_log.line("GET", "/v1/models/m", 200, 1.0)
+    assert not deferred.pending
+    access_log.ACCESS_LOGGER.setLevel(logging.INFO)
+    access_log.line("GET", "/v1/models/m", 200, 1.0)
+    assert len(deferred.pending) == 1
 
 
 def test_a_seconds_stamp_formatted_once_is_the_formatters_own() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Dict, List, MutableMapping
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from serving import access_log, security, ui
 from serving.metrics import Metrics
 from serving.recorder import Recorder
+from tests.test_access_log import deferred  # noqa: F401 - the fixture
 
 PATH = "/v1/models/m:predict"
 
@@ -41,9 +41,8 @@ def _counts(metrics: Metrics) -> Dict[tuple, float]:
             for s in family.samples if s.name == "babyweight_serving_requests_total"}
 
 
-def test_refusals_are_logged_and_not_counted(monkeypatch) -> None:
-    deferred = access_log.Deferred(logging.NullHandler())
-    monkeypatch.setattr(access_log, "_deferred", deferred)  # installed, without its thread
+def test_refusals_are_logged_and_not_counted(
+        deferred: access_log.Deferred) -> None:  # noqa: F811
     metrics = Metrics("m", lambda: [])
     app = Recorder(security.Guard(_model, hosts=frozenset({"localhost"}), token=None,
                                   realm="m"), metrics, True, ui.VERSION_HEADER)
@@ -55,9 +54,7 @@ def test_refusals_are_logged_and_not_counted(monkeypatch) -> None:
                                  ("status", "200"), ("version", "3")): 1}
 
 
-def test_metrics_without_the_access_log(monkeypatch) -> None:
-    deferred = access_log.Deferred(logging.NullHandler())
-    monkeypatch.setattr(access_log, "_deferred", deferred)
+def test_metrics_without_the_access_log(deferred: access_log.Deferred) -> None:  # noqa: F811
     metrics = Metrics("m", lambda: [])
     assert _call(Recorder(_model, metrics, False, ui.VERSION_HEADER), b"x")[0]["status"] == 200
     assert not deferred.pending and sum(_counts(metrics).values()) == 1
