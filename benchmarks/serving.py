@@ -16,7 +16,7 @@ Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, prin
    model (what the transport and the client cost). --rounds alternates the floor and all of
    these; the table shows each row's median over the rounds (so a change of the machine's
    load during the run moves every row alike). The client's CPU per request (this process, every thread) is a column.
-3. Metrics and access logs: the same levels (1 and 32 clients, both protocols) against a second
+3. Metrics and access logs: 1, 8 and 32 clients, both protocols, against a second
    server started with --no-metrics --no-access-log, in alternating rounds (medians).
 4. Version switches: a third server over a copy of the model, 8 clients predicting while 10 new
    versions are pushed one after another (the pusher's way: staged, then renamed), with pauses
@@ -292,7 +292,7 @@ class ServingBenchmarkConfig(harness.ServedModel):
     seconds: float = setting(20.0, "Time limit per level.")
     rounds: int = setting(3, "Alternating rounds of the floor and the protocols (medians).")
     overhead_clients: str = setting(
-        "1,32", "Levels of the metrics-and-access-log on/off comparison ('' = skip it).")
+        "1,8,32", "Levels of the metrics-and-access-log on/off comparison ('' = skip it).")
     overhead_rounds: int = setting(3, "Alternating rounds of that comparison.")
     switches: int = setting(10, "Version switches under load (0 = skip that part).")
     switch_clients: int = setting(8, "Clients predicting during the switches.")

@@ -5,27 +5,34 @@ request several percent of its latency on the thread that answers requests. `lin
 request's share to one append of a tuple (its time, method, path, status, latency); the server
 (serving/server.py) installs `Deferred`, whose thread turns the tuples into ordinary records of
 the `babyweight.serving.access` logger, with the root handlers' format, a few times a second,
-in short slices between which the requests have the interpreter. Without it (a test's app),
+in short slices between which the requests have the interpreter. Each record is a copy of one
+made per drain with its own time and arguments, and each second's time stamp is formatted once
+(`stamp_once`): that thread holds the interpreter the requests need too. Without it (a test's app),
 `line()` logs at once.
 """
 from __future__ import annotations
 
 import atexit
 import collections
+import copy
 import logging
 import threading
 import time
-from typing import Deque, Optional, Tuple
+from typing import Any, Deque, Dict, Optional, Tuple
 
 ACCESS_LOGGER = logging.getLogger("babyweight.serving.access")
 _MESSAGE = "%s %s %d %.2f ms"
 _SLICE_S = 0.0002  # the writer gives the interpreter back at least this often (seconds)
 
 _deferred: Optional["Deferred"] = None
+_new_record = object.__new__
 
 
 def line(method: str, path: str, status: int, millis: float) -> None:
-    """Logs one request's line (deferred when the server installed `Deferred`)."""
+    """Logs one request's line (deferred when the server installed `Deferred`); nothing when
+    the access logger is off (its level set above INFO)."""
+    if not ACCESS_LOGGER.isEnabledFor(logging.INFO):
+        return
     deferred = _deferred
     if deferred is None:
         ACCESS_LOGGER.info(_MESSAGE, method, path, status, millis)
@@ -53,12 +60,16 @@ class Deferred:
     def drain(self) -> None:
         """Writes every queued line, in slices."""
         with self._lock:
+            template = _template()
+            made, relative = template["created"], template["relativeCreated"]
             resumed = time.perf_counter()
             while self.pending:
                 created, *args = self.pending.popleft()
-                record = logging.LogRecord(ACCESS_LOGGER.name, logging.INFO, __file__, 0,
-                                           _MESSAGE, tuple(args), None)
+                record = _new_record(logging.LogRecord)
+                record.__dict__.update(template)
+                record.args = tuple(args)
                 record.created, record.msecs = created, (created % 1) * 1000
+                record.relativeCreated = relative + (created - made) * 1000
                 self.handler.handle(record)
                 if time.perf_counter() - resumed > _SLICE_S:
                     time.sleep(_SLICE_S)
@@ -69,3 +80,39 @@ class Deferred:
         while True:
             time.sleep(self._interval)
             self.drain()
+
+
+def _template() -> Dict[str, Any]:
+    """An access record's attributes but its time and arguments: what LogRecord's constructor
+    works out (process, thread, caller) is the same for every line a drain writes, so each line
+    copies it instead of constructing a record."""
+    return logging.LogRecord(ACCESS_LOGGER.name, logging.INFO, __file__, 0, _MESSAGE, (),
+                             None).__dict__
+
+
+class _StampOnce(logging.Formatter):
+    """A Formatter that formats a second's time stamp once for all the lines in that second
+    (what formatTime makes of a time depends on its whole second only, and the milliseconds)."""
+
+    _second = -1
+    _stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime(datefmt or self.default_time_format,
+                                        self.converter(record.created))
+            self._second = second
+        if datefmt or not self.default_msec_format:
+            return self._stamp
+        return self.default_msec_format % (self._stamp, record.msecs)
+
+
+def stamp_once(formatter: Optional[logging.Formatter]) -> Optional[logging.Formatter]:
+    """A copy of `formatter` that formats each second's time stamp once, when it is a plain
+    logging.Formatter (a subclass may format time its own way: it is kept as it is)."""
+    if type(formatter) is not logging.Formatter:
+        return formatter
+    result = copy.copy(formatter)
+    result.__class__ = _StampOnce
+    return result

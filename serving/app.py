@@ -27,8 +27,7 @@ import dataclasses
 import contextlib
 import logging
 import time
-from typing import (Any, AsyncIterator, Callable, FrozenSet, MutableMapping, Optional,
-                    Tuple)
+from typing import Any, AsyncIterator, Callable, FrozenSet, Optional, Tuple
 
 import tensorflow as tf
 from fastapi import FastAPI, Request
@@ -36,14 +35,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import (access_log, docs, model_card_page, model_config, rest_model, rest_predict,
+from serving import (docs, model_card_page, model_config, rest_model, rest_predict,
                      schemas, security, ui, validation)
-from serving import metrics as metrics_module
-from serving.asgi import HttpMiddleware
 from serving.batching import Batcher
 from serving.metrics import Metrics
 from serving.model_config import ConfigWatcher, ModelServerConfig, VersionPolicy
 from serving.model_store import list_version_dirs, load_version
+from serving.recorder import Recorder
 from serving.request_log import RequestLog, RequestLogConfig
 from serving.rest_common import Context, error_response
 from serving.service import ApiError, Service
@@ -52,27 +50,6 @@ from serving.loader import Loader
 from serving.version_manager import ModelStore, RetryPolicy
 
 LOGGER = logging.getLogger("babyweight.serving")
-
-
-class AccessLog(HttpMiddleware):
-    """One log line per request (method, path, status, latency)."""
-
-    async def http(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
-                   send: Callable[..., Any]) -> None:
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note(message: MutableMapping[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            access_log.line(scope["method"], scope["path"], status,
-                            (time.perf_counter() - started) * 1e3)
 
 
 def configure_tensorflow(threads: int) -> None:
@@ -239,12 +216,10 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
     model_card_page.install(app)
     app.openapi = _documented(app, token)  # type: ignore[method-assign]
 
-    # Outermost last: the access log sees every answer.
-    if counted is not None:
-        app.add_middleware(metrics_module.Middleware, metrics=counted,
-                           version_header=ui.VERSION_HEADER)
+    # Outermost last: the access log sees every answer (serving/recorder.py).
     if hosts is not None or token:
         app.add_middleware(security.Guard, hosts=hosts, token=token, realm=name)
-    if access_log:
-        app.add_middleware(AccessLog)
+    if counted is not None or access_log:
+        app.add_middleware(Recorder, metrics=counted, log=access_log,
+                           version_header=ui.VERSION_HEADER)
     return app

@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, FrozenSet, MutableMapping, Optional
 from serving.asgi import HttpMiddleware
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+REFUSED = "babyweight.refused"  # set in the ASGI scope of a request the Guard answered itself
 JSON_MEDIA_TYPE = "application/json"
 
 
@@ -74,6 +75,7 @@ class Guard(HttpMiddleware):
         if self.hosts is not None:
             host = headers.get(b"host", b"").decode("latin-1").lower()
             if host not in self.hosts:
+                scope[REFUSED] = True
                 await _answer(send, 400, f"Host header {host!r} is not accepted: this server is "
                               "bound to loopback and answers only localhost, 127.0.0.1 or [::1]")
                 return
@@ -82,6 +84,7 @@ class Guard(HttpMiddleware):
             scheme, _, credentials = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials.strip(),
                                                                       self.token):
+                scope[REFUSED] = True
                 challenge = f'Bearer realm="{self.realm}"'
                 if given:
                     challenge += ', error="invalid_token"'

@@ -76,19 +76,20 @@ class BufferedLogHandler(logging.StreamHandler):
             self.write_out()
 
 
-def buffer_access_log() -> None:
+def buffer_access_log(interval: float = 0.2) -> None:
     """Access lines keep the root handlers' format but go through a BufferedLogHandler, and
-    are made into records off the request path (serving/access_log.py)."""
+    are made into records off the request path (serving/access_log.py), every `interval`
+    seconds and on the way out."""
     from serving import access_log
 
     root = logging.getLogger().handlers
-    handler = BufferedLogHandler(sys.stderr.fileno())
+    handler = BufferedLogHandler(sys.stderr.fileno(), interval)
     if root:
-        handler.setFormatter(root[0].formatter)
+        handler.setFormatter(access_log.stamp_once(root[0].formatter))
     access = logging.getLogger(ACCESS_LOGGER)
     access.addHandler(handler)
     access.propagate = False
-    access_log.Deferred(handler).install()
+    access_log.Deferred(handler, interval).install()
 
 
 def grpc_address(server: ServerConfig) -> Optional[str]:

@@ -119,6 +119,7 @@ def test_counts_from_many_threads_are_exact() -> None:
     """gRPC's handler threads and REST's loop update the same series: none is lost."""
     import threading
 
+    from serving import metrics as metrics_module
     from serving.metrics import Metrics
 
     metrics = Metrics("babyweight", lambda: [])
@@ -134,7 +135,22 @@ def test_counts_from_many_threads_are_exact() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert metrics.tf_serving.counts == {"OK": 16000}
-    (buckets, total), = metrics.tf_serving.latency.values()
-    assert sum(buckets) == 16000
-    assert total == 16000 * (0.001 * 1e6)  # whole microseconds: the sum is exact
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(metrics.exposition().decode())
+               for s in family.samples}
+    labels = (("api", "predict"), ("model", "babyweight"), ("protocol", "grpc"))
+    assert samples[("babyweight_serving_requests_total",
+                    (*labels, ("status", "OK"), ("version", "1")))] == 16000
+    assert samples[("babyweight_serving_request_latency_seconds_count", labels)] == 16000
+
+    def bucket(bound: str) -> float:
+        return samples[("babyweight_serving_request_latency_seconds_bucket",
+                        (labels[0], ("le", bound), *labels[1:]))]
+
+    assert (bucket("0.0005"), bucket("0.001")) == (0, 16000)  # a bound counts what equals it
+    tf_labels = (("API", "Predict"), ("entrypoint", "GRPC"), ("model_name", "babyweight"))
+    assert samples[(metrics_module.TF_REQUEST_COUNT,
+                    (("model_name", "babyweight"), ("status", "OK")))] == 16000
+    assert samples[(metrics_module.TF_REQUEST_LATENCY + "_count", tf_labels)] == 16000
+    # whole microseconds: the sum is exact
+    assert samples[(metrics_module.TF_REQUEST_LATENCY + "_sum", tf_labels)] == 16000 * 1000.0
