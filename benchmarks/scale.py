@@ -6,8 +6,10 @@ whole local pipeline runs in a fresh process per configuration, with a fresh pip
   linearity claim, and the floor the other configurations are compared with;
 - in_memory, example cache on (--cache-sizes): what the Trainer's cache costs in memory (it
   turns itself off where it would not fit);
-- multi_processing on 2 workers, cache off (--multi-processing-sizes), with in_memory at the
-  same sizes in the same run: both cores for the Beam components, only the mode differing.
+- multi_processing and multi_threading on 2 workers, cache off (--multi-processing-sizes,
+  --multi-threading-sizes), with in_memory at the same sizes in the same run: both cores for
+  the Beam components (worker processes, or threads of the runner's one process), only the
+  mode differing.
 Peak memory is the resident set of the runner's whole process tree (Beam's workers included)
 while the component ran, CPU seconds that tree's user and system time, and "cores" their
 ratio to the wall seconds (`benchmarks/rss_probe.py`); wall seconds are ML Metadata's. On a
@@ -18,7 +20,7 @@ per-row cost with the smallest's, from the same run of this script. The projecti
 the smallest and largest size to the largest size's time.
 
 The full run (the defaults: in_memory with the cache off at 1M, 2M, 4M and 10M raw rows and on
-at 1M, 4M and 10M; multi_processing at 2M). `--dry-run` prints the runs and the time each is
+at 1M, 4M and 10M; multi_processing and multi_threading at 2M). `--dry-run` prints the runs and the time each is
 estimated to take from the last results (benchmarks/scale_plan.py); on a quiet 2-core machine
 the whole default run is estimated well under 40 minutes, on a loaded one it takes longer by
 the load's factor:
@@ -28,7 +30,8 @@ the load's factor:
 
 One size, or a few:
 
-    python -m benchmarks.scale --sizes 1000000 --cache-sizes --multi-processing-sizes 1000000
+    python -m benchmarks.scale --sizes 1000000 --cache-sizes --multi-processing-sizes 1000000 \
+        --multi-threading-sizes
 
 The focused mode comparison (StatisticsGen and Transform only, each executor in a fresh process
 per mode, the modes alternating; CPU seconds of the runner and of each worker process beside
@@ -60,9 +63,12 @@ CONFIGS = {
     "in_memory, cache on": ["--beam-direct-running-mode", "in_memory", "--cache-examples"],
     "multi_processing x2, cache off": ["--beam-direct-running-mode", "multi_processing",
                                        "--beam-direct-num-workers", "2", "--no-cache-examples"],
+    "multi_threading x2, cache off": ["--beam-direct-running-mode", "multi_threading",
+                                      "--beam-direct-num-workers", "2", "--no-cache-examples"],
 }
 DEFAULT_SIZES = [1_000_000, 4_000_000, 10_000_000]
 DEFAULT_MULTI_PROCESSING_SIZES = [2_000_000]
+DEFAULT_MULTI_THREADING_SIZES = [2_000_000]
 MISSING = {"seconds": 0.0, "cpu_seconds": 0.0, "cores_used": 0.0, "peak_rss_mb": 0.0}
 
 
@@ -169,6 +175,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="sizes for the multi_processing (2 workers), cache-off "
                              "configuration; in_memory, cache off runs at them too, as its "
                              "floor (default: %(default)s)")
+    parser.add_argument("--multi-threading-sizes", type=int, nargs="*",
+                        default=DEFAULT_MULTI_THREADING_SIZES,
+                        help="sizes for the multi_threading (2 workers), cache-off "
+                             "configuration; in_memory, cache off runs at them too "
+                             "(default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=1,
                         help="training epochs of each run (default: %(default)s)")
     parser.add_argument("--project-rows", type=int, default=33_000_000,
@@ -187,9 +198,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               write=not args.no_write, modes=args.modes)
     sizes = args.sizes or DEFAULT_SIZES
     runs = scale_plan.plan({
-        "in_memory, cache off": sorted({*sizes, *args.multi_processing_sizes}),
+        "in_memory, cache off": sorted({*sizes, *args.multi_processing_sizes,
+                                        *args.multi_threading_sizes}),
         "in_memory, cache on": sizes if args.cache_sizes is None else args.cache_sizes,
-        "multi_processing x2, cache off": args.multi_processing_sizes})
+        "multi_processing x2, cache off": args.multi_processing_sizes,
+        "multi_threading x2, cache off": args.multi_threading_sizes})
     print(scale_plan.describe(runs), flush=True)
     if args.dry_run:
         return 0
