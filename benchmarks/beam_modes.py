@@ -37,7 +37,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 COMPONENTS = ("StatisticsGen", "Transform")
 DEFAULT_SIZES = [300_000, 2_000_000]
 MODES = ("in_memory", "multi_threading", "multi_processing")
-DEFAULT_MODES = ("in_memory", "multi_processing")
+DEFAULT_MODES = MODES
 
 
 def mode_args(mode: str, workers: int) -> List[str]:
@@ -147,7 +147,8 @@ def add_arguments(parser: Any, sizes: bool = True) -> None:
         parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES,
                             help="raw natality rows per measurement (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2,
-                        help="multi_processing workers (default: %(default)s)")
+                        help="workers of the multi_threading and multi_processing modes "
+                             "(default: %(default)s)")
     parser.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES), choices=MODES,
                         help="Beam direct running modes to compare; in_memory, the floor, is "
                              "always run (default: %(default)s)")

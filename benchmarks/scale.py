@@ -34,8 +34,9 @@ One size, or a few:
         --multi-threading-sizes
 
 The focused mode comparison (StatisticsGen and Transform only, each executor in a fresh process
-per mode, the modes alternating; CPU seconds of the runner and of each worker process beside
-the wall time; benchmarks/beam_modes.py), about 10 minutes at 2M raw rows:
+per mode, in_memory, multi_threading and multi_processing alternating; CPU seconds of the
+runner, of each worker process and of the busiest thread beside the wall time;
+benchmarks/beam_modes.py), about 15 minutes at 2M raw rows on a quiet machine:
 
     python -m benchmarks.scale --compare-modes --sizes 2000000
 
