@@ -4,9 +4,14 @@ The child of `benchmarks/beam_modes.py`: `prepare` writes the warehouse and Exam
 for a size; `run` runs StatisticsGen's or Transform's executor (the local pipeline's, reading in
 batches, with the run's speed-ups on) on them in one Beam mode and prints one JSON line: wall
 seconds, the CPU seconds of this process (Beam's runner; in in_memory also its only worker) and
-of each worker process it started, and the peak resident memory of the whole process tree.
-Worker processes are sampled every SAMPLE_SECONDS, so each worker's last fraction of a sample
-before it exits is not counted.
+of each worker process it started, the CPU seconds of the busiest thread of them all, and the
+peak resident memory of the whole process tree. Worker processes and threads are sampled every
+SAMPLE_SECONDS, so each one's last fraction of a sample before it exits is not counted.
+
+Why the busiest thread: no run can take less wall time than its busiest thread's CPU seconds
+(Beam's thread running the component's Python, in in_memory), whatever the machine's load, so
+CPU over that thread's CPU is the most cores the run could keep busy on an idle machine; CPU
+over wall seconds is what it did keep busy, which on a loaded machine is its share.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import shutil
 import sys
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import psutil
 
@@ -56,17 +61,28 @@ class TreeSampler:
     def __init__(self) -> None:
         self._me = psutil.Process()
         self.worker_cpu: Dict[int, float] = {}
+        self.thread_cpu: Dict[Tuple[int, int], float] = {}  # since the sampler started
+        self._thread_start: Dict[Tuple[int, int], float] = {}
         self.peak_rss = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
 
+    def _threads(self, process: psutil.Process, first: bool) -> None:
+        for thread in process.threads():
+            key, used = (process.pid, thread.id), thread.user_time + thread.system_time
+            if first:  # what the thread had used before (the imports): not the run's
+                self._thread_start[key] = used
+            self.thread_cpu[key] = used - self._thread_start.get(key, 0.0)
+
     def _run(self) -> None:
         while not self._done.is_set():
             rss = self._me.memory_info().rss
+            self._threads(self._me, False)
             for child in self._me.children(recursive=True):
                 try:
                     times = child.cpu_times()
                     rss += child.memory_info().rss
+                    self._threads(child, False)
                 except psutil.NoSuchProcess:
                     continue
                 self.worker_cpu[child.pid] = times.user + times.system
@@ -74,12 +90,14 @@ class TreeSampler:
             self._done.wait(SAMPLE_SECONDS)
 
     def __enter__(self) -> "TreeSampler":
+        self._threads(self._me, True)  # the baseline, before the caller's work starts
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._done.set()
         self._thread.join()
+        self._threads(self._me, False)  # this process's threads up to the end
 
 
 def _executor_inputs(component: str, work: pathlib.Path, out: pathlib.Path) -> Any:
@@ -140,7 +158,9 @@ def run(component: str, beam_args: List[str], work: pathlib.Path) -> Dict[str, A
     workers = sorted((v for v in sampler.worker_cpu.values() if v > 0), reverse=True)
     return {"seconds": seconds,
             "runner_cpu_seconds": (after.user + after.system) - (cpu.user + cpu.system),
-            "worker_cpu_seconds": workers, "peak_rss_mb": sampler.peak_rss / 2**20,
+            "worker_cpu_seconds": workers,
+            "busiest_thread_cpu_seconds": max(sampler.thread_cpu.values(), default=0.0),
+            "peak_rss_mb": sampler.peak_rss / 2**20,
             "load_1min": [load_before, os.getloadavg()[0]]}
 
 

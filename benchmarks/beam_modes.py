@@ -1,17 +1,19 @@
-"""Beam's in_memory and multi_processing modes compared on StatisticsGen and Transform.
+"""Beam's in_memory, multi_threading and multi_processing modes on StatisticsGen and Transform.
 
 For each size, the synthetic warehouse and ExampleGen's shards (4 per split) are written once;
 then each component's executor (the local pipeline's: batched reads, the run's speed-ups on)
 runs in a fresh process per mode (`benchmarks/beam_mode_run.py`), the modes alternating in
 order from round to round, so that a change in the machine's load falls on both. Reported per
-mode: the median wall seconds, the CPU seconds of the runner's process and of Beam's worker
-processes, the peak resident memory of the process tree, the speed-up of each mode's median
-over in_memory's from the same run, and the ceiling the CPU seconds allow (in_memory's as if on
-one core, over the mode's spread evenly on its workers). On a shared machine wall seconds
-follow the others' load (the 1-minute load average is printed beside them); CPU seconds much
-less so.
+mode: the median wall seconds, the CPU seconds of the runner's process, of Beam's worker
+processes and of the busiest thread, the cores used (CPU over wall seconds) and possible (CPU
+over the busiest thread's), the peak resident memory of the process tree, the speed-up of each
+mode's median over in_memory's from the same run, and the speed-up on idle cores that the CPU
+seconds give (each run's least wall time: its CPU spread over the cores, and at least its
+busiest thread's CPU). On a shared machine wall seconds and cores used follow the others' load
+(the 1-minute load average is printed beside them); CPU seconds much less so.
 
     python -m benchmarks.beam_modes --sizes 300000 2000000 --rounds 3
+    python -m benchmarks.beam_modes --sizes 1000000 --modes in_memory multi_threading
 
 `python -m benchmarks.scale --compare-modes` runs the same at its --sizes.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import pathlib
 import statistics
 import subprocess
@@ -35,13 +38,17 @@ log = logging.getLogger("babyweight.benchmarks")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COMPONENTS = ("StatisticsGen", "Transform")
+MODES = ("in_memory", "multi_threading", "multi_processing")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModesConfig:
-    """How the two modes are compared (also benchmarks.scale --compare-modes)."""
+    """How the modes are compared (also benchmarks.scale --compare-modes)."""
 
-    workers: int = setting(2, "multi_processing workers")
+    workers: int = setting(2, "workers of the multi_threading and multi_processing modes")
+    modes: Tuple[str, ...] = setting(
+        MODES, "Beam direct running modes to compare; in_memory, the floor, is always run",
+        choices=MODES)
     rounds: int = setting(2, "runs of each mode per component and size, alternating which goes "
                           "first")
 
@@ -93,34 +100,53 @@ def measure(sizes: Sequence[int], modes: Sequence[str], workers: int,
     return records
 
 
-def summary(records: List[Dict[str, Any]]) -> str:
-    """Medians per size, component and mode, with the speed-ups over in_memory."""
+def total_cpu(record: Dict[str, Any]) -> float:
+    """A run's CPU seconds: Beam's runner process and its worker processes."""
+    return record["runner_cpu_seconds"] + sum(record["worker_cpu_seconds"])
+
+
+def cores_used(record: Dict[str, Any]) -> float:
+    """CPU over wall seconds: the cores the run kept busy (on a loaded machine, its share)."""
+    return total_cpu(record) / record["seconds"]
+
+
+def idle_seconds(record: Dict[str, Any], cores: int) -> float:
+    """The least wall time the run could take on `cores` idle cores: its CPU spread over them,
+    and never less than its busiest thread's CPU (which no other thread can take over)."""
+    return max(record.get("busiest_thread_cpu_seconds", float("nan")), total_cpu(record) / cores)
+
+
+def summary(records: List[Dict[str, Any]], cores: Optional[int] = None) -> str:
+    """Medians per size, component and mode, with the speed-ups over in_memory: measured, and
+    on `cores` idle cores (default: this machine's) from the CPU seconds."""
+    cores = cores or os.cpu_count() or 1
     headers = ["raw rows", "component", "mode", "workers", "runs", "wall s (median)",
-               "runner CPU s", "workers' CPU s", "total CPU s", "peak MB", "speed-up",
-               "ceiling from CPU", "load (1 min)"]
+               "runner CPU s", "workers' CPU s", "total CPU s", "busiest thread CPU s",
+               "cores used", "cores possible", "peak MB", "speed-up",
+               f"speed-up on {cores} idle cores", "load (1 min)"]
     groups: Dict[tuple, List[Dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["rows"], record["component"], record["mode"]), []).append(
             record)
     lines = []
     for (rows, component, mode), runs in groups.items():
-        wall = statistics.median(r["seconds"] for r in runs)
-        runner = statistics.median(r["runner_cpu_seconds"] for r in runs)
-        workers = statistics.median(sum(r["worker_cpu_seconds"]) for r in runs)
+        def median(value: Any, chosen: List[Dict[str, Any]] = runs) -> float:
+            return statistics.median(value(r) for r in chosen) if chosen else float("nan")
+
         base = groups.get((rows, component, "in_memory"), [])
-        base_wall = statistics.median(r["seconds"] for r in base) if base else float("nan")
-        base_cpu = (statistics.median(r["runner_cpu_seconds"] + sum(r["worker_cpu_seconds"])
-                                      for r in base) if base else float("nan"))
-        # The most `workers` processes could give on an idle machine: in_memory's CPU seconds
-        # as if on one core, against this mode's spread evenly over its workers. in_memory
-        # already overlaps reading with Beam's thread (prefetch.py), so the real gain is less.
-        parallel = max(1, runs[0]["workers"])
-        ceiling = base_cpu / ((runner + workers) / parallel)
+        busiest = median(lambda r: r.get("busiest_thread_cpu_seconds", float("nan")))
+        idle = median(lambda r: idle_seconds(r, cores))
+        idle_base = median(lambda r: idle_seconds(r, cores), base)
         loads = [value for r in runs for value in r["load_1min"]]
-        lines.append([rows, component, mode, runs[0]["workers"], len(runs), wall, runner,
-                      workers, runner + workers,
-                      round(max(r["peak_rss_mb"] for r in runs)),
-                      f"{base_wall / wall:.2f}x", f"{ceiling:.2f}x", f"{min(loads):.1f}-{max(loads):.1f}"])
+        lines.append([
+            rows, component, mode, runs[0]["workers"], len(runs), median(lambda r: r["seconds"]),
+            median(lambda r: r["runner_cpu_seconds"]),
+            median(lambda r: sum(r["worker_cpu_seconds"])), median(total_cpu), busiest,
+            median(cores_used), median(lambda r: total_cpu(r) / r["busiest_thread_cpu_seconds"]
+                                       if r.get("busiest_thread_cpu_seconds") else float("nan")),
+            round(max(r["peak_rss_mb"] for r in runs)),
+            f"{median(lambda r: r['seconds'], base) / median(lambda r: r['seconds']):.2f}x",
+            f"{idle_base / idle:.2f}x", f"{min(loads):.1f}-{max(loads):.1f}"])
     return markdown_table(headers, lines)
 
 
@@ -134,7 +160,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run(sizes: Sequence[int], modes: ModesConfig, write: bool) -> int:
-    records = measure(sizes, ["in_memory", "multi_processing"], modes.workers, modes.rounds)
+    chosen = ["in_memory", *(mode for mode in modes.modes if mode != "in_memory")]
+    records = measure(sizes, chosen, modes.workers, modes.rounds)
     publish("beam_modes", summary(records), records, write=write)
     return 0
 

@@ -18,12 +18,14 @@ T = TypeVar("T")
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 PIPELINE_NAME = "babyweight"
-# Raw rows from which auto picks Beam's multi_processing mode on two cores or more. Below it,
-# in_memory was faster at every size measured (benchmarks/beam_modes.py, benchmarks/scale.py):
-# each worker process starts Beam and imports the libraries for every component, and in_memory
-# already overlaps reading with Beam's thread. The crossover the measured per-row and fixed CPU
-# costs put StatisticsGen and Transform at together is just below it (README, "Scale").
-MULTI_PROCESSING_MIN_ROWS = 10_000_000
+# Raw rows from which auto runs Beam on every core (two cores or more), in multi_threading: the
+# same split of ExampleGen's shards between the workers as multi_processing, at in_memory's CPU
+# seconds, since no worker process starts Beam and imports the libraries again for every
+# component (benchmarks/beam_modes.py). The size is where the measured per-row and fixed CPU
+# costs put even multi_processing past in_memory for StatisticsGen and Transform together
+# (README, "Scale"); below it, whether the second thread gains on an idle machine is not yet
+# measured, so auto keeps in_memory, which already overlaps reading with Beam's thread.
+PARALLEL_MIN_ROWS = 10_000_000
 
 
 def setting(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirrors argparse
@@ -124,9 +126,10 @@ class PipelineConfig:
     enable_cache: bool = setting(True, "Reuse outputs of components whose inputs did not change.")
     beam_direct_running_mode: str = setting(
         "auto",
-        "Beam DirectRunner mode: in_memory is fastest on small data; multi_processing uses "
-        "every core but its workers take seconds to start; auto picks multi_processing from "
-        f"{MULTI_PROCESSING_MIN_ROWS:,} raw rows, else in_memory, and logs which.",
+        "Beam DirectRunner mode: in_memory is fastest on small data; multi_threading and "
+        "multi_processing use every core, multi_processing's workers taking seconds to start; "
+        f"auto picks multi_threading from {PARALLEL_MIN_ROWS:,} raw rows, else in_memory, and "
+        "logs which.",
         choices=("auto", "in_memory", "multi_threading", "multi_processing"),
     )
     beam_direct_num_workers: int = setting(
@@ -148,15 +151,17 @@ class PipelineConfig:
             return "in_memory", 1, "auto: one core, so no second worker to gain from"
         if rows is None:
             return "in_memory", 1, "auto: the data's size is unknown"
-        if rows >= MULTI_PROCESSING_MIN_ROWS:
-            return ("multi_processing", cores,
-                    f"auto: {rows:,} raw rows, at least the {MULTI_PROCESSING_MIN_ROWS:,} from "
-                    f"which multi_processing on every core pays for its workers' start-up")
+        if rows >= PARALLEL_MIN_ROWS:
+            return ("multi_threading", cores,
+                    f"auto: {rows:,} raw rows, at least the {PARALLEL_MIN_ROWS:,} from which a "
+                    f"worker on every core pays; threads rather than processes, which cost "
+                    f"in_memory's CPU where each worker process starts Beam and imports "
+                    f"TensorFlow, TFDV and TFT again for every component "
+                    f"(benchmarks/results/beam_modes.md)")
         return ("in_memory", 1,
-                f"auto: {rows:,} raw rows, below the {MULTI_PROCESSING_MIN_ROWS:,} from which "
-                f"multi_processing pays: each worker process starts Beam and imports "
-                f"TensorFlow, TFDV and TFT for every component, which costs more than the "
-                f"second core saves below that size (benchmarks/results/beam_modes.md)")
+                f"auto: {rows:,} raw rows, below the {PARALLEL_MIN_ROWS:,} from which a worker "
+                f"on every core is known to pay; in_memory already overlaps reading with "
+                f"Beam's thread (benchmarks/results/beam_modes.md)")
 
     def beam_pipeline_args(self, rows: Optional[int] = None) -> Tuple[str, ...]:
         """Only the DirectRunner options that differ from Beam's defaults (in_memory, 1 worker).
@@ -211,8 +216,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: Type[Any], prefix: str = "")
             kwargs["nargs"] = field.metadata.get("nargs", "+")
         else:
             kwargs["type"] = hint
-            if "choices" in field.metadata:
-                kwargs["choices"] = field.metadata["choices"]
+        if hint is not bool and "choices" in field.metadata:
+            kwargs["choices"] = field.metadata["choices"]
         # BooleanOptionalAction prints the default itself.
         if hint is not bool and field.default is not None:
             help_text = f"{help_text} (default: {shown_default(field.default)})"

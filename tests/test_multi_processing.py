@@ -1,9 +1,10 @@
-"""Beam's multi_processing mode gives what in_memory gives: ExampleGen's shards split the work.
+"""Beam's multi_processing and multi_threading modes give what in_memory gives: ExampleGen's
+shards split the work.
 
 StatisticsGen's statistics and Transform's analysis of the same ExampleGen output, once on one
-in-process worker and once on two worker processes, each taking whole shards; and the batched
-source's reading and decoding, the work that costs, done in both worker processes, each on
-shards of its own.
+in-process worker and once on two workers (processes, or threads of this process), each taking
+whole shards; and the batched source's reading and decoding, the work that costs, done in both
+workers, each on shards of its own.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import itertools
 import json
 import os
 import pathlib
+import threading
 from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
@@ -38,7 +40,10 @@ pytestmark = pytest.mark.slow  # starts Beam worker processes, each importing TF
 SCHEMA = text_format.Parse(SCHEMA_FILE.read_text(), schema_pb2.Schema())
 MODES = {"in_memory": PipelineConfig(beam_direct_running_mode="in_memory"),
          "multi_processing": PipelineConfig(beam_direct_running_mode="multi_processing",
-                                            beam_direct_num_workers=2)}
+                                            beam_direct_num_workers=2),
+         "multi_threading": PipelineConfig(beam_direct_running_mode="multi_threading",
+                                           beam_direct_num_workers=2)}
+PARALLEL = ("multi_processing", "multi_threading")
 
 
 @pytest.fixture(scope="module")
@@ -82,20 +87,34 @@ def _rows_by_process(batch: Any) -> Tuple[int, int]:
     return os.getpid(), batch.num_rows
 
 
-def test_both_worker_processes_read_and_decode_shards_of_their_own(train_split: str,
-                                                                   tmp_path: pathlib.Path
-                                                                   ) -> None:
-    options = PipelineOptions(list(MODES["multi_processing"].beam_pipeline_args()))
+def _rows_by_thread(batch: Any) -> Tuple[int, int]:
+    return threading.get_ident(), batch.num_rows
+
+
+def rows_by_worker(pattern: str, mode: str, out: pathlib.Path) -> Dict[int, int]:
+    """Records decoded by each worker (process id, or thread id in multi_threading)."""
+    options = PipelineOptions(list(MODES[mode].beam_pipeline_args()))
+    by = _rows_by_thread if mode == "multi_threading" else _rows_by_process
     with beam.Pipeline(options=options) as pipeline:
-        _ = (pipeline | reader(train_split).BeamSource()
-             | beam.Map(_rows_by_process) | beam.CombinePerKey(sum)
+        _ = (pipeline | reader(pattern).BeamSource()
+             | beam.Map(by) | beam.CombinePerKey(sum)
              | beam.Map(json.dumps)
-             | beam.io.WriteToText(str(tmp_path / "rows"), shard_name_template=""))
-    read = dict(json.loads(line) for line in (tmp_path / "rows").read_text().splitlines())
+             | beam.io.WriteToText(str(out), shard_name_template=""))
+    return dict(json.loads(line) for line in out.read_text().splitlines())
+
+
+@pytest.mark.parametrize("mode", PARALLEL)
+def test_both_workers_read_and_decode_shards_of_their_own(train_split: str, mode: str,
+                                                         tmp_path: pathlib.Path) -> None:
+    read = rows_by_worker(train_split, mode, tmp_path / "rows")
     files = sorted(tf.io.gfile.glob(train_split))
     counts = [sum(1 for _ in tf.data.TFRecordDataset([name], compression_type="GZIP"))
               for name in files]
-    assert len(read) == 2 and os.getpid() not in read  # two workers, not this process
+    assert len(read) == 2  # two workers
+    if mode == "multi_processing":
+        assert os.getpid() not in read  # worker processes, not this one
+    else:
+        assert threading.get_ident() not in read  # Beam's threads, not the caller's
     assert sum(read.values()) == sum(counts)  # every record decoded once
     # Each worker decoded whole shards, and together every shard exactly once.
     first, second = read.values()
@@ -105,10 +124,11 @@ def test_both_worker_processes_read_and_decode_shards_of_their_own(train_split: 
                itertools.combinations(range(len(counts)), size))
 
 
-def test_statistics_are_the_same_on_two_worker_processes(train_split: str,
-                                                         tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("mode", PARALLEL)
+def test_statistics_are_the_same_on_two_workers(train_split: str, mode: str,
+                                                tmp_path: pathlib.Path) -> None:
     one = statistics(train_split, "in_memory", tmp_path / "one.pb")
-    two = statistics(train_split, "multi_processing", tmp_path / "two.pb")
+    two = statistics(train_split, mode, tmp_path / "two.pb")
     assert one.keys() == two.keys() and one
     for name, mine in one.items():
         theirs = two[name]
@@ -150,10 +170,11 @@ def raw_batch(pattern: str, spec: Dict[str, Any]) -> Tuple[Dict[str, tf.Tensor],
     return tf.io.parse_example(tf.constant(records), spec), len(records)
 
 
-def test_transform_s_analysis_is_the_same_on_two_worker_processes(
-        train_split: str, tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("mode", PARALLEL)
+def test_transform_s_analysis_is_the_same_on_two_workers(
+        train_split: str, mode: str, tmp_path: pathlib.Path) -> None:
     one = analyze(train_split, "in_memory", tmp_path / "one")
-    two = analyze(train_split, "multi_processing", tmp_path / "two")
+    two = analyze(train_split, mode, tmp_path / "two")
     raw, n = raw_batch(train_split, schema_utils.schema_as_feature_spec(SCHEMA).feature_spec)
     ours, theirs = one.transform_raw_features(raw), two.transform_raw_features(raw)
     assert ours.keys() == theirs.keys()

@@ -96,27 +96,28 @@ def test_beam_arguments_only_when_they_differ_from_beams_defaults():
 
 
 def test_auto_mode_uses_every_core_from_the_size_where_that_pays(monkeypatch):
-    from common.config import MULTI_PROCESSING_MIN_ROWS
+    from common.config import PARALLEL_MIN_ROWS
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     auto = PipelineConfig()
     assert auto.beam_direct_running_mode == "auto"
-    assert auto.beam_pipeline_args(MULTI_PROCESSING_MIN_ROWS - 1) == ()
+    assert auto.beam_pipeline_args(PARALLEL_MIN_ROWS - 1) == ()
     assert auto.beam_pipeline_args(None) == ()
-    assert auto.beam_pipeline_args(MULTI_PROCESSING_MIN_ROWS) == (
-        "--direct_running_mode=multi_processing", "--direct_num_workers=2")
-    below = auto.direct_running_choice(MULTI_PROCESSING_MIN_ROWS - 1)
-    assert below[:2] == ("in_memory", 1) and "below" in below[2] and "start" in below[2]
-    above = auto.direct_running_choice(MULTI_PROCESSING_MIN_ROWS)
-    assert above[:2] == ("multi_processing", 2) and above[2].startswith("auto:")
+    assert auto.beam_pipeline_args(PARALLEL_MIN_ROWS) == (
+        "--direct_running_mode=multi_threading", "--direct_num_workers=2")
+    below = auto.direct_running_choice(PARALLEL_MIN_ROWS - 1)
+    assert below[:2] == ("in_memory", 1) and "below" in below[2] and "overlaps" in below[2]
+    above = auto.direct_running_choice(PARALLEL_MIN_ROWS)
+    assert above[:2] == ("multi_threading", 2) and above[2].startswith("auto:")
+    assert "threads rather than processes" in above[2]
     assert "unknown" in auto.direct_running_choice(None)[2]
     assert PipelineConfig(beam_direct_running_mode="in_memory").direct_running_choice(5)[2] == (
         "set by --beam-direct-running-mode")
     monkeypatch.setattr("os.cpu_count", lambda: 1)
-    assert auto.direct_running_mode(10 * MULTI_PROCESSING_MIN_ROWS) == ("in_memory", 1)
-    assert "one core" in auto.direct_running_choice(10 * MULTI_PROCESSING_MIN_ROWS)[2]
+    assert auto.direct_running_mode(10 * PARALLEL_MIN_ROWS) == ("in_memory", 1)
+    assert "one core" in auto.direct_running_choice(10 * PARALLEL_MIN_ROWS)[2]
     assert PipelineConfig(beam_direct_running_mode="in_memory").beam_pipeline_args(
-        10 * MULTI_PROCESSING_MIN_ROWS) == ()
+        10 * PARALLEL_MIN_ROWS) == ()
 
 
 def test_the_training_seed_reaches_the_trainer_and_the_tuner(tmp_path):
