@@ -11,11 +11,12 @@ Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, prin
 2. The server (`python -m serving.server`, a subprocess: a client in the server's process would
    share its interpreter and distort both) answering single-row requests over loopback from 1,
    8 and 32 concurrent clients, each level bounded by --requests or --seconds: REST :predict
-   over raw keep-alive HTTP/1.1, and gRPC Predict through the stock PredictionServiceStub (a
-   sync stub per client thread). At 1 client also each protocol's status call, which runs no
-   model (what the transport and the client cost). --rounds alternates the floor and all of
-   these; the table shows each row's median over the rounds (so a change of the machine's
-   load during the run moves every row alike). The client's CPU per request (this process, every thread) is a column.
+   over raw keep-alive HTTP/1.1, and gRPC Predict as sync unary calls (a channel per client
+   thread; each side's request built once, each response parsed). At 1 client also each
+   protocol's status call, which runs no model (what the transport and the client cost).
+   --rounds alternates the floor and all of these; the table shows each row's median over
+   the rounds (so a change of the machine's load during the run moves every row alike). The
+   client's CPU per request (this process, every thread) is a column.
 3. Metrics and access logs: 1, 8 and 32 clients, both protocols, against a second
    server started with --no-metrics --no-access-log, in alternating rounds (medians).
 4. Version switches: a third server over a copy of the model, 8 clients predicting while 10 new
@@ -50,9 +51,9 @@ import numpy as np  # noqa: E402
 from benchmarks import harness, serving_report  # noqa: E402
 from benchmarks.harness import Output, publish  # noqa: E402
 from benchmarks.serving_clients import (INSTANCE, clients,  # noqa: E402
-                                        grpc_connect, grpc_predict_request, request_bytes,
-                                        rest_connect, run_level, start_server, summary,
-                                        wait_healthy)
+                                        grpc_connect, grpc_method, grpc_predict_request,
+                                        request_bytes, rest_connect, run_level, start_server,
+                                        summary, wait_healthy)
 from common.config import setting  # noqa: E402
 from common.net import free_port  # noqa: E402
 from serving.settings import ModelConfig  # noqa: E402
@@ -63,17 +64,23 @@ OFF_FLAGS = ("--no-metrics", "--no-access-log")
 REST, GRPC, REST_STATUS, GRPC_STATUS, FLOOR = (
     serving_report.REST, serving_report.GRPC, serving_report.REST_STATUS,
     serving_report.GRPC_STATUS, serving_report.FLOOR)
-THREADED = (GRPC, GRPC_STATUS)  # sync stubs, one per client thread
+THREADED = (GRPC, GRPC_STATUS)  # sync gRPC calls, one channel per client thread
 
 
 def _grpc_status_connect(target: str) -> Any:
-    """The stock ModelServiceStub's GetModelStatus: a gRPC call that runs no model."""
-    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+    """ModelService.GetModelStatus: a gRPC call that runs no model."""
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2
 
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = MODEL_NAME
-    return grpc_connect(target, request, lambda channel: (
-        model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus))
+    return grpc_connect(target, request, grpc_method(model_service_pb2, "GetModelStatus"))
+
+
+def _grpc_predict_connect(target: str) -> Any:
+    from tensorflow_serving.apis import prediction_service_pb2
+
+    return grpc_connect(target, grpc_predict_request(MODEL_NAME),
+                        grpc_method(prediction_service_pb2, "Predict"))
 
 
 class Server:
@@ -93,7 +100,7 @@ class Server:
                   ).encode()
         self.connect: Dict[str, Any] = {
             REST: rest_connect(self.port, request_bytes(PREDICT_PATH, body)),
-            GRPC: grpc_connect(self.grpc_target, grpc_predict_request(MODEL_NAME)),
+            GRPC: _grpc_predict_connect(self.grpc_target),
             REST_STATUS: rest_connect(self.port, status),
             GRPC_STATUS: _grpc_status_connect(self.grpc_target)}
 

@@ -85,9 +85,9 @@ def text(records: List[Dict[str, Any]], args: ServingBenchmarkConfig, version: i
              r.get("client_cpu_ms", "")] for r in records]
     how = (f"Model version {version}; server flags: `{args.server_args or '(defaults)'}`; "
            "single-row requests, loopback, keep-alive connections (REST, raw HTTP/1.1 on "
-           "asyncio) and channels (gRPC, a sync stub per client thread). Floor, REST and gRPC "
-           f"rows: medians of {max(1, args.rounds)} alternating rounds; on/off rows: medians "
-           f"of {args.overhead_rounds} alternating rounds. Load average (1, 5, 15 min) at the "
+           "asyncio) and channels (gRPC, sync calls on a channel per client thread). Floor, "
+           f"REST and gRPC rows: medians of {max(1, args.rounds)} alternating rounds; on/off "
+           f"rows: medians of {args.overhead_rounds} alternating rounds. Load average (1, 5, 15 min) at the "
            f"start {load[0]}, at the end {load[1]}, on {_cores()} cores.")
     return "\n".join([markdown_table(headers, rows), "", how]
                      + ([args.note] if args.note else []) + notes(records, args))

@@ -133,6 +133,26 @@ class Batcher:
     def predict_blocking(self, model: ServedModel, signature: str, columns: Columns,
                          rows: int) -> Outputs:
         """The same from a thread that may block; a call this request starts runs here."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the server is shutting down")
+            # Nothing queued, a model slot free, no batch to hold open: the call this request
+            # would start holds it alone, so it is made without a queue entry or a future.
+            alone = (not self._pending and self._busy < self._slots
+                     and (not self._timeout or rows >= self._max_rows))
+            if alone:
+                self._busy += 1
+                self.calls += 1
+                self.rows += rows
+        if alone:
+            try:
+                if self.on_call is not None:
+                    self.on_call(rows)
+                return model.predict(signature, columns)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                self._launch_due()  # what queued meanwhile
         waiter: "concurrent.futures.Future[Outputs]" = concurrent.futures.Future()
         self._enqueue(_Request(model, signature, columns, rows, waiter, self._clock()),
                       inline=True)

@@ -27,8 +27,9 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      get_model_status_pb2, model_management_pb2, model_pb2,
-                                     model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc, regression_pb2)
+                                     model_service_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2, prediction_service_pb2_grpc,
+                                     regression_pb2)
 
 from modules import features
 from serving import grpc_tensors, regress, service, validation
@@ -37,6 +38,7 @@ from serving.service import ApiError, Label, Service, Wanted
 
 LOGGER = logging.getLogger("babyweight.serving")
 _STATES = get_model_status_pb2.ModelVersionStatus.State
+_DECLARED = frozenset(features.FEATURE_NAMES)
 _ERROR_CODES = {"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "NOT_FOUND": 5,
                 "FAILED_PRECONDITION": 9, "UNIMPLEMENTED": 12, "INTERNAL": 13,
                 "UNAVAILABLE": 14, "DATA_LOSS": 15}
@@ -96,9 +98,11 @@ def request_payload(found: Any, inputs: Any) -> Dict[str, List[Any]]:
         return {validation.EXAMPLES_INPUT: [{"b64": base64.b64encode(v).decode()}
                                             for v in array.tolist()]}
     # A protobuf map has no order: the declaration's order makes the first error reported
-    # the one REST reports for the same columns sent in that order.
-    order = {name: index for index, name in enumerate(features.FEATURE_NAMES)}
-    names = sorted(inputs, key=lambda n: (order.get(n, len(order)), n))
+    # the one REST reports for the same columns sent in that order (names the declaration
+    # does not have after its own, sorted). Iterating the map is its slow part: only then.
+    names = [name for name in features.FEATURE_NAMES if name in inputs]
+    if len(names) != len(inputs):
+        names += sorted(name for name in inputs if name not in _DECLARED)
     return {name: _tensor_values(name, inputs[name]) for name in names}
 
 
@@ -130,7 +134,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             wanted = set(request.output_filter)
             for key, value in outputs.items():
                 if not wanted or key in wanted:
-                    response.outputs[key].CopyFrom(grpc_tensors.output_proto(value))
+                    grpc_tensors.fill_output(response.outputs[key], value)
             return response
         return _guarded(context, answer, "predict", self.metrics)
 
@@ -262,6 +266,44 @@ class _Token(grpc.ServerInterceptor):
         return self._refuse
 
 
+class _Collected:
+    """Stands in for the server in a generated add_*Servicer_to_server call: keeps the
+    generic handler it would have added."""
+
+    def __init__(self) -> None:
+        self.handlers: List[grpc.GenericRpcHandler] = []
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self.handlers.extend(handlers)
+
+
+class _Method(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+def _register(server: grpc.Server, add: Callable[[Any, Any], None], servicer: Any,
+              proto_file: Any) -> None:
+    """The generated code's handlers (its deserializers and serializers) for every method of
+    the file's service, registered by name rather than as a generic handler.
+
+    Why: grpc matches a registered method in its core and hands the call to its handler,
+    where a generic handler is asked in Python, per call, whether it serves the method.
+    """
+    collected = _Collected()
+    add(servicer, collected)
+    (service,) = proto_file.services_by_name.values()
+    handlers = {}
+    for method in service.methods:
+        details = _Method(f"/{service.full_name}/{method.name}")
+        found = [h for h in (g.service(details) for g in collected.handlers) if h is not None]
+        if not found:
+            raise RuntimeError(f"the generated code serves no {details.method}")
+        handlers[method.name] = found[0]
+    server.add_registered_method_handlers(service.full_name, handlers)
+
+
 def start(shared: Service, address: str, token: Optional[str] = None,
           metrics: Optional[Metrics] = None, threads: int = 32,
           reload: Optional[Callable[[Any], None]] = None) -> Tuple[grpc.Server, int]:
@@ -272,10 +314,10 @@ def start(shared: Service, address: str, token: Optional[str] = None,
         ThreadPoolExecutor(max(1, threads), thread_name_prefix="grpc"),
         interceptors=[_Token(token)] if token else None,
         options=[("grpc.max_receive_message_length", shared.limits.max_body_bytes)])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        Predictions(shared, metrics), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        Models(shared, metrics, reload), server)
+    _register(server, prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server,
+              Predictions(shared, metrics), prediction_service_pb2.DESCRIPTOR)
+    _register(server, model_service_pb2_grpc.add_ModelServiceServicer_to_server,
+              Models(shared, metrics, reload), model_service_pb2.DESCRIPTOR)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:  # grpc's "Failed to bind"

@@ -7,6 +7,8 @@ import time
 from typing import Any, Dict, List
 
 import numpy as np
+import pytest
+
 
 class _FakeModel:
     """Doubles `x`; records the size of every call."""
@@ -113,8 +115,15 @@ def test_a_lone_blocking_request_runs_in_its_own_thread() -> None:
     model = _GatedModel()
     model.gate.set()
     batcher = Batcher()
+    told: List[int] = []
+    batcher.on_call = told.append
     assert batcher.predict_blocking(model, "sig", {"x": [1.0, 2.0]}, 2)["y"].tolist() == [2, 4]
     assert model.threads == [threading.get_ident()]  # no hand-off to a model thread
+    assert (batcher.stats()["model_calls"], batcher.stats()["rows"], told) == (1, 2, [2])
+    broken = _FakeModel(fail=True)
+    with pytest.raises(ValueError, match="model broke"):  # the model's own error, raised here
+        batcher.predict_blocking(broken, "sig", {"x": [1.0]}, 1)
+    assert batcher.predict_blocking(model, "sig", {"x": [3.0]}, 1)["y"].tolist() == [6]
     batcher.close()
 
 
