@@ -7,7 +7,9 @@ Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, prin
 
     .venv/bin/python -m benchmarks.serving --overhead-clients '' --switches 0 --no-write
 
-1. The floor: `serving_default` of the same SavedModel called in this process, one row per call.
+1. The floor: `serving_default` of the same SavedModel called in this process, one row per call,
+   back to back, and again with a short sleep before each call (a server's call follows a
+   wait on the network, so the model runs on threads that had gone idle).
 2. The server (`python -m serving.server`, a subprocess: a client in the server's process would
    share its interpreter and distort both) answering single-row requests over loopback from 1,
    8 and 32 concurrent clients, each level bounded by --requests or --seconds: REST :predict
@@ -61,9 +63,13 @@ from serving.settings import ModelConfig  # noqa: E402
 MODEL_NAME = ModelConfig().model_name
 PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
 OFF_FLAGS = ("--no-metrics", "--no-access-log")
-REST, GRPC, REST_STATUS, GRPC_STATUS, FLOOR = (
+REST, GRPC, REST_STATUS, GRPC_STATUS, FLOOR, FLOOR_PAUSED = (
     serving_report.REST, serving_report.GRPC, serving_report.REST_STATUS,
-    serving_report.GRPC_STATUS, serving_report.FLOOR)
+    serving_report.GRPC_STATUS, serving_report.FLOOR, serving_report.FLOOR_PAUSED)
+# A server's model call follows a wait on the network, not the previous call, so TensorFlow's
+# threads have gone to sleep and the caches have cooled; the paused floor calls the model after
+# a sleep of about one loopback round trip, to show what that costs the same call.
+FLOOR_PAUSE_S = serving_report.FLOOR_PAUSE_MS / 1e3
 THREADED = (GRPC, GRPC_STATUS)  # sync gRPC calls, one channel per client thread
 
 
@@ -150,16 +156,20 @@ class Floor:
         for _ in range(50):
             call()
 
-    def measure(self, calls: int) -> Dict[str, Any]:
+    def measure(self, calls: int, pause_s: float = 0.0) -> Dict[str, Any]:
+        """Back to back, or with `pause_s` of sleep before each call (FLOOR_PAUSED)."""
         latencies = []
         started = time.perf_counter()
         for _ in range(calls):
+            if pause_s:
+                time.sleep(pause_s)
             begun = time.perf_counter()
             self._call()
             latencies.append(time.perf_counter() - begun)
         elapsed = time.perf_counter() - started
         values = np.array(latencies) * 1e3
-        return {"setup": FLOOR, "clients": 1, "requests": calls, "errors": 0,
+        return {"setup": FLOOR_PAUSED if pause_s else FLOOR, "clients": 1, "requests": calls,
+                "errors": 0,
                 "p50_ms": float(np.percentile(values, 50)),
                 "p99_ms": float(np.percentile(values, 99)), "throughput": calls / elapsed}
 
@@ -193,6 +203,7 @@ def protocol_levels(server: Server, floor: Floor, levels: List[int], requests: i
         plan += [(REST_STATUS, 1), (GRPC_STATUS, 1)]
     for round_number in range(rounds):
         runs.setdefault((FLOOR, 1), []).append(floor.measure(requests))
+        runs.setdefault((FLOOR_PAUSED, 1), []).append(floor.measure(requests, FLOOR_PAUSE_S))
         for setup, count in plan:
             before = server.batching()
             result = server.level(setup, count, requests, seconds)
