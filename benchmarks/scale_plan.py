@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from benchmarks.harness import RESULTS_DIR
 
@@ -27,9 +27,8 @@ ASSUMED_RATIO = {"in_memory, cache on": 1.0, "multi_processing x2, cache off": 1
                  "multi_threading x2, cache off": 1.0}
 
 
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """One measured pipeline run of the benchmark."""
+class Run(NamedTuple):
+    """One measured pipeline run of the benchmark: a configuration at a size."""
 
     config: str
     rows: int
