@@ -330,23 +330,24 @@ def _levels(text: str) -> List[int]:
 
 def measure_servers(args: ServingBenchmarkConfig, floor: Floor) -> List[Dict[str, Any]]:
     """Parts 1 to 3: the floor and the protocols at each level, then metrics and access logs
-    on vs off."""
+    on vs off (the second server is started only for part 3)."""
     work = pathlib.Path(tempfile.mkdtemp())
     extra = tuple(args.server_args.split())
-    on = Server(args.model_dir, work, "on", extra)
-    off = Server(args.model_dir, work, "off", (*extra, *OFF_FLAGS))
+    overhead = _levels(args.overhead_clients)
+    servers = [Server(args.model_dir, work, "on", extra)]
     try:
-        on.wait()
-        off.wait()
-        records = protocol_levels(on, floor, _levels(args.clients), args.requests,
-                                  args.seconds, max(1, args.rounds))
-        overhead = _levels(args.overhead_clients)
         if overhead:
-            records += metrics_on_off(on, off, overhead, max(200, args.requests // 2),
+            servers.append(Server(args.model_dir, work, "off", (*extra, *OFF_FLAGS)))
+        for server in servers:
+            server.wait()
+        records = protocol_levels(servers[0], floor, _levels(args.clients), args.requests,
+                                  args.seconds, max(1, args.rounds))
+        if overhead:
+            records += metrics_on_off(*servers, overhead, max(200, args.requests // 2),
                                       args.overhead_rounds)
     finally:
-        on.stop()
-        off.stop()
+        for server in servers:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return records
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import dataclasses
 import contextlib
 import logging
 import time
@@ -35,12 +34,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import (docs, model_card_page, model_config, rest_model, rest_predict,
+from serving import (docs, model_card_page, rest_model, rest_predict,
                      schemas, security, ui, validation)
 from serving.batching import Batcher
 from serving.metrics import Metrics
-from serving.model_config import ConfigWatcher, ModelServerConfig, VersionPolicy
-from serving.model_store import list_version_dirs, load_version
+from serving.model_config import ConfigWatcher, VersionPolicy, with_config_file
+from serving.model_store import load_version
 from serving.recorder import Recorder
 from serving.request_log import RequestLog, RequestLogConfig
 from serving.rest_common import Context, error_response
@@ -122,17 +121,6 @@ def _documented(app: FastAPI, token: Optional[str]) -> Callable[[], dict]:
         return app.openapi_schema
 
     return documented
-
-
-def with_config_file(model: ModelConfig) -> Tuple[ModelConfig, Optional[ModelServerConfig]]:
-    """`model` with --model-config-file's name and base_path, and the file's config (None
-    without a file); ConfigError names what is wrong with the file."""
-    if not model.model_config_file:
-        return model, None
-    found = model_config.read(model.model_config_file,
-                              model.allow_version_labels_for_unavailable_models)
-    model_config.check_labels(found, list_version_dirs(found.base_path)[0])
-    return dataclasses.replace(model, model_name=found.name, model_dir=found.base_path), found
 
 
 def _parts(model: ModelConfig, batching: BatchingConfig, manage_heap: bool, metrics: bool,

@@ -24,6 +24,9 @@ from typing import Callable, Dict, FrozenSet, Iterable, Optional, Set, Tuple
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.settings import ModelConfig
+from serving.versions import list_version_dirs
+
 LOGGER = logging.getLogger("babyweight.serving")
 
 LATEST, ALL, SPECIFIC = "latest", "all", "specific"
@@ -154,6 +157,17 @@ def check_labels(config: ModelServerConfig, on_disk: Iterable[int]) -> None:
                 f"model {config.name}, which is not currently available for inference (the "
                 f"policy {policy.describe()} does not serve it from {config.base_path}; "
                 "--allow-version-labels-for-unavailable-models allows it)")
+
+
+def with_config_file(model: ModelConfig) -> Tuple[ModelConfig, Optional[ModelServerConfig]]:
+    """`model` with --model-config-file's name and base_path, and the file's config (None
+    without a file); ConfigError names what is wrong with the file. No TensorFlow needed for a
+    local base_path: the server checks its file this way before it imports TensorFlow."""
+    if not model.model_config_file:
+        return model, None
+    found = read(model.model_config_file, model.allow_version_labels_for_unavailable_models)
+    check_labels(found, list_version_dirs(found.base_path)[0])
+    return dataclasses.replace(model, model_name=found.name, model_dir=found.base_path), found
 
 
 class ConfigWatcher:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import posixpath
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -22,32 +21,12 @@ from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
 from modules import features  # noqa: E402
 from serving import validation, warmup  # noqa: E402
-from serving.versions import split_version_names  # noqa: E402
+from serving.versions import list_version_dirs  # noqa: E402,F401  (re-exported)
 
 LOGGER = logging.getLogger("babyweight.serving")
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
 _FEATURE_NAMES = frozenset(features.FEATURE_NAMES)
-
-
-def list_version_dirs(model_dir: str) -> Tuple[Dict[int, str], List[str]]:
-    """({version: directory}, [names that are not versions]) under `model_dir`.
-
-    The rule for a version's name is common/versions.py's (ASCII digits, fits int64); a
-    file with a version's name is not a version either. A missing directory has none.
-    """
-    try:
-        names = tf.io.gfile.listdir(model_dir)
-    except tf.errors.NotFoundError:
-        return {}, []
-    numbered, ignored = split_version_names(names)
-    result = {}
-    for version, name in numbered.items():
-        path = posixpath.join(model_dir, name) if "://" in model_dir else os.path.join(
-            model_dir, name)
-        if tf.io.gfile.isdir(path):
-            result[version] = path
-    return result, ignored
 
 
 def list_versions(model_dir: str) -> Dict[int, str]:

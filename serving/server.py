@@ -110,6 +110,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.setup(server.verbose)
+    from serving.model_config import ConfigError, with_config_file
+
+    try:  # before TensorFlow's import: a wrong file is exit 2 at once (the app reads it again)
+        with_config_file(model)
+    except ConfigError as error:
+        LOGGER.error("Cannot use --model-config-file: %s", error)
+        return 2
     if server.access_log:
         buffer_access_log()
     import uvicorn
@@ -126,8 +133,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     from serving.app import configure_tensorflow, create_app
 
     configure_tensorflow(batching.tf_threads)
-
-    from serving.model_config import ConfigError
 
     try:
         app = create_app(model, limits, batching, poll_seconds=server.poll_seconds,
