@@ -3,10 +3,12 @@
 StatisticsGen's statistics and Transform's analysis of the same ExampleGen output, once on one
 in-process worker and once on two worker processes, each taking whole shards; and the batched
 source's reading and decoding, the work that costs, done in both worker processes, each on
-shards of its own.
+shards of its own. One Beam pipeline per mode computes all three from one read of the split,
+so the worker processes (each importing TFX's libraries) start once.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -58,16 +60,48 @@ def reader(pattern: str) -> Any:
     return batched_reads.batched(tf_example_record.TFExampleRecord(pattern, schema=SCHEMA))
 
 
-def statistics(pattern: str, mode: str, out: pathlib.Path) -> Dict[str, Any]:
+def _rows_by_process(batch: Any) -> Tuple[int, int]:
+    return os.getpid(), batch.num_rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    statistics: Dict[str, Any]  # feature name -> its statistics
+    analysis: tft.TFTransformOutput  # Transform's analysis, as its executor runs it
+    rows_by_process: Dict[int, int]  # process id -> rows it decoded
+
+
+def run_mode(pattern: str, mode: str, out: pathlib.Path) -> Results:
+    """The split's statistics, its analysis and who decoded it, from one pipeline in `mode`."""
+    tfxio = reader(pattern)
     coder = beam.coders.ProtoCoder(statistics_pb2.DatasetFeatureStatisticsList)
     options = PipelineOptions(list(MODES[mode].beam_pipeline_args()))
-    with beam.Pipeline(options=options) as pipeline:
-        _ = (pipeline | reader(pattern).BeamSource()
-             | tfdv.GenerateStatistics(tfdv.StatsOptions(schema=SCHEMA))
-             | beam.io.WriteToTFRecord(str(out), coder=coder, shard_name_template=""))
-    (record,) = list(tf.data.TFRecordDataset([str(out)]).as_numpy_iterator())
+    with tft_beam.Context(temp_dir=str(out / "tmp"), force_tf_compat_v1=False):
+        with beam.Pipeline(options=options) as pipeline:
+            raw = pipeline | tfxio.BeamSource()
+            _ = (raw | tfdv.GenerateStatistics(tfdv.StatsOptions(schema=SCHEMA))
+                 | "WriteStatistics" >> beam.io.WriteToTFRecord(
+                     str(out / "statistics.pb"), coder=coder, shard_name_template=""))
+            transform_fn = ((raw, tfxio.TensorAdapterConfig())
+                            | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
+            _ = transform_fn | tft_beam.WriteTransformFn(str(out / "graph"))
+            _ = (raw | beam.Map(_rows_by_process) | beam.CombinePerKey(sum)
+                 | beam.Map(json.dumps)
+                 | beam.io.WriteToText(str(out / "rows"), shard_name_template=""))
+    (record,) = list(tf.data.TFRecordDataset([str(out / "statistics.pb")]).as_numpy_iterator())
     (dataset,) = statistics_pb2.DatasetFeatureStatisticsList.FromString(record).datasets
-    return {feature.path.step[0]: feature for feature in dataset.features}
+    return Results(
+        statistics={feature.path.step[0]: feature for feature in dataset.features},
+        analysis=tft.TFTransformOutput(str(out / "graph")),
+        rows_by_process=dict(json.loads(line)
+                             for line in (out / "rows").read_text().splitlines()))
+
+
+@pytest.fixture(scope="module")
+def results(train_split: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Results]:
+    """Each mode's results on the same split."""
+    work = tmp_path_factory.mktemp("modes")
+    return {mode: run_mode(train_split, mode, work / mode) for mode in MODES}
 
 
 def test_the_split_is_written_as_shards_that_hold_every_example(train_split: str) -> None:
@@ -78,20 +112,9 @@ def test_the_split_is_written_as_shards_that_hold_every_example(train_split: str
     assert max(counts) - min(counts) <= 1  # dealt out in turn
 
 
-def _rows_by_process(batch: Any) -> Tuple[int, int]:
-    return os.getpid(), batch.num_rows
-
-
-def test_both_worker_processes_read_and_decode_shards_of_their_own(train_split: str,
-                                                                   tmp_path: pathlib.Path
-                                                                   ) -> None:
-    options = PipelineOptions(list(MODES["multi_processing"].beam_pipeline_args()))
-    with beam.Pipeline(options=options) as pipeline:
-        _ = (pipeline | reader(train_split).BeamSource()
-             | beam.Map(_rows_by_process) | beam.CombinePerKey(sum)
-             | beam.Map(json.dumps)
-             | beam.io.WriteToText(str(tmp_path / "rows"), shard_name_template=""))
-    read = dict(json.loads(line) for line in (tmp_path / "rows").read_text().splitlines())
+def test_both_worker_processes_read_and_decode_shards_of_their_own(
+        train_split: str, results: Dict[str, Results]) -> None:
+    read = results["multi_processing"].rows_by_process
     files = sorted(tf.io.gfile.glob(train_split))
     counts = [sum(1 for _ in tf.data.TFRecordDataset([name], compression_type="GZIP"))
               for name in files]
@@ -103,12 +126,11 @@ def test_both_worker_processes_read_and_decode_shards_of_their_own(train_split: 
                and sum(counts) - sum(counts[i] for i in chosen) == second
                for size in range(1, len(counts)) for chosen in
                itertools.combinations(range(len(counts)), size))
+    assert sum(results["in_memory"].rows_by_process.values()) == sum(counts)
 
 
-def test_statistics_are_the_same_on_two_worker_processes(train_split: str,
-                                                         tmp_path: pathlib.Path) -> None:
-    one = statistics(train_split, "in_memory", tmp_path / "one.pb")
-    two = statistics(train_split, "multi_processing", tmp_path / "two.pb")
+def test_statistics_are_the_same_on_two_worker_processes(results: Dict[str, Results]) -> None:
+    one, two = results["in_memory"].statistics, results["multi_processing"].statistics
     assert one.keys() == two.keys() and one
     for name, mine in one.items():
         theirs = two[name]
@@ -129,19 +151,6 @@ def test_statistics_are_the_same_on_two_worker_processes(train_split: str,
                     == mine.string_stats.common_stats.num_non_missing), name
 
 
-def analyze(pattern: str, mode: str, out: pathlib.Path) -> tft.TFTransformOutput:
-    """Transform's analysis (as its executor runs it) of the split, in `mode`."""
-    tfxio = reader(pattern)
-    options = PipelineOptions(list(MODES[mode].beam_pipeline_args()))
-    with tft_beam.Context(temp_dir=str(out / "tmp"), force_tf_compat_v1=False):
-        with beam.Pipeline(options=options) as pipeline:
-            raw = pipeline | tfxio.BeamSource()
-            transform_fn = ((raw, tfxio.TensorAdapterConfig())
-                            | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
-            _ = transform_fn | tft_beam.WriteTransformFn(str(out / "graph"))
-    return tft.TFTransformOutput(str(out / "graph"))
-
-
 def raw_batch(pattern: str, spec: Dict[str, Any]) -> Tuple[Dict[str, tf.Tensor], int]:
     """Every example of the split, parsed; and how many there are."""
     files = sorted(tf.io.gfile.glob(pattern))
@@ -151,9 +160,8 @@ def raw_batch(pattern: str, spec: Dict[str, Any]) -> Tuple[Dict[str, tf.Tensor],
 
 
 def test_transform_s_analysis_is_the_same_on_two_worker_processes(
-        train_split: str, tmp_path: pathlib.Path) -> None:
-    one = analyze(train_split, "in_memory", tmp_path / "one")
-    two = analyze(train_split, "multi_processing", tmp_path / "two")
+        train_split: str, results: Dict[str, Results]) -> None:
+    one, two = results["in_memory"].analysis, results["multi_processing"].analysis
     raw, n = raw_batch(train_split, schema_utils.schema_as_feature_spec(SCHEMA).feature_spec)
     ours, theirs = one.transform_raw_features(raw), two.transform_raw_features(raw)
     assert ours.keys() == theirs.keys()
