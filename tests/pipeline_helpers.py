@@ -6,6 +6,9 @@ import local_runner
 # Small and quick, yet the model still clearly beats predicting the mean.
 FAST_TRAINING = ("--epochs", "2", "--batch-size", "256", "--hidden-units", "16,8")
 
+# The steps before the model: what a run on the same data finds in the cache.
+DATA_STAGES = ("DuckDBExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+               "Transform")
 
 # Set by tests/conftest.py for each test: False in a test not marked slow.
 pipeline_runs_allowed = True

@@ -3,7 +3,8 @@
 Run 1 trains and pushes a model, run 2 (mostly cached) is judged against run 1's model as
 baseline, run 3 reads a warehouse with a new plurality value and is stopped by the anomaly gate.
 Each run's report is published as the local runner does after every run, and what it logged
-is kept beside it (`PipelineRuns.log`).
+is kept beside it (`PipelineRuns.log`). A test that runs the pipeline on from these runs does so
+in a copy (`copy_of`).
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import io
 import logging
 import pathlib
 import shutil
+import sqlite3
 import sys
-from typing import List
+from typing import Dict, Iterator, List, Tuple
 
 import duckdb
 
@@ -43,6 +45,35 @@ class PipelineRuns:
     @property
     def index(self) -> pathlib.Path:
         return self.reports_dir / "index.html"
+
+
+@contextlib.contextmanager
+def copy_of(runs: PipelineRuns, base: pathlib.Path) -> Iterator[PipelineRuns]:
+    """The runs' metadata store, reports and served versions in `base`, for a run that goes on
+    from them (its data stages found in the cache, the first run's model as baseline).
+
+    ML Metadata's artifacts keep their URIs, in the shared pipeline root: TFX's cache keys hold
+    the input artifacts' URIs, so rewritten ones would miss every cached step. The copy's runs
+    only read those artifacts and write their own outputs under `base`; that the shared root is
+    left as it was is checked when the copy is given up.
+    """
+    before = _files(runs.pipeline_root)
+    base.mkdir(parents=True, exist_ok=True)
+    copy = PipelineRuns.at(base, runs.warehouse, runs.exit_codes)
+    with contextlib.closing(sqlite3.connect(f"file:{runs.metadata_path}?mode=ro", uri=True)
+                            ) as source, contextlib.closing(
+                                sqlite3.connect(copy.metadata_path)) as target:
+        source.backup(target)
+    shutil.copytree(runs.reports_dir, copy.reports_dir)
+    shutil.copytree(runs.base / "serving", base / "serving")
+    yield copy
+    assert _files(runs.pipeline_root) == before, "a run of a copy changed the shared artifacts"
+
+
+def _files(root: pathlib.Path) -> Dict[str, Tuple[int, int]]:
+    """Each file under `root` with its size and modification time."""
+    return {str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in root.rglob("*") if path.is_file()}
 
 
 def log_path(base: pathlib.Path, run: int) -> pathlib.Path:

@@ -1,5 +1,5 @@
 """Cache keys see code and files: each component's fingerprint, checked without running it
-(tests/test_cache_keys_e2e.py runs the pipeline)."""
+(tests/test_reruns_e2e.py runs the pipeline)."""
 import pathlib
 import shutil
 import textwrap
@@ -11,7 +11,7 @@ from pipelines import fingerprints, pipeline
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 from pipelines.config import PROJECT_ROOT
 from pipelines.schema import SCHEMA_FILE
-from tests.test_cache_keys_e2e import tighten_mother_age
+from tests.project_copy import tighten_mother_age
 from tests.test_pipeline_definition import build as build_local
 
 

@@ -4,10 +4,12 @@ shards split the work.
 StatisticsGen's statistics and Transform's analysis of the same ExampleGen output, once on one
 in-process worker and once on two workers (processes, or threads of this process), each taking
 whole shards; and the batched source's reading and decoding, the work that costs, done in both
-workers, each on shards of its own.
+workers, each on shards of its own. One Beam pipeline per mode computes all three from one read
+of the split, so the worker processes (each importing TFX's libraries) start once.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -63,16 +65,53 @@ def reader(pattern: str) -> Any:
     return batched_reads.batched(tf_example_record.TFExampleRecord(pattern, schema=SCHEMA))
 
 
-def statistics(pattern: str, mode: str, out: pathlib.Path) -> Dict[str, Any]:
+def _rows_by_process(batch: Any) -> Tuple[int, int]:
+    return os.getpid(), batch.num_rows
+
+
+def _rows_by_thread(batch: Any) -> Tuple[int, int]:
+    return threading.get_ident(), batch.num_rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    statistics: Dict[str, Any]  # feature name -> its statistics
+    analysis: tft.TFTransformOutput  # Transform's analysis, as its executor runs it
+    rows_by_worker: Dict[int, int]  # process id (thread id in multi_threading) -> rows decoded
+
+
+def run_mode(pattern: str, mode: str, out: pathlib.Path) -> Results:
+    """The split's statistics, its analysis and who decoded it, from one pipeline in `mode`."""
+    tfxio = reader(pattern)
     coder = beam.coders.ProtoCoder(statistics_pb2.DatasetFeatureStatisticsList)
     options = PipelineOptions(list(MODES[mode].beam_pipeline_args()))
-    with beam.Pipeline(options=options) as pipeline:
-        _ = (pipeline | reader(pattern).BeamSource()
-             | tfdv.GenerateStatistics(tfdv.StatsOptions(schema=SCHEMA))
-             | beam.io.WriteToTFRecord(str(out), coder=coder, shard_name_template=""))
-    (record,) = list(tf.data.TFRecordDataset([str(out)]).as_numpy_iterator())
+    with tft_beam.Context(temp_dir=str(out / "tmp"), force_tf_compat_v1=False):
+        with beam.Pipeline(options=options) as pipeline:
+            raw = pipeline | tfxio.BeamSource()
+            _ = (raw | tfdv.GenerateStatistics(tfdv.StatsOptions(schema=SCHEMA))
+                 | "WriteStatistics" >> beam.io.WriteToTFRecord(
+                     str(out / "statistics.pb"), coder=coder, shard_name_template=""))
+            transform_fn = ((raw, tfxio.TensorAdapterConfig())
+                            | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
+            _ = transform_fn | tft_beam.WriteTransformFn(str(out / "graph"))
+            by = _rows_by_thread if mode == "multi_threading" else _rows_by_process
+            _ = (raw | beam.Map(by) | beam.CombinePerKey(sum)
+                 | beam.Map(json.dumps)
+                 | beam.io.WriteToText(str(out / "rows"), shard_name_template=""))
+    (record,) = list(tf.data.TFRecordDataset([str(out / "statistics.pb")]).as_numpy_iterator())
     (dataset,) = statistics_pb2.DatasetFeatureStatisticsList.FromString(record).datasets
-    return {feature.path.step[0]: feature for feature in dataset.features}
+    return Results(
+        statistics={feature.path.step[0]: feature for feature in dataset.features},
+        analysis=tft.TFTransformOutput(str(out / "graph")),
+        rows_by_worker=dict(json.loads(line)
+                             for line in (out / "rows").read_text().splitlines()))
+
+
+@pytest.fixture(scope="module")
+def results(train_split: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Results]:
+    """Each mode's results on the same split."""
+    work = tmp_path_factory.mktemp("modes")
+    return {mode: run_mode(train_split, mode, work / mode) for mode in MODES}
 
 
 def test_the_split_is_written_as_shards_that_hold_every_example(train_split: str) -> None:
@@ -83,30 +122,10 @@ def test_the_split_is_written_as_shards_that_hold_every_example(train_split: str
     assert max(counts) - min(counts) <= 1  # dealt out in turn
 
 
-def _rows_by_process(batch: Any) -> Tuple[int, int]:
-    return os.getpid(), batch.num_rows
-
-
-def _rows_by_thread(batch: Any) -> Tuple[int, int]:
-    return threading.get_ident(), batch.num_rows
-
-
-def rows_by_worker(pattern: str, mode: str, out: pathlib.Path) -> Dict[int, int]:
-    """Records decoded by each worker (process id, or thread id in multi_threading)."""
-    options = PipelineOptions(list(MODES[mode].beam_pipeline_args()))
-    by = _rows_by_thread if mode == "multi_threading" else _rows_by_process
-    with beam.Pipeline(options=options) as pipeline:
-        _ = (pipeline | reader(pattern).BeamSource()
-             | beam.Map(by) | beam.CombinePerKey(sum)
-             | beam.Map(json.dumps)
-             | beam.io.WriteToText(str(out), shard_name_template=""))
-    return dict(json.loads(line) for line in out.read_text().splitlines())
-
-
 @pytest.mark.parametrize("mode", PARALLEL)
-def test_both_workers_read_and_decode_shards_of_their_own(train_split: str, mode: str,
-                                                         tmp_path: pathlib.Path) -> None:
-    read = rows_by_worker(train_split, mode, tmp_path / "rows")
+def test_both_workers_read_and_decode_shards_of_their_own(
+        train_split: str, results: Dict[str, Results], mode: str) -> None:
+    read = results[mode].rows_by_worker
     files = sorted(tf.io.gfile.glob(train_split))
     counts = [sum(1 for _ in tf.data.TFRecordDataset([name], compression_type="GZIP"))
               for name in files]
@@ -122,13 +141,12 @@ def test_both_workers_read_and_decode_shards_of_their_own(train_split: str, mode
                and sum(counts) - sum(counts[i] for i in chosen) == second
                for size in range(1, len(counts)) for chosen in
                itertools.combinations(range(len(counts)), size))
+    assert sum(results["in_memory"].rows_by_worker.values()) == sum(counts)
 
 
 @pytest.mark.parametrize("mode", PARALLEL)
-def test_statistics_are_the_same_on_two_workers(train_split: str, mode: str,
-                                                tmp_path: pathlib.Path) -> None:
-    one = statistics(train_split, "in_memory", tmp_path / "one.pb")
-    two = statistics(train_split, mode, tmp_path / "two.pb")
+def test_statistics_are_the_same_on_two_workers(results: Dict[str, Results], mode: str) -> None:
+    one, two = results["in_memory"].statistics, results[mode].statistics
     assert one.keys() == two.keys() and one
     for name, mine in one.items():
         theirs = two[name]
@@ -149,19 +167,6 @@ def test_statistics_are_the_same_on_two_workers(train_split: str, mode: str,
                     == mine.string_stats.common_stats.num_non_missing), name
 
 
-def analyze(pattern: str, mode: str, out: pathlib.Path) -> tft.TFTransformOutput:
-    """Transform's analysis (as its executor runs it) of the split, in `mode`."""
-    tfxio = reader(pattern)
-    options = PipelineOptions(list(MODES[mode].beam_pipeline_args()))
-    with tft_beam.Context(temp_dir=str(out / "tmp"), force_tf_compat_v1=False):
-        with beam.Pipeline(options=options) as pipeline:
-            raw = pipeline | tfxio.BeamSource()
-            transform_fn = ((raw, tfxio.TensorAdapterConfig())
-                            | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
-            _ = transform_fn | tft_beam.WriteTransformFn(str(out / "graph"))
-    return tft.TFTransformOutput(str(out / "graph"))
-
-
 def raw_batch(pattern: str, spec: Dict[str, Any]) -> Tuple[Dict[str, tf.Tensor], int]:
     """Every example of the split, parsed; and how many there are."""
     files = sorted(tf.io.gfile.glob(pattern))
@@ -172,9 +177,8 @@ def raw_batch(pattern: str, spec: Dict[str, Any]) -> Tuple[Dict[str, tf.Tensor],
 
 @pytest.mark.parametrize("mode", PARALLEL)
 def test_transform_s_analysis_is_the_same_on_two_workers(
-        train_split: str, mode: str, tmp_path: pathlib.Path) -> None:
-    one = analyze(train_split, "in_memory", tmp_path / "one")
-    two = analyze(train_split, mode, tmp_path / "two")
+        train_split: str, results: Dict[str, Results], mode: str) -> None:
+    one, two = results["in_memory"].analysis, results[mode].analysis
     raw, n = raw_batch(train_split, schema_utils.schema_as_feature_spec(SCHEMA).feature_spec)
     ours, theirs = one.transform_raw_features(raw), two.transform_raw_features(raw)
     assert ours.keys() == theirs.keys()

@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-from tests import pipeline_helpers
+from reports import mlmd
+from tests import pipeline_helpers, pipeline_run_fixtures
 from tests.tolerances import prediction_abs, rmse_abs_given_predictions_within
 from pipelines.config import EvaluationConfig
 from pipelines import pipeline
@@ -85,17 +86,24 @@ def test_push_then_no_duplicate_then_bad_model_kept_out(small_warehouse, tmp_pat
 
 
 
-def test_warm_start_continues_from_the_pushed_model(small_warehouse, tmp_path, label_std):
+def test_warm_start_continues_from_the_pushed_model(pipeline_runs, small_warehouse, tmp_path,
+                                                    label_std):
     """A one-step run (which, started cold, is not blessed: see above) warm-started from the
     last blessed model starts from its weights: blessed, about as good, pushed as a new version.
-    """
-    serving = tmp_path / "serving" / "babyweight"
-    assert run(tmp_path, small_warehouse, *pipeline_helpers.FAST_TRAINING) == 0
-    first = push_decisions(tmp_path)[-1]
-    assert run(tmp_path, small_warehouse, "--warm-start", *pipeline_helpers.FAST_TRAINING,
-               "--epochs", "1", "--train-steps-per-epoch", "1",
-               "--learning-rate", "0.0001") == 0
-    warm = push_decisions(tmp_path)[-1]
+    It goes on from a copy of the shared runs, whose first run trained with FAST_TRAINING on
+    this warehouse and pushed (tests/pipeline_run_fixtures.py)."""
+    with pipeline_run_fixtures.copy_of(pipeline_runs, tmp_path / "runs") as runs:
+        serving = runs.base / "serving" / "babyweight"
+        first = push_decisions(runs.base)[0]
+        assert first["blessed"] and first["pushed"]
+        assert [v.name for v in serving.iterdir()] == [str(first["version"])]
+        assert run(runs.base, small_warehouse, "--warm-start", *pipeline_helpers.FAST_TRAINING,
+                   "--epochs", "1", "--train-steps-per-epoch", "1",
+                   "--learning-rate", "0.0001") == 0
+        warm = push_decisions(runs.base)[-1]
+        record = mlmd.list_runs(mlmd.open_store(runs.metadata_path))[0]
+    assert all(record.component(node).state == "CACHED" for node in pipeline_helpers.DATA_STAGES), (
+        "the copy's run must go on from the shared runs' cached data stages")
     assert warm["blessed"] and warm["pushed"]
     # Blessed says it is at most max_rmse_increase worse than the first model; one step at a
     # learning rate of 1e-4 cannot make it better by more than that either.
