@@ -12,7 +12,6 @@ from typing import Iterator, List  # noqa: E402
 
 import pytest  # noqa: E402
 
-from common import gc_freeze  # noqa: E402
 from tests import pipeline_helpers  # noqa: E402
 from tests.made_once import made_once  # noqa: E402
 from warehouse import generator  # noqa: E402
@@ -76,14 +75,6 @@ LONGEST_FIRST = ("test_reruns_e2e.py", "test_readme_runs.py", "test_readme_comma
                  "test_batch_predict.py", "test_serving_security.py", "test_tfma_slicing.py",
                  "test_request_log_server.py", "test_example_gen.py", "test_vertex_serving.py",
                  "test_serving_benchmark.py", "test_serving_reload.py")
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Freezes what collection imported (TensorFlow, TFX, Beam, hypothesis: hundreds of
-    thousands of objects that live as long as the test process), so the garbage collector's
-    full collections stop walking them again during every test, as the local runner and the
-    server freeze theirs (common/gc_freeze.py)."""
-    gc_freeze.refreeze()
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -14,15 +14,11 @@ from pipelines import speedups
 
 @pytest.fixture()
 def thawed():
-    """Each case starts with nothing frozen; the suite's own freeze (tests/conftest.py) is put
-    back afterwards."""
-    suite_froze = gc.get_freeze_count() > 0
+    """Each case starts with nothing frozen and leaves nothing frozen."""
     gc.unfreeze()
     yield
     assert gc_freeze.depth() == 0
     gc.unfreeze()
-    if suite_froze:
-        gc.freeze()
 
 
 def test_objects_from_before_the_run_are_frozen_only_while_it_runs(thawed):
