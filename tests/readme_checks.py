@@ -176,9 +176,11 @@ class Copy:
         return {"run_a": names[0], "run_b": names[-1]} if names else {}
 
 
-def project_copy(tmp_path_factory: pytest.TempPathFactory) -> Copy:
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Copy:
     """This project's files in a temporary directory, its inputs beside them: what the README's
-    commands read (an export of the warehouse, instances.jsonl, births.csv)."""
+    commands read (an export of the warehouse, instances.jsonl, births.csv). One per test module
+    that uses it (`pytest_plugins`), so the two modules' runs share no files."""
     root = tmp_path_factory.mktemp("readme") / "babyweight"
     shutil.copytree(PROJECT_ROOT, root, ignore=IGNORED)
     (root / ".venv").symlink_to((PROJECT_ROOT / ".venv").resolve(), target_is_directory=True)

@@ -7,8 +7,10 @@ import shlex
 
 import pytest
 
-from tests.readme_checks import (BOTH, COMMANDS, README, SERVING, Copy, normalize, project_copy,
+from tests.readme_checks import (BOTH, COMMANDS, README, SERVING, Copy, normalize,
                                  readme_commands, run_part)
+
+pytest_plugins = ("tests.readme_checks",)
 
 
 def test_every_readme_command_has_a_check() -> None:
@@ -17,11 +19,6 @@ def test_every_readme_command_has_a_check() -> None:
     assert sorted(readme_commands(README.read_text())) == sorted(
         normalize(shlex.split(command)) for command in COMMANDS)
     assert all(check.parts and set(check.parts) <= set(BOTH) for check in COMMANDS.values())
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Copy:
-    return project_copy(tmp_path_factory)
 
 
 @pytest.mark.slow

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.readme_checks import RUNS, Copy, project_copy, run_part
+from tests.readme_checks import RUNS, Copy, run_part
 
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Copy:
-    return project_copy(tmp_path_factory)
+pytest_plugins = ("tests.readme_checks",)
 
 
 @pytest.mark.slow
