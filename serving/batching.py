@@ -66,7 +66,8 @@ def _run_batch(batch: List[_Request]) -> Outputs:
 
 
 def _settle(items: List[tuple]) -> None:
-    """On a loop's thread: its coroutines' answers (a cancelled one is left alone)."""
+    """Each future's answer or error, a cancelled one left alone: on a loop's thread for its
+    coroutines' futures, on any thread for a blocking caller's."""
     for future, value, error in items:
         if not future.done():
             if error is None:
@@ -89,11 +90,8 @@ def _deliver(batch: List[_Request], outputs: Optional[Outputs],
         waiter = request.waiter
         if isinstance(waiter, _Waiter):
             by_loop.setdefault(waiter.loop, []).append((waiter.future, value, error))
-        elif not waiter.done():
-            if error is None:
-                waiter.set_result(value)
-            else:
-                waiter.set_exception(error)
+        else:  # a blocking caller's concurrent future: settled here, on this thread
+            _settle([(waiter, value, error)])
     for loop, items in by_loop.items():
         try:
             loop.call_soon_threadsafe(_settle, items)
