@@ -69,9 +69,9 @@ def pipeline_runs(small_warehouse: pathlib.Path, tmp_path_factory: pytest.TempPa
 # The modules with the longest tests, longest first. Under xdist (`make test`: `--dist loadfile
 # --no-loadscope-reorder`, whole modules handed out in this order) they start first, so that no
 # worker is left running one of them alone at the end.
-LONGEST_FIRST = ("test_reruns_e2e.py", "test_readme_runs.py", "test_readme_commands.py",
-                 "test_ct_scenario.py", "test_pipeline_e2e.py", "test_serving_server.py",
-                 "test_model.py", "test_serving_versions.py", "test_serving_labels.py",
+LONGEST_FIRST = ("test_readme_runs.py", "test_reruns_e2e.py", "test_ct_scenario.py",
+                 "test_readme_commands.py", "test_pipeline_e2e.py", "test_multi_processing.py",
+                 "test_serving_server.py", "test_model.py", "test_serving_versions.py", "test_serving_labels.py",
                  "test_batch_predict.py", "test_serving_security.py", "test_tfma_slicing.py",
                  "test_request_log_server.py", "test_example_gen.py", "test_vertex_serving.py",
                  "test_serving_benchmark.py", "test_serving_reload.py")

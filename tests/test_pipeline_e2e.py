@@ -1,5 +1,6 @@
-"""The whole local pipeline on small data: push, no duplicate push, a bad model is not pushed,
-warm start continues from the pushed model."""
+"""The whole local pipeline on small data: push, no duplicate push, the Tuner, a bad model is not
+pushed, warm start continues from the pushed model. The first two runs are the shared runs'
+(tests/pipeline_run_fixtures.py); the runs after them go on from copies of those."""
 import json
 import pathlib
 
@@ -15,7 +16,7 @@ from warehouse import engine
 
 pytestmark = pytest.mark.slow
 
-FAST_TRAINING = [*pipeline_helpers.FAST_TRAINING,
+TUNED = [*pipeline_helpers.FAST_TRAINING,
                  "--tune", "--tuner-max-trials", "2", "--tuner-train-steps", "20"]
 
 
@@ -48,42 +49,56 @@ def label_std(small_warehouse) -> float:
     return std
 
 
-def test_push_then_no_duplicate_then_bad_model_kept_out(small_warehouse, tmp_path, label_std):
-    serving = tmp_path / "serving" / "babyweight"
-
-    # 1. First run (with the Tuner): no baseline, judged on the bound alone; blessed and pushed.
-    assert run(tmp_path, small_warehouse, *FAST_TRAINING) == 0
-    assert list((tmp_path / "root" / "Tuner" / "best_hyperparameters").glob("*/*"))
-    first = push_decisions(tmp_path)[-1]
+def test_push_then_no_duplicate_then_bad_model_kept_out(pipeline_runs, small_warehouse, tmp_path,
+                                                        label_std):
+    """The shared runs' first two (tests/pipeline_run_fixtures.py) are a first run and the same
+    run again; a copy of them goes on with a run through the Tuner and a bad model."""
+    # 1. The first run: no baseline, judged on the bound alone; blessed and pushed.
+    first, second = push_decisions(pipeline_runs.base)
+    assert pipeline_runs.exit_codes[:2] == [0, 0]
     assert first["blessed"] and first["pushed"]
     assert first["baseline_rmse"] is None
     assert first["eval_rmse"] < 0.9 * label_std, "the model must beat predicting the mean"
-    versions = sorted(serving.iterdir())
-    assert [v.name for v in versions] == [str(first["version"])]
-    assert_only_whole_versions(serving)
 
     # 2. Same data, same code: the first model is resolved as baseline, nothing new is pushed.
-    assert run(tmp_path, small_warehouse, *FAST_TRAINING) == 0
-    second = push_decisions(tmp_path)[-1]
     # The same model on the same examples, batched as each Evaluator run's adaptive batching
     # chose: the predictions may differ by float32 reordering only.
     same_model = rmse_abs_given_predictions_within(  # the eval split has fewer than 10**6 examples
         prediction_abs(), 10**6, first["eval_rmse"])
     assert second["baseline_rmse"] == pytest.approx(first["eval_rmse"], rel=0, abs=same_model)
     assert not second["pushed"] and second["version"] == first["version"]
-    assert sorted(serving.iterdir()) == versions
 
-    # 3. A model trained for one step is not blessed: exit 3, reasons given, old version stays.
-    assert run(tmp_path, small_warehouse, "--epochs", "1", "--train-steps-per-epoch", "1",
-               "--learning-rate", "0.0001") == 3
-    bad = push_decisions(tmp_path)[-1]
-    assert not bad["blessed"] and not bad["pushed"]
-    assert bad["eval_rmse"] > float(RMSE_BOUND)
-    assert any("root_mean_squared_error" in reason and RMSE_BOUND in reason
-               for reason in bad["reasons"]), bad["reasons"]
-    assert sorted(serving.iterdir()) == versions
-    assert_only_whole_versions(serving)
+    with pipeline_run_fixtures.copy_of(pipeline_runs, tmp_path / "runs") as runs:
+        serving = runs.base / "serving" / "babyweight"
+        assert [v.name for v in serving.iterdir()] == [str(first["version"])]
+        assert_only_whole_versions(serving)
 
+        # 3. The Tuner picks the sizes; judged on the bound alone, the model is blessed and
+        # pushed as a new version.
+        assert run(runs.base, small_warehouse, *TUNED, "--max-rmse-increase", "10") == 0
+        assert list((runs.base / "root" / "Tuner" / "best_hyperparameters").glob("*/*"))
+        tuned = push_decisions(runs.base)[-1]
+        assert tuned["blessed"] and tuned["pushed"] and tuned["version"] != first["version"]
+        assert tuned["eval_rmse"] < 0.9 * label_std, "the model must beat predicting the mean"
+        versions = sorted(serving.iterdir())
+        assert [v.name for v in versions] == sorted([str(first["version"]),
+                                                     str(tuned["version"])])
+        assert_only_whole_versions(serving)
+
+        # 4. A model trained for one step is not blessed: exit 3, reasons given, the served
+        # versions stay.
+        assert run(runs.base, small_warehouse, "--epochs", "1", "--train-steps-per-epoch", "1",
+                   "--learning-rate", "0.0001") == 3
+        bad = push_decisions(runs.base)[-1]
+        record = mlmd.list_runs(mlmd.open_store(runs.metadata_path))[0]
+        assert not bad["blessed"] and not bad["pushed"]
+        assert bad["eval_rmse"] > float(RMSE_BOUND)
+        assert any("root_mean_squared_error" in reason and RMSE_BOUND in reason
+                   for reason in bad["reasons"]), bad["reasons"]
+        assert sorted(serving.iterdir()) == versions
+        assert_only_whole_versions(serving)
+    assert all(record.component(node).state == "CACHED" for node in pipeline_helpers.DATA_STAGES), (
+        "the copy's runs must go on from the shared runs' cached data stages")
 
 
 def test_warm_start_continues_from_the_pushed_model(pipeline_runs, small_warehouse, tmp_path,

@@ -3,16 +3,15 @@ of a component leaves nothing that the next run trips over, and the cache sees e
 step depends on.
 
 First one run is killed (SIGKILL, as the kernel's OOM killer or a closed laptop would) inside
-each of a few key components in turn, each rerun resuming from the cached steps before it; the
-last rerun completes. Every rerun says what the dead one left and marks its unfinished steps
-failed; then ML Metadata holds no RUNNING step and every served version is whole.
-
-The copy is then edited between runs, on the store those runs left (the cache must treat their
-steps as any other): the model's code (training on, data stages reused), then the schema
-(validation runs again and stops the run). A run again unchanged reuses all but the Evaluator,
-which judges against the first model, now the baseline: the shared runs' first two
-(tests/pipeline_run_fixtures.py) are such a pair. Which component executed and which was
-reused is read from ML Metadata, as the run reports read it.
+each of a few key components in turn, each rerun resuming from the cached steps before it. The
+model's code is then edited, and the rerun after the last kill completes: it says what the dead
+runs left and marks their unfinished steps failed; then ML Metadata holds no RUNNING step and
+every served version is whole. Against the run killed in the pusher, whose Trainer and Evaluator
+had finished, that rerun trains again and reuses the data stages (the cache treats the dead
+runs' steps as any other's). Then the schema is edited: validation runs again and stops the run.
+A run again unchanged reuses all but the Evaluator, which judges against the first model, now
+the baseline: the shared runs' first two (tests/pipeline_run_fixtures.py) are such a pair. Which
+component executed and which was reused is read from ML Metadata, as the run reports read it.
 """
 from __future__ import annotations
 
@@ -91,7 +90,8 @@ class Resumed:
     served: List[Tuple[str, bool]]  # each entry of the serving dir; a whole version?
     versions: int
     marked: List[Tuple[int]]
-    record: mlmd.RunRecord
+    record: mlmd.RunRecord  # the run that completed, on the edited model code
+    before_edit: mlmd.RunRecord  # the run killed in the pusher: its Trainer had finished
 
 
 def _whole(path: pathlib.Path) -> bool:
@@ -129,6 +129,7 @@ def resumed(small_warehouse: pathlib.Path,
             if len(started) > 1:
                 assert run.logged("left RUNNING by a run that died"), run.output()
             assert running_nodes(project.metadata) == [component]
+        edit_model(project.root)
         final = project.start()
         started.append(final)
         code = final.finish()
@@ -139,7 +140,8 @@ def resumed(small_warehouse: pathlib.Path,
             served=[(p.name, p.name in {str(v) for v in versions} and _whole(p))
                     for p in project.serving.iterdir()],
             versions=len(versions), marked=_abandoned_states(project.metadata),
-            record=project.newest_run())
+            record=project.newest_run(),
+            before_edit=mlmd.list_runs(mlmd.open_store(project.metadata))[1])
     finally:
         for run in started:
             if run.process.poll() is None:
@@ -167,14 +169,12 @@ def fingerprint(record: mlmd.RunRecord, node_id: str) -> str:
 
 
 def test_edited_code_or_schema_runs_again_and_nothing_else_does(resumed: Resumed) -> None:
-    project, first = resumed.project, resumed.record
+    project, first, retrained = resumed.project, resumed.before_edit, resumed.record
     assert resumed.code == 0, resumed.log
     assert set(CACHEABLE) <= set(states(first)), states(first)
+    assert states(first)["Trainer"] == states(first)["Evaluator"] == "COMPLETE", states(first)
 
     # The model's code changed: it trains, is evaluated and reaches the pusher; data is reused.
-    edit_model(project.root)
-    assert project.run() == 0, project.output
-    retrained = project.newest_run()
     assert all(states(retrained)[node] == "CACHED" for node in DATA_STAGES), states(retrained)
     assert all(states(retrained)[node] == "COMPLETE"
                for node in ("Trainer", "Evaluator", "ServingPusher")), states(retrained)

@@ -4,8 +4,10 @@ TFX's own LocalDagRunner, driver, cache and metadata store run for real, on a pi
 ExampleGen alone: the cache decision is the ExampleGen's, and the rest of the pipeline only
 follows its output.
 """
+import hashlib
 import pathlib
 import shutil
+from typing import Dict
 
 import pytest
 import tensorflow as tf
@@ -47,6 +49,13 @@ def hashmonths_read(examples: mlmd.ArtifactRef) -> set:
             for r in dataset}
 
 
+def file_digests(examples: mlmd.ArtifactRef) -> Dict[str, str]:
+    """Each file of the artifact (by path under its URI) and the SHA-256 of its bytes."""
+    root = pathlib.Path(examples.uri)
+    return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
 def test_new_month_reruns_example_gen_and_same_data_is_cached(small_warehouse, tmp_path):
     database = pathlib.Path(shutil.copy(small_warehouse, tmp_path / "natality.duckdb"))
     newest = spans.read_spans(database)[-1].number
@@ -55,6 +64,8 @@ def test_new_month_reruns_example_gen_and_same_data_is_cached(small_warehouse, t
     assert first.state == "COMPLETE"
     first_examples = first.outputs["examples"][0]
     assert first_examples.properties["span"] == newest
+    first_files = file_digests(first_examples)
+    assert first_files
 
     new_span = newest + 89  # December 2008 -> January 2009
     assert append_month(database, new_span, like=newest) > 0
@@ -66,8 +77,12 @@ def test_new_month_reruns_example_gen_and_same_data_is_cached(small_warehouse, t
         first_examples.properties["input_fingerprint"])
     new_month = spans.hashmonth(new_span)
     assert new_month in hashmonths_read(second_examples)
-    assert new_month not in hashmonths_read(first_examples)
+    # Written before the month was appended, and not a byte changed since: the second run wrote
+    # its own examples, the first run's do not hold the new month.
+    assert file_digests(first_examples) == first_files
+    second_files = file_digests(second_examples)
 
     third = run_example_gen(tmp_path, database)
     assert third.state == "CACHED", "the same data must reuse the cached examples"
     assert third.outputs["examples"][0].id == second_examples.id
+    assert file_digests(third.outputs["examples"][0]) == second_files, "reused, not rewritten"
