@@ -128,30 +128,29 @@ class Server:
 
 
 class Floor:
-    """`serving_default` on one row, called directly: what the server cannot beat.
+    """`serving_default` on one row, called in process as the server calls it: what the
+    server cannot beat.
 
-    Same TensorFlow threading as the server's default, and the same conversion from Python
-    values to tensors the server does. Loaded once; `measure` may run between other rows.
+    The server's own loading and call (serving/model_store.py's load_version and
+    ServedModel.predict, on the course row's canonical columns), with the server's default
+    TensorFlow threading. Loaded once; `measure` may run between other rows.
     """
 
     def __init__(self, version_dir: str) -> None:
-        import tensorflow as tf
-
         from serving.app import configure_tensorflow
+        from serving.model_store import load_version
         from serving.settings import BatchingConfig
+        from serving.validation import DEFAULT_SIGNATURE, feature_columns_from_instances
 
         try:
             configure_tensorflow(BatchingConfig().tf_threads)
         except RuntimeError:  # TensorFlow already ran in this process (a test): as it is
             pass
-        self._loaded = tf.saved_model.load(version_dir)
-        function = self._loaded.signatures["serving_default"]
-        dtypes = {name: spec.dtype
-                  for name, spec in function.structured_input_signature[1].items()}
+        self._served = load_version(0, version_dir)
+        columns, _ = feature_columns_from_instances([dict(INSTANCE)], 1)
 
         def call() -> None:
-            function(**{name: tf.constant([INSTANCE[name]], dtype)
-                        for name, dtype in dtypes.items()})
+            self._served.predict(DEFAULT_SIGNATURE, columns)
         self._call = call
         for _ in range(50):
             call()
