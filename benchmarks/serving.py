@@ -7,9 +7,11 @@ Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, prin
 
     .venv/bin/python -m benchmarks.serving --overhead-clients '' --switches 0 --no-write
 
-1. The floor: `serving_default` of the same SavedModel called in this process, one row per call,
-   back to back, and again with a short sleep before each call (a server's call follows a
-   wait on the network, so the model runs on threads that had gone idle).
+1. The floor: `serving_default` of the same SavedModel called in this process as the server
+   calls it (serving/model_store.py: in a Session), one row per call, back to back, and again
+   with a short sleep before each call (a server's call follows a wait on the network, so the
+   model runs on a thread that had gone idle); beside it the same signature of
+   tf.saved_model.load's object, back to back (what the Session saves).
 2. The server (`python -m serving.server`, a subprocess: a client in the server's process would
    share its interpreter and distort both) answering single-row requests over loopback from 1,
    8 and 32 concurrent clients, each level bounded by --requests or --seconds: REST :predict
@@ -63,9 +65,10 @@ from serving.settings import ModelConfig  # noqa: E402
 MODEL_NAME = ModelConfig().model_name
 PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
 OFF_FLAGS = ("--no-metrics", "--no-access-log")
-REST, GRPC, REST_STATUS, GRPC_STATUS, FLOOR, FLOOR_PAUSED = (
+REST, GRPC, REST_STATUS, GRPC_STATUS, FLOOR, FLOOR_PAUSED, FLOOR_LOADED = (
     serving_report.REST, serving_report.GRPC, serving_report.REST_STATUS,
-    serving_report.GRPC_STATUS, serving_report.FLOOR, serving_report.FLOOR_PAUSED)
+    serving_report.GRPC_STATUS, serving_report.FLOOR, serving_report.FLOOR_PAUSED,
+    serving_report.FLOOR_LOADED)
 # A server's model call follows a wait on the network, not the previous call, so TensorFlow's
 # threads have gone to sleep and the caches have cooled; the paused floor calls the model after
 # a sleep of about one loopback round trip, to show what that costs the same call.
@@ -128,47 +131,60 @@ class Server:
 
 
 class Floor:
-    """`serving_default` on one row, called directly: what the server cannot beat.
+    """`serving_default` on one row, called in process as the server calls it: what the
+    server cannot beat.
 
-    Same TensorFlow threading as the server's default, and the same conversion from Python
-    values to tensors the server does. Loaded once; `measure` may run between other rows.
+    The server's own loading and call (serving/model_store.py's load_version and
+    ServedModel.predict, on the course row's canonical columns), with the server's default
+    TensorFlow threading. Loaded once; `measure` may run between other rows. Beside it, the
+    same signature of tf.saved_model.load's object (FLOOR_LOADED), for what the Session saves.
     """
 
     def __init__(self, version_dir: str) -> None:
         import tensorflow as tf
 
         from serving.app import configure_tensorflow
+        from serving.model_store import load_version
         from serving.settings import BatchingConfig
+        from serving.validation import DEFAULT_SIGNATURE, feature_columns_from_instances
 
         try:
             configure_tensorflow(BatchingConfig().tf_threads)
         except RuntimeError:  # TensorFlow already ran in this process (a test): as it is
             pass
-        self._loaded = tf.saved_model.load(version_dir)
-        function = self._loaded.signatures["serving_default"]
-        dtypes = {name: spec.dtype
-                  for name, spec in function.structured_input_signature[1].items()}
+        self._served = load_version(0, version_dir)
+        columns, _ = feature_columns_from_instances([dict(INSTANCE)], 1)
 
         def call() -> None:
-            function(**{name: tf.constant([INSTANCE[name]], dtype)
-                        for name, dtype in dtypes.items()})
-        self._call = call
+            self._served.predict(DEFAULT_SIGNATURE, columns)
+
+        self._loaded = tf.saved_model.load(version_dir)
+        function = self._loaded.signatures[DEFAULT_SIGNATURE]
+        dtypes = self._served.signatures[DEFAULT_SIGNATURE].input_dtypes
+
+        def call_loaded() -> None:
+            function(**{name: tf.constant(values, dtypes[name])
+                        for name, values in columns.items()})
+        self._calls = {FLOOR: call, FLOOR_LOADED: call_loaded}
         for _ in range(50):
             call()
+            call_loaded()
 
-    def measure(self, calls: int, pause_s: float = 0.0) -> Dict[str, Any]:
-        """Back to back, or with `pause_s` of sleep before each call (FLOOR_PAUSED)."""
+    def measure(self, calls: int, pause_s: float = 0.0, setup: str = FLOOR) -> Dict[str, Any]:
+        """Back to back, or with `pause_s` of sleep before each call (FLOOR_PAUSED); `setup`
+        FLOOR_LOADED: the loaded object's signature, back to back."""
+        call = self._calls[setup]
         latencies = []
         started = time.perf_counter()
         for _ in range(calls):
             if pause_s:
                 time.sleep(pause_s)
             begun = time.perf_counter()
-            self._call()
+            call()
             latencies.append(time.perf_counter() - begun)
         elapsed = time.perf_counter() - started
         values = np.array(latencies) * 1e3
-        return {"setup": FLOOR_PAUSED if pause_s else FLOOR, "clients": 1, "requests": calls,
+        return {"setup": FLOOR_PAUSED if pause_s else setup, "clients": 1, "requests": calls,
                 "errors": 0,
                 "p50_ms": float(np.percentile(values, 50)),
                 "p99_ms": float(np.percentile(values, 99)), "throughput": calls / elapsed}
@@ -204,6 +220,8 @@ def protocol_levels(server: Server, floor: Floor, levels: List[int], requests: i
     for round_number in range(rounds):
         runs.setdefault((FLOOR, 1), []).append(floor.measure(requests))
         runs.setdefault((FLOOR_PAUSED, 1), []).append(floor.measure(requests, FLOOR_PAUSE_S))
+        runs.setdefault((FLOOR_LOADED, 1), []).append(
+            floor.measure(requests, setup=FLOOR_LOADED))
         for setup, count in plan:
             before = server.batching()
             result = server.level(setup, count, requests, seconds)

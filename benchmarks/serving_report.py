@@ -13,6 +13,9 @@ REST_STATUS, GRPC_STATUS = "REST model status (no model call)", "gRPC GetModelSt
 FLOOR = "in-process serving_default"
 FLOOR_PAUSE_MS = 0.5
 FLOOR_PAUSED = f"in-process serving_default, {FLOOR_PAUSE_MS} ms sleep before each call"
+# The same signature called on tf.saved_model.load's object, tf.constant per input (the call the
+# server made before it ran signatures in a Session): what the Session's call saves.
+FLOOR_LOADED = "in-process serving_default, tf.saved_model.load's signature"
 
 
 def load_average() -> str:
@@ -49,6 +52,11 @@ def _latency_notes(by: Dict[Tuple[str, int], Dict[str, Any]]) -> List[str]:
                      f"1.2 x that + 0.5 = {1.2 * paused['p50_ms'] + 0.5:.2f} ms: "
                      f"{_verdict(grpc['p50_ms'] <= 1.2 * paused['p50_ms'] + 0.5)} (the target "
                      "is the back-to-back floor's above)")
+    loaded = by.get((FLOOR_LOADED, 1))
+    if loaded:
+        notes.append(f"- The same signature called on tf.saved_model.load's object (tf.constant "
+                     f"per input, TensorFlow's inter-op pool): p50 {loaded['p50_ms']:.2f} ms, "
+                     f"{loaded['p50_ms'] / floor['p50_ms']:.2f}x the Session's call above")
     for status, protocol in ((by.get((REST_STATUS, 1)), "REST"),
                              (by.get((GRPC_STATUS, 1)), "gRPC")):
         if status:

@@ -20,7 +20,7 @@ from google.protobuf import json_format, text_format  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
 from modules import features  # noqa: E402
-from serving import validation, warmup  # noqa: E402
+from serving import session_model, validation, warmup  # noqa: E402
 from serving.versions import list_version_dirs  # noqa: E402,F401  (re-exported)
 
 LOGGER = logging.getLogger("babyweight.serving")
@@ -51,7 +51,7 @@ def resolve_version(model_dir: str, version: Optional[int] = None) -> Tuple[int,
 class Signature:
     """One callable signature, with what the REST layer needs to feed and describe it."""
 
-    function: Any  # a ConcreteFunction
+    function: Any  # serving/session_model.py's Call: canonical columns -> numpy outputs
     input_dtypes: Mapping[str, tf.DType]
     output_names: Sequence[str]
 
@@ -84,7 +84,7 @@ def _signature_defs(path: str) -> Dict[str, Any]:
 
 @dataclasses.dataclass
 class ServedModel:
-    """A loaded version. `loaded` stays referenced: the signatures' variables live in it."""
+    """A loaded version. `loaded` (its Session) stays referenced: the signatures run in it."""
 
     version: int
     path: str
@@ -97,23 +97,16 @@ class ServedModel:
     def predict(self, signature_name: str, columns: Mapping[str, Sequence[Any]]
                 ) -> Dict[str, np.ndarray]:
         """Runs a signature on canonical columns; blocking, so callers run it in a thread."""
-        signature = self.signatures[signature_name]
-        tensors = {name: tf.constant(values, dtype=signature.input_dtypes[name])
-                   for name, values in columns.items()}
-        outputs = signature.function(**tensors)
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+        return self.signatures[signature_name].function(columns)
 
 
 def load_version(version: int, path: str) -> ServedModel:
     """Loads, checks and warms up one version (one prediction), so its first request is fast."""
     started = time.perf_counter()
     signature_defs = _signature_defs(path)
-    loaded = tf.saved_model.load(path)
-    signatures = {}
-    for name, function in loaded.signatures.items():
-        _, kwargs = function.structured_input_signature
-        signatures[name] = Signature(function, {k: spec.dtype for k, spec in kwargs.items()},
-                                     list(function.structured_outputs))
+    loaded, calls = session_model.load(path)
+    signatures = {name: Signature(call, dtypes, list(call.output_names))
+                  for name, (call, dtypes) in calls.items()}
     model = ServedModel(version, path, loaded, signatures, signature_defs, time.time())
     default = signatures.get(validation.DEFAULT_SIGNATURE)
     if default is None or not default.takes_features:

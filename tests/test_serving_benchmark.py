@@ -18,7 +18,8 @@ def test_the_quick_rows_run_against_a_real_server(serving_models: ServingModels,
                          "--seconds", "120", "--rounds", "2", "--overhead-clients", "", "--switches", "0",
                          "--no-write"]) == 0
     printed = capsys.readouterr().out
-    for setup in (serving_report.FLOOR, serving_report.FLOOR_PAUSED, serving_report.REST,
+    for setup in (serving_report.FLOOR, serving_report.FLOOR_PAUSED,
+                  serving_report.FLOOR_LOADED, serving_report.REST,
                   serving_report.GRPC, serving_report.REST_STATUS, serving_report.GRPC_STATUS):
         assert f"| {setup} |" in printed
     # Each row's requests over both rounds, none failed; the verdict lines are there.
@@ -27,6 +28,7 @@ def test_the_quick_rows_run_against_a_real_server(serving_models: ServingModels,
     assert rows and rows[0][2:4] == ["40", "0"], rows
     assert "- gRPC p50 at 1 client:" in printed
     assert f"- The same call after a {serving_report.FLOOR_PAUSE_MS} ms sleep" in printed
+    assert "- The same signature called on tf.saved_model.load's object" in printed
     assert "client CPU ms per request" in printed
 
 
