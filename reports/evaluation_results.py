@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Tuple
 
-from modules import contract, features, preprocessing
+from modules import contract, features
 
 OVERALL = contract.OVERALL_SLICE
 
@@ -35,6 +35,8 @@ def _slice_name(slice_key: Tuple) -> str:
 
 def raw_feature_name(slice_feature: str) -> str:
     """The raw feature a slice column stands for (bucket columns come from the Transform)."""
+    from modules import preprocessing  # imports TensorFlow: only when a slice is named
+
     for feature in features.NUMERIC_FEATURES:
         if slice_feature == preprocessing.bucket_name(feature.name):
             return feature.name
@@ -43,6 +45,8 @@ def raw_feature_name(slice_feature: str) -> str:
 
 def slice_label(name: str, value: object) -> str:
     """A bucket id as the range of raw values it stands for; other values as they are."""
+    from modules import preprocessing  # imports TensorFlow: only when a slice is named
+
     for feature in features.NUMERIC_FEATURES:
         if name == preprocessing.bucket_name(feature.name):
             edges = [int(edge) for edge in feature.bucket_boundaries]

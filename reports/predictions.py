@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from modules import contract, features, preprocessing
+from modules import contract, features
 from reports.evaluation_results import slice_label
 
 EXAMPLE_GEN_NODES = ("DuckDBExampleGen", "BigQueryExampleGen")
@@ -76,6 +76,8 @@ def _first(sparse, default) -> np.ndarray:
 def _slice_labels(transformed: Dict[str, object], raw: Dict[str, np.ndarray]
                   ) -> Dict[str, np.ndarray]:
     """Each example's slice label per feature, spelled as `reports.evaluation_results` names them."""
+    from modules import preprocessing  # imports TensorFlow: only when a run page is built
+
     labels = {}
     for feature in features.CATEGORICAL_FEATURES:
         labels[feature.name] = np.array([v.decode() for v in raw[feature.name]], dtype=object)

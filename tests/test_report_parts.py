@@ -32,6 +32,37 @@ def test_help_names_every_command(capsys):
     assert "--latest" in capsys.readouterr().out
 
 
+# What loading the reports package must leave unloaded: these libraries' imports cost seconds
+# each, and only the building of a run's page (or the reading of its metrics) needs them.
+HEAVY_LIBRARIES = ("tensorflow", "tensorflow_data_validation", "tensorflow_model_analysis",
+                   "tensorflow_transform", "tfx", "apache_beam")
+
+# Runs in a fresh interpreter (this one has TensorFlow loaded by other tests): imports the
+# reports modules, asks each command for its help, and prints the heavy libraries now loaded.
+_IMPORT_PROBE = """
+import contextlib, io, json, sys
+import reports.cli, reports.publisher
+for argv in (["--help"], ["run", "--help"], ["index", "--help"], ["compare", "--help"]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        reports.cli.main(argv)
+print(json.dumps([name for name in sys.argv[1:] if name in sys.modules]))
+"""
+
+
+def test_reports_modules_and_help_import_no_heavy_library():
+    """`python -m reports ... --help` and importing the publisher (as every command does before
+    it reads a store) stay cheap: TensorFlow and the TFX libraries load only when used."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *HEAVY_LIBRARIES], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
 def test_the_browser_harness_sees_network_use_and_errors(browser, tmp_path):
     """Guards the checks above: a page that reaches out or throws must not pass as clean."""
     page = tmp_path / "leaky.html"
