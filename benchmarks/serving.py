@@ -20,7 +20,9 @@ Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, prin
    the rounds (so a change of the machine's load during the run moves every row alike). The
    client's CPU per request (this process, every thread) is a column.
 3. Metrics and access logs: 1, 8 and 32 clients, both protocols, against a second
-   server started with --no-metrics --no-access-log, in alternating rounds (medians).
+   server started with --no-metrics --no-access-log, in rounds that measure both back to back
+   (order alternating): each round's change of p50, their median and the interval the rounds
+   give it; the target is called met or not only when the interval is on one side of it.
 4. Version switches: a third server over a copy of the model, 8 clients predicting while 10 new
    versions are pushed one after another (the pusher's way: staged, then renamed), with pauses
    between; the p99 of the requests sent while a switch was under way (push to the old
@@ -50,7 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import harness, serving_report  # noqa: E402
+from benchmarks import harness, paired, serving_report  # noqa: E402
 from benchmarks.harness import Output, publish  # noqa: E402
 from benchmarks.serving_clients import (INSTANCE, clients,  # noqa: E402
                                         grpc_connect, grpc_method, grpc_predict_request,
@@ -186,6 +188,7 @@ def _median_rows(runs: Dict[Tuple[str, int], List[Dict[str, Any]]]) -> List[Dict
             values = [r[key] for r in found if key in r]
             if values:
                 row[key] = statistics.median(values)
+        row["p50_range"] = (min(r["p50_ms"] for r in found), max(r["p50_ms"] for r in found))
         errors = [r["first_error"] for r in found if r.get("first_error")]
         if errors:
             row["first_error"] = errors[0]
@@ -220,19 +223,32 @@ def protocol_levels(server: Server, floor: Floor, levels: List[int], requests: i
 
 def metrics_on_off(on: Server, off: Server, levels: List[int], requests: int, rounds: int
                    ) -> List[Dict[str, Any]]:
-    """Both protocols with metrics and access logs on (defaults) and off, alternating rounds;
-    the median of the rounds' p50 and p99."""
+    """Both protocols with metrics and access logs on (defaults) and off: each level of a round
+    measures the two servers back to back, in alternating order, after an untimed warm-up of
+    both (the off server has been idle until now); the rounds' medians, and on each "on" row
+    the rounds' paired p50 changes (benchmarks/paired.py)."""
     runs: Dict[Tuple[str, int], List[Dict[str, Any]]] = {}
-    for _ in range(rounds):
+    for count in levels:
+        for protocol in (REST, GRPC):
+            for server in (on, off):
+                server.level(protocol, count, max(50, requests // 4), 60.0)
+    for number in range(rounds):
         for count in levels:
             for protocol in (REST, GRPC):
-                for name, server in (("on", on), ("off", off)):
-                    result = server.level(protocol, count, requests, 60.0)
+                for name in ("on", "off") if number % 2 == 0 else ("off", "on"):
+                    result = (on if name == "on" else off).level(protocol, count, requests, 60.0)
                     result.pop("throughput")
                     result.pop("max_ms")
                     runs.setdefault((f"{protocol}, metrics and access log {name}", count),
                                     []).append(result)
-    return _median_rows(runs)
+    rows = _median_rows(runs)
+    for row in rows:
+        if row["setup"].endswith(" on"):
+            setup = row["setup"]
+            row["p50_changes"] = paired.percent_changes(
+                [r["p50_ms"] for r in runs[(setup, row["clients"])]],
+                [r["p50_ms"] for r in runs[(setup[:-2] + "off", row["clients"])]])
+    return rows
 
 
 def _switch(model_dir: pathlib.Path, version_dir: str, version: int, log_path: pathlib.Path,
@@ -311,7 +327,10 @@ class ServingBenchmarkConfig(harness.ServedModel):
     rounds: int = setting(3, "Alternating rounds of the floor and the protocols (medians).")
     overhead_clients: str = setting(
         "1,8,32", "Levels of the metrics-and-access-log on/off comparison ('' = skip it).")
-    overhead_rounds: int = setting(3, "Alternating rounds of that comparison.")
+    overhead_rounds: int = setting(
+        9, "Rounds of that comparison (each measures on and off back to back; with 9 the "
+        "rounds' second-lowest and second-highest change bound the median change, 96 in 100).")
+    overhead_requests: int = setting(1000, "Requests per level and server in each round of it.")
     switches: int = setting(10, "Version switches under load (0 = skip that part).")
     switch_clients: int = setting(8, "Clients predicting during the switches.")
     steady_seconds: float = setting(
@@ -343,8 +362,8 @@ def measure_servers(args: ServingBenchmarkConfig, floor: Floor) -> List[Dict[str
         records = protocol_levels(servers[0], floor, _levels(args.clients), args.requests,
                                   args.seconds, max(1, args.rounds))
         if overhead:
-            records += metrics_on_off(*servers, overhead, max(200, args.requests // 2),
-                                      args.overhead_rounds)
+            records += metrics_on_off(*servers, overhead, args.overhead_requests,
+                                      max(1, args.overhead_rounds))
     finally:
         for server in servers:
             server.stop()
