@@ -1,6 +1,7 @@
 """The serving benchmark's table and its verdicts on the targets (benchmarks/serving.py)."""
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from benchmarks import paired
@@ -14,6 +15,26 @@ REST_STATUS, GRPC_STATUS = "REST model status (no model call)", "gRPC GetModelSt
 FLOOR = "in-process serving_default"
 FLOOR_PAUSE_MS = 0.5
 FLOOR_PAUSED = f"in-process serving_default, {FLOOR_PAUSE_MS} ms sleep before each call"
+
+
+def median_rows(runs: Dict[Tuple[str, int], List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """One row per (setup, clients): requests and errors summed, the rest medians of rounds."""
+    rows = []
+    for (setup, count), found in runs.items():
+        row: Dict[str, Any] = {"setup": setup, "clients": count, "rounds": len(found),
+                               "requests": sum(r["requests"] for r in found),
+                               "errors": sum(r["errors"] for r in found)}
+        for key in ("p50_ms", "p99_ms", "max_ms", "throughput", "client_cpu_ms",
+                    "rows_per_model_call"):
+            values = [r[key] for r in found if key in r]
+            if values:
+                row[key] = statistics.median(values)
+        row["p50_range"] = (min(r["p50_ms"] for r in found), max(r["p50_ms"] for r in found))
+        errors = [r["first_error"] for r in found if r.get("first_error")]
+        if errors:
+            row["first_error"] = errors[0]
+        rows.append(row)
+    return rows
 
 
 def load_average() -> str:
@@ -103,8 +124,10 @@ def text(records: List[Dict[str, Any]], args: ServingBenchmarkConfig, version: i
            "single-row requests, loopback, keep-alive connections (REST, raw HTTP/1.1 on "
            "asyncio) and channels (gRPC, sync calls on a channel per client thread). Floor, "
            f"REST and gRPC rows: medians of {max(1, args.rounds)} alternating rounds; on/off "
-           f"rows: medians of {args.overhead_rounds} rounds, each on and off back to back. "
-           f"Load average (1, 5, 15 min) at the start {load[0]}, at the end {load[1]}, on {_cores()} cores.")
+           f"rows: medians of {args.overhead_rounds} rounds, each on and off back to back, on "
+           f"{min(args.overhead_pairs, args.overhead_rounds)} pairs of fresh servers. "
+           f"Load average (1, 5, 15 min) at the start {load[0]}, at the end {load[1]}, on "
+           f"{_cores()} cores.")
     return "\n".join([markdown_table(headers, rows), "", how]
                      + ([args.note] if args.note else []) + notes(records, args))
 

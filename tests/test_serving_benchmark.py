@@ -16,7 +16,8 @@ def test_the_quick_rows_run_against_a_real_server(serving_models: ServingModels,
     model_dir = serving_models.serving_dir(tmp_path)
     assert serving.main(["--model-dir", str(model_dir), "--clients", "1,2", "--requests", "20",
                          "--seconds", "120", "--rounds", "2", "--overhead-clients", "1",
-                         "--overhead-rounds", "2", "--overhead-requests", "10", "--switches", "0",
+                         "--overhead-rounds", "2", "--overhead-requests", "10",
+                         "--overhead-pairs", "1", "--switches", "0",
                          "--no-write"]) == 0
     printed = capsys.readouterr().out
     for setup in (serving_report.FLOOR, serving_report.FLOOR_PAUSED, serving_report.REST,
