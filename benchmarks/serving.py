@@ -21,8 +21,11 @@ Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, prin
    --rounds alternates the floor and all of these; the table shows each row's median over
    the rounds (so a change of the machine's load during the run moves every row alike). The
    client's CPU per request (this process, every thread) is a column.
-3. Metrics and access logs: 1, 8 and 32 clients, both protocols, against a second
-   server started with --no-metrics --no-access-log, in alternating rounds (medians).
+3. Metrics and access logs: 1, 8 and 32 clients, both protocols, on a server with the
+   defaults against one started with --no-metrics --no-access-log, in rounds that measure both
+   back to back (order alternating), shared among --overhead-pairs pairs of fresh servers:
+   each round's change of p50, their median and the interval the rounds give it; the target
+   is called met or not only when the interval is on one side of it.
 4. Version switches: a third server over a copy of the model, 8 clients predicting while 10 new
    versions are pushed one after another (the pusher's way: staged, then renamed), with pauses
    between; the p99 of the requests sent while a switch was under way (push to the old
@@ -42,7 +45,6 @@ import gc
 import os
 import pathlib
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -52,7 +54,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import harness, serving_report  # noqa: E402
+from benchmarks import harness, serving_overhead, serving_report  # noqa: E402
 from benchmarks.harness import Output, publish  # noqa: E402
 from benchmarks.serving_clients import (INSTANCE, clients,  # noqa: E402
                                         grpc_connect, grpc_method, grpc_predict_request,
@@ -190,25 +192,6 @@ class Floor:
                 "p99_ms": float(np.percentile(values, 99)), "throughput": calls / elapsed}
 
 
-def _median_rows(runs: Dict[Tuple[str, int], List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
-    """One row per (setup, clients): requests and errors summed, the rest medians of rounds."""
-    rows = []
-    for (setup, count), found in runs.items():
-        row: Dict[str, Any] = {"setup": setup, "clients": count, "rounds": len(found),
-                               "requests": sum(r["requests"] for r in found),
-                               "errors": sum(r["errors"] for r in found)}
-        for key in ("p50_ms", "p99_ms", "max_ms", "throughput", "client_cpu_ms",
-                    "rows_per_model_call"):
-            values = [r[key] for r in found if key in r]
-            if values:
-                row[key] = statistics.median(values)
-        errors = [r["first_error"] for r in found if r.get("first_error")]
-        if errors:
-            row["first_error"] = errors[0]
-        rows.append(row)
-    return rows
-
-
 def protocol_levels(server: Server, floor: Floor, levels: List[int], requests: int,
                     seconds: float, rounds: int) -> List[Dict[str, Any]]:
     """The floor, REST and gRPC at each level (and the status calls at 1 client), in
@@ -233,24 +216,7 @@ def protocol_levels(server: Server, floor: Floor, levels: List[int], requests: i
             print(f"round {round_number + 1}, {setup}, {count} clients: p50 "
                   f"{result['p50_ms']:.3f} ms, {result['throughput']:.0f}/s, "
                   f"{result['errors']} errors", flush=True)
-    return _median_rows(runs)
-
-
-def metrics_on_off(on: Server, off: Server, levels: List[int], requests: int, rounds: int
-                   ) -> List[Dict[str, Any]]:
-    """Both protocols with metrics and access logs on (defaults) and off, alternating rounds;
-    the median of the rounds' p50 and p99."""
-    runs: Dict[Tuple[str, int], List[Dict[str, Any]]] = {}
-    for _ in range(rounds):
-        for count in levels:
-            for protocol in (REST, GRPC):
-                for name, server in (("on", on), ("off", off)):
-                    result = server.level(protocol, count, requests, 60.0)
-                    result.pop("throughput")
-                    result.pop("max_ms")
-                    runs.setdefault((f"{protocol}, metrics and access log {name}", count),
-                                    []).append(result)
-    return _median_rows(runs)
+    return serving_report.median_rows(runs)
 
 
 def _switch(model_dir: pathlib.Path, version_dir: str, version: int, log_path: pathlib.Path,
@@ -329,7 +295,13 @@ class ServingBenchmarkConfig(harness.ServedModel):
     rounds: int = setting(3, "Alternating rounds of the floor and the protocols (medians).")
     overhead_clients: str = setting(
         "1,8,32", "Levels of the metrics-and-access-log on/off comparison ('' = skip it).")
-    overhead_rounds: int = setting(3, "Alternating rounds of that comparison.")
+    overhead_rounds: int = setting(
+        9, "Rounds of that comparison (each measures on and off back to back; with 9 the "
+        "rounds' second-lowest and second-highest change bound the median change, 96 in 100).")
+    overhead_requests: int = setting(1000, "Requests per level and server in each round of it.")
+    overhead_pairs: int = setting(
+        3, "Pairs of fresh on and off servers the rounds are shared among (two processes "
+        "differ by more than the rounds do; several pairs put that in the interval).")
     switches: int = setting(10, "Version switches under load (0 = skip that part).")
     switch_clients: int = setting(8, "Clients predicting during the switches.")
     steady_seconds: float = setting(
@@ -348,24 +320,28 @@ def _levels(text: str) -> List[int]:
 
 def measure_servers(args: ServingBenchmarkConfig, floor: Floor) -> List[Dict[str, Any]]:
     """Parts 1 to 3: the floor and the protocols at each level, then metrics and access logs
-    on vs off (the second server is started only for part 3)."""
+    on vs off, on pairs of servers of their own."""
     work = pathlib.Path(tempfile.mkdtemp())
     extra = tuple(args.server_args.split())
     overhead = _levels(args.overhead_clients)
-    servers = [Server(args.model_dir, work, "on", extra)]
+
+    def pair(number: int) -> Tuple[Server, Server]:
+        return (Server(args.model_dir, work, f"on-{number}", extra),
+                Server(args.model_dir, work, f"off-{number}", (*extra, *OFF_FLAGS)))
+
     try:
-        if overhead:
-            servers.append(Server(args.model_dir, work, "off", (*extra, *OFF_FLAGS)))
-        for server in servers:
+        server = Server(args.model_dir, work, "protocols", extra)
+        try:
             server.wait()
-        records = protocol_levels(servers[0], floor, _levels(args.clients), args.requests,
-                                  args.seconds, max(1, args.rounds))
-        if overhead:
-            records += metrics_on_off(*servers, overhead, max(200, args.requests // 2),
-                                      args.overhead_rounds)
-    finally:
-        for server in servers:
+            records = protocol_levels(server, floor, _levels(args.clients), args.requests,
+                                      args.seconds, max(1, args.rounds))
+        finally:
             server.stop()
+        if overhead:
+            records += serving_overhead.metrics_on_off(
+                pair, overhead, args.overhead_requests, max(1, args.overhead_rounds),
+                max(1, args.overhead_pairs))
+    finally:
         shutil.rmtree(work, ignore_errors=True)
     return records
 

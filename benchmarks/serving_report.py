@@ -1,8 +1,10 @@
 """The serving benchmark's table and its verdicts on the targets (benchmarks/serving.py)."""
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
+from benchmarks import paired
 from benchmarks.harness import markdown_table
 
 if TYPE_CHECKING:  # benchmarks.serving imports this module
@@ -18,6 +20,26 @@ FLOOR_PAUSED = f"in-process serving_default, {FLOOR_PAUSE_MS} ms sleep before ea
 FLOOR_LOADED = "in-process serving_default, tf.saved_model.load's signature"
 
 
+def median_rows(runs: Dict[Tuple[str, int], List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """One row per (setup, clients): requests and errors summed, the rest medians of rounds."""
+    rows = []
+    for (setup, count), found in runs.items():
+        row: Dict[str, Any] = {"setup": setup, "clients": count, "rounds": len(found),
+                               "requests": sum(r["requests"] for r in found),
+                               "errors": sum(r["errors"] for r in found)}
+        for key in ("p50_ms", "p99_ms", "max_ms", "throughput", "client_cpu_ms",
+                    "rows_per_model_call"):
+            values = [r[key] for r in found if key in r]
+            if values:
+                row[key] = statistics.median(values)
+        row["p50_range"] = (min(r["p50_ms"] for r in found), max(r["p50_ms"] for r in found))
+        errors = [r["first_error"] for r in found if r.get("first_error")]
+        if errors:
+            row["first_error"] = errors[0]
+        rows.append(row)
+    return rows
+
+
 def load_average() -> str:
     try:
         with open("/proc/loadavg") as handle:
@@ -28,6 +50,12 @@ def load_average() -> str:
 
 def _verdict(met: bool) -> str:
     return "met" if met else "NOT met"
+
+
+def _spread(row: Dict[str, Any]) -> str:
+    """A row's median p50 and its rounds' range."""
+    low, high = row["p50_range"]
+    return f"p50 {row['p50_ms']:.2f} ms, rounds {low:.2f} to {high:.2f}"
 
 
 def _latency_notes(by: Dict[Tuple[str, int], Dict[str, Any]]) -> List[str]:
@@ -77,10 +105,9 @@ def notes(records: List[Dict[str, Any]], args: ServingBenchmarkConfig) -> List[s
     for (setup, count), on in sorted(by.items()):
         if setup.endswith("access log on"):
             off = by[(setup[:-2] + "off", count)]
-            change = (on["p50_ms"] / off["p50_ms"] - 1) * 100
             found.append(f"- {setup.split(',')[0]} p50 at {count} client(s) with metrics and "
-                         f"access log on: {change:+.1f}% vs off; target under +5%: "
-                         f"{_verdict(change < 5)}")
+                         f"access log on vs off (on {_spread(on)}, off {_spread(off)}): "
+                         f"{paired.verdict(on['p50_changes'], 5)}")
     during = next((r for r in records if "during" in r["setup"]), None)
     if during is not None:
         steady = by[(f"{REST}, no switch", args.switch_clients)]
@@ -105,8 +132,10 @@ def text(records: List[Dict[str, Any]], args: ServingBenchmarkConfig, version: i
            "single-row requests, loopback, keep-alive connections (REST, raw HTTP/1.1 on "
            "asyncio) and channels (gRPC, sync calls on a channel per client thread). Floor, "
            f"REST and gRPC rows: medians of {max(1, args.rounds)} alternating rounds; on/off "
-           f"rows: medians of {args.overhead_rounds} alternating rounds. Load average (1, 5, 15 min) at the "
-           f"start {load[0]}, at the end {load[1]}, on {_cores()} cores.")
+           f"rows: medians of {args.overhead_rounds} rounds, each on and off back to back, on "
+           f"{min(args.overhead_pairs, args.overhead_rounds)} pairs of fresh servers. "
+           f"Load average (1, 5, 15 min) at the start {load[0]}, at the end {load[1]}, on "
+           f"{_cores()} cores.")
     return "\n".join([markdown_table(headers, rows), "", how]
                      + ([args.note] if args.note else []) + notes(records, args))
 

@@ -3,12 +3,15 @@
 Why: building a LogRecord, formatting its time and message and writing it cost a single-row
 request several percent of its latency on the thread that answers requests. `line()` keeps the
 request's share to one append of a tuple (its time, method, path, status, latency); the server
-(serving/server.py) installs `Deferred`, whose thread turns the tuples into ordinary records of
-the `babyweight.serving.access` logger, with the root handlers' format, a few times a second,
-in short slices between which the requests have the interpreter. Each record is a copy of one
-made per drain with its own time and arguments, and each second's time stamp is formatted once
-(`stamp_once`): that thread holds the interpreter the requests need too. Without it (a test's app),
-`line()` logs at once.
+(serving/server.py) installs `Deferred`, whose thread turns the tuples into the
+`babyweight.serving.access` logger's lines, with the root handlers' format, a few times a
+second, in short slices between which the requests have the interpreter (that thread holds
+the interpreter the requests need too). For the server's handler the lines are made from one
+record per drain, its time and arguments set per line (serving/access_lines.py), and each
+second's time stamp is formatted once (`stamp_once`); for any other handler each line is a
+record of its own. No line is lost without a word: past `max_pending` waiting lines a request's
+line is counted instead of queued, and the drain logs how many. Without `Deferred` (a test's
+app), `line()` logs at once.
 """
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ import copy
 import logging
 import threading
 import time
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from serving import access_lines
 
 ACCESS_LOGGER = logging.getLogger("babyweight.serving.access")
 _MESSAGE = "%s %s %d %.2f ms"
@@ -36,8 +41,10 @@ def line(method: str, path: str, status: int, millis: float) -> None:
     deferred = _deferred
     if deferred is None:
         ACCESS_LOGGER.info(_MESSAGE, method, path, status, millis)
-    else:
+    elif len(deferred.pending) < deferred.max_pending:
         deferred.pending.append((time.time(), method, path, status, millis))
+    else:  # a log never blocks a request nor grows without bound; the drain says so
+        deferred.dropped += 1
 
 
 class Deferred:
@@ -46,48 +53,95 @@ class Deferred:
     def __init__(self, handler: logging.Handler, interval: float = 0.2,
                  max_pending: int = 100_000) -> None:
         self.handler = handler
-        self.pending: Deque[Tuple[float, str, str, int, float]] = collections.deque(
-            maxlen=max_pending)  # past it the oldest lines go: a log never blocks a request
+        self.pending: Deque[Tuple[float, str, str, int, float]] = collections.deque()
+        self.max_pending = max_pending
+        self.dropped = 0  # lines not queued because `max_pending` were waiting
         self._interval = interval
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
 
     def install(self) -> None:
         global _deferred
         _deferred = self
-        threading.Thread(target=self._run, name="access-log", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+        self._thread.start()
         atexit.register(self.drain)
 
+    def close(self) -> None:
+        """Stops the thread and writes what is still queued."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.drain()
+
     def drain(self) -> None:
-        """Writes every queued line, in slices."""
+        """Writes every queued line, in slices, then hands the handler's buffer on (a handler
+        with `write_out`, the server's, has no thread of its own for that)."""
         with self._lock:
-            template = _template()
-            made, relative = template["created"], template["relativeCreated"]
-            resumed = time.perf_counter()
-            while self.pending:
-                created, *args = self.pending.popleft()
-                record = _new_record(logging.LogRecord)
-                record.__dict__.update(template)
-                record.args = tuple(args)
-                record.created, record.msecs = created, (created % 1) * 1000
-                record.relativeCreated = relative + (created - made) * 1000
-                self.handler.handle(record)
-                if time.perf_counter() - resumed > _SLICE_S:
-                    time.sleep(_SLICE_S)
-                    resumed = time.perf_counter()
-            self.handler.flush()
+            record = _template()
+            fast = access_lines.writer(self.handler, record, FORMATTERS)
+            if fast is None:
+                self._drain_records(record.__dict__)
+            else:
+                self._drain_lines(fast, record)
+            self._report_dropped()
+            getattr(self.handler, "write_out", self.handler.flush)()
+
+    def _drain_lines(self, fast: access_lines.LineWriter, record: logging.LogRecord) -> None:
+        """The drain's one record, its time and arguments set per line, made into the
+        handler's text; one write per slice."""
+        made, relative, pending = record.created, record.relativeCreated, self.pending
+        lines: List[str] = []
+        resumed = time.perf_counter()
+        while pending:
+            created, *args = pending.popleft()
+            record.args = tuple(args)
+            record.created, record.msecs = created, (created % 1) * 1000
+            record.relativeCreated = relative + (created - made) * 1000
+            lines.append(fast.line(record))
+            if time.perf_counter() - resumed > _SLICE_S:
+                fast.write(lines)
+                lines = []
+                time.sleep(_SLICE_S)
+                resumed = time.perf_counter()
+        fast.write(lines)
+
+    def _drain_records(self, template: Dict[str, Any]) -> None:
+        """A record per line, a copy of `template` with its own time and arguments, handled
+        by the handler (which may keep it)."""
+        made, relative = template["created"], template["relativeCreated"]
+        resumed = time.perf_counter()
+        while self.pending:
+            created, *args = self.pending.popleft()
+            record = _new_record(logging.LogRecord)
+            record.__dict__.update(template)
+            record.args = tuple(args)
+            record.created, record.msecs = created, (created % 1) * 1000
+            record.relativeCreated = relative + (created - made) * 1000
+            self.handler.handle(record)
+            if time.perf_counter() - resumed > _SLICE_S:
+                time.sleep(_SLICE_S)
+                resumed = time.perf_counter()
+
+    def _report_dropped(self) -> None:
+        dropped, self.dropped = self.dropped, 0
+        if dropped:
+            self.handler.handle(logging.LogRecord(
+                ACCESS_LOGGER.name, logging.WARNING, __file__, 0, "%d access-log lines were "
+                "dropped: %d were waiting to be written (the log's stream is slower than the "
+                "requests)", (dropped, self.max_pending), None))
 
     def _run(self) -> None:
-        while True:
-            time.sleep(self._interval)
+        while not self._stop.wait(self._interval):
             self.drain()
 
 
-def _template() -> Dict[str, Any]:
-    """An access record's attributes but its time and arguments: what LogRecord's constructor
-    works out (process, thread, caller) is the same for every line a drain writes, so each line
-    copies it instead of constructing a record."""
-    return logging.LogRecord(ACCESS_LOGGER.name, logging.INFO, __file__, 0, _MESSAGE, (),
-                             None).__dict__
+def _template() -> logging.LogRecord:
+    """An access record but for its time and arguments: what LogRecord's constructor works out
+    (process, thread, caller) is the same for every line a drain writes, so each line reuses
+    it instead of constructing a record."""
+    return logging.LogRecord(ACCESS_LOGGER.name, logging.INFO, __file__, 0, _MESSAGE, (), None)
 
 
 class _StampOnce(logging.Formatter):
@@ -106,6 +160,10 @@ class _StampOnce(logging.Formatter):
         if datefmt or not self.default_msec_format:
             return self._stamp
         return self.default_msec_format % (self._stamp, record.msecs)
+
+
+# The formatters whose text access_lines fills in once per drain (theirs is Formatter.format).
+FORMATTERS = (logging.Formatter, _StampOnce)
 
 
 def stamp_once(formatter: Optional[logging.Formatter]) -> Optional[logging.Formatter]:

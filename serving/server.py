@@ -23,8 +23,6 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
 from typing import List, Optional
 
 
@@ -48,18 +46,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 class BufferedLogHandler(logging.StreamHandler):
-    """Writes records through a block buffer, flushed every `interval` seconds by a thread.
+    """Writes records through a block buffer, handed to the file by `write_out`.
 
     For the access log: one write() per request is a system call per request on the thread
-    that answers them; this makes it one per interval. Lines appear up to `interval` late.
+    that answers them; this makes it one per drain of serving/access_log.py's Deferred, which
+    calls `write_out` after each (and at exit). Lines appear up to a drain's interval late.
     """
 
-    def __init__(self, fd: int, interval: float = 0.2) -> None:
+    def __init__(self, fd: int) -> None:
         stream = io.TextIOWrapper(io.BufferedWriter(io.FileIO(os.dup(fd), "w"), 1 << 16),
                                   encoding="utf-8", errors="replace")
         super().__init__(stream)
-        self._interval = interval
-        threading.Thread(target=self._flush_periodically, name="access-log", daemon=True).start()
         atexit.register(self.write_out)
 
     def flush(self) -> None:  # emit() calls this after every record
@@ -70,20 +67,15 @@ class BufferedLogHandler(logging.StreamHandler):
             if not self.stream.closed:
                 self.stream.flush()
 
-    def _flush_periodically(self) -> None:
-        while True:
-            time.sleep(self._interval)
-            self.write_out()
-
 
 def buffer_access_log(interval: float = 0.2) -> None:
     """Access lines keep the root handlers' format but go through a BufferedLogHandler, and
-    are made into records off the request path (serving/access_log.py), every `interval`
-    seconds and on the way out."""
+    are made off the request path (serving/access_log.py), every `interval` seconds and on
+    the way out."""
     from serving import access_log
 
     root = logging.getLogger().handlers
-    handler = BufferedLogHandler(sys.stderr.fileno(), interval)
+    handler = BufferedLogHandler(sys.stderr.fileno())
     if root:
         handler.setFormatter(access_log.stamp_once(root[0].formatter))
     access = logging.getLogger(ACCESS_LOGGER)

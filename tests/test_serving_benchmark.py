@@ -15,7 +15,9 @@ def test_the_quick_rows_run_against_a_real_server(serving_models: ServingModels,
 
     model_dir = serving_models.serving_dir(tmp_path)
     assert serving.main(["--model-dir", str(model_dir), "--clients", "1,2", "--requests", "20",
-                         "--seconds", "120", "--rounds", "2", "--overhead-clients", "", "--switches", "0",
+                         "--seconds", "120", "--rounds", "2", "--overhead-clients", "1",
+                         "--overhead-rounds", "2", "--overhead-requests", "10",
+                         "--overhead-pairs", "1", "--switches", "0",
                          "--no-write"]) == 0
     printed = capsys.readouterr().out
     for setup in (serving_report.FLOOR, serving_report.FLOOR_PAUSED,
@@ -30,6 +32,12 @@ def test_the_quick_rows_run_against_a_real_server(serving_models: ServingModels,
     assert f"- The same call after a {serving_report.FLOOR_PAUSE_MS} ms sleep" in printed
     assert "- The same signature called on tf.saved_model.load's object" in printed
     assert "client CPU ms per request" in printed
+    # The on/off comparison: both servers' rows, and each protocol's paired verdict.
+    for protocol in (serving_report.REST, serving_report.GRPC):
+        for state in ("on", "off"):
+            assert f"| {protocol}, metrics and access log {state} | 1 | 20 | 0 |" in printed
+        assert f"- {protocol} p50 at 1 client(s) with metrics and access log on vs off" in printed
+    assert "interval" in printed and "2 rounds); target under +5%: " in printed
 
 
 def test_help_says_how_to_run_the_quick_rows(capsys: Any) -> None:
