@@ -69,6 +69,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
         return 2
     mode, workers, why = settings.direct_running_choice(rows)
     log.info("Beam: %s with %d worker%s (%s)", mode, workers, "" if workers == 1 else "s", why)
+    beam_args = settings.beam_pipeline_args(rows)
     reports_dir = new_reports_dir(pathlib.Path(settings.reports_dir))
     pathlib.Path(settings.metadata_path).parent.mkdir(parents=True, exist_ok=True)
     example_gen = DuckDBExampleGen(input_config=pipeline.input_config(data),
@@ -85,7 +86,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
         hyperparameters=hyperparameters,
         training=training,
         evaluation=evaluation,
-        beam_pipeline_args=settings.beam_pipeline_args(rows),
+        beam_pipeline_args=beam_args,
         enable_cache=settings.enable_cache,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(
             str(settings.metadata_path)),
@@ -95,7 +96,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
              ", ".join(c.id for c in definition.components))
     # The speed-ups that patch libraries for the whole process (pipelines/speedups/): on for
     # the run only, so nothing else in this process sees them.
-    with speedups.enabled(), dead_runs.live_run(pathlib.Path(settings.metadata_path)):
+    with speedups.enabled(beam_args), dead_runs.live_run(pathlib.Path(settings.metadata_path)):
         atomic_push.clean_up_dead_pushes(pathlib.Path(settings.serving_dir))
         try:
             LocalDagRunner().run(definition)

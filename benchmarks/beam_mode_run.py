@@ -150,7 +150,7 @@ def run(component: str, beam_args: List[str], work: pathlib.Path) -> Dict[str, A
                                        tmp_dir=str(out / "tmp"))
     me = psutil.Process()
     load_before = os.getloadavg()[0]
-    with speedups.enabled(), TreeSampler() as sampler:
+    with speedups.enabled(beam_args), TreeSampler() as sampler:
         started, cpu = time.monotonic(), me.cpu_times()
         executor_class(context).Do(inputs, outputs, properties)
         seconds, after = time.monotonic() - started, me.cpu_times()

@@ -20,11 +20,13 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 PIPELINE_NAME = "babyweight"
 # Raw rows from which auto runs Beam on every core (two cores or more), in multi_threading: the
 # same split of ExampleGen's shards between the workers as multi_processing, at in_memory's CPU
-# seconds, since no worker process starts Beam and imports the libraries again for every
-# component (benchmarks/beam_modes.py). The size is where the measured per-row and fixed CPU
-# costs put even multi_processing past in_memory for StatisticsGen and Transform together
-# (README, "Scale"); below it, whether the second thread gains on an idle machine is not yet
-# measured, so auto keeps in_memory, which already overlaps reading with Beam's thread.
+# seconds over the whole pipeline (benchmarks/scale.py). multi_processing's workers, forked with
+# the libraries imported (pipelines/speedups/forked_workers.py), no longer pay the imports, but
+# are measured for StatisticsGen and Transform only (benchmarks/beam_modes.py), on a loaded
+# machine. The size is where the per-row and fixed CPU costs measured before that put even
+# multi_processing past in_memory for StatisticsGen and Transform together (README, "Scale");
+# below it, whether a second worker gains on an idle machine is not yet measured, so auto keeps
+# in_memory, which already overlaps reading with Beam's thread.
 PARALLEL_MIN_ROWS = 10_000_000
 
 
@@ -154,10 +156,10 @@ class PipelineConfig:
         if rows >= PARALLEL_MIN_ROWS:
             return ("multi_threading", cores,
                     f"auto: {rows:,} raw rows, at least the {PARALLEL_MIN_ROWS:,} from which a "
-                    f"worker on every core pays; threads rather than processes, which cost "
-                    f"in_memory's CPU where each worker process starts Beam and imports "
-                    f"TensorFlow, TFDV and TFT again for every component "
-                    f"(benchmarks/results/beam_modes.md)")
+                    f"worker on every core pays; threads rather than processes, measured on "
+                    f"the whole pipeline at in_memory's CPU, where worker processes (forked "
+                    f"with the libraries imported) are measured for StatisticsGen and "
+                    f"Transform only (benchmarks/results/beam_modes.md)")
         return ("in_memory", 1,
                 f"auto: {rows:,} raw rows, below the {PARALLEL_MIN_ROWS:,} from which a worker "
                 f"on every core is known to pay; in_memory already overlaps reading with "

@@ -32,11 +32,11 @@ from tfx_bsl.tfxio import tf_example_record
 
 from modules import features, preprocessing
 from pipelines.components.duckdb_example_gen import executor
-from pipelines.config import DataConfig, PipelineConfig
+from pipelines.config import PipelineConfig
 from pipelines.schema import SCHEMA_FILE
 from pipelines.speedups import batched_reads
+from tests.split_files import write_train_split
 from tests.tolerances import EPS32, EPS64, gamma, mixed_mean_abs, moments_std_abs
-from warehouse import generator, sql
 
 pytestmark = pytest.mark.slow  # starts Beam worker processes, each importing TFX's libraries
 SCHEMA = text_format.Parse(SCHEMA_FILE.read_text(), schema_pb2.Schema())
@@ -51,14 +51,7 @@ PARALLEL = ("multi_processing", "multi_threading")
 @pytest.fixture(scope="module")
 def train_split(tmp_path_factory: pytest.TempPathFactory) -> str:
     """ExampleGen's train split of a small warehouse, written as the executor writes it."""
-    work = tmp_path_factory.mktemp("shards")
-    database = work / "natality.duckdb"
-    generator.generate(database, rows=30_000, seed=5)
-    data = DataConfig()
-    query = sql.split_queries(sql.base_query(), data.split_buckets(), data.hash_buckets)["train"]
-    executor._WriteSplits(str(database), None)._write_split(  # pylint: disable=protected-access
-        ("train", query, str(work / "Split-train")))
-    return str(work / "Split-train" / "*")
+    return write_train_split(tmp_path_factory.mktemp("shards"), rows=30_000, seed=5)
 
 
 def reader(pattern: str) -> Any:

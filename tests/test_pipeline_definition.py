@@ -109,7 +109,7 @@ def test_auto_mode_uses_every_core_from_the_size_where_that_pays(monkeypatch):
     assert below[:2] == ("in_memory", 1) and "below" in below[2] and "overlaps" in below[2]
     above = auto.direct_running_choice(PARALLEL_MIN_ROWS)
     assert above[:2] == ("multi_threading", 2) and above[2].startswith("auto:")
-    assert "threads rather than processes" in above[2]
+    assert "threads rather than processes" in above[2] and "forked" in above[2]
     assert "unknown" in auto.direct_running_choice(None)[2]
     assert PipelineConfig(beam_direct_running_mode="in_memory").direct_running_choice(5)[2] == (
         "set by --beam-direct-running-mode")

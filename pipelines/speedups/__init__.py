@@ -8,6 +8,7 @@ Two kinds, both off unless asked for, and none applied by importing anything:
     beam_introspection          Beam's DoFn signature inspection memoized
     autograph                   AutoGraph leaves tf_keras and tf.Transform unconverted
     local_dependencies          no sdist of TFX built for the DirectRunner's own workers
+    forked_workers              multi_processing workers forked with the libraries imported
 
   per component, chosen when the wiring builds it (pipelines/pipeline.py, `Engines`):
     batched_reads               StatisticsGen, Transform, Evaluator read TFRecords in batches
@@ -24,17 +25,21 @@ test_beam_introspection.py, test_tfma_slicing.py, test_local_runner.py).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from common import gc_freeze
 
 
 @contextlib.contextmanager
-def enabled() -> Iterator[None]:
-    """The process-wide speed-ups, on while inside and off again after."""
-    from pipelines.speedups import autograph, beam_introspection, local_dependencies
+def enabled(beam_pipeline_args: Sequence[str] = ()) -> Iterator[None]:
+    """The process-wide speed-ups, on while inside and off again after; `beam_pipeline_args`
+    (the run's) say whether Beam will start worker processes, which are then forked."""
+    from pipelines.speedups import (autograph, beam_introspection, forked_workers,
+                                    local_dependencies)
 
-    with gc_freeze.frozen(), beam_introspection.cached_dofn_inspection(), \
+    # The workers' zygote is forked first, with the heap frozen and before anything else runs.
+    with gc_freeze.frozen(), forked_workers.forked(beam_pipeline_args), \
+            beam_introspection.cached_dofn_inspection(), \
             autograph.graph_libraries_unconverted(), \
             local_dependencies.skipped_for_local_runner():
         yield

@@ -20,6 +20,7 @@ RANGES: Dict[str, Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = {
     "batched_reads": ("tfx-bsl", (1, 16), (1, 17)),
     "tfma_slicing": ("tensorflow-model-analysis", (0, 47), (0, 48)),
     "beam_introspection": ("apache-beam", (2, 61), (2, 62)),
+    "forked_workers": ("apache-beam", (2, 61), (2, 62)),
     "autograph_rules": ("tensorflow", (2, 16), (2, 17)),
     "local_dependencies": ("tfx", (1, 16), (1, 17)),
 }
