@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import pathlib
+import tempfile
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -35,6 +36,9 @@ from pipelines.prefetch import prefetched
 from warehouse import engine, sql
 
 ROWS_PER_BATCH = 65_536
+# What DuckDB may hold of a split's query (the query's WITH clause, read twice, is materialized);
+# the rest spills to disk, so the memory stays the same however many rows the split holds.
+QUERY_MEMORY_LIMIT = "128MB"
 # Files per split, the shuffled rows dealt out in turn: Beam's multi_processing workers (and
 # the Trainer's parallel reads) each take whole files, so one file would keep one core busy.
 SHARDS_PER_SPLIT = 4
@@ -95,6 +99,13 @@ def warehouse_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     return json_format.MessageToDict(struct)
 
 
+def bound_query_memory(connection: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB spills beyond QUERY_MEMORY_LIMIT (by default it may take most of the machine)."""
+    spill = pathlib.Path(tempfile.gettempdir()) / f"babyweight-duckdb-{os.getpid()}"
+    connection.execute(f"SET memory_limit = '{QUERY_MEMORY_LIMIT}'")
+    connection.execute(f"SET temp_directory = '{spill}'")
+
+
 def serialized_batches(database: str, source: Optional[str], bigquery_sql: str,
                        shuffle: bool) -> Iterator[List[bytes]]:
     """The query's rows as batches of serialized tf.Examples.
@@ -108,6 +119,7 @@ def serialized_batches(database: str, source: Optional[str], bigquery_sql: str,
     try:
         statement = sql.to_duckdb(bigquery_sql)
         if shuffle:
+            bound_query_memory(connection)
             statement = shuffle_order.keyed(statement)
         reader = connection.execute(statement).fetch_record_batch(ROWS_PER_BATCH)
         batches = shuffle_order.shuffled(reader, ROWS_PER_BATCH) if shuffle else reader
