@@ -77,3 +77,16 @@ def test_the_key_column_is_not_in_the_examples():
     (batch,) = shuffle.shuffled(iter(table.to_batches()), 10)
     assert batch.schema.names == ["a"]
     assert batch.column(0).to_pylist() == [1, 2, 3]
+
+
+def test_a_shuffled_split_s_query_runs_under_the_memory_cap(small_warehouse):
+    """The query's materialized WITH clause spills beyond the cap instead of growing with rows."""
+    batches = executor.serialized_batches(str(small_warehouse), None, split_statement("eval"),
+                                          True)
+    next(batches)
+    # Connections to one file in one process share DuckDB's instance, and so its settings.
+    (limit,) = engine.connect(small_warehouse).execute(
+        "SELECT current_setting('memory_limit')").fetchone()
+    batches.close()
+    assert limit == "122.0 MiB"  # DuckDB's spelling of 128MB
+    assert executor.QUERY_MEMORY_LIMIT == "128MB"
