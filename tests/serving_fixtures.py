@@ -13,7 +13,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
@@ -26,6 +25,7 @@ import pytest  # noqa: E402
 from common.net import free_port  # noqa: E402
 from modules import features  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
+from tests import server_forks  # noqa: E402
 from tests.made_once import made_once  # noqa: E402
 from tests.tolerances import prediction_abs  # noqa: E402
 
@@ -118,7 +118,7 @@ def in_process_predictions(export_dir: pathlib.Path,
 
 @dataclasses.dataclass
 class RunningServer:
-    process: subprocess.Popen
+    process: server_forks.ForkedServer
     url: str
     log_path: pathlib.Path
     model_dir: pathlib.Path
@@ -135,7 +135,8 @@ class RunningServer:
 def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
                  timeout: float = 300.0, headers: Optional[Dict[str, str]] = None
                  ) -> RunningServer:
-    """`python -m serving.server` on a free loopback port, returned once /healthz says 200.
+    """`python -m serving.server` on a free loopback port, returned once /healthz says 200;
+    forked from a process that has imported TensorFlow already (tests/server_forks.py).
 
     The timeout is only how long to wait for a server that never comes up (it costs nothing
     when one does): long enough for TensorFlow to import on a loaded machine. The port is free
@@ -151,6 +152,15 @@ def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
     raise AssertionError("unreachable")
 
 
+# One per test process: it has imported TensorFlow, and each server is forked from it.
+_ZYGOTE = server_forks.Zygote()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The zygote ends with the test process that started it (an xdist worker skips atexit)."""
+    _ZYGOTE.close()
+
+
 class _PortTaken(RuntimeError):
     pass
 
@@ -161,12 +171,8 @@ def _start_server_once(model_dir: pathlib.Path, log_path: pathlib.Path, flags: S
     port = free_port()
     grpc_port = "" if "--grpc-port" in flags else str(free_port())
     flags = [*flags, "--grpc-port", grpc_port] if grpc_port else list(flags)
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", "--model-dir", str(model_dir),
-             "--model-name", MODEL_NAME, "--port", str(port), *flags],
-            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = _ZYGOTE.spawn(["--model-dir", str(model_dir), "--model-name", MODEL_NAME,
+                             "--port", str(port), *flags], log_path)
     server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, model_dir,
                            f"127.0.0.1:{grpc_port}" if grpc_port else "")
     deadline = time.monotonic() + timeout

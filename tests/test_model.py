@@ -378,7 +378,7 @@ def test_same_data_and_seed_train_the_same_model(trained: Trained, tmp_path: pat
     same predictions, bit for bit); another seed gives another model. At the default batch
     and layer sizes, where TensorFlow's CPU kernels split their work across threads."""
     defaults = HyperParameters()
-    quick = dataclasses.replace(HPARAMS, epochs=2, train_steps_per_epoch=30,
+    quick = dataclasses.replace(HPARAMS, epochs=2, train_steps_per_epoch=10,
                                 batch_size=defaults.batch_size,
                                 hidden_units=defaults.hidden_units,
                                 embedding_dim=defaults.embedding_dim)

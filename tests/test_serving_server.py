@@ -11,6 +11,7 @@ from typing import List
 import httpx
 
 from modules import features
+from tests import serving_fixtures
 from tests.serving_fixtures import (MODEL_NAME, RunningServer, post_predict, version_status,
                                     wait_for)
 
@@ -80,3 +81,12 @@ def test_access_log_lines(shared_server: RunningServer, client: httpx.Client) ->
 
     wait_for(lambda: bool(lines()))
     assert lines()[-1].rstrip().endswith(" ms")
+
+
+def test_a_forked_server_s_exit_code_and_output_are_its_own(tmp_path) -> None:
+    """The servers above are forked (tests/server_forks.py): a server that stops at its flags
+    still gives `python -m serving.server`'s exit code and message, in its own log."""
+    log = tmp_path / "server.log"
+    process = serving_fixtures._ZYGOTE.spawn(["--no-such-flag"], log)
+    assert process.wait(timeout=300) == 2
+    assert "unrecognized arguments: --no-such-flag" in log.read_text()

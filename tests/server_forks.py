@@ -1,0 +1,191 @@
+"""Servers for the tests, forked from one process that has imported TensorFlow already.
+
+Importing TensorFlow is most of what a server process costs to start, and the serving tests
+start a dozen servers. `python -m tests.server_forks DIR` imports it once, then reads one JSON
+request a line from stdin (the server's arguments and log file) and forks: the child runs
+`serving.server` as `python -m serving.server` would (`runpy`, `__name__ == "__main__"`,
+atexit handlers on the way out), with the log file as its stdout and stderr. The zygote
+answers with the child's pid and, when the child ends, writes its exit code to DIR/<pid>.
+
+Nothing but TensorFlow (and the pure-Python web stack) is imported before the fork: gRPC,
+the model and TensorFlow's runtime all start in the child, as in a fresh process. The tests
+of the command line itself (exit codes, messages) still start `python -m serving.server`.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pathlib
+import runpy
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from typing import List, Optional
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------------------------------
+# The zygote (its own process)
+# ------------------------------------------------------------------------------------------------
+
+def _run_server(argv: List[str], log_path: str) -> None:
+    """In the forked child: `python -m serving.server ARGV > LOG 2>&1`, then exit."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.close(null)
+    code: object = 0
+    try:
+        sys.argv = [str(PROJECT_ROOT / "serving" / "server.py"), *argv]
+        runpy.run_module("serving.server", run_name="__main__", alter_sys=True)
+    except SystemExit as done:
+        code = done.code
+    except BaseException:  # noqa: BLE001 - printed to the log, as the interpreter would
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()  # os._exit skips them; a server's atexit handlers must run
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            print(code, file=sys.stderr, flush=True)
+            code = 1
+        os._exit(code)
+
+
+def _reap(exits: pathlib.Path) -> None:
+    """SIGCHLD: each ended child's exit code (as Popen.returncode) to exits/<pid>."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        staging = exits / f".{pid}"
+        staging.write_text(str(os.waitstatus_to_exitcode(status)))
+        os.replace(staging, exits / str(pid))
+
+
+def zygote(exits: pathlib.Path) -> None:
+    import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow, as serving.server does)
+    import fastapi  # noqa: F401
+    import tensorflow  # noqa: F401
+    import uvicorn  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, lambda *_: _reap(exits))
+    print("ready", flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _run_server(request["argv"], request["log"])
+        print(pid, flush=True)
+    os._exit(0)  # stdin closed: nothing to tear down that TensorFlow's exit would need
+
+
+# ------------------------------------------------------------------------------------------------
+# The tests' side
+# ------------------------------------------------------------------------------------------------
+
+class ForkedServer:
+    """The part of subprocess.Popen's interface the serving fixtures use, for a forked server
+    (a child of the zygote, not of this process: its exit code comes from the zygote)."""
+
+    def __init__(self, pid: int, exit_file: pathlib.Path) -> None:
+        self.pid = pid
+        self._exit_file = exit_file
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None and self._exit_file.exists():
+            self.returncode = int(self._exit_file.read_text())
+        return self.returncode
+
+    def _signal(self, number: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, number)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"server {self.pid}", timeout)
+            time.sleep(0.05)
+        return self.returncode
+
+
+class Zygote:
+    """The zygote process of this test process, started on first use."""
+
+    def __init__(self) -> None:
+        self._directory = pathlib.Path()
+        self._lock = threading.Lock()
+        self._process: Optional[subprocess.Popen] = None
+
+    def _started(self) -> subprocess.Popen:
+        if self._process is None:
+            self._directory = pathlib.Path(tempfile.mkdtemp(prefix="server-forks-"))
+            env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+            with open(self._directory / "zygote.log", "ab") as log:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "tests.server_forks", str(self._directory)],
+                    cwd=PROJECT_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=log)
+            self._expect("ready")
+            atexit.register(self.close)
+        elif self._process.poll() is not None:
+            self._expect("a running zygote")  # raises, with its log
+        return self._process
+
+    def _expect(self, what: str) -> str:
+        line = self._process.stdout.readline().decode().strip()
+        if not line:
+            raise RuntimeError(f"the server zygote exited ({what} expected); its log:\n"
+                               + (self._directory / "zygote.log").read_text(errors="replace"))
+        return line
+
+    def spawn(self, argv: List[str], log_path: pathlib.Path) -> ForkedServer:
+        """`python -m serving.server ARGV` with stdout and stderr to log_path, forked."""
+        with self._lock:
+            process = self._started()
+            process.stdin.write(json.dumps({"argv": argv, "log": str(log_path)}).encode()
+                                + b"\n")
+            process.stdin.flush()
+            pid = int(self._expect("a pid"))
+        return ForkedServer(pid, self._directory / str(pid))
+
+    def close(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+if __name__ == "__main__":
+    zygote(pathlib.Path(sys.argv[1]))
