@@ -47,6 +47,16 @@ def line(method: str, path: str, status: int, millis: float) -> None:
         deferred.dropped += 1
 
 
+def _set_line(record: logging.LogRecord, queued: Tuple[float, str, str, int, float],
+              made: float, relative: float) -> None:
+    """`record` as the queued line's: its arguments, and its time (`made`, `relative`: the
+    template record's creation time and relativeCreated)."""
+    created, *args = queued
+    record.args = tuple(args)
+    record.created, record.msecs = created, (created % 1) * 1000
+    record.relativeCreated = relative + (created - made) * 1000
+
+
 class Deferred:
     """The thread that formats and hands over queued lines every `interval` seconds."""
 
@@ -95,10 +105,7 @@ class Deferred:
         lines: List[str] = []
         resumed = time.perf_counter()
         while pending:
-            created, *args = pending.popleft()
-            record.args = tuple(args)
-            record.created, record.msecs = created, (created % 1) * 1000
-            record.relativeCreated = relative + (created - made) * 1000
+            _set_line(record, pending.popleft(), made, relative)
             lines.append(fast.line(record))
             if time.perf_counter() - resumed > _SLICE_S:
                 fast.write(lines)
@@ -113,12 +120,9 @@ class Deferred:
         made, relative = template["created"], template["relativeCreated"]
         resumed = time.perf_counter()
         while self.pending:
-            created, *args = self.pending.popleft()
             record = _new_record(logging.LogRecord)
             record.__dict__.update(template)
-            record.args = tuple(args)
-            record.created, record.msecs = created, (created % 1) * 1000
-            record.relativeCreated = relative + (created - made) * 1000
+            _set_line(record, self.pending.popleft(), made, relative)
             self.handler.handle(record)
             if time.perf_counter() - resumed > _SLICE_S:
                 time.sleep(_SLICE_S)
