@@ -44,7 +44,7 @@ def line(method: str, path: str, status: int, millis: float) -> None:
     elif len(deferred.pending) < deferred.max_pending:
         deferred.pending.append((time.time(), method, path, status, millis))
     else:  # a log never blocks a request nor grows without bound; the drain says so
-        deferred.dropped += 1
+        deferred.count_dropped()
 
 
 def _set_line(record: logging.LogRecord, queued: Tuple[float, str, str, int, float],
@@ -66,6 +66,7 @@ class Deferred:
         self.pending: Deque[Tuple[float, str, str, int, float]] = collections.deque()
         self.max_pending = max_pending
         self.dropped = 0  # lines not queued because `max_pending` were waiting
+        self._dropped_lock = threading.Lock()  # `+=` from request threads is not atomic
         self._interval = interval
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -128,8 +129,15 @@ class Deferred:
                 time.sleep(_SLICE_S)
                 resumed = time.perf_counter()
 
+    def count_dropped(self) -> None:
+        """One line not queued. Under a lock: request threads and the drain's reset would
+        otherwise lose counts between a read and a write (taken only when the queue is full)."""
+        with self._dropped_lock:
+            self.dropped += 1
+
     def _report_dropped(self) -> None:
-        dropped, self.dropped = self.dropped, 0
+        with self._dropped_lock:
+            dropped, self.dropped = self.dropped, 0
         if dropped:
             self.handler.handle(logging.LogRecord(
                 ACCESS_LOGGER.name, logging.WARNING, __file__, 0, "%d access-log lines were "

@@ -107,3 +107,35 @@ def test_lines_still_queued_at_exit_are_written() -> None:
         f"/v1/models/m/versions/{number}" for number in range(1000)]
     assert all(re.fullmatch(r"\d\d:\d\d:\d\d INFO GET /v1/models/m/versions/\d+ 200 0.50 ms",
                             line) for line in lines), lines[:3]
+
+
+def test_every_line_dropped_by_concurrent_requests_is_counted(
+        deferred: access_log.Deferred) -> None:
+    """Past `max_pending`, lines dropped by many request threads at once, while the drain
+    reports and resets the count, all reach the warnings: none is lost between a thread's
+    read and write of the count."""
+    import re
+    import sys
+    import threading
+
+    deferred.max_pending = 0  # every line is dropped
+    threads, per_thread = 8, 5_000
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        workers = [threading.Thread(target=lambda: [access_log.line("GET", "/", 200, 1.0)
+                                                    for _ in range(per_thread)])
+                   for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        while any(worker.is_alive() for worker in workers):
+            deferred.drain()
+        for worker in workers:
+            worker.join()
+        deferred.drain()
+    finally:
+        sys.setswitchinterval(interval)
+    stream = deferred.handler.stream  # type: ignore[attr-defined]
+    reported = [int(count) for count in re.findall(r"(\d+) access-log lines were dropped",
+                                                   stream.getvalue())]
+    assert sum(reported) == threads * per_thread and deferred.dropped == 0
