@@ -3,6 +3,7 @@ checks, the hyperparameters shown, and the commands' help, with no pipeline run 
 from __future__ import annotations
 
 import json
+import pathlib
 import time
 from typing import List
 
@@ -30,7 +31,21 @@ def test_help_names_every_command(capsys):
         assert command in text
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
-    assert "--latest" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    for flag in ("--latest", "--run-id ID", "--no-index", "--metadata-path SQLITE",
+                 "--pipeline-root DIR", "--out DIR", "--no-warehouse", "--verbose"):
+        assert flag in text, flag
+
+
+def test_the_shared_options_are_the_settings_of_every_command() -> None:
+    from reports import cli
+    from common.config import from_flags
+
+    for argv in (["run", "--latest"], ["index", "--rebuild"], ["compare", "A", "B"]):
+        parsed = cli.parser().parse_args([*argv, "--no-warehouse", "--out", "/tmp/pages"])
+        settings = from_flags(cli.ReportsSettings, parsed)
+        assert settings == cli.ReportsSettings(out=pathlib.Path("/tmp/pages"), warehouse=False)
+        assert settings.metadata_path == cli.DEFAULTS.metadata_path
 
 
 # What loading the reports package must leave unloaded: these libraries' imports cost seconds
@@ -52,7 +67,6 @@ for argv in (["--help"], ["run", "--help"], ["index", "--help"], ["compare", "--
 def heavy_libraries_after(code: str, *args: str) -> List[str]:
     """The HEAVY_LIBRARIES loaded once `code` has run in a fresh interpreter (with `args` as
     its sys.argv[1:]) in the project's root; `code` must succeed."""
-    import pathlib
     import subprocess
     import sys
 
