@@ -218,8 +218,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: Type[Any], prefix: str = "")
             kwargs["nargs"] = field.metadata.get("nargs", "+")
         else:
             kwargs["type"] = hint
-        if hint is not bool and "choices" in field.metadata:
-            kwargs["choices"] = field.metadata["choices"]
+        for key in ("choices", "metavar"):  # what a flag's value is, for those that take one
+            if hint is not bool and key in field.metadata:
+                kwargs[key] = field.metadata[key]
         # BooleanOptionalAction prints the default itself.
         if hint is not bool and field.default is not None:
             help_text = f"{help_text} (default: {shown_default(field.default)})"

@@ -2,14 +2,32 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import pathlib
 import sys
 from typing import List, Optional
 
-from common.config import PipelineConfig
+from common.config import PipelineConfig, add_flags, from_flags, setting
 
 DEFAULTS = PipelineConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportsSettings:
+    """Which store's runs every command reads, and where it writes their pages."""
+
+    metadata_path: pathlib.Path = setting(DEFAULTS.metadata_path,
+                                          "The pipeline's ML Metadata store.", metavar="SQLITE")
+    pipeline_root: Optional[pathlib.Path] = setting(
+        None, "Only runs whose artifacts are under this directory (default: every run in the "
+        "store).", metavar="DIR")
+    out: pathlib.Path = setting(DEFAULTS.reports_dir, "Reports directory: index.html here, a "
+                                "run's page beside its other reports.", metavar="DIR")
+    warehouse: bool = setting(True, "Query the warehouse for the mean weight per value; "
+                              "--no-warehouse: do not.")
+    verbose: bool = setting(False, "Log what is read and written.")
+
 
 DESCRIPTION = """\
 Analyst reports of babyweight pipeline runs, as self-contained HTML pages that open from disk
@@ -29,22 +47,10 @@ name (e.g. 20261127-025114), or a unique prefix of either. Open the printed file
 any browser."""
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metadata-path", type=pathlib.Path, default=DEFAULTS.metadata_path,
-                        metavar="SQLITE",
-                        help="The pipeline's ML Metadata store (default: %(default)s).")
-    parser.add_argument("--pipeline-root", type=pathlib.Path, default=None, metavar="DIR",
-                        help="Only runs whose artifacts are under this directory "
-                             "(default: every run in the store).")
-    parser.add_argument("--out", type=pathlib.Path, default=DEFAULTS.reports_dir, metavar="DIR",
-                        help="Reports directory: index.html here, a run's page beside its "
-                             "other reports (default: %(default)s).")
-    parser.add_argument("--no-warehouse", dest="with_warehouse", action="store_false",
-                        help="Do not query the warehouse for the mean weight per value.")
-    parser.add_argument("--verbose", action="store_true", help="Log what is read and written.")
-
-
 def parser() -> argparse.ArgumentParser:
+    """Each sub-command's options shared by all three are ReportsSettings' flags; the
+    sub-commands themselves, --run-id/--latest (one or the other) and compare's two runs are
+    argparse's own, since common.config declares options only."""
     root = argparse.ArgumentParser(prog="python -m reports", description=DESCRIPTION,
                                    epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--latest", action="store_true", help="The newest run (the default).")
     run.add_argument("--no-index", dest="index", action="store_false",
                      help="Write the run's page only.")
-    _common(run)
+    add_flags(run, ReportsSettings)
 
     index = commands.add_parser(
         "index", help="write the index of all runs",
@@ -70,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     index.add_argument("--rebuild", action="store_true",
                        help="Rewrite every run's page and comparison, not only missing ones.")
-    _common(index)
+    add_flags(index, ReportsSettings)
 
     compare = commands.add_parser(
         "compare", help="compare two runs' metrics side by side",
@@ -79,19 +85,20 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     compare.add_argument("run_a", metavar="RUN_A", help="The earlier (reference) run.")
     compare.add_argument("run_b", metavar="RUN_B", help="The later run.")
-    _common(compare)
+    add_flags(compare, ReportsSettings)
     return root
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    settings = from_flags(ReportsSettings, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("reports").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    logging.getLogger("reports").setLevel(logging.INFO if settings.verbose else logging.WARNING)
     from reports.publisher import Reports, run_page_path
 
     try:
-        reports = Reports(args.metadata_path, args.out, args.pipeline_root,
-                          with_warehouse=args.with_warehouse)
+        reports = Reports(settings.metadata_path, settings.out, settings.pipeline_root,
+                          with_warehouse=settings.warehouse)
         if args.command == "run":
             page = reports.write_run(reports.find(args.run_id))
             if args.index:
@@ -101,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             a, b = reports.find(args.run_a), reports.find(args.run_b)
             for record in (a, b):  # the comparison links to both runs' pages
-                if not run_page_path(record, args.out).exists():
+                if not run_page_path(record, settings.out).exists():
                     reports.write_run(record)
             page = reports.write_compare(a, b)
     except (FileNotFoundError, LookupError) as error:

@@ -69,6 +69,7 @@ class RunFacts:
     warehouse: Optional[Tuple[str, Optional[str]]] = None  # (database, source)
     report_files: Dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
     notes: List[str] = dataclasses.field(default_factory=list)
+    unread: List[str] = dataclasses.field(default_factory=list)  # what `_attempt` could not read
 
     @property
     def overall(self) -> Any:
@@ -262,11 +263,12 @@ def _attempt(facts: RunFacts, what: str, function: Any, *args: Any) -> Any:
     except Exception as error:  # noqa: BLE001 - any unreadable artifact must not stop the page
         logger.warning("Could not read %s: %s", what, error)
         facts.notes.append(f"Could not read {what}: {type(error).__name__}: {error}")
+        facts.unread.append(what)
         return None
 
 
-def collect(record: RunRecord) -> RunFacts:
-    """Reads every artifact of `record` that a report shows."""
+def _started(record: RunRecord) -> RunFacts:
+    """The run's status, and why a component that failed did."""
     status, succeeded = _status(record)
     facts = RunFacts(record=record, status=status, succeeded=succeeded)
     if record.failed and not any(c.node_id == GATE_NODE for c in record.failed):
@@ -275,7 +277,29 @@ def collect(record: RunRecord) -> RunFacts:
                            "marked it failed)." if died else
                            f"ML Metadata records that {record.failed[0].node_id} failed, not "
                            "why: the error is in the runner's output.")
+    return facts
 
+
+def _decisions(record: RunRecord, facts: RunFacts) -> None:
+    """The blessing and the push, as ML Metadata and the pusher's push.json record them."""
+    blessing = record.output(EVALUATOR_NODE, "blessing")
+    if blessing is not None:
+        facts.blessed = bool(blessing.properties.get("blessed"))
+        facts.baseline_model_uri = blessing.properties.get("baseline_model")
+    facts.push = _push_facts(record, facts)
+
+
+def recorded(record: RunRecord) -> RunFacts:
+    """Status, blessing and push only: no artifact is opened, so no TensorFlow, TFDV or TFMA
+    is imported (the index reads the rest from the run's summary, reports.summaries)."""
+    facts = _started(record)
+    _decisions(record, facts)
+    return facts
+
+
+def collect(record: RunRecord) -> RunFacts:
+    """Reads every artifact of `record` that a report shows."""
+    facts = _started(record)
     examples = record.input(STATISTICS_NODE, "examples")
     facts.examples_uri = examples.uri if examples is not None else None
     statistics = record.output(STATISTICS_NODE, "statistics")
@@ -331,11 +355,7 @@ def collect(record: RunRecord) -> RunFacts:
         thresholds = _attempt(facts, "the evaluation config", read_thresholds, evaluation.uri)
         if thresholds is not None and facts.metrics is not None:
             facts.checks = threshold_checks(thresholds, facts.metrics)
-    blessing = record.output(EVALUATOR_NODE, "blessing")
-    if blessing is not None:
-        facts.blessed = bool(blessing.properties.get("blessed"))
-        facts.baseline_model_uri = blessing.properties.get("baseline_model")
-    facts.push = _push_facts(record, facts)
+    _decisions(record, facts)
     return facts
 
 
@@ -343,35 +363,3 @@ def _read_best(uri: str) -> Dict[str, Any]:
     path = pathlib.Path(uri) / BEST_HYPERPARAMETERS_FILE
     config = json.loads(path.read_text())
     return dict(config.get("values", config))
-
-
-def component_rows(record: RunRecord) -> List[Dict[str, Any]]:
-    """Per component: state, start offset and duration, for the timing table and bars."""
-    total = max(record.seconds, 1e-9)
-    rows = []
-    for component in record.components:
-        offset = (component.started - record.started).total_seconds()
-        rows.append({
-            "node": component.node_id,
-            "type": component.component_type.rsplit(".", 1)[-1],
-            "state": component.state,
-            "offset": offset,
-            "seconds": component.seconds,
-            "left": max(0.0, 100 * offset / total),
-            "width": max(0.4, 100 * component.seconds / total),
-        })
-    return rows
-
-
-def artifact_rows(record: RunRecord) -> List[Dict[str, str]]:
-    """Every artifact a component produced (or reused from the cache), by component."""
-    rows = []
-    for component in record.components:
-        for key, refs in sorted(component.outputs.items()):
-            for ref in refs:
-                rows.append({"node": component.node_id, "key": key, "type": ref.type_name,
-                             "uri": ref.uri, "id": str(ref.id),
-                             "reused": "yes" if component.state == "CACHED" else ""})
-    return rows
-
-

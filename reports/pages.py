@@ -11,16 +11,20 @@ import hashlib
 import os
 import pathlib
 import urllib.parse
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import jinja2
 import markupsafe
 
 from reports import TEMPLATES, anomaly_section, data_identity, data_section, model_section
-from reports.facts import RunFacts, artifact_rows, component_rows
+from reports.facts import RunFacts
+from reports.mlmd import RunRecord
+from reports.summaries import RunSummary
 from reports.model_section import split_slice
 
 PAGE_SCRIPT = TEMPLATES / "sortable.js"
+# What the status, size and serving cells are made of: a run read in full, or its summary.
+Shown = Union[RunFacts, RunSummary]
 
 
 def page_script() -> Tuple[str, str]:
@@ -69,7 +73,7 @@ def _now() -> str:
     return when(datetime.datetime.now(datetime.timezone.utc))
 
 
-def status_short(facts: RunFacts) -> str:
+def status_short(facts: Shown) -> str:
     if facts.succeeded:
         return "succeeded"
     if "anomaly gate" in facts.status:
@@ -79,13 +83,13 @@ def status_short(facts: RunFacts) -> str:
     return "incomplete"
 
 
-def status_class(facts: RunFacts) -> str:
+def status_class(facts: Shown) -> str:
     if facts.succeeded:
         return "ok" if facts.blessed else "warn"
     return "bad"
 
 
-def serving_text(facts: RunFacts) -> str:
+def serving_text(facts: Shown) -> str:
     push = facts.push
     if push.get("pushed"):
         return f"pushed v{push.get('version')}"
@@ -94,7 +98,7 @@ def serving_text(facts: RunFacts) -> str:
     return "not pushed"
 
 
-def sizes_text(facts: RunFacts) -> str:
+def sizes_text(facts: Shown) -> str:
     return " / ".join(f"{facts.split_sizes[s]:,}" for s in ("train", "eval")
                       if s in facts.split_sizes) or "–"
 
@@ -105,6 +109,36 @@ def _hyperparameter_rows(facts: RunFacts) -> List[Dict[str, str]]:
     return [{"name": name, "configured": str(configured.get(name, "")),
              "tuned": str(tuned.get(name, "")), "effective": str(effective.get(name, ""))}
             for name in sorted(configured)]
+
+
+def component_rows(record: RunRecord) -> List[Dict[str, Any]]:
+    """Per component: state, start offset and duration, for the timing table and bars."""
+    total = max(record.seconds, 1e-9)
+    rows = []
+    for component in record.components:
+        offset = (component.started - record.started).total_seconds()
+        rows.append({
+            "node": component.node_id,
+            "type": component.component_type.rsplit(".", 1)[-1],
+            "state": component.state,
+            "offset": offset,
+            "seconds": component.seconds,
+            "left": max(0.0, 100 * offset / total),
+            "width": max(0.4, 100 * component.seconds / total),
+        })
+    return rows
+
+
+def artifact_rows(record: RunRecord) -> List[Dict[str, str]]:
+    """Every artifact a component produced (or reused from the cache), by component."""
+    rows = []
+    for component in record.components:
+        for key, refs in sorted(component.outputs.items()):
+            for ref in refs:
+                rows.append({"node": component.node_id, "key": key, "type": ref.type_name,
+                             "uri": ref.uri, "id": str(ref.id),
+                             "reused": "yes" if component.state == "CACHED" else ""})
+    return rows
 
 
 def run_page(facts: RunFacts, page: pathlib.Path, index: pathlib.Path,
@@ -169,27 +203,28 @@ def monitoring_entries(index: pathlib.Path) -> List[Dict[str, Any]]:
 def index_page(entries: Sequence[Dict[str, Any]], index: pathlib.Path,
                metadata_path: pathlib.Path, pipeline_root: Optional[pathlib.Path],
                pipeline_name: str) -> str:
-    """The list of runs. Each entry: facts, page (path), compare (path or None)."""
+    """The list of runs. Each entry: summary (reports.summaries.RunSummary), page (path),
+    compare (path or None)."""
     runs = []
     for entry in entries:
-        facts: RunFacts = entry["facts"]
-        overall = facts.overall
+        summary = entry["summary"]
+        record = summary.record
         runs.append({
-            "run_id": facts.record.run_id,
-            "label": facts.record.name,
+            "run_id": record.run_id,
+            "label": record.name,
             "href": href(entry["page"], index),
-            "started": when(facts.record.started),
-            "started_value": repr(facts.record.started.timestamp()),
-            "status_short": status_short(facts),
-            "status_class": status_class(facts),
-            "seconds": f"{facts.record.seconds:.3f}",
-            "duration": duration(facts.record.seconds),
-            "sizes": sizes_text(facts),
-            "train_value": str(facts.split_sizes.get("train", "")),
-            "rmse": model_section.number_cell(overall.rmse if overall else None),
-            "baseline_rmse": model_section.number_cell(overall.baseline_rmse if overall else None),
-            "blessed": facts.blessed,
-            "serving": serving_text(facts),
+            "started": when(record.started),
+            "started_value": repr(record.started.timestamp()),
+            "status_short": status_short(summary),
+            "status_class": status_class(summary),
+            "seconds": f"{record.seconds:.3f}",
+            "duration": duration(record.seconds),
+            "sizes": sizes_text(summary),
+            "train_value": str(summary.split_sizes.get("train", "")),
+            "rmse": model_section.number_cell(summary.rmse),
+            "baseline_rmse": model_section.number_cell(summary.baseline_rmse),
+            "blessed": summary.blessed,
+            "serving": serving_text(summary),
             "compare_href": href(entry["compare"], index) if entry.get("compare") else None,
         })
     return environment().get_template("index.html.j2").render(

@@ -4,6 +4,7 @@ Layout of a reports directory (the runner's `--reports-dir`):
 
     index.html                      every run, newest first
     <run's reports dir>/report.html beside that run's eda.html, anomalies.txt, push.json
+    .../report_summary.json         beside each report.html: what the index shows of the run
     runs/<run id>/report.html       runs whose own reports dir lies elsewhere
     compare/<run A>--<run B>.html   two runs side by side
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from common.files import write_atomically
-from reports import data_identity, mlmd, model_card, pages, training_logs
+from reports import data_identity, mlmd, model_card, pages, summaries, training_logs
 from reports.facts import RunFacts, collect
+from reports.summaries import RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class Reports:
         self.pipeline_name = (pipeline_name or (self.runs[0].pipeline_name if self.runs
                                                 else "pipeline"))
         self._facts: Dict[str, RunFacts] = {}
+        self._summaries: Dict[str, RunSummary] = {}
 
     def _with_known_dirs(self, runs: List[mlmd.RunRecord]) -> List[mlmd.RunRecord]:
         """Runs that recorded no reports dir get the one `adopt` marked for them."""
@@ -98,6 +101,21 @@ class Reports:
             self._facts[record.run_id] = facts
         return self._facts[record.run_id]
 
+    def summary(self, record: mlmd.RunRecord) -> RunSummary:
+        """What the index shows of `record`: its summary file when that holds, else the run's
+        artifacts read the full way (TensorFlow and TFMA imported then), and the file written."""
+        if record.run_id not in self._summaries:
+            page = run_page_path(record, self.out_dir)
+            found = None if record.run_id in self._facts else summaries.read(page, record)
+            if found is None:
+                if record.run_id not in self._facts:
+                    logger.info("Run %s has no summary that holds; reading its artifacts",
+                                record.name)
+                    summaries.write(page, self.facts(record))
+                found = summaries.of(self.facts(record))
+            self._summaries[record.run_id] = found
+        return self._summaries[record.run_id]
+
     def data_note(self, record: mlmd.RunRecord) -> Optional[str]:
         return data_identity.baseline_note(self.runs, record,
                                            self.facts(record).baseline_model_uri)
@@ -123,6 +141,8 @@ class Reports:
                               with_warehouse=self.with_warehouse,
                               tensorboard=(logdir, tensorboard_run) if tensorboard_run else None)
         write_atomically(path, html)
+        summaries.write(path, facts)
+        self._summaries.pop(record.run_id, None)
         logger.info("Run report written to %s", path)
         return path
 
@@ -135,9 +155,10 @@ class Reports:
         logger.info("Comparison written to %s", path)
         return path
 
-    def write_index(self, rebuild: bool = False) -> pathlib.Path:
-        """The index; run pages and 'vs previous' comparisons it links to are written first
-        when missing (or all of them with `rebuild`), so every link resolves."""
+    def index_entries(self, rebuild: bool = False) -> List[Dict[str, Any]]:
+        """Each run's summary, page and 'vs previous' comparison (pages.index_page); the pages
+        these link to are written first when missing (all of them with `rebuild`), so every
+        link resolves."""
         entries = []
         for record in self.runs:
             page = run_page_path(record, self.out_dir)
@@ -145,15 +166,21 @@ class Reports:
                 self.write_run(record)
             previous = self.previous(record)
             compare = None
-            if previous is not None and self.facts(record).metrics and \
-                    self.facts(previous).metrics:
+            if previous is not None and self.summary(record).has_metrics and \
+                    self.summary(previous).has_metrics:
                 compare = compare_page_path(previous, record, self.out_dir)
                 if rebuild or not compare.exists():
                     self.write_compare(previous, record)
-            entries.append({"facts": self.facts(record), "page": page, "compare": compare})
-        html = pages.index_page(entries, self.index_path, self.metadata_path,
+            entries.append({"summary": self.summary(record), "page": page, "compare": compare})
+        return entries
+
+    def index_html(self, entries: List[Dict[str, Any]]) -> str:
+        return pages.index_page(entries, self.index_path, self.metadata_path,
                                 self.pipeline_root, self.pipeline_name)
-        write_atomically(self.index_path, html)
+
+    def write_index(self, rebuild: bool = False) -> pathlib.Path:
+        """The index of every run (see index_entries)."""
+        write_atomically(self.index_path, self.index_html(self.index_entries(rebuild)))
         logger.info("Index of %d runs written to %s", len(self.runs), self.index_path)
         return self.index_path
 
@@ -179,7 +206,8 @@ def publish(metadata_path: pathlib.Path, pipeline_root: Optional[pathlib.Path] =
     run_page = reports.write_run(record)
     previous = reports.previous(record)
     compare = None
-    if previous is not None and reports.facts(record).metrics and reports.facts(previous).metrics:
+    if previous is not None and reports.summary(record).has_metrics and \
+            reports.summary(previous).has_metrics:
         compare = reports.write_compare(previous, record)
     return Published(run_page=run_page, index=reports.write_index(), compare_page=compare,
                      data_note=reports.data_note(record))

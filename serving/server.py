@@ -27,7 +27,7 @@ from typing import List, Optional
 
 
 from common import logs  # noqa: E402
-from common.config import add_flags, from_flags  # noqa: E402
+from common.config import command_parser, from_flags  # noqa: E402
 from serving.settings import (BatchingConfig, LimitsConfig, ModelConfig,  # noqa: E402
                               RequestLogSettings, ServerConfig)
 
@@ -37,12 +37,7 @@ CONFIGS = (ModelConfig, ServerConfig, LimitsConfig, BatchingConfig, RequestLogSe
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(
-        prog="python -m serving.server", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    for config in CONFIGS:
-        add_flags(result, config)
-    return result
+    return command_parser("python -m serving.server", __doc__, *CONFIGS)
 
 
 class BufferedLogHandler(logging.StreamHandler):

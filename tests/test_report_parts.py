@@ -3,7 +3,9 @@ checks, the hyperparameters shown, and the commands' help, with no pipeline run 
 from __future__ import annotations
 
 import json
+import pathlib
 import time
+from typing import List
 
 import pytest
 
@@ -29,7 +31,21 @@ def test_help_names_every_command(capsys):
         assert command in text
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
-    assert "--latest" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    for flag in ("--latest", "--run-id ID", "--no-index", "--metadata-path SQLITE",
+                 "--pipeline-root DIR", "--out DIR", "--no-warehouse", "--verbose"):
+        assert flag in text, flag
+
+
+def test_the_shared_options_are_the_settings_of_every_command() -> None:
+    from reports import cli
+    from common.config import from_flags
+
+    for argv in (["run", "--latest"], ["index", "--rebuild"], ["compare", "A", "B"]):
+        parsed = cli.parser().parse_args([*argv, "--no-warehouse", "--out", "/tmp/pages"])
+        settings = from_flags(cli.ReportsSettings, parsed)
+        assert settings == cli.ReportsSettings(out=pathlib.Path("/tmp/pages"), warehouse=False)
+        assert settings.metadata_path == cli.DEFAULTS.metadata_path
 
 
 # What loading the reports package must leave unloaded: these libraries' imports cost seconds
@@ -40,27 +56,33 @@ HEAVY_LIBRARIES = ("tensorflow", "tensorflow_data_validation", "tensorflow_model
 # Runs in a fresh interpreter (this one has TensorFlow loaded by other tests): imports the
 # reports modules, asks each command for its help, and prints the heavy libraries now loaded.
 _IMPORT_PROBE = """
-import contextlib, io, json, sys
+import contextlib, io
 import reports.cli, reports.publisher
 for argv in (["--help"], ["run", "--help"], ["index", "--help"], ["compare", "--help"]):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
         reports.cli.main(argv)
-print(json.dumps([name for name in sys.argv[1:] if name in sys.modules]))
 """
+
+
+def heavy_libraries_after(code: str, *args: str) -> List[str]:
+    """The HEAVY_LIBRARIES loaded once `code` has run in a fresh interpreter (with `args` as
+    its sys.argv[1:]) in the project's root; `code` must succeed."""
+    import subprocess
+    import sys
+
+    report = ("\nimport json, sys\n"
+              f"print(json.dumps([n for n in {HEAVY_LIBRARIES!r} if n in sys.modules]))\n")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code + report, *args], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def test_reports_modules_and_help_import_no_heavy_library():
     """`python -m reports ... --help` and importing the publisher (as every command does before
     it reads a store) stay cheap: TensorFlow and the TFX libraries load only when used."""
-    import pathlib
-    import subprocess
-    import sys
-
-    root = pathlib.Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *HEAVY_LIBRARIES], cwd=root,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == []
+    assert heavy_libraries_after(_IMPORT_PROBE) == []
 
 
 def test_the_browser_harness_sees_network_use_and_errors(browser, tmp_path):
