@@ -109,10 +109,26 @@ def sizes(*default: int) -> Any:
     return setting(tuple(default), "raw natality rows per measurement")
 
 
+def counts(text: str, flag: str, allow_none: bool = False) -> List[int]:
+    """A comma-separated flag of positive counts (clients, rows); ValueError naming the flag
+    when it is malformed (`parse` turns that into argparse's exit 2 and message)."""
+    try:
+        found = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        found = [0]
+    if any(count < 1 for count in found) or not (found or allow_none):
+        raise ValueError(f"{flag} takes comma-separated positive whole numbers"
+                         f"{' (or nothing)' if allow_none else ''}, got {text!r}")
+    return found
+
+
 def parse(name: str, doc: Optional[str], argv: Optional[Sequence[str]],
           *configs: Type[Any]) -> Tuple[Any, ...]:
     """A benchmark's command line (its docstring as help, one --flag per field of each config
     and --write/--no-write), parsed into one object per config, then the Output."""
     parser = command_parser(f"python -m benchmarks.{name}", doc, *configs, Output)
     args = parser.parse_args(argv)
-    return tuple(from_flags(cls, args) for cls in (*configs, Output))
+    try:
+        return tuple(from_flags(cls, args) for cls in (*configs, Output))
+    except ValueError as error:  # a config's own check of its values (__post_init__)
+        parser.error(str(error))

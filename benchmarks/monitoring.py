@@ -53,6 +53,15 @@ class MonitoringBenchmarkConfig(harness.ServedModel):
         False, "only the request log's on/off serving comparison (not the monitor's speed); "
         "prints the table and writes nothing")
 
+    def __post_init__(self) -> None:
+        self.levels(), self.log_sizes()  # malformed lists stop here, before any server
+
+    def levels(self) -> List[int]:
+        return harness.counts(self.clients, "--clients")
+
+    def log_sizes(self) -> List[int]:
+        return [] if self.serving_only else harness.counts(self.sizes, "--sizes")
+
 
 def logging_overhead(model_dir: str, clients: List[int], requests: int, rounds: int
                      ) -> List[Dict[str, object]]:
@@ -139,12 +148,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(error, file=sys.stderr)
         return 1
     load = [os.getloadavg()[0]]
-    serving = logging_overhead(config.model_dir, [int(c) for c in config.clients.split(",")],
-                               config.requests, config.rounds)
+    serving = logging_overhead(config.model_dir, config.levels(), config.requests, config.rounds)
     load.append(os.getloadavg()[0])
     work = pathlib.Path(tempfile.mkdtemp())
-    speed = ([] if config.serving_only
-             else [monitor_speed(int(n), work) for n in config.sizes.split(",")])
+    speed = [monitor_speed(rows, work) for rows in config.log_sizes()]
     rows = [[r["setup"], r["clients"], r["requests"], r["errors"], r["p50_ms"], r["p99_ms"]]
             for r in serving]
     table = markdown_table(["setup", "clients", "requests", "errors", "p50 ms", "p99 ms"], rows)

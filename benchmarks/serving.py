@@ -309,13 +309,18 @@ class ServingBenchmarkConfig(harness.ServedModel):
     server_args: str = setting("", "Extra server flags, e.g. '--batch-timeout-ms 1'.")
     note: str = setting("", "A line added under the table, e.g. how loaded the machine was.")
 
+    def __post_init__(self) -> None:
+        self.levels(), self.overhead_levels()  # malformed lists stop here, before any server
+
+    def levels(self) -> List[int]:
+        return harness.counts(self.clients, "--clients")
+
+    def overhead_levels(self) -> List[int]:
+        return harness.counts(self.overhead_clients, "--overhead-clients", allow_none=True)
+
 
 def parse_args(argv: Optional[List[str]]) -> Tuple[ServingBenchmarkConfig, Output]:
     return harness.parse("serving", __doc__, argv, ServingBenchmarkConfig)
-
-
-def _levels(text: str) -> List[int]:
-    return [int(c) for c in text.split(",") if c.strip()]
 
 
 def measure_servers(args: ServingBenchmarkConfig, floor: Floor) -> List[Dict[str, Any]]:
@@ -323,7 +328,7 @@ def measure_servers(args: ServingBenchmarkConfig, floor: Floor) -> List[Dict[str
     on vs off, on pairs of servers of their own."""
     work = pathlib.Path(tempfile.mkdtemp())
     extra = tuple(args.server_args.split())
-    overhead = _levels(args.overhead_clients)
+    overhead = args.overhead_levels()
 
     def pair(number: int) -> Tuple[Server, Server]:
         return (Server(args.model_dir, work, f"on-{number}", extra),
@@ -333,7 +338,7 @@ def measure_servers(args: ServingBenchmarkConfig, floor: Floor) -> List[Dict[str
         server = Server(args.model_dir, work, "protocols", extra)
         try:
             server.wait()
-            records = protocol_levels(server, floor, _levels(args.clients), args.requests,
+            records = protocol_levels(server, floor, args.levels(), args.requests,
                                       args.seconds, max(1, args.rounds))
         finally:
             server.stop()

@@ -120,6 +120,13 @@ def notes(records: List[Dict[str, Any]], args: ServingBenchmarkConfig) -> List[s
     return found
 
 
+def _on_off_rounds(args: "ServingBenchmarkConfig") -> str:
+    """As measure_servers runs them: at least one round, on at most one pair per round."""
+    rounds = max(1, args.overhead_rounds)
+    return (f"; on/off rows: medians of {rounds} rounds, each on and off back to back, on "
+            f"{min(max(1, args.overhead_pairs), rounds)} pairs of fresh servers")
+
+
 def text(records: List[Dict[str, Any]], args: ServingBenchmarkConfig, version: int,
          load: Tuple[str, str]) -> str:
     """The table, how it was measured, and the verdicts."""
@@ -131,10 +138,8 @@ def text(records: List[Dict[str, Any]], args: ServingBenchmarkConfig, version: i
     how = (f"Model version {version}; server flags: `{args.server_args or '(defaults)'}`; "
            "single-row requests, loopback, keep-alive connections (REST, raw HTTP/1.1 on "
            "asyncio) and channels (gRPC, sync calls on a channel per client thread). Floor, "
-           f"REST and gRPC rows: medians of {max(1, args.rounds)} alternating rounds; on/off "
-           f"rows: medians of {args.overhead_rounds} rounds, each on and off back to back, on "
-           f"{min(args.overhead_pairs, args.overhead_rounds)} pairs of fresh servers. "
-           f"Load average (1, 5, 15 min) at the start {load[0]}, at the end {load[1]}, on "
+           f"REST and gRPC rows: medians of {max(1, args.rounds)} alternating rounds"
+           f"{_on_off_rounds(args) if args.overhead_levels() else ''}. Load average (1, 5, 15 min) at the start {load[0]}, at the end {load[1]}, on "
            f"{_cores()} cores.")
     return "\n".join([markdown_table(headers, rows), "", how]
                      + ([args.note] if args.note else []) + notes(records, args))

@@ -90,3 +90,39 @@ def test_no_benchmark_module_hides_a_package_it_imports() -> None:
     packages = {path.parent.name for path in PROJECT_ROOT.glob("*/__init__.py")}
     shadowing = {path.stem for path in BENCHMARKS.glob("*.py")} & packages
     assert shadowing <= {"serving", "monitoring"}, shadowing
+
+
+@pytest.mark.parametrize("name, flags, named", [
+    ("serving", ["--clients", "1,x"], "--clients"),
+    ("serving", ["--clients", ""], "--clients"),
+    ("serving", ["--overhead-clients", "8,-1"], "--overhead-clients"),
+    ("monitoring", ["--clients", ""], "--clients"),
+    ("monitoring", ["--sizes", "0"], "--sizes")])
+def test_a_malformed_list_of_counts_is_a_usage_error(capsys: Any, name: str, flags: List[str],
+                                                      named: str) -> None:
+    """Exit 2 and the flag named, before any server starts or model loads."""
+    module = importlib.import_module(f"benchmarks.{name}")
+    with pytest.raises(SystemExit) as done:
+        module.main(flags)
+    assert done.value.code == 2
+    assert f"error: {named} takes comma-separated positive whole numbers" in \
+        capsys.readouterr().err
+
+
+def test_an_empty_overhead_list_skips_that_part() -> None:
+    from benchmarks import serving
+
+    (config, _) = serving.parse_args(["--overhead-clients", ""])
+    assert config.overhead_levels() == [] and config.levels() == [1, 8, 32]
+
+
+def test_the_table_note_counts_the_on_off_rounds_that_run() -> None:
+    """measure_servers runs at least one round, on at most one pair of servers per round."""
+    from benchmarks import serving, serving_report
+
+    (config, _) = serving.parse_args(["--overhead-rounds", "0", "--overhead-pairs", "3"])
+    assert "medians of 1 rounds" in serving_report._on_off_rounds(config)
+    assert "on 1 pairs" in serving_report._on_off_rounds(config)
+    (config, _) = serving.parse_args(["--overhead-rounds", "9", "--overhead-pairs", "3"])
+    assert "medians of 9 rounds" in serving_report._on_off_rounds(config)
+    assert "on 3 pairs" in serving_report._on_off_rounds(config)
