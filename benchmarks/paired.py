@@ -32,6 +32,7 @@ def median_interval(values: Sequence[float], confidence: float = 0.9
         inner, outside = inner + 1, wider
     return ordered[inner], ordered[n - 1 - inner], 1 - outside
 
+
 def percent_changes(a: Sequence[float], b: Sequence[float]) -> List[float]:
     """Each round's change of `a` over `b`, in percent."""
     return [(x / y - 1) * 100 for x, y in zip(a, b)]

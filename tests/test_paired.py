@@ -74,3 +74,24 @@ def test_rounds_are_shared_among_fresh_pairs_warmed_up_alike_in_alternating_orde
     on_rest = next(r for r in rows if r["setup"] == f"{REST}, metrics and access log on")
     assert on_rest["p50_changes"] == pytest.approx([10.0] * 3 + [110.0] * 2)
     assert on_rest["requests"] == 500 and on_rest["p50_range"] == (1.1, 2.1)
+
+
+def test_the_monitoring_benchmark_judges_the_log_s_cost_on_paired_rounds() -> None:
+    """The rounds' medians alone would call +4% met at a level whose rounds spread from -30%
+    to +40%; the paired verdict does not decide it, and decides clear cases."""
+    from benchmarks import monitoring
+
+    def level(count: int, off: list, on: list) -> list:
+        return [{"setup": f"request log {name}", "clients": count, "rounds_p50_ms": values,
+                 "rounds_p99_ms": values} for name, values in (("off", off), ("on", on))]
+
+    off = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0]
+    records = (level(1, off, off)  # no change in any round
+               + level(8, off, [v * 1.2 for v in off])  # +20% in every round
+               + level(32, off, [v * f for v, f in zip(off, (0.7, 1.4, 0.8, 1.3, 1.04, 1.2,
+                                                             0.9, 1.1, 1.0))]))
+    notes = monitoring.verdicts(records)
+    assert len(notes) == 6
+    assert all(note.endswith(": met") for note in notes[:2]), notes
+    assert all(note.endswith(": NOT met") for note in notes[2:4]), notes
+    assert all("not decided" in note for note in notes[4:]), notes
