@@ -102,7 +102,7 @@ def _lifespan(loader: Loader, shared: Service, grpc_address: Optional[str],
             yield
         finally:
             if grpc is not None:  # requests in progress finish (grace), off the loop
-                await asyncio.to_thread(grpc.stop(grace=2).wait)
+                await asyncio.to_thread(grpc.stop, 2)
             loader.stop()
             shared.batcher.close()
             if logged is not None:
@@ -156,7 +156,7 @@ def create_app(model: ModelConfig = ModelConfig(), limits: LimitsConfig = Limits
     request needs (None: none); `manage_heap`: let the loader freeze and collect the GC heap
     (off when the app shares its process with something else, e.g. a test runner);
     `grpc_address`: host:port for TF Serving's gRPC API in the same process (None: none),
-    answered by `grpc_threads` handler threads;
+    with at most `grpc_threads` calls in progress at once;
     `metrics`: Prometheus metrics at serving/metrics.py's PATH; `request_log`: where a sample
     of predicted rows goes, off the request path (its written and dropped counts are in
     /healthz); `monitoring_dir`: the monitoring command's results, whose newest distances

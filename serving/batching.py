@@ -7,11 +7,13 @@ free a request is called at once; while a call runs, arrivals queue, and the nex
 all of them (up to `max_batch_rows`). `timeout_s` > 0 additionally holds a forming batch open
 that long, as TF Serving's batch_timeout_micros does.
 
-Two ways in, one queue: `predict` for a coroutine on an event loop (REST), whose model calls
-run in the batcher's worker threads so the loop never blocks, and `predict_blocking` for a
-thread that may block (the gRPC handlers): when its request starts a call, that call runs in
-the caller's own thread, so a lone request costs no hand-off between threads. Either way the
-same queue decides what is batched with what, and at most `threads` calls run at once.
+Ways in, one queue: `predict` for a coroutine on an event loop (REST), whose model calls run
+in the batcher's worker threads so the loop never blocks; `predict_blocking` for a thread that
+may block: when its request starts a call, that call runs in the caller's own thread, so a
+lone request costs no hand-off between threads; and `predict_now`, which makes that call in
+the caller's thread only when the request would start it, else returns None at once (gRPC's
+loop, which must not wait for other requests' calls). Either way the same queue decides what
+is batched with what, and at most `threads` calls run at once.
 
 A batch only ever holds requests for the same loaded model and signature, so a request that
 started on version N is answered by version N even if N+1 is switched in meanwhile.
@@ -131,30 +133,37 @@ class Batcher:
     def predict_blocking(self, model: ServedModel, signature: str, columns: Columns,
                          rows: int) -> Outputs:
         """The same from a thread that may block; a call this request starts runs here."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the server is shutting down")
-            # Nothing queued, a model slot free, no batch to hold open: the call this request
-            # would start holds it alone, so it is made without a queue entry or a future.
-            alone = (not self._pending and self._busy < self._slots
-                     and (not self._timeout or rows >= self._max_rows))
-            if alone:
-                self._busy += 1
-                self.calls += 1
-                self.rows += rows
-        if alone:
-            try:
-                if self.on_call is not None:
-                    self.on_call(rows)
-                return model.predict(signature, columns)
-            finally:
-                with self._lock:
-                    self._busy -= 1
-                self._launch_due()  # what queued meanwhile
+        outputs = self.predict_now(model, signature, columns, rows)
+        if outputs is not None:
+            return outputs
         waiter: "concurrent.futures.Future[Outputs]" = concurrent.futures.Future()
         self._enqueue(_Request(model, signature, columns, rows, waiter, self._clock()),
                       inline=True)
         return waiter.result()
+
+    def predict_now(self, model: ServedModel, signature: str, columns: Columns,
+                    rows: int) -> Optional[Outputs]:
+        """The outputs of a call made at once in this thread, or None without a call when it
+        would not hold these rows alone now (requests queued, no model slot free, a batch
+        timeout to wait for): then `predict` or `predict_blocking` queues them."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the server is shutting down")
+            alone = (not self._pending and self._busy < self._slots
+                     and (not self._timeout or rows >= self._max_rows))
+            if not alone:
+                return None
+            self._busy += 1
+            self.calls += 1
+            self.rows += rows
+        try:
+            if self.on_call is not None:
+                self.on_call(rows)
+            return model.predict(signature, columns)
+        finally:
+            with self._lock:
+                self._busy -= 1
+            self._launch_due()  # what queued meanwhile
 
     def _enqueue(self, request: _Request, inline: bool) -> None:
         with self._lock:

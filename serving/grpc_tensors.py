@@ -1,5 +1,5 @@
 """TensorProtos of the gRPC API <-> Python values, without tf.make_ndarray/make_tensor_proto
-where the tensor is the common case.
+where the tensor is the common case; a Predict's inputs as the payload REST would have got.
 
 Why: those two general functions cost a single-row gRPC Predict more server time than the
 transport does. A request tensor of shape [N] or [N, 1] whose values sit in the typed field
@@ -9,10 +9,17 @@ TensorFlow's functions, so every TensorProto TF Serving accepts is still read th
 """
 from __future__ import annotations
 
+import base64
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from modules import features
+from serving import validation
+from serving.service import ApiError
+
+_DECLARED = frozenset(features.FEATURE_NAMES)
 
 # dtype -> (the typed field holding its values, the Python type a value becomes)
 _FIELDS: Dict[int, Any] = {
@@ -81,3 +88,62 @@ def fill_output(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
         dims.add().size = size
     proto.tensor_content = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"),
                                                               copy=False).tobytes()
+
+
+def _tensor_values(name: str, proto: Any) -> List[Any]:
+    """A request tensor as a list of Python values, one per instance (1-D, or [N, 1])."""
+    direct = direct_values(proto, lambda index: ApiError(
+        400, f"inputs.{name}[{index}]: is not UTF-8 text"))
+    if direct is not None:
+        return direct
+    try:
+        array = _make_ndarray(proto)
+    except (TypeError, ValueError) as error:
+        raise ApiError(400, f"inputs.{name}: not a valid TensorProto ({error})") from None
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ApiError(400, f"inputs.{name}: expected a tensor of shape [batch] (one value "
+                       f"per instance), got shape {list(array.shape)}")
+    if array.dtype == object:
+        values = []
+        for index, value in enumerate(array.tolist()):
+            try:
+                values.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ApiError(400, f"inputs.{name}[{index}]: is not UTF-8 text") from None
+        return values
+    if array.dtype == np.bool_:
+        return [bool(v) for v in array]
+    return [v.item() for v in array]
+
+
+def request_payload(found: Any, inputs: Any) -> Dict[str, List[Any]]:
+    """gRPC inputs -> the columnar JSON payload REST would have got (same checks, messages)."""
+    if found.takes_examples:
+        examples = inputs.get(validation.EXAMPLES_INPUT)
+        if examples is None or len(inputs) != 1:
+            raise ApiError(400, f"inputs: expected exactly one input "
+                           f"{validation.EXAMPLES_INPUT!r} of serialized tf.Examples")
+        try:
+            array = _make_ndarray(examples).reshape(-1)
+        except (TypeError, ValueError) as error:
+            raise ApiError(400, f"inputs.examples: not a valid TensorProto ({error})") from None
+        if array.dtype != object:
+            raise ApiError(400, "inputs.examples: expected a string tensor of serialized "
+                           "tf.Examples")
+        return {validation.EXAMPLES_INPUT: [{"b64": base64.b64encode(v).decode()}
+                                            for v in array.tolist()]}
+    # A protobuf map has no order: the declaration's order makes the first error reported
+    # the one REST reports for the same columns sent in that order (names the declaration
+    # does not have after its own, sorted). Iterating the map is its slow part: only then.
+    names = [name for name in features.FEATURE_NAMES if name in inputs]
+    if len(names) != len(inputs):
+        names += sorted(name for name in inputs if name not in _DECLARED)
+    return {name: _tensor_values(name, inputs[name]) for name in names}
+
+
+def _make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    import tensorflow as tf
+
+    return tf.make_ndarray(proto)

@@ -62,18 +62,6 @@ async def regress(shared: Service, model_name: str, version: Wanted,
     return served.version, _values(outputs)
 
 
-def regress_blocking(shared: Service, model_name: str, version: Wanted,
-                     signature_name: str, examples: Sequence[bytes]) -> Tuple[int, List[float]]:
-    """`regress` from a thread that may block (gRPC)."""
-    served = shared.acquire(model_name, version)
-    try:
-        name, checked = _checked_request(shared, served, signature_name, examples)
-        outputs = shared.call_blocking(served, name, {REGRESS_INPUTS: checked}, len(checked))
-    finally:
-        shared.release(served)
-    return served.version, _values(outputs)
-
-
 def _checked_request(shared: Service, served: Any, signature_name: str,
                      examples: Sequence[bytes]) -> Tuple[str, List[bytes]]:
     """(signature name, checked examples), or TF Serving's error for this signature."""

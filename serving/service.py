@@ -131,13 +131,16 @@ class Service:
             raise ApiError(400, error.message) from None
         return self._logged(served, signature_name, columns, outputs)
 
-    def call_blocking(self, served: ServedModel, signature_name: str,
-                      columns: validation.Columns, rows: int) -> Dict[str, np.ndarray]:
-        """`call` from a thread that may block (gRPC): the same batcher, errors and log."""
+    def call_now(self, served: ServedModel, signature_name: str,
+                 columns: validation.Columns, rows: int) -> Optional[Dict[str, np.ndarray]]:
+        """`call` made at once in this thread when the model is free and nothing is queued
+        (Batcher.predict_now), else None without a call; the same errors and log."""
         try:
-            outputs = self.batcher.predict_blocking(served, signature_name, columns, rows)
+            outputs = self.batcher.predict_now(served, signature_name, columns, rows)
         except tf.errors.InvalidArgumentError as error:
             raise ApiError(400, error.message) from None
+        if outputs is None:
+            return None
         return self._logged(served, signature_name, columns, outputs)
 
     def _logged(self, served: ServedModel, signature_name: str, columns: validation.Columns,

@@ -103,8 +103,8 @@ class ServerConfig:
         "ModelService, TF Serving's gRPC port is 8500), bound on --host beside REST; 0 = no "
         "gRPC.")
     grpc_max_threads: int = setting(
-        32, "gRPC handler threads (TF Serving's --grpc_max_threads): the most gRPC requests in "
-        "progress at once, so also the most that one model call can batch; more wait.")
+        32, "The most gRPC requests in progress at once (TF Serving's --grpc_max_threads), so "
+        "also the most that one model call can batch; more wait.")
     poll_seconds: float = setting(
         2.0, "Seconds between looks at --model-dir for a new version (hot reload).")
     metrics: bool = setting(True, "Prometheus metrics at /monitoring/prometheus/metrics "

@@ -1,9 +1,12 @@
-"""The gRPC server registers the generated code's own handlers for every method of both
-services, and reads a Predict's inputs in the order REST reports errors in."""
+"""The gRPC server adds the generated code's own handlers for every method of both services
+(as generic handlers, the only kind grpc.aio serves), and reads a Predict's inputs in the
+order REST reports errors in."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, List
 
+import grpc
+import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (model_service_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2, prediction_service_pb2_grpc)
@@ -13,16 +16,20 @@ from serving import grpc_server
 
 
 class _Recording:
-    """A server that only records what is registered on it."""
+    """A server that only records the generic handlers added to it."""
 
     def __init__(self) -> None:
-        self.registered: Dict[str, Dict[str, Any]] = {}
+        self.handlers: List[grpc.GenericRpcHandler] = []
 
-    def add_registered_method_handlers(self, service: str, handlers: Dict[str, Any]) -> None:
-        self.registered[service] = handlers
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self.handlers.extend(handlers)
+
+    def handler(self, method: str) -> Any:
+        found = [h.service(grpc_server._Method(method)) for h in self.handlers]
+        return next(h for h in found if h is not None)
 
 
-def test_every_method_is_registered_with_the_generated_handler() -> None:
+def test_every_method_is_served_by_the_generated_handler() -> None:
     server = _Recording()
     predictions = grpc_server.Predictions(shared=None)  # type: ignore[arg-type]
     models = grpc_server.Models(shared=None)  # type: ignore[arg-type]
@@ -33,13 +40,22 @@ def test_every_method_is_registered_with_the_generated_handler() -> None:
                           models, model_service_pb2.DESCRIPTOR)
     for proto_file in (prediction_service_pb2, model_service_pb2):
         (service,) = proto_file.DESCRIPTOR.services_by_name.values()
-        assert set(server.registered[service.full_name]) == {m.name for m in service.methods}
-    predict = server.registered["tensorflow.serving.PredictionService"]["Predict"]
+        for method in service.methods:
+            assert server.handler(f"/{service.full_name}/{method.name}") is not None
+    predict = server.handler("/tensorflow.serving.PredictionService/Predict")
     assert predict.unary_unary == predictions.Predict
     assert predict.request_deserializer == predict_pb2.PredictRequest.FromString
     assert predict.response_serializer == predict_pb2.PredictResponse.SerializeToString
-    status = server.registered["tensorflow.serving.ModelService"]["GetModelStatus"]
+    status = server.handler("/tensorflow.serving.ModelService/GetModelStatus")
     assert status.unary_unary == models.GetModelStatus
+
+
+def test_a_method_the_generated_code_lacks_is_refused_at_start() -> None:
+    def add_nothing(servicer: Any, server: Any) -> None:
+        pass
+
+    with pytest.raises(RuntimeError, match="serves no /tensorflow.serving.ModelService/"):
+        grpc_server._register(_Recording(), add_nothing, None, model_service_pb2.DESCRIPTOR)
 
 
 class _Features:

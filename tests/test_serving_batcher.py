@@ -127,6 +127,30 @@ def test_a_lone_blocking_request_runs_in_its_own_thread() -> None:
     batcher.close()
 
 
+def test_predict_now_calls_only_a_free_model_and_never_waits() -> None:
+    """In the caller's thread when the request would start a call alone; None, without a
+    call or a queue entry, while another call holds the model (gRPC's loop must not wait)."""
+    from serving.batching import Batcher
+
+    model = _GatedModel()
+    batcher = Batcher()
+    busy = threading.Thread(target=batcher.predict_blocking,
+                            args=(model, "sig", {"x": [1.0]}, 1))
+    busy.start()
+    assert model.entered.wait(60)  # the model's one slot is taken
+    assert batcher.predict_now(model, "sig", {"x": [2.0]}, 1) is None
+    assert batcher.queued() == 0 and batcher.stats()["model_calls"] == 1
+    model.gate.set()
+    busy.join(60)
+    assert batcher.predict_now(model, "sig", {"x": [3.0]}, 1)["y"].tolist() == [6]
+    assert model.threads[-1] == threading.get_ident()
+    assert batcher.stats()["model_calls"] == 2
+    held = Batcher(timeout_s=60.0)  # a batch held open for more rows: not made at once
+    assert held.predict_now(model, "sig", {"x": [4.0]}, 1) is None
+    held.close()
+    batcher.close()
+
+
 def test_blocking_and_async_requests_queue_together_and_share_calls() -> None:
     from serving.batching import Batcher
 

@@ -6,6 +6,7 @@ here answered with TF Serving's status code and the same message.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any, Dict, Iterator, List
 
@@ -336,11 +337,15 @@ def test_unavailable_until_a_version_loads(tmp_path: Any) -> None:
                      LimitsConfig())
 
     class Context:
-        def abort(self, code: grpc.StatusCode, details: str) -> None:
+        async def abort(self, code: grpc.StatusCode, details: str) -> None:
             raise RuntimeError(code, details)
 
+        def add_done_callback(self, callback: Any) -> None:
+            pass
+
     with pytest.raises(RuntimeError) as raised:
-        Predictions(shared).Predict(predict_request(_columns(COURSE_INSTANCES)), Context())
+        asyncio.run(Predictions(shared).Predict(predict_request(_columns(COURSE_INSTANCES)),
+                                                Context()))
     code, details = raised.value.args
     assert code == grpc.StatusCode.UNAVAILABLE
     assert details.startswith(f"No version of model {MODEL_NAME!r} is loaded yet")
@@ -349,8 +354,8 @@ def test_unavailable_until_a_version_loads(tmp_path: Any) -> None:
 
 def test_concurrent_grpc_requests_each_get_their_own_rows(stub: Any, client: httpx.Client
                                                           ) -> None:
-    """Many handler threads at once, batched together with each other: every answer is the
-    one REST gives for that request's rows alone."""
+    """Many requests at once, batched together with each other: every answer is the one REST
+    gives for that request's rows alone."""
     from concurrent.futures import ThreadPoolExecutor
 
     expected = [_rest(client, {"instances": [instance]}) for instance in COURSE_INSTANCES]
