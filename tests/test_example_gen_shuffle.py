@@ -74,7 +74,8 @@ def keys_with_ties_and_clusters(rows: int, equal: int) -> np.ndarray:
     positions = generator.choice(rows, equal + 2_000, replace=False)
     ties, cluster = positions[:equal], positions[equal:]
     keys[ties] = keys[ties[0]]
-    keys[cluster] = (keys[cluster[0]] & ~np.uint64((1 << 24) - 1)) | (keys[cluster] >> np.uint64(40))
+    top_40_bits = keys[cluster[0]] & ~np.uint64((1 << 24) - 1)
+    keys[cluster] = top_40_bits | (keys[cluster] >> np.uint64(40))
     return keys
 
 

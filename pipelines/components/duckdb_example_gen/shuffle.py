@@ -6,9 +6,10 @@ merge pins a block per spilled run, so a lower limit fails on a larger table. He
 out of DuckDB once with their hash and are dealt by the hash's top `bucket_bits` bits into as many
 spool files (Arrow IPC, in a temporary directory). The files are read back in hash order,
 consecutive ones grouped up to `rows_per_sort` rows, each group sorted by the hash in memory. A
-file that alone holds more rows is dealt again, a batch at a time, by the next bits in which its
-hashes differ (no more of them than it takes), into sub-files that are read back the same way, so no sort ever holds more than
-`rows_per_sort` rows; a file whose rows all have one hash needs no sort and is streamed as it is.
+file that alone holds more rows (past about 33M rows a split with the defaults) is dealt again, a
+batch at a time, by the next bits in which its hashes differ (no more of them than it takes), into
+sub-files read back the same way, so no sort ever holds more than `rows_per_sort` rows; a file
+whose rows all have one hash needs no sort and is streamed as it is.
 The concatenation is the order `ORDER BY hash(row)` gives: the files are ranges of the hash, in
 increasing order, and each keeps its rows in the order they came (equal hashes stay in it).
 """
