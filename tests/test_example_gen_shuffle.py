@@ -1,7 +1,9 @@
 """The ExampleGen's shuffle: DuckDB's `ORDER BY hash(row)` order, sorted a bounded chunk at a time."""
+import functools
 import pathlib
 import tempfile
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import tensorflow as tf
@@ -37,31 +39,95 @@ def shuffled_examples(database: pathlib.Path, bigquery_sql: str):
             for record in batch]
 
 
-@pytest.mark.parametrize("rows_per_sort", [1, 700, 1_000_000])
+@pytest.mark.parametrize("rows_per_sort", [1, 20, 700, 1_000_000])
 def test_the_chunked_shuffle_gives_the_order_of_one_sort_by_hash(small_warehouse, monkeypatch,
                                                                   rows_per_sort):
-    """One bucket a sort, several buckets a sort, and every bucket in one sort."""
-    monkeypatch.setattr(shuffle, "ROWS_PER_SORT", rows_per_sort)
+    """Buckets dealt again down to single hashes, dealt again once, several buckets a sort, and
+    every bucket in one sort."""
+    monkeypatch.setattr(shuffle_order_of_executor(), "shuffled",
+                        functools.partial(shuffle.shuffled, rows_per_sort=rows_per_sort))
     statement = split_statement("eval")
     expected = order_by_hash(small_warehouse, statement)
     assert len(expected) > 2 * shuffle.FINE_BUCKETS  # every bucket holds rows
     assert shuffled_examples(small_warehouse, statement) == expected
 
 
-def test_groups_are_consecutive_buckets_of_at_most_rows_per_sort(monkeypatch):
-    monkeypatch.setattr(shuffle, "ROWS_PER_SORT", 10)
-    counts = {0: 4, 1: 5, 2: 2, 5: 12, 6: 3, 7: 3, 9: 4}
-    groups = list(shuffle._groups(counts))
-    assert groups == [[0, 1], [2], [5], [6, 7, 9]]
-    assert [bucket for group in groups for bucket in group] == sorted(counts)
-    # A group over the bound holds a single bucket, which cannot be split.
+def shuffle_order_of_executor():
+    """The shuffle module as the executor calls it (patched there, seen by serialized_batches)."""
+    return executor.shuffle_order
+
+
+def test_groups_are_consecutive_buckets_of_at_most_rows_per_sort():
+    counts = [4, 5, 2, 12, 3, 3, 4]
+    groups = list(shuffle._groups(counts, 10))
+    assert groups == [[0, 1], [2], [3], [4, 5, 6]]
+    assert [bucket for group in groups for bucket in group] == list(range(len(counts)))
+    # A group over the bound holds a single bucket, which the shuffle deals again.
     assert all(sum(counts[b] for b in group) <= 10 or len(group) == 1 for group in groups)
+
+
+def keys_with_ties_and_clusters(rows: int, equal: int) -> np.ndarray:
+    """Random 64-bit hashes, with `equal` equal ones (more than any bound tested) and 2,000 that
+    share their top 40 bits (they land in one bucket at every level above those)."""
+    generator = np.random.default_rng(5)
+    keys = generator.integers(0, 2**64, rows, dtype=np.uint64)
+    positions = generator.choice(rows, equal + 2_000, replace=False)
+    ties, cluster = positions[:equal], positions[equal:]
+    keys[ties] = keys[ties[0]]
+    top_40_bits = keys[cluster[0]] & ~np.uint64((1 << 24) - 1)
+    keys[cluster] = top_40_bits | (keys[cluster] >> np.uint64(40))
+    return keys
+
+
+class OpenWriters:
+    """Counts the spool files open for writing at once, at pyarrow's call the shuffle makes."""
+
+    def __init__(self, new_file):
+        self._new_file = new_file
+        self.open = self.most = 0
+
+    def __call__(self, *args, **kwargs):
+        writer = self._new_file(*args, **kwargs)
+        self.open += 1
+        self.most = max(self.most, self.open)
+        close = writer.close
+
+        def closed():
+            self.open -= 1
+            close()
+        writer.close = closed
+        return writer
+
+
+@pytest.mark.parametrize("bucket_bits", [7, 3])
+def test_any_size_gives_a_stable_sort_by_key_and_no_sort_over_the_bound(monkeypatch, bucket_bits):
+    """100k rows with ROWS_PER_SORT 64 stand for 60M with 262,144: every bucket is dealt again,
+    some several times, and the equal hashes are streamed."""
+    rows, rows_per_sort = 100_000, 64
+    keys = keys_with_ties_and_clusters(rows, equal=3_000)
+    table = pa.table({"row": pa.array(np.arange(rows)), shuffle.KEY: pa.array(keys)})
+    sorts = []
+    sort = shuffle.sorted_by_key
+    monkeypatch.setattr(shuffle, "sorted_by_key",
+                        lambda chunk: sorts.append(chunk.num_rows) or sort(chunk))
+    writers = OpenWriters(shuffle.ipc.new_file)
+    monkeypatch.setattr(shuffle.ipc, "new_file", writers)
+    batches = list(shuffle.shuffled(iter(table.to_batches(max_chunksize=4096)), 1000,
+                                    rows_per_sort=rows_per_sort, bucket_bits=bucket_bits))
+    order = pa.Table.from_batches(batches).column("row").to_numpy()
+    assert order.tolist() == np.argsort(keys, kind="stable").tolist()
+    assert max(sorts) <= rows_per_sort
+    assert sum(sorts) == rows - 3_000  # all but the equal hashes went through a sort
+    assert max(batch.num_rows for batch in batches) <= 1000
+    # The first deal opens a file for every bucket; no deal opens more.
+    assert writers.most == 2 ** bucket_bits and writers.open == 0
 
 
 def test_the_spool_is_removed_also_when_the_reader_stops_early(small_warehouse, monkeypatch):
     spool = pathlib.Path(tempfile.mkdtemp())
     monkeypatch.setattr(tempfile, "tempdir", str(spool))
-    monkeypatch.setattr(shuffle, "ROWS_PER_SORT", 100)
+    monkeypatch.setattr(shuffle_order_of_executor(), "shuffled",
+                        functools.partial(shuffle.shuffled, rows_per_sort=100))
     batches = executor.serialized_batches(str(small_warehouse), None, split_statement("eval"),
                                           True)
     first = next(batches)
@@ -77,16 +143,3 @@ def test_the_key_column_is_not_in_the_examples():
     (batch,) = shuffle.shuffled(iter(table.to_batches()), 10)
     assert batch.schema.names == ["a"]
     assert batch.column(0).to_pylist() == [1, 2, 3]
-
-
-def test_a_shuffled_split_s_query_runs_under_the_memory_cap(small_warehouse):
-    """The query's materialized WITH clause spills beyond the cap instead of growing with rows."""
-    batches = executor.serialized_batches(str(small_warehouse), None, split_statement("eval"),
-                                          True)
-    next(batches)
-    # Connections to one file in one process share DuckDB's instance, and so its settings.
-    (limit,) = engine.connect(small_warehouse).execute(
-        "SELECT current_setting('memory_limit')").fetchone()
-    batches.close()
-    assert limit == "122.0 MiB"  # DuckDB's spelling of 128MB
-    assert executor.QUERY_MEMORY_LIMIT == "128MB"

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import pathlib
-import tempfile
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -31,14 +30,12 @@ from tfx_bsl.coders import example_coder
 
 from common.errors import DataValidationError
 from pipelines import read_progress
+from pipelines.components.duckdb_example_gen import query_memory
 from pipelines.components.duckdb_example_gen import shuffle as shuffle_order
 from pipelines.prefetch import prefetched
 from warehouse import engine, sql
 
 ROWS_PER_BATCH = 65_536
-# What DuckDB may hold of a split's query (the query's WITH clause, read twice, is materialized);
-# the rest spills to disk, so the memory stays the same however many rows the split holds.
-QUERY_MEMORY_LIMIT = "128MB"
 # Files per split, the shuffled rows dealt out in turn: Beam's multi_processing workers (and
 # the Trainer's parallel reads) each take whole files, so one file would keep one core busy.
 SHARDS_PER_SPLIT = 4
@@ -99,35 +96,29 @@ def warehouse_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     return json_format.MessageToDict(struct)
 
 
-def bound_query_memory(connection: duckdb.DuckDBPyConnection) -> None:
-    """DuckDB spills beyond QUERY_MEMORY_LIMIT (by default it may take most of the machine)."""
-    spill = pathlib.Path(tempfile.gettempdir()) / f"babyweight-duckdb-{os.getpid()}"
-    connection.execute(f"SET memory_limit = '{QUERY_MEMORY_LIMIT}'")
-    connection.execute(f"SET temp_directory = '{spill}'")
-
-
 def serialized_batches(database: str, source: Optional[str], bigquery_sql: str,
                        shuffle: bool) -> Iterator[List[bytes]]:
-    """The query's rows as batches of serialized tf.Examples.
+    """The query's rows as batches of serialized tf.Examples, DuckDB's memory capped
+    (query_memory.py) on either path.
 
     With `shuffle` the rows come in an order fixed by a hash of each row (DuckDB's
     `ORDER BY hash(row)`, sorted in bounded chunks by shuffle.py): training reads files in
     order, and the query's own order (all known-sex rows, then all the augmented copies) would
     bias every epoch's first steps.
     """
-    connection = engine.connect(pathlib.Path(database), source)
-    try:
+    with query_memory.bounded_connection(database, source) as connection, \
+            contextlib.ExitStack() as spool:
         statement = sql.to_duckdb(bigquery_sql)
         if shuffle:
-            bound_query_memory(connection)
             statement = shuffle_order.keyed(statement)
         reader = connection.execute(statement).fetch_record_batch(ROWS_PER_BATCH)
-        batches = shuffle_order.shuffled(reader, ROWS_PER_BATCH) if shuffle else reader
+        batches = reader
+        if shuffle:  # closed here, not when collected: its spool files go before the connection
+            batches = spool.enter_context(contextlib.closing(
+                shuffle_order.shuffled(reader, ROWS_PER_BATCH)))
         encoder = example_coder.RecordBatchToExamplesEncoder()
         for batch in batches:
             yield encoder.encode(to_feature_lists(batch))
-    finally:
-        connection.close()
 
 
 class _ReadQuery(beam.DoFn):
