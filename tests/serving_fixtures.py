@@ -156,6 +156,12 @@ def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
 _ZYGOTE = server_forks.Zygote()
 
 
+def spawn_server(argv: Sequence[str], log_path: pathlib.Path) -> server_forks.ForkedServer:
+    """`python -m serving.server ARGV` (stdout and stderr to log_path), forked from this test
+    process's zygote; for code that starts and waits for its own servers (the benchmarks)."""
+    return _ZYGOTE.spawn(list(argv), log_path)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The zygote ends with the test process that started it (an xdist worker skips atexit)."""
     _ZYGOTE.close()
