@@ -14,7 +14,6 @@ import pytest  # noqa: E402
 
 from tests import pipeline_helpers  # noqa: E402
 from tests.made_once import made_once  # noqa: E402
-from warehouse import generator  # noqa: E402
 
 SMALL_ROWS = 20_000
 
@@ -23,6 +22,8 @@ SMALL_ROWS = 20_000
 def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """A generated natality DuckDB file of SMALL_ROWS rows (seed 7); tests open it read-only
     (DuckDB lets several processes do that at once) or copy it."""
+    from warehouse import generator  # not at the top: the xdist controller loads this file
+
     def make(directory: pathlib.Path) -> str:
         generator.generate(directory / "natality.duckdb", rows=SMALL_ROWS, seed=7)
         return str(directory / "natality.duckdb")
@@ -34,6 +35,7 @@ def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 def natality_table(tmp_path_factory: pytest.TempPathFactory):
     """The generator tests' 200k-row table and its report (tests/generator_checks.py)."""
     from tests import generator_checks as checks
+    from warehouse import generator
 
     path = tmp_path_factory.mktemp("natality") / "natality.duckdb"
     report = generator.generate(path, rows=checks.ROWS, seed=checks.SEED,
@@ -68,13 +70,23 @@ def pipeline_runs(small_warehouse: pathlib.Path, tmp_path_factory: pytest.TempPa
 
 # The modules with the longest tests, longest first. Under xdist (`make test`: `--dist loadfile
 # --no-loadscope-reorder`, whole modules handed out in this order) they start first, so that no
-# worker is left running one of them alone at the end.
-LONGEST_FIRST = ("test_readme_runs.py", "test_reruns_e2e.py", "test_ct_scenario.py",
-                 "test_readme_commands.py", "test_pipeline_e2e.py", "test_multi_processing.py",
-                 "test_serving_server.py", "test_model.py", "test_serving_versions.py", "test_serving_labels.py",
-                 "test_batch_predict.py", "test_serving_security.py", "test_tfma_slicing.py",
-                 "test_request_log_server.py", "test_example_gen.py", "test_vertex_serving.py",
-                 "test_serving_benchmark.py", "test_serving_reload.py")
+# worker is left running one of them alone at the end. The first ones are all or mostly `slow`;
+# `make test-fast` deselects them, and the rest are in the order of the fast set's own costs
+# (the first two need different session fixtures: neither worker starts by waiting for the
+# other's).
+LONGEST_FIRST = (
+    # All or mostly slow.
+    "test_readme_runs.py", "test_reruns_e2e.py", "test_ct_scenario.py", "test_readme_commands.py",
+    "test_pipeline_e2e.py", "test_multi_processing.py", "test_tfma_slicing.py",
+    # The fast set's longest.
+    "test_serving_server.py", "test_model.py", "test_serving_security.py", "test_batch_predict.py",
+    "test_serving_versions.py", "test_serving_benchmark.py", "test_serving_labels.py",
+    "test_batched_reads.py", "test_preprocessing.py", "test_example_gen.py", "test_fingerprints.py",
+    "test_speedups.py", "test_pipeline_definition.py", "test_preflight.py",
+    "test_prediction_page.py", "test_serving_grpc.py", "test_vertex_runner.py",
+    "test_physical_predictions.py", "test_request_log_server.py", "test_serving_reload.py",
+    "test_eda_report.py", "test_serving_ops.py", "test_report_parts.py", "test_vertex_serving.py",
+    "test_example_cache.py", "test_monitoring_gauges.py")
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -9,6 +9,7 @@ in the predictions. Test modules load this file with `pytest_plugins = ("tests.s
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import pathlib
 import shutil
@@ -99,12 +100,19 @@ def _train_serving_models(work: pathlib.Path) -> Dict[str, str]:
     return exports
 
 
+# Each export loaded once per test process: several modules take their reference answers from
+# the same two exports, and a load costs far more than the call. Exports are never changed.
+_LOADED: Dict[str, Any] = {}
+
+
 def in_process_predictions(export_dir: pathlib.Path,
                            instances: Sequence[Dict[str, Any]]) -> np.ndarray:
     """serving_default called directly on canonical instances: the reference answers."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(export_dir))
+    loaded = _LOADED.get(str(export_dir))
+    if loaded is None:
+        loaded = _LOADED[str(export_dir)] = tf.saved_model.load(str(export_dir))
     function = loaded.signatures["serving_default"]
     _, specs = function.structured_input_signature
     tensors = {name: tf.constant([i[name] for i in instances], spec.dtype)
@@ -156,9 +164,19 @@ def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
 _ZYGOTE = server_forks.Zygote()
 
 
+def spawn_server(argv: Sequence[str], log_path: pathlib.Path) -> server_forks.ForkedServer:
+    """`python -m serving.server ARGV` (stdout and stderr to log_path), forked from this test
+    process's zygote; for code that starts and waits for its own servers (the benchmarks)."""
+    return _ZYGOTE.spawn(list(argv), log_path)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The zygote ends with the test process that started it (an xdist worker skips atexit)."""
+    """The zygote ends with the test process that started it (an xdist worker skips atexit);
+    the loaded exports are let go while TensorFlow can still free them (at interpreter exit
+    their functions' finalizers fail)."""
     _ZYGOTE.close()
+    _LOADED.clear()
+    gc.collect()
 
 
 class _PortTaken(RuntimeError):

@@ -38,18 +38,34 @@ def run_executor(component: DuckDBExampleGen, out_dir: str,
     return examples
 
 
+# What these tests check holds for any number of rows (the train split still has several
+# thousand examples, so several progress lines); the session's 20,000-row warehouse would make
+# every ExampleGen run and read here several times as long.
+ROWS = 3_000
+
+
 @pytest.fixture(scope="module")
-def generated(small_warehouse, tmp_path_factory):
+def few_rows(tmp_path_factory):
+    """A generated natality DuckDB file of ROWS rows (seed 7), read-only for the tests."""
+    from warehouse import generator
+
+    path = tmp_path_factory.mktemp("warehouse") / "natality.duckdb"
+    generator.generate(path, rows=ROWS, seed=7)
+    return path
+
+
+@pytest.fixture(scope="module")
+def generated(few_rows, tmp_path_factory):
     data = DataConfig()
-    component = DuckDBExampleGen(pipeline.input_config(data), database=small_warehouse)
+    component = DuckDBExampleGen(pipeline.input_config(data), database=few_rows)
     out = str(tmp_path_factory.mktemp("examples"))
     return component, run_executor(component, out)
 
 
-def test_one_output_split_per_query_with_every_row(generated, small_warehouse):
+def test_one_output_split_per_query_with_every_row(generated, few_rows):
     component, examples = generated
     data = DataConfig()
-    connection = engine.connect(small_warehouse)
+    connection = engine.connect(few_rows)
     assert json.loads(examples.split_names) == list(data.split_buckets())
     for name, statement in sql.split_queries(sql.base_query(), data.split_buckets(),
                                              data.hash_buckets).items():
@@ -58,16 +74,16 @@ def test_one_output_split_per_query_with_every_row(generated, small_warehouse):
         assert len(read_examples(examples.uri, name)) == expected
 
 
-def test_examples_equal_bigquery_example_gen_conversion(generated, small_warehouse):
+def test_examples_equal_bigquery_example_gen_conversion(generated, few_rows):
     """Same rows through BigQueryExampleGen's own row_to_example give identical protos."""
     _, examples = generated
     data = DataConfig()
     statement = sql.split_queries(sql.base_query(), data.split_buckets(),
                                   data.hash_buckets)["eval"]
-    cursor = engine.connect(small_warehouse).execute(sql.to_duckdb(statement))
+    cursor = engine.connect(few_rows).execute(sql.to_duckdb(statement))
     arrow_types = {f.name: f.type for f in cursor.fetch_record_batch(1).schema}
     # Same statement again: a fresh cursor for the rows themselves.
-    cursor = engine.connect(small_warehouse).execute(sql.to_duckdb(statement))
+    cursor = engine.connect(few_rows).execute(sql.to_duckdb(statement))
     names = [d[0] for d in cursor.description]
     bigquery_types = {name: executor.bigquery_type(arrow_types[name]) for name in names}
     assert bigquery_types == {"weight_pounds": "FLOAT", "is_male": "STRING",
@@ -98,13 +114,13 @@ def test_nulls_and_booleans_convert_like_bigquery(tmp_path):
     assert sorted(got, key=str) == sorted(want, key=str)
 
 
-def test_hash_partitioned_output_splits_use_tfx_generic_path(small_warehouse, tmp_path):
+def test_hash_partitioned_output_splits_use_tfx_generic_path(few_rows, tmp_path):
     """One input query, output splits by TFX's hash buckets: every row lands exactly once."""
     query = sql.base_query()
     component = DuckDBExampleGen(
         pipeline.example_gen_pb2.Input(splits=[
             pipeline.example_gen_pb2.Input.Split(name="all", pattern=query)]),
-        database=small_warehouse)
+        database=few_rows)
     output_config = pipeline.example_gen_pb2.Output(
         split_config=pipeline.example_gen_pb2.SplitConfig(splits=[
             pipeline.example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=3),
@@ -112,7 +128,7 @@ def test_hash_partitioned_output_splits_use_tfx_generic_path(small_warehouse, tm
     examples = run_executor(component, str(tmp_path / "out"), output_config)
     assert json.loads(examples.split_names) == ["train", "eval"]
     train, evaluation = read_examples(examples.uri, "train"), read_examples(examples.uri, "eval")
-    (expected,) = engine.connect(small_warehouse).execute(
+    (expected,) = engine.connect(few_rows).execute(
         f"SELECT COUNT(*) FROM ({sql.to_duckdb(query)})").fetchone()
     assert train and evaluation and len(train) + len(evaluation) == expected
 
@@ -127,7 +143,7 @@ def test_a_missing_column_fails_before_beam_naming_it(tmp_path):
         run_executor(component, str(tmp_path / "out"))
 
 
-def test_rows_are_shuffled_deterministically(generated, small_warehouse, tmp_path):
+def test_rows_are_shuffled_deterministically(generated, few_rows, tmp_path):
     component, examples = generated
     again = run_executor(component, str(tmp_path / "again"))
     first, second = read_examples(examples.uri, "train"), read_examples(again.uri, "train")
@@ -138,12 +154,12 @@ def test_rows_are_shuffled_deterministically(generated, small_warehouse, tmp_pat
 
 
 
-def test_progress_lines_name_each_split_and_pass_the_log_filter(small_warehouse, tmp_path,
+def test_progress_lines_name_each_split_and_pass_the_log_filter(few_rows, tmp_path,
                                                                  caplog, monkeypatch):
     from common import logs
 
     monkeypatch.setattr(executor, "PROGRESS_EVERY_ROWS", 1000)  # small data: several lines
-    component = DuckDBExampleGen(pipeline.input_config(DataConfig()), database=small_warehouse)
+    component = DuckDBExampleGen(pipeline.input_config(DataConfig()), database=few_rows)
     with caplog.at_level(logging.INFO, logger="babyweight.example_gen"):
         examples = run_executor(component, str(tmp_path))
     lines = [r for r in caplog.records if r.name == "babyweight.example_gen"]

@@ -2,17 +2,25 @@
 change to the server or its clients breaks it): a tiny run, every row, no errors."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
 
-from tests.serving_fixtures import ServingModels
+from tests.serving_fixtures import ServingModels, spawn_server
 
 pytest_plugins = ("tests.serving_fixtures",)
 
 
 def test_the_quick_rows_run_against_a_real_server(serving_models: ServingModels,
-                                                   tmp_path: Any, capsys: Any) -> None:
+                                                   tmp_path: Any, capsys: Any,
+                                                   monkeypatch: Any) -> None:
     from benchmarks import serving, serving_report
 
+    def forked(model_dir: str, port: int, log_path: Any, extra: Tuple[str, ...] = ()) -> Any:
+        """The benchmark's server command, forked from a process that has imported TensorFlow
+        (tests/server_forks.py) instead of started afresh: the same server, without paying
+        TensorFlow's import for each of the run's three servers."""
+        return spawn_server(["--model-dir", model_dir, "--port", str(port), *extra], log_path)
+
+    monkeypatch.setattr(serving, "start_server", forked)
     model_dir = serving_models.serving_dir(tmp_path)
     assert serving.main(["--model-dir", str(model_dir), "--clients", "1,2", "--requests", "20",
                          "--seconds", "120", "--rounds", "2", "--overhead-clients", "1",

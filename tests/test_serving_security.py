@@ -135,9 +135,11 @@ def test_an_unreadable_token_file_is_exit_2_naming_it(tmp_path: pathlib.Path) ->
 # The server against its own OpenAPI document
 # ------------------------------------------------------------------------------------------------
 
-# Per operation and mode. Generating invalid path parameters is most of the cost (hypothesis
-# discards most of its draws there); each request is a few milliseconds.
-EXAMPLES = 10
+# Per operation and mode: every operation gets this many valid requests and, where it has
+# anything to make invalid, this many invalid ones. Generating invalid path parameters is most
+# of the cost (hypothesis discards most of its draws there, and the cost grows with the count);
+# each request is a few milliseconds.
+EXAMPLES = 5
 
 
 def test_openapi_document_matches_the_server(shared_server: RunningServer) -> None:
