@@ -1,9 +1,10 @@
 """Session fixtures for the serving tests: two small trained models and a running-server helper.
 
-The models come from the Trainer's own run_fn on test_model.py's synthetic rows (a few seconds
-of training, not the ~80 s pipeline), so the server serves a real exported SavedModel with the
-three signatures. Version 2 is trained differently from version 1, so a hot reload is visible
-in the predictions. Test modules load this file with `pytest_plugins = ("tests.serving_fixtures",)`
+The models are the run's shared ones (tests/model_fixtures.py: the Trainer's own run_fn on
+synthetic rows, a few seconds of training, not the ~80 s pipeline, made once for test_model.py
+and these tests), so the server serves a real exported SavedModel with the three signatures.
+Version 2 is trained with another seed than version 1, so a hot reload is visible in the
+predictions. Test modules load this file with `pytest_plugins = ("tests.serving_fixtures",)`
 (importing the fixtures by name would define them once per module, training twice).
 """
 from __future__ import annotations
@@ -25,16 +26,14 @@ import pytest  # noqa: E402
 
 from common.net import free_port  # noqa: E402
 from modules import features  # noqa: E402
-from modules.hparams import HyperParameters  # noqa: E402
 from tests import server_forks  # noqa: E402
-from tests.made_once import made_once  # noqa: E402
+from tests.model_fixtures import TrainedModels, eval_rows  # noqa: E402
 from tests.tolerances import prediction_abs  # noqa: E402
+
+pytest_plugins = ("tests.model_fixtures",)  # the shared trained models
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODEL_NAME = "babyweight"
-TINY = HyperParameters(hidden_units="8", embedding_dim=2, batch_size=64, learning_rate=0.05,
-                       epochs=1, train_steps_per_epoch=40, early_stopping_patience=1)
-TINY_V2 = dataclasses.replace(TINY, learning_rate=0.02, train_steps_per_epoch=15)
 COURSE_PAYLOAD = {"instances": [{"is_male": "True", "mother_age": 26.0,
                                  "plurality": "Single(1)", "gestation_weeks": 39}]}
 JSON = {"Content-Type": "application/json"}
@@ -70,34 +69,9 @@ def _instance(row: Dict[str, List[Any]]) -> Dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def serving_models(tmp_path_factory: pytest.TempPathFactory) -> ServingModels:
-    """Trains two tiny models once per run (Transform once, run_fn twice; tests/made_once.py)."""
-    from tests.test_model import synthetic_rows
-
-    made = made_once("serving_models", tmp_path_factory, _train_serving_models)
-    return ServingModels({int(v): pathlib.Path(p) for v, p in made.items()},
-                         [_instance(row) for row in synthetic_rows(60, seed=4)])
-
-
-def _train_serving_models(work: pathlib.Path) -> Dict[str, str]:
-    """With the local runner's AutoGraph rule on, as around the pipeline's Trainer."""
-    from modules import model as babyweight_model
-    from pipelines.speedups import autograph
-    from tests.test_model import make_fn_args, synthetic_rows
-    from tests.test_preprocessing import analyze_and_transform
-
-    exports = {}
-    with autograph.graph_libraries_unconverted():
-        analyze_and_transform(synthetic_rows(300, seed=3), synthetic_rows(60, seed=4),
-                              output_dir=work)
-        for version, hparams in ((1, TINY), (2, TINY_V2)):
-            fn_args = make_fn_args(work, hparams)
-            fn_args.serving_model_dir = str(work / f"export_{version}")
-            fn_args.model_run_dir = str(work / f"run_{version}")
-            fn_args.eval_steps = 1
-            babyweight_model.run_fn(fn_args)
-            exports[str(version)] = fn_args.serving_model_dir
-    return exports
+def serving_models(trained_models: TrainedModels) -> ServingModels:
+    """The shared models' two versions; the instances are their eval rows."""
+    return ServingModels(dict(trained_models.exports), [_instance(row) for row in eval_rows()])
 
 
 # Each export loaded once per test process: several modules take their reference answers from

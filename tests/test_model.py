@@ -1,8 +1,9 @@
 """The Trainer's run_fn end to end on a small synthetic set, and the exported signatures.
 
-Rows follow a known formula (sex, plurality and gestation effects plus small noise), so a few
-hundred steps are enough to show the model learns; Transform runs for real (tests'
-`analyze_and_transform`), so the skew test compares serving against Transform's own output.
+The model under test is version 1 of the run's shared models (tests/model_fixtures.py: rows of
+a known formula, Transform run for real on them, run_fn at the default network and batch), so
+the skew test compares serving against Transform's own output. The tests that train again
+(same seed, warm start, the tuner) read the same Transform output.
 """
 from __future__ import annotations
 
@@ -16,9 +17,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tf_keras  # noqa: E402
-from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs  # noqa: E402
-from tfx.components.util import tfxio_utils  # noqa: E402
-from tfx.types import standard_artifacts  # noqa: E402
+from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
 from modules import contract, export, features, model_input, network, training  # noqa: E402
@@ -26,60 +25,23 @@ from modules import model as babyweight_model  # noqa: E402
 from modules import preprocessing as pp, warm_start as warm_starting  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
 from pipelines.speedups import autograph  # noqa: E402
-from tests.test_preprocessing import Row, analyze_and_transform, raw_row  # noqa: E402
+from tests.model_fixtures import (HPARAMS, SEEDS, TrainedModels, eval_rows, make_fn_args,  # noqa: E402
+                                  train_rows)
+from tests.test_preprocessing import Row, raw_row, read_transformed  # noqa: E402
 from tests.tolerances import EPS32, EPS64, gamma, mean_rel, prediction_abs  # noqa: E402
 
-TRAIN_ROWS, EVAL_ROWS = 800, 300
-HPARAMS = HyperParameters(hidden_units="16,8", embedding_dim=4, batch_size=32,
-                          learning_rate=0.02, epochs=3, train_steps_per_epoch=100,
-                          early_stopping_patience=2)
-
-
-def synthetic_rows(count: int, seed: int) -> List[Row]:
-    """Rows whose label is a known function of the features plus N(0, 0.3) noise."""
-    rng = np.random.default_rng(seed)
-    sexes = (features.IS_MALE_TRUE, features.IS_MALE_FALSE, features.IS_MALE_UNKNOWN)
-    sex_effect = {features.IS_MALE_TRUE: 0.3, features.IS_MALE_FALSE: -0.3,
-                  features.IS_MALE_UNKNOWN: 0.0}
-    rows = []
-    for _ in range(count):
-        sex = sexes[rng.integers(len(sexes))]
-        single = rng.random() < 0.8
-        plurality = features.PLURALITY_NAMES[0] if single else features.PLURALITY_NAMES[1]
-        age = int(rng.integers(16, 45))
-        weeks = int(rng.integers(30, 44))
-        weight = (7.4 + sex_effect[sex] - (0.0 if single else 1.5)
-                  + 0.35 * (min(weeks, 41) - 39) + 0.01 * (age - 30) + rng.normal(0, 0.3))
-        rows.append(raw_row(sex, plurality, age, weeks, weight_pounds=weight,
-                            hashmonth=int(rng.integers(1, 10**6))))
-    return rows
+# Registered as a plugin (not imported by name) so the session fixture runs once per session.
+pytest_plugins = ("tests.model_fixtures",)
 
 
 @dataclasses.dataclass
 class Trained:
+    work: pathlib.Path  # the Transform output every training here reads (model_fixtures)
     eval_rows: List[Row]
     eval_transformed: List[Row]
     tf_transform_output: tft.TFTransformOutput
     serving_dir: str
     fn_args: FnArgs
-
-
-def make_fn_args(work: pathlib.Path, hparams: HyperParameters, **custom: object) -> FnArgs:
-    """FnArgs as TFX's Trainer builds them, over `analyze_and_transform`'s output layout."""
-    examples = standard_artifacts.Examples()  # tf.Example payload, like ExampleGen's output
-    accessor = DataAccessor(
-        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
-        record_batch_factory=None, data_view_decode_fn=None)
-    return FnArgs(
-        working_dir=str(work / "working"),
-        train_files=[str(work / "raw" / "train" / "*.gz")],
-        eval_files=[str(work / "raw" / "eval" / "*.gz")],
-        transform_graph_path=str(work / "transform_graph"),
-        data_accessor=accessor,
-        serving_model_dir=str(work / "serving_model"),
-        model_run_dir=str(work / "model_run"),
-        custom_config={contract.HYPERPARAMETERS_CONFIG_KEY: hparams.to_dict(), **custom},
-    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -91,19 +53,23 @@ def as_the_local_runner_trains() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    work = tmp_path_factory.mktemp("trainer")
-    eval_rows = synthetic_rows(EVAL_ROWS, seed=2)
-    _, eval_transformed, output = analyze_and_transform(
-        synthetic_rows(TRAIN_ROWS, seed=1), eval_rows, output_dir=work)
-    fn_args = make_fn_args(work, HPARAMS)
-    babyweight_model.run_fn(fn_args)
-    return Trained(eval_rows, eval_transformed, output, fn_args.serving_model_dir, fn_args)
+def trained(trained_models: TrainedModels) -> Trained:
+    """Version 1 of the shared models (tests/model_fixtures.py) and its Transform output."""
+    output = tft.TFTransformOutput(str(trained_models.work / "transform_graph"))
+    eval_transformed = read_transformed(str(trained_models.work / "eval" / "*.gz"), output)
+    return Trained(trained_models.work, eval_rows(), eval_transformed, output,
+                   str(trained_models.exports[1]), trained_models.fn_args(1))
 
 
 @pytest.fixture(scope="module")
 def loaded(trained: Trained):
     return tf.saved_model.load(trained.serving_dir)
+
+
+@pytest.fixture(scope="module")
+def exported_keras(trained: Trained) -> tf_keras.Model:
+    """The export as Keras revives it (as a warm start reads it); only read."""
+    return tf_keras.models.load_model(trained.serving_dir, compile=False)
 
 
 def _label(row: Row) -> np.float32:
@@ -140,12 +106,11 @@ def serve(loaded, rows: List[Row]) -> np.ndarray:
     return outputs[contract.OUTPUT_KEY].numpy()
 
 
-def test_serving_matches_transform_output(trained: Trained, loaded) -> None:
+def test_serving_matches_transform_output(trained: Trained, loaded, exported_keras) -> None:
     """No training/serving skew: raw requests through the exported graph == Keras on TFT output."""
-    keras_model = tf_keras.models.load_model(trained.serving_dir, compile=False)
     batch = {key: tf.constant([row[key] for row in trained.eval_transformed])
-             for key in keras_model.input_names}
-    from_transform = keras_model(batch, training=False).numpy().reshape(-1)
+             for key in exported_keras.input_names}
+    from_transform = exported_keras(batch, training=False).numpy().reshape(-1)
     # Beam does not keep row order; the label (passed through untransformed) pairs the rows.
     by_label = {_label(row): row for row in trained.eval_rows}
     assert len(by_label) == len(trained.eval_rows)
@@ -210,11 +175,10 @@ def test_signatures_have_the_documented_specs(loaded) -> None:
     assert outputs[contract.OUTPUT_KEY].shape.as_list() == [None]
 
 
-def test_warm_start_loads_matching_weights_only(trained: Trained) -> None:
+def test_warm_start_loads_matching_weights_only(trained: Trained, exported_keras) -> None:
     warm = network.build_keras_model(HPARAMS)
     assert warm_starting.warm_start(warm, trained.serving_dir)
-    exported = tf_keras.models.load_model(trained.serving_dir, compile=False)
-    for ours, theirs in zip(warm.get_weights(), exported.get_weights()):
+    for ours, theirs in zip(warm.get_weights(), exported_keras.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
 
     other = network.build_keras_model(dataclasses.replace(HPARAMS, hidden_units="8"))
@@ -244,26 +208,38 @@ def test_warm_start_needs_the_same_features_meaning(trained: Trained,
     assert not warm_starting.warm_start(model, str(changed))
 
 
+def exported_weights(saved_model_dir: str) -> Dict[str, np.ndarray]:
+    """An export's Keras weights by checkpoint key (not the optimizer's slots or counters, nor
+    the metrics' totals): read from its checkpoint, without loading the model."""
+    reader = tf.train.load_checkpoint(str(pathlib.Path(saved_model_dir) / "variables" /
+                                          "variables"))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if key.startswith("layer_with_weights-") and key.count("/") == 3
+            and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE")}
+
+
 def test_run_fn_warm_starts_from_custom_config(trained: Trained, tmp_path: pathlib.Path) -> None:
-    """A warm run's first epoch starts from the exported model: lower loss than a cold one."""
+    """A warm run starts from the exported model's weights: after one Adam step of learning
+    rate lr every weight is within lr of the exported one, where a cold start's fresh weights
+    are not. Adam's first step moves a weight by lr * m / (sqrt(v) + epsilon) with m and v
+    the bias-corrected gradient and its square, at most lr; then the float32 operations of
+    the step (about a dozen, each rounding once) and of the subtraction."""
     few = dataclasses.replace(HPARAMS, epochs=1, train_steps_per_epoch=1, learning_rate=1e-6)
-    losses: Dict[str, float] = {}
-    for name, custom in (("cold", {}), ("warm", {
-            contract.WARM_START_CONFIG_KEY: trained.serving_dir})):
-        args = make_fn_args(pathlib.Path(trained.fn_args.transform_graph_path).parent, few,
-                            **custom)
-        args.serving_model_dir = str(tmp_path / name)
-        args.model_run_dir = str(tmp_path / f"{name}_run")
-        babyweight_model.run_fn(args)
-        loaded = tf.saved_model.load(args.serving_model_dir)
-        labels = np.array([_label(row) for row in trained.eval_rows])
-        losses[name] = float(np.mean((serve(loaded, trained.eval_rows) - labels) ** 2))
-    assert losses["warm"] < 0.5 * losses["cold"], losses
+    args = make_fn_args(trained.work, few,
+                        **{contract.WARM_START_CONFIG_KEY: trained.serving_dir})
+    args.serving_model_dir, args.model_run_dir = str(tmp_path / "warm"), str(tmp_path / "run")
+    babyweight_model.run_fn(args)
+    exported, warm = (exported_weights(d) for d in (trained.serving_dir, args.serving_model_dir))
+    assert set(warm) == set(exported)
+    assert len(exported) == len(network.build_keras_model(few).weights)
+    for key, value in exported.items():
+        np.testing.assert_allclose(warm[key], value, rtol=gamma(1, EPS32),
+                                   atol=few.learning_rate * (1 + gamma(16, EPS32)), err_msg=key)
+    assert any(not np.array_equal(warm[key], exported[key]) for key in exported)  # it trained
 
 
 def test_tuner_fn_searches(trained: Trained, tmp_path: pathlib.Path) -> None:
-    args = make_fn_args(pathlib.Path(trained.fn_args.transform_graph_path).parent, HPARAMS,
-                        **{contract.MAX_TRIALS_CONFIG_KEY: 2})
+    args = make_fn_args(trained.work, HPARAMS, **{contract.MAX_TRIALS_CONFIG_KEY: 2})
     args.working_dir = str(tmp_path)
     args.train_steps, args.eval_steps = 5, 2
     result = babyweight_model.tuner_fn(args)
@@ -312,7 +288,7 @@ def test_cached_input_is_every_example_once_per_epoch_reshuffled(trained: Traine
         batch_size=64, repeat=False, cache=True, seed=7)
     epochs = [np.concatenate([labels.numpy().reshape(-1) for _, labels in dataset])
               for _ in range(2)]
-    expected = sorted(_label(row) for row in synthetic_rows(TRAIN_ROWS, seed=1))
+    expected = sorted(_label(row) for row in train_rows())
     for labels in epochs:
         # float32 labels, passed through Transform untouched: exactly the rows' float32 values.
         np.testing.assert_array_equal(sorted(labels), expected)
@@ -373,27 +349,23 @@ def test_fresh_model_starts_at_the_label_mean(tmp_path):
         mean, rel=gamma(1, EPS32), abs=float(abs(bias[0])) * EPS32)
 
 
-def test_same_data_and_seed_train_the_same_model(trained: Trained, tmp_path: pathlib.Path) -> None:
+def test_same_data_and_seed_train_the_same_model(trained: Trained, trained_models: TrainedModels,
+                                                 loaded, tmp_path: pathlib.Path) -> None:
     """run_fn on the same Transform output: the same seed gives the same eval RMSE (and the
-    same predictions, bit for bit); another seed gives another model. At the default batch
-    and layer sizes, where TensorFlow's CPU kernels split their work across threads."""
-    defaults = HyperParameters()
-    quick = dataclasses.replace(HPARAMS, epochs=2, train_steps_per_epoch=10,
-                                batch_size=defaults.batch_size,
-                                hidden_units=defaults.hidden_units,
-                                embedding_dim=defaults.embedding_dim)
+    same predictions, bit for bit); another seed gives another model. The shared versions 1
+    and 2 (tests/model_fixtures.py) differ only in their seed, the default one and another;
+    version 1 is trained again here as it was there (in this process or another worker). At
+    the default batch and layer sizes, where TensorFlow's CPU kernels split their work across
+    threads."""
+    assert SEEDS[1] is None and SEEDS[2] is not None
+    again = trained_models.fn_args(1)
+    again.serving_model_dir, again.model_run_dir = str(tmp_path / "again"), str(tmp_path / "run")
+    babyweight_model.run_fn(again)
     labels = np.array([_label(row) for row in trained.eval_rows], np.float64)
-    predictions: Dict[str, np.ndarray] = {}
-    for name, seed in (("first", 7), ("again", 7), ("other", 8)):
-        args = make_fn_args(pathlib.Path(trained.fn_args.transform_graph_path).parent, quick,
-                            **{contract.SEED_CONFIG_KEY: seed})
-        args.serving_model_dir = str(tmp_path / name)
-        args.model_run_dir = str(tmp_path / f"{name}_run")
-        babyweight_model.run_fn(args)
-        predictions[name] = serve(tf.saved_model.load(args.serving_model_dir),
-                                  trained.eval_rows).astype(np.float64)
+    predictions = {name: serve(model, trained.eval_rows).astype(np.float64) for name, model in (
+        ("first", loaded), ("again", tf.saved_model.load(again.serving_model_dir)),
+        ("other", tf.saved_model.load(str(trained_models.exports[2]))))}
     rmse = {name: float(np.sqrt(np.mean((p - labels) ** 2))) for name, p in predictions.items()}
     assert abs(rmse["first"] - rmse["again"]) <= 1e-6, rmse
     np.testing.assert_array_equal(predictions["first"], predictions["again"])
     assert not np.array_equal(predictions["first"], predictions["other"]), "the seed is unused"
-

@@ -102,8 +102,14 @@ def feature_expressions(query: str) -> Dict[str, str]:
     What `CASE plurality WHEN 1 THEN 'Single(1)' ...` says lives in the query file only;
     batch prediction runs these very expressions on the rows it is given.
     """
-    return {column.alias_or_name: column.unalias().sql(dialect="duckdb")
-            for column in _rows_select(query).expressions}
+    return dict(_feature_expressions(query))
+
+
+@functools.lru_cache(maxsize=None)
+def _feature_expressions(query: str) -> Tuple[Tuple[str, str], ...]:
+    """Generated once per query: batch prediction asks for every row it maps."""
+    return tuple((column.alias_or_name, column.unalias().sql(dialect="duckdb"))
+                 for column in _rows_select(query).expressions)
 
 
 def scoring_query(query: str) -> str:
