@@ -78,15 +78,17 @@ LONGEST_FIRST = (
     # All or mostly slow.
     "test_readme_runs.py", "test_reruns_e2e.py", "test_ct_scenario.py", "test_readme_commands.py",
     "test_pipeline_e2e.py", "test_multi_processing.py", "test_tfma_slicing.py",
-    # The fast set's longest.
-    "test_serving_server.py", "test_model.py", "test_serving_security.py", "test_batch_predict.py",
-    "test_serving_versions.py", "test_serving_benchmark.py", "test_serving_labels.py",
-    "test_batched_reads.py", "test_preprocessing.py", "test_example_gen.py", "test_fingerprints.py",
-    "test_speedups.py", "test_pipeline_definition.py", "test_preflight.py",
-    "test_prediction_page.py", "test_serving_grpc.py", "test_vertex_runner.py",
-    "test_physical_predictions.py", "test_request_log_server.py", "test_serving_reload.py",
-    "test_eda_report.py", "test_serving_ops.py", "test_report_parts.py", "test_vertex_serving.py",
-    "test_example_cache.py", "test_monitoring_gauges.py")
+    # The fast set's longest. pytest-xdist deals the first modules to the workers in turn, so
+    # the modules that need the trained models (tests/model_fixtures.py) alternate with ones
+    # that do not: while one worker trains them, the other has work of its own.
+    "test_serving_server.py", "test_speedups.py", "test_model.py", "test_batched_reads.py",
+    "test_serving_security.py", "test_preprocessing.py", "test_batch_predict.py",
+    "test_example_gen.py", "test_serving_versions.py", "test_fingerprints.py",
+    "test_serving_benchmark.py", "test_pipeline_definition.py", "test_serving_labels.py",
+    "test_preflight.py", "test_prediction_page.py", "test_vertex_runner.py", "test_serving_grpc.py",
+    "test_eda_report.py", "test_physical_predictions.py", "test_report_parts.py",
+    "test_request_log_server.py", "test_vertex_serving.py", "test_serving_reload.py",
+    "test_example_cache.py", "test_serving_ops.py", "test_monitoring_gauges.py")
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
