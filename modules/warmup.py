@@ -17,12 +17,14 @@ import tensorflow as tf
 from modules import records
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_WARMUP_RECORDS = 100
+MAX_WARMUP_RECORDS = 100  # requests (PredictionLogs) in the file
 WARMUP_SIGNATURE = "serving_tf_example"
-WARMUP_BATCH = 10
+WARMUP_BATCH = 10  # examples per request
+MAX_WARMUP_EXAMPLES = MAX_WARMUP_RECORDS * WARMUP_BATCH
 
 
-def first_examples(file_patterns: Sequence[str], limit: int = MAX_WARMUP_RECORDS) -> List[bytes]:
+def first_examples(file_patterns: Sequence[str], limit: int = MAX_WARMUP_EXAMPLES
+                   ) -> List[bytes]:
     files, compression = records.tfrecord_files(file_patterns)
     dataset = tf.data.TFRecordDataset(files, compression_type=compression or None)
     return [record.numpy() for record in dataset.take(limit)]

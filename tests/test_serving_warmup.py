@@ -56,3 +56,19 @@ def test_at_most_the_cap_of_requests_is_written(tmp_path: pathlib.Path) -> None:
     many = [b""] * ((writer.MAX_WARMUP_RECORDS + 5) * writer.WARMUP_BATCH)
     assert writer.write_warmup(str(tmp_path), many) == writer.MAX_WARMUP_RECORDS
     assert len(list(warmup.read_requests(str(tmp_path)))) == writer.MAX_WARMUP_RECORDS
+
+
+def test_the_export_s_file_holds_up_to_the_cap_of_requests_of_eval_rows(
+        tmp_path: pathlib.Path) -> None:
+    """More eval rows than one request per row of the cap: the file fills all its requests
+    (the cap counts requests of WARMUP_BATCH rows each), in the rows' order."""
+    rows = (writer.MAX_WARMUP_RECORDS + 3) * writer.WARMUP_BATCH
+    eval_file = tmp_path / "eval.tfrecord"
+    with tf.io.TFRecordWriter(str(eval_file)) as out:
+        for number in range(rows):
+            out.write(f"row {number}".encode())
+    export = tmp_path / "export"
+    assert writer.write_from_eval(str(export), [str(eval_file)]) == writer.MAX_WARMUP_RECORDS
+    examples = [e for _, columns in warmup.read_requests(str(export))
+                for e in columns["examples"]]
+    assert examples == [f"row {n}".encode() for n in range(writer.MAX_WARMUP_EXAMPLES)]
