@@ -36,7 +36,7 @@ Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, prin
    per line, in alternating on and off blocks; each protocol's clients x that cost as a share
    of its p50 at each level of this run, the target called met or not when the blocks'
    interval is on one side of it (--record-blocks 0 skips it; alone, against the p50s last
-   written: `python -m benchmarks.serving_record_cost`).
+   written: `python -m benchmarks.serving_record_cost --no-write`).
 
 Targets: REST p50 at 1 client within 1.5x the floor's p50 + 1 ms; gRPC p50 at 1 client within
 1.2x the floor's p50 + 0.5 ms and below REST's; throughput at 32 clients at least 3x that at 1

@@ -1,6 +1,9 @@
 """Part 5 of the serving benchmark: what recording a request costs, measured in one process.
 
-    .venv/bin/python -m benchmarks.serving_record_cost [--model-dir serving_model/babyweight]
+    .venv/bin/python -m benchmarks.serving_record_cost --no-write [--model-dir serving_model/babyweight]
+
+(alone it prints its table and verdicts against the p50s benchmarks/results/serving.json holds;
+benchmarks.serving runs it after its servers and writes it with that run's p50s)
 
 Why: part 3's servers with metrics and the access log on and off differ at p50 by more than
 5% on their own (two processes, two rounds of a shared machine), so their comparison cannot
@@ -58,7 +61,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from benchmarks import harness, paired
 from benchmarks.serving_clients import INSTANCE
 from benchmarks.serving_report import GRPC, REST
-from common.config import command_parser, from_flags, setting
+from common.config import setting
 
 DRAIN_LINES = 50
 TARGET_PERCENT = 5.0
@@ -269,6 +272,8 @@ def measure(model_dir: str, model_name: str, rows: int = 1, blocks: int = 21,
 
 def table(costs: Sequence[Dict[str, Any]]) -> str:
     def cell(cost: Dict[str, Any], key: str) -> str:
+        if not any(cost[f"block_{key}_us"]):
+            return "none"  # gRPC writes no access line
         low, high = cost[f"{key}_interval_us"]
         return f"{cost[f'{key}_us']:.2f} ({low:.2f} to {high:.2f})"
 
@@ -334,9 +339,11 @@ def _last_run() -> Tuple[List[Dict[str, Any]], str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parsed = command_parser("python -m benchmarks.serving_record_cost", __doc__,
-                            RecordCostConfig).parse_args(argv)
-    args = from_flags(RecordCostConfig, parsed)
+    args, output = harness.parse("serving_record_cost", __doc__, argv, RecordCostConfig)
+    if output.write:
+        print("This part alone prints only: benchmarks.serving writes it, beside the p50s of "
+              "the same run. Pass --no-write.", file=sys.stderr)
+        return 2
     from serving.settings import ModelConfig
 
     try:

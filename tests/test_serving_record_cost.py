@@ -60,3 +60,11 @@ def test_the_real_recording_runs_and_its_figures_are_the_blocks(serving_models: 
     shown = "\n".join(serving_record_cost.text(costs, records))
     assert f"| {REST} | {blocks} | {blocks * requests} |" in shown and lines[-1] in shown
     assert serving_record_cost.text([], records) == []
+
+
+def test_alone_it_prints_only(tmp_path: Any, capsys: Any) -> None:
+    """Its results are written by benchmarks.serving, beside the p50s of the same run."""
+    from benchmarks import serving_record_cost
+
+    assert serving_record_cost.main(["--model-dir", str(tmp_path)]) == 2
+    assert "--no-write" in capsys.readouterr().err
