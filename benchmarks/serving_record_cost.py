@@ -1,6 +1,6 @@
 """Part 5 of the serving benchmark: what recording a request costs, measured in one process.
 
-    .venv/bin/python -m benchmarks.serving_record_cost --no-write [--model-dir serving_model/babyweight]
+    .venv/bin/python -m benchmarks.serving_record_cost --no-write [--model-dir DIR]
 
 (alone it prints its table and verdicts against the p50s benchmarks/results/serving.json holds;
 benchmarks.serving runs it after its servers and writes it with that run's p50s)
@@ -41,7 +41,7 @@ than 1 / (1/X + t), which adds at most c·t to that latency: c·t over the p50 m
 clients is the share held against the 5% (the off server's p50 of part 3 when it ran, else part
 2's server's, which has them on). Work that ran in parallel on two cores would add only
 c·t / min(c, cores); the lock rules that out for this work, so c·t is the bound, and at 1 client
-it is t (REST records after the answer is sent, so even t is more than the client waits). What
+it is t (the Recorder's share comes after the answer is sent, so the client waits for less). What
 this does not see: what the extra work does to the caches and the scheduling of the rest of the
 request; the end-to-end rows show those, within their noise.
 """
