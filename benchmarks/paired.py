@@ -38,12 +38,17 @@ def percent_changes(a: Sequence[float], b: Sequence[float]) -> List[float]:
     return [(x / y - 1) * 100 for x, y in zip(a, b)]
 
 
-def verdict(changes: Sequence[float], bound: float, what: str = "rounds") -> str:
+def verdict(changes: Sequence[float], bound: float, what: str = "rounds",
+            least_coverage: float = 0.0) -> str:
     """The median change, its interval, and whether it is under `bound` (percent): 'met' or
-    'NOT met' only when the interval is wholly on one side. `what` names the samples."""
+    'NOT met' only when the interval is wholly on one side and holds the median with at least
+    `least_coverage`. `what` names the samples."""
     low, high, coverage = median_interval(changes)
     found = (f"{statistics.median(changes):+.1f}% ({what}' {coverage:.0%} interval "
              f"{low:+.1f}% to {high:+.1f}%, {len(changes)} {what})")
+    if coverage < least_coverage:
+        return (f"{found}; target under +{bound:g}%: not decided (too few {what} for a "
+                f"{least_coverage:.0%} interval)")
     if high < bound:
         return f"{found}; target under +{bound:g}%: met"
     if low >= bound:

@@ -56,7 +56,8 @@ def test_the_real_recording_runs_and_its_figures_are_the_blocks(serving_models: 
         assert f"{clients} x {cost['total_us']:.2f} µs" in line
         assert f"against {whose} p50 of {p50:.2f} ms" in line
         assert line.endswith(paired.verdict(shares, serving_record_cost.TARGET_PERCENT,
-                                            "blocks"))
+                                            "blocks", serving_record_cost.LEAST_COVERAGE))
+        assert line.endswith("too few blocks for a 90% interval)")  # 3 blocks: 75%
     shown = "\n".join(serving_record_cost.text(costs, records))
     assert f"| {REST} | {blocks} | {blocks * requests} |" in shown and lines[-1] in shown
     assert serving_record_cost.text([], records) == []
@@ -68,3 +69,13 @@ def test_alone_it_prints_only(tmp_path: Any, capsys: Any) -> None:
 
     assert serving_record_cost.main(["--model-dir", str(tmp_path)]) == 2
     assert "--no-write" in capsys.readouterr().err
+
+
+def test_too_few_blocks_decide_nothing() -> None:
+    """Three blocks hold the median with 75% only: however clear they look, not decided."""
+    from benchmarks import paired
+
+    assert paired.verdict([0.1, 0.2, 0.3], 5, "blocks", 0.9).endswith(
+        "not decided (too few blocks for a 90% interval)")
+    assert paired.verdict([0.1, 0.2, 0.3, 0.1, 0.2], 5, "blocks", 0.9).endswith(": met")
+    assert paired.verdict([6, 7, 8, 6, 7], 5, "blocks", 0.9).endswith(": NOT met")
