@@ -38,15 +38,20 @@ def percent_changes(a: Sequence[float], b: Sequence[float]) -> List[float]:
     return [(x / y - 1) * 100 for x, y in zip(a, b)]
 
 
-def verdict(changes: Sequence[float], bound: float) -> str:
+def verdict(changes: Sequence[float], bound: float, what: str = "rounds",
+            least_coverage: float = 0.0) -> str:
     """The median change, its interval, and whether it is under `bound` (percent): 'met' or
-    'NOT met' only when the interval is wholly on one side."""
+    'NOT met' only when the interval is wholly on one side and holds the median with at least
+    `least_coverage`. `what` names the samples."""
     low, high, coverage = median_interval(changes)
-    found = (f"{statistics.median(changes):+.1f}% (rounds' {coverage:.0%} interval "
-             f"{low:+.1f}% to {high:+.1f}%, {len(changes)} rounds)")
+    found = (f"{statistics.median(changes):+.1f}% ({what}' {coverage:.0%} interval "
+             f"{low:+.1f}% to {high:+.1f}%, {len(changes)} {what})")
+    if coverage < least_coverage:
+        return (f"{found}; target under +{bound:g}%: not decided (too few {what} for a "
+                f"{least_coverage:.0%} interval)")
     if high < bound:
         return f"{found}; target under +{bound:g}%: met"
     if low >= bound:
         return f"{found}; target under +{bound:g}%: NOT met"
     return (f"{found}; target under +{bound:g}%: not decided (the interval holds "
-            f"+{bound:g}%; more rounds or a quieter machine)")
+            f"+{bound:g}%; more {what} or a quieter machine)")

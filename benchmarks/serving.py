@@ -30,12 +30,19 @@ Just the in-process, REST and gRPC rows (parts 1 and 2), in about a minute, prin
    versions are pushed one after another (the pusher's way: staged, then renamed), with pauses
    between; the p99 of the requests sent while a switch was under way (push to the old
    version's release) against the p99 of the same clients during the pauses.
+5. What recording costs per request, measured in this process
+   (benchmarks/serving_record_cost.py): the CPU time of the real Recorder, metrics and
+   access-log calls on the request and answer the app builds, and of the access log's writer
+   per line, in alternating on and off blocks; each protocol's clients x that cost as a share
+   of its p50 at each level of this run, the target called met or not when the blocks'
+   interval is on one side of it (--record-blocks 0 skips it; alone, against the p50s last
+   written: `python -m benchmarks.serving_record_cost --no-write`).
 
 Targets: REST p50 at 1 client within 1.5x the floor's p50 + 1 ms; gRPC p50 at 1 client within
 1.2x the floor's p50 + 0.5 ms and below REST's; throughput at 32 clients at least 3x that at 1
-client (server-side batching); metrics and access logs cost under 5% of p50; p99 during
-switches within 2x the steady p99. Writes benchmarks/results/serving.md (and the README's
-serving block).
+client (server-side batching); metrics and access logs cost under 5% of p50 (parts 3 and 5);
+p99 during switches within 2x the steady p99. Writes benchmarks/results/serving.md (and the
+README's serving block).
 """
 from __future__ import annotations
 
@@ -54,7 +61,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import harness, serving_overhead, serving_report  # noqa: E402
+from benchmarks import (harness, serving_overhead, serving_record_cost,  # noqa: E402
+                        serving_report)
 from benchmarks.harness import Output, publish  # noqa: E402
 from benchmarks.serving_clients import (INSTANCE, clients,  # noqa: E402
                                         grpc_connect, grpc_method, grpc_predict_request,
@@ -306,6 +314,10 @@ class ServingBenchmarkConfig(harness.ServedModel):
     switch_clients: int = setting(8, "Clients predicting during the switches.")
     steady_seconds: float = setting(
         2.0, "Seconds with no switch before each switch and after the last (the comparison).")
+    record_blocks: int = setting(
+        21, "Pairs of on and off blocks of the in-process measurement of what recording "
+        "costs per request (0 = skip it).")
+    record_requests: int = setting(1000, "Requests per block of it.")
     server_args: str = setting("", "Extra server flags, e.g. '--batch-timeout-ms 1'.")
     note: str = setting("", "A line added under the table, e.g. how loaded the machine was.")
 
@@ -369,9 +381,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.switches > 0:
         records += switch_level(version_dir, args.switch_clients, args.switches,
                                 args.steady_seconds)
+    costs = (serving_record_cost.measure(args.model_dir, MODEL_NAME, blocks=args.record_blocks,
+                                         requests=max(1, args.record_requests))
+             if args.record_blocks > 0 else [])
     text = serving_report.text(records, args, version,
-                               (load_before, serving_report.load_average()))
-    publish("serving", text, records, write=output.write)
+                               (load_before, serving_report.load_average()), costs)
+    publish("serving", text, records + costs, write=output.write)
     return 0
 
 

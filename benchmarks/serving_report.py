@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import statistics
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 
 from benchmarks import paired
 from benchmarks.harness import markdown_table
@@ -128,8 +128,11 @@ def _on_off_rounds(args: "ServingBenchmarkConfig") -> str:
 
 
 def text(records: List[Dict[str, Any]], args: ServingBenchmarkConfig, version: int,
-         load: Tuple[str, str]) -> str:
-    """The table, how it was measured, and the verdicts."""
+         load: Tuple[str, str], costs: Sequence[Dict[str, Any]] = ()) -> str:
+    """The table, how it was measured, and the verdicts; then the recording's cost measured
+    in process (`costs`, benchmarks/serving_record_cost.py's) and its verdicts."""
+    from benchmarks import serving_record_cost
+
     headers = ["setup", "clients", "requests", "errors", "p50 ms", "p99 ms", "max ms",
                "requests/s", "rows per model call", "client CPU ms per request"]
     rows = [[r["setup"], r["clients"], r["requests"], r["errors"], r["p50_ms"], r["p99_ms"],
@@ -142,7 +145,8 @@ def text(records: List[Dict[str, Any]], args: ServingBenchmarkConfig, version: i
            f"{_on_off_rounds(args) if args.overhead_levels() else ''}. Load average (1, 5, 15 min) at the start {load[0]}, at the end {load[1]}, on "
            f"{_cores()} cores.")
     return "\n".join([markdown_table(headers, rows), "", how]
-                     + ([args.note] if args.note else []) + notes(records, args))
+                     + ([args.note] if args.note else []) + notes(records, args)
+                     + serving_record_cost.text(costs, records))
 
 
 def _cores() -> int:

@@ -19,6 +19,8 @@ _NOISE = (
     "No iterator is returned by the process method",
     "does not have payload_format custom property",
 )
+# The commands' line format (the server's access log keeps it: serving/server.py).
+FORMAT, DATE_FORMAT = "%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"
 
 
 class _ProgressFilter(logging.Filter):
@@ -37,8 +39,7 @@ def setup(verbose: bool = False) -> None:
     """Configures logging for a command-line entry point."""
     # Level 3 hides the CUDA-plugin registration noise TensorFlow prints on CPU-only machines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S", force=True)
+    logging.basicConfig(level=logging.INFO, format=FORMAT, datefmt=DATE_FORMAT, force=True)
     if not verbose:
         warnings.filterwarnings("ignore")
         for handler in logging.getLogger().handlers:

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import copy
 import logging
 import threading
 import time
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 from serving import access_lines
 
@@ -78,6 +79,17 @@ class Deferred:
         self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
         self._thread.start()
         atexit.register(self.drain)
+
+    @contextlib.contextmanager
+    def queued_here(self) -> Iterator["Deferred"]:
+        """Inside the block, `line()` queues here and no thread drains: the holder calls
+        `drain` itself (benchmarks/serving_record_cost.py times a drain on its own thread)."""
+        global _deferred
+        before, _deferred = _deferred, self
+        try:
+            yield self
+        finally:
+            _deferred = before
 
     def close(self) -> None:
         """Stops the thread and writes what is still queued."""

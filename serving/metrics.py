@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from serving.request_metrics import (TF_REQUEST_COUNT, TF_REQUEST_LATENCY,  # noqa: F401
-                                     RequestMetrics)
+                                     BatchRows, RequestMetrics)
 
 PATH = "/monitoring/prometheus/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -61,16 +61,16 @@ class Metrics:
         # The request series first (serving/request_metrics.py); TF Serving's come last.
         self.requests = RequestMetrics(model, _rest_code)
         self.registry.register(self.requests)
-        self.batch_rows = Histogram(
+        self.batch_rows = BatchRows(  # once per model call: see its docstring
             "babyweight_serving_batch_rows", "Rows in one model call (server-side batching)",
-            ["model"], buckets=_ROW_BUCKETS, registry=self.registry)
+            model, _ROW_BUCKETS)
+        self.registry.register(self.batch_rows)
         self.load_seconds = Histogram(
             "babyweight_serving_model_load_seconds", "Time to load and warm up a version",
             ["model"], buckets=_LOAD_BUCKETS, registry=self.registry)
         self.load_failures = Counter(
             "babyweight_serving_model_load_failures", "Tries to load a version that failed",
             ["model"], registry=self.registry)
-        self._batch_rows = self.batch_rows.labels(model)
         self._apis: Dict[Tuple[str, str], Optional[str]] = {}  # (method, path) -> rest_api
         self.registry.register(_Versions(model, statuses))
         self.registry.register(_Collector(self.requests.tf_serving))
@@ -109,7 +109,7 @@ class Metrics:
         self.registry.register(_Collector(collect))
 
     def observe_batch(self, rows: int) -> None:
-        self._batch_rows.observe(rows)
+        self.batch_rows.observe(rows)
 
     def timed_load(self, load: Callable[..., Any]) -> Callable[..., Any]:
         """`load` (ModelStore's loader) timed on success, counted on failure."""

@@ -56,6 +56,37 @@ class _Histogram:
         return list(self.counts), self.sum, self.created
 
 
+class BatchRows:
+    """A histogram of the rows in each model call, for one model, as prometheus-client's
+    Histogram writes it.
+
+    Why not that Histogram: each observation takes a lock for each of its bucket's and sum's
+    updates and walks the buckets in Python, once per model call on the thread that makes it;
+    here it is one bisect and one lock around two plain updates.
+    """
+
+    def __init__(self, name: str, documentation: str, model: str,
+                 bounds: Tuple[float, ...]) -> None:
+        self._name, self._documentation, self._model = name, documentation, model
+        self._histogram = _Histogram(tuple(float(bound) for bound in bounds))
+        self._lock = threading.Lock()
+
+    def observe(self, rows: float) -> None:
+        histogram = self._histogram
+        index = bisect.bisect_left(histogram.bounds, rows)
+        with self._lock:
+            histogram.counts[index] += 1
+            histogram.sum += rows
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            copied = self._histogram.copy()
+        family = HistogramMetricFamily(self._name, self._documentation, labels=["model"])
+        _add_histogram(family, self._name, {"model": self._model}, self._histogram.bounds,
+                       copied)
+        yield family
+
+
 # One label set's series: its count, its latency histogram, TF Serving's count of its status
 # code (None for an API TF Serving does not count) and TF Serving's latency (successes only).
 Series = Tuple[_Count, _Histogram, Optional[_Count], Optional[_Histogram]]

@@ -154,3 +154,32 @@ def test_counts_from_many_threads_are_exact() -> None:
     assert samples[(metrics_module.TF_REQUEST_LATENCY + "_count", tf_labels)] == 16000
     # whole microseconds: the sum is exact
     assert samples[(metrics_module.TF_REQUEST_LATENCY + "_sum", tf_labels)] == 16000 * 1000.0
+
+
+def test_batch_rows_are_written_as_prometheus_clients_histogram_writes_them() -> None:
+    """The batch-rows histogram (serving/request_metrics.py's BatchRows) against
+    prometheus-client's Histogram fed the same rows: the same exposition, sample for sample
+    (a bound counts what equals it; rows past the last bound go to +Inf)."""
+    import re
+
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from serving.metrics import Metrics
+
+    counted = Metrics("babyweight", lambda: [])
+    theirs = CollectorRegistry()
+    reference = Histogram("babyweight_serving_batch_rows",
+                          "Rows in one model call (server-side batching)", ["model"],
+                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384),
+                          registry=theirs).labels("babyweight")
+
+    def family(registry: CollectorRegistry) -> str:
+        text = generate_latest(registry).decode()
+        lines = [line for line in text.splitlines() if "babyweight_serving_batch_rows" in line]
+        return re.sub(r"(_created\{[^}]*\}) \S+", r"\1 (time)", "\n".join(lines))
+
+    assert family(counted.registry) == family(theirs)
+    for rows in (1, 0, 2, 3, 13, 32, 33, 16384, 16385, 10 ** 6):
+        counted.observe_batch(rows)
+        reference.observe(rows)
+        assert family(counted.registry) == family(theirs)
