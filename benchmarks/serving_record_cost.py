@@ -65,7 +65,6 @@ from common.config import setting
 
 DRAIN_LINES = 50
 TARGET_PERCENT = 5.0
-LEAST_COVERAGE = 0.9  # fewer blocks than give the median a 90% interval decide nothing
 OFF = "metrics and access log off"  # part 3's rows (benchmarks/serving_overhead.py)
 Block = Callable[[int], Tuple[float, float]]  # requests -> CPU seconds (caller's, writer's)
 
@@ -305,7 +304,7 @@ def verdicts(costs: Sequence[Dict[str, Any]], records: Sequence[Dict[str, Any]],
                 f"- {protocol} at {clients} client(s), the recording's CPU measured in process:"
                 f" {clients} x {cost['total_us']:.2f} µs = {clients * cost['total_us'] / 1e3:.3f}"
                 f" ms, against {whose} p50 of {row['p50_ms']:.2f} ms ({source}): "
-                f"{paired.verdict(shares, TARGET_PERCENT, 'blocks', LEAST_COVERAGE)}")
+                f"{paired.verdict(shares, TARGET_PERCENT, 'blocks')}")
     return found
 
 

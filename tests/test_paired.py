@@ -27,6 +27,18 @@ def test_met_or_not_only_when_the_interval_is_on_one_side_of_the_bound() -> None
     assert "not decided" in undecided and "+3.0%" in undecided, undecided
 
 
+def test_too_few_rounds_decide_nothing() -> None:
+    """Up to 4 rounds the interval is every round's change and covers the median less than 9
+    times in 10 (4 rounds: 1 - 2/2**4); from 5 a clear change is decided."""
+    for count in range(1, 5):
+        assert paired.verdict([20.0] * count, 5).endswith(
+            "not decided (too few rounds for a 90% interval)")
+        assert paired.verdict([0.0] * count, 5).endswith(
+            "not decided (too few rounds for a 90% interval)")
+    assert paired.verdict([20.0] * 5, 5).endswith(": NOT met")
+    assert paired.verdict([0.0] * 5, 5).endswith(": met")
+
+
 def test_changes_are_each_rounds_own() -> None:
     assert paired.percent_changes([1.1, 2.0], [1.0, 2.5]) == pytest.approx([10.0, -20.0])
 

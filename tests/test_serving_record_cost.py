@@ -56,7 +56,7 @@ def test_the_real_recording_runs_and_its_figures_are_the_blocks(serving_models: 
         assert f"{clients} x {cost['total_us']:.2f} µs" in line
         assert f"against {whose} p50 of {p50:.2f} ms" in line
         assert line.endswith(paired.verdict(shares, serving_record_cost.TARGET_PERCENT,
-                                            "blocks", serving_record_cost.LEAST_COVERAGE))
+                                            "blocks"))
         assert line.endswith("too few blocks for a 90% interval)")  # 3 blocks: 75%
     shown = "\n".join(serving_record_cost.text(costs, records))
     assert f"| {REST} | {blocks} | {blocks * requests} |" in shown and lines[-1] in shown
