@@ -7,12 +7,11 @@ free a request is called at once; while a call runs, arrivals queue, and the nex
 all of them (up to `max_batch_rows`). `timeout_s` > 0 additionally holds a forming batch open
 that long, as TF Serving's batch_timeout_micros does.
 
-Ways in, one queue: `predict` for a coroutine on an event loop (REST), whose model calls run
-in the batcher's worker threads so the loop never blocks; `predict_blocking` for a thread that
-may block: when its request starts a call, that call runs in the caller's own thread, so a
-lone request costs no hand-off between threads; and `predict_now`, which makes that call in
-the caller's thread only when the request would start it, else returns None at once (gRPC's
-loop, which must not wait for other requests' calls). Either way the same queue decides what
+Ways in, one queue: `predict` for a coroutine on an event loop (REST, and gRPC under load),
+whose model calls run in the batcher's worker threads so the loop never blocks; and
+`predict_now`, which makes the call in the caller's thread only when the request would start
+it alone, else returns None at once (gRPC's loop for a lone request, which then crosses no
+thread, and must not wait for other requests' calls). Either way the same queue decides what
 is batched with what, and at most `threads` calls run at once.
 
 A batch only ever holds requests for the same loaded model and signature, so a request that
@@ -28,7 +27,7 @@ import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Deque, Dict, List, Optional, Union
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 import numpy as np
 
@@ -52,7 +51,7 @@ class _Request:
     signature: str
     columns: Columns
     rows: int
-    waiter: Union[_Waiter, "concurrent.futures.Future[Outputs]"]
+    waiter: _Waiter
     arrived: float
 
 
@@ -68,8 +67,7 @@ def _run_batch(batch: List[_Request]) -> Outputs:
 
 
 def _settle(items: List[tuple]) -> None:
-    """Each future's answer or error, a cancelled one left alone: on a loop's thread for its
-    coroutines' futures, on any thread for a blocking caller's."""
+    """(On the futures' loop.) Each future's answer or error, a cancelled one left alone."""
     for future, value, error in items:
         if not future.done():
             if error is None:
@@ -90,10 +88,7 @@ def _deliver(batch: List[_Request], outputs: Optional[Outputs],
                 k: v[offset:offset + request.rows] for k, v in outputs.items()}
         offset += request.rows
         waiter = request.waiter
-        if isinstance(waiter, _Waiter):
-            by_loop.setdefault(waiter.loop, []).append((waiter.future, value, error))
-        else:  # a blocking caller's concurrent future: settled here, on this thread
-            _settle([(waiter, value, error)])
+        by_loop.setdefault(waiter.loop, []).append((waiter.future, value, error))
     for loop, items in by_loop.items():
         try:
             loop.call_soon_threadsafe(_settle, items)
@@ -127,25 +122,14 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: "asyncio.Future[Outputs]" = loop.create_future()
         self._enqueue(_Request(model, signature, columns, rows, _Waiter(loop, future),
-                               self._clock()), inline=False)
+                               self._clock()))
         return await future
-
-    def predict_blocking(self, model: ServedModel, signature: str, columns: Columns,
-                         rows: int) -> Outputs:
-        """The same from a thread that may block; a call this request starts runs here."""
-        outputs = self.predict_now(model, signature, columns, rows)
-        if outputs is not None:
-            return outputs
-        waiter: "concurrent.futures.Future[Outputs]" = concurrent.futures.Future()
-        self._enqueue(_Request(model, signature, columns, rows, waiter, self._clock()),
-                      inline=True)
-        return waiter.result()
 
     def predict_now(self, model: ServedModel, signature: str, columns: Columns,
                     rows: int) -> Optional[Outputs]:
         """The outputs of a call made at once in this thread, or None without a call when it
         would not hold these rows alone now (requests queued, no model slot free, a batch
-        timeout to wait for): then `predict` or `predict_blocking` queues them."""
+        timeout to wait for): then `predict` queues them."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the server is shutting down")
@@ -165,20 +149,15 @@ class Batcher:
                 self._busy -= 1
             self._launch_due()  # what queued meanwhile
 
-    def _enqueue(self, request: _Request, inline: bool) -> None:
+    def _enqueue(self, request: _Request) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the server is shutting down")
             self._pending.append(request)
             self._pending_rows += request.rows
             batches = self._due()
-        own = next((b for b in batches if request in b), None) if inline else None
         for batch in batches:
-            if batch is not own:
-                self._launch(batch)
-        if own is not None:
-            self._call(own)
-            self._launch_due()
+            self._launch(batch)
 
     def _due(self) -> List[List[_Request]]:
         """(Under the lock.) The batches to start now, each holding a model slot."""

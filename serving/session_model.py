@@ -6,8 +6,9 @@ each input with tf.constant, the captured variables) and the graph then runs on 
 inter-op thread pool, a hand-off to another thread and back per call that costs most when
 that thread has gone to sleep, as it has between a server's requests. TF Serving loads the
 MetaGraph into a Session and feeds the signature's tensors; here each signature is bound once
-to its tensors (Session.make_callable), takes numpy arrays, returns numpy arrays, and with one
-TensorFlow thread (--tf-threads 1) the Session runs the graph in the calling thread itself.
+to its tensors (serving/session_callable.py: in TensorFlow's C++, as TF Serving binds them),
+takes numpy arrays, returns numpy arrays, and with one TensorFlow thread (--tf-threads 1) the
+Session runs the graph in the calling thread itself.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from serving import session_callable
 
 # The signature TF2 writes for the tables' initialisation: run by the loader, never served.
 _INIT_SIGNATURE = "__saved_model_init_op"
@@ -64,8 +67,8 @@ def load(path: str, config: Optional[tf.compat.v1.ConfigProto] = None
         inputs = sorted(definition.inputs.items())
         dtypes = {key: tf.as_dtype(info.dtype) for key, info in inputs}
         outputs = list(definition.outputs.items())
-        run = session.make_callable(
-            [graph.get_tensor_by_name(info.name) for _, info in outputs],
+        run = session_callable.bind(
+            session, [graph.get_tensor_by_name(info.name) for _, info in outputs],
             [graph.get_tensor_by_name(info.name) for _, info in inputs])
         call = Call(tuple(key for key, _ in inputs),
                     tuple(object if dtypes[key] == tf.string else dtypes[key].as_numpy_dtype

@@ -109,7 +109,7 @@ class _GatedModel(_FakeModel):
         return super().predict(signature, columns)
 
 
-def test_a_lone_blocking_request_runs_in_its_own_thread() -> None:
+def test_a_lone_predict_now_runs_in_its_own_thread() -> None:
     from serving.batching import Batcher
 
     model = _GatedModel()
@@ -117,14 +117,22 @@ def test_a_lone_blocking_request_runs_in_its_own_thread() -> None:
     batcher = Batcher()
     told: List[int] = []
     batcher.on_call = told.append
-    assert batcher.predict_blocking(model, "sig", {"x": [1.0, 2.0]}, 2)["y"].tolist() == [2, 4]
+    assert batcher.predict_now(model, "sig", {"x": [1.0, 2.0]}, 2)["y"].tolist() == [2, 4]
     assert model.threads == [threading.get_ident()]  # no hand-off to a model thread
     assert (batcher.stats()["model_calls"], batcher.stats()["rows"], told) == (1, 2, [2])
     broken = _FakeModel(fail=True)
     with pytest.raises(ValueError, match="model broke"):  # the model's own error, raised here
-        batcher.predict_blocking(broken, "sig", {"x": [1.0]}, 1)
-    assert batcher.predict_blocking(model, "sig", {"x": [3.0]}, 1)["y"].tolist() == [6]
+        batcher.predict_now(broken, "sig", {"x": [1.0]}, 1)
+    assert batcher.predict_now(model, "sig", {"x": [3.0]}, 1)["y"].tolist() == [6]
     batcher.close()
+
+
+def _hold_model(batcher: Any, model: "_GatedModel") -> threading.Thread:
+    """A thread whose predict_now call takes the model's one slot until the gate opens."""
+    busy = threading.Thread(target=batcher.predict_now, args=(model, "sig", {"x": [0.0]}, 1))
+    busy.start()
+    assert model.entered.wait(60)
+    return busy
 
 
 def test_predict_now_calls_only_a_free_model_and_never_waits() -> None:
@@ -134,10 +142,7 @@ def test_predict_now_calls_only_a_free_model_and_never_waits() -> None:
 
     model = _GatedModel()
     batcher = Batcher()
-    busy = threading.Thread(target=batcher.predict_blocking,
-                            args=(model, "sig", {"x": [1.0]}, 1))
-    busy.start()
-    assert model.entered.wait(60)  # the model's one slot is taken
+    busy = _hold_model(batcher, model)
     assert batcher.predict_now(model, "sig", {"x": [2.0]}, 1) is None
     assert batcher.queued() == 0 and batcher.stats()["model_calls"] == 1
     model.gate.set()
@@ -151,64 +156,50 @@ def test_predict_now_calls_only_a_free_model_and_never_waits() -> None:
     batcher.close()
 
 
-def test_blocking_and_async_requests_queue_together_and_share_calls() -> None:
+def test_requests_queued_behind_a_predict_now_call_share_the_next_call() -> None:
+    """The call predict_now makes holds the model; what queues meanwhile is started when it
+    ends, in one call of the batcher's threads."""
     from serving.batching import Batcher
 
     model = _GatedModel()
     batcher = Batcher()
-    answers: Dict[int, Any] = {}
-
-    def blocking(value: float) -> None:
-        answers[int(value)] = batcher.predict_blocking(model, "sig", {"x": [value]}, 1)
-
-    first = threading.Thread(target=blocking, args=(0.0,))
-    first.start()
-    assert model.entered.wait(60)  # the model is busy with request 0
-    waiting = [threading.Thread(target=blocking, args=(float(v),)) for v in (1, 2, 3)]
-    for thread in waiting:
-        thread.start()
+    busy = _hold_model(batcher, model)
 
     async def queued() -> List[Any]:
         calls = [asyncio.ensure_future(batcher.predict(model, "sig", {"x": [float(v)]}, 1))
-                 for v in (4, 5)]
-        await asyncio.sleep(0)
-        while batcher.stats()["rows"] < 1 or batcher.queued() < 5:
-            await asyncio.sleep(0.001)  # until all five are queued behind request 0
+                 for v in (1, 2, 3, 4, 5)]
+        while batcher.queued() < 5:
+            await asyncio.sleep(0.001)  # until all five are queued behind the held call
         model.gate.set()
         return await asyncio.gather(*calls)
 
-    for value, answer in zip((4, 5), asyncio.run(queued())):
-        answers[value] = answer
-    for thread in [first, *waiting]:
-        thread.join(60)
-    assert {k: v["y"].tolist() for k, v in answers.items()} == {v: [2.0 * v] for v in range(6)}
+    answers = asyncio.run(queued())
+    busy.join(60)
+    assert [a["y"].tolist() for a in answers] == [[2.0 * v] for v in (1, 2, 3, 4, 5)]
     assert model.calls == [1, 5]  # the five queued requests shared one call
+    assert model.threads[1] != model.threads[0]  # started by the batcher, not the caller
     batcher.close()
 
 
-def test_close_answers_queued_blocking_requests() -> None:
+def test_close_answers_queued_requests() -> None:
     from serving.batching import Batcher
 
     model = _GatedModel()
     batcher = Batcher()
-    errors: List[BaseException] = []
+    busy = _hold_model(batcher, model)
 
-    def blocking() -> None:
+    async def queued_then_closed() -> BaseException:
+        call = asyncio.ensure_future(batcher.predict(model, "sig", {"x": [1.0]}, 1))
+        while batcher.queued() < 1:
+            await asyncio.sleep(0.001)
+        batcher.close()
         try:
-            batcher.predict_blocking(model, "sig", {"x": [1.0]}, 1)
+            await asyncio.wait_for(call, 60)
         except BaseException as error:  # noqa: BLE001 - the test looks at it
-            errors.append(error)
+            return error
+        raise AssertionError("the queued request was answered after close")
 
-    running = threading.Thread(target=blocking)
-    running.start()
-    assert model.entered.wait(60)
-    queued = threading.Thread(target=blocking)
-    queued.start()
-    while batcher.queued() < 1:
-        time.sleep(0.001)
-    batcher.close()
-    queued.join(60)
-    assert not queued.is_alive() and isinstance(errors[0], asyncio.CancelledError)
+    assert isinstance(asyncio.run(queued_then_closed()), asyncio.CancelledError)
     model.gate.set()
-    running.join(60)
-    assert len(errors) == 1  # the running call still answered its request
+    busy.join(60)
+    assert model.calls == [1]  # the running call still finished; the queued one never ran
