@@ -18,13 +18,14 @@ Session.run raises them (the failing node's name and its graph context in the me
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
+
+from common.releases import within
 
 LOGGER = logging.getLogger("babyweight.serving")
 
@@ -36,20 +37,15 @@ _decided: List[bool] = []
 _lock = threading.Lock()
 
 
-def _release(version: str) -> Tuple[int, ...]:
-    """'2.16.2' -> (2, 16); '2.17.0rc1' -> (2, 17)."""
-    return tuple(int(part) for part in re.findall(r"[0-9]+", version)[:2])
-
-
 def in_effect(version: Optional[str] = None) -> bool:
     """Whether the bound callables run here: the installed TensorFlow (or `version`) is in
     WRITTEN_FOR's range. The installed one's answer is decided and logged once."""
     first, after = WRITTEN_FOR
     if version is not None:
-        return first <= _release(version) < after
+        return within(version, first, after)
     with _lock:
         if not _decided:
-            ok = first <= _release(tf.__version__) < after
+            ok = within(tf.__version__, first, after)
             if not ok:
                 LOGGER.warning(
                     "Signatures run on Session.make_callable: the direct callable was written "

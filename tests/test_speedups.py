@@ -130,12 +130,6 @@ def test_every_speed_up_is_in_range_with_the_locked_libraries(name, fresh_decisi
     assert version_check.in_effect(name)
 
 
-def test_release_numbers_compare_as_numbers():
-    assert version_check._release("2.16.2") == (2, 16, 2)  # pylint: disable=protected-access
-    assert version_check._release("2.17.0rc1") == (2, 17, 0)  # pylint: disable=protected-access
-    assert (0, 47) <= version_check._release("0.47.1") < (0, 48)  # pylint: disable=protected-access
-
-
 def test_a_replaced_attribute_is_put_back_when_the_block_raises() -> None:
     from pipelines.speedups.replaced import replaced
 

@@ -8,10 +8,11 @@ of range, leaves the stock path alone and says so once per process.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from importlib import metadata
 from typing import Dict, Tuple
+
+from common.releases import describe, within
 
 log = logging.getLogger("babyweight.speedups")
 
@@ -29,23 +30,6 @@ _decided: Dict[str, bool] = {}
 _lock = threading.Lock()
 
 
-def _release(version: str) -> Tuple[int, ...]:
-    """'2.16.2' -> (2, 16, 2); a pre-release suffix ('2.17.0rc1') ends the number."""
-    parts = []
-    for part in version.split("."):
-        digits = re.match(r"[0-9]+", part)
-        if digits is None:
-            break
-        parts.append(int(digits.group()))
-        if digits.end() < len(part):
-            break
-    return tuple(parts)
-
-
-def _describe(version: Tuple[int, ...]) -> str:
-    return ".".join(map(str, version))
-
-
 def in_effect(name: str) -> bool:
     """Whether speed-up `name` may run with the installed library (logged once when not)."""
     with _lock:
@@ -55,11 +39,11 @@ def in_effect(name: str) -> bool:
                 installed = metadata.version(distribution)
             except metadata.PackageNotFoundError:
                 installed = ""
-            ok = bool(installed) and first <= _release(installed) < after
+            ok = bool(installed) and within(installed, first, after)
             if not ok:
                 log.warning("Speed-up %s is off: written for %s >=%s,<%s, found %s; the stock "
-                            "code runs instead.", name, distribution, _describe(first),
-                            _describe(after), installed or "none")
+                            "code runs instead.", name, distribution, describe(first),
+                            describe(after), installed or "none")
             _decided[name] = ok
         return _decided[name]
 
