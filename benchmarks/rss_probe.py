@@ -10,6 +10,19 @@ running, so a worker that exits between two samples is still counted in full; a 
 is the difference of that sum, interpolated between samples, at its end and at its start (off
 by at most a sample's worth of the machine's cores at each end). "Cores used" is CPU over wall
 seconds: what the ceiling of parallel work on this machine is measured against.
+
+Memory is the sum of the tree's proportional set sizes (PSS): each resident page counted once,
+divided among the processes that share it. That is the memory the run occupies, which is what
+"how much memory does this run need" asks. The resident set (RSS) counts a shared page once per
+process: the runner's pages that a forked worker (or the workers' zygote) shares copy-on-write,
+and TensorFlow's libraries, would be counted once per process of the tree. The runner's RSS plus
+its descendants' unique sets (USS) would undercount instead: pages shared by the forked workers
+with each other but no longer with the runner (the runner wrote its copy) are nobody's unique
+pages. PSS also divides the pages shared with processes outside the run (the C library, another
+program's TensorFlow), so the figure is lower on a machine running other TensorFlow programs.
+Reading PSS walks each process's page tables (/proc/PID/smaps_rollup), which takes the sampler's
+CPU in proportion to the memory mapped, so memory is read at most as often as keeps that under
+MEMORY_SHARE of one core (every SAMPLE_SECONDS while it is cheap); CPU every SAMPLE_SECONDS.
 """
 from __future__ import annotations
 
@@ -28,41 +41,49 @@ from typing import Dict, List, Optional, Sequence
 import psutil
 
 SAMPLE_SECONDS = 0.2
+MEMORY_SHARE = 0.1  # the most of one core the memory readings may keep busy
 
 
 @dataclasses.dataclass
 class ComponentCost:
-    """One component's wall seconds, the CPU seconds and peak resident memory of the run's
-    process tree while it ran, and the cores that kept busy (CPU over wall seconds)."""
+    """One component's wall seconds, the CPU seconds and peak memory (PSS) of the run's process
+    tree while it ran, the cores that kept busy (CPU over wall seconds), and how many memory
+    readings fell inside it (0: the peak is the larger of the readings either side)."""
 
     seconds: float
-    peak_rss_mb: float
+    peak_pss_mb: float
     cpu_seconds: float
     cores_used: float
+    memory_samples: int
 
 
 @dataclasses.dataclass
 class Sample:
-    """The process tree at one moment: resident bytes and CPU seconds so far."""
+    """The process tree at one moment: its PSS in bytes (None when not read at this sample)
+    and its CPU seconds so far."""
 
     at: float
-    rss: int
+    memory: Optional[int]
     cpu: float
 
 
-def tree_rss_bytes(process: psutil.Process) -> int:
-    """Resident bytes of `process` and all its descendants (Beam's workers)."""
+def tree_pss_bytes(members: Sequence[psutil.Process]) -> int:
+    """The proportional set size of these processes together (see the module's docstring)."""
     total = 0
-    try:
-        members = [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
     for member in members:
         try:
-            total += member.memory_info().rss
-        except psutil.NoSuchProcess:
+            total += member.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone, or a zombie
             continue
     return total
+
+
+def tree_members(process: psutil.Process) -> List[psutil.Process]:
+    """`process` and its descendants (Beam's workers), or none when it is gone."""
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def tree_cpu_seconds(process: psutil.Process) -> float:
@@ -99,10 +120,26 @@ def cpu_at(samples: List[Sample], at: float) -> float:
 def cost_between(samples: List[Sample], start: float, end: float,
                  seconds: float) -> ComponentCost:
     """The cost of the span [start, end] (`seconds` long by ML Metadata's clock)."""
-    during = [sample.rss for sample in samples if start <= sample.at <= end]
+    read = [sample for sample in samples if sample.memory is not None]
+    during = [sample.memory for sample in read if start <= sample.at <= end]
+    if not during:  # shorter than the memory readings' interval: the readings either side
+        during = [sample.memory for sample in (
+            next((s for s in reversed(read) if s.at < start), None),
+            next((s for s in read if s.at > end), None)) if sample is not None]
     cpu = max(0.0, cpu_at(samples, end) - cpu_at(samples, start))
+    inside = sum(1 for sample in read if start <= sample.at <= end)
     return ComponentCost(seconds, max(during, default=0) / 2**20, cpu,
-                         cpu / seconds if seconds > 0 else 0.0)
+                         cpu / seconds if seconds > 0 else 0.0, inside)
+
+
+def largest_gaps(samples: List[Sample]) -> Dict[str, float]:
+    """The longest wall seconds between two samples, and between two memory readings: how
+    fine the per-component figures are."""
+    def gap(times: List[float]) -> float:
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+    return {"largest_sample_gap_seconds": gap([s.at for s in samples]),
+            "largest_memory_gap_seconds": gap([s.at for s in samples if s.memory is not None])}
 
 
 def component_costs(samples: List[Sample], metadata_path: pathlib.Path
@@ -132,10 +169,16 @@ def run_measured(args: Sequence[str], metadata_path: pathlib.Path,
     done = threading.Event()
 
     def sampler() -> None:
+        next_memory = 0.0
         while not done.is_set():
-            at, rss, cpu = time.time(), tree_rss_bytes(probe), tree_cpu_seconds(probe)
+            at, cpu, memory = time.time(), tree_cpu_seconds(probe), None
+            if time.monotonic() >= next_memory:
+                spent = time.thread_time()
+                memory = tree_pss_bytes(tree_members(probe))
+                spent = time.thread_time() - spent
+                next_memory = time.monotonic() + max(SAMPLE_SECONDS, spent / MEMORY_SHARE)
             # A child reaped between two reads is missed once; the sum never goes back.
-            samples.append(Sample(at, rss, max(cpu, samples[-1].cpu if samples else 0.0)))
+            samples.append(Sample(at, memory, max(cpu, samples[-1].cpu if samples else 0.0)))
             done.wait(SAMPLE_SECONDS)
 
     thread = threading.Thread(target=sampler, daemon=True)
@@ -154,4 +197,5 @@ def run_measured(args: Sequence[str], metadata_path: pathlib.Path,
     return {"exit_code": code, "total_seconds": seconds, "total_cpu_seconds": cpu,
             "cores_used": cpu / seconds if seconds > 0 else 0.0,
             "components": {name: dataclasses.asdict(cost) for name, cost in costs.items()},
+            **largest_gaps(samples),
             "log_tail": [line.rstrip("\n") for line in log]}
