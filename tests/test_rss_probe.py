@@ -1,7 +1,8 @@
 """The scale benchmark's process-tree accounting, on real process trees: memory counted once
-per page however many processes share it."""
+per page however many processes share it, and CPU once per process whoever waits for it."""
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -46,11 +47,12 @@ for pid in pids:
 def shared_tree(n_mb: int, children: int, own_mb: int) -> Tuple[int, List[int]]:
     """Starts SHARING, and returns the tree's PSS as the probe reads it, and each process's
     unique set (USS), once all its children wait."""
+    foreign = {child.pid for child in psutil.Process().children()}
     process = subprocess.Popen([sys.executable, "-c", SHARING, str(n_mb), str(children),
                                 str(own_mb)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None and process.stdout.read(1) == b"R"
-        members = rss_probe.tree_members(psutil.Process(process.pid))
+        members = rss_probe.RunTree(process.pid, foreign, 0.0).members()
         assert len(members) == children + 1
         return (rss_probe.tree_pss_bytes(members),
                 [member.memory_full_info().uss for member in members])
@@ -90,3 +92,119 @@ def test_a_component_s_peak_is_the_largest_memory_reading_inside_it() -> None:
     # No reading inside: the larger of the readings either side, and it says there were none.
     cost = rss_probe.cost_between(samples, 0.5, 1.5, 1.0)
     assert cost.peak_pss_mb == 300 and cost.memory_samples == 0
+
+
+# CPU: a runner whose processes burn BURN_SECONDS each, in every way a process can be started and
+# ended: A waited for by the runner mid-run; B1 waited for by B, which runs until the runner
+# exits; C killed by the runner and never waited for; D1 left by D's double fork (D exits at
+# once), so not the runner's descendant. Each prints its own CPU seconds ("name seconds") once
+# done; the runner prints "quiet" once all have, then waits for its stdin to end unless told
+# not to (argv[2]), prints its own and exits.
+TREE = r'''
+import os, signal, sys, time
+burn_seconds, wait = float(sys.argv[1]), sys.argv[2] == "wait"
+
+def burn():
+    while time.process_time() < burn_seconds:
+        pass
+
+def report(name):
+    os.write(1, f"{name} {time.process_time()}\n".encode())
+
+def child(body):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            body()
+        finally:
+            os._exit(0)
+    return pid
+
+def a():
+    burn(); report("A")
+
+os.waitpid(child(a), 0)
+hold_r, hold_w = os.pipe()
+
+def b():
+    os.close(hold_w)
+    def b1():
+        burn(); report("B1")
+    os.waitpid(child(b1), 0)
+    report("B")
+    os.read(hold_r, 1)  # until the runner exits
+
+child(b)
+done_r, done_w = os.pipe()
+
+def c():
+    burn(); report("C"); os.write(done_w, b"c"); signal.pause()
+
+c_pid = child(c)
+os.read(done_r, 1)
+os.kill(c_pid, signal.SIGKILL)
+
+def d():
+    def d1():
+        burn(); report("D1"); os.write(done_w, b"d")
+    child(d1)
+
+os.waitpid(child(d), 0)
+os.read(done_r, 1)
+report("runner")
+os.write(1, b"quiet\n")
+if wait:
+    sys.stdin.read()
+report("runner-end")
+'''
+BURN_SECONDS = 0.5
+BURNERS = ("A", "B1", "C", "D1")
+# /proc gives each process's user and system seconds, and its waited-for children's, in whole
+# clock ticks, each rounded down: up to 4 ticks less per process read.
+TICK = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def test_every_process_s_cpu_is_counted_once_whoever_waits_for_it() -> None:
+    with rss_probe.adopting_orphans():
+        foreign = {child.pid for child in psutil.Process().children()}
+        before = rss_probe.reaped_cpu_seconds()
+        process = subprocess.Popen([sys.executable, "-c", TREE, str(BURN_SECONDS), "wait"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        tree = rss_probe.RunTree(process.pid, foreign, before)
+        assert process.stdout is not None and process.stdin is not None
+        reports = dict(line.split() for line in iter(process.stdout.readline, "quiet\n"))
+        members = tree.members()  # the runner, B, C (a zombie), and D1 (adopted, a zombie)
+        tree.reap_adopted()  # D1, as init would have
+        members = tree.members()
+        mid_run = tree.cpu_seconds(members)
+        process.stdin.close()
+        reports.update(line.split() for line in process.stdout)
+        assert process.wait() == 0
+        assert tree.finish(linger=600) == 0  # B and C end by themselves once the runner has
+        total = rss_probe.reaped_cpu_seconds() - before
+    seconds = {name: float(value) for name, value in reports.items()}
+    assert set(BURNERS) <= set(seconds) and min(seconds[n] for n in BURNERS) >= BURN_SECONDS
+    # Mid-run: every burner's CPU is in, though B1's reaper B, and C, are not waited for yet
+    # and D1 is no descendant of the runner.
+    so_far = sum(value for name, value in seconds.items() if name != "runner-end")
+    assert mid_run >= so_far - 4 * TICK * len(members), (mid_run, seconds)
+    # The kernel's count once all were waited for holds them all, each once: the CPU spent
+    # after the mid-run reading (the runner's and B's exits) is far less than one burner's.
+    assert total >= sum(seconds[n] for n in seconds if n != "runner"), (total, seconds)
+    assert mid_run - 4 * TICK * len(members) <= total <= mid_run + BURN_SECONDS / 2, (
+        mid_run, total)
+
+
+def test_the_sampled_total_is_the_kernel_s_and_leftovers_are_killed_and_counted() -> None:
+    # The runner exits at "quiet"; a daemon it double-forked sleeps on: killed after the linger.
+    daemon = TREE.replace('report("runner-end")', 'child(lambda: child(lambda: (os.close('
+                          'hold_w), signal.pause())))\nreport("runner-end")')
+    run = rss_probe.measure_tree([sys.executable, "-c", daemon, str(BURN_SECONDS), "no"],
+                                 linger=0.5)
+    assert run.exit_code == 0 and run.left_running == 1
+    assert run.cpu_seconds >= len(BURNERS) * BURN_SECONDS
+    cpu = [sample.cpu for sample in run.samples]
+    assert cpu == sorted(cpu) and cpu[-1] == run.cpu_seconds
+    # The samples while it ran reached the burners' CPU too (each sample's figure is at most
+    # 4 ticks a process short); the runner lived past them all.
+    assert max(cpu[:-1]) >= len(BURNERS) * BURN_SECONDS - 4 * TICK * 8, cpu

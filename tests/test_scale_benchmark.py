@@ -1,45 +1,14 @@
-"""The scale benchmark's accounting: CPU seconds per component, its table, and its plan."""
+"""The scale benchmark's accounting: CPU seconds per component, its table, and its plan (the
+process tree's CPU and memory: tests/test_rss_probe.py)."""
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
-import psutil
 import pytest
 
 from benchmarks import rss_probe, scale, scale_plan
 from benchmarks.rss_probe import Sample
-
-# The kernel counts user and system time each in whole clock ticks (what psutil reads), while the
-# child measures its own CPU to the nanosecond: each of the two can read up to a tick less.
-SLACK = 2 / os.sysconf("SC_CLK_TCK")
-# Burns CPU until it has used the seconds given, then exits: its CPU is known to be at least that.
-BURN = ("import sys, time\n"
-        "while time.process_time() < float(sys.argv[1]):\n"
-        "    pass\n")
-
-
-def test_a_reaped_child_s_whole_cpu_time_is_counted() -> None:
-    me = psutil.Process()
-    before = rss_probe.tree_cpu_seconds(me)
-    subprocess.run([sys.executable, "-c", BURN, "0.3"], check=True)
-    # The child is gone, reaped: its CPU is in this process's children's times.
-    assert rss_probe.tree_cpu_seconds(me) - before >= 0.3 - SLACK
-
-
-def test_a_running_child_s_cpu_time_is_counted() -> None:
-    before = rss_probe.tree_cpu_seconds(psutil.Process())
-    child = subprocess.Popen([sys.executable, "-c", BURN + "sys.stdout.write('x')\n"
-                              "sys.stdout.flush()\nsys.stdin.read()\n", "0.3"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert child.stdout is not None and child.stdout.read(1) == b"x"  # burnt, still alive
-        assert rss_probe.tree_cpu_seconds(psutil.Process()) - before >= 0.3 - SLACK
-    finally:
-        child.communicate(b"")
 
 
 def test_a_component_s_cpu_is_interpolated_between_samples() -> None:
