@@ -63,7 +63,7 @@ log = logging.getLogger("babyweight.benchmarks")
 SAMPLE_SECONDS = 0.2
 LINGER_SECONDS = 30.0  # how long processes the runner left may take to exit before they are killed
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37  # linux/prctl.h
-MEMORY_SHARE = 0.1  # the most of one core the memory readings may keep busy
+MEMORY_SHARE = 0.05  # the most of one core the memory readings may keep busy
 
 
 @dataclasses.dataclass
