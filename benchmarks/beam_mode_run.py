@@ -4,9 +4,10 @@ The child of `benchmarks/beam_modes.py`: `prepare` writes the warehouse and Exam
 for a size; `run` runs StatisticsGen's or Transform's executor (the local pipeline's, reading in
 batches, with the run's speed-ups on) on them in one Beam mode and prints one JSON line: wall
 seconds, the CPU seconds of this process (Beam's runner; in in_memory also its only worker;
-less the sampler thread's, whose memory readings cost CPU) and of each worker process it started, the CPU seconds of the busiest thread of them all, and the
-peak memory of the whole process tree (its PSS, each shared page once: benchmarks/rss_probe.py
-says why, and why it is read less often). Worker processes and threads are sampled every
+less the sampler thread's, whose memory readings cost CPU) and of each worker process it
+started, the CPU seconds of the busiest thread of them all, and the peak memory of the whole
+process tree (each shared page once, as benchmarks/rss_probe.py counts it and says why, and why
+it is read less often). Worker processes and threads are sampled every
 SAMPLE_SECONDS, so each one's last fraction of a sample before it exits is not counted.
 
 Why the busiest thread: no run can take less wall time than its busiest thread's CPU seconds
@@ -27,7 +28,7 @@ from typing import Any, Dict, List, Tuple
 
 import psutil
 
-from benchmarks.rss_probe import MEMORY_SHARE, tree_pss_bytes
+from benchmarks.rss_probe import MEMORY_SHARE, tree_memory_bytes
 
 SAMPLE_SECONDS = 0.1
 SPLITS = ("train", "eval", "test")
@@ -59,14 +60,14 @@ def prepare(rows: int, work: pathlib.Path) -> Dict[str, Any]:
 
 
 class TreeSampler:
-    """Samples the CPU seconds of each process under this one, and the tree's PSS."""
+    """Samples the CPU seconds of each process under this one, and the tree's memory."""
 
     def __init__(self) -> None:
         self._me = psutil.Process()
         self.worker_cpu: Dict[int, float] = {}
         self.thread_cpu: Dict[Tuple[int, int], float] = {}  # since the sampler started
         self._thread_start: Dict[Tuple[int, int], float] = {}
-        self.peak_pss = 0
+        self.peak_memory = 0
         self.own_cpu = 0.0  # the sampler thread's: not the run's
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
@@ -92,7 +93,7 @@ class TreeSampler:
                 self.worker_cpu[child.pid] = times.user + times.system
             if time.monotonic() >= next_memory:
                 spent = time.thread_time()
-                self.peak_pss = max(self.peak_pss, tree_pss_bytes([self._me, *children]))
+                self.peak_memory = max(self.peak_memory, tree_memory_bytes([self._me, *children]))
                 spent = time.thread_time() - spent
                 next_memory = time.monotonic() + max(SAMPLE_SECONDS, spent / MEMORY_SHARE)
             self.own_cpu = time.thread_time() - started
@@ -170,7 +171,7 @@ def run(component: str, beam_args: List[str], work: pathlib.Path) -> Dict[str, A
             - sampler.own_cpu,
             "worker_cpu_seconds": workers,
             "busiest_thread_cpu_seconds": max(sampler.thread_cpu.values(), default=0.0),
-            "peak_pss_mb": sampler.peak_pss / 2**20,
+            "peak_memory_mb": sampler.peak_memory / 2**20,
             "load_1min": [load_before, os.getloadavg()[0]]}
 
 

@@ -26,18 +26,21 @@ interpolated between samples, at its end and at its start (off by at most a samp
 worth of the machine's cores at each end). "Cores used" is CPU over wall seconds: what the
 ceiling of parallel work on this machine is measured against.
 
-Memory is the sum of the tree's proportional set sizes (PSS): each resident page counted once,
-divided among the processes that share it. That is the memory the run occupies, which is what
-"how much memory does this run need" asks. The resident set (RSS) counts a shared page once per
-process: the runner's pages that a forked worker (or the workers' zygote) shares copy-on-write,
-and TensorFlow's libraries, would be counted once per process of the tree. The runner's RSS plus
-its descendants' unique sets (USS) would undercount instead: pages shared by the forked workers
-with each other but no longer with the runner (the runner wrote its copy) are nobody's unique
-pages. PSS also divides the pages shared with processes outside the run (the C library, another
-program's TensorFlow), so the figure is lower on a machine running other TensorFlow programs.
-Reading PSS walks each process's page tables (/proc/PID/smaps_rollup), which takes the sampler's
-CPU in proportion to the memory mapped, so memory is read at most as often as keeps that under
-MEMORY_SHARE of one core (every SAMPLE_SECONDS while it is cheap); CPU every SAMPLE_SECONDS.
+Memory counts each resident page of the run once, however many of its processes map it: the
+memory the run occupies, which is what "how much memory does this run need" asks. Summing
+resident sets (RSS) would count a shared page once per process: the runner's pages that a forked
+worker (or the workers' zygote) shares copy-on-write, and TensorFlow's libraries. The runner's RSS
+plus its descendants' unique sets (USS) would undercount instead: pages the forked workers share
+with each other but no longer with the runner (the runner wrote its own copy) are nobody's unique
+pages. So: the sum of the processes' proportional set sizes (PSS, each page divided among the
+processes that share it) of their anonymous memory, which only processes forked from one another
+share, so only the run's; plus the largest file-backed resident set of any of them (the
+libraries and files every process of the run maps, once). The PSS of file pages would be divided
+with every other program on the machine that maps the same libraries, so it would fall and rise
+with what else runs. Reading /proc/PID/smaps_rollup walks the process's page tables, which takes
+the sampler's CPU in proportion to the memory mapped, so memory is read at most as often as keeps
+that under MEMORY_SHARE of one core (every SAMPLE_SECONDS while it is cheap); CPU every
+SAMPLE_SECONDS.
 """
 from __future__ import annotations
 
@@ -68,12 +71,12 @@ MEMORY_SHARE = 0.05  # the most of one core the memory readings may keep busy
 
 @dataclasses.dataclass
 class ComponentCost:
-    """One component's wall seconds, the CPU seconds and peak memory (PSS) of the run's process
+    """One component's wall seconds, the CPU seconds and peak memory of the run's process
     tree while it ran, the cores that kept busy (CPU over wall seconds), and how many memory
     readings fell inside it (0: the peak is the larger of the readings either side)."""
 
     seconds: float
-    peak_pss_mb: float
+    peak_memory_mb: float
     cpu_seconds: float
     cores_used: float
     memory_samples: int
@@ -81,7 +84,7 @@ class ComponentCost:
 
 @dataclasses.dataclass
 class Sample:
-    """The process tree at one moment: its PSS in bytes (None when not read at this sample)
+    """The process tree at one moment: its memory in bytes (None when not read at this sample)
     and its CPU seconds so far."""
 
     at: float
@@ -89,15 +92,31 @@ class Sample:
     cpu: float
 
 
-def tree_pss_bytes(members: Sequence[psutil.Process]) -> int:
-    """The proportional set size of these processes together (see the module's docstring)."""
-    total = 0
+def rollup(pid: int) -> Dict[str, int]:
+    """/proc/PID/smaps_rollup in bytes ({} for a process gone or a zombie)."""
+    try:
+        text = pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return {}
+    fields = {}
+    for line in text.splitlines()[1:]:
+        name, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            fields[name] = int(value.split()[0]) * 1024
+    if fields.get("Rss") and "Pss_Anon" not in fields:
+        raise RuntimeError("/proc/PID/smaps_rollup has no Pss_Anon (Linux 5.10 or later): the "
+                           "run's memory cannot be told apart from other programs'")
+    return fields
+
+
+def tree_memory_bytes(members: Sequence[psutil.Process]) -> int:
+    """The memory these processes occupy together (see the module's docstring)."""
+    anonymous, files = 0, 0
     for member in members:
-        try:
-            total += member.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone, or a zombie
-            continue
-    return total
+        fields = rollup(member.pid)
+        anonymous += fields.get("Pss_Anon", 0)
+        files = max(files, fields.get("Rss", 0) - fields.get("Anonymous", 0))
+    return anonymous + files
 
 
 class RunTree:
@@ -260,7 +279,7 @@ def sample_tree(tree: RunTree, samples: List[Sample], done: threading.Event,
         cpu = tree.cpu_seconds(members)
         if time.monotonic() >= next_memory:
             spent = time.thread_time()
-            memory = tree_pss_bytes(members)
+            memory = tree_memory_bytes(members)
             spent = time.thread_time() - spent
             next_memory = time.monotonic() + max(SAMPLE_SECONDS, spent / MEMORY_SHARE)
         # A process reaped between two reads is missed once; the sum never goes back.
@@ -306,7 +325,8 @@ def run_measured(args: Sequence[str], metadata_path: pathlib.Path,
     """Runs `python local_runner.py *args` (which writes `metadata_path`): per-component
     costs, total wall and CPU seconds, exit code and the last lines it logged."""
     run = measure_tree([sys.executable, "local_runner.py", *args],
-                       pathlib.Path(__file__).resolve().parent.parent, {**os.environ, **(env or {})})
+                       pathlib.Path(__file__).resolve().parent.parent,
+                       {**os.environ, **(env or {})})
     if run.left_running:
         log.warning("the run left %d processes running; they were killed after %.0f s "
                     "(their CPU is counted)", run.left_running, LINGER_SECONDS)

@@ -45,7 +45,7 @@ for pid in pids:
 
 
 def shared_tree(n_mb: int, children: int, own_mb: int) -> Tuple[int, List[int]]:
-    """Starts SHARING, and returns the tree's PSS as the probe reads it, and each process's
+    """Starts SHARING, and returns the tree's memory as the probe reads it, and each process's
     unique set (USS), once all its children wait."""
     foreign = {child.pid for child in psutil.Process().children()}
     process = subprocess.Popen([sys.executable, "-c", SHARING, str(n_mb), str(children),
@@ -54,7 +54,7 @@ def shared_tree(n_mb: int, children: int, own_mb: int) -> Tuple[int, List[int]]:
         assert process.stdout is not None and process.stdout.read(1) == b"R"
         members = rss_probe.RunTree(process.pid, foreign, 0.0).members()
         assert len(members) == children + 1
-        return (rss_probe.tree_pss_bytes(members),
+        return (rss_probe.tree_memory_bytes(members),
                 [member.memory_full_info().uss for member in members])
     finally:
         process.communicate(b"")
@@ -62,36 +62,37 @@ def shared_tree(n_mb: int, children: int, own_mb: int) -> Tuple[int, List[int]]:
 
 @pytest.fixture(scope="module")
 def baseline() -> Tuple[int, int]:
-    """The tree without the buffers: its PSS, and the tolerance of a comparison with another
+    """The tree without the buffers: its memory, and the tolerance of a comparison with another
     run. Two runs of the same program differ only in the pages each process writes besides the
     buffers (the interpreter's allocations, its stack, the copy-on-write copies a forked child
     makes of the pages it touches): at most all of them, the processes' unique sets, plus a
     page per buffer for its rounding to whole pages."""
-    pss, unique = shared_tree(0, 3, 0)
-    return pss, sum(unique) + 2 * resource.getpagesize()
+    alone, unique = shared_tree(0, 3, 0)
+    return alone, sum(unique) + 2 * resource.getpagesize()
 
 
 def test_pages_a_forked_child_shares_are_counted_once(baseline: Tuple[int, int]) -> None:
-    pss, tolerance = baseline
+    alone, tolerance = baseline
     tree, _ = shared_tree(256, 3, 0)
     # The parent's 256 MB once, not once per process as the resident sets would (4 x 256 MB).
-    assert abs(tree - pss - 256 * MB) <= tolerance, (tree / MB, pss / MB, tolerance / MB)
+    assert abs(tree - alone - 256 * MB) <= tolerance, (tree / MB, alone / MB, tolerance / MB)
 
 
 def test_a_child_s_own_pages_add_to_the_shared_ones(baseline: Tuple[int, int]) -> None:
-    pss, tolerance = baseline
+    alone, tolerance = baseline
     tree, _ = shared_tree(256, 3, 64)
-    assert abs(tree - pss - (256 + 64) * MB) <= tolerance, (tree / MB, pss / MB, tolerance / MB)
+    assert abs(tree - alone - (256 + 64) * MB) <= tolerance, (tree / MB, alone / MB,
+                                                               tolerance / MB)
 
 
 def test_a_component_s_peak_is_the_largest_memory_reading_inside_it() -> None:
     samples = [rss_probe.Sample(0.0, 100 * MB, 0.0), rss_probe.Sample(1.0, None, 1.0),
                rss_probe.Sample(2.0, 300 * MB, 2.0), rss_probe.Sample(3.0, 200 * MB, 3.0)]
     cost = rss_probe.cost_between(samples, 0.5, 2.5, 2.0)
-    assert cost.peak_pss_mb == 300 and cost.memory_samples == 1
+    assert cost.peak_memory_mb == 300 and cost.memory_samples == 1
     # No reading inside: the larger of the readings either side, and it says there were none.
     cost = rss_probe.cost_between(samples, 0.5, 1.5, 1.0)
-    assert cost.peak_pss_mb == 300 and cost.memory_samples == 0
+    assert cost.peak_memory_mb == 300 and cost.memory_samples == 0
 
 
 # CPU: a runner whose processes burn BURN_SECONDS each, in every way a process can be started and

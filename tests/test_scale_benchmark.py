@@ -17,13 +17,13 @@ def test_a_component_s_cpu_is_interpolated_between_samples() -> None:
     # From 0.5 s (1.0 CPU s) to 1.5 s (2.5 CPU s): 1.5 CPU s in 1 s of wall, 1.5 cores.
     cost = rss_probe.cost_between(samples, 0.5, 1.5, 1.0)
     assert cost.cpu_seconds == pytest.approx(1.5) and cost.cores_used == pytest.approx(1.5)
-    assert cost.peak_pss_mb == 300  # the one sample inside the span
+    assert cost.peak_memory_mb == 300  # the one sample inside the span
     assert rss_probe.cpu_at(samples, -1.0) == 0.0 and rss_probe.cpu_at(samples, 9.0) == 3.0
 
 
 def record(config: str, rows: int, seconds: float, stats: float, stats_cpu: float) -> dict:
     component = {"seconds": stats, "cpu_seconds": stats_cpu, "cores_used": stats_cpu / stats,
-                 "peak_pss_mb": 900.0}
+                 "peak_memory_mb": 900.0}
     return {"config": config, "rows": rows, "total_seconds": seconds,
             "total_cpu_seconds": seconds * 1.2, "cores_used": 1.2,
             "components": {"StatisticsGen": component, "Transform": component}}
