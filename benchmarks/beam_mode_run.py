@@ -3,9 +3,11 @@
 The child of `benchmarks/beam_modes.py`: `prepare` writes the warehouse and ExampleGen's shards
 for a size; `run` runs StatisticsGen's or Transform's executor (the local pipeline's, reading in
 batches, with the run's speed-ups on) on them in one Beam mode and prints one JSON line: wall
-seconds, the CPU seconds of this process (Beam's runner; in in_memory also its only worker) and
-of each worker process it started, the CPU seconds of the busiest thread of them all, and the
-peak resident memory of the whole process tree. Worker processes and threads are sampled every
+seconds, the CPU seconds of this process (Beam's runner; in in_memory also its only worker;
+less the sampler thread's, whose memory readings cost CPU) and of each worker process it
+started, the CPU seconds of the busiest thread of them all, and the peak memory of the whole
+process tree (each shared page once, as benchmarks/rss_probe.py counts it and says why, and why
+it is read less often). Worker processes and threads are sampled every
 SAMPLE_SECONDS, so each one's last fraction of a sample before it exits is not counted.
 
 Why the busiest thread: no run can take less wall time than its busiest thread's CPU seconds
@@ -25,6 +27,8 @@ import time
 from typing import Any, Dict, List, Tuple
 
 import psutil
+
+from benchmarks.rss_probe import MEMORY_SHARE, tree_memory_bytes
 
 SAMPLE_SECONDS = 0.1
 SPLITS = ("train", "eval", "test")
@@ -56,14 +60,15 @@ def prepare(rows: int, work: pathlib.Path) -> Dict[str, Any]:
 
 
 class TreeSampler:
-    """Samples the CPU seconds of each process under this one, and the tree's resident set."""
+    """Samples the CPU seconds of each process under this one, and the tree's memory."""
 
     def __init__(self) -> None:
         self._me = psutil.Process()
         self.worker_cpu: Dict[int, float] = {}
         self.thread_cpu: Dict[Tuple[int, int], float] = {}  # since the sampler started
         self._thread_start: Dict[Tuple[int, int], float] = {}
-        self.peak_rss = 0
+        self.peak_memory = 0
+        self.own_cpu = 0.0  # the sampler thread's: not the run's
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
 
@@ -75,18 +80,23 @@ class TreeSampler:
             self.thread_cpu[key] = used - self._thread_start.get(key, 0.0)
 
     def _run(self) -> None:
+        next_memory, started = 0.0, time.thread_time()
         while not self._done.is_set():
-            rss = self._me.memory_info().rss
             self._threads(self._me, False)
-            for child in self._me.children(recursive=True):
+            children = self._me.children(recursive=True)
+            for child in children:
                 try:
                     times = child.cpu_times()
-                    rss += child.memory_info().rss
                     self._threads(child, False)
                 except psutil.NoSuchProcess:
                     continue
                 self.worker_cpu[child.pid] = times.user + times.system
-            self.peak_rss = max(self.peak_rss, rss)
+            if time.monotonic() >= next_memory:
+                spent = time.thread_time()
+                self.peak_memory = max(self.peak_memory, tree_memory_bytes([self._me, *children]))
+                spent = time.thread_time() - spent
+                next_memory = time.monotonic() + max(SAMPLE_SECONDS, spent / MEMORY_SHARE)
+            self.own_cpu = time.thread_time() - started
             self._done.wait(SAMPLE_SECONDS)
 
     def __enter__(self) -> "TreeSampler":
@@ -157,10 +167,11 @@ def run(component: str, beam_args: List[str], work: pathlib.Path) -> Dict[str, A
     shutil.rmtree(out, ignore_errors=True)
     workers = sorted((v for v in sampler.worker_cpu.values() if v > 0), reverse=True)
     return {"seconds": seconds,
-            "runner_cpu_seconds": (after.user + after.system) - (cpu.user + cpu.system),
+            "runner_cpu_seconds": (after.user + after.system) - (cpu.user + cpu.system)
+            - sampler.own_cpu,
             "worker_cpu_seconds": workers,
             "busiest_thread_cpu_seconds": max(sampler.thread_cpu.values(), default=0.0),
-            "peak_rss_mb": sampler.peak_rss / 2**20,
+            "peak_memory_mb": sampler.peak_memory / 2**20,
             "load_1min": [load_before, os.getloadavg()[0]]}
 
 

@@ -6,11 +6,11 @@ runs in a fresh process per mode (`benchmarks/beam_mode_run.py`), the modes alte
 order from round to round, so that a change in the machine's load falls on both. Reported per
 mode: the median wall seconds, the CPU seconds of the runner's process, of Beam's worker
 processes and of the busiest thread, the cores used (CPU over wall seconds) and possible (CPU
-over the busiest thread's), the peak resident memory of the process tree, the speed-up of each
-mode's median over in_memory's from the same run, and the speed-up on idle cores that the CPU
-seconds give (each run's least wall time: its CPU spread over the cores, and at least its
-busiest thread's CPU). On a shared machine wall seconds and cores used follow the others' load
-(the 1-minute load average is printed beside them); CPU seconds much less so.
+over the busiest thread's), the peak memory of the process tree (each shared page once), the
+speed-up of each mode's median over in_memory's from the same run, and the speed-up on idle
+cores that the CPU seconds give (each run's least wall time: its CPU spread over the cores, and
+at least its busiest thread's CPU). On a shared machine wall seconds and cores used follow the
+others' load (the 1-minute load average is printed beside them); CPU seconds much less so.
 
     python -m benchmarks.beam_modes --sizes 300000 2000000 --rounds 3
     python -m benchmarks.beam_modes --sizes 1000000 --modes in_memory multi_threading
@@ -144,7 +144,7 @@ def summary(records: List[Dict[str, Any]], cores: Optional[int] = None) -> str:
             median(lambda r: sum(r["worker_cpu_seconds"])), median(total_cpu), busiest,
             median(cores_used), median(lambda r: total_cpu(r) / r["busiest_thread_cpu_seconds"]
                                        if r.get("busiest_thread_cpu_seconds") else float("nan")),
-            round(max(r["peak_rss_mb"] for r in runs)),
+            round(max(r["peak_memory_mb"] for r in runs)),
             f"{median(lambda r: r['seconds'], base) / median(lambda r: r['seconds']):.2f}x",
             f"{idle_base / idle:.2f}x", f"{min(loads):.1f}-{max(loads):.1f}"])
     return markdown_table(headers, lines)

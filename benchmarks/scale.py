@@ -10,14 +10,15 @@ whole local pipeline runs in a fresh process per configuration, with a fresh pip
   --multi-threading-sizes), with in_memory at the same sizes in the same run: both cores for
   the Beam components (worker processes, or threads of the runner's one process), only the
   mode differing.
-Peak memory is the resident set of the runner's whole process tree (Beam's workers included)
-while the component ran, CPU seconds that tree's user and system time, and "cores" their
-ratio to the wall seconds (`benchmarks/rss_probe.py`); wall seconds are ML Metadata's. On a
-shared machine wall seconds follow the others' load; CPU seconds much less so. Per-row costs
-are each run's seconds over its raw rows, and the linearity ratio compares the largest size's
-per-row cost with the smallest's, from the same run of this script. The projection to
---project-rows (the natality table after 2000) adds the extra rows at the marginal cost between
-the smallest and largest size to the largest size's time.
+Peak memory is the memory the runner's whole process tree (Beam's workers included) occupied
+while the component ran (each page once, however many of its processes share it), CPU seconds
+that tree's user and system time, and "cores" their ratio to the wall seconds
+(`benchmarks/rss_probe.py`); wall seconds are ML Metadata's. On a shared machine wall seconds
+follow the others' load; CPU seconds much less so. Per-row costs are each run's seconds over its
+raw rows, and the linearity ratio compares the largest size's per-row cost with the smallest's,
+from the same run of this script. The projection to --project-rows (the natality table after
+2000) adds the extra rows at the marginal cost between the smallest and largest size to the
+largest size's time.
 
 The full run (the defaults: in_memory with the cache off at 1M, 2M, 4M and 10M raw rows and on
 at 1M, 4M and 10M; multi_processing and multi_threading at 2M). `--dry-run` prints the runs and the time each is
@@ -72,7 +73,7 @@ CONFIGS = {
 DEFAULT_SIZES = (1_000_000, 4_000_000, 10_000_000)
 DEFAULT_MULTI_PROCESSING_SIZES = (2_000_000,)
 DEFAULT_MULTI_THREADING_SIZES = (2_000_000,)
-MISSING = {"seconds": 0.0, "cpu_seconds": 0.0, "cores_used": 0.0, "peak_rss_mb": 0.0}
+MISSING = {"seconds": 0.0, "cpu_seconds": 0.0, "cores_used": 0.0, "peak_memory_mb": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +135,7 @@ def table(records: List[Dict[str, object]], project_rows: int) -> str:
         for name in COMPONENTS:
             cost = {**MISSING, **costs.get(name, {})}
             row += [cost["seconds"], cost["cpu_seconds"], cost["cores_used"],
-                    round(cost["peak_rss_mb"])]
+                    round(cost["peak_memory_mb"])]
         lines.append(row + [record["total_seconds"], record.get("total_cpu_seconds", 0.0),
                             record.get("cores_used", 0.0)])
     text = markdown_table(headers, lines)
@@ -150,7 +151,8 @@ def table(records: List[Dict[str, object]], project_rows: int) -> str:
             if not a or not b or not a["seconds"]:
                 continue
             per_row = (b["seconds"] / large["rows"]) / (a["seconds"] / small["rows"])
-            memory = b["peak_rss_mb"] / a["peak_rss_mb"] if a["peak_rss_mb"] else float("nan")
+            memory = (b["peak_memory_mb"] / a["peak_memory_mb"] if a["peak_memory_mb"]
+                      else float("nan"))
             # The largest run plus the extra rows at the marginal cost between the two sizes:
             # fixed costs (imports, Beam's workers starting) are paid once, not per row.
             marginal = (b["seconds"] - a["seconds"]) / (large["rows"] - small["rows"])

@@ -10,7 +10,7 @@ def record(mode: str, seconds: float, runner: float, workers: list, busiest: flo
             "workers": 2 if workers else 1, "round": round_, "seconds": seconds,
             "runner_cpu_seconds": runner, "worker_cpu_seconds": workers,
             "busiest_thread_cpu_seconds": busiest,
-            "peak_rss_mb": 100.0 * (1 + len(workers)), "load_1min": [1.0, 2.0]}
+            "peak_memory_mb": 100.0 * (1 + len(workers)), "load_1min": [1.0, 2.0]}
 
 
 def cells(line: str) -> list:
