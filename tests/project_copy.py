@@ -1,19 +1,17 @@
 """A copy of the project, run with its own code as a user would run it (local_runner.py in a
-process of its own, so it can be killed), and the edits the cache must see."""
+process of its own, so it can be killed; forked from one that imported the libraries once:
+tests/runner_forks.py), and the edits the cache must see."""
 from __future__ import annotations
 
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
-import threading
-from typing import List
 
 from pipelines import schema as schema_lib
 from pipelines.config import PROJECT_ROOT
 from reports import mlmd
 from tests.pipeline_helpers import FAST_TRAINING
+from tests.runner_forks import runner_forks
 
 NOT_THE_PROJECT = shutil.ignore_patterns(".git", ".venv", ".venv-tools", "__pycache__",
                                          ".pytest_cache", "*.egg-info", "runs", "data",
@@ -30,9 +28,17 @@ class Project:
         self.metadata = base / "metadata.sqlite"
         self.serving = base / "serving" / "babyweight"
         self.output = ""
+        self.forks = runner_forks(root, {**os.environ, "PYTHONPATH": str(root),
+                                         "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+        self._runs = 0
 
     def start(self) -> "Run":
-        return Run(self)
+        self._runs += 1
+        return Run(self, self.base / f"run-{self._runs}.log")
+
+    def close(self) -> None:
+        """Stops the runs' zygote (a run it forked goes on until it ends)."""
+        self.forks.close()
 
     def run(self) -> int:
         """A whole run's exit code; what it printed is kept in `output`."""
@@ -46,44 +52,34 @@ class Project:
 
 
 class Run:
-    """The copy's local_runner.py in its own process group, its output collected line by line.
+    """The copy's local_runner.py in its own process group (a session of its own), its output
+    in `log`.
 
     Every run has the same flags: blessing depends on the RMSE bound alone (any model trained
     here is under it), so each run's exit code is certain.
     """
 
-    def __init__(self, project: Project) -> None:
-        self.lines: List[str] = []
+    def __init__(self, project: Project, log: pathlib.Path) -> None:
         base = project.base
-        self.process = subprocess.Popen(
-            [sys.executable, "local_runner.py",
-             "--pipeline-root", str(base / "root"), "--metadata-path", str(project.metadata),
+        base.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self.process = project.forks.spawn(
+            ["--pipeline-root", str(base / "root"), "--metadata-path", str(project.metadata),
              "--reports-dir", str(base / "reports"), "--serving-dir", str(project.serving),
              "--database", str(project.warehouse), "--rmse-upper-bound", "1.25",
-             "--max-rmse-increase", "10", *FAST_TRAINING],
-            cwd=project.root, env={**os.environ, "PYTHONPATH": str(project.root),
-                                   "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
+             "--max-rmse-increase", "10", *FAST_TRAINING], log)
 
     def output(self) -> str:
-        return "".join(self.lines)
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def logged(self, text: str) -> bool:
-        return any(text in line for line in list(self.lines))
+        return text in self.output()
 
     def signal(self, number: int) -> None:
         os.killpg(self.process.pid, number)
 
     def finish(self) -> int:
-        code = self.process.wait(TIMEOUT_S)
-        self._reader.join(10)
-        return code
+        return self.process.wait(TIMEOUT_S)
 
 
 def edit_model(project: pathlib.Path) -> None:

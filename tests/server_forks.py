@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -34,8 +34,9 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The zygote (its own process)
 # ------------------------------------------------------------------------------------------------
 
-def _run_server(argv: List[str], log_path: str) -> None:
-    """In the forked child: `python -m serving.server ARGV > LOG 2>&1`, then exit."""
+def run_as_main(log_path: str, main: Callable[[], object]) -> None:
+    """In a forked child: `main()` as an interpreter running it would, stdout and stderr to
+    the log (stdin empty), its SystemExit as the exit code; never returns."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -46,8 +47,7 @@ def _run_server(argv: List[str], log_path: str) -> None:
     os.close(null)
     code: object = 0
     try:
-        sys.argv = [str(PROJECT_ROOT / "serving" / "server.py"), *argv]
-        runpy.run_module("serving.server", run_name="__main__", alter_sys=True)
+        main()
     except SystemExit as done:
         code = done.code
     except BaseException:  # noqa: BLE001 - printed to the log, as the interpreter would
@@ -64,6 +64,15 @@ def _run_server(argv: List[str], log_path: str) -> None:
             print(code, file=sys.stderr, flush=True)
             code = 1
         os._exit(code)
+
+
+def _run_server(argv: List[str], log_path: str) -> None:
+    """In the forked child: `python -m serving.server ARGV > LOG 2>&1`, then exit."""
+    def main() -> None:
+        sys.argv = [str(PROJECT_ROOT / "serving" / "server.py"), *argv]
+        runpy.run_module("serving.server", run_name="__main__", alter_sys=True)
+
+    run_as_main(log_path, main)
 
 
 def _reap(exits: pathlib.Path) -> None:
@@ -86,13 +95,19 @@ def zygote(exits: pathlib.Path) -> None:
     import tensorflow  # noqa: F401
     import uvicorn  # noqa: F401
 
+    serve(exits, _run_server)
+
+
+def serve(exits: pathlib.Path, child: Callable[[List[str], str], None]) -> None:
+    """The zygote's loop, once its libraries are imported: `child(argv, log)` forked for each
+    request line on stdin, the pid answered on stdout; never returns."""
     signal.signal(signal.SIGCHLD, lambda *_: _reap(exits))
     print("ready", flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _run_server(request["argv"], request["log"])
+            child(request["argv"], request["log"])
         print(pid, flush=True)
     os._exit(0)  # stdin closed: nothing to tear down that TensorFlow's exit would need
 
@@ -138,22 +153,26 @@ class ForkedServer:
 
 
 class Zygote:
-    """The zygote process of this test process, started on first use."""
+    """The zygote process of this test process, started on first use: `python -m MODULE DIR`
+    in `cwd` with `env` (by default this module's, serving servers, here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: str = "tests.server_forks", cwd: pathlib.Path = PROJECT_ROOT,
+                 env: Optional[Dict[str, str]] = None) -> None:
+        self._module, self._cwd = module, cwd
+        self._env = env or {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
         self._directory = pathlib.Path()
         self._lock = threading.Lock()
         self._process: Optional[subprocess.Popen] = None
 
     def _started(self) -> subprocess.Popen:
         if self._process is None:
-            self._directory = pathlib.Path(tempfile.mkdtemp(prefix="server-forks-"))
-            env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+            self._directory = pathlib.Path(tempfile.mkdtemp(
+                prefix=self._module.rsplit(".", 1)[-1].replace("_", "-") + "-"))
             with open(self._directory / "zygote.log", "ab") as log:
                 self._process = subprocess.Popen(
-                    [sys.executable, "-m", "tests.server_forks", str(self._directory)],
-                    cwd=PROJECT_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    stderr=log)
+                    [sys.executable, "-m", self._module, str(self._directory)],
+                    cwd=self._cwd, env=self._env, stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=log)
             self._expect("ready")
             atexit.register(self.close)
         elif self._process.poll() is not None:
@@ -163,12 +182,14 @@ class Zygote:
     def _expect(self, what: str) -> str:
         line = self._process.stdout.readline().decode().strip()
         if not line:
-            raise RuntimeError(f"the server zygote exited ({what} expected); its log:\n"
+            raise RuntimeError(f"the zygote {self._module} exited ({what} expected); "
+                               "its log:\n"
                                + (self._directory / "zygote.log").read_text(errors="replace"))
         return line
 
     def spawn(self, argv: List[str], log_path: pathlib.Path) -> ForkedServer:
-        """`python -m serving.server ARGV` with stdout and stderr to log_path, forked."""
+        """The zygote's command with ARGV (`python -m serving.server ARGV` for this module's),
+        stdout and stderr to log_path, forked."""
         with self._lock:
             process = self._started()
             process.stdin.write(json.dumps({"argv": argv, "log": str(log_path)}).encode()

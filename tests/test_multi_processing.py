@@ -51,7 +51,7 @@ PARALLEL = ("multi_processing", "multi_threading")
 @pytest.fixture(scope="module")
 def train_split(tmp_path_factory: pytest.TempPathFactory) -> str:
     """ExampleGen's train split of a small warehouse, written as the executor writes it."""
-    return write_train_split(tmp_path_factory.mktemp("shards"), rows=30_000, seed=5)
+    return write_train_split(tmp_path_factory.mktemp("shards"), rows=10_000, seed=5)
 
 
 def reader(pattern: str) -> Any:

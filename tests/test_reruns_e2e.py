@@ -147,6 +147,7 @@ def resumed(small_warehouse: pathlib.Path,
             if run.process.poll() is None:
                 run.signal(signal.SIGKILL)
                 run.process.wait()
+        project.close()
 
 
 def test_runs_killed_in_each_key_component_then_a_rerun_completes(resumed: Resumed) -> None:
