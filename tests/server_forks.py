@@ -6,6 +6,8 @@ request a line from stdin (the server's arguments and log file) and forks: the c
 `serving.server` as `python -m serving.server` would (`runpy`, `__name__ == "__main__"`,
 atexit handlers on the way out), with the log file as its stdout and stderr. The zygote
 answers with the child's pid and, when the child ends, writes its exit code to DIR/<pid>.
+A request may name another module to run so (a check that needs a process with TensorFlow
+and none of the libraries the tests load: tests/core_ops.py).
 
 Nothing but TensorFlow (and the pure-Python web stack) is imported before the fork: gRPC,
 the model and TensorFlow's runtime all start in the child, as in a fresh process. The tests
@@ -28,14 +30,15 @@ import traceback
 from typing import List, Optional
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+SERVER = "serving.server"
 
 
 # ------------------------------------------------------------------------------------------------
 # The zygote (its own process)
 # ------------------------------------------------------------------------------------------------
 
-def _run_server(argv: List[str], log_path: str) -> None:
-    """In the forked child: `python -m serving.server ARGV > LOG 2>&1`, then exit."""
+def _run_module(module: str, argv: List[str], log_path: str) -> None:
+    """In the forked child: `python -m MODULE ARGV > LOG 2>&1`, then exit."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -46,8 +49,8 @@ def _run_server(argv: List[str], log_path: str) -> None:
     os.close(null)
     code: object = 0
     try:
-        sys.argv = [str(PROJECT_ROOT / "serving" / "server.py"), *argv]
-        runpy.run_module("serving.server", run_name="__main__", alter_sys=True)
+        sys.argv = [str(PROJECT_ROOT.joinpath(*module.split(".")).with_suffix(".py")), *argv]
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as done:
         code = done.code
     except BaseException:  # noqa: BLE001 - printed to the log, as the interpreter would
@@ -92,7 +95,7 @@ def zygote(exits: pathlib.Path) -> None:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _run_server(request["argv"], request["log"])
+            _run_module(request.get("module", SERVER), request["argv"], request["log"])
         print(pid, flush=True)
     os._exit(0)  # stdin closed: nothing to tear down that TensorFlow's exit would need
 
@@ -167,12 +170,14 @@ class Zygote:
                                + (self._directory / "zygote.log").read_text(errors="replace"))
         return line
 
-    def spawn(self, argv: List[str], log_path: pathlib.Path) -> ForkedServer:
-        """`python -m serving.server ARGV` with stdout and stderr to log_path, forked."""
+    def spawn(self, argv: List[str], log_path: pathlib.Path,
+              module: str = SERVER) -> ForkedServer:
+        """`python -m MODULE ARGV` (the server by default) with stdout and stderr to log_path,
+        forked."""
         with self._lock:
             process = self._started()
-            process.stdin.write(json.dumps({"argv": argv, "log": str(log_path)}).encode()
-                                + b"\n")
+            request = {"module": module, "argv": argv, "log": str(log_path)}
+            process.stdin.write(json.dumps(request).encode() + b"\n")
             process.stdin.flush()
             pid = int(self._expect("a pid"))
         return ForkedServer(pid, self._directory / str(pid))
