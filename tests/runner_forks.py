@@ -20,9 +20,9 @@ import pathlib
 import runpy
 import sys
 import threading
-from typing import Dict, List
+from typing import Dict
 
-from tests.server_forks import Zygote, run_as_main, serve
+from tests.server_forks import Request, Zygote, run_as_main, serve
 
 # What local_runner.py imports before its first component, the project's modules aside.
 LIBRARIES = ("tensorflow", "tf_keras", "apache_beam", "tensorflow_data_validation",
@@ -30,15 +30,15 @@ LIBRARIES = ("tensorflow", "tf_keras", "apache_beam", "tensorflow_data_validatio
              "tfx.orchestration.local.local_dag_runner", "ml_metadata")
 
 
-def _run(argv: List[str], log_path: str) -> None:
+def _run(request: Request) -> None:
     """In the forked child: `python local_runner.py ARGV > LOG 2>&1` in a new session."""
     os.setsid()
 
     def main() -> None:
-        sys.argv = ["local_runner.py", *argv]
+        sys.argv = ["local_runner.py", *request["argv"]]
         runpy.run_path("local_runner.py", run_name="__main__")
 
-    run_as_main(log_path, main)
+    run_as_main(request["log"], main)
 
 
 def zygote(exits: pathlib.Path) -> None:

@@ -6,6 +6,8 @@ request a line from stdin (the server's arguments and log file) and forks: the c
 `serving.server` as `python -m serving.server` would (`runpy`, `__name__ == "__main__"`,
 atexit handlers on the way out), with the log file as its stdout and stderr. The zygote
 answers with the child's pid and, when the child ends, writes its exit code to DIR/<pid>.
+A request may name another module to run so (a check that needs a process with TensorFlow
+and none of the libraries the tests load: tests/core_ops.py).
 
 Nothing but TensorFlow (and the pure-Python web stack) is imported before the fork: gRPC,
 the model and TensorFlow's runtime all start in the child, as in a fresh process. The tests
@@ -25,9 +27,11 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+SERVER = "serving.server"
+Request = Dict[str, Any]  # one line on the zygote's stdin: argv, log, optionally module
 
 
 # ------------------------------------------------------------------------------------------------
@@ -66,13 +70,17 @@ def run_as_main(log_path: str, main: Callable[[], object]) -> None:
         os._exit(code)
 
 
-def _run_server(argv: List[str], log_path: str) -> None:
-    """In the forked child: `python -m serving.server ARGV > LOG 2>&1`, then exit."""
-    def main() -> None:
-        sys.argv = [str(PROJECT_ROOT / "serving" / "server.py"), *argv]
-        runpy.run_module("serving.server", run_name="__main__", alter_sys=True)
+def _run_module(request: Request) -> None:
+    """In the forked child: `python -m MODULE ARGV > LOG 2>&1` (the server by default), then
+    exit."""
+    module = request.get("module", SERVER)
 
-    run_as_main(log_path, main)
+    def main() -> None:
+        sys.argv = [str(PROJECT_ROOT.joinpath(*module.split(".")).with_suffix(".py")),
+                    *request["argv"]]
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+    run_as_main(request["log"], main)
 
 
 def _reap(exits: pathlib.Path) -> None:
@@ -95,11 +103,11 @@ def zygote(exits: pathlib.Path) -> None:
     import tensorflow  # noqa: F401
     import uvicorn  # noqa: F401
 
-    serve(exits, _run_server)
+    serve(exits, _run_module)
 
 
-def serve(exits: pathlib.Path, child: Callable[[List[str], str], None]) -> None:
-    """The zygote's loop, once its libraries are imported: `child(argv, log)` forked for each
+def serve(exits: pathlib.Path, child: Callable[[Request], None]) -> None:
+    """The zygote's loop, once its libraries are imported: `child(request)` forked for each
     request line on stdin, the pid answered on stdout; never returns."""
     signal.signal(signal.SIGCHLD, lambda *_: _reap(exits))
     print("ready", flush=True)
@@ -107,7 +115,7 @@ def serve(exits: pathlib.Path, child: Callable[[List[str], str], None]) -> None:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            child(request["argv"], request["log"])
+            child(request)
         print(pid, flush=True)
     os._exit(0)  # stdin closed: nothing to tear down that TensorFlow's exit would need
 
@@ -187,13 +195,16 @@ class Zygote:
                                + (self._directory / "zygote.log").read_text(errors="replace"))
         return line
 
-    def spawn(self, argv: List[str], log_path: pathlib.Path) -> ForkedServer:
-        """The zygote's command with ARGV (`python -m serving.server ARGV` for this module's),
-        stdout and stderr to log_path, forked."""
+    def spawn(self, argv: List[str], log_path: pathlib.Path,
+              module: Optional[str] = None) -> ForkedServer:
+        """The zygote's command with ARGV (`python -m MODULE ARGV` for this module's, the
+        server by default), stdout and stderr to log_path, forked."""
+        request: Request = {"argv": argv, "log": str(log_path)}
+        if module is not None:
+            request["module"] = module
         with self._lock:
             process = self._started()
-            process.stdin.write(json.dumps({"argv": argv, "log": str(log_path)}).encode()
-                                + b"\n")
+            process.stdin.write(json.dumps(request).encode() + b"\n")
             process.stdin.flush()
             pid = int(self._expect("a pid"))
         return ForkedServer(pid, self._directory / str(pid))

@@ -144,6 +144,18 @@ def spawn_server(argv: Sequence[str], log_path: pathlib.Path) -> server_forks.Fo
     return _ZYGOTE.spawn(list(argv), log_path)
 
 
+def run_forked(module: str, argv: Sequence[str], log_path: pathlib.Path,
+               timeout: float = 600.0) -> str:
+    """`python -m MODULE ARGV` forked from this test process's zygote (a process that has
+    imported TensorFlow, the web stack and nothing else), waited for; its output (stdout and
+    stderr, from log_path). A non-zero exit fails, with that output."""
+    process = _ZYGOTE.spawn(list(argv), log_path, module=module)
+    code = process.wait(timeout=timeout)
+    output = log_path.read_text(errors="replace")
+    assert code == 0, f"python -m {module} exited with {code}:\n{output}"
+    return output
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The zygote ends with the test process that started it (an xdist worker skips atexit);
     the loaded exports are let go while TensorFlow can still free them (at interpreter exit

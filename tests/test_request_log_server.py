@@ -3,9 +3,10 @@ off the request path, for REST and gRPC alike; a log that cannot write never fai
 counts its drops."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
-from typing import Any, Tuple
+from typing import Any, Dict, Iterator, List
 
 import grpc
 import httpx
@@ -16,7 +17,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from monitoring import logs
 from serving import request_log
-from tests.serving_fixtures import ServingModels, stop_server
+from tests.serving_fixtures import ServingModels, start_server, stop_server
 from tests.test_serving_grpc import _columns, predict_request
 
 pytest_plugins = ("tests.serving_fixtures",)
@@ -28,30 +29,51 @@ def _predict(server: Any, instances) -> httpx.Response:
     return answer
 
 
-@pytest.fixture()
-def logging_server(serving_models: ServingModels, server_factory: Any,
-                   tmp_path: pathlib.Path) -> Tuple[Any, pathlib.Path]:
-    """A server that logs every row it answers, and the directory it logs to."""
-    log_dir = tmp_path / "log"
-    return server_factory(serving_models.serving_dir(tmp_path), "--request-log-dir",
-                          str(log_dir), "--request-log-sample-rate", "1"), log_dir
+@dataclasses.dataclass(frozen=True)
+class Logged:
+    answered: List[float]  # what REST answered for instances[:30], in three requests
+    rows: List[Dict[str, Any]]  # sent again after those, once over REST and once over gRPC
+    grpc_answers: int  # how many predictions the gRPC answer held
+    health: Dict[str, Any]  # /healthz's request_log, before the server stopped
+    log_dir: pathlib.Path
 
 
-def test_the_server_logs_each_row_with_its_answer(
-        serving_models: ServingModels, logging_server: Tuple[Any, pathlib.Path]) -> None:
-    server, log_dir = logging_server
-    answered = []
-    for start in range(0, 30, 10):
-        answer = _predict(server, serving_models.instances[start:start + 10])
-        answered += [p[0] if isinstance(p, list) else p for p in answer.json()["predictions"]]
-    health = httpx.get(f"{server.url}/healthz", timeout=10).json()["request_log"]
-    assert health["dropped"] == 0 and health["sample_rate"] == 1.0
-    stop_server(server)  # SIGTERM: the log completes its open file on the way out
-    logged = logs.read(request_log.complete_files(log_dir))
-    assert len(logged) == len(answered)
-    np.testing.assert_allclose(np.sort(logged[request_log.PREDICTION_KEY].to_numpy()),
-                               np.sort(np.asarray(answered, np.float32)), rtol=1e-6)
-    assert set(logged[request_log.VERSION_KEY]) == {1}
+@pytest.fixture(scope="module")
+def logged(serving_models: ServingModels,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
+    """One server that logs every row it answers: 30 rows over REST, then 6 of them over REST
+    and over gRPC (the stock stub); stopped (SIGTERM: the log completes its open file on the
+    way out), its log then only read."""
+    root = tmp_path_factory.mktemp("logging_server")
+    log_dir = root / "log"
+    server = start_server(serving_models.serving_dir(root), root / "server.log",
+                          "--request-log-dir", str(log_dir), "--request-log-sample-rate", "1")
+    try:
+        answered = []
+        for start in range(0, 30, 10):
+            answer = _predict(server, serving_models.instances[start:start + 10])
+            answered += [p[0] if isinstance(p, list) else p for p in answer.json()["predictions"]]
+        rows = serving_models.instances[:6]
+        _predict(server, rows)
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            answer = stub.Predict(predict_request(_columns(rows)), timeout=60)
+        grpc_answers = len(tf.make_ndarray(answer.outputs["weight_pounds"]).reshape(-1))
+        health = httpx.get(f"{server.url}/healthz", timeout=10).json()["request_log"]
+    finally:
+        stop_server(server)
+    yield Logged(answered, rows, grpc_answers, health, log_dir)
+
+
+def test_the_server_logs_each_row_with_its_answer(logged: Logged) -> None:
+    assert logged.health["dropped"] == 0 and logged.health["sample_rate"] == 1.0
+    table = logs.read(request_log.complete_files(logged.log_dir))
+    assert len(table) == len(logged.answered) + 2 * len(logged.rows)
+    # Oldest first: the 30 rows' records come before the rows sent twice.
+    first = table[request_log.PREDICTION_KEY].to_numpy()[:len(logged.answered)]
+    np.testing.assert_allclose(np.sort(first), np.sort(np.asarray(logged.answered, np.float32)),
+                               rtol=1e-6)
+    assert set(table[request_log.VERSION_KEY]) == {1}
 
 
 def test_an_unwritable_log_directory_never_fails_a_request(serving_models: ServingModels,
@@ -85,19 +107,10 @@ def _records(directory: pathlib.Path) -> list:
     return found
 
 
-def test_grpc_requests_are_logged_as_rest_ones_are(
-        serving_models: ServingModels, logging_server: Tuple[Any, pathlib.Path]) -> None:
+def test_grpc_requests_are_logged_as_rest_ones_are(logged: Logged) -> None:
     """The same rows sent over REST and over gRPC (the stock stub) give the same records."""
-    server, log_dir = logging_server
-    rows = serving_models.instances[:6]
-    _predict(server, rows)
-    with grpc.insecure_channel(server.grpc_target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        answer = stub.Predict(predict_request(_columns(rows)), timeout=60)
-    assert len(tf.make_ndarray(answer.outputs["weight_pounds"]).reshape(-1)) == len(rows)
-    stop_server(server)
-    records = _records(log_dir)
-    assert len(records) == 2 * len(rows)
-    assert sorted(records[:len(rows)]) == sorted(records[len(rows):])
-    logged = logs.read(request_log.complete_files(log_dir))
-    assert set(logged[request_log.VERSION_KEY]) == {1}
+    assert logged.grpc_answers == len(logged.rows)
+    records = _records(logged.log_dir)
+    assert len(records) == len(logged.answered) + 2 * len(logged.rows)
+    sent = len(logged.rows)
+    assert sorted(records[-2 * sent:-sent]) == sorted(records[-sent:])  # REST's, then gRPC's
