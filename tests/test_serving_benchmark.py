@@ -26,6 +26,7 @@ def test_the_quick_rows_run_against_a_real_server(serving_models: ServingModels,
                          "--seconds", "120", "--rounds", "2", "--overhead-clients", "1",
                          "--overhead-rounds", "2", "--overhead-requests", "10",
                          "--overhead-pairs", "1", "--switches", "0",
+                         "--record-blocks", "3", "--record-requests", "20",
                          "--no-write"]) == 0
     printed = capsys.readouterr().out
     for setup in (serving_report.FLOOR, serving_report.FLOOR_PAUSED,
@@ -46,6 +47,9 @@ def test_the_quick_rows_run_against_a_real_server(serving_models: ServingModels,
             assert f"| {protocol}, metrics and access log {state} | 1 | 20 | 0 |" in printed
         assert f"- {protocol} p50 at 1 client(s) with metrics and access log on vs off" in printed
     assert "interval" in printed and "2 rounds); target under +5%: " in printed
+    # The recording's own cost, measured in process, against each level's p50.
+    for protocol in (serving_report.REST, serving_report.GRPC):
+        assert f"- {protocol} at 1 client(s), the recording's CPU measured in process:" in printed
 
 
 def test_help_says_how_to_run_the_quick_rows(capsys: Any) -> None:
