@@ -294,7 +294,7 @@ def switch_level(version_dir: str, count: int, switches: int, steady_seconds: fl
 
 
 @dataclasses.dataclass(frozen=True)
-class ServingBenchmarkConfig(harness.ServedModel):
+class ServingBenchmarkConfig(serving_record_cost.RecordCostConfig):
     """The served model, the load of each part, and what the table notes."""
 
     clients: str = setting("1,8,32", "Concurrency levels.")
@@ -314,10 +314,6 @@ class ServingBenchmarkConfig(harness.ServedModel):
     switch_clients: int = setting(8, "Clients predicting during the switches.")
     steady_seconds: float = setting(
         2.0, "Seconds with no switch before each switch and after the last (the comparison).")
-    record_blocks: int = setting(
-        21, "Pairs of on and off blocks of the in-process measurement of what recording "
-        "costs per request (0 = skip it).")
-    record_requests: int = setting(1000, "Requests per block of it.")
     server_args: str = setting("", "Extra server flags, e.g. '--batch-timeout-ms 1'.")
     note: str = setting("", "A line added under the table, e.g. how loaded the machine was.")
 

@@ -324,8 +324,10 @@ def text(costs: Sequence[Dict[str, Any]], records: Sequence[Dict[str, Any]],
 class RecordCostConfig(harness.ServedModel):
     """This part alone; its verdicts against the p50s the last full run wrote."""
 
-    record_blocks: int = setting(21, "Pairs of on and off blocks.")
-    record_requests: int = setting(1000, "Requests per block.")
+    record_blocks: int = setting(
+        21, "Pairs of on and off blocks of the in-process measurement of what recording "
+        "costs per request (0 = skip it in benchmarks.serving).")
+    record_requests: int = setting(1000, "Requests per block of it.")
 
 
 def _last_run() -> Tuple[List[Dict[str, Any]], str]:

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from serving import session_callable, session_model
+from tests.tiny_exports import saved_version
 
 
 class _Tiny(tf.Module):
@@ -26,10 +27,7 @@ class _Tiny(tf.Module):
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    path = tmp_path_factory.mktemp("tiny_callable") / "1"
-    module = _Tiny()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
+    return saved_version(_Tiny(), tmp_path_factory, "tiny_callable")
 
 
 def _both(export: pathlib.Path) -> Tuple[Any, Any, Any]:

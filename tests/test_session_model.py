@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from serving import session_model
+from tests.tiny_exports import saved_version
 
 
 class _Tiny(tf.Module):
@@ -32,10 +33,7 @@ class _Tiny(tf.Module):
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    path = tmp_path_factory.mktemp("tiny") / "1"
-    module = _Tiny()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
+    return saved_version(_Tiny(), tmp_path_factory, "tiny")
 
 
 def test_calls_answer_as_the_loaded_signatures(export: pathlib.Path) -> None:
