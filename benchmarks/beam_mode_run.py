@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Tuple
 
 import psutil
 
-from benchmarks.rss_probe import MEMORY_SHARE, tree_memory_bytes
+from benchmarks.rss_probe import PacedMemory
 
 SAMPLE_SECONDS = 0.1
 SPLITS = ("train", "eval", "test")
@@ -80,7 +80,7 @@ class TreeSampler:
             self.thread_cpu[key] = used - self._thread_start.get(key, 0.0)
 
     def _run(self) -> None:
-        next_memory, started = 0.0, time.thread_time()
+        paced, started = PacedMemory(SAMPLE_SECONDS), time.thread_time()
         while not self._done.is_set():
             self._threads(self._me, False)
             children = self._me.children(recursive=True)
@@ -91,11 +91,9 @@ class TreeSampler:
                 except psutil.NoSuchProcess:
                     continue
                 self.worker_cpu[child.pid] = times.user + times.system
-            if time.monotonic() >= next_memory:
-                spent = time.thread_time()
-                self.peak_memory = max(self.peak_memory, tree_memory_bytes([self._me, *children]))
-                spent = time.thread_time() - spent
-                next_memory = time.monotonic() + max(SAMPLE_SECONDS, spent / MEMORY_SHARE)
+            memory = paced.read([self._me, *children])
+            if memory is not None:
+                self.peak_memory = max(self.peak_memory, memory)
             self.own_cpu = time.thread_time() - started
             self._done.wait(SAMPLE_SECONDS)
 

@@ -119,6 +119,25 @@ def tree_memory_bytes(members: Sequence[psutil.Process]) -> int:
     return anonymous + files
 
 
+class PacedMemory:
+    """Memory readings of a process tree no more often than keeps them under MEMORY_SHARE of
+    one core (every `interval` seconds while they are cheap): smaps_rollup walks page tables."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = 0.0
+
+    def read(self, members: Sequence[psutil.Process]) -> Optional[int]:
+        """The tree's memory (tree_memory_bytes), or None when it is not yet due."""
+        if time.monotonic() < self._next:
+            return None
+        spent = time.thread_time()
+        memory = tree_memory_bytes(members)
+        spent = time.thread_time() - spent
+        self._next = time.monotonic() + max(self._interval, spent / MEMORY_SHARE)
+        return memory
+
+
 class RunTree:
     """The processes of one run: its runner, the runner's descendants, and the processes this
     one adopted (as their subreaper) while the run went on, with its CPU seconds so far."""
@@ -272,16 +291,12 @@ def sample_tree(tree: RunTree, samples: List[Sample], done: threading.Event,
                 cost: Dict[str, float]) -> None:
     """The sampler: CPU every SAMPLE_SECONDS, memory as often as MEMORY_SHARE allows; its own
     CPU seconds in cost["sampler"] (taken from the machine's cores, not the run's count)."""
-    next_memory, started = 0.0, time.thread_time()
+    paced, started = PacedMemory(SAMPLE_SECONDS), time.thread_time()
     while not done.is_set():
         tree.reap_adopted()
-        at, members, memory = time.time(), tree.members(), None
+        at, members = time.time(), tree.members()
         cpu = tree.cpu_seconds(members)
-        if time.monotonic() >= next_memory:
-            spent = time.thread_time()
-            memory = tree_memory_bytes(members)
-            spent = time.thread_time() - spent
-            next_memory = time.monotonic() + max(SAMPLE_SECONDS, spent / MEMORY_SHARE)
+        memory = paced.read(members)
         # A process reaped between two reads is missed once; the sum never goes back.
         samples.append(Sample(at, memory, max(cpu, samples[-1].cpu if samples else 0.0)))
         cost["sampler"] = time.thread_time() - started
