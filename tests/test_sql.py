@@ -190,3 +190,20 @@ def test_table_values_are_mapped_by_the_query_itself(small_warehouse):
     assert table_values.table_typed("plurality", "Twins(2)") is None
     assert table_values.table_typed("plurality", True) is None
     assert table_values.table_typed("is_male", "yes") is None
+
+
+def test_an_edited_query_file_is_read_again(tmp_path):
+    """A process that runs the pipeline twice (the CT demo, a notebook) runs the file as it is."""
+    import os
+
+    from warehouse import spans
+
+    query_file = tmp_path / "query.sql"
+    query_file.write_text("SELECT 1 AS a")
+    assert sql.base_query(query_file) == "SELECT 1 AS a"
+    query_file.write_text("SELECT 22 AS a")  # another size
+    assert sql.base_query(query_file) == "SELECT 22 AS a"
+    query_file.write_text("SELECT 33 AS a")  # the same size, saved a second later
+    status = query_file.stat()
+    os.utime(query_file, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
+    assert sql.base_query(query_file) == spans.spans_query(query_file) == "SELECT 33 AS a"

@@ -9,7 +9,6 @@ selection wraps the training query the way the splits do: an outer filter on the
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import pathlib
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -32,10 +31,9 @@ class Span:
     checksums: Tuple[int, ...]
 
 
-@functools.lru_cache(maxsize=None)
 def spans_query(path: pathlib.Path = SPANS_QUERY_FILE) -> str:
     """spans.sql as BigQuery runs it."""
-    return path.read_text()
+    return sql.query_text(path)
 
 
 def from_rows(rows: Iterable[Sequence[object]]) -> List[Span]:

@@ -21,10 +21,23 @@ _SAMPLE_KEY_COLUMNS = ("hashmonth", "is_male", "mother_age", "plurality", "gesta
                        "weight_pounds")
 
 
-@functools.lru_cache(maxsize=None)
+def query_text(path: pathlib.Path) -> str:
+    """A query file's text as it is now: read again whenever the file changed, so that a
+    process that runs the pipeline more than once (the CT demo, a notebook) never runs an
+    edited file's old text while the cache keys already see the new one."""
+    status = path.stat()
+    return _read(path, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _read(path: pathlib.Path, mtime_ns: int, size: int) -> str:
+    """Keyed by the file's change time and size: the per-row mapping asks for it often."""
+    return path.read_text()
+
+
 def base_query(path: pathlib.Path = QUERY_FILE) -> str:
     """The query file's text, as BigQuery runs it."""
-    return path.read_text()
+    return query_text(path)
 
 
 def split_query(

@@ -60,8 +60,8 @@ def _connection() -> duckdb.DuckDBPyConnection:
 
 
 @functools.lru_cache(maxsize=4096)
-def _mapped(name: str, value: Raw, kind: str) -> Optional[str]:
-    expression = sql.feature_expressions(sql.base_query())[name]
+def _mapped(query: str, name: str, value: Raw, kind: str) -> Optional[str]:
+    expression = sql.feature_expressions(query)[name]
     statement = f"SELECT {expression} FROM (SELECT CAST(? AS {kind}) AS {name})"
     with _LOCK:
         (result,) = _connection().execute(statement, [value]).fetchone()
@@ -70,6 +70,7 @@ def _mapped(name: str, value: Raw, kind: str) -> Optional[str]:
 
 def query_value(name: str, value: Raw) -> Optional[str]:
     """What the training query makes of table value `value` in column `name` (None for NULL)."""
-    if name not in sql.feature_expressions(sql.base_query()):
+    query = sql.base_query()
+    if name not in sql.feature_expressions(query):
         raise KeyError(f"the training query has no column {name!r}")
-    return _mapped(name, value, _TABLE_TYPES[name])
+    return _mapped(query, name, value, _TABLE_TYPES[name])
