@@ -62,8 +62,8 @@ def model_dir(shared_server: RunningServer) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def _each_version_loaded_once() -> Iterator[None]:
     """Every local_predict and batch_predict run loads, checks and warms up its model version
-    (a command's process does it once; Beam's RunInference once per pipeline), and the model
-    is all of a small run's cost. Here every run predicts with the shared server's versions,
+    (a command's process does it once; Beam's RunInference once per pipeline), and that is
+    most of a small run's cost. Here every run predicts with the shared server's versions,
     so a version's first load is the real one and later runs get that loaded model again:
     each run still predicts with the real model, through the real RunInference pipeline."""
     from serving import model_store
