@@ -24,11 +24,13 @@ copies into it.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import pathlib
 import re
 import shlex
-from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
+from typing import (TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Set,
+                    Tuple, Union)
 
 if TYPE_CHECKING:
     from tfx.dsl.components.base.base_component import BaseComponent
@@ -47,6 +49,30 @@ _NOT_SOURCE_DIRS = {"__pycache__"}
 _NOT_SOURCE_SUFFIXES = (".pyc", ".egg-info")
 _DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 PathLike = Union[str, pathlib.Path]
+_Imports = Tuple[Union[ast.Import, ast.ImportFrom], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parsed:
+    """What fingerprints read of a Python file's syntax tree."""
+
+    code_hash: bytes
+    imports: _Imports
+
+
+# Keyed by the file's bytes (their hash): an edited file is parsed again, an unchanged one not
+# for every component of every pipeline built in a process (the tests build dozens).
+_PARSED: Dict[bytes, _Parsed] = {}
+
+
+def _parsed(source: bytes, filename: str) -> _Parsed:
+    key = hashlib.sha256(source).digest()
+    if key not in _PARSED:
+        tree = ast.parse(source, filename=filename)
+        _PARSED[key] = _Parsed(
+            hashlib.sha256(ast.dump(tree).encode()).digest(),
+            tuple(n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))))
+    return _PARSED[key]
 
 
 class ProjectModules:
@@ -56,8 +82,7 @@ class ProjectModules:
         self.root = pathlib.Path(root)
         self._imports: Dict[str, Set[str]] = {}
         self._files: Dict[str, Optional[pathlib.Path]] = {}
-        self._trees: Dict[pathlib.Path, ast.Module] = {}
-        self._code_hashes: Dict[pathlib.Path, bytes] = {}
+        self._parsed: Dict[pathlib.Path, _Parsed] = {}
 
     def file(self, name: str) -> Optional[pathlib.Path]:
         """The project's file of module `name`, or None for a module from elsewhere."""
@@ -86,21 +111,20 @@ class ProjectModules:
             found: Set[str] = set()
             if path is not None:
                 package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-                for node in ast.walk(self.tree(path)):
+                for node in self.parsed(path).imports:
                     found.update(self._imported_names(node, package))
             self._imports[name] = {m for m in found if self.file(m) is not None}
         return self._imports[name]
 
-    def tree(self, path: pathlib.Path) -> ast.Module:
-        if path not in self._trees:
-            self._trees[path] = ast.parse(path.read_bytes(), filename=str(path))
-        return self._trees[path]
+    def parsed(self, path: pathlib.Path) -> _Parsed:
+        """The file's syntax tree as fingerprints read it, as the file is now."""
+        if path not in self._parsed:
+            self._parsed[path] = _parsed(path.read_bytes(), str(path))
+        return self._parsed[path]
 
     def code_hash(self, path: pathlib.Path) -> bytes:
         """A hash of the file's syntax tree: comments and layout do not change it."""
-        if path not in self._code_hashes:
-            self._code_hashes[path] = hashlib.sha256(ast.dump(self.tree(path)).encode()).digest()
-        return self._code_hashes[path]
+        return self.parsed(path).code_hash
 
     @staticmethod
     def _imported_names(node: ast.AST, package: str) -> List[str]:

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import pathlib
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import duckdb
 import httpx
@@ -57,6 +57,28 @@ def _table_instance(row: Dict[str, Any]) -> Dict[str, Any]:
 def model_dir(shared_server: RunningServer) -> str:
     """The shared server's own model directory, so all three use the same version."""
     return str(shared_server.model_dir)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _each_version_loaded_once() -> Iterator[None]:
+    """Every local_predict and batch_predict run loads, checks and warms up its model version
+    (a command's process does it once; Beam's RunInference once per pipeline), and that is
+    most of a small run's cost. Here every run predicts with the shared server's versions,
+    so a version's first load is the real one and later runs get that loaded model again:
+    each run still predicts with the real model, through the real RunInference pipeline."""
+    from serving import model_store
+
+    loaded: Dict[Tuple[int, str], Any] = {}
+    load = model_store.load_version
+
+    def load_once(version: int, path: str) -> Any:
+        if (version, path) not in loaded:
+            loaded[(version, path)] = load(version, path)
+        return loaded[(version, path)]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model_store, "load_version", load_once)
+        yield
 
 
 def _in_range_rows(limit: int, where: str = "TRUE") -> str:

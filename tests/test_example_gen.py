@@ -54,12 +54,42 @@ def few_rows(tmp_path_factory):
     return path
 
 
+class _Kept(logging.Handler):
+    """Keeps the records logged to it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.fixture(scope="module")
-def generated(few_rows, tmp_path_factory):
-    data = DataConfig()
-    component = DuckDBExampleGen(pipeline.input_config(data), database=few_rows)
+def first_run(few_rows, tmp_path_factory):
+    """The module's run of the default splits, with its progress lines kept (one every 1,000
+    rows, so several on this small data): the component, its examples and the log records.
+    The output does not depend on how often progress is logged."""
+    component = DuckDBExampleGen(pipeline.input_config(DataConfig()), database=few_rows)
     out = str(tmp_path_factory.mktemp("examples"))
-    return component, run_executor(component, out)
+    logger, kept = logging.getLogger("babyweight.example_gen"), _Kept()
+    level = logger.level
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(executor, "PROGRESS_EVERY_ROWS", 1000)
+        logger.addHandler(kept)
+        logger.setLevel(logging.INFO)
+        try:
+            examples = run_executor(component, out)
+        finally:
+            logger.removeHandler(kept)
+            logger.setLevel(level)
+    return component, examples, kept.records
+
+
+@pytest.fixture(scope="module")
+def generated(first_run):
+    component, examples, _ = first_run
+    return component, examples
 
 
 def test_one_output_split_per_query_with_every_row(generated, few_rows):
@@ -153,16 +183,11 @@ def test_rows_are_shuffled_deterministically(generated, few_rows, tmp_path):
     assert b"Unknown" in head and len(set(head)) == 3
 
 
-
-def test_progress_lines_name_each_split_and_pass_the_log_filter(few_rows, tmp_path,
-                                                                 caplog, monkeypatch):
+def test_progress_lines_name_each_split_and_pass_the_log_filter(first_run):
     from common import logs
 
-    monkeypatch.setattr(executor, "PROGRESS_EVERY_ROWS", 1000)  # small data: several lines
-    component = DuckDBExampleGen(pipeline.input_config(DataConfig()), database=few_rows)
-    with caplog.at_level(logging.INFO, logger="babyweight.example_gen"):
-        examples = run_executor(component, str(tmp_path))
-    lines = [r for r in caplog.records if r.name == "babyweight.example_gen"]
+    _, examples, records = first_run
+    lines = [r for r in records if r.name == "babyweight.example_gen"]
     assert all(logs._ProgressFilter().filter(r) for r in lines)
     for split in json.loads(examples.split_names):
         final = [r.getMessage() for r in lines

@@ -14,8 +14,14 @@ from pipelines.config import DataConfig
 from warehouse import engine, sql
 
 
-def split_statement(name: str) -> str:
-    data = DataConfig()
+# The shuffle's order is the same for any split's query; what the tests below need of theirs
+# is rows in every bucket (more than 2 x FINE_BUCKETS). One bucket in 20 of the session's
+# warehouse holds about a third of the default eval split's rows: every deal and sort below
+# costs in proportion to the rows (with rows_per_sort=1, a deal per row).
+FEWER_ROWS = DataConfig(hash_buckets=20, train_buckets=18, eval_buckets=1)
+
+
+def split_statement(name: str, data: DataConfig = DataConfig()) -> str:
     return sql.split_queries(sql.base_query(), data.split_buckets(), data.hash_buckets)[name]
 
 
@@ -41,14 +47,14 @@ def shuffled_examples(database: pathlib.Path, bigquery_sql: str):
             for record in batch]
 
 
-@pytest.mark.parametrize("rows_per_sort", [1, 20, 700, 1_000_000])
+@pytest.mark.parametrize("rows_per_sort", [1, 7, 233, 1_000_000])
 def test_the_chunked_shuffle_gives_the_order_of_one_sort_by_hash(small_warehouse, monkeypatch,
                                                                   rows_per_sort):
     """Buckets dealt again down to single hashes, dealt again once, several buckets a sort, and
-    every bucket in one sort."""
+    every bucket in one sort (for FEWER_ROWS' split: about 1,100 rows, 8 a bucket)."""
     monkeypatch.setattr(shuffle_order_of_executor(), "shuffled",
                         functools.partial(shuffle.shuffled, rows_per_sort=rows_per_sort))
-    statement = split_statement("eval")
+    statement = split_statement("eval", FEWER_ROWS)
     expected = order_by_hash(small_warehouse, statement)
     assert len(expected) > 2 * shuffle.FINE_BUCKETS  # every bucket holds rows
     assert shuffled_examples(small_warehouse, statement) == expected
@@ -132,8 +138,8 @@ def test_the_spool_is_removed_also_when_the_reader_stops_early(small_warehouse, 
     monkeypatch.setattr(tempfile, "tempdir", str(spool))
     monkeypatch.setattr(shuffle_order_of_executor(), "shuffled",
                         functools.partial(shuffle.shuffled, rows_per_sort=100))
-    batches = executor.serialized_batches(str(small_warehouse), None, split_statement("eval"),
-                                          True)
+    batches = executor.serialized_batches(str(small_warehouse), None,
+                                          split_statement("eval", FEWER_ROWS), True)
     first = next(batches)
     assert first and list(spool.iterdir())  # the spool files exist while the rows are read
     batches.close()

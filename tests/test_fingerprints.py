@@ -102,14 +102,21 @@ def build(tmp_path: pathlib.Path, schema_file: pathlib.Path = SCHEMA_FILE):
     return build_local(tmp_path, schema_file=schema_file, enable_cache=True)
 
 
+@pytest.fixture(scope="module")
+def default(tmp_path_factory):
+    """The pipeline as the local runner builds it (only read: building stamps every
+    component's fingerprint, which parses the project's modules)."""
+    return build(tmp_path_factory.mktemp("default"))
+
+
 def code_sets(definition) -> Dict[str, List[str]]:
     modules = fingerprints.ProjectModules(PROJECT_ROOT)
     return {c.id: relative(PROJECT_ROOT, modules.closure(fingerprints.entry_points(c, modules)))
             for c in definition.components if c.id != "latest_blessed_model_resolver"}
 
 
-def test_each_component_runs_the_project_code_its_entry_points_import(tmp_path):
-    code = code_sets(build(tmp_path))
+def test_each_component_runs_the_project_code_its_entry_points_import(default):
+    code = code_sets(default)
     # Loaded by dotted name: run_fn, preprocessing_fn, the Evaluator's module_path and the
     # metric classes its eval_config names.
     assert {"modules/model.py", "modules/features.py"} <= set(code["Trainer"])
@@ -129,17 +136,17 @@ def test_each_component_runs_the_project_code_its_entry_points_import(tmp_path):
         assert "modules/model.py" not in code[stage], stage
 
 
-def test_every_cached_component_carries_its_fingerprint_into_the_compiled_pipeline(tmp_path):
+def test_every_cached_component_carries_its_fingerprint_into_the_compiled_pipeline(default):
     """The compiled IR's parameters are what TFX's cache key hashes."""
     from tfx.dsl.compiler import compiler
 
-    compiled = compiler.Compiler().compile(build(tmp_path))
+    compiled = compiler.Compiler().compile(default)
     stamped = {node.pipeline_node.node_info.id:
                node.pipeline_node.parameters.parameters[fingerprints.FINGERPRINT_PROPERTY]
                .field_value.string_value
                for node in compiled.nodes
                if fingerprints.FINGERPRINT_PROPERTY in node.pipeline_node.parameters.parameters}
-    assert set(stamped) == {c.id for c in build(tmp_path).components} - {
+    assert set(stamped) == {c.id for c in default.components} - {
         "latest_blessed_model_resolver"}
     assert all(len(value) == 16 for value in stamped.values()), stamped
 

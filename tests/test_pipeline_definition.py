@@ -1,7 +1,7 @@
 """The pipeline's wiring, checked without running it."""
 import pathlib
 
-import tensorflow_model_analysis as tfma
+import pytest
 from google.protobuf import json_format
 
 from modules.hparams import HyperParameters
@@ -27,6 +27,20 @@ def build(tmp_path: pathlib.Path, engines: pipeline.Engines = pipeline.Engines()
         schema_file=schema_file)
 
 
+# Built once per module: building stamps every component's code fingerprint (parsing the
+# project's modules), and these tests only read the definitions.
+@pytest.fixture(scope="module")
+def default(tmp_path_factory):
+    """The pipeline with every setting at its default."""
+    return build(tmp_path_factory.mktemp("default"))
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """With the Tuner, and a training seed of 1234 (which changes no wiring)."""
+    return build(tmp_path_factory.mktemp("tuned"), tune=True, training_seed=1234)
+
+
 def ids(definition):
     return [component.id for component in definition.components]
 
@@ -35,8 +49,8 @@ def component(definition, component_id):
     return definition.components[ids(definition).index(component_id)]
 
 
-def test_stages_in_order_and_nothing_learns_before_the_gate(tmp_path):
-    definition = build(tmp_path)
+def test_stages_in_order_and_nothing_learns_before_the_gate(default):
+    definition = default
     order = ids(definition)
     assert sorted(order) == sorted([
         "DuckDBExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
@@ -51,22 +65,24 @@ def test_stages_in_order_and_nothing_learns_before_the_gate(tmp_path):
     assert gate.inputs["statistics"].producer_component_id == "StatisticsGen"
 
 
-def test_tuner_feeds_the_trainer_when_enabled(tmp_path):
-    definition = build(tmp_path, tune=True)
-    assert "Tuner" in ids(definition)
-    trainer = component(definition, "Trainer")
+def test_tuner_feeds_the_trainer_when_enabled(tuned, default):
+    assert "Tuner" in ids(tuned)
+    trainer = component(tuned, "Trainer")
     assert trainer.inputs["hyperparameters"].producer_component_id == "Tuner"
-    assert "hyperparameters" not in component(build(tmp_path), "Trainer").inputs
+    assert "Tuner" not in ids(default)
+    assert "hyperparameters" not in component(default, "Trainer").inputs
 
 
-def test_warm_start_takes_the_last_blessed_model(tmp_path):
+def test_warm_start_takes_the_last_blessed_model(tmp_path, default):
     trainer = component(build(tmp_path, warm_start=True), "Trainer")
     assert trainer.inputs["base_model"].producer_component_id == "latest_blessed_model_resolver"
-    assert "base_model" not in component(build(tmp_path), "Trainer").inputs
+    assert "base_model" not in component(default, "Trainer").inputs
 
 
-def test_evaluator_gates_overall_slice_against_the_baseline(tmp_path):
-    definition = build(tmp_path)
+def test_evaluator_gates_overall_slice_against_the_baseline(default):
+    import tensorflow_model_analysis as tfma
+
+    definition = default
     evaluator = component(definition, "Evaluator")
     assert evaluator.inputs["baseline_model"].producer_component_id == (
         "latest_blessed_model_resolver")
@@ -79,8 +95,8 @@ def test_evaluator_gates_overall_slice_against_the_baseline(tmp_path):
     assert gate.threshold.value_threshold.upper_bound.value == EvaluationConfig().rmse_upper_bound
 
 
-def test_trainer_reads_raw_examples_and_transform_writes_no_copy(tmp_path):
-    definition = build(tmp_path)
+def test_trainer_reads_raw_examples_and_transform_writes_no_copy(default):
+    definition = default
     transform = component(definition, "Transform")
     assert "transformed_examples" not in transform.outputs
     assert component(definition, "Trainer").inputs["examples"].producer_component_id == (
@@ -120,12 +136,11 @@ def test_auto_mode_uses_every_core_from_the_size_where_that_pays(monkeypatch):
         10 * PARALLEL_MIN_ROWS) == ()
 
 
-def test_the_training_seed_reaches_the_trainer_and_the_tuner(tmp_path):
+def test_the_training_seed_reaches_the_trainer_and_the_tuner(tuned):
     import json
 
     from modules import contract
 
-    definition = build(tmp_path, tune=True, training_seed=1234)
     for component_id in ("Trainer", "Tuner"):
-        custom = json.loads(component(definition, component_id).exec_properties["custom_config"])
+        custom = json.loads(component(tuned, component_id).exec_properties["custom_config"])
         assert custom[contract.SEED_CONFIG_KEY] == 1234

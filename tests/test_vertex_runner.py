@@ -1,16 +1,16 @@
 """The Vertex AI runner, offline: compile with no network or credentials, submit to a fake client.
 
-The compiled JSON is checked where Vertex AI reads it: each task's parameters
-(pipelineSpec.root.dag.tasks.<id>.inputs.parameters) and each executor's container
-(pipelineSpec.deploymentSpec.executors.<id>_executor.container: image, args incl. Beam's).
+The compiled JSON (made once per test run: tests/vertex_spec.py) is checked where Vertex AI
+reads it: each task's parameters (pipelineSpec.root.dag.tasks.<id>.inputs.parameters) and each
+executor's container (pipelineSpec.deploymentSpec.executors.<id>_executor.container: image,
+args incl. Beam's).
 """
 import json
 import pathlib
 import re
-import socket
 import subprocess
 import sys
-from typing import Any, Dict, List
+from typing import Any, List
 
 import pytest
 
@@ -21,24 +21,17 @@ from pipelines.cloud_config import IMAGE_PROJECT_DIR, CloudConfig, cloud_from_fl
 from pipelines.components.duckdb_example_gen.component import DuckDBExampleGen
 from pipelines.config import (PROJECT_ROOT, DataConfig, EvaluationConfig, TrainingConfig,
                               WarehouseConfig)
+from tests.vertex_spec import CLOUD, build_vertex, container, parameter
 from warehouse import sql
 
-CLOUD = CloudConfig(
-    project="test-project", region="europe-west4", bucket="gs://test-bucket/",
-    image="europe-west4-docker.pkg.dev/test-project/babyweight/babyweight:abc123",
-    service_account="runner@test-project.iam.gserviceaccount.com",
-    training_machine_type="n1-highmem-8", training_accelerator_type="NVIDIA_TESLA_T4",
-    training_accelerator_count=1, push_to="both", endpoint_name="babyweight-test",
-    serving_machine_type="n1-standard-4")
+# The compiled JSON is made once per test run (tests/vertex_spec.py), shared with
+# test_vertex_serving.py.
+pytest_plugins = ("tests.vertex_spec",)
+
 REQUIRED = ["--project", "test-project", "--bucket", "test-bucket"]
 CLOUD_ENV = ("BABYWEIGHT_PROJECT", "GOOGLE_CLOUD_PROJECT", "BABYWEIGHT_BUCKET",
              "BABYWEIGHT_REGION", "GOOGLE_CLOUD_REGION", "BABYWEIGHT_SERVICE_ACCOUNT",
              "BABYWEIGHT_IMAGE")
-
-
-def build_vertex(cloud: CloudConfig = CLOUD, **training: Any):
-    return vertex_runner.build_pipeline(cloud, DataConfig(), TrainingConfig(**training),
-                                        HyperParameters(), EvaluationConfig())
 
 
 def build_local(tmp_path: pathlib.Path, **training: Any):
@@ -52,34 +45,6 @@ def build_local(tmp_path: pathlib.Path, **training: Any):
         serving_dir=str(tmp_path / "serving"), hyperparameters=HyperParameters(),
         training=TrainingConfig(**training), evaluation=EvaluationConfig(),
         beam_pipeline_args=[], enable_cache=True)
-
-
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
-    """The Vertex pipeline JSON, compiled with sockets refused and no credentials in sight."""
-    output = tmp_path_factory.mktemp("vertex") / "pipeline.json"
-
-    def refuse(*_args: Any, **_kwargs: Any) -> None:
-        raise OSError("network access during compile")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", refuse)
-        patch.setattr(socket, "create_connection", refuse)
-        patch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(output.parent / "no-such-key.json"))
-        patch.setenv("CLOUDSDK_CONFIG", str(output.parent / "no-gcloud"))
-        definition = build_vertex(tune=True)
-        vertex_runner.compile_pipeline(definition, CLOUD, output, DataConfig())
-    return {"ids": [c.id for c in definition.components],
-            "spec": json.loads(output.read_text())["pipelineSpec"]}
-
-
-def parameter(spec: Dict[str, Any], task: str, name: str) -> str:
-    value = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]
-    return value["runtimeValue"]["constantValue"]["stringValue"]
-
-
-def container(spec: Dict[str, Any], task: str) -> Dict[str, Any]:
-    return spec["deploymentSpec"]["executors"][f"{task}_executor"]["container"]
 
 
 def test_compiled_json_holds_every_component(compiled):
@@ -147,7 +112,7 @@ def test_pusher_targets_the_endpoint_and_the_gcs_serving_dir(compiled):
     assert deployment == {
         "project": "test-project", "region": "europe-west4", "endpoint_name": "babyweight-test",
         "image": CLOUD.serving_image_uri, "machine_type": "n1-standard-4",
-        "min_replica_count": 1, "max_replica_count": 1}
+        "min_replica_count": 1, "max_replica_count": 3}
     assert parameter(compiled["spec"], pipeline.PUSHER_ID, "push_to") == "both"
     assert parameter(compiled["spec"], pipeline.PUSHER_ID, "serving_dir") == (
         "gs://test-bucket/babyweight/serving")
@@ -299,13 +264,12 @@ def test_each_run_writes_its_reports_under_its_own_name(compiled):
                       f"{pipeline.ANOMALIES_REPORT}")
 
 
-def test_default_image_is_tagged_with_the_code_fingerprint_never_latest(tmp_path):
+def test_default_image_is_tagged_with_the_code_fingerprint_never_latest(compiled):
     """Vertex AI reuses a cached task by its image's name: the name must change with the code."""
-    cloud = CloudConfig(project="p", bucket="b")
-    output = vertex_runner.compile_pipeline(build_vertex(cloud), cloud, tmp_path / "p.json",
-                                           DataConfig())
-    spec = json.loads(output.read_text())["pipelineSpec"]
-    image = f"us-central1-docker.pkg.dev/p/babyweight/babyweight:{fingerprints.image_tag()}"
+    assert CLOUD.image is None  # the compiled pipeline names the default image
+    spec = compiled["spec"]
+    image = (f"europe-west4-docker.pkg.dev/test-project/babyweight/babyweight:"
+             f"{fingerprints.image_tag()}")
     images = {executor["container"]["image"]
               for executor in spec["deploymentSpec"]["executors"].values()
               if "container" in executor}
@@ -315,7 +279,7 @@ def test_default_image_is_tagged_with_the_code_fingerprint_never_latest(tmp_path
     (pool,) = custom["ai_platform_training_args"]["job_spec"]["worker_pool_specs"]
     assert pool["container_spec"]["image_uri"] == image
     # Wherever the JSON names the project's image, it names this code's tag.
-    named = set(re.findall(r"babyweight/babyweight[:@][\w.:-]+", output.read_text()))
+    named = set(re.findall(r"babyweight/babyweight[:@][\w.:-]+", compiled["text"]))
     assert named == {f"babyweight/babyweight:{fingerprints.image_tag()}"}
     # Each task's parameters (its cache key on Vertex AI too) carry its code's fingerprint.
     for task in ("BigQueryExampleGen", "ImportSchemaGen", "Transform", "Trainer", "Evaluator"):

@@ -17,9 +17,11 @@ import vertex_runner
 from modules import features
 from pipelines import cloud_config, pipeline, vertex_push, vertex_serving
 from pipelines.cloud_config import CloudConfig
-from pipelines.config import DataConfig
 from reports.model_card import CARD_HTML, CARD_JSON, SCHEMA_VERSION
-from tests.test_vertex_runner import build_vertex, container, parameter
+from tests.vertex_spec import CLOUD, container, parameter
+
+# The compiled JSON is made once per test run, shared with test_vertex_runner.py.
+pytest_plugins = ("tests.vertex_spec",)
 
 BUCKET = "test-bucket"
 MODEL_RESOURCE = "projects/p/locations/r/models/7"
@@ -67,21 +69,17 @@ def test_a_serving_image_by_digest_or_own_tag_is_taken():
     assert CloudConfig(project="p", bucket="b", serving_image=tag).serving_image_uri == tag
 
 
-def test_compiled_push_stage_deploys_tf_serving_at_the_training_version(tmp_path):
-    cloud = CloudConfig(project="p", region="europe-west4", bucket="b", push_to="both",
-                        endpoint_name="bw", serving_machine_type="n1-standard-4",
-                        serving_max_replicas=3)
-    definition = build_vertex(cloud)
-    output = vertex_runner.compile_pipeline(definition, cloud, tmp_path / "p.json", DataConfig())
-    spec = json.loads(output.read_text())["pipelineSpec"]
+def test_compiled_push_stage_deploys_tf_serving_at_the_training_version(compiled):
+    spec = compiled["spec"]
     deployment = json.loads(parameter(spec, pipeline.PUSHER_ID, "deployment"))
     assert deployment == {
-        "project": "p", "region": "europe-west4", "endpoint_name": "bw",
-        "image": f"europe-west4-docker.pkg.dev/p/babyweight/tf-serving:"
+        "project": "test-project", "region": "europe-west4", "endpoint_name": "babyweight-test",
+        "image": f"europe-west4-docker.pkg.dev/test-project/babyweight/tf-serving:"
                  f"{cloud_config.TF_SERVING_VERSION}",
         "machine_type": "n1-standard-4", "min_replica_count": 1, "max_replica_count": 3}
     assert parameter(spec, pipeline.PUSHER_ID, "push_to") == "both"
-    assert parameter(spec, pipeline.PUSHER_ID, "serving_dir") == "gs://b/babyweight/serving"
+    assert parameter(spec, pipeline.PUSHER_ID, "serving_dir") == (
+        "gs://test-bucket/babyweight/serving")
     assert parameter(spec, pipeline.PUSHER_ID, "run_name") == vertex_runner.RUN_NAME_PLACEHOLDER
     # The card names the Trainer's own code fingerprint and configured hyperparameters.
     trainer = json.loads(parameter(spec, pipeline.PUSHER_ID, "trainer"))
@@ -89,16 +87,18 @@ def test_compiled_push_stage_deploys_tf_serving_at_the_training_version(tmp_path
     trainer_config = json.loads(parameter(spec, "Trainer", "custom_config"))
     assert json.loads(trainer["custom_config"])["hyperparameters"] == \
         trainer_config["hyperparameters"]
-    # The push reads what a model card is written from.
+    # The push reads what a model card is written from (the compiled pipeline has the Tuner:
+    # the card also names the hyperparameters it chose).
     inputs = spec["root"]["dag"]["tasks"][pipeline.PUSHER_ID]["inputs"]["artifacts"]
     producers = {k: (v["taskOutputArtifact"]["producerTask"],
                      v["taskOutputArtifact"]["outputArtifactKey"]) for k, v in inputs.items()}
     assert producers == {"model": ("Trainer", "model"), "model_blessing": ("Evaluator", "blessing"),
                          "evaluation": ("Evaluator", "evaluation"),
                          "statistics": ("StatisticsGen", "statistics"),
-                         "examples": ("BigQueryExampleGen", "examples")}
-    assert container(spec, pipeline.PUSHER_ID)["image"] == cloud.image_uri
-    assert "tf2-cpu" not in output.read_text()
+                         "examples": ("BigQueryExampleGen", "examples"),
+                         "best_hyperparameters": ("Tuner", "best_hyperparameters")}
+    assert container(spec, pipeline.PUSHER_ID)["image"] == CLOUD.image_uri
+    assert "tf2-cpu" not in compiled["text"]
 
 
 def test_upload_arguments_meet_vertex_custom_container_contract():
