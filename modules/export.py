@@ -72,6 +72,12 @@ def serving_raw_feature_spec(tf_transform_output: tft.TFTransformOutput) -> Dict
     return spec
 
 
+def parsed_raw_specs(raw_spec: Mapping[str, Any]) -> Dict[str, tf.TensorSpec]:
+    """What `tf.io.parse_example(examples, raw_spec)` returns: each feature [None, 1]."""
+    return {name: tf.TensorSpec([None, *spec.shape], spec.dtype, name=name)
+            for name, spec in raw_spec.items()}
+
+
 def _signatures(model: tf_keras.Model,
                 tf_transform_output: tft.TFTransformOutput) -> Dict[str, Callable]:
     # Tracked on the model so the Transform graph and its vocabulary assets are saved with it.
@@ -83,11 +89,16 @@ def _signatures(model: tf_keras.Model,
         transformed.pop(pp.TRANSFORMED_LABEL_KEY, None)
         return transformed
 
-    def predict(raw: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    # Transform and the model traced once, and called by both prediction signatures (each
+    # would otherwise trace, and the export store, a copy of the whole model's graph).
+    # autograph=False: straight-line graph code, nothing for AutoGraph to convert.
+    @tf.function(input_signature=[parsed_raw_specs(raw_spec)], autograph=False)
+    def predict_raw(raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         prediction = model(model_inputs(model, transform(raw)), training=False)
         return {OUTPUT_KEY: tf.reshape(prediction, [-1])}
 
-    # autograph=False: straight-line graph code, nothing for AutoGraph to convert.
+    predict = predict_raw.get_concrete_function()
+
     @tf.function(input_signature=[raw_serving_specs()], autograph=False)
     def serve_raw(request: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         return predict(raw_features_from_request(serving_checks.checked(request)))

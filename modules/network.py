@@ -82,6 +82,10 @@ def build_keras_model(hparams: HyperParameters) -> tf_keras.Model:
         loss=tf_keras.losses.MeanSquaredError(),
         metrics=[tf_keras.metrics.RootMeanSquaredError(name=RMSE)],
     )
+    # The optimizer's slots made now, as its first step would make them: a tf.function whose
+    # first trace creates variables is traced a second time, so fit() would trace the whole
+    # training step twice.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

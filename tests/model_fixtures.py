@@ -14,9 +14,10 @@ fixture by name would define it once per module, training again).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import numpy as np
 import pytest
@@ -114,14 +115,27 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
                          {int(v): pathlib.Path(p) for v, p in made["exports"].items()})
 
 
-def _train(work: pathlib.Path) -> Dict[str, object]:
-    """With the local runner's AutoGraph rule on, as around the pipeline's Trainer."""
-    from modules import model as babyweight_model
+@contextlib.contextmanager
+def as_the_local_runner_trains() -> Iterator[None]:
+    """Training as inside the local runner (pipelines/speedups): the heap frozen for the
+    garbage collector (common/gc_freeze.py), whose full collections would otherwise walk every
+    object of the imported stack again and again while TensorFlow traces, and AutoGraph's rule
+    for tf_keras and tf.Transform (pipelines/speedups/autograph.py; test_speedups.py shows the
+    results equal the stock path's)."""
+    from common import gc_freeze
     from pipelines.speedups import autograph
+
+    with gc_freeze.frozen(), autograph.graph_libraries_unconverted():
+        yield
+
+
+def _train(work: pathlib.Path) -> Dict[str, object]:
+    """As the local runner trains (as_the_local_runner_trains)."""
+    from modules import model as babyweight_model
     from tests.test_preprocessing import analyze_and_transform
 
     exports = {}
-    with autograph.graph_libraries_unconverted():
+    with as_the_local_runner_trains():
         analyze_and_transform(train_rows(), eval_rows(), output_dir=work)
         models = TrainedModels(work, {v: work / f"export_{v}" for v in SEEDS})
         for version in SEEDS:

@@ -24,7 +24,7 @@ from modules import contract, export, features, model_input, network, training  
 from modules import model as babyweight_model  # noqa: E402
 from modules import preprocessing as pp, warm_start as warm_starting  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
-from pipelines.speedups import autograph  # noqa: E402
+from tests import model_fixtures  # noqa: E402
 from tests.model_fixtures import (HPARAMS, SEEDS, TrainedModels, eval_rows, make_fn_args,  # noqa: E402
                                   train_rows)
 from tests.test_preprocessing import Row, raw_row, read_transformed  # noqa: E402
@@ -46,9 +46,9 @@ class Trained:
 
 @pytest.fixture(scope="module", autouse=True)
 def as_the_local_runner_trains() -> Iterator[None]:
-    """The local runner's AutoGraph rule (pipelines/speedups/autograph.py), on around the
-    pipeline's Trainer too; test_speedups.py shows the results equal the stock path's."""
-    with autograph.graph_libraries_unconverted():
+    """The tests that train again do it as the shared models were trained, as the local
+    runner trains (tests/model_fixtures.py: the heap frozen, AutoGraph's rule)."""
+    with model_fixtures.as_the_local_runner_trains():
         yield
 
 
@@ -351,21 +351,27 @@ def test_fresh_model_starts_at_the_label_mean(tmp_path):
 
 def test_same_data_and_seed_train_the_same_model(trained: Trained, trained_models: TrainedModels,
                                                  loaded, tmp_path: pathlib.Path) -> None:
-    """run_fn on the same Transform output: the same seed gives the same eval RMSE (and the
-    same predictions, bit for bit); another seed gives another model. The shared versions 1
-    and 2 (tests/model_fixtures.py) differ only in their seed, the default one and another;
-    version 1 is trained again here as it was there (in this process or another worker). At
-    the default batch and layer sizes, where TensorFlow's CPU kernels split their work across
-    threads."""
+    """run_fn on the same Transform output: the same seed gives the same model (every exported
+    weight, bit for bit), so the same eval RMSE and the same predictions, bit for bit; another
+    seed gives another model (other weights). The shared versions 1 and 2
+    (tests/model_fixtures.py) differ only in their seed, the default one and another; version 1
+    is trained again here as it was there (in this process or another worker). At the default
+    batch and layer sizes, where TensorFlow's CPU kernels split their work across threads."""
     assert SEEDS[1] is None and SEEDS[2] is not None
     again = trained_models.fn_args(1)
     again.serving_model_dir, again.model_run_dir = str(tmp_path / "again"), str(tmp_path / "run")
     babyweight_model.run_fn(again)
+    weights = {name: exported_weights(path) for name, path in (
+        ("first", trained.serving_dir), ("again", again.serving_model_dir),
+        ("other", str(trained_models.exports[2])))}
+    assert set(weights["first"]) == set(weights["again"]) == set(weights["other"])
+    for key, value in weights["first"].items():
+        np.testing.assert_array_equal(weights["again"][key], value, err_msg=key)
+    assert any(not np.array_equal(weights["other"][key], value)
+               for key, value in weights["first"].items()), "the seed is unused"
     labels = np.array([_label(row) for row in trained.eval_rows], np.float64)
     predictions = {name: serve(model, trained.eval_rows).astype(np.float64) for name, model in (
-        ("first", loaded), ("again", tf.saved_model.load(again.serving_model_dir)),
-        ("other", tf.saved_model.load(str(trained_models.exports[2]))))}
+        ("first", loaded), ("again", tf.saved_model.load(again.serving_model_dir)))}
     rmse = {name: float(np.sqrt(np.mean((p - labels) ** 2))) for name, p in predictions.items()}
     assert abs(rmse["first"] - rmse["again"]) <= 1e-6, rmse
     np.testing.assert_array_equal(predictions["first"], predictions["again"])
-    assert not np.array_equal(predictions["first"], predictions["other"]), "the seed is unused"
