@@ -19,7 +19,7 @@ from typing import Iterator, Tuple
 import pytest
 
 from tests import shared_zygote
-from tests.server_forks import CHILDREN, PROJECT_ROOT, ForkedServer
+from tests.server_forks import CHILDREN, PROJECT_ROOT, ForkedServer, Zygote
 
 SLEEPER = """
 import pathlib, sys, time
@@ -94,3 +94,18 @@ def test_a_server_whose_zygote_is_gone_fails_at_once(
     assert time.monotonic() - started < 60
     with pytest.raises(OSError):
         shared_zygote.ask(tmp_path, {"argv": [], "log": str(tmp_path / "next.log")})
+
+
+def test_the_stdin_protocol_still_reports_exit_codes(tmp_path: pathlib.Path) -> None:
+    """tests/runner_forks.py's zygote: requests on stdin, one per test process."""
+    (tmp_path / "exits_three.py").write_text(
+        "import pathlib, sys\n"
+        "from tests.server_forks import run_as_main, serve\n"
+        "serve(pathlib.Path(sys.argv[1]),\n"
+        "      lambda request: run_as_main(request['log'], lambda: sys.exit(3)))\n")
+    zygote = Zygote("exits_three", tmp_path, {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    try:
+        child = zygote.spawn([], tmp_path / "child.log")
+        assert child.wait(timeout=60) == 3
+    finally:
+        zygote.close()
