@@ -286,6 +286,8 @@ class ForkedServer:
     """The part of subprocess.Popen's interface the serving fixtures use, for a forked server
     (a child of the zygote, not of this process: its exit code comes from the zygote)."""
 
+    reap_grace = 30.0  # seconds from a child's end to its exit file, at most (a loaded zygote)
+
     def __init__(self, pid: int, exit_file: pathlib.Path) -> None:
         self.pid = pid
         self._exit_file = exit_file
@@ -295,7 +297,7 @@ class ForkedServer:
         """Its exit code once ended; a RuntimeError if it ended and its zygote, gone, never
         wrote one (so a dead zygote fails a test at once rather than by a timeout)."""
         if self.returncode is None and not self._exit_file.exists() and not _alive(self.pid):
-            deadline = time.monotonic() + 5.0  # reaped: the zygote writes the file next
+            deadline = time.monotonic() + self.reap_grace  # reaped: the file comes next
             while not self._exit_file.exists():
                 if time.monotonic() > deadline:
                     log = self._exit_file.parent / LOG

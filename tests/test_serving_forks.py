@@ -82,7 +82,10 @@ def test_the_zygote_ends_with_its_owner(
 
 
 def test_a_server_whose_zygote_is_gone_fails_at_once(
-        sleepers: Tuple[subprocess.Popen, subprocess.Popen], tmp_path: pathlib.Path) -> None:
+        sleepers: Tuple[subprocess.Popen, subprocess.Popen], tmp_path: pathlib.Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once its grace for the zygote to write the exit code is over (shortened here)."""
+    monkeypatch.setattr(ForkedServer, "reap_grace", 1.0)
     zygote, _ = sleepers
     child = _spawn(tmp_path, "child.log")
     zygote.kill()  # its children are left to init, which reaps them without a word
