@@ -50,8 +50,8 @@ CHILDREN = "children.jsonl"  # in DIR: one line per ended child (pid, log, code,
 # TensorFlow and the web stack (common first: TF_USE_LEGACY_KERAS before TensorFlow).
 LIBRARIES = ("common", "fastapi", "tensorflow", "uvicorn")
 # What a server's child imports before its first request, imported once in the zygote instead:
-# pure Python over those libraries, starting no thread (checked). gRPC's Python is imported; its
-# core (threads, sockets) starts with the first channel or server, in the child.
+# the server's modules and what they import, starting no thread (checked). gRPC's module is
+# imported; its core (threads, sockets) starts with the first channel or server, in the child.
 SERVER_MODULES = ("uvicorn.lifespan.on", "uvicorn.loops.auto", "uvicorn.protocols.http.auto",
                   "uvicorn.protocols.websockets.auto", "fastapi_offline", "common.logs",
                   "tensorflow_serving.apis.prediction_log_pb2", "serving.app",
