@@ -12,7 +12,7 @@ from typing import Iterator, List  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests import pipeline_helpers  # noqa: E402
+from tests import pipeline_helpers, shared_zygote  # noqa: E402
 from tests.made_once import made_once  # noqa: E402
 
 SMALL_ROWS = 20_000
@@ -89,6 +89,17 @@ LONGEST_FIRST = (
     "test_eda_report.py", "test_physical_predictions.py", "test_report_parts.py",
     "test_request_log_server.py", "test_vertex_serving.py", "test_serving_reload.py",
     "test_example_cache.py", "test_serving_ops.py", "test_monitoring_gauges.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's servers' zygote directory, named before xdist starts its workers
+    (tests/shared_zygote.py; nothing is started until a test needs a server)."""
+    shared_zygote.configure()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run's servers' zygote stopped, once every worker has ended."""
+    shared_zygote.unconfigure()
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -1,4 +1,5 @@
-"""Session fixtures for the serving tests: two small trained models and a running-server helper.
+"""Session fixtures for the serving tests: two small trained models, their stand-ins, and a
+running-server helper.
 
 The models are the run's shared ones (tests/model_fixtures.py: the Trainer's own run_fn on
 synthetic rows, a few seconds of training, not the ~80 s pipeline, made once for test_model.py
@@ -26,7 +27,8 @@ import pytest  # noqa: E402
 
 from common.net import free_port  # noqa: E402
 from modules import features  # noqa: E402
-from tests import server_forks  # noqa: E402
+from tests import server_forks, shared_zygote  # noqa: E402
+from tests.made_once import made_once  # noqa: E402
 from tests.model_fixtures import TrainedModels, eval_rows  # noqa: E402
 from tests.tolerances import prediction_abs  # noqa: E402
 
@@ -72,6 +74,18 @@ def _instance(row: Dict[str, List[Any]]) -> Dict[str, Any]:
 def serving_models(trained_models: TrainedModels) -> ServingModels:
     """The shared models' two versions; the instances are their eval rows."""
     return ServingModels(dict(trained_models.exports), [_instance(row) for row in eval_rows()])
+
+
+@pytest.fixture(scope="session")
+def stand_in_models(tmp_path_factory: pytest.TempPathFactory) -> ServingModels:
+    """Versions 1 and 2 as tests/tiny_exports.py's stand-ins (once per run, tests/made_once.py):
+    for the tests of which version serves, where a load of the trained model is most of a
+    server's cost and its predictions only tell the versions apart."""
+    from tests import tiny_exports
+
+    made = made_once("stand_in_models", tmp_path_factory, tiny_exports.save_stand_ins)
+    return ServingModels({int(v): pathlib.Path(p) for v, p in made.items()},
+                         [_instance(row) for row in eval_rows()])
 
 
 # Each export loaded once per test process: several modules take their reference answers from
@@ -134,21 +148,22 @@ def start_server(model_dir: pathlib.Path, log_path: pathlib.Path, *flags: str,
     raise AssertionError("unreachable")
 
 
-# One per test process: it has imported TensorFlow, and each server is forked from it.
-_ZYGOTE = server_forks.Zygote()
+# One per test run (tests/shared_zygote.py): it has imported TensorFlow, and each server is
+# forked from it.
+_ZYGOTE = shared_zygote.SharedZygote()
 
 
 def spawn_server(argv: Sequence[str], log_path: pathlib.Path) -> server_forks.ForkedServer:
-    """`python -m serving.server ARGV` (stdout and stderr to log_path), forked from this test
-    process's zygote; for code that starts and waits for its own servers (the benchmarks)."""
+    """`python -m serving.server ARGV` (stdout and stderr to log_path), forked from the run's
+    zygote; for code that starts and waits for its own servers (the benchmarks)."""
     return _ZYGOTE.spawn(list(argv), log_path)
 
 
 def run_forked(module: str, argv: Sequence[str], log_path: pathlib.Path,
                timeout: float = 600.0) -> str:
-    """`python -m MODULE ARGV` forked from this test process's zygote (a process that has
-    imported TensorFlow, the web stack and nothing else), waited for; its output (stdout and
-    stderr, from log_path). A non-zero exit fails, with that output."""
+    """`python -m MODULE ARGV` forked from the run's zygote (a process that has imported
+    TensorFlow, the web stack and the server's modules, nothing else), waited for; its output
+    (stdout and stderr, from log_path). A non-zero exit fails, with that output."""
     process = _ZYGOTE.spawn(list(argv), log_path, module=module)
     code = process.wait(timeout=timeout)
     output = log_path.read_text(errors="replace")
@@ -157,10 +172,8 @@ def run_forked(module: str, argv: Sequence[str], log_path: pathlib.Path,
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The zygote ends with the test process that started it (an xdist worker skips atexit);
-    the loaded exports are let go while TensorFlow can still free them (at interpreter exit
+    """The loaded exports are let go while TensorFlow can still free them (at interpreter exit
     their functions' finalizers fail)."""
-    _ZYGOTE.close()
     _LOADED.clear()
     gc.collect()
 
@@ -180,18 +193,18 @@ def _start_server_once(model_dir: pathlib.Path, log_path: pathlib.Path, flags: S
     server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, model_dir,
                            f"127.0.0.1:{grpc_port}" if grpc_port else "")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            if "address already in use" in server.log().lower():
-                raise _PortTaken(server.log())
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=2,
-                         headers=headers).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
+    with httpx.Client(timeout=2, headers=headers) as health:  # one client: not one per poll
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                if "address already in use" in server.log().lower():
+                    raise _PortTaken(server.log())
+                raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+            try:
+                if health.get(f"{server.url}/healthz").status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
     stop_server(server)
     raise TimeoutError(f"server not healthy after {timeout} s:\n{server.log()}")
 

@@ -39,21 +39,21 @@ class Logged:
 
 
 @pytest.fixture(scope="module")
-def logged(serving_models: ServingModels,
+def logged(stand_in_models: ServingModels,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
     """One server that logs every row it answers: 30 rows over REST, then 6 of them over REST
     and over gRPC (the stock stub); stopped (SIGTERM: the log completes its open file on the
     way out), its log then only read."""
     root = tmp_path_factory.mktemp("logging_server")
     log_dir = root / "log"
-    server = start_server(serving_models.serving_dir(root), root / "server.log",
+    server = start_server(stand_in_models.serving_dir(root), root / "server.log",
                           "--request-log-dir", str(log_dir), "--request-log-sample-rate", "1")
     try:
         answered = []
         for start in range(0, 30, 10):
-            answer = _predict(server, serving_models.instances[start:start + 10])
+            answer = _predict(server, stand_in_models.instances[start:start + 10])
             answered += [p[0] if isinstance(p, list) else p for p in answer.json()["predictions"]]
-        rows = serving_models.instances[:6]
+        rows = stand_in_models.instances[:6]
         _predict(server, rows)
         with grpc.insecure_channel(server.grpc_target) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -76,15 +76,15 @@ def test_the_server_logs_each_row_with_its_answer(logged: Logged) -> None:
     assert set(table[request_log.VERSION_KEY]) == {1}
 
 
-def test_an_unwritable_log_directory_never_fails_a_request(serving_models: ServingModels,
+def test_an_unwritable_log_directory_never_fails_a_request(stand_in_models: ServingModels,
                                                            server_factory: Any,
                                                            tmp_path: pathlib.Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    server = server_factory(serving_models.serving_dir(tmp_path), "--request-log-dir",
+    server = server_factory(stand_in_models.serving_dir(tmp_path), "--request-log-dir",
                             str(blocker / "log"), "--request-log-sample-rate", "1")
     for _ in range(3):
-        _predict(server, serving_models.instances[:4])
+        _predict(server, stand_in_models.instances[:4])
     dropped, deadline = 0, time.monotonic() + 120  # the writer drops after the request returns
     while dropped < 12 and time.monotonic() < deadline:
         dropped = httpx.get(f"{server.url}/healthz", timeout=10).json()["request_log"]["dropped"]

@@ -293,14 +293,14 @@ def test_regress_and_classify_errors_are_tf_servings(stub: Any, client: httpx.Cl
 # Hot reload, the bearer token, nothing loaded yet
 # ------------------------------------------------------------------------------------------------
 
-def test_grpc_follows_hot_reload_and_needs_the_token(serving_models: ServingModels,
+def test_grpc_follows_hot_reload_and_needs_the_token(stand_in_models: ServingModels,
                                                      server_factory: Any, tmp_path: Any) -> None:
     from tests.serving_fixtures import wait_for
 
     token_file = tmp_path / "token"
     token_file.write_text("s3cret-token\n")
     good = {"Authorization": "Bearer s3cret-token"}
-    model_dir = serving_models.serving_dir(tmp_path)
+    model_dir = stand_in_models.serving_dir(tmp_path)
     server = server_factory(model_dir, "--auth-token-file", str(token_file),
                             "--poll-seconds", "0.5", "--load-cpu-share", "1", headers=good)
     request = predict_request(_columns(COURSE_INSTANCES))
@@ -312,7 +312,7 @@ def test_grpc_follows_hot_reload_and_needs_the_token(serving_models: ServingMode
             assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
         token = (("authorization", "Bearer s3cret-token"),)
         assert stub.Predict(request, timeout=60, metadata=token).model_spec.version.value == 1
-        serving_models.push(model_dir, 2)
+        stand_in_models.push(model_dir, 2)
 
         def answered_by_2() -> bool:
             return stub.Predict(request, timeout=60,

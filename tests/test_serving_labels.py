@@ -1,7 +1,8 @@
 """A model config file on the real server: labels over REST and gRPC, re-read, bad files.
 
-Versions 1 and 2 are the two tiny models of tests/serving_fixtures.py (they predict
-differently), served at once under `specific { 1, 2 }` with stable -> 1 and canary -> 2.
+Versions 1 and 2 are the two small trained models of tests/serving_fixtures.py (they predict
+differently), or their stand-ins (tests/tiny_exports.py) where only which version answers is
+checked, served at once under `specific { 1, 2 }` with stable -> 1 and canary -> 2.
 """
 from __future__ import annotations
 
@@ -67,10 +68,11 @@ def labelled(serving_models: ServingModels,
 
 
 @pytest.fixture()
-def relabelled(serving_models: ServingModels, server_factory: Callable[..., RunningServer],
+def relabelled(stand_in_models: ServingModels, server_factory: Callable[..., RunningServer],
                tmp_path: pathlib.Path) -> RunningServer:
-    """A labelled server of its own, for a test that rewrites its config file."""
-    model_dir, flags = _labelled(serving_models, tmp_path)
+    """A labelled server of its own, for a test that rewrites its config file (the versions
+    are stand-ins: only which one answers is checked)."""
+    model_dir, flags = _labelled(stand_in_models, tmp_path)
     return server_factory(model_dir, *flags)
 
 
@@ -172,10 +174,10 @@ def test_the_file_is_read_again(relabelled: RunningServer) -> None:
     ({"stable": 3}, BOTH, ["version 3 of model babyweight", "not currently available"]),
     ({}, "model_version_policy { specific { } }", ["specific", "no versions"]),
 ], ids=["label on a missing version", "bad policy"])
-def test_a_bad_file_at_start_is_a_clear_exit(serving_models: ServingModels,
+def test_a_bad_file_at_start_is_a_clear_exit(stand_in_models: ServingModels,
                                              tmp_path: pathlib.Path, labels: Dict[str, int],
                                              policy: str, words: list) -> None:
-    model_dir = serving_models.serving_dir(tmp_path, versions=(1, 2))
+    model_dir = stand_in_models.serving_dir(tmp_path, versions=(1, 2))
     config = model_dir.parent / "models.config"
     _write(config, labels, policy)
     done = subprocess.run(
@@ -200,12 +202,12 @@ def _reload(stub: model_service_pb2_grpc.ModelServiceStub, text: str) -> None:
 
 
 def test_a_config_handed_over_grpc_applies_at_once(
-        serving_models: ServingModels, server_factory: Callable[..., RunningServer],
+        stand_in_models: ServingModels, server_factory: Callable[..., RunningServer],
         tmp_path: pathlib.Path) -> None:
     """HandleReloadConfigRequest with the stock ModelServiceStub, as a team's deploy script
     calls TF Serving: the call returns once the config serves; bad ones get TF Serving's
     codes and the previous config stays."""
-    model_dir = serving_models.serving_dir(tmp_path, versions=(1, 2))
+    model_dir = stand_in_models.serving_dir(tmp_path, versions=(1, 2))
     # No file: the latest version serves. Loads unpaced: the test waits for each one.
     server = server_factory(model_dir, "--poll-seconds", "0.2", "--load-cpu-share", "1")
     base_path = str(model_dir)

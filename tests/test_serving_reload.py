@@ -1,5 +1,6 @@
 """Hot reload on the real server: a new version switches in under traffic, a broken one is
-retried as configured and never replaces the served one, an empty directory answers 503."""
+retried as configured and never replaces the served one, an empty directory answers 503. The
+versions are tests/tiny_exports.py's stand-ins of the model: which one answers is checked."""
 from __future__ import annotations
 
 import pathlib
@@ -16,23 +17,23 @@ pytest_plugins = ("tests.serving_fixtures",)
 
 
 def test_hot_reload_switches_without_failures_and_survives_a_broken_version(
-        serving_models: ServingModels, server_factory: Callable[..., RunningServer],
+        stand_in_models: ServingModels, server_factory: Callable[..., RunningServer],
         tmp_path: pathlib.Path) -> None:
-    model_dir = serving_models.serving_dir(tmp_path)
+    model_dir = stand_in_models.serving_dir(tmp_path)
     # A half-copied push the pusher left behind: hidden, so never loaded.
     (model_dir / ".9.incomplete").mkdir()
     # The loader paced (--load-cpu-share below 1), as served; at half a core rather than the
-    # default tenth, so the switch under traffic takes a second, not ten.
+    # default tenth, so the switch under traffic is not drawn out.
     server = server_factory(model_dir, "--poll-seconds", "0.2", "--max-num-load-retries", "0",
                             "--load-cpu-share", "0.5")
     row = [COURSE_PAYLOAD["instances"][0]]
-    old, new = (float(in_process_predictions(serving_models.exports[v], row)[0]) for v in (1, 2))
+    old, new = (float(in_process_predictions(stand_in_models.exports[v], row)[0]) for v in (1, 2))
     assert not close_to(old, new)
 
     session = httpx.Client(base_url=server.url, timeout=30)
     with Traffic(server.predict_url()) as traffic:
         wait_for(lambda: len(traffic.answers) >= 20)
-        serving_models.push(model_dir, 2)
+        stand_in_models.push(model_dir, 2)
         wait_for(lambda: statuses(session)[0]["version"] == "2")
         seen = len(traffic.answers)
         wait_for(lambda: len(traffic.answers) >= seen + 20)
@@ -70,7 +71,7 @@ def test_hot_reload_switches_without_failures_and_survives_a_broken_version(
     session.close()
 
 
-def test_healthz_is_503_until_a_version_exists(serving_models: ServingModels,
+def test_healthz_is_503_until_a_version_exists(stand_in_models: ServingModels,
                                                tmp_path: pathlib.Path) -> None:
     """An app started on an empty directory answers 503, then serves the first push.
 
@@ -90,7 +91,7 @@ def test_healthz_is_503_until_a_version_exists(serving_models: ServingModels,
         answer = session.post(f"/v1/models/{MODEL_NAME}:predict", json=COURSE_PAYLOAD)
         assert answer.status_code == 503 and "error" in answer.json()
         assert session.get(f"/v1/models/{MODEL_NAME}").status_code == 404
-        serving_models.push(model_dir, 1)
+        stand_in_models.push(model_dir, 1)
         wait_for(lambda: session.get("/healthz").status_code == 200)
         assert session.post(f"/v1/models/{MODEL_NAME}:predict",
                             json=COURSE_PAYLOAD).status_code == 200

@@ -94,13 +94,13 @@ def test_wrong_methods_get_405_with_allow(client: httpx.Client) -> None:
         assert set(answer.json()) == {"error"}
 
 
-def test_a_token_guards_every_endpoint(serving_models: ServingModels,
+def test_a_token_guards_every_endpoint(stand_in_models: ServingModels,
                                        server_factory: Callable[..., RunningServer],
                                        tmp_path: pathlib.Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("s3cret-token\n")
     good = {"Authorization": "Bearer s3cret-token"}
-    server = server_factory(serving_models.serving_dir(tmp_path), "--auth-token-file",
+    server = server_factory(stand_in_models.serving_dir(tmp_path), "--auth-token-file",
                             str(token_file), headers=good)
     with httpx.Client(base_url=server.url, timeout=30) as session:
         paths: List[tuple] = [("GET", "/"), ("GET", "/healthz"), ("GET", "/openapi.json"),

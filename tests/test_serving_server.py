@@ -6,12 +6,13 @@ own in test_serving_batcher.py; the models are tiny ones trained once per sessio
 """
 from __future__ import annotations
 
+import json
 from typing import List
 
 import httpx
 
 from modules import features
-from tests import serving_fixtures
+from tests import server_forks, serving_fixtures, shared_zygote
 from tests.serving_fixtures import (MODEL_NAME, RunningServer, post_predict, version_status,
                                     wait_for)
 
@@ -85,8 +86,13 @@ def test_access_log_lines(shared_server: RunningServer, client: httpx.Client) ->
 
 def test_a_forked_server_s_exit_code_and_output_are_its_own(tmp_path) -> None:
     """The servers above are forked (tests/server_forks.py): a server that stops at its flags
-    still gives `python -m serving.server`'s exit code and message, in its own log."""
+    still gives `python -m serving.server`'s exit code and message, in its own log. Its fork
+    is the run's one zygote's (tests/shared_zygote.py), whichever xdist worker asks."""
     log = tmp_path / "server.log"
     process = serving_fixtures._ZYGOTE.spawn(["--no-such-flag"], log)
     assert process.wait(timeout=300) == 2
     assert "unrecognized arguments: --no-such-flag" in log.read_text()
+    run = shared_zygote.run_directory()
+    ended = [json.loads(line) for line in (run / server_forks.CHILDREN).read_text().splitlines()]
+    assert {"pid": process.pid, "log": str(log), "code": 2}.items() <= next(
+        e for e in ended if e["pid"] == process.pid).items()

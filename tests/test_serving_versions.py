@@ -1,7 +1,9 @@
 """Which version is served: version names, load retries, deletion, and switches under traffic.
 
 The state machine is checked in process with a fake loader and clock (no TensorFlow, no
-waiting); the behaviour a user sees (half-copied pushes, deleted versions) on a real server.
+waiting); the behaviour a user sees (half-copied pushes, deleted versions) on a real server,
+serving tests/tiny_exports.py's stand-ins of the model (which version answers is checked here,
+not what the model predicts).
 """
 from __future__ import annotations
 
@@ -176,16 +178,16 @@ def test_deleting_the_only_version_unloads_it() -> None:
 # A real server
 # ------------------------------------------------------------------------------------------------
 
-def _half_copy(serving_models: ServingModels, target: pathlib.Path) -> None:
+def _half_copy(stand_in_models: ServingModels, target: pathlib.Path) -> None:
     """What `cp -r` leaves mid-copy: the directory and some files, not yet a SavedModel."""
     (target / "variables").mkdir(parents=True)
     (target / "saved_model.pb").write_bytes(b"half a file")
 
 
-def _finish_copy(serving_models: ServingModels, version: int, target: pathlib.Path) -> None:
+def _finish_copy(stand_in_models: ServingModels, version: int, target: pathlib.Path) -> None:
     (target / "saved_model.pb").unlink()
     shutil.rmtree(target / "variables")
-    shutil.copytree(serving_models.exports[version], target, dirs_exist_ok=True)
+    shutil.copytree(stand_in_models.exports[version], target, dirs_exist_ok=True)
 
 
 def _serving(session: httpx.Client) -> str:
@@ -194,24 +196,24 @@ def _serving(session: httpx.Client) -> str:
 
 
 def test_half_copied_version_is_retried_and_the_newest_loadable_wins(
-        serving_models: ServingModels, server_factory: Callable[..., RunningServer],
+        stand_in_models: ServingModels, server_factory: Callable[..., RunningServer],
         tmp_path: pathlib.Path) -> None:
     """cp -r of version 3 while 2 serves; 2 is deleted: 1 serves, then 3 once complete."""
-    model_dir = serving_models.serving_dir(tmp_path, versions=(1, 2))
+    model_dir = stand_in_models.serving_dir(tmp_path, versions=(1, 2))
     server = server_factory(model_dir, "--poll-seconds", "0.2", "--max-num-load-retries",
                             "100000", "--load-retry-interval-micros", "300000",
                             "--load-cpu-share", "1")
     session = httpx.Client(base_url=server.url, timeout=30)
     row = [COURSE_PAYLOAD["instances"][0]]
-    v1, v2 = (float(in_process_predictions(serving_models.exports[v], row)[0]) for v in (1, 2))
+    v1, v2 = (float(in_process_predictions(stand_in_models.exports[v], row)[0]) for v in (1, 2))
     assert _serving(session) == "2"
     with Traffic(server.predict_url()) as traffic:
-        _half_copy(serving_models, model_dir / "3")
+        _half_copy(stand_in_models, model_dir / "3")
         wait_for(lambda: "Version 3 at" in server.log())
         shutil.rmtree(model_dir / "2")
         wait_for(lambda: _serving(session) == "1")
         assert any(s["version"] == "3" and s["state"] == "LOADING" for s in statuses(session))
-        _finish_copy(serving_models, 1, model_dir / "3")
+        _finish_copy(stand_in_models, 1, model_dir / "3")
         wait_for(lambda: _serving(session) == "3")
         seen = len(traffic.answers)
         wait_for(lambda: len(traffic.answers) >= seen + 5)
@@ -222,9 +224,9 @@ def test_half_copied_version_is_retried_and_the_newest_loadable_wins(
 
 
 def test_deleting_the_only_version_unloads_it_as_tf_serving_does(
-        serving_models: ServingModels, server_factory: Callable[..., RunningServer],
+        stand_in_models: ServingModels, server_factory: Callable[..., RunningServer],
         tmp_path: pathlib.Path) -> None:
-    model_dir = serving_models.serving_dir(tmp_path)
+    model_dir = stand_in_models.serving_dir(tmp_path)
     server = server_factory(model_dir, "--poll-seconds", "0.2")
     session = httpx.Client(base_url=server.url, timeout=30)
     shutil.rmtree(model_dir / "1")
@@ -238,7 +240,7 @@ def test_deleting_the_only_version_unloads_it_as_tf_serving_does(
                         headers=JSON).status_code == 404
     assert session.get(f"/v1/models/{MODEL_NAME}/metadata").status_code == 404
     assert session.get("/healthz").status_code == 503
-    serving_models.push(model_dir, 2)
+    stand_in_models.push(model_dir, 2)
     wait_for(lambda: _serving(session) == "2")
     assert session.post(server.predict_url(), json=COURSE_PAYLOAD,
                         headers=JSON).status_code == 200
@@ -246,10 +248,10 @@ def test_deleting_the_only_version_unloads_it_as_tf_serving_does(
 
 
 def test_version_names_that_are_not_versions_are_ignored_once_each(
-        serving_models: ServingModels, server_factory: Callable[..., RunningServer],
+        stand_in_models: ServingModels, server_factory: Callable[..., RunningServer],
         tmp_path: pathlib.Path) -> None:
     """Such directories used to make every poll fail, so nothing ever loaded."""
-    model_dir = serving_models.serving_dir(tmp_path)
+    model_dir = stand_in_models.serving_dir(tmp_path)
     names = ["\u00b2", "\u2460", "\u0661", "9" * 200, str(INT64_MAX + 1)]  # 255-byte names
     for name in names:
         (model_dir / name).mkdir()
@@ -259,7 +261,7 @@ def test_version_names_that_are_not_versions_are_ignored_once_each(
     session = httpx.Client(base_url=server.url, timeout=30)
     wait_for(lambda: server.log().count("Ignoring") >= len(names))
     seen = server.log().count("Now serving")
-    serving_models.push(model_dir, 2)  # polls go on
+    stand_in_models.push(model_dir, 2)  # polls go on
     wait_for(lambda: server.log().count("Now serving") > seen)
     assert server.log().count("Ignoring") == len(names)
     assert "Traceback" not in server.log()
