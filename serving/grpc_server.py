@@ -202,32 +202,40 @@ async def _guarded(context: grpc.aio.ServicerContext, answer: Callable[[], Await
                    api: str, metrics: Optional[Metrics],
                    slots: Optional[asyncio.Semaphore]) -> Any:
     """Runs a handler (once one of `slots` is free); client mistakes become TF Serving's
-    status codes, never INTERNAL."""
+    status codes, never INTERNAL.
+
+    Each request is counted before its answer or status leaves: the metrics are scraped over
+    REST, on another thread, so a count made after `context.abort` sent the status could be
+    missing from a scrape the client makes right after its error."""
     started = time.perf_counter()
-    code, version = "UNKNOWN", ""
+
+    def observe(code: str, version: str = "") -> None:
+        if metrics is not None:
+            metrics.observe(api, "grpc", code, version, time.perf_counter() - started)
+
     try:
         if slots is None:
             response = await answer()
         else:
             async with slots:
                 response = await answer()
-        code = "OK"
-        if ("model_spec" in response.DESCRIPTOR.fields_by_name
-                and response.model_spec.HasField("version")):
-            version = str(response.model_spec.version.value)
-        return response
     except ApiError as error:
-        code = error.grpc_code
-        await context.abort(getattr(grpc.StatusCode, code), error.message)
+        code, message = error.grpc_code, error.message
     except validation.RequestError as error:
-        code = "INVALID_ARGUMENT"
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+        code, message = "INVALID_ARGUMENT", error.message
     except asyncio.CancelledError:  # the client went away
-        code = "CANCELLED"
+        observe("CANCELLED")
         raise
-    finally:
-        if metrics is not None:
-            metrics.observe(api, "grpc", code, version, time.perf_counter() - started)
+    except BaseException:
+        observe("UNKNOWN")
+        raise
+    else:
+        has_version = ("model_spec" in response.DESCRIPTOR.fields_by_name
+                       and response.model_spec.HasField("version"))
+        observe("OK", str(response.model_spec.version.value) if has_version else "")
+        return response
+    observe(code)
+    await context.abort(getattr(grpc.StatusCode, code), message)
 
 
 class _Token(grpc.aio.ServerInterceptor):

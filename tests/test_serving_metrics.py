@@ -183,3 +183,32 @@ def test_batch_rows_are_written_as_prometheus_clients_histogram_writes_them() ->
         counted.observe_batch(rows)
         reference.observe(rows)
         assert family(counted.registry) == family(theirs)
+
+
+class _StatusSent(Exception):
+    pass
+
+
+def test_a_grpc_error_is_counted_before_its_status_is_sent() -> None:
+    """The count is scraped over REST on another thread: counted only after the status left, a
+    scrape made right after the client's error could miss it."""
+    import asyncio
+
+    from serving import grpc_server, validation
+
+    counted = metrics.Metrics(MODEL_NAME, lambda: [])
+
+    class Context:
+        async def abort(self, code: grpc.StatusCode, message: str) -> None:
+            seen = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                    for family in counted.registry.collect() for s in family.samples}
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and message == "bad"
+            assert _requests(seen, api="predict", protocol="grpc",
+                             status="INVALID_ARGUMENT") == 1
+            raise _StatusSent
+
+    async def refuse() -> None:
+        raise validation.RequestError("bad")
+
+    with pytest.raises(_StatusSent):
+        asyncio.run(grpc_server._guarded(Context(), refuse, "predict", counted, None))
