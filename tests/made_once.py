@@ -29,7 +29,7 @@ def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Optional[pathlib.P
 
 
 @contextlib.contextmanager
-def _locked(path: pathlib.Path) -> Iterator[None]:
+def locked(path: pathlib.Path) -> Iterator[None]:
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
         yield
@@ -46,7 +46,7 @@ def made_once(name: str, tmp_path_factory: pytest.TempPathFactory,
     if root is None:
         return make(tmp_path_factory.mktemp(name))
     made, failed = root / f"{name}.json", root / f"{name}.failed"
-    with _locked(root / f"{name}.lock"):
+    with locked(root / f"{name}.lock"):
         if made.exists():
             return json.loads(made.read_text())
         if failed.exists():

@@ -5,9 +5,9 @@ once per worker. The run's first pytest process (the xdist controller, or the on
 names a directory in the environment its workers inherit (`configure`, from
 tests/conftest.py: the controller itself never imports TensorFlow). The first test process to
 need a server starts the zygote there, under a lock; the others connect to its Unix socket.
-The first process stops it at the end (`unconfigure`), after every worker has ended; the zygote
-also ends by itself once that process is gone (a run killed half-way), and stops what it
-forked. A zygote that fails to start, or that is gone, fails the test that needs it with its
+The first process stops it and removes its directory at the end (`unconfigure`), after every
+worker has ended; the zygote also ends by itself once that process is gone (a run killed
+half-way), and stops what it forked. A zygote that fails to start, or that is gone, fails the test that needs it with its
 log, and is not started again.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import pathlib
 import secrets
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import tempfile
 import threading
 from typing import List, Optional
 
-from tests.made_once import _locked
+from tests.made_once import locked
 from tests.server_forks import LOG, PROJECT_ROOT, ForkedServer, Request, read_line
 
 ENV = "BABYWEIGHT_SERVER_FORKS"  # "OWNER_PID:DIRECTORY" of the run's zygote
@@ -58,9 +59,11 @@ def configure() -> None:
 
 
 def unconfigure() -> None:
-    """In the run's first process, at its end: the zygote stopped, if one was started."""
+    """In the run's first process, at its end: the zygote stopped, if one was started, and its
+    directory removed (a run leaves nothing in the temporary directory)."""
     if _owned is not None:
         stop(_owned)
+        shutil.rmtree(_owned, ignore_errors=True)
 
 
 def stop(directory: pathlib.Path) -> None:
@@ -97,7 +100,7 @@ class SharedZygote:
             if self._directory is None:
                 self._directory = self._find()
             directory = self._directory
-        with _locked(directory / "zygote.lock"):
+        with locked(directory / "zygote.lock"):
             if (directory / "zygote.failed").exists():
                 raise RuntimeError("the servers' zygote failed to start:\n" + _log(directory))
             if not (directory / "zygote.ready").exists():
