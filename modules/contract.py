@@ -22,6 +22,9 @@ CACHE_MAX_MEMORY_FRACTION_CONFIG_KEY = "cache_examples_max_memory_fraction"
 # The example cache may take up to this share of the machine's memory (modules/example_cache.py).
 DEFAULT_CACHE_MAX_MEMORY_FRACTION = 0.5
 SEED_CONFIG_KEY = "seed"
+# The training query's text (warehouse/queries/babyweight.sql as the examples were read with it):
+# the export records it, so prediction from the table's own values maps them as training did.
+TRAINING_QUERY_CONFIG_KEY = "training_query"
 # Without a seed in custom_config (a Trainer configured by hand): still the same every run.
 DEFAULT_SEED = 42
 
@@ -40,6 +43,8 @@ EXAMPLES_INPUT = "examples"
 
 # Inside an exported model: the features' meaning it was trained with (see features.meaning).
 FEATURE_MEANING_FILE = os.path.join("assets.extra", "feature_meaning.json")
+# ... and the query its examples were read with (serving/training_query.py reads it back).
+TRAINING_QUERY_FILE = os.path.join("assets.extra", "training_query.sql")
 
 # The Evaluator's names, as pipelines/evaluation.py configures them and the reports and the
 # pusher read them back: the overall slice, the metrics (pipelines/tfma_metrics.py computes them)

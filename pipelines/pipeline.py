@@ -254,7 +254,9 @@ def model_components(
         base_model=latest_blessed.outputs["model"] if training.warm_start else None,
         train_args=trainer_pb2.TrainArgs(),
         eval_args=trainer_pb2.EvalArgs(num_steps=training.eval_steps or None),
-        custom_config={**custom_config, **engines.trainer_custom_config})
+        custom_config={**custom_config, **engines.trainer_custom_config,
+                       # The text input_config's split queries wrap: the export records it.
+                       contract.TRAINING_QUERY_CONFIG_KEY: sql.base_query()})
     _, _, evaluator_class = batched_reads_lib.component_classes(engines.batched_reads)
     evaluator = evaluator_class(
         examples=examples,

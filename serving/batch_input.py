@@ -35,15 +35,17 @@ def read_file(path: str, limit: int = 0) -> Iterator[Read]:
             yield index, line, record
 
 
-def scoring_query(split: Optional[str], limit: int = 0) -> str:
-    """The training query's rows once each (DuckDB dialect), whole or one split.
+def scoring_query(split: Optional[str], limit: int = 0,
+                  training_query: Optional[str] = None) -> str:
+    """The training query's rows once each (DuckDB dialect), whole or one split; the query is
+    `training_query`'s text, the model version's (serving/training_query.py), else the file's.
 
     Whole, a row the query's filters drop is kept, to be rejected naming the filter; one split
     holds only rows that pass them, as the pipeline's split does.
     """
     from warehouse import sql
 
-    query = sql.scoring_query(sql.base_query())
+    query = sql.scoring_query(sql.base_query() if training_query is None else training_query)
     if split is not None:
         data = DataConfig()
         buckets = data.split_buckets()
@@ -65,7 +67,7 @@ def _query_record(row: Dict[str, Any]) -> instances.Record:
 
 
 def read_query(database: Optional[str], source: Optional[str], split: Optional[str],
-               limit: int = 0) -> Iterator[Read]:
+               limit: int = 0, training_query: Optional[str] = None) -> Iterator[Read]:
     """Every row of the scoring query, in the table's order, fetched in chunks."""
     import pathlib
 
@@ -73,7 +75,7 @@ def read_query(database: Optional[str], source: Optional[str], split: Optional[s
 
     connection = engine.connect(pathlib.Path(database or ""), source=source)
     try:
-        cursor = connection.execute(scoring_query(split, limit))
+        cursor = connection.execute(scoring_query(split, limit, training_query))
         names = [column[0] for column in cursor.description]
         index = 0
         while True:
@@ -87,11 +89,8 @@ def read_query(database: Optional[str], source: Optional[str], split: Optional[s
         connection.close()
 
 
-def _read_query_element(_: str, *args: Any) -> Iterator[Read]:
-    return read_query(*args)
-
-
 def read_query_element(_: Any, database: Optional[str], source: Optional[str],
-                       split: Optional[str], limit: int = 0) -> Iterator[Read]:
+                       split: Optional[str], limit: int = 0,
+                       training_query: Optional[str] = None) -> Iterator[Read]:
     """read_query as a FlatMap over a one-element start collection."""
-    return read_query(database, source, split, limit)
+    return read_query(database, source, split, limit, training_query)

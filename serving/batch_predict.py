@@ -114,9 +114,9 @@ class BatchPredictConfig(PushedVersionConfig):
     verbose: bool = setting(False, "Show Beam's and TensorFlow's own logs.")
 
 
-def decide(element: Read) -> Union[instances.Accepted, instances.Rejected]:
+def decide(element: Read, training_query: str) -> Union[instances.Accepted, instances.Rejected]:
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, ROWS_READ).inc()
-    return instances.decide(*element)
+    return instances.decide(*element, query=training_query)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -233,20 +233,21 @@ class LogPredictions(beam.DoFn):
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version: int,
-                   path: str) -> None:
+                   path: str, training_query: str) -> None:
+    """Rows read, decided by `training_query` (the version's), predicted, written in order."""
     assert config.output
     if config.input:
         reader = beam.FlatMap(read_file, config.limit)
         start: Any = config.input
     else:
         reader = beam.FlatMap(read_query_element, config.warehouse, config.source,
-                              config.split, config.limit)
+                              config.split, config.limit, training_query)
         start = "query"
     decided = (pipeline
                | "Start" >> beam.Create([start])
                | "Read" >> reader
                | "Spread" >> beam.Reshuffle()
-               | "Decide" >> beam.Map(decide))
+               | "Decide" >> beam.Map(decide, training_query))
     accepted, rejected = decided | "Split" >> beam.Partition(
         lambda d, _: 0 if isinstance(d, instances.Accepted) else 1, 2)
     handler = KeyedModelHandler(SavedModelHandler(version, path,
@@ -274,7 +275,7 @@ def _counted(result: Any, name: str = ROWS_READ) -> int:
     return int(sum(values))
 
 
-def _check_input(config: BatchPredictConfig) -> None:
+def _check_input(config: BatchPredictConfig, training_query: str) -> None:
     """Fails on the launcher, in words, for what would otherwise fail inside a worker."""
     from apache_beam.io.filesystems import FileSystems
 
@@ -285,21 +286,22 @@ def _check_input(config: BatchPredictConfig) -> None:
     import duckdb
 
     try:
-        for _ in read_query(config.warehouse, config.source, config.split, limit=1):
+        for _ in read_query(config.warehouse, config.source, config.split, 1, training_query):
             pass
     except duckdb.Error as error:
         raise ValueError(f"cannot run the training query on "
                          f"{config.source or config.warehouse}: {error}") from None
 
 
-def run(config: BatchPredictConfig, version: int, path: str, beam_args: List[str]) -> int:
+def run(config: BatchPredictConfig, version: int, path: str, training_query: str,
+        beam_args: List[str]) -> int:
     """Runs the pipeline, assembles both files, prints the counts; returns the exit code."""
     assert config.output
     errors_path = config.output + ERRORS_SUFFIX
     for output in (config.output, errors_path):
         batch_output.remove_parts(output)
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args, save_main_session=False))
-    build_pipeline(pipeline, config, version, path)
+    build_pipeline(pipeline, config, version, path, training_query)
     result = pipeline.run()
     result.wait_until_finish()
     header = ",".join(CSV_COLUMNS) if is_csv(config.output) else None
@@ -348,18 +350,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if config.split and config.input:
         parser.error("--split needs --warehouse or --source")
     instances.start_command(parser, config)
+    from serving import training_query
     from serving.model_store import resolve_version
 
     try:
         version, path = resolve_version(config.model_dir, config.version)
+        query = training_query.of_version(version, path)
         if not config.input:
-            scoring_query(config.split)  # a wrong --split fails here, not in a worker
-        _check_input(config)
+            scoring_query(config.split, 0, query)  # a wrong --split fails here, not in a worker
+        _check_input(config, query)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:
-        return run(config, version, path, beam_args)
+        return run(config, version, path, query, beam_args)
     except Exception as error:  # noqa: BLE001 - a failed run is a message and exit 1
         print(f"error: batch prediction failed: {type(error).__name__}: {error}",
               file=sys.stderr)

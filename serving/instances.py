@@ -9,7 +9,8 @@ A record is accepted in either of two spellings, per value:
   - the model's (the REST API's): plurality 'Single(1)', is_male 'True' / true / "true";
   - the natality table's own: plurality as the integer 1..5 (or its text, as in a CSV export),
     is_male as a BOOL. These go through the training query's own mapping
-    (warehouse.table_values), so a row of the table means what it means to the model in training.
+    (warehouse.table_values), the query the model version was trained with
+    (serving/training_query.py), so a row of the table means what it meant in training.
 Then the REST server's checks apply (serving.validation): a missing plurality, an unknown
 category, a number out of range are rejections naming the field. Columns that are not features
 are ignored, except `key` (carried to the output; the 0-based row number when absent) and the
@@ -110,7 +111,8 @@ def csv_records(handle: IO[str]) -> Iterator[Tuple[int, Record]]:
 # Deciding
 # ------------------------------------------------------------------------------------------------
 
-def _mapped(feature: features.CategoricalFeature, value: Any) -> Tuple[Any, Optional[str]]:
+def _mapped(feature: features.CategoricalFeature, value: Any,
+            query: Optional[str]) -> Tuple[Any, Optional[str]]:
     """(value for validation, how a table value was mapped) for a categorical feature."""
     if isinstance(value, str) and value in feature.vocabulary:
         return value, None
@@ -119,7 +121,7 @@ def _mapped(feature: features.CategoricalFeature, value: Any) -> Tuple[Any, Opti
     raw = table_values.table_typed(feature.name, value)
     if raw is None:
         return value, None
-    mapped = table_values.query_value(feature.name, raw)
+    mapped = table_values.query_value(feature.name, raw, query)
     if mapped is not None and mapped not in feature.vocabulary:
         return mapped, f"the table's {value!r} is {mapped!r} in the training query"
     return mapped, None
@@ -133,8 +135,11 @@ def _reason(error: validation.RequestError) -> str:
     return message
 
 
-def decide(index: int, line: Optional[int], record: Record) -> Union[Accepted, Rejected]:
-    """The one rule for a record read from a file or a query (see the module docstring)."""
+def decide(index: int, line: Optional[int], record: Record,
+           query: Optional[str] = None) -> Union[Accepted, Rejected]:
+    """The one rule for a record read from a file or a query (see the module docstring); a
+    table's values are mapped by `query`, the model version's training query
+    (serving/training_query.py; None: the query file's)."""
     key = record.get(KEY_COLUMN) if isinstance(record, dict) else None
     key = index if key is None or key == "" else key
     if isinstance(record, validation.RequestError):
@@ -149,7 +154,7 @@ def decide(index: int, line: Optional[int], record: Record) -> Union[Accepted, R
             continue
         value = record[feature.name]
         if isinstance(feature, features.CategoricalFeature):
-            value, note = _mapped(feature, value)
+            value, note = _mapped(feature, value, query)
             if note:
                 notes[feature.name] = note
         instance[feature.name] = value

@@ -61,13 +61,14 @@ def _chunks(items: Iterator[Tuple[int, Any]], size: int) -> Iterator[List[Tuple[
 
 
 def predict_lines(handle: IO[str], model: Any, out: IO[str], batch_size: int,
-                  err: Optional[IO[str]] = None) -> Counts:
-    """Decides, predicts and prints chunk by chunk, in line order; returns the counts."""
+                  training_query: str, err: Optional[IO[str]] = None) -> Counts:
+    """Decides (a table's values by the version's `training_query`), predicts and prints chunk
+    by chunk, in line order; returns the counts."""
     from serving.encoding import encode_json, rows
 
     counts = Counts()
     for chunk in _chunks(instances.json_records(handle), max(1, batch_size)):
-        decided = [instances.decide(counts.read + i, line, record)
+        decided = [instances.decide(counts.read + i, line, record, training_query)
                    for i, (line, record) in enumerate(chunk)]
         counts.read += len(decided)
         accepted = [d for d in decided if isinstance(d, instances.Accepted)]
@@ -95,6 +96,7 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
     if not config.json_instances:
         parser.error("--json-instances is required")
     instances.start_command(parser, config)
+    from serving import training_query
     from serving.model_store import load_version, resolve_version
 
     try:
@@ -108,8 +110,9 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
         print(f"error: cannot read --json-instances: {error}", file=sys.stderr)
         return 1
     model = load_version(version, path)
+    query = training_query.of_version(version, path)
     try:
-        counts = predict_lines(handle, model, out, config.batch_size, err=sys.stderr)
+        counts = predict_lines(handle, model, out, config.batch_size, query, err=sys.stderr)
     finally:
         if handle is not sys.stdin:
             handle.close()

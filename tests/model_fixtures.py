@@ -24,6 +24,7 @@ import pytest
 
 from modules import contract, features
 from modules.hparams import HyperParameters
+from warehouse import sql
 from tests.made_once import made_once
 
 Row = Dict[str, list]
@@ -90,7 +91,9 @@ def make_fn_args(work: pathlib.Path, hparams: HyperParameters, **custom: object)
         data_accessor=accessor,
         serving_model_dir=str(work / "serving_model"),
         model_run_dir=str(work / "model_run"),
-        custom_config={contract.HYPERPARAMETERS_CONFIG_KEY: hparams.to_dict(), **custom},
+        custom_config={contract.HYPERPARAMETERS_CONFIG_KEY: hparams.to_dict(),
+                       # As the wiring passes it (pipelines/pipeline.py): the export records it.
+                       contract.TRAINING_QUERY_CONFIG_KEY: sql.base_query(), **custom},
     )
 
 

@@ -144,3 +144,19 @@ def test_the_training_seed_reaches_the_trainer_and_the_tuner(tuned):
     for component_id in ("Trainer", "Tuner"):
         custom = json.loads(component(tuned, component_id).exec_properties["custom_config"])
         assert custom[contract.SEED_CONFIG_KEY] == 1234
+
+
+def test_the_trainer_is_given_the_query_example_gen_reads(default):
+    """The export records it (modules/export.py), so prediction from the table's own values
+    maps them as these examples were (tests/test_training_query.py)."""
+    import json
+
+    from modules import contract
+    from warehouse import sql
+
+    custom = json.loads(component(default, "Trainer").exec_properties["custom_config"])
+    query = custom[contract.TRAINING_QUERY_CONFIG_KEY]
+    assert query == sql.base_query()
+    splits = json_format.Parse(component(default, "DuckDBExampleGen").exec_properties[
+        "input_config"], pipeline.example_gen_pb2.Input()).splits
+    assert splits and all(query.strip().rstrip(";") in split.pattern for split in splits)

@@ -68,9 +68,10 @@ def _mapped(query: str, name: str, value: Raw, kind: str) -> Optional[str]:
     return None if result is None else str(result)
 
 
-def query_value(name: str, value: Raw) -> Optional[str]:
-    """What the training query makes of table value `value` in column `name` (None for NULL)."""
-    query = sql.base_query()
+def query_value(name: str, value: Raw, query: Optional[str] = None) -> Optional[str]:
+    """What the training query (`query`'s text, by default the query file's) makes of table
+    value `value` in column `name` (None for NULL)."""
+    query = sql.base_query() if query is None else query
     if name not in sql.feature_expressions(query):
         raise KeyError(f"the training query has no column {name!r}")
     return _mapped(query, name, value, _TABLE_TYPES[name])

@@ -1,0 +1,155 @@
+"""A model version's own training query maps and filters the table's values in batch and local
+prediction, whatever this checkout's query file says by then (serving/training_query.py)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pathlib
+import shutil
+from typing import Any, Dict, List, Sequence
+
+import httpx
+import numpy as np
+import pytest
+
+from modules import contract, features
+from serving import batch_predict, local_predict, model_store, training_query
+from tests.serving_fixtures import RunningServer, ServingModels
+from tests.tolerances import prediction_abs
+from warehouse import sql
+
+pytest_plugins = ("tests.serving_fixtures",)
+
+LABEL, PREDICTED = features.LABEL_KEY, batch_predict.PREDICTION_COLUMN
+# The edits a later checkout might make to the query file: twins spelled as the next category,
+# and a filter that keeps older mothers only.
+SPELLING = ("WHEN 2 THEN 'Twins(2)'", "WHEN 2 THEN 'Triplets(3)'")
+FILTER = ("AND mother_age > 0", "AND mother_age > 30")
+OTHER_QUERY_SAYS = "was trained with another training query"
+TOLERANCE = {"rtol": 0, "atol": prediction_abs()}  # see tests.tolerances.prediction_abs
+
+
+def _edited(query: str) -> str:
+    for old, new in (SPELLING, FILTER):
+        assert query.count(old) == 1, old
+        query = query.replace(old, new)
+    return query
+
+
+@pytest.fixture(scope="module")
+def edited_model_dir(shared_server: RunningServer,
+                     tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """The shared server's newest version, the same weights, under a model directory of its
+    own, recording the edited query as the one it was trained with."""
+    version, path = model_store.resolve_version(str(shared_server.model_dir))
+    root = tmp_path_factory.mktemp("edited_query") / "babyweight"
+    copy = root / str(version)
+    shutil.copytree(path, copy)
+    recorded = copy / contract.TRAINING_QUERY_FILE
+    assert recorded.read_text() == sql.base_query(), "the export records the query it ran"
+    recorded.write_text(_edited(sql.base_query()))
+    return root
+
+
+def _server(server: RunningServer, instances: Sequence[Dict[str, Any]]) -> np.ndarray:
+    answers: List[float] = []
+    for start in range(0, len(instances), 50):  # the shared server's small batch limit
+        answer = httpx.post(server.predict_url(),
+                            json={"instances": list(instances[start:start + 50])}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        answers.extend(answer.json()["predictions"])
+    return np.asarray(answers, dtype=np.float32)
+
+
+def _as_model(row: Dict[str, Any], plurality: str) -> Dict[str, Any]:
+    male = row["is_male"] in (True, "true")
+    return {"is_male": features.IS_MALE_TRUE if male else features.IS_MALE_FALSE,
+            "plurality": plurality, "mother_age": float(row["mother_age"]),
+            "gestation_weeks": float(row["gestation_weeks"])}
+
+
+def test_a_version_s_recorded_query_is_read_and_the_checkout_s_stands_in_for_none(
+        edited_model_dir: pathlib.Path, tmp_path: pathlib.Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    version, path = model_store.resolve_version(str(edited_model_dir))
+    with caplog.at_level("WARNING", logger=training_query.LOGGER.name):
+        assert training_query.of_version(version, path) == _edited(sql.base_query())
+        assert OTHER_QUERY_SAYS in caplog.text
+        caplog.clear()
+        old = tmp_path / "1"
+        old.mkdir()
+        assert training_query.of_version(1, str(old)) == sql.base_query()
+        assert "Version 1 records no training query" in caplog.text
+
+
+def _export(warehouse: pathlib.Path, path: pathlib.Path) -> List[Dict[str, str]]:
+    """Twins and singles, mothers on both sides of 30 (50 rows of each), as a CSV export of
+    the table."""
+    from warehouse import engine
+
+    age, weeks = features.MOTHER_AGE, features.GESTATION_WEEKS
+    query = (f"SELECT * FROM natality WHERE year > 2000 AND weight_pounds > 0 AND plurality "
+             f"IN (1, 2) AND mother_age BETWEEN {age.min_value} AND {age.max_value} AND "
+             f"gestation_weeks BETWEEN {weeks.min_value} AND {weeks.max_value} "
+             "QUALIFY row_number() OVER (PARTITION BY plurality, mother_age > 30 "
+             "ORDER BY year, month, mother_age, gestation_weeks) <= 50")
+    connection = engine.connect(warehouse)
+    try:
+        connection.execute(f"COPY ({query}) TO '{path}' (HEADER)")
+    finally:
+        connection.close()
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_batch_predict_maps_and_filters_the_table_by_the_version_s_query(
+        small_warehouse: pathlib.Path, edited_model_dir: pathlib.Path,
+        shared_server: RunningServer, tmp_path: pathlib.Path, capsys: Any) -> None:
+    rows = _export(small_warehouse, tmp_path / "natality.csv")
+    twins = [n for n, r in enumerate(rows) if r["plurality"] == "2"]
+    young = [n for n, r in enumerate(rows) if int(r["mother_age"]) <= 30]
+    assert len(rows) == 200 and len(twins) == 100 and len(young) == 100
+    # --input: the table's values spelled by the version's query (the filters are the query's
+    # business only when it reads the rows).
+    out = tmp_path / "predictions.jsonl"
+    code = batch_predict.main(["--model-dir", str(edited_model_dir), "--input",
+                               str(tmp_path / "natality.csv"), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0 and OTHER_QUERY_SAYS in err, err
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    names = features.PLURALITY_NAMES
+    expected = [_as_model(r, names[2] if r["plurality"] == "2" else names[0]) for r in rows]
+    assert [{k: g[k] for k in features.FEATURE_NAMES} for g in got] == expected
+    np.testing.assert_allclose(np.asarray([g[PREDICTED] for g in got], dtype=np.float32),
+                               _server(shared_server, expected), **TOLERANCE)
+    # --source: the version's filter rejects the young mothers, naming it.
+    code = batch_predict.main(["--model-dir", str(edited_model_dir), "--source",
+                               str(tmp_path / "natality.csv"), "--output", str(out),
+                               "--max-error-rate", "1"])
+    assert code == 0, capsys.readouterr().err
+    errors = [json.loads(line) for line in
+              pathlib.Path(str(out) + batch_predict.ERRORS_SUFFIX).read_text().splitlines()]
+    assert [e["key"] for e in errors] == young
+    assert {e["error"] for e in errors} == {"fails the training query's filter mother_age > 30"}
+    kept = [n for n in range(len(rows)) if n not in young]
+    assert [json.loads(line)["key"] for line in out.read_text().splitlines()] == kept
+
+
+def test_local_predict_spells_a_table_row_by_the_version_s_query(
+        edited_model_dir: pathlib.Path, shared_server: RunningServer,
+        tmp_path: pathlib.Path, capsys: Any) -> None:
+    row = {"is_male": "false", "mother_age": 31, "plurality": 2, "gestation_weeks": 37}
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text(json.dumps(row) + "\n")
+    out = io.StringIO()
+    code = local_predict.main(["--model-dir", str(edited_model_dir), "--json-instances",
+                               str(lines)], out=out)
+    assert code == 0 and OTHER_QUERY_SAYS in capsys.readouterr().err
+    (printed,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    expected = _as_model(row, features.PLURALITY_NAMES[2])
+    np.testing.assert_allclose(np.float32(printed[LABEL]), _server(shared_server, [expected]),
+                               **TOLERANCE)
+    twins = _server(shared_server, [_as_model(row, features.PLURALITY_NAMES[1])])
+    assert abs(float(twins[0]) - printed[LABEL]) > TOLERANCE["atol"], (
+        "the two spellings must be told apart by the model for this test to mean anything")
