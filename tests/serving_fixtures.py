@@ -297,6 +297,18 @@ class Traffic:
                 self._stop.wait(self.pause)
 
 
+def server_predictions(server: RunningServer, instances: Sequence[Dict[str, Any]]
+                       ) -> List[float]:
+    """The server's answers to `instances` over REST, in order (a few requests at a time)."""
+    answers: List[float] = []
+    for start in range(0, len(instances), 50):  # the shared server's small batch limit
+        answer = httpx.post(server.predict_url(),
+                            json={"instances": list(instances[start:start + 50])}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        answers.extend(answer.json()["predictions"])
+    return answers
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 300.0) -> None:
     """The timeout only bounds a condition that never comes (generous: a loaded machine)."""
     deadline = time.monotonic() + timeout

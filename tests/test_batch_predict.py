@@ -16,24 +16,13 @@ import pytest
 from modules import features
 from serving import batch_predict, local_predict
 from tests.tolerances import prediction_abs
-from tests.serving_fixtures import RunningServer, ServingModels
+from tests.serving_fixtures import RunningServer, ServingModels, server_predictions
 
 # Registered as a plugin (not imported by name) so session fixtures run once per session.
 pytest_plugins = ("tests.serving_fixtures",)
 
 LABEL, PREDICTED = features.LABEL_KEY, batch_predict.PREDICTION_COLUMN
 COURSE = {"is_male": True, "mother_age": 26, "plurality": "Single(1)", "gestation_weeks": 39}
-
-
-def server_predictions(server: RunningServer, instances: Sequence[Dict[str, Any]]
-                       ) -> List[float]:
-    answers: List[float] = []
-    for start in range(0, len(instances), 50):  # the shared server's small batch limit
-        answer = httpx.post(server.predict_url(),
-                            json={"instances": list(instances[start:start + 50])}, timeout=60)
-        assert answer.status_code == 200, answer.text
-        answers.extend(answer.json()["predictions"])
-    return answers
 
 
 def _float32(values: Sequence[float]) -> np.ndarray:

@@ -7,15 +7,14 @@ import io
 import json
 import pathlib
 import shutil
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
-import httpx
 import numpy as np
 import pytest
 
 from modules import contract, features
 from serving import batch_predict, local_predict, model_store, training_query
-from tests.serving_fixtures import RunningServer, ServingModels
+from tests.serving_fixtures import RunningServer, server_predictions
 from tests.tolerances import prediction_abs
 from warehouse import sql
 
@@ -50,16 +49,6 @@ def edited_model_dir(shared_server: RunningServer,
     assert recorded.read_text() == sql.base_query(), "the export records the query it ran"
     recorded.write_text(_edited(sql.base_query()))
     return root
-
-
-def _server(server: RunningServer, instances: Sequence[Dict[str, Any]]) -> np.ndarray:
-    answers: List[float] = []
-    for start in range(0, len(instances), 50):  # the shared server's small batch limit
-        answer = httpx.post(server.predict_url(),
-                            json={"instances": list(instances[start:start + 50])}, timeout=60)
-        assert answer.status_code == 200, answer.text
-        answers.extend(answer.json()["predictions"])
-    return np.asarray(answers, dtype=np.float32)
 
 
 def _as_model(row: Dict[str, Any], plurality: str) -> Dict[str, Any]:
@@ -121,8 +110,9 @@ def test_batch_predict_maps_and_filters_the_table_by_the_version_s_query(
     names = features.PLURALITY_NAMES
     expected = [_as_model(r, names[2] if r["plurality"] == "2" else names[0]) for r in rows]
     assert [{k: g[k] for k in features.FEATURE_NAMES} for g in got] == expected
-    np.testing.assert_allclose(np.asarray([g[PREDICTED] for g in got], dtype=np.float32),
-                               _server(shared_server, expected), **TOLERANCE)
+    np.testing.assert_allclose(np.float32([g[PREDICTED] for g in got]),
+                               np.float32(server_predictions(shared_server, expected)),
+                               **TOLERANCE)
     # --source: the version's filter rejects the young mothers, naming it.
     code = batch_predict.main(["--model-dir", str(edited_model_dir), "--source",
                                str(tmp_path / "natality.csv"), "--output", str(out),
@@ -148,8 +138,8 @@ def test_local_predict_spells_a_table_row_by_the_version_s_query(
     assert code == 0 and OTHER_QUERY_SAYS in capsys.readouterr().err
     (printed,) = [json.loads(line) for line in out.getvalue().splitlines()]
     expected = _as_model(row, features.PLURALITY_NAMES[2])
-    np.testing.assert_allclose(np.float32(printed[LABEL]), _server(shared_server, [expected]),
-                               **TOLERANCE)
-    twins = _server(shared_server, [_as_model(row, features.PLURALITY_NAMES[1])])
-    assert abs(float(twins[0]) - printed[LABEL]) > TOLERANCE["atol"], (
+    (answer,) = server_predictions(shared_server, [expected])
+    np.testing.assert_allclose(np.float32(printed[LABEL]), np.float32(answer), **TOLERANCE)
+    (twins,) = server_predictions(shared_server, [_as_model(row, features.PLURALITY_NAMES[1])])
+    assert abs(twins - printed[LABEL]) > TOLERANCE["atol"], (
         "the two spellings must be told apart by the model for this test to mean anything")
