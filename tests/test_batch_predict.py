@@ -9,7 +9,6 @@ import pathlib
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import duckdb
-import httpx
 import numpy as np
 import pytest
 
