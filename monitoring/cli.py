@@ -112,8 +112,6 @@ def summary(findings, anomalies: Dict[str, str], version: int, window: str, rows
 
 
 def run(config: MonitorConfig, argv: List[str]) -> int:
-    import tensorflow_data_validation as tfdv
-
     from monitoring import compare, logs, page, predictions
     from serving import request_log
 
@@ -131,6 +129,9 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     if current.empty:
         raise LookupError(f"no request of version {found.version} was logged from "
                           f"{window.describe()}")
+    # Imported once the inputs are known to be there: a missing log is told at once.
+    import tensorflow_data_validation as tfdv
+
     schema = compare.monitoring_schema()
     training = tfdv.load_stats_binary(str(found.statistics_file("train")))
     serving = compare.feature_statistics(current)
