@@ -6,7 +6,7 @@ whose method_name is `tensorflow/serving/regress`, with one input `inputs` (seri
 tf.Examples) and one output `outputs`. So the export adds such a function as the signature
 `regression` and then rewrites that one SignatureDef's method_name in saved_model.pb. TF's
 own loaders ignore method_name (they rebuild signatures from the object graph), so the
-SavedModel still loads and predicts as before.
+SavedModel still loads and predicts as before; its fingerprint is written again to match.
 """
 from __future__ import annotations
 
@@ -46,3 +46,21 @@ def mark_regression(saved_model_dir: str) -> None:
             meta_graph.signature_def[REGRESSION].method_name = REGRESS_METHOD
     with tf.io.gfile.GFile(path, "wb") as handle:
         handle.write(proto.SerializeToString())
+    _fingerprint_again(saved_model_dir)
+
+
+def _fingerprint_again(saved_model_dir: str) -> None:
+    """fingerprint.pb holds hashes of saved_model.pb as it was saved: after the rewrite above it
+    is written again from the new file, by the writer the save itself used (TF 2.16 has no public
+    one). Where that writer is gone, the stale file is removed instead: a SavedModel without a
+    fingerprint loads as before, one with a wrong fingerprint misnames the model."""
+    try:
+        from tensorflow.python.saved_model import fingerprinting_utils
+    except ImportError:
+        fingerprinting_utils = None
+    if fingerprinting_utils is not None and hasattr(fingerprinting_utils, "write_fingerprint"):
+        fingerprinting_utils.write_fingerprint(saved_model_dir)
+        return
+    stale = os.path.join(saved_model_dir, "fingerprint.pb")
+    if tf.io.gfile.exists(stale):
+        tf.io.gfile.remove(stale)

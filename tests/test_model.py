@@ -175,6 +175,25 @@ def test_signatures_have_the_documented_specs(loaded) -> None:
     assert outputs[contract.OUTPUT_KEY].shape.as_list() == [None]
 
 
+def test_the_export_s_fingerprint_is_of_its_rewritten_saved_model(trained: Trained) -> None:
+    """modules/signatures.py rewrites saved_model.pb after the save wrote fingerprint.pb; the
+    fingerprint must hash the file that is there, as TensorFlow computes it from it now."""
+    from tensorflow.core.protobuf import fingerprint_pb2, saved_model_pb2
+    from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+
+    from modules import signatures
+
+    proto = saved_model_pb2.SavedModel.FromString(
+        (pathlib.Path(trained.serving_dir) / "saved_model.pb").read_bytes())
+    (graph,) = proto.meta_graphs
+    assert graph.signature_def[signatures.REGRESSION].method_name == signatures.REGRESS_METHOD
+    now = fingerprint_pb2.FingerprintDef.FromString(
+        fingerprinting.CreateFingerprintDef(trained.serving_dir))
+    recorded = tf.saved_model.experimental.read_fingerprint(trained.serving_dir)
+    assert (recorded.saved_model_checksum, recorded.signature_def_hash) == (
+        now.saved_model_checksum, now.signature_def_hash)
+
+
 def test_warm_start_loads_matching_weights_only(trained: Trained, exported_keras) -> None:
     warm = network.build_keras_model(HPARAMS)
     assert warm_starting.warm_start(warm, trained.serving_dir)
