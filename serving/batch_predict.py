@@ -19,6 +19,9 @@ Input, one of:
               each row once (no "no ultrasound" copies); a row the query's WHERE would drop is
               rejected naming the condition. --split keeps one split of the default buckets:
               only rows that pass the query's filters, as the pipeline's split.
+The training query is the one the version was trained with (serving/training_query.py: its
+export records it), so table values mean what they meant in training after the query file
+changed.
 
 Output, in input order, one row per accepted row: the key (the input's `key` column, else the
 0-based row number), the features as the model saw them, the label (weight_pounds) when the
