@@ -92,11 +92,11 @@ class Engines:
     batched_reads: bool = True
 
 
-def input_config(data: DataConfig, query: Optional[str] = None) -> example_gen_pb2.Input:
-    """One ExampleGen input split per data split, each the base query restricted to its buckets."""
+def input_config(data: DataConfig) -> example_gen_pb2.Input:
+    """One ExampleGen input split per data split, each the base query restricted to its buckets
+    (the same text the Trainer is given to record in the export: model_components)."""
     queries: Dict[str, str] = sql.split_queries(
-        query if query is not None else sql.base_query(), data.split_buckets(),
-        data.hash_buckets, data.sample_per_mille)
+        sql.base_query(), data.split_buckets(), data.hash_buckets, data.sample_per_mille)
     return example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name=name, pattern=statement)
         for name, statement in queries.items()
@@ -255,7 +255,8 @@ def model_components(
         train_args=trainer_pb2.TrainArgs(),
         eval_args=trainer_pb2.EvalArgs(num_steps=training.eval_steps or None),
         custom_config={**custom_config, **engines.trainer_custom_config,
-                       # The text input_config's split queries wrap: the export records it.
+                       # The text input_config's split queries wrap (both read it from the
+                       # file as the DAG is built): the export records it.
                        contract.TRAINING_QUERY_CONFIG_KEY: sql.base_query()})
     _, _, evaluator_class = batched_reads_lib.component_classes(engines.batched_reads)
     evaluator = evaluator_class(
