@@ -75,11 +75,12 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     example_gen = DuckDBExampleGen(input_config=pipeline.input_config(data),
                                    database=warehouse.database, source=warehouse.source,
                                    range_config=pipeline.range_config(data),
-                                   span_settings=pipeline.span_settings(data))
+                                   span_settings=data.split_layout())
     definition = pipeline.create_pipeline(
         pipeline_name=config.PIPELINE_NAME,
         pipeline_root=str(settings.pipeline_root),
         example_gen=example_gen,
+        data_config=data,
         reports_dir=reports_dir,
         warehouse=warehouse,
         serving_dir=str(settings.serving_dir),

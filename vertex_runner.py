@@ -154,6 +154,7 @@ def build_pipeline(cloud: CloudConfig, data: config.DataConfig,
         pipeline_name=config.PIPELINE_NAME,
         pipeline_root=cloud.pipeline_root,
         example_gen=example_gen,
+        data_config=data,
         reports_dir=reports_dir,
         warehouse=None,  # the EDA report reads the embedded DuckDB warehouse: local only
         serving_dir=cloud.serving_dir,
@@ -190,7 +191,7 @@ def compile_pipeline(definition: Any, cloud: CloudConfig, output: pathlib.Path,
         output_dir=str(output.parent), output_filename=output.name)
     runner.run(definition)
     compiled = json.loads(output.read_text())
-    add_pre_cache_check(compiled, EXAMPLE_GEN_ID, pipeline.span_settings(data))
+    add_pre_cache_check(compiled, EXAMPLE_GEN_ID, data.split_layout())
     output.write_text(json.dumps(compiled))
     return output
 

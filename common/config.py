@@ -28,6 +28,11 @@ PIPELINE_NAME = "babyweight"
 # below it, whether a second worker gains on an idle machine is not yet measured, so auto keeps
 # in_memory, which already overlaps reading with Beam's thread.
 PARALLEL_MIN_ROWS = 10_000_000
+# The keys of DataConfig.split_layout: the span driver checks a selection of months against it,
+# and the export records it, so batch prediction's --split keeps the split a version was
+# trained with.
+SPLIT_BUCKETS_KEY = "split_buckets"
+HASH_BUCKETS_KEY = "hash_buckets"
 
 
 def setting(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirrors argparse
@@ -106,6 +111,11 @@ class DataConfig:
         if end_eval < self.hash_buckets:
             splits["test"] = (end_eval, self.hash_buckets)
         return splits
+
+    def split_layout(self) -> Dict[str, Any]:
+        """The splits as JSON: {hash_buckets: N, split_buckets: {name: [lo, hi]}}."""
+        return {SPLIT_BUCKETS_KEY: {name: list(rng) for name, rng in self.split_buckets().items()},
+                HASH_BUCKETS_KEY: self.hash_buckets}
 
 
 @dataclasses.dataclass(frozen=True)

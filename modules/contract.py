@@ -25,6 +25,9 @@ SEED_CONFIG_KEY = "seed"
 # The training query's text (warehouse/queries/babyweight.sql as the examples were read with it):
 # the export records it, so prediction from the table's own values maps them as training did.
 TRAINING_QUERY_CONFIG_KEY = "training_query"
+# ... and the splits' buckets (common.config.DataConfig.split_layout), so batch prediction's
+# --split keeps the rows the version held out, whatever the checkout's split flags say.
+TRAINING_SPLITS_CONFIG_KEY = "training_splits"
 # Without a seed in custom_config (a Trainer configured by hand): still the same every run.
 DEFAULT_SEED = 42
 
@@ -45,6 +48,7 @@ EXAMPLES_INPUT = "examples"
 FEATURE_MEANING_FILE = os.path.join("assets.extra", "feature_meaning.json")
 # ... and the query its examples were read with (serving/training_query.py reads it back).
 TRAINING_QUERY_FILE = os.path.join("assets.extra", "training_query.sql")
+TRAINING_SPLITS_FILE = os.path.join("assets.extra", "training_splits.json")
 
 # The Evaluator's names, as pipelines/evaluation.py configures them and the reports and the
 # pusher read them back: the overall slice, the metrics (pipelines/tfma_metrics.py computes them)

@@ -23,7 +23,8 @@ from modules import preprocessing as pp
 from modules import serving_checks
 from modules import signatures as model_signatures
 from modules.contract import (EXAMPLES_INPUT, FEATURE_MEANING_FILE, OUTPUT_KEY, SERVING_DEFAULT,
-                              SERVING_TF_EXAMPLE, TRAINING_QUERY_FILE, TRANSFORM_FEATURES)
+                              SERVING_TF_EXAMPLE, TRAINING_QUERY_FILE, TRAINING_SPLITS_FILE,
+                              TRANSFORM_FEATURES)
 from modules.network import model_inputs
 
 
@@ -121,14 +122,16 @@ def _signatures(model: tf_keras.Model,
 
 
 def export_serving_model(model: tf_keras.Model, tf_transform_output: tft.TFTransformOutput,
-                         serving_model_dir: str, training_query: Optional[str] = None) -> None:
+                         serving_model_dir: str, training_query: Optional[str] = None,
+                         training_splits: Optional[Mapping[str, Any]] = None) -> None:
     """SavedModel with four signatures (modules/signatures.py adds `regression`); loadable by
     TF Serving and plain tf.saved_model.
 
     Beside the graph, assets.extra/ (which TF Serving leaves alone) records the features'
-    meaning, so a later warm start can tell whether these weights still mean the same, and the
+    meaning, so a later warm start can tell whether these weights still mean the same, the
     training query, so prediction from the table's own values maps and filters them as the
-    training examples were, whatever the query file says by then.
+    training examples were, whatever the query file says by then, and the splits' buckets, so
+    scoring "the eval split" later means the rows this version held out.
     """
     signatures = model_signatures.with_regression(_signatures(model, tf_transform_output),
                                                   SERVING_TF_EXAMPLE)
@@ -144,4 +147,7 @@ def export_serving_model(model: tf_keras.Model, tf_transform_output: tft.TFTrans
     if training_query is not None:
         with tf.io.gfile.GFile(os.path.join(serving_model_dir, TRAINING_QUERY_FILE), "w") as out:
             out.write(training_query)
+    if training_splits is not None:
+        with tf.io.gfile.GFile(os.path.join(serving_model_dir, TRAINING_SPLITS_FILE), "w") as out:
+            out.write(json.dumps(training_splits, indent=1, sort_keys=True))
 

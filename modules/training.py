@@ -15,7 +15,8 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from modules.contract import (CACHE_CONFIG_KEY, CACHE_MAX_MEMORY_FRACTION_CONFIG_KEY,
                               DEFAULT_CACHE_MAX_MEMORY_FRACTION, DEFAULT_SEED,
                               HYPERPARAMETERS_CONFIG_KEY, SEED_CONFIG_KEY,
-                              TRAINING_QUERY_CONFIG_KEY, WARM_START_CONFIG_KEY)
+                              TRAINING_QUERY_CONFIG_KEY, TRAINING_SPLITS_CONFIG_KEY,
+                              WARM_START_CONFIG_KEY)
 from modules import example_cache, training_log, warmup
 from modules.export import export_serving_model
 from modules.hparams import HyperParameters, from_keras_tuner
@@ -130,7 +131,8 @@ def run_fn(fn_args: FnArgs) -> None:
                 time.monotonic() - started, min(history.history.get(f"val_{RMSE}", [float("nan")])))
     started = time.monotonic()
     export_serving_model(model, tf_transform_output, fn_args.serving_model_dir,
-                         custom_config.get(TRAINING_QUERY_CONFIG_KEY))
+                         custom_config.get(TRAINING_QUERY_CONFIG_KEY),
+                         custom_config.get(TRAINING_SPLITS_CONFIG_KEY))
     warmup.write_from_eval(fn_args.serving_model_dir, fn_args.eval_files)
     LOGGER.info("Exported the serving model in %.1f s to %s", time.monotonic() - started,
                 fn_args.serving_model_dir)

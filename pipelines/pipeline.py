@@ -24,7 +24,6 @@ from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from pipelines import fingerprints
-from pipelines.components import span_driver
 from pipelines.components.anomaly_gate import AnomalyGate
 from pipelines.components.eda_report import EdaReport
 from pipelines.components.serving_pusher import ServingPusher
@@ -111,13 +110,6 @@ def range_config(data: DataConfig) -> range_config_pb2.RangeConfig:
             start_span_number=first, end_span_number=last))
     return range_config_pb2.RangeConfig(rolling_range=range_config_pb2.RollingRange(
         start_span_number=first, num_spans=newest))
-
-
-def span_settings(data: DataConfig) -> Dict[str, Any]:
-    """The split layout the span driver checks a selection of months against."""
-    return {span_driver.SPLIT_BUCKETS_KEY: {name: list(rng) for name, rng in
-                                            data.split_buckets().items()},
-            span_driver.HASH_BUCKETS_KEY: data.hash_buckets}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +205,7 @@ def push_components(trainer: BaseNode, evaluator: BaseNode, reports_dir: pathlib
 def model_components(
     *,
     data: DataStages,
+    data_config: DataConfig,
     reports_dir: pathlib.Path,
     serving_dir: str,
     hyperparameters: HyperParameters,
@@ -220,7 +213,8 @@ def model_components(
     evaluation: EvaluationConfig,
     engines: Engines = Engines(),
 ) -> List[BaseNode]:
-    """Transform, (Tuner,) Trainer, the baseline resolver, Evaluator and the pusher."""
+    """Transform, (Tuner,) Trainer, the baseline resolver, Evaluator and the pusher;
+    `data_config` is the one the ExampleGen's input_config was built from."""
     examples = data.example_gen.outputs["examples"]
     transform = transform_component(data, engines.batched_reads)
     custom_config = {contract.HYPERPARAMETERS_CONFIG_KEY: hyperparameters.to_dict(),
@@ -256,8 +250,9 @@ def model_components(
         eval_args=trainer_pb2.EvalArgs(num_steps=training.eval_steps or None),
         custom_config={**custom_config, **engines.trainer_custom_config,
                        # The text input_config's split queries wrap (both read it from the
-                       # file as the DAG is built): the export records it.
-                       contract.TRAINING_QUERY_CONFIG_KEY: sql.base_query()})
+                       # file as the DAG is built), and their buckets: the export records both.
+                       contract.TRAINING_QUERY_CONFIG_KEY: sql.base_query(),
+                       contract.TRAINING_SPLITS_CONFIG_KEY: data_config.split_layout()})
     _, _, evaluator_class = batched_reads_lib.component_classes(engines.batched_reads)
     evaluator = evaluator_class(
         examples=examples,
@@ -275,6 +270,7 @@ def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
     example_gen: BaseNode,
+    data_config: DataConfig,
     reports_dir: pathlib.Path,
     warehouse: Optional[WarehouseConfig],
     serving_dir: str,
@@ -288,7 +284,8 @@ def create_pipeline(
     schema_file: Union[str, pathlib.Path] = SCHEMA_FILE,
     project_dir: Optional[str] = None,
 ) -> tfx_pipeline.Pipeline:
-    """The whole pipeline, from the warehouse query to the pushed model.
+    """The whole pipeline, from the warehouse query to the pushed model; `example_gen` reads
+    the splits of `data_config` (input_config), which the export records.
 
     `schema_file` is this checkout's file; the components read their copy under `project_dir`
     where they run (the image's copy of the project in a container; None: this checkout).
@@ -297,7 +294,7 @@ def create_pipeline(
                            pathlib.Path(fingerprints.runtime_path(schema_file, project_dir)),
                            batched_reads=engines.batched_reads)
     components = data.components() + model_components(
-        data=data, reports_dir=reports_dir, serving_dir=serving_dir,
+        data=data, data_config=data_config, reports_dir=reports_dir, serving_dir=serving_dir,
         hyperparameters=hyperparameters, training=training, evaluation=evaluation,
         engines=engines)
     # Every component's cache key covers the project code it runs and the files it reads

@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from common.config import DataConfig
 from serving import instances, validation
+from serving.training_query import TrainingData
 
 Read = Tuple[int, Optional[int], instances.Record]
 
@@ -36,22 +37,24 @@ def read_file(path: str, limit: int = 0) -> Iterator[Read]:
 
 
 def scoring_query(split: Optional[str], limit: int = 0,
-                  training_query: Optional[str] = None) -> str:
-    """The training query's rows once each (DuckDB dialect), whole or one split; the query is
-    `training_query`'s text, the model version's (serving/training_query.py), else the file's.
+                  training: Optional[TrainingData] = None) -> str:
+    """The training query's rows once each (DuckDB dialect), whole or one split; the query and
+    the split's buckets are `training`'s, the model version's (serving/training_query.py), else
+    the query file's and the default buckets.
 
     Whole, a row the query's filters drop is kept, to be rejected naming the filter; one split
     holds only rows that pass them, as the pipeline's split does.
     """
     from warehouse import sql
 
-    query = sql.scoring_query(sql.base_query() if training_query is None else training_query)
+    if training is None:
+        training = TrainingData.of_layout(sql.base_query(), DataConfig().split_layout())
+    query = sql.scoring_query(training.query)
     if split is not None:
-        data = DataConfig()
-        buckets = data.split_buckets()
+        buckets = training.split_buckets
         if split not in buckets:
             raise ValueError(f"--split must be one of {', '.join(buckets)}, got {split!r}")
-        query = sql.split_query(query, data.hash_buckets, buckets[split])
+        query = sql.split_query(query, training.hash_buckets, buckets[split])
         # A split is a part of the training query's data: a row its filters drop is in none.
         query = f"SELECT * FROM ({query}) AS split_rows WHERE {sql.REJECTED_COLUMN} IS NULL"
     return sql.to_duckdb(query) + (f"\nLIMIT {int(limit)}" if limit else "")
@@ -67,7 +70,7 @@ def _query_record(row: Dict[str, Any]) -> instances.Record:
 
 
 def read_query(database: Optional[str], source: Optional[str], split: Optional[str],
-               limit: int = 0, training_query: Optional[str] = None) -> Iterator[Read]:
+               limit: int = 0, training: Optional[TrainingData] = None) -> Iterator[Read]:
     """Every row of the scoring query, in the table's order, fetched in chunks."""
     import pathlib
 
@@ -75,7 +78,7 @@ def read_query(database: Optional[str], source: Optional[str], split: Optional[s
 
     connection = engine.connect(pathlib.Path(database or ""), source=source)
     try:
-        cursor = connection.execute(scoring_query(split, limit, training_query))
+        cursor = connection.execute(scoring_query(split, limit, training))
         names = [column[0] for column in cursor.description]
         index = 0
         while True:
@@ -91,6 +94,6 @@ def read_query(database: Optional[str], source: Optional[str], split: Optional[s
 
 def read_query_element(_: Any, database: Optional[str], source: Optional[str],
                        split: Optional[str], limit: int = 0,
-                       training_query: Optional[str] = None) -> Iterator[Read]:
+                       training: Optional[TrainingData] = None) -> Iterator[Read]:
     """read_query as a FlatMap over a one-element start collection."""
-    return read_query(database, source, split, limit, training_query)
+    return read_query(database, source, split, limit, training)

@@ -17,11 +17,13 @@ Input, one of:
   --source    your export of it (CSV or Parquet files, as local_runner.py --source reads):
               both through the training query's own row mapping (warehouse.sql.scoring_query),
               each row once (no "no ultrasound" copies); a row the query's WHERE would drop is
-              rejected naming the condition. --split keeps one split of the default buckets:
-              only rows that pass the query's filters, as the pipeline's split.
-The training query is the one the version was trained with (serving/training_query.py: its
-export records it), so table values mean what they meant in training after the query file
-changed.
+              rejected naming the condition. --split keeps one split, cut by the buckets the
+              version was trained with: only rows that pass the query's filters, as the
+              pipeline's split.
+The training query and split buckets are the ones the version was trained with
+(serving/training_query.py: its export records them), so table values mean what they meant in
+training after the query file changed, and its eval split is the rows it held out whatever
+split flags trained it.
 
 Output, in input order, one row per accepted row: the key (the input's `key` column, else the
 0-based row number), the features as the model saw them, the label (weight_pounds) when the
@@ -77,6 +79,7 @@ from serving import batch_output, instances, validation  # noqa: E402
 from serving.batch_input import (Read, is_csv, read_file, read_query,  # noqa: E402
                                  read_query_element, scoring_query)
 from serving.settings import PushedVersionConfig  # noqa: E402
+from serving.training_query import TrainingData  # noqa: E402
 
 KEY_COLUMN = instances.KEY_COLUMN
 ERRORS_SUFFIX = ".errors.jsonl"
@@ -102,8 +105,8 @@ class BatchPredictConfig(PushedVersionConfig):
         None, "Instead of --input: your export of the natality table (CSV or Parquet files or "
         "a glob, as local_runner.py --source), through the training query like --warehouse.")
     split: Optional[str] = setting(
-        None, "With --warehouse/--source: only this split (train, eval or test, as the "
-        "pipeline's default split buckets define them); default: every row.")
+        None, "With --warehouse/--source: only this split (train, eval or test, cut by the "
+        "buckets the version was trained with); default: every row.")
     limit: int = setting(0, "Read at most this many rows; 0 = all.")
     output: Optional[str] = setting(
         None, "Predictions file: .csv writes CSV, anything else JSON lines. Required.")
@@ -117,9 +120,9 @@ class BatchPredictConfig(PushedVersionConfig):
     verbose: bool = setting(False, "Show Beam's and TensorFlow's own logs.")
 
 
-def decide(element: Read, training_query: str) -> Union[instances.Accepted, instances.Rejected]:
+def decide(element: Read, training: TrainingData) -> Union[instances.Accepted, instances.Rejected]:
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, ROWS_READ).inc()
-    return instances.decide(*element, query=training_query)
+    return instances.decide(*element, query=training.query)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -236,21 +239,21 @@ class LogPredictions(beam.DoFn):
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version: int,
-                   path: str, training_query: str) -> None:
-    """Rows read, decided by `training_query` (the version's), predicted, written in order."""
+                   path: str, training: TrainingData) -> None:
+    """Rows read, decided by `training`'s query (the version's), predicted, written in order."""
     assert config.output
     if config.input:
         reader = beam.FlatMap(read_file, config.limit)
         start: Any = config.input
     else:
         reader = beam.FlatMap(read_query_element, config.warehouse, config.source,
-                              config.split, config.limit, training_query)
+                              config.split, config.limit, training)
         start = "query"
     decided = (pipeline
                | "Start" >> beam.Create([start])
                | "Read" >> reader
                | "Spread" >> beam.Reshuffle()
-               | "Decide" >> beam.Map(decide, training_query))
+               | "Decide" >> beam.Map(decide, training))
     accepted, rejected = decided | "Split" >> beam.Partition(
         lambda d, _: 0 if isinstance(d, instances.Accepted) else 1, 2)
     handler = KeyedModelHandler(SavedModelHandler(version, path,
@@ -278,7 +281,7 @@ def _counted(result: Any, name: str = ROWS_READ) -> int:
     return int(sum(values))
 
 
-def _check_input(config: BatchPredictConfig, training_query: str) -> None:
+def _check_input(config: BatchPredictConfig, training: TrainingData) -> None:
     """Fails on the launcher, in words, for what would otherwise fail inside a worker."""
     from apache_beam.io.filesystems import FileSystems
 
@@ -289,14 +292,14 @@ def _check_input(config: BatchPredictConfig, training_query: str) -> None:
     import duckdb
 
     try:
-        for _ in read_query(config.warehouse, config.source, config.split, 1, training_query):
+        for _ in read_query(config.warehouse, config.source, config.split, 1, training):
             pass
     except duckdb.Error as error:
         raise ValueError(f"cannot run the training query on "
                          f"{config.source or config.warehouse}: {error}") from None
 
 
-def run(config: BatchPredictConfig, version: int, path: str, training_query: str,
+def run(config: BatchPredictConfig, version: int, path: str, training: TrainingData,
         beam_args: List[str]) -> int:
     """Runs the pipeline, assembles both files, prints the counts; returns the exit code."""
     assert config.output
@@ -304,7 +307,7 @@ def run(config: BatchPredictConfig, version: int, path: str, training_query: str
     for output in (config.output, errors_path):
         batch_output.remove_parts(output)
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args, save_main_session=False))
-    build_pipeline(pipeline, config, version, path, training_query)
+    build_pipeline(pipeline, config, version, path, training)
     result = pipeline.run()
     result.wait_until_finish()
     header = ",".join(CSV_COLUMNS) if is_csv(config.output) else None
@@ -358,15 +361,19 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         version, path = resolve_version(config.model_dir, config.version)
-        query = training_query.of_version(version, path)
+        training = training_query.of_version(version, path, with_splits=bool(config.split))
         if not config.input:
-            scoring_query(config.split, 0, query)  # a wrong --split fails here, not in a worker
-        _check_input(config, query)
+            scoring_query(config.split, 0, training)  # a wrong --split fails here, not in a worker
+        if config.split:
+            lo, hi = training.split_buckets[config.split]
+            print(f"Split {config.split}: rows with ABS(MOD(hashmonth, {training.hash_buckets})) "
+                  f"in [{lo}, {hi}), as version {version} was trained", file=sys.stderr)
+        _check_input(config, training)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:
-        return run(config, version, path, query, beam_args)
+        return run(config, version, path, training, beam_args)
     except Exception as error:  # noqa: BLE001 - a failed run is a message and exit 1
         print(f"error: batch prediction failed: {type(error).__name__}: {error}",
               file=sys.stderr)

@@ -110,7 +110,7 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
         print(f"error: cannot read --json-instances: {error}", file=sys.stderr)
         return 1
     model = load_version(version, path)
-    query = training_query.of_version(version, path)
+    query = training_query.query_of_version(version, path)
     try:
         counts = predict_lines(handle, model, out, config.batch_size, query, err=sys.stderr)
     finally:

@@ -22,6 +22,7 @@ from typing import Dict, Iterator, List
 import numpy as np
 import pytest
 
+from common.config import DataConfig
 from modules import contract, features
 from modules.hparams import HyperParameters
 from warehouse import sql
@@ -92,8 +93,11 @@ def make_fn_args(work: pathlib.Path, hparams: HyperParameters, **custom: object)
         serving_model_dir=str(work / "serving_model"),
         model_run_dir=str(work / "model_run"),
         custom_config={contract.HYPERPARAMETERS_CONFIG_KEY: hparams.to_dict(),
-                       # As the wiring passes it (pipelines/pipeline.py): the export records it.
-                       contract.TRAINING_QUERY_CONFIG_KEY: sql.base_query(), **custom},
+                       # As the wiring passes them (pipelines/pipeline.py): the export
+                       # records both.
+                       contract.TRAINING_QUERY_CONFIG_KEY: sql.base_query(),
+                       contract.TRAINING_SPLITS_CONFIG_KEY: DataConfig().split_layout(),
+                       **custom},
     )
 
 

@@ -13,14 +13,15 @@ from pipelines.config import (DataConfig, EvaluationConfig, PipelineConfig, Trai
 
 
 def build(tmp_path: pathlib.Path, engines: pipeline.Engines = pipeline.Engines(),
-          schema_file: pathlib.Path = SCHEMA_FILE, enable_cache: bool = False, **training):
+          schema_file: pathlib.Path = SCHEMA_FILE, enable_cache: bool = False,
+          data: DataConfig = DataConfig(), **training):
     """The local pipeline as local_runner builds it, in tmp_path."""
     warehouse = WarehouseConfig(database=tmp_path / "natality.duckdb")
     return pipeline.create_pipeline(
         pipeline_name="babyweight-test", pipeline_root=str(tmp_path / "root"),
-        example_gen=DuckDBExampleGen(pipeline.input_config(DataConfig()),
+        example_gen=DuckDBExampleGen(pipeline.input_config(data),
                                      database=warehouse.database),
-        reports_dir=tmp_path / "reports", warehouse=warehouse,
+        data_config=data, reports_dir=tmp_path / "reports", warehouse=warehouse,
         serving_dir=str(tmp_path / "serving"), hyperparameters=HyperParameters(),
         training=TrainingConfig(**training), evaluation=EvaluationConfig(),
         beam_pipeline_args=[], enable_cache=enable_cache, engines=engines,
@@ -160,3 +161,24 @@ def test_the_trainer_is_given_the_query_example_gen_reads(default):
     splits = json_format.Parse(component(default, "DuckDBExampleGen").exec_properties[
         "input_config"], pipeline.example_gen_pb2.Input()).splits
     assert splits and all(query.strip().rstrip(";") in split.pattern for split in splits)
+
+
+def test_the_trainer_is_given_the_split_buckets_example_gen_reads(tmp_path):
+    """The export records them, so batch prediction's --split is the version's own split
+    (tests/test_training_query.py), under split flags other than the defaults too."""
+    import json
+
+    from modules import contract
+
+    data = DataConfig(train_buckets=5, eval_buckets=2)
+    definition = build(tmp_path, data=data)
+    custom = json.loads(component(definition, "Trainer").exec_properties["custom_config"])
+    layout = custom[contract.TRAINING_SPLITS_CONFIG_KEY]
+    assert layout == data.split_layout() != DataConfig().split_layout()
+    splits = json_format.Parse(component(definition, "DuckDBExampleGen").exec_properties[
+        "input_config"], pipeline.example_gen_pb2.Input()).splits
+    assert sorted(split.name for split in splits) == sorted(layout["split_buckets"])
+    for split in splits:
+        lo, hi = layout["split_buckets"][split.name]
+        modulo = f"ABS(MOD(hashmonth, {layout['hash_buckets']}))"
+        assert f"{modulo} >= {lo}" in split.pattern and f"{modulo} < {hi}" in split.pattern

@@ -10,7 +10,7 @@ from modules import contract
 from reports import mlmd
 from tests import pipeline_helpers, pipeline_run_fixtures
 from tests.tolerances import prediction_abs, rmse_abs_given_predictions_within
-from pipelines.config import EvaluationConfig
+from pipelines.config import DataConfig, EvaluationConfig
 from pipelines import pipeline
 from pipelines.components.serving_pusher import PUSH_RECORD
 from warehouse import engine, sql
@@ -73,10 +73,13 @@ def test_push_then_no_duplicate_then_bad_model_kept_out(pipeline_runs, small_war
         serving = runs.base / "serving" / "babyweight"
         assert [v.name for v in serving.iterdir()] == [str(first["version"])]
         assert_only_whole_versions(serving)
-        # The pushed export records the query its examples were read with (batch and local
-        # prediction map the table's values by it: tests/test_training_query.py).
-        recorded = serving / str(first["version"]) / contract.TRAINING_QUERY_FILE
-        assert recorded.read_text() == sql.base_query()
+        # The pushed export records the query its examples were read with and their split
+        # buckets (batch and local prediction map the table's values by the one, batch
+        # prediction's --split cuts by the other: tests/test_training_query.py).
+        pushed = serving / str(first["version"])
+        assert (pushed / contract.TRAINING_QUERY_FILE).read_text() == sql.base_query()
+        assert json.loads((pushed / contract.TRAINING_SPLITS_FILE).read_text()) == \
+            DataConfig().split_layout()
 
         # 3. The Tuner picks the sizes; judged on the bound alone, the model is blessed and
         # pushed as a new version.

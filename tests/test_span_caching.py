@@ -33,7 +33,7 @@ def run_example_gen(base: pathlib.Path, database: pathlib.Path) -> mlmd.Componen
     data = DataConfig()
     example_gen = DuckDBExampleGen(pipeline.input_config(data), database=database,
                                    range_config=pipeline.range_config(data),
-                                   span_settings=pipeline.span_settings(data))
+                                   span_settings=data.split_layout())
     LocalDagRunner().run(tfx_pipeline.Pipeline(
         pipeline_name="spans", pipeline_root=str(base / "root"), components=[example_gen],
         enable_cache=True, metadata_connection_config=metadata.sqlite_metadata_connection_config(

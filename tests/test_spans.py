@@ -26,7 +26,7 @@ def resolved(database: pathlib.Path, data: DataConfig) -> dict:
 
     component = DuckDBExampleGen(pipeline.input_config(data), database=database,
                                  range_config=pipeline.range_config(data),
-                                 span_settings=pipeline.span_settings(data))
+                                 span_settings=data.split_layout())
     driver = DuckDBSpanDriver.__new__(DuckDBSpanDriver)  # resolving needs no metadata store
     return driver.resolve_exec_properties(exec_properties(component), None, None)
 

@@ -1,5 +1,6 @@
 """A model version's own training query maps and filters the table's values in batch and local
-prediction, whatever this checkout's query file says by then (serving/training_query.py)."""
+prediction, and its own split buckets cut batch prediction's --split, whatever this checkout's
+query file and split flags say by then (serving/training_query.py)."""
 from __future__ import annotations
 
 import csv
@@ -12,6 +13,7 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
+from common.config import DataConfig
 from modules import contract, features
 from serving import batch_predict, local_predict, model_store, training_query
 from tests.serving_fixtures import RunningServer, server_predictions
@@ -26,6 +28,8 @@ LABEL, PREDICTED = features.LABEL_KEY, batch_predict.PREDICTION_COLUMN
 SPELLING = ("WHEN 2 THEN 'Twins(2)'", "WHEN 2 THEN 'Triplets(3)'")
 FILTER = ("AND mother_age > 0", "AND mother_age > 30")
 OTHER_QUERY_SAYS = "was trained with another training query"
+# Split flags a version might have been trained with: --train-buckets 5 --eval-buckets 2.
+OTHER_SPLITS = DataConfig(train_buckets=5, eval_buckets=2)
 TOLERANCE = {"rtol": 0, "atol": prediction_abs()}  # see tests.tolerances.prediction_abs
 
 
@@ -48,6 +52,10 @@ def edited_model_dir(shared_server: RunningServer,
     recorded = copy / contract.TRAINING_QUERY_FILE
     assert recorded.read_text() == sql.base_query(), "the export records the query it ran"
     recorded.write_text(_edited(sql.base_query()))
+    splits = copy / contract.TRAINING_SPLITS_FILE
+    assert json.loads(splits.read_text()) == DataConfig().split_layout(), (
+        "the export records the split buckets it was trained with")
+    splits.write_text(json.dumps(OTHER_SPLITS.split_layout()))
     return root
 
 
@@ -63,12 +71,12 @@ def test_a_version_s_recorded_query_is_read_and_the_checkout_s_stands_in_for_non
         caplog: pytest.LogCaptureFixture) -> None:
     version, path = model_store.resolve_version(str(edited_model_dir))
     with caplog.at_level("WARNING", logger=training_query.LOGGER.name):
-        assert training_query.of_version(version, path) == _edited(sql.base_query())
+        assert training_query.query_of_version(version, path) == _edited(sql.base_query())
         assert OTHER_QUERY_SAYS in caplog.text
         caplog.clear()
         old = tmp_path / "1"
         old.mkdir()
-        assert training_query.of_version(1, str(old)) == sql.base_query()
+        assert training_query.query_of_version(1, str(old)) == sql.base_query()
         assert "Version 1 records no training query" in caplog.text
 
 
@@ -143,3 +151,56 @@ def test_local_predict_spells_a_table_row_by_the_version_s_query(
     (twins,) = server_predictions(shared_server, [_as_model(row, features.PLURALITY_NAMES[1])])
     assert abs(twins - printed[LABEL]) > TOLERANCE["atol"], (
         "the two spellings must be told apart by the model for this test to mean anything")
+
+
+def _split_labels(warehouse: pathlib.Path, query: str, split: str,
+                  data: DataConfig) -> List[float]:
+    """The labels of `split`'s rows under `query` and `data`'s buckets, in table order: the
+    whole scoring query's passing rows, kept by their month's bucket computed here
+    (ABS(MOD(h, n)) is |h| mod n)."""
+    from warehouse import engine
+
+    lo, hi = data.split_buckets()[split]
+    connection = engine.connect(warehouse)
+    try:
+        rows = connection.execute(sql.to_duckdb(sql.scoring_query(query))).df()
+    finally:
+        connection.close()
+    passing = rows[rows[sql.REJECTED_COLUMN].isna()]
+    buckets = [abs(int(h)) % data.hash_buckets for h in passing["hashmonth"]]
+    return [float(w) for w, b in zip(passing[LABEL], buckets) if lo <= b < hi]
+
+
+def test_batch_predict_s_split_is_cut_by_the_version_s_own_buckets(
+        small_warehouse: pathlib.Path, edited_model_dir: pathlib.Path,
+        tmp_path: pathlib.Path, capsys: Any) -> None:
+    query = _edited(sql.base_query())  # the version's: mothers over 30 only
+    theirs, ours = (_split_labels(small_warehouse, query, "eval", data)
+                    for data in (OTHER_SPLITS, DataConfig()))
+    limit = 60
+    assert len(theirs) > limit and theirs[:limit] != ours[:limit], (
+        "the two layouts must hold different rows for this test to tell them apart")
+    out = tmp_path / "eval.jsonl"
+    code = batch_predict.main(["--model-dir", str(edited_model_dir), "--warehouse",
+                               str(small_warehouse), "--split", "eval", "--limit", str(limit),
+                               "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    lo, hi = OTHER_SPLITS.split_buckets()["eval"]
+    assert (f"Split eval: rows with ABS(MOD(hashmonth, {OTHER_SPLITS.hash_buckets})) in "
+            f"[{lo}, {hi})") in err
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [g[LABEL] for g in got] == theirs[:limit]
+
+
+def test_a_version_without_recorded_splits_is_cut_by_the_default_buckets_with_a_warning(
+        tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
+    old = tmp_path / "1"
+    (old / "assets.extra").mkdir(parents=True)
+    with caplog.at_level("WARNING", logger=training_query.LOGGER.name):
+        training = training_query.of_version(1, str(old), with_splits=True)
+    assert dict(training.split_buckets) == DataConfig().split_buckets()
+    assert "Version 1 records no split buckets" in caplog.text
+    (old / contract.TRAINING_SPLITS_FILE).write_text('{"hash_buckets": 10}')
+    with pytest.raises(ValueError, match="is not a split layout"):
+        training_query.of_version(1, str(old), with_splits=True)

@@ -41,7 +41,7 @@ def build_local(tmp_path: pathlib.Path, **training: Any):
         pipeline_name="babyweight", pipeline_root=str(tmp_path / "root"),
         example_gen=DuckDBExampleGen(input_config=pipeline.input_config(DataConfig()),
                                      database=warehouse.database),
-        reports_dir=tmp_path / "reports", warehouse=warehouse,
+        data_config=DataConfig(), reports_dir=tmp_path / "reports", warehouse=warehouse,
         serving_dir=str(tmp_path / "serving"), hyperparameters=HyperParameters(),
         training=TrainingConfig(**training), evaluation=EvaluationConfig(),
         beam_pipeline_args=[], enable_cache=True)
@@ -251,7 +251,7 @@ def test_example_gen_resolves_its_spans_before_vertex_checks_the_cache(compiled)
     args = hook["args"]
     assert args[:2] == [vertex_span_driver.INVOCATION_FLAG, "{{$}}"]
     settings = args[args.index(vertex_span_driver.SETTINGS_FLAG) + 1]
-    assert json.loads(settings) == pipeline.span_settings(DataConfig())
+    assert json.loads(settings) == DataConfig().split_layout()
     assert args[-1] == "--project=test-project"  # the query's billing project
     range_config = json.loads(parameter(compiled["spec"], vertex_runner.EXAMPLE_GEN_ID,
                                         "range_config"))

@@ -64,7 +64,7 @@ def test_hook_writes_the_resolved_span_queries_and_fingerprint(fake_bigquery, sm
                                                                tmp_path):
     data = DataConfig(num_spans=36)
     args = [vertex_span_driver.INVOCATION_FLAG, executor_input(tmp_path, data),
-            vertex_span_driver.SETTINGS_FLAG, json.dumps(pipeline.span_settings(data)),
+            vertex_span_driver.SETTINGS_FLAG, json.dumps(data.split_layout()),
             "--project=billing"]
     assert vertex_span_driver.main(args) == 0
     output = json.loads((tmp_path / "task" / "executor_output.json").read_text())
@@ -85,7 +85,7 @@ def test_hook_exits_2_in_words_when_the_spans_cannot_make_the_splits(fake_bigque
                                                                      capsys):
     data = DataConfig(num_spans=1)
     args = [vertex_span_driver.INVOCATION_FLAG, executor_input(tmp_path, data),
-            vertex_span_driver.SETTINGS_FLAG, json.dumps(pipeline.span_settings(data))]
+            vertex_span_driver.SETTINGS_FLAG, json.dumps(data.split_layout())]
     assert vertex_span_driver.main(args) == 2
     assert "no month in split(s)" in capsys.readouterr().err
     assert not (tmp_path / "task" / "executor_output.json").exists()

@@ -26,14 +26,14 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from common.config import HASH_BUCKETS_KEY, SPLIT_BUCKETS_KEY
 from common.errors import DataValidationError
 from warehouse import spans as spans_lib
 
 log = logging.getLogger("babyweight.spans")
 
-# Split layout the driver checks a selection against (custom_config or the hook's flag).
-SPLIT_BUCKETS_KEY = "split_buckets"
-HASH_BUCKETS_KEY = "hash_buckets"
+# The split layout the driver checks a selection against (custom_config or the hook's flag)
+# is common.config.DataConfig.split_layout, under its SPLIT_BUCKETS_KEY and HASH_BUCKETS_KEY.
 
 
 class SpanSelectionFailed(DataValidationError):
