@@ -23,16 +23,26 @@ _NOISE = (
 FORMAT, DATE_FORMAT = "%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"
 
 
-class _ProgressFilter(logging.Filter):
+class LibraryNoiseFilter(logging.Filter):
+    """Drops the libraries' warnings that ask nothing of a user (a deprecation inside TFMA,
+    Beam's note on its own worker count): for the commands that log warnings only."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("babyweight"):
             return True
         message = record.getMessage()
-        if any(noise in message for noise in _NOISE):
+        return not any(noise in message for noise in _NOISE)
+
+
+class _ProgressFilter(LibraryNoiseFilter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("babyweight"):
+            return True
+        if not super().filter(record):
             return False
         if record.levelno >= logging.WARNING:
             return True
-        return message.startswith(_PROGRESS_PREFIXES)
+        return record.getMessage().startswith(_PROGRESS_PREFIXES)
 
 
 def setup(verbose: bool = False) -> None:

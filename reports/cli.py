@@ -8,6 +8,7 @@ import pathlib
 import sys
 from typing import List, Optional
 
+from common import logs
 from common.config import PipelineConfig, add_flags, from_flags, setting
 
 DEFAULTS = PipelineConfig()
@@ -94,6 +95,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     settings = from_flags(ReportsSettings, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("reports").setLevel(logging.INFO if settings.verbose else logging.WARNING)
+    if not settings.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(logs.LibraryNoiseFilter())
     from reports.publisher import Reports, run_page_path
 
     try:

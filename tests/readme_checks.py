@@ -52,6 +52,7 @@ class Check:
     # README text -> what runs instead, each with its reason in `why`.
     substitute: Dict[str, str] = dataclasses.field(default_factory=dict)
     expect: str = ""  # text the output must hold
+    refuse: str = ""  # text the output must not hold (a library's noise a user would read)
     exit_codes: Tuple[int, ...] = (0,)  # what the command may exit with, and why in `why`
     parts: Tuple[str, ...] = (SERVING,)  # the copies it runs in (see the module's docstring)
 
@@ -103,7 +104,7 @@ COMMANDS: Dict[str, Check] = {
         Check("fake cloud", "submits to Vertex AI: its client is faked at the call"),
     f".venv/bin/python -m reports run --run-id {RUN_ID_EXAMPLE}":
         Check("run", "the README's run id is an example: this copy's first run instead",
-              substitute={RUN_ID_EXAMPLE: "{run_a}"}, parts=(RUNS,)),
+              substitute={RUN_ID_EXAMPLE: "{run_a}"}, refuse="deprecated", parts=(RUNS,)),
     ".venv/bin/python -m reports index": Check("run", parts=(RUNS,)),
     ".venv/bin/python -m reports compare RUN_A RUN_B":
         Check("run", "RUN_A and RUN_B stand for run ids: this copy's two runs",
@@ -270,6 +271,7 @@ def run_part(copy: Copy, part: str, monkeypatch: Any) -> None:
             else:
                 output = copy.run(command, check)
                 assert check.expect in output, output[-4000:]
+                assert not check.refuse or check.refuse not in output, output[-4000:]
                 if command.startswith(".venv/bin/python -m warehouse.generator"):
                     _export_parquet(copy)  # what the `--source` command reads
     finally:
