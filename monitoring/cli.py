@@ -192,6 +192,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = command_parser("python -m monitoring", __doc__, MonitorConfig)
     config = from_flags(MonitorConfig, parser.parse_args(argv))
+    from monitoring import logs
+
+    try:
+        logs.parse_duration(config.window)  # before the log is looked for: the flag's fault
+    except ValueError as error:
+        parser.error(f"--window: {error}")
     from common import logs as pipeline_logs
 
     pipeline_logs.setup(False)

@@ -53,12 +53,18 @@ def parse_time(text: str) -> int:
 
 def parse_duration(text: str) -> int:
     """Milliseconds from '90s', '15m', '2h', '1d' (or a bare number of seconds)."""
+    import math
+
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     unit = text[-1:].lower()
     number = text[:-1] if unit in units else text
-    seconds = float(number) * units.get(unit, 1)
-    if seconds <= 0:
-        raise ValueError(f"a window must be longer than zero, got {text!r}")
+    try:
+        seconds = float(number) * units.get(unit, 1)
+    except ValueError:
+        raise ValueError(f"a window is a number of seconds, minutes, hours or days, like 90s, "
+                         f"15m, 2h or 1d; got {text!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a window must be longer than zero and finite, got {text!r}")
     return int(seconds * 1000)
 
 

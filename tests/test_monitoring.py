@@ -156,6 +156,15 @@ def test_no_logs_is_exit_1_in_words(pipeline_runs, tmp_path, capsys):
     assert code == 1 and "no complete request-log files" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("window", ["1x", "inf", "nan", "0m"])
+def test_a_bad_window_is_the_flag_s_error_before_any_log_is_read(window, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--logs", str(tmp_path / "none"), "--window", window])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "--window" in err and repr(window) in err, err
+    assert "request-log" not in err
+
+
 def test_windows_parse_times_and_durations():
     assert logs.parse_duration("15m") == 15 * 60 * 1000
     assert logs.parse_time("1970-01-01T00:01:00") == 60_000
