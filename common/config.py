@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import pathlib
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar, get_type_hints
@@ -36,7 +37,9 @@ HASH_BUCKETS_KEY = "hash_buckets"
 
 
 def setting(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirrors argparse
-    """A dataclass field that also carries its --flag help text."""
+    """A dataclass field that also carries its --flag help text, and optionally `minimum`,
+    `above` (exclusive) and `maximum`, the bounds `from_flags` holds a given value to (a float
+    flag is always finite)."""
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
 
 
@@ -54,8 +57,8 @@ class WarehouseConfig:
         "(e.g. 'exports/natality-*.parquet'). Replaces the generated table; the query is "
         "unchanged.",
     )
-    generate_rows: int = setting(100_000, "Rows of synthetic natality data to generate.")
-    seed: int = setting(42, "Seed of the synthetic data generator.")
+    generate_rows: int = setting(100_000, "Rows of synthetic natality data to generate.", minimum=1)
+    seed: int = setting(42, "Seed of the synthetic data generator.", minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +149,7 @@ class PipelineConfig:
     )
     beam_direct_num_workers: int = setting(
         1, "DirectRunner workers; 0 = one per core (for the multi_* modes; auto uses every "
-        "core).")
+        "core).", minimum=0)
 
     def direct_running_mode(self, rows: Optional[int]) -> Tuple[str, int]:
         """(mode, workers) for a run over `rows` raw rows (None: unknown): auto resolved."""
@@ -249,8 +252,49 @@ def command_parser(prog: str, description: Optional[str], *configs: Type[Any]
     return parser
 
 
+def flag_problem(field: "dataclasses.Field[Any]", value: Any) -> Optional[str]:
+    """What is wrong with a flag's value given its field's bounds, or None."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for one in values:
+        if isinstance(one, bool) or not isinstance(one, (int, float)):
+            continue
+        if isinstance(one, float) and not math.isfinite(one):
+            return f"must be a finite number, got {one}"
+        low, high = field.metadata.get("minimum"), field.metadata.get("maximum")
+        above = field.metadata.get("above")
+        if low is not None and one < low:
+            return f"must be at least {low}, got {one}"
+        if above is not None and one <= above:
+            return f"must be above {above}, got {one}"
+        if high is not None and one > high:
+            return f"must be at most {high}, got {one}"
+    return None
+
+
 def from_flags(cls: Type[T], args: argparse.Namespace, prefix: str = "") -> T:
-    """Builds the config dataclass `cls` from parsed flags added by `add_flags`."""
+    """Builds the config dataclass `cls` from parsed flags added by `add_flags`.
+
+    A value out of its field's bounds, or one the config itself refuses (its __post_init__'s
+    ValueError), is a usage error as argparse's own are: the message on stderr and exit 2,
+    never a traceback.
+    """
     values = {f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls)}
-    # argparse gives a list for a Tuple field's values; the config keeps the declared tuple.
-    return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})
+    for field in dataclasses.fields(cls):
+        problem = flag_problem(field, values[field.name])
+        if problem:
+            _usage_error(f"--{(prefix + field.name).replace('_', '-')} {problem}")
+    try:
+        # argparse gives a list for a Tuple field's values; the config keeps the declared tuple.
+        return cls(**{name: tuple(v) if isinstance(v, list) else v
+                      for name, v in values.items()})
+    except ValueError as error:
+        _usage_error(str(error))
+        raise  # not reached: _usage_error exits
+
+
+def _usage_error(message: str) -> None:
+    """As argparse's `parser.error`: the command's name, the message, exit 2."""
+    import sys
+
+    print(f"{os.path.basename(sys.argv[0]) or 'babyweight'}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)

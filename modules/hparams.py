@@ -14,8 +14,10 @@ if TYPE_CHECKING:  # keras_tuner imports TensorFlow; only tuner code pays for it
     import keras_tuner
 
 
-def _setting(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse
-    return dataclasses.field(default=default, metadata={"help": help})
+def _setting(default: Any, help: str, **bounds: Any) -> Any:  # noqa: A002 - mirrors argparse
+    """As common.config.setting (its `minimum`, `above`, `maximum` bounds too), without
+    importing it: the Trainer's module code stays free of the flag helpers."""
+    return dataclasses.field(default=default, metadata={"help": help, **bounds})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,16 +29,18 @@ class HyperParameters:
     """
 
     hidden_units: str = _setting("64,32", "Deep part's hidden layer sizes, comma-separated.")
-    embedding_dim: int = _setting(8, "Size of the deep part's embeddings of categorical ids.")
-    batch_size: int = _setting(512, "Training batch size.")
-    learning_rate: float = _setting(0.005, "Adam learning rate.")
-    epochs: int = _setting(5, "Training epochs (early stopping may end training sooner).")
+    embedding_dim: int = _setting(
+        8, "Size of the deep part's embeddings of categorical ids.", minimum=1)
+    batch_size: int = _setting(512, "Training batch size.", minimum=1)
+    learning_rate: float = _setting(0.005, "Adam learning rate.", above=0)
+    epochs: int = _setting(
+        5, "Training epochs (early stopping may end training sooner).", minimum=1)
     train_steps_per_epoch: int = _setting(
-        0, "Steps per epoch; 0 = one pass over the (possibly capped) training data.")
+        0, "Steps per epoch; 0 = one pass over the (possibly capped) training data.", minimum=0)
     num_train_examples: int = _setting(
-        0, "Read at most this many training examples; 0 = all of them.")
+        0, "Read at most this many training examples; 0 = all of them.", minimum=0)
     early_stopping_patience: int = _setting(
-        2, "Epochs without a lower validation loss before training stops.")
+        2, "Epochs without a lower validation loss before training stops.", minimum=0)
 
     def __post_init__(self) -> None:
         self.hidden_layer_sizes()  # fail at construction, not deep inside model building

@@ -41,7 +41,8 @@ class MonitorConfig:
     logs: str = setting("runs/request_log", "The server's --request-log-dir.")
     model_dir: str = setting(str(PipelineConfig.serving_dir),
                              "The served model's version directories (the server's --model-dir).")
-    version: Optional[int] = setting(None, "Version whose traffic to check; default: the newest.")
+    version: Optional[int] = setting(
+        None, "Version whose traffic to check; default: the newest.", minimum=0)
     metadata_path: str = setting(str(PipelineConfig.metadata_path),
                                  "The pipeline's ML Metadata store, for the model's lineage.")
     reports_dir: str = setting(str(PipelineConfig.reports_dir),

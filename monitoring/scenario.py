@@ -244,9 +244,10 @@ class ScenarioConfig:
 
     work_dir: pathlib.Path = setting(pathlib.Path("runs/ct-demo"),
                                      "Everything the demo writes (must be empty or absent).")
-    rows_per_month: int = setting(1000, "Births a month of 2001-2006.")
-    new_rows_per_month: int = setting(1000, "Births a month of 2007 and 2008.")
-    port: int = setting(8511, "The REST port of the demo's server (0: any free port).")
+    rows_per_month: int = setting(1000, "Births a month of 2001-2006.", minimum=1)
+    new_rows_per_month: int = setting(1000, "Births a month of 2007 and 2008.", minimum=1)
+    port: int = setting(
+        8511, "The REST port of the demo's server (0: any free port).", minimum=0, maximum=65535)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -28,23 +28,24 @@ class TrainingConfig:
 
     tune: bool = setting(False, "Search hyperparameters with the Tuner before training.")
     tuner_max_trials: int = setting(contract.DEFAULT_MAX_TRIALS,
-                                    "Tuner trials (each a short training run).")
+                                    "Tuner trials (each a short training run).", minimum=1)
     tuner_train_steps: int = setting(contract.DEFAULT_TUNER_TRAIN_STEPS,
-                                     "Training steps of each Tuner trial.")
+                                     "Training steps of each Tuner trial.", minimum=1)
     warm_start: bool = setting(
         False, "Start training from the last blessed model's weights when the architecture "
         "and the features' meaning match (continuous training).")
-    eval_steps: int = setting(0, "Validation batches per epoch; 0 = the whole eval split.")
+    eval_steps: int = setting(
+        0, "Validation batches per epoch; 0 = the whole eval split.", minimum=0)
     cache_examples: bool = setting(
         True, "Keep the transformed examples in memory after the first epoch instead of "
         "re-reading and re-parsing the files every epoch (turn off when they do not fit in RAM).")
     cache_examples_max_memory_fraction: float = setting(
         contract.DEFAULT_CACHE_MAX_MEMORY_FRACTION,
         "The example cache turns itself off (one log line says so) when its estimated size "
-        "is over this fraction of the machine's memory.")
+        "is over this fraction of the machine's memory.", above=0, maximum=1)
     training_seed: int = setting(
         42, "Seed of the model's initial weights, the training data's shuffle and the Tuner's "
-        "search: the same data and seed train the same model.")
+        "search: the same data and seed train the same model.", minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +53,7 @@ class EvaluationConfig:
     """When a model is good enough to push: TFMA's thresholds on the eval split."""
 
     rmse_upper_bound: float = setting(
-        1.15, "A model is blessed only with an overall eval RMSE (lb) below this.")
+        1.15, "A model is blessed only with an overall eval RMSE (lb) below this.", above=0)
     max_rmse_increase: float = setting(
         0.01, "...and at most this much worse (lb) than the last blessed model, if any.")
     gate_slices: bool = setting(

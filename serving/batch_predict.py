@@ -107,16 +107,17 @@ class BatchPredictConfig(PushedVersionConfig):
     split: Optional[str] = setting(
         None, "With --warehouse/--source: only this split (train, eval or test, cut by the "
         "buckets the version was trained with); default: every row.")
-    limit: int = setting(0, "Read at most this many rows; 0 = all.")
+    limit: int = setting(0, "Read at most this many rows; 0 = all.", minimum=0)
     output: Optional[str] = setting(
         None, "Predictions file: .csv writes CSV, anything else JSON lines. Required.")
     max_error_rate: float = setting(
         0.0, "Fraction of rows that may be rejected with exit code 0 (0 = none).")
-    batch_size: int = setting(256, "Most instances per model call.")
+    batch_size: int = setting(256, "Most instances per model call.", minimum=1)
     request_log_dir: Optional[str] = setting(
         None, "Also write each prediction to this request log (the server's format, which "
         "`python -m monitoring --logs` reads); local paths only.")
-    request_log_sample_rate: float = setting(1.0, "Share of rows the request log keeps.")
+    request_log_sample_rate: float = setting(
+        1.0, "Share of rows the request log keeps.", minimum=0, maximum=1)
     verbose: bool = setting(False, "Show Beam's and TensorFlow's own logs.")
 
 

@@ -36,7 +36,7 @@ class LocalPredictConfig(PushedVersionConfig):
 
     json_instances: Optional[str] = setting(
         None, "JSON-lines file, one instance object per line ('-' reads stdin). Required.")
-    batch_size: int = setting(1000, "Instances per model call.")
+    batch_size: int = setting(1000, "Instances per model call.", minimum=1)
     max_error_rate: float = setting(
         0.0, "Fraction of lines that may be rejected with exit code 0 (0 = none).")
     verbose: bool = setting(False, "Show TensorFlow's own logs.")

@@ -20,7 +20,7 @@ class PushedVersionConfig:
 
     model_dir: str = setting(DEFAULT_MODEL_DIR, "Directory of version directories "
                              "(the pipeline's --serving-dir); local or gs://.")
-    version: Optional[int] = setting(None, "Version to use; default: the newest.")
+    version: Optional[int] = setting(None, "Version to use; default: the newest.", minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,14 +35,15 @@ class ModelConfig:
         PIPELINE_NAME, "Model name in the REST paths: /v1/models/<model-name>[:predict].")
     max_num_load_retries: int = setting(
         5, "Times a version that failed to load (e.g. seen while still being copied) is "
-        "tried again before it is given up (TF Serving's --max_num_load_retries); 0 = once.")
+        "tried again before it is given up (TF Serving's --max_num_load_retries); 0 = once.",
+        minimum=0)
     load_retry_interval_micros: int = setting(
         60_000_000, "Microseconds between those tries (TF Serving's "
-        "--load_retry_interval_micros).")
+        "--load_retry_interval_micros).", minimum=0)
     load_cpu_share: float = setting(
         DEFAULT_CPU_SHARE, "Share of one core that loading, warming up and releasing a version "
         "may take while another version serves, so requests keep the rest; 1 = unpaced (a "
-        "switch is quicker, requests meanwhile slower).")
+        "switch is quicker, requests meanwhile slower).", above=0, maximum=1)
     model_config_file: str = setting(
         "", "A ModelServerConfig in text format, as TF Serving's --model_config_file: its one "
         "model's name and base_path replace --model-name and --model-dir, and it sets the "
@@ -50,7 +51,7 @@ class ModelConfig:
         "(/v1/models/<name>/labels/<label>). Empty: the latest version serves.")
     model_config_file_poll_wait_seconds: float = setting(
         0.0, "Seconds between reads of --model-config-file (TF Serving's "
-        "--model_config_file_poll_wait_seconds); 0 = read once, at start.")
+        "--model_config_file_poll_wait_seconds); 0 = read once, at start.", minimum=0)
     allow_version_labels_for_unavailable_models: bool = setting(
         False, "Let a new label point at a version that is not serving yet (TF Serving's "
         "flag of that name); an existing label still moves only to a serving version.")
@@ -66,8 +67,8 @@ class ModelConfig:
 class LimitsConfig:
     """What a single request may carry; anything beyond is refused with a 400."""
 
-    max_instances: int = setting(10_000, "Most instances (rows) in one request.")
-    max_body_bytes: int = setting(10 * 1024 * 1024, "Largest request body, in bytes.")
+    max_instances: int = setting(10_000, "Most instances (rows) in one request.", minimum=1)
+    max_body_bytes: int = setting(10 * 1024 * 1024, "Largest request body, in bytes.", minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,15 +80,16 @@ class BatchingConfig:
     """
 
     max_batch_rows: int = setting(1024, "Most rows in one model call (a bigger request runs "
-                                  "alone).")
+                                  "alone).", minimum=1)
     batch_timeout_ms: float = setting(
         0.0, "Also hold a forming batch open this long for more rows before calling the model "
-        "(TF Serving's batch_timeout_micros); 0 = call as soon as the model is free.")
-    model_threads: int = setting(1, "Model calls that may run at once, each in its own thread.")
+        "(TF Serving's batch_timeout_micros); 0 = call as soon as the model is free.", minimum=0)
+    model_threads: int = setting(
+        1, "Model calls that may run at once, each in its own thread.", minimum=1)
     tf_threads: int = setting(
         1, "TensorFlow threads within one model call (intra- and inter-op); 0 = TensorFlow's "
         "default, one per core. Small calls are faster on one thread and leave the other "
-        "cores to the HTTP side.")
+        "cores to the HTTP side.", minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,16 +99,17 @@ class ServerConfig:
     host: str = setting("127.0.0.1", "Address to bind; 0.0.0.0 exposes the server to the "
                         "network (then set --auth-token-file). Bound to loopback, the server "
                         "answers only requests addressed to localhost, 127.0.0.1 or [::1].")
-    port: int = setting(8501, "Port to listen on (TF Serving's REST port is 8501).")
+    port: int = setting(
+        8501, "Port to listen on (TF Serving's REST port is 8501).", minimum=0, maximum=65535)
     grpc_port: int = setting(
         8500, "Port for TF Serving's gRPC API (tensorflow.serving.PredictionService and "
         "ModelService, TF Serving's gRPC port is 8500), bound on --host beside REST; 0 = no "
-        "gRPC.")
+        "gRPC.", minimum=0, maximum=65535)
     grpc_max_threads: int = setting(
         32, "The most gRPC requests in progress at once (TF Serving's --grpc_max_threads), so "
-        "also the most that one model call can batch; more wait.")
+        "also the most that one model call can batch; more wait.", minimum=1)
     poll_seconds: float = setting(
-        2.0, "Seconds between looks at --model-dir for a new version (hot reload).")
+        2.0, "Seconds between looks at --model-dir for a new version (hot reload).", above=0)
     metrics: bool = setting(True, "Prometheus metrics at /monitoring/prometheus/metrics "
                             "(TF Serving's path): requests, latency, batch sizes, loads.")
     monitoring_dir: str = setting(
@@ -128,11 +131,12 @@ class RequestLogSettings:
     request_log_dir: str = setting(
         "", "Log a sample of requests with their predictions, model version and time here, as "
         "TFRecord files of tf.Example (TFDV reads them); empty: no log.")
-    request_log_sample_rate: float = setting(0.1, "Share of requests the log keeps.")
+    request_log_sample_rate: float = setting(
+        0.1, "Share of requests the log keeps.", minimum=0, maximum=1)
     request_log_max_bytes: int = setting(256 * 1024 * 1024, "Most bytes the log's files may "
-                                         "take together; the oldest files go first.")
+                                         "take together; the oldest files go first.", minimum=1)
     request_log_file_seconds: float = setting(
-        60.0, "A log file is completed (and readable) after this many seconds or 16 MiB.")
+        60.0, "A log file is completed (and readable) after this many seconds or 16 MiB.", above=0)
 
     def config(self):
         """The writer's configuration, or None when logging is off."""

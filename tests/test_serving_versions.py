@@ -91,9 +91,11 @@ def test_a_load_cpu_share_outside_0_to_1_is_exit_2_naming_the_flag(
         share: str, capsys: pytest.CaptureFixture) -> None:
     from serving.server import main
 
-    assert main(["--model-dir", "nowhere", "--load-cpu-share", share]) == 2
-    assert f"--load-cpu-share must be above 0 and at most 1, got {float(share)}" in \
-        capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # a usage error, as argparse's own
+        main(["--model-dir", "nowhere", "--load-cpu-share", share])
+    bound = "above 0" if float(share) <= 0 else "at most 1"
+    assert exited.value.code == 2
+    assert f"--load-cpu-share must be {bound}, got {float(share)}" in capsys.readouterr().err
 
 
 def test_failed_loads_are_retried_then_given_up(caplog: pytest.LogCaptureFixture) -> None:

@@ -210,12 +210,12 @@ def read_report(database: pathlib.Path) -> Optional[GeneratorReport]:
 class GenerateConfig:
     """What to generate and where: the same seed and row count always give the same table."""
 
-    rows: int = setting(DEFAULT_ROWS, "Number of rows to generate.")
-    seed: int = setting(DEFAULT_SEED, "Random seed (>= 0).")
+    rows: int = setting(DEFAULT_ROWS, "Number of rows to generate.", minimum=1)
+    seed: int = setting(DEFAULT_SEED, "Random seed (>= 0).", minimum=0)
     out: pathlib.Path = setting(DEFAULT_OUT, "DuckDB file to write.")
     chunk_rows: int = setting(
         DEFAULT_CHUNK_ROWS,
-        "Rows drawn per chunk (bounds memory; part of what determines the content).")
+        "Rows drawn per chunk (bounds memory; part of what determines the content).", minimum=1)
     quiet: bool = setting(False, "Log warnings only, no per-chunk progress.")
     overwrite: bool = setting(
         False, "Replace an existing --out file (without it, an existing warehouse is kept).")
