@@ -22,6 +22,7 @@ import io
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import List, Optional
 
@@ -87,6 +88,22 @@ def grpc_address(server: ServerConfig) -> Optional[str]:
     return f"{host}:{server.grpc_port}"
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The REST socket, bound before anything loads (as uvicorn's Config.bind_socket binds
+    it): a port in use fails at once, and with --port 0 the port the system picked is known
+    to the Host check and the log, where uvicorn would bind it only once it starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     model, server, limits, batching, request_log = (from_flags(c, args) for c in CONFIGS)
@@ -97,6 +114,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.setup(server.verbose)
+    try:
+        listener = listen(server.host, server.port)
+    except OSError as error:
+        print(f"error: cannot listen on {server.host} port {server.port} (--host, --port): "
+              f"{error.strerror or error}", file=sys.stderr)
+        return 1
+    port = listener.getsockname()[1]
     from serving.model_config import ConfigError, with_config_file
 
     try:  # before TensorFlow's import: a wrong file is exit 2 at once (the app reads it again)
@@ -124,7 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         app = create_app(model, limits, batching, poll_seconds=server.poll_seconds,
                          access_log=server.access_log,
-                         hosts=security.allowed_hosts(server.host, server.port), token=token,
+                         hosts=security.allowed_hosts(server.host, port), token=token,
                          grpc_address=grpc_address(server), metrics=server.metrics,
                          request_log=request_log_config,
                          monitoring_dir=server.monitoring_dir or None,
@@ -136,14 +160,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if token is None and not security.is_loopback(server.host):
         LOGGER.warning("Bound to %s without --auth-token-file: anyone who can reach this "
                        "address can use the model.", server.host)
+    shown_host = f"[{server.host}]" if ":" in server.host else server.host
     LOGGER.info("Serving %s from %s (versions: %s) on http://%s:%d (docs: /docs), gRPC port "
                 "%s", app.state.service.name, store.model_dir, store.policy.describe(),
-                server.host, server.port, server.grpc_port or "off")
+                shown_host, port, server.grpc_port or "off")
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exit normally instead, so
     # atexit handlers (the buffered access log) still run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(app, host=server.host, port=server.port, log_config=None, access_log=False,
-                log_level="info" if server.verbose else "warning", timeout_graceful_shutdown=5)
+    uvicorn.Server(uvicorn.Config(
+        app, log_config=None, access_log=False, log_level="info" if server.verbose else "warning",
+        timeout_graceful_shutdown=5)).run(sockets=[listener])
     return 0
 
 

@@ -7,7 +7,7 @@ own in test_serving_batcher.py; the models are tiny ones trained once per sessio
 from __future__ import annotations
 
 import json
-from typing import List
+from typing import Any, Dict, List, Optional
 
 import httpx
 
@@ -96,3 +96,45 @@ def test_a_forked_server_s_exit_code_and_output_are_its_own(tmp_path) -> None:
     ended = [json.loads(line) for line in (run / server_forks.CHILDREN).read_text().splitlines()]
     assert {"pid": process.pid, "log": str(log), "code": 2}.items() <= next(
         e for e in ended if e["pid"] == process.pid).items()
+
+
+def test_port_0_serves_on_the_port_it_logs_and_a_taken_port_is_named(
+        serving_models: serving_fixtures.ServingModels, tmp_path) -> None:
+    """--port 0: the system picks the port, and the log and the Host check know which (they
+    said 0 and refused every request); a port in use stops the server before it loads."""
+    import re
+    import socket
+
+    log = tmp_path / "server.log"
+    process = serving_fixtures.spawn_server(
+        ["--model-dir", str(serving_models.serving_dir(tmp_path)), "--model-name", MODEL_NAME,
+         "--port", "0", "--grpc-port", "0"], log)
+    try:
+        serving_line = r"on http://127\.0\.0\.1:(\d+) "
+        text = lambda: log.read_text() if log.exists() else ""  # noqa: E731 - the fork makes it
+        wait_for(lambda: re.search(serving_line, text()) is not None)
+        port = int(re.search(serving_line, text()).group(1))
+        assert port != 0
+        url = f"http://localhost:{port}/v1/models/{MODEL_NAME}"
+        available = {"model_version_status": [version_status(1)]}
+        wait_for(lambda: _status(url) == available)  # 200 LOADING first, then this
+        with socket.create_connection(("127.0.0.1", port)):
+            pass  # the port is the server's: a second one cannot have it
+        taken = tmp_path / "taken.log"
+        second = serving_fixtures.spawn_server(
+            ["--model-dir", str(tmp_path), "--port", str(port), "--grpc-port", "0"], taken)
+        assert second.wait(timeout=300) == 1
+        assert (f"error: cannot listen on 127.0.0.1 port {port} (--host, --port): Address "
+                "already in use") in taken.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _status(url: str) -> Optional[Dict[str, Any]]:
+    """The version status once the server answers 200 (its log line comes before it listens)."""
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
