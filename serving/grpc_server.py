@@ -319,7 +319,11 @@ async def _serve(shared: Service, address: str, token: Optional[str],
     slots = asyncio.Semaphore(max(1, threads))
     server = grpc.aio.server(
         interceptors=[_Token(token)] if token else None,
-        options=[("grpc.max_receive_message_length", shared.limits.max_body_bytes)])
+        # grpc binds with SO_REUSEPORT by default: a second server on the same --grpc-port (two
+        # models' servers both left at 8500) would bind too, and the kernel would deal the
+        # calls between the two models without a word. Off, the second one fails to start.
+        options=[("grpc.max_receive_message_length", shared.limits.max_body_bytes),
+                 ("grpc.so_reuseport", 0)])
     _register(server, prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server,
               Predictions(shared, metrics, slots), prediction_service_pb2.DESCRIPTOR)
     _register(server, model_service_pb2_grpc.add_ModelServiceServicer_to_server,

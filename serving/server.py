@@ -104,6 +104,28 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _listener(server: ServerConfig) -> Optional[socket.socket]:
+    """The REST socket, once the gRPC port is known to be free too (gRPC binds it only as the
+    app starts); None, with the taken port named, when either is not."""
+    listener = None
+    for flag, port in (("--port", server.port), ("--grpc-port", server.grpc_port)):
+        if flag == "--grpc-port" and not port:
+            break
+        try:
+            bound = listen(server.host, port)
+        except OSError as error:
+            print(f"error: cannot listen on {server.host} port {port} (--host, {flag}): "
+                  f"{error.strerror or error}", file=sys.stderr)
+            if listener is not None:
+                listener.close()
+            return None
+        if listener is None:
+            listener = bound
+        else:
+            bound.close()
+    return listener
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     model, server, limits, batching, request_log = (from_flags(c, args) for c in CONFIGS)
@@ -114,11 +136,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.setup(server.verbose)
-    try:
-        listener = listen(server.host, server.port)
-    except OSError as error:
-        print(f"error: cannot listen on {server.host} port {server.port} (--host, --port): "
-              f"{error.strerror or error}", file=sys.stderr)
+    listener = _listener(server)
+    if listener is None:
         return 1
     port = listener.getsockname()[1]
     from serving.model_config import ConfigError, with_config_file

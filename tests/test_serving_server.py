@@ -10,6 +10,7 @@ import json
 from typing import Any, Dict, List, Optional
 
 import httpx
+import pytest
 
 from modules import features
 from tests import server_forks, serving_fixtures, shared_zygote
@@ -98,17 +99,21 @@ def test_a_forked_server_s_exit_code_and_output_are_its_own(tmp_path) -> None:
         e for e in ended if e["pid"] == process.pid).items()
 
 
-def test_port_0_serves_on_the_port_it_logs_and_a_taken_port_is_named(
+def test_port_0_serves_on_the_port_it_logs_and_taken_ports_are_named(
         serving_models: serving_fixtures.ServingModels, tmp_path) -> None:
     """--port 0: the system picks the port, and the log and the Host check know which (they
-    said 0 and refused every request); a port in use stops the server before it loads."""
+    said 0 and refused every request). A port in use, REST's or gRPC's, stops a second server
+    before it loads, and no other gRPC server can share this one's port (grpc's SO_REUSEPORT
+    would let the kernel deal the calls between the two without a word)."""
     import re
-    import socket
+    from concurrent import futures
 
-    log = tmp_path / "server.log"
+    import grpc
+
+    log, grpc_port = tmp_path / "server.log", serving_fixtures.free_port()
     process = serving_fixtures.spawn_server(
         ["--model-dir", str(serving_models.serving_dir(tmp_path)), "--model-name", MODEL_NAME,
-         "--port", "0", "--grpc-port", "0"], log)
+         "--port", "0", "--grpc-port", str(grpc_port)], log)
     try:
         serving_line = r"on http://127\.0\.0\.1:(\d+) "
         text = lambda: log.read_text() if log.exists() else ""  # noqa: E731 - the fork makes it
@@ -118,14 +123,21 @@ def test_port_0_serves_on_the_port_it_logs_and_a_taken_port_is_named(
         url = f"http://localhost:{port}/v1/models/{MODEL_NAME}"
         available = {"model_version_status": [version_status(1)]}
         wait_for(lambda: _status(url) == available)  # 200 LOADING first, then this
-        with socket.create_connection(("127.0.0.1", port)):
-            pass  # the port is the server's: a second one cannot have it
-        taken = tmp_path / "taken.log"
-        second = serving_fixtures.spawn_server(
-            ["--model-dir", str(tmp_path), "--port", str(port), "--grpc-port", "0"], taken)
-        assert second.wait(timeout=300) == 1
-        assert (f"error: cannot listen on 127.0.0.1 port {port} (--host, --port): Address "
-                "already in use") in taken.read_text()
+        for flag, taken in (("--port", ["--port", str(port), "--grpc-port", "0"]),
+                            ("--grpc-port", ["--port", "0", "--grpc-port", str(grpc_port)])):
+            second_log = tmp_path / f"second{flag}.log"
+            second = serving_fixtures.spawn_server(["--model-dir", str(tmp_path), *taken],
+                                                   second_log)
+            assert second.wait(timeout=300) == 1
+            taken_port = port if flag == "--port" else grpc_port
+            assert (f"error: cannot listen on 127.0.0.1 port {taken_port} (--host, {flag}): "
+                    "Address already in use") in second_log.read_text()
+        other = grpc.server(futures.ThreadPoolExecutor(1))  # grpc's defaults: SO_REUSEPORT on
+        try:
+            with pytest.raises(RuntimeError, match="Failed to bind"):
+                other.add_insecure_port(f"127.0.0.1:{grpc_port}")
+        finally:
+            other.stop(None)
     finally:
         process.terminate()
         process.wait(timeout=60)
