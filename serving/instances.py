@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from modules import features
@@ -70,7 +69,7 @@ def json_records(lines: Iterable[str]) -> Iterator[Tuple[int, Record]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            yield number, validation.loads(line)
         except ValueError as error:
             yield number, validation.RequestError(f"malformed JSON: {error}")
 

@@ -160,6 +160,9 @@ BAD_REQUESTS: List[tuple] = [
      ["malformed JSON"]),
     ("not UTF-8", b'{"instances": ["\xff"]}', ["malformed JSON"]),
     ("not an object", b"[1, 2, 3]", ["JSON object"]),
+    ("a key twice", b'{"instances": [{"is_male": "True", "plurality": "Single(1)", '
+     b'"mother_age": 26, "gestation_weeks": 39, "mother_age": 40}]}',
+     ["malformed JSON", "'mother_age' appears twice"]),
     ("both formats", {"instances": [CANONICAL], "inputs": {}}, ["exactly one of"]),
     ("unknown signature", {"instances": [CANONICAL], "signature_name": "nope"},
      ['"nope" not found']),

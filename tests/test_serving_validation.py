@@ -6,6 +6,7 @@ tests follow it when a vocabulary or range changes.
 from __future__ import annotations
 
 import base64
+import json
 import math
 from typing import Any, Callable, Dict
 
@@ -188,6 +189,43 @@ def test_columnar_errors_name_the_input(change: Callable[[Dict[str, Any]], Any],
 def test_body_envelope_errors(raw: bytes, words: str) -> None:
     with pytest.raises(RequestError, match=words):
         validation.parse_predict_body(validation.parse_json(raw))
+
+
+_ROW = '"is_male": "True", "plurality": "Single(1)", "mother_age": 26, "gestation_weeks": 39'
+
+
+@pytest.mark.parametrize("raw", [
+    # In a flat instance, compact or spaced (the fast check), and where the exact parse runs:
+    # a nested object, a space before the colon, the columnar format, the envelope.
+    '{"instances": [{%s}, {%s, "mother_age": 40}]}' % (_ROW, _ROW),
+    '{"instances":[{"mother_age":26,"mother_age":26}]}',
+    '{"instances": [{%s, "mother_age" : 40}]}' % _ROW,
+    '{"signature_name": "serving_tf_example", "instances": [{"b64": "AA==", "b64": "AA=="}]}',
+    '{"inputs": {"mother_age": [26], "mother_age": [40]}}',
+    '{"instances": [{%s}], "instances": []}' % _ROW,
+])
+def test_a_key_named_twice_in_one_object_is_refused_naming_it(raw: str) -> None:
+    with pytest.raises(RequestError, match=r"malformed JSON body: the key '\w+' appears twice"):
+        validation.parse_json(raw.encode())
+
+
+@pytest.mark.parametrize("value", [
+    '{"instances": [{%s, "key": "a\\":b {c"}]}' % _ROW,  # '":' and '{' inside a string
+    '{"instances": [{%s}, {%s}]}' % (_ROW, _ROW),
+    '{"inputs": {"mother_age": [26, 27]}}',
+    '{"signature_name": "serving_tf_example", "instances": [{"b64": "AA=="}, {"b64": "AA=="}]}',
+])
+def test_bodies_without_a_repeated_key_parse_as_plain_json(value: str) -> None:
+    assert validation.parse_json(value.encode()) == json.loads(value)
+
+
+def test_a_json_lines_record_naming_a_key_twice_is_a_rejection() -> None:
+    from serving import instances
+
+    lines = ['{%s}' % _ROW, '{%s, "plurality": "Twins(2)"}' % _ROW]
+    (_, first), (_, second) = instances.json_records(lines)
+    assert first == json.loads(lines[0])
+    assert isinstance(second, RequestError) and "'plurality' appears twice" in str(second)
 
 
 def test_nan_tokens_parse_then_fail_as_non_finite() -> None:
