@@ -14,7 +14,9 @@ A record is accepted in either of two spellings, per value:
 Then the REST server's checks apply (serving.validation): a missing plurality, an unknown
 category, a number out of range are rejections naming the field. Columns that are not features
 are ignored, except `key` (carried to the output; the 0-based row number when absent) and the
-label (carried to the output when present, so predictions can be set against actuals).
+label (carried to the output when present, so predictions can be set against actuals); a
+column named as one of those but for case, spaces or dashes ('Is_Male') is a rejection, not an
+ignored column.
 """
 from __future__ import annotations
 
@@ -134,6 +136,24 @@ def _reason(error: validation.RequestError) -> str:
     return message
 
 
+_KNOWN_NAMES = frozenset([*features.FEATURE_NAMES, features.LABEL_KEY, KEY_COLUMN])
+_BY_SPELLING = {name.lower(): name for name in _KNOWN_NAMES}
+
+
+def _misspelled_names(record: Dict[str, Any]) -> Optional[str]:
+    """The complaint about a column that is a known name but for case, spaces or dashes
+    ('Is_Male', 'mother-age'), else None. Other columns are ignored, as documented; such a one
+    would be too, and its feature read as missing (is_male as Unknown) without a word."""
+    for name in record:
+        if name in _KNOWN_NAMES or not isinstance(name, str):
+            continue
+        meant = _BY_SPELLING.get(name.strip().lower().replace("-", "_").replace(" ", "_"))
+        if meant is not None and meant not in record:
+            return (f"column {name!r} is not {meant!r} (names are case-sensitive): rename it, "
+                    f"or the row is read without its {meant}")
+    return None
+
+
 def decide(index: int, line: Optional[int], record: Record,
            query: Optional[str] = None) -> Union[Accepted, Rejected]:
     """The one rule for a record read from a file or a query (see the module docstring); a
@@ -146,6 +166,9 @@ def decide(index: int, line: Optional[int], record: Record,
     if not isinstance(record, dict):
         return Rejected(index, line, key, "expected an object of feature values "
                         f"({', '.join(features.FEATURE_NAMES)}), got {type(record).__name__}")
+    misspelled = _misspelled_names(record)
+    if misspelled:
+        return Rejected(index, line, key, misspelled)
     instance: Dict[str, Any] = {}
     notes: Dict[str, str] = {}
     for feature in features.FEATURES:

@@ -105,7 +105,9 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:
-        handle = sys.stdin if config.json_instances == "-" else open(config.json_instances)
+        # utf-8-sig: a byte-order mark is not part of the first line's JSON.
+        handle = (sys.stdin if config.json_instances == "-"
+                  else open(config.json_instances, encoding="utf-8-sig"))
     except OSError as error:
         print(f"error: cannot read --json-instances: {error}", file=sys.stderr)
         return 1
