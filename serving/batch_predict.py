@@ -289,6 +289,8 @@ def _check_input(config: BatchPredictConfig, training: TrainingData) -> None:
     if config.input:
         if not FileSystems.exists(config.input):
             raise FileNotFoundError(f"--input {config.input} does not exist")
+        if os.path.isdir(config.input):
+            raise ValueError(f"--input {config.input} is a directory: give one file")
         return
     import duckdb
 

@@ -324,6 +324,10 @@ def test_batch_predict_with_nothing_to_predict_says_so_and_fails(
     missing = _run(["--model-dir", model_dir, "--input", str(tmp_path / "nope.csv"),
                     "--output", str(out)], capsys)
     assert missing[0] == 1 and "does not exist" in missing[2]
+    folder = _run(["--model-dir", model_dir, "--input", str(tmp_path), "--output", str(out)],
+                  capsys)
+    assert folder[0] == 1 and f"--input {tmp_path} is a directory" in folder[2]
+    assert "Traceback" not in folder[2]
 
 
 def test_batch_predict_writes_an_output_named_without_a_directory(
