@@ -5,9 +5,14 @@ fails leaves a partial file under the final name. Here lines are grouped into bl
 consecutive row indexes, each block is sorted and written as its own part file, and once the
 pipeline has succeeded the launcher concatenates the parts in order into `<output>.incomplete`
 and renames that to the output. Memory per worker is one block; the launcher streams.
+
+Each run's parts and staging file carry the run's own id (`new_run_id`): two runs writing the
+same output at once each assemble their own rows, and the output is one run's whole file,
+never a mix of the two or a file with another run's blocks deleted from under it.
 """
 from __future__ import annotations
 
+import uuid
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -19,8 +24,12 @@ PARTS_SUFFIX = ".parts"
 INCOMPLETE_SUFFIX = ".incomplete"
 
 
-def parts_dir(output: str) -> str:
-    return output + PARTS_SUFFIX
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def parts_dir(output: str, run: str) -> str:
+    return f"{output}{PARTS_SUFFIX}-{run}"
 
 
 def _blocked(element: Tuple[int, str]) -> Tuple[int, Tuple[int, str]]:
@@ -44,22 +53,23 @@ class _WriteBlock(beam.DoFn):
 
 
 class WriteInOrder(beam.PTransform):
-    """(row index, line) -> part files under parts_dir(output); `assemble` finishes the file."""
+    """(row index, line) -> part files under parts_dir(output, run); `assemble` finishes the
+    file."""
 
-    def __init__(self, output: str) -> None:
+    def __init__(self, output: str, run: str) -> None:
         super().__init__()
-        self._output = output
+        self._output, self._run = output, run
 
     def expand(self, lines: Any) -> Any:
         return (lines
                 | "Block" >> beam.Map(_blocked)
                 | "Group" >> beam.GroupByKey()
-                | "WriteBlocks" >> beam.ParDo(_WriteBlock(parts_dir(self._output))))
+                | "WriteBlocks" >> beam.ParDo(_WriteBlock(parts_dir(self._output, self._run))))
 
 
-def remove_parts(output: str) -> None:
-    """Deletes part files left by this output's earlier (failed) run, and the directory."""
-    directory = parts_dir(output)
+def remove_parts(output: str, run: str) -> None:
+    """Deletes run `run`'s part files for `output` (after a failure, or once assembled)."""
+    directory = parts_dir(output, run)
     parts = _parts(directory)
     if parts:
         FileSystems.delete(parts)
@@ -73,11 +83,12 @@ def _parts(directory: str) -> List[str]:
     return sorted(metadata.path for metadata in matched)
 
 
-def assemble(output: str, header: Optional[str] = None) -> int:
-    """Concatenates the part files in block order into `output`; returns the lines written."""
-    directory = parts_dir(output)
+def assemble(output: str, run: str, header: Optional[str] = None) -> int:
+    """Concatenates run `run`'s part files in block order into `output`; returns the lines
+    written."""
+    directory = parts_dir(output, run)
     parts = _parts(directory)
-    staging = output + INCOMPLETE_SUFFIX
+    staging = f"{output}{INCOMPLETE_SUFFIX}-{run}"
     count = 0
     # The staging name hides the output's .gz, so its compression is named explicitly.
     compression = CompressionTypes.detect_compression_type(output)
@@ -92,5 +103,5 @@ def assemble(output: str, header: Optional[str] = None) -> int:
     if FileSystems.exists(output):
         FileSystems.delete([output])
     FileSystems.rename([staging], [output])
-    remove_parts(output)
+    remove_parts(output, run)
     return count

@@ -29,10 +29,11 @@ Output, in input order, one row per accepted row: the key (the input's `key` col
 0-based row number), the features as the model saw them, the label (weight_pounds) when the
 input has one, and predicted_weight_pounds. JSON lines, or CSV with a header for a .csv output.
 Rejected rows go to <output>.errors.jsonl ({"key", "line" for files, "error"}), in input order.
-Both files are written whole or not at all. The command prints how many rows were read,
-predicted and rejected; the exit code is 0 when every row was predicted (or the rejected share
-is within --max-error-rate), 2 when more were rejected, 1 for any other failure (also when
-the --request-log-dir log dropped rows: a full disk or an unwritable directory).
+Both files are written whole or not at all (two runs given one --output at once each write
+whole files of their own rows, the later rename winning). The command prints how many rows
+were read, predicted and rejected; the exit code is 0 when every row was predicted (or the
+rejected share is within --max-error-rate), 2 when more were rejected, 1 for any other failure
+(also when the --request-log-dir log dropped rows: a full disk or an unwritable directory).
 
 Why a custom ModelHandler: Beam 2.61's TFModelHandlerNumpy/TFModelHandlerTensor call a Keras
 model on one stacked tensor; babyweight's `serving_default` takes four named tensors (two of
@@ -240,8 +241,9 @@ class LogPredictions(beam.DoFn):
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version: int,
-                   path: str, training: TrainingData) -> None:
-    """Rows read, decided by `training`'s query (the version's), predicted, written in order."""
+                   path: str, training: TrainingData, run: str) -> None:
+    """Rows read, decided by `training`'s query (the version's), predicted, written in order
+    as run `run`'s parts (serving/batch_output.py)."""
     assert config.output
     if config.input:
         reader = beam.FlatMap(read_file, config.limit)
@@ -268,10 +270,10 @@ def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version:
             config.request_log_dir, config.request_log_sample_rate, version))
     _ = (records
          | "Format" >> beam.Map(_output_line, is_csv(config.output))
-         | "Write" >> batch_output.WriteInOrder(config.output))
+         | "Write" >> batch_output.WriteInOrder(config.output, run))
     _ = (rejected
          | "FormatErrors" >> beam.Map(_error_line)
-         | "WriteErrors" >> batch_output.WriteInOrder(config.output + ERRORS_SUFFIX))
+         | "WriteErrors" >> batch_output.WriteInOrder(config.output + ERRORS_SUFFIX, run))
 
 
 def _counted(result: Any, name: str = ROWS_READ) -> int:
@@ -306,16 +308,19 @@ def run(config: BatchPredictConfig, version: int, path: str, training: TrainingD
         beam_args: List[str]) -> int:
     """Runs the pipeline, assembles both files, prints the counts; returns the exit code."""
     assert config.output
-    errors_path = config.output + ERRORS_SUFFIX
-    for output in (config.output, errors_path):
-        batch_output.remove_parts(output)
+    errors_path, run = config.output + ERRORS_SUFFIX, batch_output.new_run_id()
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args, save_main_session=False))
-    build_pipeline(pipeline, config, version, path, training)
-    result = pipeline.run()
-    result.wait_until_finish()
+    build_pipeline(pipeline, config, version, path, training, run)
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except BaseException:
+        for output in (config.output, errors_path):
+            batch_output.remove_parts(output, run)
+        raise
     header = ",".join(CSV_COLUMNS) if is_csv(config.output) else None
-    predicted = batch_output.assemble(config.output, header)
-    rejected = batch_output.assemble(errors_path)
+    predicted = batch_output.assemble(config.output, run, header)
+    rejected = batch_output.assemble(errors_path, run)
     read = _counted(result)
     print(f"Read {read} rows: {predicted} predicted by version {version} -> {config.output}, "
           f"{rejected} rejected -> {errors_path}")
