@@ -53,9 +53,30 @@ def run_directory() -> pathlib.Path:
 
 
 def configure() -> None:
-    """In the run's first process (not in an xdist worker): the run's zygote directory."""
+    """In the run's first process (not in an xdist worker): the run's zygote directory, once
+    the directories of runs that were killed (their owner is gone) are removed."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
+        _remove_killed_runs_directories()
         _named()
+
+
+def _remove_killed_runs_directories() -> None:
+    """A run killed before its end (unconfigure) leaves its directory, and maybe its zygote."""
+    for directory in pathlib.Path(tempfile.gettempdir()).glob("server-forks-*-*"):
+        owner = directory.name.split("-")[2]
+        if owner.isdigit() and not _alive(int(owner)):
+            stop(directory)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def unconfigure() -> None:

@@ -112,3 +112,21 @@ def test_the_stdin_protocol_still_reports_exit_codes(tmp_path: pathlib.Path) -> 
         assert child.wait(timeout=60) == 3
     finally:
         zygote.close()
+
+
+def test_a_killed_run_s_directory_is_removed_by_the_next_run(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    """A directory named for a process that is gone goes; a live process's stays."""
+    import tempfile
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    root = tmp_path
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(root))
+    dead = root / f"server-forks-{ended.pid}-00000000"
+    live = root / f"server-forks-{os.getpid()}-00000000"
+    for directory in (dead, live):
+        directory.mkdir()
+        (directory / "zygote.log").write_text("")
+    shared_zygote._remove_killed_runs_directories()
+    assert sorted(p.name for p in root.iterdir()) == [live.name]
