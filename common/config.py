@@ -13,7 +13,9 @@ import dataclasses
 import math
 import os
 import pathlib
-from typing import Any, Dict, Optional, Tuple, Type, TypeVar, get_type_hints
+import sys
+from typing import (Any, Dict, NoReturn, Optional, Tuple, Type, TypeVar,
+                    get_type_hints)
 
 T = TypeVar("T")
 
@@ -289,12 +291,9 @@ def from_flags(cls: Type[T], args: argparse.Namespace, prefix: str = "") -> T:
                       for name, v in values.items()})
     except ValueError as error:
         _usage_error(str(error))
-        raise  # not reached: _usage_error exits
 
 
-def _usage_error(message: str) -> None:
+def _usage_error(message: str) -> NoReturn:
     """As argparse's `parser.error`: the command's name, the message, exit 2."""
-    import sys
-
     print(f"{os.path.basename(sys.argv[0]) or 'babyweight'}: error: {message}", file=sys.stderr)
     raise SystemExit(2)

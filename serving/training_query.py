@@ -90,7 +90,8 @@ def _layout_of_version(version: int, path: str) -> Dict[str, Any]:
 
 
 def of_version(version: int, path: str, with_splits: bool = False) -> TrainingData:
-    """The query and, when `with_splits` (only --split reads them, so only it is warned of
-    their absence), the split buckets version `version` records; else the defaults'."""
+    """The query version `version` records (else the checkout's) and, `with_splits`, its
+    split buckets (else the default ones). Only --split reads the buckets, so only it reads
+    the file, and is warned of its absence or refused a broken one."""
     layout = _layout_of_version(version, path) if with_splits else DataConfig().split_layout()
     return TrainingData.of_layout(query_of_version(version, path), layout)
