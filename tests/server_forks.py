@@ -146,7 +146,8 @@ def serve(exits: pathlib.Path, child: Callable[[Request], None]) -> None:
     os._exit(0)  # stdin closed: nothing to tear down that TensorFlow's exit would need
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie has ended)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -215,7 +216,7 @@ def serve_socket(exits: pathlib.Path, child: Callable[[Request], None], address:
     print("ready", flush=True)
     os.dup2(2, 1)  # whoever started it may be gone long before it ends
     stopper: Optional[socket.socket] = None
-    while stopper is None and _alive(owner):
+    while stopper is None and alive(owner):
         if not select.select([listener], [], [], 1.0)[0]:
             continue
         connection, _ = listener.accept()
@@ -296,7 +297,7 @@ class ForkedServer:
     def poll(self) -> Optional[int]:
         """Its exit code once ended; a RuntimeError if it ended and its zygote, gone, never
         wrote one (so a dead zygote fails a test at once rather than by a timeout)."""
-        if self.returncode is None and not self._exit_file.exists() and not _alive(self.pid):
+        if self.returncode is None and not self._exit_file.exists() and not alive(self.pid):
             deadline = time.monotonic() + self.reap_grace  # reaped: the file comes next
             while not self._exit_file.exists():
                 if time.monotonic() > deadline:

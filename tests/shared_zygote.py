@@ -28,7 +28,7 @@ import threading
 from typing import List, Optional
 
 from tests.made_once import locked
-from tests.server_forks import LOG, PROJECT_ROOT, ForkedServer, Request, read_line
+from tests.server_forks import LOG, PROJECT_ROOT, ForkedServer, Request, alive, read_line
 
 ENV = "BABYWEIGHT_SERVER_FORKS"  # "OWNER_PID:DIRECTORY" of the run's zygote
 START_TIMEOUT = 300.0  # TensorFlow's import on a loaded machine; costs nothing when faster
@@ -64,19 +64,9 @@ def _remove_killed_runs_directories() -> None:
     """A run killed before its end (unconfigure) leaves its directory, and maybe its zygote."""
     for directory in pathlib.Path(tempfile.gettempdir()).glob("server-forks-*-*"):
         owner = directory.name.split("-")[2]
-        if owner.isdigit() and not _alive(int(owner)):
+        if owner.isdigit() and not alive(int(owner)):
             stop(directory)
             shutil.rmtree(directory, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def unconfigure() -> None:
