@@ -19,7 +19,7 @@ class DuckDBExampleGen(QueryBasedExampleGen):
     translates it for DuckDB with sqlglot. `range_config` selects the spans (months) a run
     reads, resolved by the driver at run time against the warehouse's data, which also keys
     the cache on that data (pipelines/components/span_driver.py). `span_settings` (the split
-    layout, see pipelines.pipeline.span_settings) lets the driver refuse a selection that
+    layout, common.config.DataConfig.split_layout) lets the driver refuse a selection that
     leaves a split empty.
     """
 
