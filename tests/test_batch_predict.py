@@ -386,32 +386,3 @@ def test_a_request_log_that_drops_rows_fails_the_job_and_keeps_the_predictions(
     assert "Traceback" not in printed
     assert len(_read_output(out)) == len(instances)
 
-
-def test_a_spreadsheet_s_csv_keeps_its_first_column_and_a_misspelled_one_is_rejected(
-        model_dir: str, tmp_path: pathlib.Path, capsys: Any) -> None:
-    """A byte-order mark (a spreadsheet's "CSV UTF-8") was read into the first column's name,
-    so `is_male` became an ignored column and every row was predicted as sex Unknown; a
-    header spelled 'Is_Male' was ignored the same way. The one is read, the other refused."""
-    header, rows = "is_male,mother_age,plurality,gestation_weeks", ["True,26,Single(1),39",
-                                                                   "False,26,Single(1),39"]
-    plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
-    plain.write_text("\n".join([header, *rows]) + "\n")
-    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
-    outputs = []
-    for source in (plain, marked):
-        out = tmp_path / f"{source.stem}.jsonl"
-        code, printed, _ = _run(["--model-dir", model_dir, "--input", str(source), "--output",
-                                 str(out)], capsys)
-        assert code == 0, printed
-        outputs.append(_read_output(out))
-    assert outputs[0] == outputs[1]
-    assert [g["is_male"] for g in outputs[1]] == ["True", "False"]
-    misspelled = tmp_path / "misspelled.csv"
-    misspelled.write_text("\n".join(["Is_Male" + header[len("is_male"):], *rows]) + "\n")
-    out = tmp_path / "misspelled.jsonl"
-    code, printed, _ = _run(["--model-dir", model_dir, "--input", str(misspelled), "--output",
-                             str(out)], capsys)
-    assert code == 2 and "0 predicted" in printed
-    assert {e["error"] for e in _errors(out)} == {
-        "column 'Is_Male' is not 'is_male' (names are case-sensitive): rename it, or the row "
-        "is read without its is_male"}
