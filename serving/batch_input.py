@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from common.config import DataConfig
 from serving import instances, validation
 from serving.training_query import TrainingData
 
@@ -49,8 +48,7 @@ def scoring_query(split: Optional[str], limit: int = 0,
     """
     from warehouse import sql
 
-    if training is None:
-        training = TrainingData.of_layout(sql.base_query(), DataConfig().split_layout())
+    training = training or TrainingData.of_checkout()
     query = sql.scoring_query(training.query)
     if split is not None:
         buckets = training.split_buckets

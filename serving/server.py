@@ -107,23 +107,21 @@ def listen(host: str, port: int) -> socket.socket:
 def _listener(server: ServerConfig) -> Optional[socket.socket]:
     """The REST socket, once the gRPC port is known to be free too (gRPC binds it only as the
     app starts); None, with the taken port named, when either is not."""
-    listener = None
-    for flag, port in (("--port", server.port), ("--grpc-port", server.grpc_port)):
-        if flag == "--grpc-port" and not port:
-            break
+    bound: List[socket.socket] = []
+    ports = [("--port", server.port)] + ([("--grpc-port", server.grpc_port)]
+                                         if server.grpc_port else [])
+    for flag, port in ports:
         try:
-            bound = listen(server.host, port)
+            bound.append(listen(server.host, port))
         except OSError as error:
             print(f"error: cannot listen on {server.host} port {port} (--host, {flag}): "
                   f"{error.strerror or error}", file=sys.stderr)
-            if listener is not None:
-                listener.close()
+            for sock in bound:
+                sock.close()
             return None
-        if listener is None:
-            listener = bound
-        else:
-            bound.close()
-    return listener
+    for probe in bound[1:]:
+        probe.close()
+    return bound[0]
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -34,6 +34,13 @@ class TrainingData:
     split_buckets: Mapping[str, Tuple[int, int]]
 
     @classmethod
+    def of_checkout(cls) -> "TrainingData":
+        """This checkout's query file and the default buckets."""
+        from warehouse import sql
+
+        return cls.of_layout(sql.base_query(), DataConfig().split_layout())
+
+    @classmethod
     def of_layout(cls, query: str, layout: Mapping[str, Any]) -> "TrainingData":
         """From DataConfig.split_layout's JSON form."""
         return cls(query, int(layout[HASH_BUCKETS_KEY]),
