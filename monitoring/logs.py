@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import pathlib
 from typing import Dict, List, Optional, Sequence
 
@@ -53,8 +54,6 @@ def parse_time(text: str) -> int:
 
 def parse_duration(text: str) -> int:
     """Milliseconds from '90s', '15m', '2h', '1d' (or a bare number of seconds)."""
-    import math
-
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     unit = text[-1:].lower()
     number = text[:-1] if unit in units else text

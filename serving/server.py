@@ -84,14 +84,19 @@ def grpc_address(server: ServerConfig) -> Optional[str]:
     """host:port for the gRPC API ([v6] in brackets), or None when --grpc-port is 0."""
     if server.grpc_port == 0:
         return None
-    host = f"[{server.host}]" if ":" in server.host else server.host
-    return f"{host}:{server.grpc_port}"
+    return f"{_address_host(server.host)}:{server.grpc_port}"
+
+
+def _address_host(host: str) -> str:
+    """`host` as it stands before `:port` in an address or URL: an IPv6 one in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The REST socket, bound before anything loads (as uvicorn's Config.bind_socket binds
-    it): a port in use fails at once, and with --port 0 the port the system picked is known
-    to the Host check and the log, where uvicorn would bind it only once it starts."""
+    """A socket bound to host:port before anything loads (as uvicorn's Config.bind_socket
+    binds it): the REST one, so that with --port 0 the port the system picked is known to the
+    Host check and the log, where uvicorn would bind it only once it starts; and a probe of
+    the gRPC port. A port in use fails at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -177,10 +182,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if token is None and not security.is_loopback(server.host):
         LOGGER.warning("Bound to %s without --auth-token-file: anyone who can reach this "
                        "address can use the model.", server.host)
-    shown_host = f"[{server.host}]" if ":" in server.host else server.host
     LOGGER.info("Serving %s from %s (versions: %s) on http://%s:%d (docs: /docs), gRPC port "
                 "%s", app.state.service.name, store.model_dir, store.policy.describe(),
-                shown_host, port, server.grpc_port or "off")
+                _address_host(server.host), port, server.grpc_port or "off")
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exit normally instead, so
     # atexit handlers (the buffered access log) still run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
