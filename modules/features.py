@@ -7,7 +7,7 @@ Keras model's inputs, the serving signature and the REST server's request valida
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 LABEL_KEY = "weight_pounds"
 # The conversion the warehouse applies to the recorded grams (weight_pounds = grams * this).
@@ -163,6 +163,28 @@ def meaning() -> Dict[str, Any]:
                     for f in NUMERIC_FEATURES},
         "cross_hash_buckets": CROSS_HASH_BUCKETS,
     }
+
+
+def meaning_differences(recorded: Any, ours: Any = None, where: str = "") -> List[str]:
+    """Where a meaning recorded with a model (features.meaning's JSON form) differs from this
+    file's, one line each ("categorical.plurality.vocabulary: the model's [...], this
+    checkout's [...]"); empty when they are the same."""
+    if ours is None:
+        ours = meaning()
+    if isinstance(recorded, dict) and isinstance(ours, dict):
+        lines: List[str] = []
+        for key in sorted(set(recorded) | set(ours)):
+            name = f"{where}.{key}" if where else str(key)
+            if key not in ours:
+                lines.append(f"{name}: only the model's")
+            elif key not in recorded:
+                lines.append(f"{name}: only this checkout's")
+            else:
+                lines.extend(meaning_differences(recorded[key], ours[key], name))
+        return lines
+    if recorded == ours:
+        return []
+    return [f"{where or 'meaning'}: the model's {recorded!r}, this checkout's {ours!r}"]
 
 
 def by_name(name: str) -> Feature:

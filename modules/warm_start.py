@@ -39,10 +39,11 @@ def warm_start(model: tf_keras.Model, saved_model_dir: Optional[str]) -> bool:
         return False
     with tf.io.gfile.GFile(meaning_file) as recorded:
         theirs_meaning = json.loads(recorded.read())
-    if theirs_meaning != features.meaning():
+    differences = features.meaning_differences(theirs_meaning)
+    if differences:
         LOGGER.warning("Warm start: %s was trained with other vocabularies, buckets or cross "
-                       "(%s differs from modules/features.py); starting cold.", saved_model_dir,
-                       FEATURE_MEANING_FILE)
+                       "(%s differs from modules/features.py: %s); starting cold.",
+                       saved_model_dir, FEATURE_MEANING_FILE, "; ".join(differences))
         return False
     try:
         previous = tf_keras.models.load_model(saved_model_dir, compile=False)

@@ -8,10 +8,21 @@ and renames that to the output. Memory per worker is one block; the launcher str
 
 Each run's parts and staging file carry the run's own id (`new_run_id`): two runs writing the
 same output at once each assemble their own rows, and the output is one run's whole file,
-never a mix of the two or a file with another run's blocks deleted from under it.
+never a mix of the two or a file with another run's blocks deleted from under it. A local
+output is also held by one run at a time (`exclusive`): a second run is refused, naming the
+first, since the predictions and the errors are two files, and two runs renaming them in turn
+could leave one run's predictions beside the other's errors; holding it, a run removes the
+parts that a killed run left.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
+import logging
+import os
+import re
+import time
 import uuid
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
@@ -19,13 +30,60 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+LOGGER = logging.getLogger("babyweight.serving")
 BLOCK_ROWS = 10_000
 PARTS_SUFFIX = ".parts"
 INCOMPLETE_SUFFIX = ".incomplete"
+_RUN_ID = re.compile(r"-[0-9a-f]{12}$")
+
+
+class OutputBusy(RuntimeError):
+    """Another run holds the output."""
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def lock_path(output: str) -> str:
+    directory, name = os.path.split(output)
+    return os.path.join(directory, f".{name}.lock")
+
+
+@contextlib.contextmanager
+def exclusive(output: str, *companions: str) -> Iterator[None]:
+    """Holds a local `output` (and the files written beside it, `companions`) for one run, and
+    removes what runs killed before they finished left for them. Object stores have no
+    locks: there each run's files are still its own, but the pair is not guarded."""
+    if "://" in output:
+        yield
+        return
+    path = lock_path(output)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process"
+            raise OutputBusy(f"another batch prediction ({holder}) is writing {output}; wait "
+                             "for it to finish or choose another --output") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        _remove_leftovers((output,) + companions)
+        yield  # the lock goes with the handle; the file stays (removing it would race)
+
+
+def _remove_leftovers(outputs: Tuple[str, ...]) -> None:
+    """(Holding the outputs.) The part directories and staging files of runs that died."""
+    for output in outputs:
+        for suffix in (PARTS_SUFFIX, INCOMPLETE_SUFFIX):
+            for left in glob.glob(f"{glob.escape(output)}{suffix}-*"):
+                if _RUN_ID.search(left):
+                    LOGGER.warning("Removing %s, left by a run that did not finish", left)
+                    FileSystems.delete([left])
 
 
 def parts_dir(output: str, run: str) -> str:

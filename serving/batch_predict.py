@@ -381,7 +381,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:
-        return run(config, version, path, training, beam_args)
+        with batch_output.exclusive(config.output, config.output + ERRORS_SUFFIX):
+            return run(config, version, path, training, beam_args)
+    except batch_output.OutputBusy as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except Exception as error:  # noqa: BLE001 - a failed run is a message and exit 1
         print(f"error: batch prediction failed: {type(error).__name__}: {error}",
               file=sys.stderr)

@@ -20,7 +20,7 @@ from google.protobuf import json_format, text_format  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
 from modules import features  # noqa: E402
-from serving import session_model, validation, warmup  # noqa: E402
+from serving import session_model, training_query, validation, warmup  # noqa: E402
 from serving.versions import list_version_dirs  # noqa: E402,F401  (re-exported)
 
 LOGGER = logging.getLogger("babyweight.serving")
@@ -103,6 +103,7 @@ class ServedModel:
 def load_version(version: int, path: str) -> ServedModel:
     """Loads, checks and warms up one version (one prediction), so its first request is fast."""
     started = time.perf_counter()
+    training_query.note_feature_meaning(version, path)
     signature_defs = _signature_defs(path)
     loaded, calls = session_model.load(path)
     signatures = {name: Signature(call, dtypes, list(call.output_names))

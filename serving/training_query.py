@@ -1,5 +1,10 @@
-"""The training query and split buckets a model version's examples were read with.
+"""What a model version was trained with: its categories, its training query and split
+buckets.
 
+Requests are checked against this checkout's modules/features.py before they reach a model; a
+version trained with other categories (a value renamed, added or removed) says so in a warning
+when it loads (`note_feature_meaning`), since a request's value it does not know is then
+refused by its own graph's checks rather than by the server's (modules/serving_checks.py).
 Batch and local prediction accept rows in the natality table's own spelling (plurality 2,
 is_male false) and, from a warehouse, apply the query's filters. Both must be the ones the
 version was trained with: mapped by this checkout's query file after an edit (a category
@@ -17,12 +22,14 @@ import dataclasses
 import json
 import logging
 import os
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 from common.config import HASH_BUCKETS_KEY, SPLIT_BUCKETS_KEY, DataConfig
-from modules.contract import TRAINING_QUERY_FILE, TRAINING_SPLITS_FILE
+from modules import features
+from modules.contract import FEATURE_MEANING_FILE, TRAINING_QUERY_FILE, TRAINING_SPLITS_FILE
 
 LOGGER = logging.getLogger("babyweight.serving")
+CATEGORICAL = "categorical"  # features.meaning's part that request checks read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +66,32 @@ def _exists(path: str) -> bool:
     import tensorflow as tf
 
     return tf.io.gfile.exists(path)
+
+
+def note_feature_meaning(version: int, path: str) -> List[str]:
+    """Warns when version `version` (at `path`) was trained with other vocabularies or missing
+    values than modules/features.py's, which check its requests; returns the differences."""
+    file = os.path.join(path, FEATURE_MEANING_FILE)
+    if not _exists(file):
+        LOGGER.warning("Version %d records no features' meaning (%s; exported before versions "
+                       "recorded it): its requests are checked against this checkout's "
+                       "modules/features.py as they are", version, FEATURE_MEANING_FILE)
+        return []
+    try:
+        recorded = json.loads(_read(file))[CATEGORICAL]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"version {version}'s {FEATURE_MEANING_FILE} is not a features' "
+                         f"meaning ({type(error).__name__}: {error})") from None
+    differences = features.meaning_differences(recorded, features.meaning()[CATEGORICAL],
+                                               CATEGORICAL)
+    if differences:
+        LOGGER.warning("Version %d was trained with other categories than this checkout's "
+                       "modules/features.py (%s): requests are checked against this "
+                       "checkout's, and a value the version was not trained with is refused "
+                       "by its own graph (a 400 naming the feature), not predicted; serve it "
+                       "from the checkout it was trained in for its own checks",
+                       version, "; ".join(differences))
+    return differences
 
 
 def query_of_version(version: int, path: str) -> str:

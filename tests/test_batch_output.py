@@ -1,13 +1,21 @@
 """Batch prediction's output file, assembled from part files in row order, whole or not at all;
-two runs writing one output at once each assemble their own rows (serving/batch_output.py)."""
+two runs writing one output at once each assemble their own rows, and a local output is held
+by one run at a time (serving/batch_output.py)."""
 from __future__ import annotations
 
+import json
+import os
 import pathlib
+import re
 from typing import List
 
 import apache_beam as beam
+import pytest
 
-from serving import batch_output
+from serving import batch_output, batch_predict
+from tests.serving_fixtures import COURSE_PAYLOAD, ServingModels
+
+pytest_plugins = ("tests.serving_fixtures",)
 
 
 def _write(output: str, run: str, lines: List[str]) -> None:
@@ -44,3 +52,44 @@ def test_a_failed_run_s_parts_are_removed_and_others_kept(tmp_path: pathlib.Path
     assert not pathlib.Path(batch_output.parts_dir(output, a)).exists()
     assert batch_output.assemble(output, b, header="h") == 1
     assert pathlib.Path(output).read_text() == "h\ny\n"
+
+
+def test_a_local_output_is_held_by_one_run_and_a_killed_run_s_leftovers_are_removed(
+        tmp_path: pathlib.Path) -> None:
+    output = str(tmp_path / "out" / "predictions.jsonl")
+    errors = output + ".errors.jsonl"
+    killed = batch_output.new_run_id()
+    _write(output, killed, ["x"])
+    _write(errors, killed, ["e"])
+    staging = pathlib.Path(f"{output}{batch_output.INCOMPLETE_SUFFIX}-{killed}")
+    staging.write_text("half")
+    other = str(tmp_path / "out" / "predictions.jsonl2")  # another output: not this one's
+    _write(other, killed, ["y"])
+    with batch_output.exclusive(output, errors):
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+            ".predictions.jsonl.lock", pathlib.Path(batch_output.parts_dir(other, killed)).name]
+        with pytest.raises(batch_output.OutputBusy,
+                           match=rf"another batch prediction \(pid {os.getpid()}, started "
+                                 rf".*\) is writing {re.escape(output)}; wait"):
+            with batch_output.exclusive(output):
+                pass
+        with batch_output.exclusive(other):  # another output is not held
+            pass
+    with batch_output.exclusive(output):  # released with the run
+        pass
+
+
+def test_batch_predict_refuses_an_output_another_run_is_writing(
+        stand_in_models: ServingModels, tmp_path: pathlib.Path,
+        capsys: pytest.CaptureFixture) -> None:
+    model_dir = stand_in_models.serving_dir(tmp_path)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(COURSE_PAYLOAD["instances"][0]) + "\n")
+    output = tmp_path / "predictions.jsonl"
+    argv = ["--model-dir", str(model_dir), "--input", str(rows), "--output", str(output)]
+    with batch_output.exclusive(str(output)):
+        assert batch_predict.main(argv) == 1
+        assert f"is writing {output}" in capsys.readouterr().err
+        assert not output.exists()
+    assert batch_predict.main(argv) == 0
+    assert len(output.read_text().splitlines()) == 1
