@@ -15,7 +15,9 @@ thread, and must not wait for other requests' calls). Either way the same queue 
 is batched with what, and at most `threads` calls run at once.
 
 A batch only ever holds requests for the same loaded model and signature, so a request that
-started on version N is answered by version N even if N+1 is switched in meanwhile.
+started on version N is answered by version N even if N+1 is switched in meanwhile. When a
+shared call fails, each of its requests is called alone: one request the model's own checks
+refuse gets its error, the others their answers.
 """
 from __future__ import annotations
 
@@ -197,13 +199,30 @@ class Batcher:
             if self.on_call is not None:
                 self.on_call(sum(r.rows for r in batch))
             outputs = _run_batch(batch)
-        except BaseException as error:  # noqa: BLE001 - every waiter gets the model's error
-            _deliver(batch, None, error)
+        except BaseException as error:  # noqa: BLE001 - every waiter hears of it
+            if len(batch) > 1 and isinstance(error, Exception):
+                self._call_each(batch)  # each request's own answer, or its own error
+            else:
+                _deliver(batch, None, error)
         else:
             _deliver(batch, outputs, None)
         finally:
             with self._lock:
                 self._busy -= 1
+
+    def _call_each(self, batch: List[_Request]) -> None:
+        """After a shared call failed: each request alone, so a request the model refuses
+        (its graph's own checks) fails alone, and the others it shared the call with are
+        answered rather than given its error."""
+        with self._lock:
+            self.calls += len(batch)
+        for request in batch:
+            try:
+                outputs = _run_batch([request])
+            except Exception as error:  # noqa: BLE001 - this request's error
+                _deliver([request], None, error)
+            else:
+                _deliver([request], outputs, None)
 
     def _work(self, batch: List[_Request]) -> None:
         """A worker thread: this batch, then whatever became due meanwhile."""

@@ -58,6 +58,48 @@ def test_batcher_reports_model_errors_to_every_request_of_the_call() -> None:
     batcher.close()
 
 
+class _RefusingModel(_FakeModel):
+    """Refuses any call holding a negative x, as the exported graph refuses a value it was not
+    trained with; its first call waits for `gate`, so the rest queue behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def predict(self, signature: str, columns: Dict[str, List[float]]) -> Dict[str, np.ndarray]:
+        if not self.calls:
+            assert self.gate.wait(60)
+        if min(columns["x"]) < 0:
+            self.calls.append(len(columns["x"]))
+            raise ValueError("x must not be negative")
+        return super().predict(signature, columns)
+
+
+def test_a_request_the_model_refuses_fails_alone_not_the_requests_it_was_batched_with() -> None:
+    from serving.batching import Batcher
+
+    model, batcher = _RefusingModel(), Batcher(max_batch_rows=64)
+    values = [[1.0], [2.0], [-3.0], [4.0, 5.0], [6.0]]
+
+    async def run() -> List[Any]:
+        tasks = [asyncio.ensure_future(batcher.predict(model, "sig", {"x": v}, len(v)))
+                 for v in values]
+        while batcher.queued() < len(values) - 1:  # all but the first, behind its call
+            await asyncio.sleep(0.001)
+        model.gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    answers = asyncio.run(run())
+    assert model.calls[:2] == [1, 5], "the four queued requests shared a call, which failed"
+    for given, answer in zip(values, answers):
+        if min(given) < 0:
+            assert isinstance(answer, ValueError)
+        else:
+            assert answer["y"].tolist() == [2 * v for v in given]
+    assert sorted(model.calls[2:]) == [1, 1, 1, 2], "then each was called alone"
+    batcher.close()
+
+
 class _ManualClock:
     """A clock that moves only when the test moves it: the batcher's timer fires after the
     arrivals the test staged, however slowly a loaded machine runs them."""
