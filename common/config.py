@@ -243,6 +243,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: Type[Any], prefix: str = "")
         group.add_argument(flag, **kwargs)
 
 
+_COMMAND = "_command_name"  # where command_parser leaves its prog in the parsed flags
+
+
 def command_parser(prog: str, description: Optional[str], *configs: Type[Any]
                    ) -> argparse.ArgumentParser:
     """A command's parser: its module docstring shown as written, one --flag per field of
@@ -251,6 +254,7 @@ def command_parser(prog: str, description: Optional[str], *configs: Type[Any]
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for cls in configs:
         add_flags(parser, cls)
+    parser.set_defaults(**{_COMMAND: prog})  # from_flags' usage errors name it as argparse does
     return parser
 
 
@@ -284,16 +288,17 @@ def from_flags(cls: Type[T], args: argparse.Namespace, prefix: str = "") -> T:
     for field in dataclasses.fields(cls):
         problem = flag_problem(field, values[field.name])
         if problem:
-            _usage_error(f"--{(prefix + field.name).replace('_', '-')} {problem}")
+            _usage_error(args, f"--{(prefix + field.name).replace('_', '-')} {problem}")
     try:
         # argparse gives a list for a Tuple field's values; the config keeps the declared tuple.
         return cls(**{name: tuple(v) if isinstance(v, list) else v
                       for name, v in values.items()})
     except ValueError as error:
-        _usage_error(str(error))
+        _usage_error(args, str(error))
 
 
-def _usage_error(message: str) -> NoReturn:
+def _usage_error(args: argparse.Namespace, message: str) -> NoReturn:
     """As argparse's `parser.error`: the command's name, the message, exit 2."""
-    print(f"{os.path.basename(sys.argv[0]) or 'babyweight'}: error: {message}", file=sys.stderr)
+    command = getattr(args, _COMMAND, None) or os.path.basename(sys.argv[0]) or "babyweight"
+    print(f"{command}: error: {message}", file=sys.stderr)
     raise SystemExit(2)

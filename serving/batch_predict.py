@@ -75,6 +75,7 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from modules import features  # noqa: E402
+from common import logs  # noqa: E402
 from common.config import command_parser, from_flags, setting  # noqa: E402
 from serving import batch_output, instances, validation  # noqa: E402
 from serving.batch_input import (Read, is_csv, read_file, read_query,  # noqa: E402
@@ -112,7 +113,8 @@ class BatchPredictConfig(PushedVersionConfig):
     output: Optional[str] = setting(
         None, "Predictions file: .csv writes CSV, anything else JSON lines. Required.")
     max_error_rate: float = setting(
-        0.0, "Fraction of rows that may be rejected with exit code 0 (0 = none).")
+        0.0, "Fraction of rows that may be rejected with exit code 0 (0 = none).", minimum=0.0,
+        maximum=1.0)
     batch_size: int = setting(256, "Most instances per model call.", minimum=1)
     request_log_dir: Optional[str] = setting(
         None, "Also write each prediction to this request log (the server's format, which "
@@ -363,7 +365,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("give exactly one of --input, --warehouse and --source")
     if config.split and config.input:
         parser.error("--split needs --warehouse or --source")
-    instances.start_command(parser, config)
+    logs.setup(config.verbose)
     from serving import training_query
     from serving.model_store import resolve_version
 

@@ -199,21 +199,3 @@ def too_many_rejected(read: int, rejected: int, max_error_rate: float) -> Option
         return (f"{rejected} of {read} rows rejected ({100 * rejected / read:.1f}%), more than "
                 f"--max-error-rate {max_error_rate:g} allows")
     return None
-
-
-def check_error_rate(value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"--max-error-rate must be a fraction in 0..1, got {value}")
-    return value
-
-
-def start_command(parser: Any, config: Any) -> None:
-    """What both prediction commands do before loading anything: a --max-error-rate outside
-    0..1 is a usage error (argparse's exit 2), then the commands' log set-up (--verbose)."""
-    from common import logs
-
-    try:
-        check_error_rate(config.max_error_rate)
-    except ValueError as error:
-        parser.error(str(error))
-    logs.setup(config.verbose)

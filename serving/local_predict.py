@@ -22,6 +22,7 @@ import sys
 from typing import IO, Any, Iterator, List, Optional, Tuple
 
 
+from common import logs  # noqa: E402
 from common.config import command_parser, from_flags, setting  # noqa: E402
 from modules import features  # noqa: E402
 from serving import instances, validation  # noqa: E402
@@ -38,7 +39,8 @@ class LocalPredictConfig(PushedVersionConfig):
         None, "JSON-lines file, one instance object per line ('-' reads stdin). Required.")
     batch_size: int = setting(1000, "Instances per model call.", minimum=1)
     max_error_rate: float = setting(
-        0.0, "Fraction of lines that may be rejected with exit code 0 (0 = none).")
+        0.0, "Fraction of lines that may be rejected with exit code 0 (0 = none).", minimum=0.0,
+        maximum=1.0)
     verbose: bool = setting(False, "Show TensorFlow's own logs.")
 
 
@@ -95,7 +97,7 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
     config = from_flags(LocalPredictConfig, parser.parse_args(argv))
     if not config.json_instances:
         parser.error("--json-instances is required")
-    instances.start_command(parser, config)
+    logs.setup(config.verbose)
     from serving import training_query
     from serving.model_store import load_version, resolve_version
 

@@ -43,7 +43,9 @@ def _generator(argv: List[str]) -> Any:
     (_local_runner, "--cache-examples-max-memory-fraction", "0"),
     (_batch_predict, "--batch-size", "0"),
     (_batch_predict, "--limit", "-1"),
+    (_batch_predict, "--max-error-rate", "1.5"),
     (_local_predict, "--batch-size", "-3"),
+    (_local_predict, "--max-error-rate", "-0.1"),
     (_server, "--max-batch-rows", "0"),
     (_server, "--batch-timeout-ms", "nan"),
     (_server, "--poll-seconds", "-1"),
@@ -58,4 +60,6 @@ def test_an_impossible_number_is_refused_naming_its_flag(
         command([flag, value])
     err = capsys.readouterr().err
     assert exited.value.code == 2 and f"error: {flag} must be" in err, err
+    if command is not _local_runner:  # named as argparse names it in its own errors
+        assert err.startswith("python -m "), err
     assert "Traceback" not in err and not list(tmp_path.iterdir())
