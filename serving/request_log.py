@@ -252,9 +252,13 @@ class RequestLog:
 
     def _make_room(self) -> None:
         """Deletes the oldest complete files until a new full file fits in the total."""
-        files = complete_files(self.directory)
-        sizes = {p: p.stat().st_size for p in files}
-        total = sum(sizes.values())
+        sizes = {}
+        for path in complete_files(self.directory):
+            try:
+                sizes[path] = path.stat().st_size
+            except FileNotFoundError:  # another writer of this directory made room first
+                continue
+        files, total = list(sizes), sum(sizes.values())
         for path in files:
             if total + self.config.max_file_bytes <= self.config.max_total_bytes:
                 break

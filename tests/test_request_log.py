@@ -70,6 +70,24 @@ def test_files_rotate_and_the_oldest_are_deleted_within_the_total(tmp_path):
     assert len(_read(tmp_path)) == total // one  # the kept files are whole
 
 
+def test_a_file_another_writer_deleted_first_is_no_reason_to_drop_records(tmp_path,
+                                                                          monkeypatch):
+    """Two writers of one directory (two servers, or a server and batch prediction) make room
+    at the same time: a listed file may be gone before its size is read."""
+    one = len(request_log.encode(INSTANCE, 7.0, 1, 1)) + 16
+    config = RequestLogConfig(str(tmp_path), sample_rate=1.0, max_file_bytes=10 * one,
+                              max_total_bytes=30 * one)
+    listed = request_log.complete_files
+    ghost = tmp_path / f"requests-00000000T000000000000-1-000001{request_log.SUFFIX}"
+    monkeypatch.setattr(request_log, "complete_files", lambda d: [ghost, *listed(d)])
+    log = RequestLog(config)
+    for _ in range(100):
+        log.log([INSTANCE], [7.0], version=1)
+    log.close()
+    assert log.dropped == 0 and log.written == 100
+    assert sum(p.stat().st_size for p in listed(tmp_path)) <= config.max_total_bytes
+
+
 def test_an_unwritable_directory_counts_dropped_records_and_never_raises(tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
