@@ -98,7 +98,10 @@ def listen(host: str, port: int) -> socket.socket:
     Host check and the log, where uvicorn would bind it only once it starts; and a probe of
     the gRPC port. A port in use fails at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family=family)
+    # IPPROTO_TCP named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections
+    # of a socket that says it is TCP, and a reply sent in two writes would otherwise wait for
+    # the client's delayed ACK (tens of milliseconds) on every request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -150,3 +150,44 @@ def _status(url: str) -> Optional[Dict[str, Any]]:
     except httpx.HTTPError:
         return None
     return answer.json() if answer.status_code == 200 else None
+
+
+def _nodelay_of_accepted(sock: Any) -> int:
+    """TCP_NODELAY on a connection accepted through `sock` by asyncio's create_server, as
+    uvicorn serves on the socket the server binds."""
+    import asyncio
+    import socket
+
+    async def accept() -> int:
+        seen = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                seen.set_result(transport.get_extra_info("socket").getsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        listening = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(seen, 60)
+        finally:
+            writer.close()
+            listening.close()
+            await listening.wait_closed()
+
+    return asyncio.run(accept())
+
+
+def test_the_server_s_connections_send_replies_without_waiting_for_acks() -> None:
+    """The socket the server binds says it is TCP, so asyncio turns Nagle's algorithm off on
+    each connection: a socket made without naming IPPROTO_TCP left it on, and every REST reply,
+    written in two parts, waited for the client's delayed ACK (tens of milliseconds)."""
+    import socket
+
+    from serving import server
+
+    assert _nodelay_of_accepted(server.listen("127.0.0.1", 0)) != 0
+    plain = socket.socket(family=socket.AF_INET)  # the way that left it on
+    plain.bind(("127.0.0.1", 0))
+    assert _nodelay_of_accepted(plain) == 0, "the probe tells the two apart"
