@@ -23,7 +23,7 @@ import jinja2
 import markupsafe
 import pandas as pd
 
-from common.files import write_atomically
+from common.files import overwritten_input, write_atomically
 from reports import EDA_TEMPLATE
 from modules import features
 from reports.eda_charts import render_chart, value_label
@@ -143,7 +143,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from warehouse.engine import connect
 
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    read = overwritten_input(args.out, args.database, args.source)
+    if read:
+        parser.error(f"--out {args.out} is what it reads ({read}): writing the report would "
+                     "replace it; give --out another path")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         connection = connect(args.database, args.source)

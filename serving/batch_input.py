@@ -97,3 +97,26 @@ def read_query_element(_: Any, database: Optional[str], source: Optional[str],
                        training: Optional[TrainingData] = None) -> Iterator[Read]:
     """read_query as a FlatMap over a one-element start collection."""
     return read_query(database, source, split, limit, training)
+
+
+def check_readable(input_file: Optional[str], warehouse: Optional[str], source: Optional[str],
+                   split: Optional[str], training: TrainingData) -> None:
+    """Fails on the launcher, in words, for what would otherwise fail inside a worker."""
+    import os
+
+    from apache_beam.io.filesystems import FileSystems
+
+    if input_file:
+        if not FileSystems.exists(input_file):
+            raise FileNotFoundError(f"--input {input_file} does not exist")
+        if os.path.isdir(input_file):
+            raise ValueError(f"--input {input_file} is a directory: give one file")
+        return
+    import duckdb
+
+    try:
+        for _ in read_query(warehouse, source, split, 1, training):
+            pass
+    except duckdb.Error as error:
+        raise ValueError(f"cannot run the training query on {source or warehouse}: "
+                         f"{error}") from None

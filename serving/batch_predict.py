@@ -75,10 +75,10 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from modules import features  # noqa: E402
-from common import logs  # noqa: E402
+from common import files, logs  # noqa: E402
 from common.config import command_parser, from_flags, setting  # noqa: E402
 from serving import batch_output, instances, validation  # noqa: E402
-from serving.batch_input import (Read, is_csv, read_file, read_query,  # noqa: E402
+from serving.batch_input import (Read, check_readable, is_csv, read_file,  # noqa: E402
                                  read_query_element, scoring_query)
 from serving.settings import PushedVersionConfig  # noqa: E402
 from serving.training_query import TrainingData  # noqa: E402
@@ -286,26 +286,6 @@ def _counted(result: Any, name: str = ROWS_READ) -> int:
     return int(sum(values))
 
 
-def _check_input(config: BatchPredictConfig, training: TrainingData) -> None:
-    """Fails on the launcher, in words, for what would otherwise fail inside a worker."""
-    from apache_beam.io.filesystems import FileSystems
-
-    if config.input:
-        if not FileSystems.exists(config.input):
-            raise FileNotFoundError(f"--input {config.input} does not exist")
-        if os.path.isdir(config.input):
-            raise ValueError(f"--input {config.input} is a directory: give one file")
-        return
-    import duckdb
-
-    try:
-        for _ in read_query(config.warehouse, config.source, config.split, 1, training):
-            pass
-    except duckdb.Error as error:
-        raise ValueError(f"cannot run the training query on "
-                         f"{config.source or config.warehouse}: {error}") from None
-
-
 def run(config: BatchPredictConfig, version: int, path: str, training: TrainingData,
         beam_args: List[str]) -> int:
     """Runs the pipeline, assembles both files, prints the counts; returns the exit code."""
@@ -365,6 +345,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("give exactly one of --input, --warehouse and --source")
     if config.split and config.input:
         parser.error("--split needs --warehouse or --source")
+    for output in (config.output, config.output + ERRORS_SUFFIX):
+        read = files.overwritten_input(output, config.input, config.warehouse, config.source)
+        if read:
+            parser.error(f"{output} is what it reads ({read}): writing it would replace the "
+                         "input; give --output another path")
     logs.setup(config.verbose)
     from serving import training_query
     from serving.model_store import resolve_version
@@ -378,7 +363,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             lo, hi = training.split_buckets[config.split]
             print(f"Split {config.split}: rows with ABS(MOD(hashmonth, {training.hash_buckets})) "
                   f"in [{lo}, {hi}), as version {version} was trained", file=sys.stderr)
-        _check_input(config, training)
+        check_readable(config.input, config.warehouse, config.source, config.split, training)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modules import features
-from serving import batch_predict, local_predict
+from serving import batch_input, batch_predict, local_predict
 from tests.tolerances import prediction_abs
 from tests.serving_fixtures import RunningServer, ServingModels, server_predictions
 
@@ -293,7 +293,7 @@ def test_batch_predict_reads_one_split_of_the_warehouse(
         small_warehouse: pathlib.Path, model_dir: str, tmp_path: pathlib.Path,
         capsys: Any) -> None:
     limit = 25
-    rows = list(batch_predict.read_query(str(small_warehouse), None, "test", limit))
+    rows = list(batch_input.read_query(str(small_warehouse), None, "test", limit))
     assert len(rows) == limit
     out = tmp_path / "warehouse.csv"
     code, printed, _ = _run(["--model-dir", model_dir, "--warehouse", str(small_warehouse),
