@@ -114,9 +114,14 @@ def check_readable(input_file: Optional[str], warehouse: Optional[str], source: 
         return
     import duckdb
 
+    from warehouse.preflight import unmatched_source
+
+    problem = unmatched_source(source)
+    if problem:
+        raise FileNotFoundError(problem)
     try:
         for _ in read_query(warehouse, source, split, 1, training):
             pass
-    except duckdb.Error as error:
+    except duckdb.Error as error:  # its first line: the rest quotes the SQL with a caret
         raise ValueError(f"cannot run the training query on {source or warehouse}: "
-                         f"{error}") from None
+                         f"{str(error).splitlines()[0]}") from None

@@ -41,3 +41,18 @@ def test_a_spreadsheet_s_csv_keeps_its_first_column_and_a_misspelled_one_is_reje
     assert {e["error"] for e in _errors(out)} == {
         "column 'Is_Male' is not 'is_male' (names are case-sensitive): rename it, or the row "
         "is read without its is_male"}
+
+
+def test_a_source_matching_nothing_or_without_the_table_s_columns_is_named_in_one_line(
+        shared_server: RunningServer, tmp_path: pathlib.Path, capsys: Any) -> None:
+    """As the pipeline's pre-flight says it; and DuckDB's error without the SQL it quotes."""
+    model_dir = str(shared_server.model_dir)
+    unmatched = str(tmp_path / "nope" / "*.csv")
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    for source, said in ((unmatched, f"error: --source {unmatched!r} matches no file"),
+                         (str(other), "error: cannot run the training query on ")):
+        code, _, err = _run(["--model-dir", model_dir, "--source", source, "--output",
+                             str(tmp_path / "out.jsonl")], capsys)
+        assert code == 1 and said in err, err
+        assert len(err.strip().splitlines()) == 1, err

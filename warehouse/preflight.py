@@ -149,11 +149,19 @@ def bad_values(connection: duckdb.DuckDBPyConnection, source: Optional[str],
     return found
 
 
+def unmatched_source(source: Optional[str]) -> Optional[str]:
+    """What is wrong with a --source (local) that matches no file, else None."""
+    if source is not None and "://" not in source and not glob.glob(source):
+        return f"--source {source!r} matches no file; nothing to read."
+    return None
+
+
 def check(database: pathlib.Path, source: Optional[str], query: str) -> int:
     """Raises PreflightError naming every problem of the data; returns its row count."""
     label = source or str(database)
-    if source is not None and not glob.glob(source):
-        raise PreflightError(f"--source {source!r} matches no file; nothing to read.")
+    problem = unmatched_source(source)
+    if problem:
+        raise PreflightError(problem)
     try:
         connection = engine.connect(pathlib.Path(database), source)
     except (ValueError, duckdb.Error) as error:
