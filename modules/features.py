@@ -148,6 +148,8 @@ PREDICTION_SKEW_THRESHOLD = 0.1
 CROSS_HASH_BUCKETS = 100
 # Columns the query carries that are not model inputs: the split key.
 SPLIT_KEY = "hashmonth"
+# meaning()'s part for the categorical features, the one the server's request checks read.
+MEANING_CATEGORICAL = "categorical"
 
 
 def meaning() -> Dict[str, Any]:
@@ -157,7 +159,7 @@ def meaning() -> Dict[str, Any]:
     compares this); descriptions and valid ranges do not change what an id stands for.
     """
     return {
-        "categorical": {f.name: {"vocabulary": list(f.vocabulary), "missing": f.missing_value}
+        MEANING_CATEGORICAL: {f.name: {"vocabulary": list(f.vocabulary), "missing": f.missing_value}
                         for f in CATEGORICAL_FEATURES},
         "numeric": {f.name: {"bucket_boundaries": list(f.bucket_boundaries)}
                     for f in NUMERIC_FEATURES},

@@ -9,6 +9,7 @@ as rejected rather than lost.
 from __future__ import annotations
 
 import io
+import os
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from serving import instances, validation
@@ -102,8 +103,6 @@ def read_query_element(_: Any, database: Optional[str], source: Optional[str],
 def check_readable(input_file: Optional[str], warehouse: Optional[str], source: Optional[str],
                    split: Optional[str], training: TrainingData) -> None:
     """Fails on the launcher, in words, for what would otherwise fail inside a worker."""
-    import os
-
     from apache_beam.io.filesystems import FileSystems
 
     if input_file:

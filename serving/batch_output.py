@@ -45,7 +45,7 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def lock_path(output: str) -> str:
+def _lock_path(output: str) -> str:
     directory, name = os.path.split(output)
     return os.path.join(directory, f".{name}.lock")
 
@@ -58,7 +58,7 @@ def exclusive(output: str, *companions: str) -> Iterator[None]:
     if "://" in output:
         yield
         return
-    path = lock_path(output)
+    path = _lock_path(output)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "a+", encoding="utf-8") as handle:
         try:

@@ -22,14 +22,13 @@ import dataclasses
 import json
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 from common.config import HASH_BUCKETS_KEY, SPLIT_BUCKETS_KEY, DataConfig
 from modules import features
 from modules.contract import FEATURE_MEANING_FILE, TRAINING_QUERY_FILE, TRAINING_SPLITS_FILE
 
 LOGGER = logging.getLogger("babyweight.serving")
-CATEGORICAL = "categorical"  # features.meaning's part that request checks read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,22 +67,23 @@ def _exists(path: str) -> bool:
     return tf.io.gfile.exists(path)
 
 
-def note_feature_meaning(version: int, path: str) -> List[str]:
+def note_feature_meaning(version: int, path: str) -> None:
     """Warns when version `version` (at `path`) was trained with other vocabularies or missing
-    values than modules/features.py's, which check its requests; returns the differences."""
+    values than modules/features.py's, which check its requests."""
     file = os.path.join(path, FEATURE_MEANING_FILE)
     if not _exists(file):
         LOGGER.warning("Version %d records no features' meaning (%s; exported before versions "
                        "recorded it): its requests are checked against this checkout's "
                        "modules/features.py as they are", version, FEATURE_MEANING_FILE)
-        return []
+        return
+    categorical = features.MEANING_CATEGORICAL
     try:
-        recorded = json.loads(_read(file))[CATEGORICAL]
+        recorded = json.loads(_read(file))[categorical]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"version {version}'s {FEATURE_MEANING_FILE} is not a features' "
                          f"meaning ({type(error).__name__}: {error})") from None
-    differences = features.meaning_differences(recorded, features.meaning()[CATEGORICAL],
-                                               CATEGORICAL)
+    differences = features.meaning_differences(recorded, features.meaning()[categorical],
+                                               categorical)
     if differences:
         LOGGER.warning("Version %d was trained with other categories than this checkout's "
                        "modules/features.py (%s): requests are checked against this "
@@ -91,7 +91,6 @@ def note_feature_meaning(version: int, path: str) -> List[str]:
                        "by its own graph (a 400 naming the feature), not predicted; serve it "
                        "from the checkout it was trained in for its own checks",
                        version, "; ".join(differences))
-    return differences
 
 
 def query_of_version(version: int, path: str) -> str:
