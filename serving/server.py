@@ -191,8 +191,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exit normally instead, so
     # atexit handlers (the buffered access log) still run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    # httptools: the C parser (llhttp), where uvicorn's pure-Python h11 spent more of each
-    # request's time on the interpreter lock than the app's own work (benchmarks/results/).
+    # httptools: the C parser (llhttp); uvicorn's pure-Python h11 parses each request holding
+    # the interpreter lock the app's own work needs (benchmarks/results/serving.md).
     uvicorn.Server(uvicorn.Config(
         app, http="httptools", loop="asyncio", log_config=None, access_log=False,
         log_level="info" if server.verbose else "warning",

@@ -150,8 +150,8 @@ def bad_values(connection: duckdb.DuckDBPyConnection, source: Optional[str],
 
 
 def unmatched_source(source: Optional[str]) -> Optional[str]:
-    """What is wrong with a --source (local) that matches no file, else None."""
-    if source is not None and "://" not in source and not glob.glob(source):
+    """What is wrong with a --source that matches no file, else None."""
+    if source is not None and not glob.glob(source):
         return f"--source {source!r} matches no file; nothing to read."
     return None
 
