@@ -104,6 +104,56 @@ def test_fingerprint_follows_the_data(warehouse_copy):
     assert spans.fingerprint(edited) != spans.fingerprint(appended)
 
 
+def _edited(database: pathlib.Path, statement: str) -> None:
+    connection = duckdb.connect(str(database))
+    connection.execute(statement)
+    connection.close()
+
+
+def _month_rows(database: pathlib.Path, span: int) -> list:
+    """The rowids and mother ages of a month's rows with a known sex, oldest row first."""
+    connection = duckdb.connect(str(database), read_only=True)
+    rows = connection.execute(
+        "SELECT rowid, mother_age, is_male FROM natality WHERE year * 100 + month = ? "
+        "AND is_male IS NOT NULL ORDER BY rowid", [span]).fetchall()
+    connection.close()
+    return rows
+
+
+def test_fingerprint_sees_changes_that_keep_every_sum(warehouse_copy):
+    """A boy's sex set to unknown keeps the count of boys; two mothers' ages swapped keep
+    every column's sum: the query reads other rows either way, so the fingerprint changes."""
+    before = spans.read_spans(warehouse_copy)
+    newest = before[-1].number
+    rows = _month_rows(warehouse_copy, newest)
+    girl = next(rowid for rowid, _, is_male in rows if not is_male)
+    _edited(warehouse_copy, f"UPDATE natality SET is_male = NULL WHERE rowid = {girl}")
+    unknown = spans.read_spans(warehouse_copy)
+    assert [s.row_count for s in unknown] == [s.row_count for s in before]
+    assert unknown[-1].checksums[:5] == before[-1].checksums[:5], "the sums see no change"
+    assert spans.fingerprint(unknown) != spans.fingerprint(before)
+
+    (first, first_age, _), (second, second_age, _) = next(
+        (a, b) for a, b in zip(rows, rows[1:]) if a[1] != b[1] and girl not in (a[0], b[0]))
+    _edited(warehouse_copy, f"UPDATE natality SET mother_age = CASE rowid WHEN {first} THEN "
+            f"{second_age} ELSE {first_age} END WHERE rowid IN ({first}, {second})")
+    swapped = spans.read_spans(warehouse_copy)
+    assert swapped[-1].checksums[:5] == unknown[-1].checksums[:5], "the sums see no change"
+    assert spans.fingerprint(swapped) != spans.fingerprint(unknown)
+
+
+def test_a_query_reading_a_column_the_fingerprint_does_not_is_refused():
+    query = sql.base_query()
+    assert spans.unfingerprinted_columns(query) == []
+    reads_more = query.replace("AND gestation_weeks > 0",
+                               "AND gestation_weeks > 0\n    AND cigarette_use IS NOT TRUE")
+    assert reads_more != query
+    assert spans.unfingerprinted_columns(reads_more) == ["cigarette_use"]
+    with pytest.raises(span_driver.SpanSelectionFailed, match="cigarette_use.*rows_fingerprint"):
+        span_driver.check_fingerprint_covers([query, reads_more])
+    span_driver.check_fingerprint_covers([query])
+
+
 def test_driver_reads_every_span_by_default_with_the_queries_unchanged(small_warehouse):
     data = DataConfig()
     properties = resolved(small_warehouse, data)

@@ -9,15 +9,12 @@ type the real table has, and all problems are reported at once, each with a valu
 from __future__ import annotations
 
 import dataclasses
-import functools
 import glob
 import pathlib
 from typing import Dict, List, Optional, Tuple
 
 import duckdb
 import pyarrow.compute as pc
-import sqlglot
-from sqlglot import exp
 
 from common.errors import DataValidationError
 from warehouse import engine, sql
@@ -58,20 +55,10 @@ def _kind(column: str, expected: str) -> str:
     return "whole numbers" if expected == _INTEGER else "numbers"
 
 
-@functools.lru_cache(maxsize=None)
 def query_columns(query: str) -> Tuple[Tuple[str, str], ...]:
     """(column, type in the real table) for each natality column the training query reads."""
     types = dict(NATALITY_COLUMNS)
-    source = exp.to_table(sql.BIGQUERY_TABLE, dialect="bigquery")
-    names: List[str] = []
-    for select in sqlglot.parse_one(query, read="bigquery").find_all(exp.Select):
-        tables = [t for t in select.find_all(exp.Table) if t.parent_select is select]
-        if not any([p.name for p in t.parts] == [p.name for p in source.parts] for t in tables):
-            continue
-        for column in select.find_all(exp.Column):
-            if column.name in types and column.name not in names:
-                names.append(column.name)
-    return tuple((name, types[name]) for name in names)
+    return tuple((name, types[name]) for name in sql.table_columns(query) if name in types)
 
 
 def _quoted(source: str) -> str:

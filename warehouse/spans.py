@@ -9,13 +9,19 @@ selection wraps the training query the way the splits do: an outer filter on the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import pathlib
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import sqlglot
+from sqlglot import exp
+
 from warehouse import engine, sql
 
 SPANS_QUERY_FILE = sql.QUERY_FILE.parent / "spans.sql"
+# spans.sql's columns that say which rows a month holds: its number, and each row's values.
+_KEYING_COLUMNS = ("span", "rows_fingerprint")
 
 
 class SpanSelectionError(ValueError):
@@ -34,6 +40,20 @@ class Span:
 def spans_query(path: pathlib.Path = SPANS_QUERY_FILE) -> str:
     """spans.sql as BigQuery runs it."""
     return sql.query_text(path)
+
+
+def unfingerprinted_columns(query: str, spans_sql: Optional[str] = None) -> List[str]:
+    """The table's columns `query` reads that spans.sql's month and row fingerprint do not:
+    a change to one of them would leave ExampleGen's cached examples in use without a word."""
+    return [name for name in sql.table_columns(query)
+            if name not in _fingerprinted(spans_sql or spans_query())]
+
+
+@functools.lru_cache(maxsize=None)
+def _fingerprinted(spans_sql: str) -> frozenset:
+    tree = sqlglot.parse_one(spans_sql, read="bigquery")
+    return frozenset(column.name for alias in tree.find_all(exp.Alias)
+                     if alias.alias in _KEYING_COLUMNS for column in alias.find_all(exp.Column))
 
 
 def from_rows(rows: Iterable[Sequence[object]]) -> List[Span]:

@@ -145,3 +145,19 @@ def scoring_query(query: str) -> str:
         select = select.select(
             sqlglot.parse_one(f"CASE {whens} END AS {REJECTED_COLUMN}", read="bigquery"))
     return select.sql(dialect="bigquery", pretty=True)
+
+
+@functools.lru_cache(maxsize=None)
+def table_columns(query: str) -> Tuple[str, ...]:
+    """The natality table's columns a BigQuery query reads (each SELECT whose FROM names the
+    table), in the order they appear."""
+    source = exp.to_table(BIGQUERY_TABLE, dialect="bigquery")
+    names: list = []
+    for select in sqlglot.parse_one(query, read="bigquery").find_all(exp.Select):
+        tables = [t for t in select.find_all(exp.Table) if t.parent_select is select]
+        if not any([p.name for p in t.parts] == [p.name for p in source.parts] for t in tables):
+            continue
+        for column in select.find_all(exp.Column):
+            if column.name not in names:
+                names.append(column.name)
+    return tuple(names)

@@ -57,6 +57,10 @@ def resolve(exec_properties: Dict[str, Any], warehouse_spans: List[spans_lib.Spa
             settings: Mapping[str, Any]) -> Dict[str, Any]:
     """exec_properties with the split queries restricted to the run's spans, and the span and
     fingerprint that key the cache. `settings` may hold the split layout to check."""
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    check_fingerprint_covers([split.pattern for split in input_config.splits])
     first, last, newest = span_range(
         exec_properties.get(standard_component_specs.RANGE_CONFIG_KEY))
     try:
@@ -66,9 +70,6 @@ def resolve(exec_properties: Dict[str, Any], warehouse_spans: List[spans_lib.Spa
                                    int(settings[HASH_BUCKETS_KEY]))
     except spans_lib.SpanSelectionError as error:
         raise SpanSelectionFailed(str(error)) from error
-    input_config = example_gen_pb2.Input()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
-                              input_config)
     # Every span selected: the queries stay as they are (the filter would only cost time).
     if len(selected) < len(warehouse_spans):
         for split in input_config.splits:
@@ -81,6 +82,19 @@ def resolve(exec_properties: Dict[str, Any], warehouse_spans: List[spans_lib.Spa
     exec_properties[example_gen_utils.VERSION_PROPERTY_NAME] = None
     exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = fingerprint
     return exec_properties
+
+
+def check_fingerprint_covers(queries: List[str]) -> None:
+    """Refuses to run a query that reads a column the spans' fingerprint does not: the cache
+    would then reuse examples made before that column's values changed."""
+    missing = sorted({name for query in queries
+                      for name in spans_lib.unfingerprinted_columns(query)})
+    if missing:
+        raise SpanSelectionFailed(
+            f"The training query reads {', '.join(missing)}, which "
+            f"{spans_lib.SPANS_QUERY_FILE.name}'s rows_fingerprint does not: a change to "
+            "those values would not make ExampleGen read the data again. Add them to "
+            f"rows_fingerprint in {spans_lib.SPANS_QUERY_FILE}.")
 
 
 def parse_settings(text: Optional[str]) -> Dict[str, Any]:
