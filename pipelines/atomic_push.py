@@ -9,6 +9,7 @@ mid-push, and is removed. No TFX imports: light enough for any process to load.
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -49,6 +50,32 @@ def latest_push_record(serving_dir: pathlib.Path) -> Optional[Dict[str, Any]]:
         return None
     record = versions[max(versions)] / PUSH_RECORD
     return json.loads(record.read_text()) if record.exists() else None
+
+
+def model_digest(model_dir: pathlib.Path) -> str:
+    """sha256 of a model directory's files (relative paths, sizes, bytes), its push record left
+    out: equal exactly when two directories hold the same model, wherever they were written."""
+    digest = hashlib.sha256()
+    record = model_dir / PUSH_RECORD
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file() and p != record):
+        digest.update(f"{path.relative_to(model_dir).as_posix()}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def newest_serving_as(serving_dir: pathlib.Path, digest: str) -> Optional[int]:
+    """The newest version, when it holds the model of `digest` (model_digest's), else None.
+
+    By content, not by the model's URI: TFX names a Trainer's output by its execution id, so
+    a new metadata store over the same pipeline root writes a different model to a URI a
+    served version came from."""
+    versions = serving_versions(serving_dir)
+    if not versions:
+        return None
+    newest = max(versions)
+    return newest if model_digest(versions[newest]) == digest else None
 
 
 def lock_path(serving_dir: pathlib.Path) -> pathlib.Path:

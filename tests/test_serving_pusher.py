@@ -89,3 +89,22 @@ def test_existing_version_is_never_replaced(model_dir, tmp_path, monkeypatch):
     with pytest.raises(serving_pusher.PushError, match="already exists"):
         serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
     assert sorted(p.name for p in serving.iterdir()) == [str(taken)]
+
+
+def test_a_served_model_is_known_by_its_files_not_by_where_it_was_written(model_dir, tmp_path):
+    """A new metadata store over the same pipeline root writes its first Trainer's model to
+    the URI the served version came from: the URI alone would call a new model a duplicate."""
+    serving = tmp_path / "serving"
+    assert serving_pusher.newest_serving_as(serving, atomic_push.model_digest(model_dir)) is None
+    version = serving_pusher.push_atomically(model_dir, serving, {"model_uri": str(model_dir)})
+    elsewhere = shutil.copytree(model_dir, tmp_path / "elsewhere")
+    assert serving_pusher.newest_serving_as(
+        serving, atomic_push.model_digest(elsewhere)) == version, "the push record is left out"
+
+    (model_dir / "variables" / "variables.index").write_bytes(b"other weights")
+    assert serving_pusher.newest_serving_as(serving, atomic_push.model_digest(model_dir)) is None
+    newer = serving_pusher.push_atomically(model_dir, serving, {"model_uri": str(model_dir)})
+    assert serving_pusher.newest_serving_as(
+        serving, atomic_push.model_digest(elsewhere)) is None, "only the newest version counts"
+    assert serving_pusher.newest_serving_as(
+        serving, atomic_push.model_digest(model_dir)) == newer

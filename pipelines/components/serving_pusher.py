@@ -4,8 +4,8 @@ Stock Pusher copies straight into the final version directory, so a server polli
 directory can load a half-copied model, and a rerun that re-blesses the same model pushes it
 again as a new version. This pusher pushes through pipelines/atomic_push.py (a staging copy
 renamed into place, under a lock shared by every pusher of the directory), and skips a model
-that already serves as the newest version. Either way it writes the decision, with TFMA's
-reasons, as JSON.
+whose files the newest version already holds, wherever they were written. Either way it writes
+the decision, with TFMA's reasons, as JSON.
 """
 import json
 import pathlib
@@ -18,8 +18,8 @@ from tfx.utils import path_utils
 
 from pipelines.atomic_push import (  # noqa: F401  (the pusher's API, used by tests and runners)
     PUSH_RECORD, STAGING_SUFFIX, PushError, clean_up_dead_pushes, is_version_name,
-    latest_push_record, lock_path, push_atomically, push_lock, push_while_locked,
-    remove_stale_staging, serving_versions)
+    latest_push_record, lock_path, model_digest, newest_serving_as, push_atomically, push_lock,
+    push_while_locked, remove_stale_staging, serving_versions)
 
 
 @component
@@ -35,6 +35,7 @@ def ServingPusher(  # pylint: disable=invalid-name
     from reports import evaluation_results as evaluation_lib
 
     target = pathlib.Path(serving_dir)
+    source = pathlib.Path(path_utils.serving_model_path(model.uri))
     blessed = bool(model_blessing.get_int_custom_property("blessed"))
     _, reasons = evaluation_lib.describe_validation(evaluation.uri)
     metrics = evaluation_lib.read_metrics(evaluation.uri)
@@ -44,6 +45,7 @@ def ServingPusher(  # pylint: disable=invalid-name
         "pushed": False,
         "model_uri": model.uri,
         "model_id": model.id,
+        "model_digest": model_digest(source),
         "eval_rmse": overall.rmse if overall else None,
         "eval_mae": overall.mae if overall else None,
         "baseline_rmse": overall.baseline_rmse if overall else None,
@@ -51,16 +53,15 @@ def ServingPusher(  # pylint: disable=invalid-name
         "reasons": reasons,
     }
     with push_lock(target):  # the newest version cannot change between the check and the push
-        latest = latest_push_record(target)
+        serving = newest_serving_as(target, decision["model_digest"]) if blessed else None
         if not blessed:
             decision["message"] = "Model not blessed; nothing was pushed."
-        elif latest is not None and latest.get("model_uri") == model.uri:
-            decision["message"] = (f"This model already serves as version {latest['version']}; "
+        elif serving is not None:
+            decision["message"] = (f"This model already serves as version {serving}; "
                                    "nothing new to push.")
-            decision["version"] = latest["version"]
+            decision["version"] = serving
         else:
-            version = push_while_locked(
-                pathlib.Path(path_utils.serving_model_path(model.uri)), target, decision)
+            version = push_while_locked(source, target, decision)
             decision.update(pushed=True, version=version,
                             message=f"Pushed as version {version} to {target / str(version)}")
     pushed_model.set_int_custom_property("pushed", int(decision["pushed"]))
