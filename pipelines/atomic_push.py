@@ -65,17 +65,22 @@ def model_digest(model_dir: pathlib.Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def newest_serving_as(serving_dir: pathlib.Path, digest: str) -> Optional[int]:
-    """The newest version, when it holds the model of `digest` (model_digest's), else None.
+def newest_serving_as(serving_dir: pathlib.Path, digest: str, uri: str) -> Optional[int]:
+    """The newest version, when it was pushed from the model of `digest` (model_digest's, as
+    its push record keeps it), else None; a record from before digests by the model's `uri`.
 
-    By content, not by the model's URI: TFX names a Trainer's output by its execution id, so
-    a new metadata store over the same pipeline root writes a different model to a URI a
-    served version came from."""
-    versions = serving_versions(serving_dir)
-    if not versions:
+    By content, not by the URI: TFX names a Trainer's output by its execution id, so a new
+    metadata store over the same pipeline root writes a different model to a URI a served
+    version came from. The record's digest, not the version's files: the run's model card is
+    added to the version after the push."""
+    record = latest_push_record(serving_dir)
+    if record is None:
         return None
-    newest = max(versions)
-    return newest if model_digest(versions[newest]) == digest else None
+    if "model_digest" in record:
+        same = record["model_digest"] == digest
+    else:
+        same = record.get("model_uri") == uri
+    return record["version"] if same else None
 
 
 def lock_path(serving_dir: pathlib.Path) -> pathlib.Path:

@@ -94,17 +94,32 @@ def test_existing_version_is_never_replaced(model_dir, tmp_path, monkeypatch):
 def test_a_served_model_is_known_by_its_files_not_by_where_it_was_written(model_dir, tmp_path):
     """A new metadata store over the same pipeline root writes its first Trainer's model to
     the URI the served version came from: the URI alone would call a new model a duplicate."""
-    serving = tmp_path / "serving"
-    assert serving_pusher.newest_serving_as(serving, atomic_push.model_digest(model_dir)) is None
-    version = serving_pusher.push_atomically(model_dir, serving, {"model_uri": str(model_dir)})
+    serving, uri = tmp_path / "serving", str(model_dir)
+
+    def push() -> int:
+        record = {"model_uri": uri, "model_digest": atomic_push.model_digest(model_dir)}
+        return serving_pusher.push_atomically(model_dir, serving, record)
+
+    def serving_as(directory) -> object:
+        return serving_pusher.newest_serving_as(serving, atomic_push.model_digest(directory), uri)
+
+    assert serving_as(model_dir) is None
+    version = push()
     elsewhere = shutil.copytree(model_dir, tmp_path / "elsewhere")
-    assert serving_pusher.newest_serving_as(
-        serving, atomic_push.model_digest(elsewhere)) == version, "the push record is left out"
+    (serving / str(version) / "assets.extra").mkdir()  # what a run adds after its push
+    (serving / str(version) / "assets.extra" / "model_card.html").write_text("card")
+    assert serving_as(elsewhere) == version
 
     (model_dir / "variables" / "variables.index").write_bytes(b"other weights")
-    assert serving_pusher.newest_serving_as(serving, atomic_push.model_digest(model_dir)) is None
-    newer = serving_pusher.push_atomically(model_dir, serving, {"model_uri": str(model_dir)})
-    assert serving_pusher.newest_serving_as(
-        serving, atomic_push.model_digest(elsewhere)) is None, "only the newest version counts"
-    assert serving_pusher.newest_serving_as(
-        serving, atomic_push.model_digest(model_dir)) == newer
+    assert serving_as(model_dir) is None, "the same URI, another model"
+    newer = push()
+    assert serving_as(elsewhere) is None, "only the newest version counts"
+    assert serving_as(model_dir) == newer
+
+
+def test_a_version_pushed_before_digests_is_known_by_its_model_uri(model_dir, tmp_path):
+    serving = tmp_path / "serving"
+    version = serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
+    digest = atomic_push.model_digest(model_dir)
+    assert serving_pusher.newest_serving_as(serving, digest, "m1") == version
+    assert serving_pusher.newest_serving_as(serving, digest, "m2") is None

@@ -4,8 +4,8 @@ Stock Pusher copies straight into the final version directory, so a server polli
 directory can load a half-copied model, and a rerun that re-blesses the same model pushes it
 again as a new version. This pusher pushes through pipelines/atomic_push.py (a staging copy
 renamed into place, under a lock shared by every pusher of the directory), and skips a model
-whose files the newest version already holds, wherever they were written. Either way it writes
-the decision, with TFMA's reasons, as JSON.
+the newest version was pushed from (the same files, wherever they were written). Either way
+it writes the decision, with TFMA's reasons, as JSON.
 """
 import json
 import pathlib
@@ -53,7 +53,8 @@ def ServingPusher(  # pylint: disable=invalid-name
         "reasons": reasons,
     }
     with push_lock(target):  # the newest version cannot change between the check and the push
-        serving = newest_serving_as(target, decision["model_digest"]) if blessed else None
+        serving = newest_serving_as(target, decision["model_digest"], model.uri) \
+            if blessed else None
         if not blessed:
             decision["message"] = "Model not blessed; nothing was pushed."
         elif serving is not None:
