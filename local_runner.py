@@ -21,6 +21,8 @@ from modules.hparams import HyperParameters  # noqa: E402
 from pipelines import config  # noqa: E402
 
 log = logging.getLogger("babyweight.local_runner")
+# A run's reports directory: its start, to the microsecond (sortable).
+REPORTS_DIR_FORMAT = "%Y%m%d-%H%M%S-%f"
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -100,7 +102,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     with speedups.enabled(beam_args), dead_runs.live_run(pathlib.Path(settings.metadata_path)):
         atomic_push.clean_up_dead_pushes(pathlib.Path(settings.serving_dir))
         try:
-            LocalDagRunner().run(definition)
+            run_pipeline(LocalDagRunner(), definition, run_id_of(reports_dir))
         except DataValidationError as error:
             log.error("%s", error)
             log.error("The run stopped before training. Reports: %s", reports_dir)
@@ -109,7 +111,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
             log.error("The push failed: %s", error)
             return 1
         finally:
-            publish_reports(settings, reports_dir)
+            publish_reports(settings, reports_dir, run_id_of(reports_dir))
     log.info("Pipeline finished in %.0f s", time.monotonic() - started)
     outcome = report_outcome(reports_dir / pipeline.PUSH_REPORT, warehouse)
     log.info("Reports:   %s", reports_dir)
@@ -142,7 +144,7 @@ def new_reports_dir(root: pathlib.Path) -> pathlib.Path:
     Created with exist_ok=False, so two runs started at the same moment never share one.
     """
     while True:
-        path = root / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        path = root / datetime.datetime.now().strftime(REPORTS_DIR_FORMAT)
         try:
             path.mkdir(parents=True, exist_ok=False)
             return path
@@ -150,13 +152,36 @@ def new_reports_dir(root: pathlib.Path) -> pathlib.Path:
             time.sleep(1e-3)
 
 
-def publish_reports(settings: config.PipelineConfig, reports_dir: pathlib.Path) -> None:
-    """The run's browser report and the index of all runs, whatever the run's outcome."""
+def run_id_of(reports_dir: pathlib.Path) -> str:
+    """The run's name in ML Metadata: its reports directory's start time, in the ISO form TFX
+    gives run ids. Chosen by the runner, so that the run finds its own record, not that of
+    another run on the same store (the reports directory is made exclusively: unique)."""
+    return datetime.datetime.strptime(reports_dir.name, REPORTS_DIR_FORMAT).isoformat()
+
+
+def run_pipeline(runner, definition, run_id: str) -> None:
+    """`runner.run(definition)` under the run id `run_id` (LocalDagRunner would pick its own
+    from the clock, which the runner could not tell from a concurrent run's)."""
+    from tfx.orchestration.portable import runtime_parameter_utils
+    from tfx.orchestration.portable.tfx_runner import _make_pipeline_proto
+    from tfx.dsl.compiler import constants
+
+    ir = _make_pipeline_proto(definition)
+    runtime_parameter_utils.substitute_runtime_parameter(
+        ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    runner.run_with_ir(ir)
+
+
+def publish_reports(settings: config.PipelineConfig, reports_dir: pathlib.Path,
+                    run_id: str) -> None:
+    """The run's browser report (of run `run_id`, never the newest of several runs at once)
+    and the index of all runs, whatever the run's outcome."""
     try:
         import reports
 
         published = reports.publish(settings.metadata_path, pipeline_root=settings.pipeline_root,
-                                    out_dir=settings.reports_dir, run_reports_dir=reports_dir)
+                                    run_id=run_id, out_dir=settings.reports_dir,
+                                    run_reports_dir=reports_dir)
         if published.data_note:
             log.warning("%s", published.data_note)
         log.info("Report:    %s", published.run_page.resolve().as_uri())
