@@ -14,7 +14,7 @@ import logging  # noqa: E402
 import pathlib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from typing import List, Optional  # noqa: E402
+from typing import List, Optional, Tuple  # noqa: E402
 
 from common import logs  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
@@ -39,16 +39,59 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def generation(warehouse: config.WarehouseConfig) -> Tuple[int, int]:
+    """(rows, seed) the synthetic warehouse is generated with: the flags, else the defaults."""
+    from warehouse import generator
+
+    rows, seed = warehouse.generate_rows, warehouse.seed
+    return (generator.DEFAULT_ROWS if rows is None else rows,
+            generator.DEFAULT_SEED if seed is None else seed)
+
+
+def warehouse_problem(warehouse: config.WarehouseConfig) -> Optional[str]:
+    """Why --generate-rows/--seed cannot hold for the data the run would read, or None: an
+    existing file is never replaced by a run (runs trained on it would no longer match their
+    data), nor used as if it held what the flags asked for."""
+    given = {flag: value for flag, value in (("--generate-rows", warehouse.generate_rows),
+                                            ("--seed", warehouse.seed)) if value is not None}
+    database = pathlib.Path(warehouse.database)
+    if not given or not (warehouse.source or database.exists()):
+        return None
+    flags = " and ".join(given)
+    if warehouse.source:
+        return (f"{flags} do not apply with --source: nothing is generated, "
+                f"{warehouse.source} is read")
+    import duckdb
+
+    from warehouse import generator
+
+    try:
+        report = generator.read_report(database)
+    except duckdb.Error:
+        return None  # not a DuckDB file the pre-flight check can read: it says so
+    if report is None:
+        return (f"{flags} do not apply to {database}: it was not made by the generator "
+                f"(no {generator.INFO_TABLE_NAME} table)")
+    rows = report.rows if warehouse.generate_rows is None else warehouse.generate_rows
+    seed = report.seed if warehouse.seed is None else warehouse.seed
+    if (rows, seed) == (report.rows, report.seed):
+        return None
+    return (f"{database} holds {report.rows:,} rows generated with seed {report.seed}, not "
+            f"the {rows:,} rows with seed {seed} asked for; to regenerate it: "
+            f"python -m warehouse.generator --out {database} --rows {rows} --seed {seed} "
+            "--overwrite (or delete the file), or pass --database for a new file")
+
+
 def ensure_warehouse(warehouse: config.WarehouseConfig) -> None:
     """Generates the synthetic natality table on first use."""
     if warehouse.source or pathlib.Path(warehouse.database).exists():
         return
     from warehouse import generator
 
+    rows, seed = generation(warehouse)
     log.info("No warehouse at %s: generating %d synthetic natality rows (seed %d)",
-             warehouse.database, warehouse.generate_rows, warehouse.seed)
-    report = generator.generate(pathlib.Path(warehouse.database), rows=warehouse.generate_rows,
-                                seed=warehouse.seed)
+             warehouse.database, rows, seed)
+    report = generator.generate(pathlib.Path(warehouse.database), rows=rows, seed=seed)
     log.info("Generated; irreducible error (RMSE floor) of the query's data: %.3f lb",
              report.irreducible_rmse_query)
 
@@ -226,7 +269,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as error:
         print(f"local_runner.py: error: {error}", file=sys.stderr)
         return 2
-    return run(config.from_flags(config.WarehouseConfig, args), data,
+    warehouse = config.from_flags(config.WarehouseConfig, args)
+    problem = warehouse_problem(warehouse)
+    if problem:
+        print(f"local_runner.py: error: {problem}", file=sys.stderr)
+        return 2
+    return run(warehouse, data,
                config.from_flags(config.PipelineConfig, args),
                config.from_flags(config.TrainingConfig, args),
                config.from_flags(HyperParameters, args),

@@ -59,8 +59,14 @@ class WarehouseConfig:
         "(e.g. 'exports/natality-*.parquet'). Replaces the generated table; the query is "
         "unchanged.",
     )
-    generate_rows: int = setting(100_000, "Rows of synthetic natality data to generate.", minimum=1)
-    seed: int = setting(42, "Seed of the synthetic data generator.", minimum=0)
+    # None: not given (a new file gets the generator's defaults; an existing one is used as is).
+    generate_rows: Optional[int] = setting(
+        None, "Rows of synthetic natality data to generate when the --database file is missing "
+        "(default 100000). Given, an existing file generated otherwise is refused, never "
+        "silently used.", minimum=1)
+    seed: Optional[int] = setting(
+        None, "Seed of the synthetic data generator (default 42); as --generate-rows for an "
+        "existing file.", minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)
