@@ -39,6 +39,23 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def output_path_problem(settings: config.PipelineConfig) -> Optional[str]:
+    """Why a run could not write one of its outputs, naming the flag, or None."""
+    from common.files import unusable_dir, unusable_file
+
+    serving = pathlib.Path(settings.serving_dir)
+    checks = (("--pipeline-root", settings.pipeline_root, unusable_dir),
+              ("--metadata-path", settings.metadata_path, unusable_file),
+              ("--reports-dir", settings.reports_dir, unusable_dir),
+              ("--serving-dir", serving, unusable_dir))
+    for flag, path, check in checks:
+        # The serving directory's push lock lies beside it, in its parent.
+        problem = check(path) or (unusable_dir(serving.parent) if path is serving else None)
+        if problem:
+            return f"{flag} {path}: {problem}"
+    return None
+
+
 def generation(warehouse: config.WarehouseConfig) -> Tuple[int, int]:
     """(rows, seed) the synthetic warehouse is generated with: the flags, else the defaults."""
     from warehouse import generator
@@ -270,12 +287,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"local_runner.py: error: {error}", file=sys.stderr)
         return 2
     warehouse = config.from_flags(config.WarehouseConfig, args)
-    problem = warehouse_problem(warehouse)
+    settings = config.from_flags(config.PipelineConfig, args)
+    problem = output_path_problem(settings) or warehouse_problem(warehouse)
     if problem:
         print(f"local_runner.py: error: {problem}", file=sys.stderr)
         return 2
-    return run(warehouse, data,
-               config.from_flags(config.PipelineConfig, args),
+    return run(warehouse, data, settings,
                config.from_flags(config.TrainingConfig, args),
                config.from_flags(HyperParameters, args),
                config.from_flags(config.EvaluationConfig, args))

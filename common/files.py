@@ -46,3 +46,34 @@ def overwritten_input(out: Path, *inputs: Optional[Path]) -> Optional[str]:
         if any(_key(path) == target for path in matched):
             return given
     return None
+
+
+def unusable_dir(path: Path) -> Optional[str]:
+    """Why `path` cannot be a directory a command writes in (made if missing), or None: checked
+    before any work, so that a file in the way is one line naming it, not a traceback later."""
+    if "://" in os.fspath(path):
+        return None
+    path = pathlib.Path(path)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        if existing.is_symlink():
+            return f"{existing} is a broken symbolic link"
+        existing = existing.parent
+    if not existing.is_dir():
+        return (f"{existing} is a file, not a directory" if existing == path else
+                f"{existing} is a file, so no directory can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def unusable_file(path: Path) -> Optional[str]:
+    """Why `path` cannot be a file a command writes (its directory made if missing), or None."""
+    if "://" in os.fspath(path):
+        return None
+    path = pathlib.Path(path)
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    return unusable_dir(path.parent)
