@@ -163,6 +163,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
         atomic_push.clean_up_dead_pushes(pathlib.Path(settings.serving_dir))
         try:
             run_pipeline(LocalDagRunner(), definition, run_id_of(reports_dir))
+            note_missing_baseline(reports_dir)
         except DataValidationError as error:
             log.error("%s", error)
             log.error("The run stopped before training. Reports: %s", reports_dir)
@@ -250,6 +251,23 @@ def publish_reports(settings: config.PipelineConfig, reports_dir: pathlib.Path,
         log.warning("Could not write the run's report: %s", error)
 
 
+def note_missing_baseline(reports_dir: pathlib.Path) -> None:
+    """A last blessed model passed over as baseline because its files are gone
+    (pipelines/baseline.py) is said in the push decision, not only in the run's log."""
+    import json
+
+    from common.files import write_atomically
+    from pipelines import pipeline
+
+    note_path, push_path = reports_dir / pipeline.BASELINE_NOTE, reports_dir / pipeline.PUSH_REPORT
+    if not (note_path.exists() and push_path.exists()):
+        return
+    note, decision = json.loads(note_path.read_text()), json.loads(push_path.read_text())
+    decision["baseline_missing"] = note["missing"]
+    decision["message"] = f"{decision['message']} Warning: {note['message']}."
+    write_atomically(push_path, json.dumps(decision, indent=2))
+
+
 def report_outcome(push_report: pathlib.Path, warehouse: config.WarehouseConfig) -> int:
     """Logs the model's quality and the push decision; 3 when the model was not blessed."""
     import json
@@ -272,7 +290,9 @@ def report_outcome(push_report: pathlib.Path, warehouse: config.WarehouseConfig)
         log.info("%s", line)
     for reason in decision.get("reasons", []):
         log.info("  %s", reason)
-    log.info("%s", decision["message"])
+    # Loud when the model was judged without the last blessed model: its files were gone.
+    log.log(logging.WARNING if decision.get("baseline_missing") else logging.INFO, "%s",
+            decision["message"])
     return 0 if decision["blessed"] else 3
 
 

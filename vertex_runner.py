@@ -89,6 +89,8 @@ def engines(cloud: CloudConfig, reports_dir: pathlib.Path) -> Any:
     from tfx.extensions.google_cloud_ai_platform.trainer.executor import TRAINING_ARGS_KEY
     from tfx.extensions.google_cloud_ai_platform.tuner.component import Tuner
     from tfx.extensions.google_cloud_ai_platform.tuner.executor import TUNING_ARGS_KEY
+    from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+        LatestBlessedModelStrategy)
 
     from pipelines import pipeline
     from pipelines.components.vertex_pusher import VertexServingPusher
@@ -113,7 +115,9 @@ def engines(cloud: CloudConfig, reports_dir: pathlib.Path) -> Any:
         tuner_custom_config={**vertex, TUNING_ARGS_KEY: cloud.training_job_args()},
         pushers=pushers,
         # Beam's own TFRecord reader splits big files across Dataflow workers.
-        batched_reads=False)
+        batched_reads=False,
+        # The only resolver strategy Vertex AI pipelines compile, besides the latest artifact.
+        baseline_strategy=LatestBlessedModelStrategy)
 
 
 def tell_pusher_the_trainer(definition: Any) -> None:

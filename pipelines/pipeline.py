@@ -14,16 +14,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type,
 from tfx.components import ExampleValidator, Trainer, Tuner
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base.base_node import BaseNode
-from tfx.dsl.components.common.resolver import Resolver
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
-    LatestBlessedModelStrategy,
-)
+from tfx.dsl.components.common.resolver import Resolver, ResolverStrategy
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, range_config_pb2, trainer_pb2, transform_pb2
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from pipelines import fingerprints
+from pipelines.baseline import BASELINE_NOTE, PresentBlessedModelStrategy
 from pipelines.components.anomaly_gate import AnomalyGate
 from pipelines.components.eda_report import EdaReport
 from pipelines.components.serving_pusher import ServingPusher
@@ -89,6 +87,9 @@ class Engines:
     # (pipelines/speedups/batched_reads.py); off on Dataflow, where Beam's own reader splits big files
     # across workers.
     batched_reads: bool = True
+    # Resolves the Evaluator's baseline (and a warm start's model). Locally, the newest blessed
+    # model whose files exist (pipelines/baseline.py); Vertex AI compiles only TFX's own.
+    baseline_strategy: Type[ResolverStrategy] = PresentBlessedModelStrategy
 
 
 def input_config(data: DataConfig) -> example_gen_pb2.Input:
@@ -235,8 +236,11 @@ def model_components(
                 num_steps=max(training.eval_steps, contract.DEFAULT_TUNER_EVAL_STEPS)),
             custom_config={**custom_config, **engines.tuner_custom_config})
         components.append(tuner)
+    strategy = engines.baseline_strategy
     latest_blessed = Resolver(
-        strategy_class=LatestBlessedModelStrategy,
+        strategy_class=strategy,
+        config=({"note_path": str(pathlib.Path(reports_dir) / BASELINE_NOTE)}
+                if issubclass(strategy, PresentBlessedModelStrategy) else None),
         model=Channel(type=Model),
         model_blessing=Channel(type=ModelBlessing)).with_id("latest_blessed_model_resolver")
     trainer = engines.trainer(
