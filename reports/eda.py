@@ -16,6 +16,7 @@ import datetime
 import logging
 import math
 import pathlib
+import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 import duckdb
@@ -140,8 +141,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: object) -> int:
+    """A failure the command expects: one line on stderr, exit 2 (the input's fault)."""
+    print(f"error: {str(message).splitlines()[0]}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from warehouse.engine import connect
+    from warehouse.preflight import unmatched_source
 
     parser = _parser()
     args = parser.parse_args(argv)
@@ -150,16 +158,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--out {args.out} is what it reads ({read}): writing the report would "
                      "replace it; give --out another path")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    problem = unmatched_source(args.source)
+    if problem:
+        return _fail(problem)
+    label = f"--source {args.source}" if args.source else f"--database {args.database}"
     try:
         connection = connect(args.database, args.source)
     except (FileNotFoundError, ValueError) as error:  # no warehouse, or --source not csv/parquet
-        logger.error("%s", error)
-        return 2
+        return _fail(error)
+    except duckdb.Error as error:  # not a DuckDB file, or files DuckDB cannot read
+        return _fail(f"cannot read the natality data at {label}: {error}")
     try:
         path = build_report(connection, args.out, args.statistics_uri, args.title)
     except FileNotFoundError as error:  # --statistics-uri without the two splits' statistics
-        logger.error("%s", error)
-        return 2
+        return _fail(error)
+    except duckdb.Error as error:  # no natality table, or one without the columns the SQL reads
+        return _fail(f"cannot analyse the natality data at {label}: {error}")
     finally:
         connection.close()
     logger.info("EDA report written to %s (open %s in a browser)", path,

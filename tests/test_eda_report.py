@@ -234,3 +234,29 @@ def test_cli_writes_report(natality, tmp_path: pathlib.Path, caplog):
     assert eda.main(["--database", str(tmp_path / "missing.duckdb"),
                             "--out", str(tmp_path / "never.html")]) == 2
     assert not (tmp_path / "never.html").exists()
+
+
+@pytest.mark.parametrize("case, named", [
+    ("csv_without_columns", '"year" not found'),
+    ("glob_matching_nothing", "matches no file"),
+    ("text_file_as_database", "not a valid DuckDB database file"),
+    ("database_without_natality", "natality does not exist"),
+])
+def test_cli_names_unreadable_data_in_one_line(case, named, tmp_path: pathlib.Path, capsys):
+    if case == "csv_without_columns":
+        (tmp_path / "export.csv").write_text("a,b\n1,2\n")
+        flags = ["--source", str(tmp_path / "export.csv")]
+    elif case == "glob_matching_nothing":
+        flags = ["--source", str(tmp_path / "natality-*.parquet")]
+    elif case == "text_file_as_database":
+        (tmp_path / "w.duckdb").write_text("not a database\n")
+        flags = ["--database", str(tmp_path / "w.duckdb")]
+    else:
+        with duckdb.connect(str(tmp_path / "w.duckdb")) as connection:
+            connection.execute("CREATE TABLE births (year BIGINT)")
+        flags = ["--database", str(tmp_path / "w.duckdb")]
+    assert eda.main(flags + ["--out", str(tmp_path / "eda.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and named in err
+    assert flags[1] in err and "Traceback" not in err
+    assert not (tmp_path / "eda.html").exists()
