@@ -82,12 +82,19 @@ def infer_from_warehouse(database: pathlib.Path, source: Optional[str],
     import tensorflow_data_validation as tfdv
 
     from pipelines.config import DataConfig
-    from warehouse import engine, sql
+    from warehouse import engine, preflight, sql
 
     data = DataConfig()
     train_range = data.split_buckets()["train"]
     query = sql.to_duckdb(sql.split_query(sql.base_query(), data.hash_buckets, train_range))
-    frame = engine.connect(database, source).execute(query).df()
+    problem = preflight.unmatched_source(source)
+    if problem:
+        raise FileNotFoundError(problem)
+    connection = engine.connect(database, source)
+    try:
+        frame = connection.execute(query).df()
+    finally:
+        connection.close()
     stats = tfdv.generate_statistics_from_dataframe(frame)
     schema = tfdv.infer_schema(stats)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -110,13 +117,29 @@ def main(argv: Optional[list] = None) -> int:
                        default=PROJECT_ROOT / "runs" / "inferred_schema.pbtxt")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if args.command == "write":
-        args.out.write_text(render(curated_schema()))
-        logging.info("wrote %s", args.out)
-    else:
-        infer_from_warehouse(args.database, args.source, args.out)
-        logging.info("wrote the inferred schema to %s; compare it with %s", args.out, SCHEMA_FILE)
+    import duckdb
+
+    try:
+        if args.command == "write":
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(render(curated_schema()))
+            logging.info("wrote %s", args.out)
+        else:
+            infer_from_warehouse(args.database, args.source, args.out)
+            logging.info("wrote the inferred schema to %s; compare it with %s", args.out,
+                         SCHEMA_FILE)
+    except (OSError, ValueError) as error:  # no warehouse, no such file, --out not writable
+        return _fail(error)
+    except duckdb.Error as error:  # not a DuckDB file, or data without the query's columns
+        label = f"--source {args.source}" if args.source else f"--database {args.database}"
+        return _fail(f"cannot read the natality data at {label}: {error}")
     return 0
+
+
+def _fail(message: object) -> int:
+    """A failure the command expects: one line on stderr, exit 2 (the input's fault)."""
+    print(f"error: {str(message).splitlines()[0]}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

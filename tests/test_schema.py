@@ -1,4 +1,6 @@
 """The committed schema is exactly what the one feature declaration gives."""
+import pytest
+
 from modules import features
 from pipelines import schema
 
@@ -28,6 +30,35 @@ def test_infer_command_writes_a_reviewable_schema(small_warehouse, tmp_path):
     assert {features.LABEL_KEY, features.SPLIT_KEY, *features.FEATURE_NAMES} <= names
     domains = {d.name: set(d.value) for d in inferred.string_domain}
     assert domains["is_male"] == set(features.IS_MALE.vocabulary)
+
+
+@pytest.mark.parametrize("case, named", [
+    ("missing_database", "no warehouse at"),
+    ("csv_without_columns", '"year" not found'),
+    ("glob_matching_nothing", "matches no file"),
+])
+def test_infer_names_data_it_cannot_read_in_one_line(case, named, tmp_path, capsys):
+    if case == "missing_database":
+        flags = ["--database", str(tmp_path / "nope.duckdb")]
+    elif case == "csv_without_columns":
+        (tmp_path / "export.csv").write_text("a,b\n1,2\n")
+        flags = ["--source", str(tmp_path / "export.csv")]
+    else:
+        flags = ["--source", str(tmp_path / "natality-*.csv")]
+    out = tmp_path / "inferred.pbtxt"
+    assert schema.main(["infer", *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and named in err
+    assert flags[1] in err and not out.exists()
+
+
+def test_write_creates_the_directory_of_out(tmp_path, capsys):
+    out = tmp_path / "new" / "dir" / "schema.pbtxt"
+    assert schema.main(["write", "--out", str(out)]) == 0
+    assert out.read_text() == schema.SCHEMA_FILE.read_text()
+    assert schema.main(["write", "--out", str(tmp_path / "new")]) == 2  # a directory
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(tmp_path / "new") in err
 
 
 def test_monitoring_thresholds_come_from_features():
