@@ -69,6 +69,13 @@ class WarehouseConfig:
         "existing file.", minimum=0)
 
 
+def check_month(value: int, flag: str) -> None:
+    """Raises ValueError unless `value` is a month written YYYYMM: spans are months of births,
+    and a span like 201013 would be a month that no calendar has."""
+    if not (100_001 <= value <= 999_912 and 1 <= value % 100 <= 12):
+        raise ValueError(f"{flag} must be a month written YYYYMM (e.g. 200812), got {value}")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """How the query's rows become splits: by ABS(MOD(hashmonth, buckets)), as the course does."""
@@ -95,9 +102,8 @@ class DataConfig:
     def span_range(self) -> Tuple[int, int, int]:
         """(first, last, newest N), validated; zeros are unbounded."""
         for value, flag in ((self.first_span, "--first-span"), (self.last_span, "--last-span")):
-            if value and not (100_001 <= value <= 999_912 and 1 <= value % 100 <= 12):
-                raise ValueError(f"{flag} must be a month written YYYYMM (e.g. 200812), got "
-                                 f"{value}")
+            if value:
+                check_month(value, flag)
         if self.num_spans < 0:
             raise ValueError(f"--num-spans must be 0 (every span) or more, got {self.num_spans}")
         if self.last_span and self.num_spans:

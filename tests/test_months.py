@@ -45,3 +45,14 @@ def test_months_are_deterministic_for_a_seed(tmp_path):
 def test_the_command_refuses_an_empty_table_without_a_first_span(tmp_path, capsys):
     assert months.main(["--database", str(tmp_path / "new.duckdb")]) == 2
     assert "give --first-span" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("first_span", ["201013", "201000", "7", "-200101"])
+def test_a_first_span_that_is_no_month_is_refused_before_anything_is_written(
+        tmp_path, capsys, first_span):
+    database = tmp_path / "w.duckdb"
+    months.append(database, 1, 10, first_span=200101)
+    assert months.main(["--database", str(database), "--first-span", first_span]) == 2
+    assert "must be a month written YYYYMM" in capsys.readouterr().err
+    assert _facts(database, "TRUE")[0] == 10
+

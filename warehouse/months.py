@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence
 import duckdb
 import numpy as np
 
-from common.config import command_parser, from_flags, setting
+from common.config import check_month, command_parser, from_flags, setting
 from warehouse import generator
 from warehouse.natality_model import NatalityModel, solve_model
 from warehouse.sampling import NATALITY_COLUMNS, Accumulator, chunk_rng, sample_chunk
@@ -96,6 +96,8 @@ def append(database: pathlib.Path, months: int, rows_per_month: int, shift: Shif
     """Appends `months` months of `rows_per_month` rows; returns their span numbers."""
     if months < 1 or rows_per_month < 1:
         raise ValueError("--months and --rows-per-month must be positive")
+    if first_span:
+        check_month(first_span, "--first-span")
     database = pathlib.Path(database)
     database.parent.mkdir(parents=True, exist_ok=True)
     model = _shifted_model(shift)
