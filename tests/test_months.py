@@ -3,9 +3,10 @@ shifted as asked while a baby's weight still follows the generator's model."""
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pytest
 
-from warehouse import months
+from warehouse import generator, months
 
 BASE = dict(months=12, rows_per_month=2000, first_span=200101)
 
@@ -56,3 +57,60 @@ def test_a_first_span_that_is_no_month_is_refused_before_anything_is_written(
     assert "must be a month written YYYYMM" in capsys.readouterr().err
     assert _facts(database, "TRUE")[0] == 10
 
+
+def _floor_sums(database, where):
+    """(rows, squared errors, coarse squared errors) of the query's rows, against the
+    generator's conditional means computed here from each stored row's features."""
+    from warehouse.natality_model import solve_model
+
+    model = solve_model()
+    with duckdb.connect(str(database), read_only=True) as con:
+        frame = con.execute(
+            "SELECT weight_pounds, is_male, plurality, mother_age, gestation_weeks FROM natality "
+            "WHERE year > 2000 AND weight_pounds > 0 AND mother_age > 0 AND plurality > 0 "
+            f"AND gestation_weeks > 0 AND {where}").df()
+    week = np.searchsorted(model.weeks, frame.gestation_weeks.to_numpy(np.int64))
+    plurality = np.searchsorted(model.pluralities, frame.plurality.to_numpy(np.int64))
+    age = np.searchsorted(model.ages, frame.mother_age.to_numpy(np.int64))
+    common = model.week_curve[week] * model.age_factor[age]
+    mean = (common * model.plurality_factor[plurality, week]
+            * model.sex_factor[frame.is_male.to_numpy(bool).astype(np.int64)])
+    coarse = common * model.coarse_factor[(plurality > 0).astype(np.int64), week]
+    weight = frame.weight_pounds.to_numpy(float)
+    return len(frame), np.sum((weight - mean) ** 2), np.sum((weight - coarse) ** 2)
+
+
+def test_appended_months_keep_the_generators_floors_true_of_the_whole_table(tmp_path):
+    database = tmp_path / "w.duckdb"
+    before = generator.generate(database, rows=20_000, seed=3)
+    shift = months.Shift(older_mothers=6, multiples_factor=4, gestation_shift=-2)
+    spans = months.append(database, 3, 3000, shift, seed=9)
+    after = generator.read_report(database)
+    count, _, _ = _floor_sums(database, f"year * 100 + month < {spans[0]}")
+    added, errors, coarse = _floor_sums(database, f"year * 100 + month >= {spans[0]}")
+    assert after.rows == _facts(database, "TRUE")[0] == 20_000 + 9000
+    assert (after.seed, after.created_with) == (before.seed, before.created_with)
+    mse = (before.irreducible_rmse ** 2 * count + errors) / (count + added)
+    mse_coarse = (before.irreducible_rmse_augmented ** 2 * count + coarse) / (count + added)
+    assert after.irreducible_rmse == pytest.approx(np.sqrt(mse), rel=1e-9)
+    assert after.irreducible_rmse_augmented == pytest.approx(np.sqrt(mse_coarse), rel=1e-9)
+    assert after.irreducible_rmse_query == pytest.approx(np.sqrt((mse + mse_coarse) / 2),
+                                                         rel=1e-9)
+    with duckdb.connect(str(database), read_only=True) as con:
+        (std,) = con.execute("SELECT stddev_samp(weight_pounds) FROM natality WHERE year > 2000 "
+                             "AND weight_pounds > 0 AND gestation_weeks > 0").fetchone()
+    assert after.weight_std == pytest.approx(std, rel=1e-9)
+    assert after.irreducible_rmse_query != before.irreducible_rmse_query
+
+
+def test_info_that_no_longer_describes_the_table_is_removed_not_extended(tmp_path):
+    database = tmp_path / "w.duckdb"
+    generator.generate(database, rows=2000, seed=3)
+    with duckdb.connect(str(database)) as con:  # as months appended by an earlier version left it
+        con.execute("INSERT INTO natality SELECT * REPLACE (2009 AS year) FROM natality LIMIT 50")
+    months.append(database, 1, 100, first_span=201001)
+    assert generator.read_report(database) is None  # so a run quotes no floor of other rows
+    assert _facts(database, "TRUE")[0] == 2150
+    new = tmp_path / "new.duckdb"
+    months.append(new, 1, 100, first_span=200101)
+    assert generator.read_report(new) is None  # months alone never claim a generator's info

@@ -67,6 +67,7 @@ class GeneratorReport:
       plurality is only "1" vs "2+": vs E[weight | mother_age, gestation_weeks, plurality == 1];
     - irreducible_rmse_query: both copies together, sqrt of the mean of the two MSEs.
     weight_std is the standard deviation of weight_pounds over the same rows.
+    `warehouse.months` keeps rows and the floors true of the whole table when it appends.
     """
 
     seed: int

@@ -10,12 +10,15 @@ of given features is: mothers' ages move by --older-mothers years, the multiples
 multiplied by --multiples-factor, and the gestation distribution moves by --gestation-shift
 weeks, while the weight of a baby of given features follows the generator's model. So a model
 trained before the shift stays right on average, and monitoring must see the shift in the
-inputs. Deterministic for a seed: month YYYYMM is drawn from
+inputs. The generator's info table, when there is one, then describes the whole table: its
+row count and noise floors include the new months. Deterministic for a seed: month YYYYMM is drawn from
 SeedSequence(seed, spawn_key=(YYYYMM,)).
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import pathlib
 import sys
 from typing import List, Optional, Sequence
@@ -27,6 +30,8 @@ from common.config import check_month, command_parser, from_flags, setting
 from warehouse import generator
 from warehouse.natality_model import NatalityModel, solve_model
 from warehouse.sampling import NATALITY_COLUMNS, Accumulator, chunk_rng, sample_chunk
+
+LOGGER = logging.getLogger("warehouse.months")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,18 +87,58 @@ def next_spans(last_span: int, months: int) -> List[int]:
     return spans
 
 
-def _draw(span: int, rows: int, seed: int, model, shift: Shift):
-    rng = chunk_rng(seed, span)
-    frame = sample_chunk(rng, rows, model, Accumulator())
-    year, month = divmod(span, 100)
-    frame["year"] = year
-    frame["month"] = month
-    return frame
+def _draw(span: int, rows: int, seed: int, model, stats: Accumulator):
+    return sample_chunk(chunk_rng(seed, span), rows, model, stats, span=span)
+
+
+# The rows the training query keeps (warehouse/queries): those the floors are measured over.
+_KEPT = ("year > 2000 AND weight_pounds > 0 AND mother_age > 0 AND plurality > 0 "
+         "AND gestation_weeks > 0")
+
+
+def _stored_floors(con: duckdb.DuckDBPyConnection) -> Optional[Accumulator]:
+    """The sums behind the info table's floors, when it still describes the whole table; None
+    when there is no info to keep. Info that no longer matches the table (months appended by
+    an earlier version of this command) is removed, so no run quotes a floor of other rows."""
+    tables = {name for (name,) in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+    ).fetchall()}
+    if generator.INFO_TABLE_NAME not in tables:
+        return None
+    info = con.execute(f"SELECT rows, irreducible_rmse, irreducible_rmse_augmented "
+                       f"FROM {generator.INFO_TABLE_NAME} LIMIT 1").fetchone()
+    if info is None:
+        return None
+    (rows,) = con.execute(f"SELECT count(*) FROM {generator.TABLE_NAME}").fetchone()
+    count, shifted_sum, shifted_squares = con.execute(
+        f"SELECT count(*), coalesce(sum(weight_pounds - {Accumulator.SHIFT}), 0), "
+        f"coalesce(sum((weight_pounds - {Accumulator.SHIFT}) ** 2), 0) "
+        f"FROM {generator.TABLE_NAME} WHERE {_KEPT}").fetchone()
+    rmse, rmse_coarse = info[1:]
+    if rows != info[0] or count and not (math.isfinite(rmse) and math.isfinite(rmse_coarse)):
+        LOGGER.warning("%s described %s rows, the table holds %s: its noise floor no longer "
+                       "describes the table and is removed", generator.INFO_TABLE_NAME,
+                       info[0], rows)
+        con.execute(f"DELETE FROM {generator.INFO_TABLE_NAME}")
+        return None
+    return Accumulator(count, rmse**2 * count if count else 0.0,
+                       rmse_coarse**2 * count if count else 0.0, shifted_sum, shifted_squares)
+
+
+def _update_floors(con: duckdb.DuckDBPyConnection, stats: Accumulator) -> None:
+    """The info table's rows and floors, now of the whole table: the months' weights follow the
+    generator's model, so its conditional means are still the floor's predictions."""
+    (rows,) = con.execute(f"SELECT count(*) FROM {generator.TABLE_NAME}").fetchone()
+    rmse, rmse_coarse, rmse_query, weight_std = stats.floors()
+    con.execute(f"UPDATE {generator.INFO_TABLE_NAME} SET rows = ?, irreducible_rmse = ?, "
+                "irreducible_rmse_augmented = ?, irreducible_rmse_query = ?, weight_std = ?",
+                [rows, rmse, rmse_coarse, rmse_query, weight_std])
 
 
 def append(database: pathlib.Path, months: int, rows_per_month: int, shift: Shift = Shift(),
            seed: int = generator.DEFAULT_SEED, first_span: int = 0) -> List[int]:
-    """Appends `months` months of `rows_per_month` rows; returns their span numbers."""
+    """Appends `months` months of `rows_per_month` rows; returns their span numbers. The
+    generator's info table, if any, is kept true of the whole table (rows and noise floors)."""
     if months < 1 or rows_per_month < 1:
         raise ValueError("--months and --rows-per-month must be positive")
     if first_span:
@@ -113,11 +158,17 @@ def append(database: pathlib.Path, months: int, rows_per_month: int, shift: Shif
             raise ValueError("the table is empty: give --first-span YYYYMM")
         start = first_span or 0
         spans = ([start] + next_spans(start, months - 1)) if start else next_spans(newest, months)
+        con.execute("BEGIN TRANSACTION")  # the months and the info change together, or not
+        stored = _stored_floors(con)
+        added = Accumulator()
         for span in spans:
-            frame = _draw(span, rows_per_month, seed, model, shift)
+            frame = _draw(span, rows_per_month, seed, model, added)
             con.register("new_month", frame)
             con.execute(f"INSERT INTO {generator.TABLE_NAME} SELECT * FROM new_month")
             con.unregister("new_month")
+        if stored is not None:
+            _update_floors(con, stored + added)
+        con.execute("COMMIT")
         con.execute("CHECKPOINT")
     return spans
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,11 @@ class Accumulator:
         self.shifted_sum += float(np.sum(shifted))
         self.shifted_squares += float(np.sum(shifted**2))
 
+    def __add__(self, other: "Accumulator") -> "Accumulator":
+        """The sums over both accumulators' rows (disjoint rows of one table)."""
+        return Accumulator(*(getattr(self, f.name) + getattr(other, f.name)
+                             for f in dataclasses.fields(self)))
+
     def floors(self) -> Tuple[float, float, float, float]:
         if self.count < 2:
             return (math.nan,) * 4
@@ -74,9 +79,14 @@ def chunk_rng(seed: int, chunk_index: int) -> np.random.Generator:
 
 
 def sample_chunk(
-    rng: np.random.Generator, n: int, model: NatalityModel, stats: Accumulator
+    rng: np.random.Generator, n: int, model: NatalityModel, stats: Accumulator,
+    span: Optional[int] = None,
 ) -> pd.DataFrame:
     """Draw n rows as a DataFrame of nullable columns; update the running floors.
+
+    With `span` (YYYYMM) every row is born in that month (warehouse.months), and the floors
+    count the rows the query keeps from that month; year and month are still drawn, so the
+    rest of the stream is the same either way.
 
     A pandas frame rather than an Arrow table because duckdb 1.5 cannot scan pyarrow 10 tables
     (it needs the Arrow PyCapsule interface of pyarrow >= 14).
@@ -84,6 +94,8 @@ def sample_chunk(
     # Draw order is part of the format: changing it changes every table for a given seed.
     year = rng.choice(model.years, size=n, p=model.year_pmf)
     month = rng.choice(np.arange(1, 13, dtype=np.int64), size=n, p=model.month_pmf)
+    if span is not None:
+        year, month = (np.full(n, part, dtype=np.int64) for part in divmod(span, 100))
     state = rng.choice(model.states, size=n, p=model.state_pmf)
     is_male = rng.random(n) < cal.MALE_SHARE
     age_index = rng.choice(len(model.ages), size=n, p=model.age_pmf)
