@@ -233,7 +233,8 @@ def list_runs(store: metadata_store.MetadataStore, pipeline_name: Optional[str] 
     """Every run of the store's pipelines (or of `pipeline_name`), newest first.
 
     With `pipeline_root`, only runs whose artifacts live under it (a store can outlive a
-    root that was moved or wiped).
+    root that was moved or wiped); LookupError when the store holds runs but none under it, so
+    a mistyped root is not taken for a store without runs.
     """
     type_names = {t.id: t.name for t in store.get_artifact_types()}
     node_names = _node_names(store)
@@ -241,7 +242,13 @@ def list_runs(store: metadata_store.MetadataStore, pipeline_name: Optional[str] 
                for context, name in _run_contexts(store, pipeline_name)]
     if pipeline_root is not None:
         root = str(pathlib.Path(pipeline_root).resolve())
-        records = [r for r in records if _under_root(r, root)]
+        kept = [r for r in records if _under_root(r, root)]
+        if records and not kept:
+            raise LookupError(
+                f"the metadata store holds {len(records)} run{'s' * (len(records) != 1)}, and "
+                f"none wrote its artifacts under {pipeline_root}; give the --pipeline-root "
+                "the runs used, or none for every run")
+        records = kept
     return records
 
 

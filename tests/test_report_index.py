@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from reports import cli, mlmd
 from tests.test_report_parts import heavy_libraries_after
 
 
@@ -106,3 +107,46 @@ def test_a_reader_that_failed_leaves_no_summary(runs_copy: Any, tmp_path: pathli
     summaries.write(page, read)
     assert not summaries.summary_path(page).exists()
     assert summaries.read(page, record) is None
+
+
+def _store_with_one_run(path: pathlib.Path, artifact_uri: str) -> None:
+    """A real ML Metadata store holding one run whose Trainer wrote a model at `artifact_uri`,
+    recorded the way TFX records it (pipeline, run and node contexts)."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    names = (mlmd.PIPELINE_CONTEXT, mlmd.RUN_CONTEXT, mlmd.NODE_CONTEXT)
+    type_ids = [store.put_context_type(pb.ContextType(name=name)) for name in names]
+    contexts = [pb.Context(type_id=type_ids[0], name="babyweight"),
+                pb.Context(type_id=type_ids[1], name="2026-01-01T00:00:00.000001"),
+                pb.Context(type_id=type_ids[2], name="babyweight.Trainer")]
+    for context, context_id in zip(contexts, store.put_contexts(contexts)):
+        context.id = context_id
+    execution = pb.Execution(type_id=store.put_execution_type(pb.ExecutionType(name="Trainer")),
+                             last_known_state=pb.Execution.COMPLETE)
+    model = pb.Artifact(type_id=store.put_artifact_type(pb.ArtifactType(name="Model")),
+                        uri=artifact_uri)
+    event = pb.Event(type=pb.Event.OUTPUT)
+    event.path.steps.add().key = "model"
+    store.put_execution(execution, [(model, event)], contexts)
+
+
+def test_a_pipeline_root_no_run_wrote_under_is_named_not_an_empty_index(
+        tmp_path: pathlib.Path, capsys) -> None:
+    store = tmp_path / "metadata.sqlite"
+    _store_with_one_run(store, str(tmp_path / "root" / "Trainer" / "model" / "1"))
+    flags = ["index", "--metadata-path", str(store), "--out", str(tmp_path / "reports"),
+             "--no-warehouse"]
+    assert cli.main(flags + ["--pipeline-root", str(tmp_path / "elsewhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "holds 1 run," in err and f"none wrote its artifacts under {tmp_path / 'elsewhere'}" \
+        in err
+    assert not (tmp_path / "reports" / "index.html").exists()
+    assert cli.main(flags + ["--pipeline-root", str(tmp_path / "root")]) == 0
+    assert "2026-01-01T00:00:00.000001" in (tmp_path / "reports" / "index.html").read_text()
+
