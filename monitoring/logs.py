@@ -9,6 +9,7 @@ import dataclasses
 import datetime
 import math
 import pathlib
+import re
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -85,20 +86,31 @@ def select(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
     return frame[(times >= window.start_ms) & (times < window.end_ms)]
 
 
+class UnreadableLogError(ValueError):
+    """A complete request-log file whose records do not read back (cut short, or not ours)."""
+
+
 def read(files: Sequence[pathlib.Path], window: Optional[Window] = None) -> pd.DataFrame:
     """The logged rows of `files` within `window` (all when None), one column per record key."""
     import tensorflow as tf
 
     columns: Dict[str, List[np.ndarray]] = {key: [] for key in request_log.RECORD_KEYS}
-    if files:
-        dataset = (tf.data.TFRecordDataset([str(f) for f in files])
+    for file in files:  # one at a time, so a file that cannot be read is named
+        dataset = (tf.data.TFRecordDataset([str(file)])
                    .batch(_BATCH).map(lambda batch: tf.io.parse_example(batch, _spec())))
-        for batch in dataset.as_numpy_iterator():
-            times = batch[request_log.TIME_KEY]
-            keep = (np.ones(times.shape, bool) if window is None
-                    else (times >= window.start_ms) & (times < window.end_ms))
-            for key in request_log.RECORD_KEYS:
-                columns[key].append(batch[key][keep])
+        try:
+            for batch in dataset.as_numpy_iterator():
+                times = batch[request_log.TIME_KEY]
+                keep = (np.ones(times.shape, bool) if window is None
+                        else (times >= window.start_ms) & (times < window.end_ms))
+                for key in request_log.RECORD_KEYS:
+                    columns[key].append(batch[key][keep])
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+            cut = re.search(r"truncated record at (\d+)", error.message)
+            detail = (f"its record at byte {cut.group(1)} is cut short" if cut else
+                      f"it holds no request-log records (tf.data: {type(error).__name__})")
+            raise UnreadableLogError(f"the request-log file {file} cannot be read: {detail}; "
+                                     "move it out of the log directory") from error
     frame = pd.DataFrame({key: (np.concatenate(parts) if parts else np.array([]))
                           for key, parts in columns.items()})
     for declared in features.CATEGORICAL_FEATURES:

@@ -254,6 +254,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = command_parser("python -m monitoring.scenario", __doc__, ScenarioConfig)
     args, training_flags = parser.parse_known_args(argv)
     config = from_flags(ScenarioConfig, args)
+    if config.work_dir.exists() and not config.work_dir.is_dir():
+        print(f"error: --work-dir {config.work_dir} is a file, not a directory; give an empty "
+              "or absent directory", file=sys.stderr)
+        return 1
     if config.work_dir.exists() and any(config.work_dir.iterdir()):
         print(f"error: {config.work_dir} is not empty; remove it or pass --work-dir",
               file=sys.stderr)

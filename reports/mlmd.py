@@ -124,7 +124,17 @@ def open_store(metadata_path: pathlib.Path) -> metadata_store.MetadataStore:
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(path)
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
+    try:
+        return metadata_store.MetadataStore(config)
+    except RuntimeError as error:  # not SQLite, or SQLite without ML Metadata's tables
+        # Read-only, the store cannot create its tables: SQLite calls that a write it refused.
+        reason = ("SQLite says: file is not a database" if "not a database" in str(error)
+                  else "an SQLite file without ML Metadata's tables")
+        raise NotAStoreError(f"{path} is not an ML Metadata store ({reason})") from error
+
+
+class NotAStoreError(LookupError):
+    """The metadata path is a file, but not a store: every command that reads runs says so."""
 
 
 def _value(value: metadata_store_pb2.Value) -> Any:

@@ -32,3 +32,13 @@ def test_the_loop_flags_the_shift_retrains_and_comes_back_clean(tmp_path: pathli
     assert request_log.complete_files(work / "request_log")
     index = (work / "reports" / "index.html").read_text()
     assert all(f"{p.parent.name}/monitoring.html" in index for p in pages)
+
+
+def test_a_work_dir_that_is_a_file_is_refused_in_words(tmp_path: pathlib.Path, capsys) -> None:
+    work = tmp_path / "ct"
+    work.write_text("a file\n")
+    assert scenario.main(["--work-dir", str(work)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"error: --work-dir {work} is a file, not a directory; give an empty or "
+                   "absent directory\n")
+    assert work.read_text() == "a file\n"

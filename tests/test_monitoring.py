@@ -171,3 +171,32 @@ def test_windows_parse_times_and_durations():
     window = logs.Window(10_000, 20_000)
     assert window.previous() == logs.Window(0, 10_000)
     assert np.isclose(logs.parse_time("1.5"), 1500)
+
+
+def test_a_metadata_path_that_is_no_store_is_exit_1_in_words(tmp_path, capsys):
+    version = tmp_path / "serving" / "3"
+    version.mkdir(parents=True)
+    (version / lineage.PUSH_RECORD).write_text(json.dumps({"model_id": 1}))
+    (tmp_path / "notdb").write_text("not a database\n")
+    code = cli.main(["--logs", str(tmp_path / "logs"), "--model-dir", str(version.parent),
+                     "--metadata-path", str(tmp_path / "notdb"),
+                     "--reports-dir", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code == 1 and err == (f"error: {tmp_path / 'notdb'} is not an ML Metadata store "
+                                 "(SQLite says: file is not a database)\n")
+
+
+def test_a_complete_log_file_cut_short_is_named(tmp_path):
+    rows = [{"is_male": "True", "plurality": "Single(1)", "mother_age": 20 + i % 20,
+             "gestation_weeks": 30 + i % 12} for i in range(4000)]
+    _log(tmp_path / "log", rows, np.linspace(5, 9, len(rows)), 1, START)
+    (good,) = request_log.complete_files(tmp_path / "log")
+    assert len(logs.read([good])) == len(rows)
+    cut = tmp_path / "log" / ("cut" + request_log.SUFFIX)
+    size = good.stat().st_size // 2 + 100  # not at a record's end: a cut there reads as whole
+    cut.write_bytes(good.read_bytes()[:size])
+    with pytest.raises(logs.UnreadableLogError, match=f"the request-log file {cut} cannot be "
+                       "read: its record at byte [0-9]+ is cut short") as raised:
+        logs.read(request_log.complete_files(tmp_path / "log"))
+    assert isinstance(raised.value, ValueError)  # what the command reports in words, exit 1
+    assert "\n" not in str(raised.value)

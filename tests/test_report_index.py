@@ -150,3 +150,18 @@ def test_a_pipeline_root_no_run_wrote_under_is_named_not_an_empty_index(
     assert cli.main(flags + ["--pipeline-root", str(tmp_path / "root")]) == 0
     assert "2026-01-01T00:00:00.000001" in (tmp_path / "reports" / "index.html").read_text()
 
+
+@pytest.mark.parametrize("content, reason", [
+    (b"not a database\n", "file is not a database"),
+    (b"", "without ML Metadata's tables"),
+])
+def test_a_metadata_path_that_is_no_store_is_said_in_one_line(
+        tmp_path: pathlib.Path, capsys, content: bytes, reason: str) -> None:
+    path = tmp_path / "metadata.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(mlmd.NotAStoreError, match=reason):
+        mlmd.open_store(path)
+    assert cli.main(["index", "--metadata-path", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {path} is not an ML Metadata store ({err.split('(', 1)[1]}"
+    assert err.count("\n") == 1 and reason in err and path.read_bytes() == content
