@@ -7,7 +7,8 @@ computes TFDV statistics of it, and compares them with TFDV's comparators:
   - skew against the training statistics of the served version, found through ML Metadata
     (the version's push record names its Model artifact; its Trainer's examples; the
     StatisticsGen that described them);
-  - drift against the window just before (skipped when that window logged nothing);
+  - drift against the window just before (not measured when that window logged nothing:
+    the console, summary.json and metrics.prom say so);
   - the served predictions against the same model's predictions on its eval split.
 Thresholds are the schema's, declared in modules/features.py. It prints every distance, writes
 an HTML page, summary.json and the distances as Prometheus gauges (metrics.prom) under
@@ -79,7 +80,7 @@ def _window(config: MonitorConfig, frame):
     return logs.Window(start, end)
 
 
-def _gauges(findings, version: int) -> str:
+def _gauges(findings, version: int, drift_measured: bool = True) -> str:
     lines = ["# HELP babyweight_monitoring_distance A TFDV distance between served traffic "
              "and its reference.", "# TYPE babyweight_monitoring_distance gauge",
              "# HELP babyweight_monitoring_threshold The distance's declared threshold.",
@@ -88,7 +89,21 @@ def _gauges(findings, version: int) -> str:
         labels = f'kind="{f.kind}",feature="{f.feature}",version="{version}"'
         lines.append(f"babyweight_monitoring_distance{{{labels}}} {f.value:.6g}")
         lines.append(f"babyweight_monitoring_threshold{{{labels}}} {f.threshold:.6g}")
+    # Without it, no drift distance would look like no drift.
+    lines += ["# HELP babyweight_monitoring_drift_measured 1 when drift against the previous "
+              "window was measured, 0 when that window logged nothing.",
+              "# TYPE babyweight_monitoring_drift_measured gauge",
+              f'babyweight_monitoring_drift_measured{{version="{version}"}} {int(drift_measured)}']
     return "\n".join(lines) + "\n"
+
+
+def _drift(serving, previous, window, schema):
+    """(drift findings, None), or ([], why drift was not measured): said, never left out."""
+    from monitoring import compare
+
+    if previous.empty:
+        return [], f"the previous window ({window.previous().describe()}) logged nothing"
+    return compare.drift(serving, compare.feature_statistics(previous), schema), None
 
 
 def _lineage(config: MonitorConfig):
@@ -102,14 +117,28 @@ def _lineage(config: MonitorConfig):
                         config.version)
 
 
-def summary(findings, anomalies: Dict[str, str], version: int, window: str, rows: int
-            ) -> Dict[str, Any]:
-    """summary.json: what crossed, in words, and every distance (the server's gauges read it,
-    serving/monitoring_gauges.py)."""
+def summary(findings, anomalies: Dict[str, str], version: int, window: str, rows: int,
+            drift_not_measured: Optional[str] = None) -> Dict[str, Any]:
+    """summary.json: what crossed, in words, every distance (the server's gauges read it,
+    serving/monitoring_gauges.py), and whether drift was measured, with why not."""
     return {"version": version, "window": window, "rows": rows,
             "crossed": [f.sentence() for f in findings if f.crossed] + [
                 f"traffic feature '{n}': {t}" for n, t in anomalies.items()],
+            "drift_measured": drift_not_measured is None,
+            "drift_not_measured": drift_not_measured,
             "findings": [dataclasses.asdict(f) for f in findings]}
+
+
+def outcome_lines(findings, anomalies: Dict[str, str], drift_not_measured: Optional[str]
+                  ) -> List[str]:
+    """What the console shows under the window: each distance, what broke the schema, and
+    drift that was not measured (otherwise only the page would say so)."""
+    lines = [f"  {'!!' if f.crossed else 'ok'} {f.sentence()}" for f in findings]
+    if drift_not_measured:
+        lines.append(f"  -- drift not measured: {drift_not_measured}")
+    lines += [f"  !! the traffic breaks the schema: feature '{name}': {text}"
+              for name, text in anomalies.items()]
+    return lines
 
 
 def run(config: MonitorConfig, argv: List[str]) -> int:
@@ -136,9 +165,8 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     schema = compare.monitoring_schema()
     training = tfdv.load_stats_binary(str(found.statistics_file("train")))
     serving = compare.feature_statistics(current)
-    findings = compare.skew(training, serving, schema)
-    if not previous.empty:
-        findings += compare.drift(serving, compare.feature_statistics(previous), schema)
+    drift, drift_not_measured = _drift(serving, previous, window, schema)
+    findings = compare.skew(training, serving, schema) + drift
     out_root = pathlib.Path(config.reports_dir) / "monitoring"
     evaluated = compare.prediction_statistics(predictions.cached(found, out_root / "cache"))
     served = compare.prediction_statistics(current[request_log.PREDICTION_KEY].to_numpy())
@@ -160,20 +188,20 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
         command="python -m monitoring " + " ".join(argv))
     page_path = out / "monitoring.html"
     page_path.write_text(page.render(inputs, page_path, index))
-    (out / "metrics.prom").write_text(_gauges(findings, found.version))
+    (out / "metrics.prom").write_text(_gauges(findings, found.version,
+                                              drift_not_measured is None))
     crossed = [f for f in findings if f.crossed] or bool(anomalies)
     # Written whole, then renamed: a server's scrape reads it at any moment.
     (out / "summary.json.partial").write_text(json.dumps(
-        summary(findings, anomalies, found.version, window.describe(), len(current)), indent=2))
+        summary(findings, anomalies, found.version, window.describe(), len(current),
+                drift_not_measured), indent=2))
     (out / "summary.json.partial").replace(out / "summary.json")
     _refresh_index(config)
 
     print(f"Monitored {len(current):,} logged rows of version {found.version}, "
           f"{window.describe()}:")
-    for finding in findings:
-        print(f"  {'!!' if finding.crossed else 'ok'} {finding.sentence()}")
-    for name, text in anomalies.items():
-        print(f"  !! the traffic breaks the schema: feature '{name}': {text}")
+    for line in outcome_lines(findings, anomalies, drift_not_measured):
+        print(line)
     print(f"Page: {page_path.resolve().as_uri()}")
     return EXIT_CROSSED if crossed else 0
 

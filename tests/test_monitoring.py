@@ -200,3 +200,24 @@ def test_a_complete_log_file_cut_short_is_named(tmp_path):
         logs.read(request_log.complete_files(tmp_path / "log"))
     assert isinstance(raised.value, ValueError)  # what the command reports in words, exit 1
     assert "\n" not in str(raised.value)
+
+
+def test_drift_not_measured_is_said_on_the_console_in_the_summary_and_the_gauges():
+    import pandas as pd
+    from monitoring.compare import Finding
+
+    window = logs.Window(int(START * 1000), int((START + HOUR) * 1000))
+    drift, reason = cli._drift(None, pd.DataFrame({request_log.TIME_KEY: []}), window, None)
+    assert drift == [] and reason == (f"the previous window ({window.previous().describe()}) "
+                                      "logged nothing")
+    findings = [Finding("skew", "mother_age", "jensen_shannon_divergence", 0.02, 0.1)]
+    lines = cli.outcome_lines(findings, {}, reason)
+    assert lines[-1] == f"  -- drift not measured: {reason}" and len(lines) == 2
+    written = json.loads(json.dumps(cli.summary(findings, {}, 3, window.describe(), 10, reason)))
+    assert written["drift_measured"] is False and written["drift_not_measured"] == reason
+    assert 'babyweight_monitoring_drift_measured{version="3"} 0\n' in cli._gauges(
+        findings, 3, drift_measured=False)
+    # Measured: the summary and the gauge say so, and the console has no such line.
+    assert cli.summary(findings, {}, 3, "w", 10)["drift_measured"] is True
+    assert 'babyweight_monitoring_drift_measured{version="3"} 1\n' in cli._gauges(findings, 3)
+    assert not any("not measured" in line for line in cli.outcome_lines(findings, {}, None))
