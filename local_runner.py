@@ -14,7 +14,7 @@ import logging  # noqa: E402
 import pathlib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from typing import List, Optional, Tuple  # noqa: E402
+from typing import Any, List, Optional, Tuple  # noqa: E402
 
 from common import logs  # noqa: E402
 from modules.hparams import HyperParameters  # noqa: E402
@@ -162,7 +162,7 @@ def run(warehouse: config.WarehouseConfig, data: config.DataConfig,
     with speedups.enabled(beam_args), dead_runs.live_run(pathlib.Path(settings.metadata_path)):
         atomic_push.clean_up_dead_pushes(pathlib.Path(settings.serving_dir))
         try:
-            run_pipeline(LocalDagRunner(), definition, run_id_of(reports_dir))
+            named_run(LocalDagRunner, run_id_of(reports_dir)).run(definition)
             note_missing_baseline(reports_dir)
         except DataValidationError as error:
             log.error("%s", error)
@@ -220,17 +220,22 @@ def run_id_of(reports_dir: pathlib.Path) -> str:
     return datetime.datetime.strptime(reports_dir.name, REPORTS_DIR_FORMAT).isoformat()
 
 
-def run_pipeline(runner, definition, run_id: str) -> None:
-    """`runner.run(definition)` under the run id `run_id` (LocalDagRunner would pick its own
-    from the clock, which the runner could not tell from a concurrent run's)."""
-    from tfx.orchestration.portable import runtime_parameter_utils
-    from tfx.orchestration.portable.tfx_runner import _make_pipeline_proto
-    from tfx.dsl.compiler import constants
+def named_run(runner_class: type, run_id: str) -> Any:
+    """A `runner_class` (LocalDagRunner) whose runs are named `run_id` in ML Metadata: by
+    itself it names each run by the clock, which could not tell it from a concurrent run's.
 
-    ir = _make_pipeline_proto(definition)
-    runtime_parameter_utils.substitute_runtime_parameter(
-        ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
-    runner.run_with_ir(ir)
+    Its public `run` compiles the pipeline and hands the IR to `run_with_ir`, which names the
+    run only where the IR leaves the name a runtime parameter: here it no longer does."""
+    from tfx.dsl.compiler import constants
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    class Named(runner_class):  # type: ignore[misc, valid-type]
+        def run_with_ir(self, pipeline: Any, *args: Any, **kwargs: Any) -> Any:
+            runtime_parameter_utils.substitute_runtime_parameter(
+                pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+            return super().run_with_ir(pipeline, *args, **kwargs)
+
+    return Named()
 
 
 def publish_reports(settings: config.PipelineConfig, reports_dir: pathlib.Path,

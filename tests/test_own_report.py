@@ -8,11 +8,16 @@ from common.config import PipelineConfig
 from reports import mlmd
 
 
-class _Recorder:
-    """Stands in for LocalDagRunner: keeps the compiled pipeline it was asked to run."""
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    def run_with_ir(self, ir, run_options=None):
-        self.ir = ir
+
+class _Recorder(LocalDagRunner):
+    """LocalDagRunner that keeps the compiled pipeline it was asked to run, and runs nothing."""
+
+    compiled: list = []
+
+    def run_with_ir(self, pipeline, run_options=None):
+        self.compiled.append(pipeline)
 
 
 def test_the_pipeline_runs_under_the_id_the_runner_chose(tmp_path):
@@ -21,9 +26,9 @@ def test_the_pipeline_runs_under_the_id_the_runner_chose(tmp_path):
     first = local_runner.new_reports_dir(tmp_path / "reports")
     second = local_runner.new_reports_dir(tmp_path / "reports")
     assert local_runner.run_id_of(first) != local_runner.run_id_of(second)
-    recorder = _Recorder()
-    local_runner.run_pipeline(recorder, build(tmp_path), local_runner.run_id_of(second))
-    run_id = recorder.ir.runtime_spec.pipeline_run_id
+    local_runner.named_run(_Recorder, local_runner.run_id_of(second)).run(build(tmp_path))
+    (ir,) = _Recorder.compiled
+    run_id = ir.runtime_spec.pipeline_run_id
     assert run_id.WhichOneof("value") == "field_value", run_id
     assert run_id.field_value.string_value == local_runner.run_id_of(second)
 
