@@ -2,8 +2,9 @@
 
 `python -m monitoring` writes each result to <reports-dir>/monitoring/<time>/summary.json (and a
 Prometheus textfile beside it). A server started with --monitoring-dir pointing there exposes
-the newest result's distances and thresholds on /monitoring/prometheus/metrics, with the same
-names and labels as that textfile (kind, feature, version), plus the time the result was
+the newest result's distances and thresholds, and whether drift was measured, on
+/monitoring/prometheus/metrics, with the same names and labels as that textfile (kind, feature,
+version), plus the time the result was
 written, so an alert can also fire when monitoring stopped running. Reading happens only when
 Prometheus scrapes, and a file is parsed again only when a newer one appears. A missing or
 unreadable result never fails a scrape: it shows no distances, logged once per file.
@@ -76,6 +77,14 @@ class MonitoringGauges:
             threshold.add_metric(labels, float(finding["threshold"]))
         yield distance
         yield threshold
+        if isinstance(summary.get("drift_measured"), bool):
+            # Without it, no drift distance would read as no drift (monitoring/cli.py's gauge).
+            measured = GaugeMetricFamily(
+                "babyweight_monitoring_drift_measured",
+                "1 when drift against the previous window was measured, 0 when that window "
+                "logged nothing", labels=["version"])
+            measured.add_metric([version], int(summary["drift_measured"]))
+            yield measured
         if written:
             yield GaugeMetricFamily(
                 "babyweight_monitoring_last_run_timestamp_seconds",

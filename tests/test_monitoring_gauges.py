@@ -17,7 +17,8 @@ from tests.serving_fixtures import ServingModels
 
 pytest_plugins = ("tests.serving_fixtures",)
 Gauges = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
-MONITORING = ("babyweight_monitoring_distance", "babyweight_monitoring_threshold")
+MONITORING = ("babyweight_monitoring_distance", "babyweight_monitoring_threshold",
+              "babyweight_monitoring_drift_measured")
 
 
 def _parse(text: str) -> Gauges:
@@ -32,13 +33,15 @@ def _scrape(server: Any) -> str:
     return answer.text
 
 
-def _write_run(root: pathlib.Path, stamp: str, findings, version: int) -> pathlib.Path:
+def _write_run(root: pathlib.Path, stamp: str, findings, version: int,
+               drift_not_measured: Any = None) -> pathlib.Path:
     """A monitoring run's directory as `python -m monitoring` writes it (its own functions)."""
     out = root / stamp
     out.mkdir(parents=True)
     (out / "summary.json").write_text(json.dumps(
-        cli.summary(findings, {}, version, "a window", 100)))
-    (out / "metrics.prom").write_text(cli._gauges(findings, version))
+        cli.summary(findings, {}, version, "a window", 100, drift_not_measured)))
+    (out / "metrics.prom").write_text(cli._gauges(findings, version,
+                                                  drift_not_measured is None))
     return out
 
 
@@ -65,7 +68,16 @@ def test_the_newest_result_is_on_the_servers_metrics(serving_models: ServingMode
     key = ("babyweight_monitoring_distance",
            (("feature", "plurality"), ("kind", "drift"), ("version", "8")))
     assert scraped[key] == 0.3
-    assert {dict(labels)["kind"] for _, labels in scraped} == {"skew", "drift", "prediction"}
+    assert {dict(labels)["kind"] for name, labels in scraped
+            if name == "babyweight_monitoring_distance"} == {"skew", "drift", "prediction"}
+    assert scraped[("babyweight_monitoring_drift_measured", (("version", "8"),))] == 1
+
+    unmeasured = _write_run(results, "20261201-113000-000000", [
+        Finding("skew", "mother_age", "jensen_shannon_divergence", 0.02, 0.1)], 8,
+        drift_not_measured="the previous window logged nothing")
+    scraped = _parse(_scrape(server))
+    assert scraped == _parse((unmeasured / "metrics.prom").read_text())
+    assert scraped[("babyweight_monitoring_drift_measured", (("version", "8"),))] == 0
 
     broken = results / "20261201-130000-000000"
     broken.mkdir()
