@@ -22,7 +22,7 @@ import hmac
 import logging
 import threading
 import time
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import grpc
 import numpy as np
@@ -52,6 +52,20 @@ def _version(spec: model_pb2.ModelSpec) -> Wanted:
     if spec.WhichOneof("version_choice") == "version_label":
         return Label(spec.version_label)
     return None
+
+
+def _output_filter(names: Sequence[str], asked: Sequence[str]) -> Set[str]:
+    """The outputs a Predict asked for (empty: all), or TF Serving's error for an alias the
+    signature lacks or one asked twice: checked before the model runs, as TF Serving does."""
+    wanted: Set[str] = set()
+    for alias in asked:
+        if alias not in names:
+            raise ApiError(400, f"output tensor alias not found in signature: {alias} Outputs "
+                           f"expected to be in the set {{{','.join(sorted(names))}}}.")
+        if alias in wanted:
+            raise ApiError(400, f"duplicate output tensor alias: {alias}")
+        wanted.add(alias)
+    return wanted
 
 
 class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -93,6 +107,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
                 payload = request_payload(found, request.inputs)
                 columns, rows = service.predict_columns(found, name, payload, False,
                                                         self.shared.limits.max_instances)
+                wanted = _output_filter(found.output_names, request.output_filter)
                 outputs = await self._outputs(served, name, columns, rows)
             finally:
                 self.shared.release(served)
@@ -100,7 +115,6 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.model_spec.name = self.shared.name
             response.model_spec.version.value = served.version
             response.model_spec.signature_name = name
-            wanted = set(request.output_filter)
             for key, value in outputs.items():
                 if not wanted or key in wanted:
                     grpc_tensors.fill_output(response.outputs[key], value)
