@@ -107,7 +107,7 @@ def _tensor_values(name: str, proto: Any) -> List[Any]:
                        f"per instance), got shape {list(array.shape)}")
     if array.dtype == object:
         values = []
-        for index, value in enumerate(array.tolist()):
+        for index, value in enumerate(_strings(array)):
             try:
                 values.append(value.decode("utf-8"))
             except UnicodeDecodeError:
@@ -133,7 +133,7 @@ def request_payload(found: Any, inputs: Any) -> Dict[str, List[Any]]:
             raise ApiError(400, "inputs.examples: expected a string tensor of serialized "
                            "tf.Examples")
         return {validation.EXAMPLES_INPUT: [{"b64": base64.b64encode(v).decode()}
-                                            for v in array.tolist()]}
+                                            for v in _strings(array)]}
     # A protobuf map has no order: the declaration's order makes the first error reported
     # the one REST reports for the same columns sent in that order (names the declaration
     # does not have after its own, sorted). Iterating the map is its slow part: only then.
@@ -141,6 +141,12 @@ def request_payload(found: Any, inputs: Any) -> Dict[str, List[Any]]:
     if len(names) != len(inputs):
         names += sorted(name for name in inputs if name not in _DECLARED)
     return {name: _tensor_values(name, inputs[name]) for name in names}
+
+
+def _strings(array: np.ndarray) -> List[bytes]:
+    """A string array's values as bytes: tf.make_ndarray reads a string tensor sent without
+    values as empty strings (as TensorFlow does) but gives those as str, the rest as bytes."""
+    return [v.encode() if isinstance(v, str) else v for v in array.tolist()]
 
 
 def _make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:

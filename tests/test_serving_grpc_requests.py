@@ -1,0 +1,64 @@
+"""gRPC Predict requests a protobuf can spell and JSON cannot: a string tensor of a shape
+but no values. Its answer is the REST answer for the values TensorFlow reads it as.
+
+On the session's shared server, with the stock stubs, as tests/test_serving_grpc.py.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from modules import features
+from tests.serving_fixtures import JSON, MODEL_NAME, RunningServer
+from tests.test_serving_grpc import (COURSE_INSTANCES, PREDICTION_ABS, _columns, _rest,
+                                     predict_request)
+
+pytest_plugins = ("tests.serving_fixtures",)
+
+
+@pytest.fixture(scope="module")
+def stub(shared_server: RunningServer) -> Iterator[Any]:
+    with grpc.insecure_channel(shared_server.grpc_target) as channel:
+        grpc.channel_ready_future(channel).result(timeout=120)
+        yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def test_a_string_tensor_without_values_is_read_as_empty_strings(
+        stub: Any, client: httpx.Client) -> None:
+    """Shape [1], no string_val: TensorFlow reads [''], so the answer is REST's for '' (a
+    refusal naming plurality; is_male's missing value; a tf.Example without features)."""
+    empty = tf.make_tensor_proto([], dtype=tf.string, shape=[1])
+    assert not empty.string_val
+    columns = _columns(COURSE_INSTANCES[:1])
+    request = predict_request(columns)
+    request.inputs["plurality"].CopyFrom(empty)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Predict(request, timeout=60)
+    rest = client.post(f"/v1/models/{MODEL_NAME}:predict", headers=JSON,
+                       json={"inputs": {**columns, "plurality": [""]}})
+    assert rest.status_code == 400 and "plurality" in rest.json()["error"]
+    assert (raised.value.code(), raised.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT, rest.json()["error"])
+
+    request = predict_request(columns)
+    request.inputs["is_male"].CopyFrom(empty)
+    over_grpc = tf.make_ndarray(stub.Predict(request, timeout=60).outputs[features.LABEL_KEY])
+    np.testing.assert_allclose(
+        over_grpc, _rest(client, {"instances": [{**COURSE_INSTANCES[0], "is_male": ""}]}),
+        rtol=0, atol=PREDICTION_ABS)
+
+    request = predict_request({"examples": [b""]}, "serving_tf_example")
+    request.inputs["examples"].CopyFrom(empty)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Predict(request, timeout=60)
+    rest = client.post(f"/v1/models/{MODEL_NAME}:predict", headers=JSON, json={
+        "signature_name": "serving_tf_example", "inputs": {"examples": [{"b64": ""}]}})
+    assert rest.status_code == 400 and "plurality" in rest.json()["error"]
+    assert (raised.value.code(), raised.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT, rest.json()["error"])
