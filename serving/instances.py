@@ -92,14 +92,22 @@ def _cell(column: str, text: str) -> Any:
 
 
 def csv_records(handle: IO[str]) -> Iterator[Tuple[int, Record]]:
-    """Every data row of a CSV text with a header; a row of another width is a RequestError."""
+    """Every data row of a CSV text with a header; a row of another width is a RequestError,
+    and so is every row under a header that names a column twice (which of the two values
+    was meant is unknown, as for a JSON line naming a key twice)."""
     reader = csv.reader(handle)
     header: Optional[List[str]] = None
+    twice: Optional[str] = None
     for cells in reader:
         if header is None:
             header = [name.strip() for name in cells]
+            twice = validation.first_repeated(header)
             continue
         if not cells:
+            continue
+        if twice is not None:
+            yield reader.line_num, validation.RequestError(
+                f"the header names the column {twice!r} twice")
             continue
         if len(cells) != len(header):
             yield reader.line_num, validation.RequestError(

@@ -22,7 +22,7 @@ import binascii
 import dataclasses
 import json
 import math
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from modules import contract, features
 
@@ -307,10 +307,15 @@ def unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
     would be answered otherwise here than there, and no answer is what the client meant."""
     found = dict(pairs)
     if len(found) != len(pairs):
-        seen: set = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise DuplicateKey(f"the key {twice!r} appears twice in one object")
+        raise DuplicateKey(f"the key {first_repeated(k for k, _ in pairs)!r} appears twice in "
+                           "one object")
     return found
+
+
+def first_repeated(names: Iterable[str]) -> Optional[str]:
+    """The first name given a second time, else None."""
+    seen: set = set()
+    return next((name for name in names if name in seen or seen.add(name)), None)
 
 
 def loads(text: Union[str, bytes]) -> Any:

@@ -56,3 +56,19 @@ def test_a_source_matching_nothing_or_without_the_table_s_columns_is_named_in_on
                              str(tmp_path / "out.jsonl")], capsys)
         assert code == 1 and said in err, err
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_csv_header_naming_a_column_twice_rejects_its_rows(
+        shared_server: RunningServer, tmp_path: pathlib.Path, capsys: Any) -> None:
+    """Which of the two mother_age values was meant is unknown (the last one was read): as a
+    JSON line naming a key twice, each row is rejected naming the column."""
+    source = tmp_path / "twice.csv"
+    source.write_text("key,is_male,mother_age,plurality,gestation_weeks,mother_age\n"
+                      "a,True,26,Single(1),39,41\nb,False,30,Twins(2),38,30\n")
+    out = tmp_path / "twice.jsonl"
+    code, printed, err = _run(["--model-dir", str(shared_server.model_dir), "--input",
+                               str(source), "--output", str(out)], capsys)
+    assert code == 2 and "0 predicted" in printed and "2 of 2 rows rejected" in err
+    assert _errors(out) == [
+        {"key": key, "line": line, "error": "the header names the column 'mother_age' twice"}
+        for key, line in ((0, 2), (1, 3))]
