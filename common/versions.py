@@ -1,22 +1,21 @@
 """What names a model version: TF Serving's rule, as pure functions (no TensorFlow, no disk).
 
 A version is a directory (or a URL path segment) whose name is only ASCII digits and whose value
-fits TF Serving's int64. `str.isdigit()` is not that test: it also accepts '²', '①' or '١'
-(Arabic-Indic one), which `int()` then rejects or reads as 1. The server's directory listing,
-its REST paths and the pusher can share this one definition.
+fits TF Serving's int64 (common/numerals.py: `str.isdigit()` is not that test). The server's
+directory listing, its REST paths and the pusher can share this one definition.
 """
 from __future__ import annotations
 
-import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from common import numerals
+
 INT64_MAX = 2 ** 63 - 1
-_ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
 def parse_version(name: str) -> Optional[int]:
     """The version a name stands for, or None when it names none (not ASCII digits, > int64)."""
-    if not _ASCII_DIGITS.fullmatch(name):
+    if not numerals.is_digits(name):
         return None
     # Bounded before int(): a 5,000-digit name must not reach Python's int() digit limit.
     if len(name.lstrip("0")) > len(str(INT64_MAX)):

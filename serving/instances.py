@@ -24,6 +24,7 @@ import csv
 import dataclasses
 from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
+from common import numerals
 from modules import features
 from serving import validation
 
@@ -80,14 +81,13 @@ _NUMERIC_COLUMNS = frozenset(f.name for f in features.NUMERIC_FEATURES) | {featu
 
 
 def _cell(column: str, text: str) -> Any:
-    """A CSV cell: '' is absent; numeric columns become numbers when they parse."""
+    """A CSV cell: '' is absent; numeric columns become numbers when they are ASCII decimal
+    numbers (common/numerals.py), else stay text, for validation to refuse."""
     if not text.strip():
         return None
     if column in _NUMERIC_COLUMNS:
-        try:
-            return float(text)
-        except ValueError:
-            return text
+        number = numerals.decimal(text)
+        return text if number is None else number
     return text
 
 

@@ -2,9 +2,13 @@
 first) and a header spelled in another case (serving/batch_input.py, serving/instances.py)."""
 from __future__ import annotations
 
+import io
+import json
 import pathlib
 from typing import Any
 
+from modules import features
+from serving import local_predict
 from tests.serving_fixtures import RunningServer
 from tests.test_batch_predict import _errors, _read_output, _run
 
@@ -72,3 +76,35 @@ def test_a_csv_header_naming_a_column_twice_rejects_its_rows(
     assert _errors(out) == [
         {"key": key, "line": line, "error": "the header names the column 'mother_age' twice"}
         for key, line in ((0, 2), (1, 3))]
+
+
+def test_only_ascii_decimal_numbers_are_read_as_numbers(
+        shared_server: RunningServer, tmp_path: pathlib.Path, capsys: Any) -> None:
+    """Python's float() and int() read '4_0' as 40, full-width '２６' as 26 and Arabic-Indic
+    '٣' as 3: such cells are text here, refused naming the field, in a CSV file as in a JSON
+    line; the table's plurality in ASCII digits is still read."""
+    model_dir = str(shared_server.model_dir)
+    source = tmp_path / "digits.csv"
+    source.write_text("key,is_male,mother_age,plurality,gestation_weeks\n"
+                      "under,True,4_0,Single(1),39\nwide,True,２６,Single(1),39\n"
+                      "arabic,True,26,٣,39\nascii,True,26.0,3,3.9e1\n", encoding="utf-8")
+    out = tmp_path / "digits.jsonl"
+    code, printed, _ = _run(["--model-dir", model_dir, "--input", str(source), "--output",
+                             str(out)], capsys)
+    assert code == 2 and "1 predicted" in printed
+    (row,) = _read_output(out)
+    assert (row["key"], row["plurality"], row["mother_age"], row["gestation_weeks"]) == (
+        "ascii", features.PLURALITY_NAMES[2], 26.0, 39.0)
+    errors = _errors(out)
+    assert [(e["key"], e["error"].split(":")[0]) for e in errors] == [
+        ("under", "mother_age"), ("wide", "mother_age"), ("arabic", "plurality")]
+    assert "'٣' is not in the vocabulary" in errors[2]["error"]
+
+    lines = tmp_path / "digits.jsonl.in"
+    lines.write_text(json.dumps({"is_male": "True", "mother_age": 26, "plurality": "٣",
+                                 "gestation_weeks": 39}) + "\n", encoding="utf-8")
+    printed_lines = io.StringIO()
+    assert local_predict.main(["--model-dir", model_dir, "--json-instances", str(lines)],
+                              out=printed_lines) == local_predict.EXIT_INVALID
+    (answer,) = [json.loads(line) for line in printed_lines.getvalue().splitlines()]
+    assert answer["line"] == 1 and answer["error"].startswith("plurality: '٣' is not")

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Union
 
 import duckdb
 
+from common import numerals
 from warehouse import sql
 from warehouse.sampling import NATALITY_COLUMNS
 
@@ -28,8 +29,8 @@ _CONNECTION: Optional[duckdb.DuckDBPyConnection] = None
 def table_typed(name: str, value: Any) -> Optional[Raw]:
     """`value` as a value of the table's column `name` (BOOLEAN or BIGINT), or None if it is not.
 
-    Text counts when it spells one ('true' in any case, '2'), as in a CSV export; a JSON
-    number counts for BIGINT when it is whole.
+    Text counts when it spells one ('true' in any case, '2' in ASCII digits), as in a CSV
+    export; a JSON number counts for BIGINT when it is whole.
     """
     kind = _TABLE_TYPES.get(name)
     if kind == "BOOLEAN":
@@ -45,10 +46,7 @@ def table_typed(name: str, value: Any) -> Optional[Raw]:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                return None
+            return numerals.integer(value)
     return None
 
 
