@@ -8,7 +8,6 @@ as rejected rather than lost.
 """
 from __future__ import annotations
 
-import io
 import os
 from typing import Any, Dict, Iterator, Optional, Tuple
 
@@ -28,9 +27,7 @@ def read_file(path: str, limit: int = 0) -> Iterator[Read]:
     from apache_beam.io.filesystems import FileSystems
 
     with FileSystems.open(path) as raw:
-        # utf-8-sig: a byte-order mark (what a spreadsheet's "CSV UTF-8" starts with) is not
-        # part of the first column's name, which would no longer be a feature's.
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        text = instances.open_text(raw)
         records = instances.csv_records(text) if is_csv(path) else instances.json_records(text)
         for index, (line, record) in enumerate(records):
             if limit and index >= limit:

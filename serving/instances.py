@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from common import numerals
@@ -66,10 +67,37 @@ class Rejected:
 # Reading: (line number, record or RequestError)
 # ------------------------------------------------------------------------------------------------
 
+def open_text(raw: IO[bytes]) -> IO[str]:
+    """An input file's bytes as the text its readers take. utf-8-sig: a byte-order mark (what
+    a spreadsheet's "CSV UTF-8" starts with) is not part of the first line. surrogateescape:
+    a byte that is not UTF-8 is kept, so that its line alone is rejected, naming it, where a
+    strict decoder ends the whole read."""
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _bad_byte(text: str, where: str) -> Optional[str]:
+    """The complaint about the first byte of `text` (read by open_text) that is not UTF-8,
+    located as byte N of `where`, else None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        offset = len(text[:error.start].encode("utf-8", "surrogateescape")) + 1
+        return (f"is not UTF-8 text: byte {offset} of {where} is "
+                f"0x{ord(text[error.start]) - 0xDC00:02x}")
+    return None
+
+
 def json_records(lines: Iterable[str]) -> Iterator[Tuple[int, Record]]:
-    """Every non-blank line of a JSON-lines text; malformed JSON is a RequestError record."""
+    """Every non-blank line of a JSON-lines text; malformed JSON is a RequestError record, and
+    so is a line that is not UTF-8."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
+            continue
+        bad = _bad_byte(line, "the line")
+        if bad:
+            yield number, validation.RequestError(bad)
             continue
         try:
             yield number, validation.loads(line)
@@ -91,23 +119,42 @@ def _cell(column: str, text: str) -> Any:
     return text
 
 
+def _not_utf8(cells: List[str], names: List[str]) -> Optional[str]:
+    """The complaint about the first cell of a CSV row that is not UTF-8, else None."""
+    for position, cell in enumerate(cells):
+        where = names[position] if position < len(names) else f"field {position + 1}"
+        bad = _bad_byte(cell, where)
+        if bad:
+            return bad
+    return None
+
+
+def _header_problem(header: List[str]) -> Optional[str]:
+    """Why no row under this header can be read, else None."""
+    twice = validation.first_repeated(header)
+    if twice is not None:
+        return f"the header names the column {twice!r} twice"
+    bad = _not_utf8(header, [f"its field {n}" for n in range(1, len(header) + 1)])
+    return None if bad is None else f"the header {bad}"
+
+
 def csv_records(handle: IO[str]) -> Iterator[Tuple[int, Record]]:
-    """Every data row of a CSV text with a header; a row of another width is a RequestError,
-    and so is every row under a header that names a column twice (which of the two values
-    was meant is unknown, as for a JSON line naming a key twice)."""
+    """Every data row of a CSV text with a header; a row of another width or not UTF-8 is a
+    RequestError, and so is every row under a header that names a column twice (which of the
+    two values was meant is unknown, as for a JSON line naming a key twice) or is not UTF-8."""
     reader = csv.reader(handle)
     header: Optional[List[str]] = None
-    twice: Optional[str] = None
+    problem: Optional[str] = None
     for cells in reader:
         if header is None:
             header = [name.strip() for name in cells]
-            twice = validation.first_repeated(header)
+            problem = _header_problem(header)
             continue
         if not cells:
             continue
-        if twice is not None:
-            yield reader.line_num, validation.RequestError(
-                f"the header names the column {twice!r} twice")
+        problem_here = problem or _not_utf8(cells, [f"column {n!r}" for n in header])
+        if problem_here is not None:
+            yield reader.line_num, validation.RequestError(problem_here)
             continue
         if len(cells) != len(header):
             yield reader.line_num, validation.RequestError(

@@ -106,10 +106,10 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    from_stdin = config.json_instances == "-"
     try:
-        # utf-8-sig: a byte-order mark is not part of the first line's JSON.
-        handle = (sys.stdin if config.json_instances == "-"
-                  else open(config.json_instances, encoding="utf-8-sig"))
+        handle = instances.open_text(sys.stdin.buffer if from_stdin
+                                     else open(config.json_instances, "rb"))
     except OSError as error:
         print(f"error: cannot read --json-instances: {error}", file=sys.stderr)
         return 1
@@ -118,7 +118,9 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
     try:
         counts = predict_lines(handle, model, out, config.batch_size, query, err=sys.stderr)
     finally:
-        if handle is not sys.stdin:
+        if from_stdin:
+            handle.detach()  # stdin stays open
+        else:
             handle.close()
     out.flush()
     print(f"{config.json_instances}: read {counts.read}, predicted {counts.predicted}, "

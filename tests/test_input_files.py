@@ -108,3 +108,40 @@ def test_only_ascii_decimal_numbers_are_read_as_numbers(
                               out=printed_lines) == local_predict.EXIT_INVALID
     (answer,) = [json.loads(line) for line in printed_lines.getvalue().splitlines()]
     assert answer["line"] == 1 and answer["error"].startswith("plurality: '٣' is not")
+
+
+def test_a_line_that_is_not_utf8_is_rejected_alone_naming_it(
+        shared_server: RunningServer, tmp_path: pathlib.Path, capsys: Any) -> None:
+    """A Latin-1 'é' (or any byte that is not UTF-8) ended local_predict with a traceback and
+    batch_predict with an error naming no line: now it is that line's rejection."""
+    model_dir = str(shared_server.model_dir)
+    good = json.dumps({"is_male": "True", "mother_age": 26, "plurality": "Single(1)",
+                       "gestation_weeks": 39}).encode()
+    latin1 = good.replace(b'"True"', b'"Tr\xe9"')
+    source = tmp_path / "latin1.jsonl"
+    source.write_bytes(b"\n".join([good, latin1, good]) + b"\n")
+    offset = latin1.index(b"\xe9") + 1
+    reason = f"is not UTF-8 text: byte {offset} of the line is 0xe9"
+    printed = io.StringIO()
+    assert local_predict.main(["--model-dir", model_dir, "--json-instances", str(source)],
+                              out=printed) == local_predict.EXIT_INVALID
+    answers = [json.loads(line) for line in printed.getvalue().splitlines()]
+    assert [list(a) for a in answers] == [[features.LABEL_KEY], ["line", "error"],
+                                          [features.LABEL_KEY]]
+    assert answers[1] == {"line": 2, "error": reason}
+    err = capsys.readouterr().err
+    assert f"error: line 2: {reason}" in err and "read 3, predicted 2, rejected 1" in err
+
+    out = tmp_path / "latin1.out.jsonl"
+    code, said, _ = _run(["--model-dir", model_dir, "--input", str(source), "--output",
+                          str(out)], capsys)
+    assert code == 2 and "2 predicted" in said
+    assert _errors(out) == [{"key": 1, "line": 2, "error": reason}]
+    csv_source = tmp_path / "latin1.csv"
+    csv_source.write_bytes(b"key,is_male,mother_age,plurality,gestation_weeks\n"
+                           b"a,True,26,Single(1),39\nb,Tr\xe9,26,Single(1),39\n")
+    code, said, _ = _run(["--model-dir", model_dir, "--input", str(csv_source), "--output",
+                          str(out)], capsys)
+    assert code == 2 and "1 predicted" in said
+    assert _errors(out) == [{"key": 1, "line": 3, "error": "is not UTF-8 text: byte 3 of "
+                             "column 'is_male' is 0xe9"}]
