@@ -92,14 +92,25 @@ def predict_lines(handle: IO[str], model: Any, out: IO[str], batch_size: int,
     return counts
 
 
+def _load(version: int, path: str) -> Optional[Tuple[Any, str]]:
+    """(the loaded version, its training query), or None once why it does not load is said."""
+    from serving import training_query
+    from serving.model_store import cannot_load, load_version
+
+    try:
+        return load_version(version, path), training_query.query_of_version(version, path)
+    except Exception as error:  # noqa: BLE001 - a version that does not load is a message
+        print(f"error: {cannot_load(version, path, error)}", file=sys.stderr)
+        return None
+
+
 def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
     parser = command_parser("python -m serving.local_predict", __doc__, LocalPredictConfig)
     config = from_flags(LocalPredictConfig, parser.parse_args(argv))
     if not config.json_instances:
         parser.error("--json-instances is required")
     logs.setup(config.verbose)
-    from serving import training_query
-    from serving.model_store import load_version, resolve_version
+    from serving.model_store import resolve_version
 
     try:
         version, path = resolve_version(config.model_dir, config.version)
@@ -113,9 +124,11 @@ def main(argv: Optional[List[str]] = None, out: IO[str] = sys.stdout) -> int:
     except OSError as error:
         print(f"error: cannot read --json-instances: {error}", file=sys.stderr)
         return 1
-    model = load_version(version, path)
-    query = training_query.query_of_version(version, path)
     try:
+        loaded = _load(version, path)
+        if loaded is None:
+            return 1
+        model, query = loaded
         counts = predict_lines(handle, model, out, config.batch_size, query, err=sys.stderr)
     finally:
         if from_stdin:

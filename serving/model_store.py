@@ -125,6 +125,17 @@ def load_version(version: int, path: str) -> ServedModel:
     return model
 
 
+def load_failure(error: BaseException) -> str:
+    """Why load_version failed, as a version's status says it: the error's kind and text."""
+    return f"{type(error).__name__}: {error}".strip()
+
+
+def cannot_load(version: int, path: str, error: BaseException) -> str:
+    """A command's one-line message for a version load_version failed on (a TensorFlow
+    error's text can run to several lines)."""
+    return f"cannot load version {version} from {path}: {load_failure(error)}".splitlines()[0]
+
+
 def error_code(error: BaseException) -> str:
     if isinstance(error, tf.errors.OpError):
         return _OP_ERROR_CODES.get(error.error_code, "UNKNOWN")

@@ -28,7 +28,8 @@ from common import gc_freeze
 
 from serving.model_config import VersionPolicy
 from serving.model_store import (AVAILABLE, END, LOADING, ServedModel, VersionStatus,
-                                 error_code, list_version_dirs, load_version)
+                                 error_code, list_version_dirs, load_failure,
+                                 load_version)
 from serving.pacing import DEFAULT_CPU_SHARE, yielding_gil as _yielding_gil
 
 LOGGER = logging.getLogger("babyweight.serving")
@@ -239,7 +240,7 @@ class ModelStore:
     def _record_failure(self, version: int, path: str, error: BaseException) -> None:
         previous = self._failures.get(version)
         tries = (previous.tries if previous else 0) + 1
-        message = f"{type(error).__name__}: {error}".strip()
+        message = load_failure(error)
         if tries > self.retry.max_retries:
             retry_at, state = math.inf, END
             plan = (f"giving up after {tries} tries (--max-num-load-retries "
