@@ -98,7 +98,7 @@ async def rest(shared: Service, body: Any, model_name: str, version: Wanted,
 
 def checked_examples(examples: Sequence[bytes], max_instances: int) -> List[bytes]:
     payload = [{"b64": base64.b64encode(e).decode()} for e in examples]
-    columns, _ = validation.example_column(payload, True, max_instances)
+    columns, _ = validation.example_column(payload, True, max_instances, "examples")
     return columns[validation.EXAMPLES_INPUT]
 
 

@@ -262,13 +262,15 @@ def canonical_example(value: Any, where: str, index: Optional[int] = None) -> by
     return example.SerializeToString(deterministic=True)
 
 
-def example_column(payload: Any, row_format: bool, max_instances: int) -> Tuple[Columns, int]:
+def example_column(payload: Any, row_format: bool, max_instances: int,
+                   key: Optional[str] = None) -> Tuple[Columns, int]:
     """`instances`/`inputs` for an `examples` signature -> {"examples": [serialized, ...]}.
 
     Accepts TF Serving's two spellings for a single named input: the values themselves, or
-    objects/maps keyed by the input name.
+    objects/maps keyed by the input name. Messages name `key`, by default the :predict body's
+    field (a :regress body's is `examples`).
     """
-    key = "instances" if row_format else "inputs"
+    key = key or ("instances" if row_format else "inputs")
     values = payload
     if row_format and isinstance(payload, list):
         values = [v[EXAMPLES_INPUT] if isinstance(v, dict) and list(v) == [EXAMPLES_INPUT]

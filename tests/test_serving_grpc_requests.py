@@ -1,5 +1,6 @@
-"""gRPC Predict requests a protobuf can spell and JSON cannot: a string tensor of a shape
-but no values. Its answer is the REST answer for the values TensorFlow reads it as.
+"""Bad requests beyond the twins of tests/test_serving_grpc.py: a string tensor of a shape
+but no values (a protobuf can spell it, JSON cannot), answered as REST answers the values
+TensorFlow reads it as; a bad Regress, whose messages name its `examples`, over both APIs.
 
 On the session's shared server, with the stock stubs, as tests/test_serving_grpc.py.
 """
@@ -17,7 +18,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from modules import features
 from tests.serving_fixtures import JSON, MODEL_NAME, RunningServer
 from tests.test_serving_grpc import (COURSE_INSTANCES, PREDICTION_ABS, _columns, _rest,
-                                     predict_request)
+                                     _regression_request, predict_request)
 
 pytest_plugins = ("tests.serving_fixtures",)
 
@@ -62,3 +63,19 @@ def test_a_string_tensor_without_values_is_read_as_empty_strings(
     assert rest.status_code == 400 and "plurality" in rest.json()["error"]
     assert (raised.value.code(), raised.value.details()) == (
         grpc.StatusCode.INVALID_ARGUMENT, rest.json()["error"])
+
+
+def test_regress_errors_name_the_examples(stub: Any, client: httpx.Client) -> None:
+    """A :regress body holds `examples`: its messages named `instances`, which it has not."""
+    late = {**COURSE_INSTANCES[0], "gestation_weeks": 99}
+    for examples, named in (([late], "examples[0].gestation_weeks: "),
+                            ([], "examples: empty batch")):
+        rest = client.post(f"/v1/models/{MODEL_NAME}:regress", headers=JSON, json={
+            "signature_name": "regression", "examples": examples})
+        assert rest.status_code == 400 and rest.json()["error"].startswith(named), rest.text
+        request = _regression_request(examples)
+        request.input.example_list.SetInParent()  # an empty list is still a list
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Regress(request, timeout=60)
+        assert (raised.value.code(), raised.value.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT, rest.json()["error"])
