@@ -13,6 +13,7 @@ import pytest
 
 
 from modules import features  # noqa: E402
+from tests import unreadable_data
 from tests.tolerances import EPS64, mean_rel, std_rel
 from reports import eda, eda_queries  # noqa: E402
 
@@ -236,27 +237,9 @@ def test_cli_writes_report(natality, tmp_path: pathlib.Path, caplog):
     assert not (tmp_path / "never.html").exists()
 
 
-@pytest.mark.parametrize("case, named", [
-    ("csv_without_columns", '"year" not found'),
-    ("glob_matching_nothing", "matches no file"),
-    ("text_file_as_database", "not a valid DuckDB database file"),
-    ("database_without_natality", "natality does not exist"),
-])
-def test_cli_names_unreadable_data_in_one_line(case, named, tmp_path: pathlib.Path, capsys):
-    if case == "csv_without_columns":
-        (tmp_path / "export.csv").write_text("a,b\n1,2\n")
-        flags = ["--source", str(tmp_path / "export.csv")]
-    elif case == "glob_matching_nothing":
-        flags = ["--source", str(tmp_path / "natality-*.parquet")]
-    elif case == "text_file_as_database":
-        (tmp_path / "w.duckdb").write_text("not a database\n")
-        flags = ["--database", str(tmp_path / "w.duckdb")]
-    else:
-        with duckdb.connect(str(tmp_path / "w.duckdb")) as connection:
-            connection.execute("CREATE TABLE births (year BIGINT)")
-        flags = ["--database", str(tmp_path / "w.duckdb")]
+@pytest.mark.parametrize("case", sorted(unreadable_data.CASES))
+def test_cli_names_unreadable_data_in_one_line(case, tmp_path: pathlib.Path, capsys):
+    flags = unreadable_data.flags(case, tmp_path)
     assert eda.main(flags + ["--out", str(tmp_path / "eda.html")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and named in err
-    assert flags[1] in err and "Traceback" not in err
+    unreadable_data.assert_named_in_one_line(capsys.readouterr().err, flags, case)
     assert not (tmp_path / "eda.html").exists()

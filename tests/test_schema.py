@@ -3,6 +3,7 @@ import pytest
 
 from modules import features
 from pipelines import schema
+from tests import unreadable_data
 
 
 def test_committed_schema_matches_the_feature_declaration():
@@ -32,24 +33,13 @@ def test_infer_command_writes_a_reviewable_schema(small_warehouse, tmp_path):
     assert domains["is_male"] == set(features.IS_MALE.vocabulary)
 
 
-@pytest.mark.parametrize("case, named", [
-    ("missing_database", "no warehouse at"),
-    ("csv_without_columns", '"year" not found'),
-    ("glob_matching_nothing", "matches no file"),
-])
-def test_infer_names_data_it_cannot_read_in_one_line(case, named, tmp_path, capsys):
-    if case == "missing_database":
-        flags = ["--database", str(tmp_path / "nope.duckdb")]
-    elif case == "csv_without_columns":
-        (tmp_path / "export.csv").write_text("a,b\n1,2\n")
-        flags = ["--source", str(tmp_path / "export.csv")]
-    else:
-        flags = ["--source", str(tmp_path / "natality-*.csv")]
+@pytest.mark.parametrize("case", sorted(unreadable_data.CASES))
+def test_infer_names_data_it_cannot_read_in_one_line(case, tmp_path, capsys):
+    flags = unreadable_data.flags(case, tmp_path)
     out = tmp_path / "inferred.pbtxt"
     assert schema.main(["infer", *flags, "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and named in err
-    assert flags[1] in err and not out.exists()
+    unreadable_data.assert_named_in_one_line(capsys.readouterr().err, flags, case)
+    assert not out.exists()
 
 
 def test_write_creates_the_directory_of_out(tmp_path, capsys):

@@ -228,28 +228,6 @@ def test_metadata_and_status_match_rest(stub: Any, channel: grpc.Channel,
         f"/v1/models/{MODEL_NAME}/versions/9").json()["error"]
 
 
-def test_output_filter_is_checked_as_tf_serving_checks_it(stub: Any) -> None:
-    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-    request.model_spec.name = MODEL_NAME
-    signatures = get_model_metadata_pb2.SignatureDefMap()
-    stub.GetModelMetadata(request, timeout=60).metadata["signature_def"].Unpack(signatures)
-    outputs = sorted(signatures.signature_def["serving_default"].outputs)
-    predict = predict_request(_columns(COURSE_INSTANCES[:1]))
-    predict.output_filter.append(features.LABEL_KEY)
-    assert list(stub.Predict(predict, timeout=60).outputs) == [features.LABEL_KEY]
-    for asked, message in (
-            (["height"], "output tensor alias not found in signature: height Outputs expected "
-                         f"to be in the set {{{','.join(outputs)}}}."),
-            ([features.LABEL_KEY, features.LABEL_KEY],
-             f"duplicate output tensor alias: {features.LABEL_KEY}")):
-        del predict.output_filter[:]
-        predict.output_filter.extend(asked)
-        with pytest.raises(grpc.RpcError) as raised:
-            stub.Predict(predict, timeout=60)
-        assert (raised.value.code(), raised.value.details()) == (
-            grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
 # ------------------------------------------------------------------------------------------------
 # Regress and Classify
 # ------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Bad requests beyond the twins of tests/test_serving_grpc.py: a string tensor of a shape
 but no values (a protobuf can spell it, JSON cannot), answered as REST answers the values
-TensorFlow reads it as; a bad Regress, whose messages name its `examples`, over both APIs.
+TensorFlow reads it as; an output_filter naming an output the signature lacks, or one twice,
+refused with TF Serving's messages; a bad Regress, whose messages name its `examples`, over
+both APIs.
 
 On the session's shared server, with the stock stubs, as tests/test_serving_grpc.py.
 """
@@ -13,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
 
 from modules import features
 from tests.serving_fixtures import JSON, MODEL_NAME, RunningServer
@@ -79,3 +81,28 @@ def test_regress_errors_name_the_examples(stub: Any, client: httpx.Client) -> No
             stub.Regress(request, timeout=60)
         assert (raised.value.code(), raised.value.details()) == (
             grpc.StatusCode.INVALID_ARGUMENT, rest.json()["error"])
+
+
+def test_an_output_filter_of_one_output_gets_that_output(stub: Any) -> None:
+    predict = predict_request(_columns(COURSE_INSTANCES[:1]))
+    predict.output_filter.append(features.LABEL_KEY)
+    assert list(stub.Predict(predict, timeout=60).outputs) == [features.LABEL_KEY]
+
+
+@pytest.mark.parametrize("asked, message", [
+    (["height"], "output tensor alias not found in signature: height Outputs expected to be in "
+                 "the set {{{outputs}}}."),
+    ([features.LABEL_KEY] * 2, f"duplicate output tensor alias: {features.LABEL_KEY}")])
+def test_an_output_filter_is_checked_as_tf_serving_checks_it(stub: Any, asked: Any,
+                                                             message: str) -> None:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = MODEL_NAME
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    stub.GetModelMetadata(request, timeout=60).metadata["signature_def"].Unpack(signatures)
+    outputs = ",".join(sorted(signatures.signature_def["serving_default"].outputs))
+    predict = predict_request(_columns(COURSE_INSTANCES[:1]))
+    predict.output_filter.extend(asked)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Predict(predict, timeout=60)
+    assert (raised.value.code(), raised.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT, message.format(outputs=outputs))
