@@ -81,7 +81,9 @@ def test_a_window_like_the_eval_data_is_clean(monitored, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert printed.count(" ok ") == len(features.FEATURES) + 1  # skew of each, predictions
-    assert "drift" not in printed  # nothing was logged in the hour before
+    # Nothing was logged in the hour before: no drift distance, and the command says why.
+    assert "drift of" not in printed
+    assert "-- drift not measured: the previous window (" in printed
 
 
 def test_a_shifted_window_crosses_the_thresholds_and_says_so(monitored, capsys):
