@@ -129,6 +129,14 @@ class DataConfig:
             splits["test"] = (end_eval, self.hash_buckets)
         return splits
 
+    def selection_split(self) -> str:
+        """The split the Trainer and the Tuner validate on (early stopping's best epoch, the
+        best trial): the test split, so that the eval split the Evaluator gates on took no
+        part in choosing the model and its RMSE is not biased low by the choice. Without a
+        test split (train and eval take every bucket), the eval split, and the gate then
+        judges the split the model was chosen on."""
+        return "test" if "test" in self.split_buckets() else "eval"
+
     def split_layout(self) -> Dict[str, Any]:
         """The splits as JSON: {hash_buckets: N, split_buckets: {name: [lo, hi]}}."""
         return {SPLIT_BUCKETS_KEY: {name: list(rng) for name, rng in self.split_buckets().items()},

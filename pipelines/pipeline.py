@@ -8,6 +8,7 @@ Cloud) with the settings those engines read.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pathlib
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type, Union
 
@@ -225,6 +226,11 @@ def model_components(
                          training.cache_examples_max_memory_fraction,
                      contract.SEED_CONFIG_KEY: training.training_seed}
     components: List[BaseNode] = [transform]
+    if data_config.selection_split() == "eval":
+        logging.getLogger("babyweight.pipeline").warning(
+            "The splits leave no test split: the model is chosen (early stopping, the Tuner) "
+            "on the eval split the Evaluator gates on, so its eval RMSE is biased low; give "
+            "fewer buckets to train and eval (--train-buckets, --eval-buckets) for a test split.")
     tuner = None
     if training.tune:
         tuner = engines.tuner(
@@ -233,6 +239,7 @@ def model_components(
             transform_graph=transform.outputs["transform_graph"],
             train_args=trainer_pb2.TrainArgs(num_steps=training.tuner_train_steps),
             eval_args=trainer_pb2.EvalArgs(
+                splits=[data_config.selection_split()],
                 num_steps=max(training.eval_steps, contract.DEFAULT_TUNER_EVAL_STEPS)),
             custom_config={**custom_config, **engines.tuner_custom_config})
         components.append(tuner)
@@ -251,7 +258,9 @@ def model_components(
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         base_model=latest_blessed.outputs["model"] if training.warm_start else None,
         train_args=trainer_pb2.TrainArgs(),
-        eval_args=trainer_pb2.EvalArgs(num_steps=training.eval_steps or None),
+        # Validated on the selection split, never on the split the Evaluator gates on.
+        eval_args=trainer_pb2.EvalArgs(splits=[data_config.selection_split()],
+                                       num_steps=training.eval_steps or None),
         custom_config={**custom_config, **engines.trainer_custom_config,
                        # The text input_config's split queries wrap (both read it from the
                        # file as the DAG is built), and their buckets: the export records both.

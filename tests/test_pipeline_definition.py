@@ -182,3 +182,29 @@ def test_the_trainer_is_given_the_split_buckets_example_gen_reads(tmp_path):
         lo, hi = layout["split_buckets"][split.name]
         modulo = f"ABS(MOD(hashmonth, {layout['hash_buckets']}))"
         assert f"{modulo} >= {lo}" in split.pattern and f"{modulo} < {hi}" in split.pattern
+
+
+def _eval_splits(definition, component_id: str) -> list:
+    args = json_format.Parse(component(definition, component_id).exec_properties["eval_args"],
+                             pipeline.trainer_pb2.EvalArgs())
+    return list(args.splits)
+
+
+def test_the_model_is_chosen_on_a_split_the_evaluator_does_not_gate_on(tuned, tmp_path):
+    """Early stopping keeps the epoch, and the Tuner the trial, with the best loss on the
+    split they validate on: gated on that split, the model's RMSE would be biased low."""
+    gated = component(tuned, "Evaluator").exec_properties["example_splits"]
+    assert json_format_list(gated) == ["eval"]
+    for component_id in ("Trainer", "Tuner"):
+        assert _eval_splits(tuned, component_id) == ["test"], component_id
+
+    no_test = DataConfig(train_buckets=8, eval_buckets=2, hash_buckets=10)
+    assert "test" not in no_test.split_buckets()
+    assert _eval_splits(build(tmp_path, data=no_test), "Trainer") == ["eval"]
+
+
+def json_format_list(value) -> list:
+    """An exec property holding a list, as the component keeps it (a list or its JSON)."""
+    import json
+
+    return json.loads(value) if isinstance(value, str) else list(value)
