@@ -21,7 +21,7 @@ import shutil
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
-from pipelines import vertex_serving
+from pipelines import atomic_push, vertex_serving
 from pipelines.vertex_serving import mounted
 
 log = logging.getLogger("babyweight.vertex_push")
@@ -118,6 +118,16 @@ def _next_version(settings: PushSettings) -> int:
     return max(int(time.time()), max(existing, default=0) + 1)
 
 
+def _serving_as(settings: PushSettings, digest: str, model_uri: str) -> Optional[int]:
+    """The GCS serving directory's newest version when it was pushed from this model (as
+    the local pusher decides), so a scheduled run with nothing new neither copies nor
+    redeploys it. Pushing to the endpoint alone leaves no directory that runs share: then
+    every blessed model is pushed."""
+    if settings.push_to not in (GCS, "both"):
+        return None
+    return atomic_push.newest_serving_as(mounted(settings.serving_dir), digest, model_uri)
+
+
 def _targets(settings: PushSettings, version: int) -> Dict[str, str]:
     """gs:// version directory per push target."""
     targets = {}
@@ -165,11 +175,17 @@ def push(inputs: PushInputs, settings: PushSettings) -> Dict[str, Any]:
     if not blessed:
         decision["message"] = "Model not blessed; nothing was pushed."
         return _report(decision, settings)
+    source = mounted(inputs.serving_model_uri)
+    decision["model_digest"] = atomic_push.model_digest(source)
+    serving = _serving_as(settings, decision["model_digest"], inputs.model_uri)
+    if serving is not None:
+        decision.update(version=serving, message=f"This model already serves as version "
+                        f"{serving}; nothing new to push or deploy.")
+        return _report(decision, settings)
     version = _next_version(settings)
     targets = _targets(settings, version)
     decision.update(version=version, destination=next(iter(targets.values())),
                     destinations=targets)
-    source = mounted(inputs.serving_model_uri)
     directories = [mounted(uri) for uri in targets.values()]
     try:
         for directory in directories:

@@ -264,6 +264,27 @@ def test_vertex_push_deploys_tf_serving_with_the_model_card_in_the_version(
     assert json.loads(pathlib.Path(settings.report_path).read_text())["pushed"] is True
 
 
+def test_a_model_already_in_the_serving_directory_is_neither_copied_nor_redeployed(
+        run_artifacts, monkeypatch):
+    """A scheduled run with nothing new reuses its cached Trainer: the same model again."""
+    fake = FakeAiplatform(monkeypatch, endpoint_exists=True)
+    settings = push_settings(run_artifacts, "both")
+    first = vertex_push.push(push_inputs(run_artifacts), settings)
+    assert first["pushed"] is True and fake.named("Model.upload")
+    fake.calls.clear()
+    again = vertex_push.push(push_inputs(run_artifacts), settings)
+    assert again["pushed"] is False and again["version"] == first["version"]
+    assert "already serves as version" in again["message"]
+    assert again["model_digest"] == first["model_digest"]
+    assert fake.calls == []
+    serving = vertex_serving.mounted(settings.serving_dir)
+    assert [p.name for p in serving.iterdir()] == [str(first["version"])]
+
+    endpoint_only = push_settings(run_artifacts, "endpoint")  # no directory runs share
+    assert vertex_push.push(push_inputs(run_artifacts), endpoint_only)["pushed"] is True
+    assert fake.named("Model.upload")
+
+
 def test_an_unblessed_model_is_neither_copied_nor_deployed(run_artifacts, monkeypatch):
     fake = FakeAiplatform(monkeypatch, endpoint_exists=True)
     settings = push_settings(run_artifacts, "both")
