@@ -68,13 +68,19 @@ def train_steps_per_epoch(hparams: HyperParameters, fn_args: FnArgs
 
 def datasets(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput,
               batch_size: int, max_examples: int, *, repeat_train: bool, repeat_eval: bool,
-              cache: bool) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Finite datasets are one pass per epoch; repeated ones need steps (Keras stops on them)."""
+              cache: bool, eval_batch_size: int = 0, max_eval_examples: int = 0
+              ) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Finite datasets are one pass per epoch; repeated ones need steps (Keras stops on them).
+
+    `eval_batch_size` > 0 batches the eval set at its own size and `max_eval_examples` > 0
+    keeps its first that many examples: the Tuner's trials then validate on the same rows.
+    """
     train = input_fn(fn_args.train_files, tf_transform_output, batch_size,
                      repeat=repeat_train, max_examples=max_examples, cache=cache,
                      seed=training_seed(fn_args))
     evaluation = input_fn(fn_args.eval_files, tf_transform_output,
-                          batch_size, repeat=repeat_eval, shuffle=False, cache=cache)
+                          eval_batch_size or batch_size, repeat=repeat_eval, shuffle=False,
+                          max_examples=max_eval_examples, cache=cache)
     return train, evaluation
 
 

@@ -1,9 +1,10 @@
 """The Tuner: a seeded random search over tf_keras models (tuner_fn, loaded as modules.model.tuner_fn)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import keras_tuner
+import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 from tfx.components.trainer.fn_args_utils import FnArgs
@@ -19,7 +20,13 @@ from modules.training import datasets, seed_everything, training_seed
 
 
 class _HyperModel(keras_tuner.HyperModel):
-    """Builds a trial's model and its datasets: batch size is tuned, so fit() makes the input."""
+    """Builds a trial's model and its datasets: batch size is tuned, so fit() makes the input.
+
+    Every trial validates on the same rows, batched the same way, whatever its batch size:
+    the first eval_steps (else DEFAULT_TUNER_EVAL_STEPS) batches of the base batch size, or
+    the whole eval split if smaller, each once. Validating on eval_steps batches of the
+    trial's own size compared the trials on different rows (and repeated some).
+    """
 
     def __init__(self, base: HyperParameters, fn_args: FnArgs,
                  tf_transform_output: tft.TFTransformOutput) -> None:
@@ -29,17 +36,25 @@ class _HyperModel(keras_tuner.HyperModel):
         self._tf_transform_output = tf_transform_output
         self._label_mean = training_label_mean(fn_args.train_files,
                                                tf_transform_output.raw_feature_spec())
+        self.validation_examples = ((fn_args.eval_steps or DEFAULT_TUNER_EVAL_STEPS)
+                                    * base.batch_size)
 
     def build(self, hp: keras_tuner.HyperParameters) -> tf_keras.Model:
         return build_keras_model(from_keras_tuner(hp, self._base))
 
+    def trial_datasets(self, hp: keras_tuner.HyperParameters
+                       ) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
+        """The trial's repeated training set at its batch size; the validation set every trial's."""
+        hparams = from_keras_tuner(hp, self._base)
+        return datasets(self._fn_args, self._tf_transform_output, hparams.batch_size,
+                        hparams.num_train_examples, repeat_train=True, repeat_eval=False,
+                        cache=False,  # a trial reads part of one epoch
+                        eval_batch_size=self._base.batch_size,
+                        max_eval_examples=self.validation_examples)
+
     def fit(self, hp: keras_tuner.HyperParameters, model: tf_keras.Model, *args: Any,
             **kwargs: Any) -> tf_keras.callbacks.History:
-        hparams = from_keras_tuner(hp, self._base)
-        train, evaluation = datasets(self._fn_args, self._tf_transform_output,
-                                      hparams.batch_size, hparams.num_train_examples,
-                                      repeat_train=True, repeat_eval=True,
-                                      cache=False)  # a trial reads part of one epoch
+        train, evaluation = self.trial_datasets(hp)
         start_at_label_mean(model, self._label_mean)
         return model.fit(train, *args, validation_data=evaluation, **kwargs)
 
@@ -78,8 +93,9 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     Reads custom_config['hyperparameters'] (the base values and search defaults),
     custom_config['max_trials'] (else DEFAULT_MAX_TRIALS) and custom_config['seed'] (the search's and each
     trial's seed). Each trial is one epoch of fn_args.train_steps
-    (TrainArgs.num_steps, else DEFAULT_TUNER_TRAIN_STEPS) validated on fn_args.eval_steps
-    (else DEFAULT_TUNER_EVAL_STEPS) batches.
+    (TrainArgs.num_steps, else DEFAULT_TUNER_TRAIN_STEPS), validated on the same first
+    fn_args.eval_steps (else DEFAULT_TUNER_EVAL_STEPS) batches of the base batch size
+    (_HyperModel).
     """
     custom_config = fn_args.custom_config or {}
     base = HyperParameters.from_dict(custom_config.get(HYPERPARAMETERS_CONFIG_KEY) or {})
@@ -97,7 +113,6 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
         fit_kwargs={
             "epochs": 1,
             "steps_per_epoch": fn_args.train_steps or DEFAULT_TUNER_TRAIN_STEPS,
-            "validation_steps": fn_args.eval_steps or DEFAULT_TUNER_EVAL_STEPS,
             "verbose": 2,
         },
     )
