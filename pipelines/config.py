@@ -53,7 +53,7 @@ class EvaluationConfig:
     """When a model is good enough to push: TFMA's thresholds on the eval split."""
 
     rmse_upper_bound: float = setting(
-        1.15, "A model is blessed only with an overall eval RMSE (lb) below this.", above=0)
+        1.15, "A model is blessed only with an overall eval RMSE (lb) of at most this.", above=0)
     max_rmse_increase: float = setting(
         0.01, "...and at most this much worse (lb) than the last blessed model, if any.")
     gate_slices: bool = setting(

@@ -199,27 +199,33 @@ def threshold_checks(thresholds: List[Tuple[str, str, Any]], metrics: List[Any]
                 where_text = label if where == "overall" or worst is None else \
                     f"{label} ({worst.slice_name})"
                 checks.append(ThresholdCheck(
-                    where_text, f"RMSE below {bound.upper_bound.value:g} lb", value,
-                    None if value is None else value < bound.upper_bound.value))
+                    where_text, f"RMSE at most {bound.upper_bound.value:g} lb", value,
+                    None if value is None else value <= bound.upper_bound.value))
             if bound.HasField("lower_bound"):
                 worst = min(valued, key=lambda m: m.rmse, default=None)
                 value = worst.rmse if worst else None
                 checks.append(ThresholdCheck(
-                    label, f"RMSE above {bound.lower_bound.value:g} lb", value,
-                    None if value is None else value > bound.lower_bound.value))
-        if threshold.HasField("change_threshold") and where == "overall":
-            allowed = threshold.change_threshold.absolute.value
-            base = overall.baseline_rmse if overall else None
-            if base is None or overall is None:
-                checks.append(ThresholdCheck(
-                    label, f"RMSE at most {allowed:g} lb above the last blessed model's", None,
-                    None))
-            else:
-                change = overall.rmse - base
-                checks.append(ThresholdCheck(
-                    label, f"RMSE at most {allowed:g} lb above the last blessed model's "
-                           f"({base:.4f})", change, change <= allowed))
+                    label, f"RMSE at least {bound.lower_bound.value:g} lb", value,
+                    None if value is None else value >= bound.lower_bound.value))
+        if threshold.change_threshold.HasField("absolute") and where == "overall":
+            checks.append(_change_check(overall, threshold.change_threshold))
     return checks
+
+
+def _change_check(overall: Any, change_threshold: Any) -> ThresholdCheck:
+    """The overall RMSE minus the baseline's, held as TFMA holds it (the bound included)."""
+    import tensorflow_model_analysis as tfma
+
+    allowed = change_threshold.absolute.value
+    lower_is_better = change_threshold.direction == tfma.MetricDirection.LOWER_IS_BETTER
+    rule = f"RMSE at {'most' if lower_is_better else 'least'} {allowed:g} lb above the last " \
+           "blessed model's"
+    base = overall.baseline_rmse if overall else None
+    if base is None:
+        return ThresholdCheck("overall", rule, None, None)
+    change = overall.rmse - base
+    return ThresholdCheck("overall", f"{rule} ({base:.4f})", change,
+                          change <= allowed if lower_is_better else change >= allowed)
 
 
 def _read_json(path: pathlib.Path) -> Optional[Dict[str, Any]]:

@@ -138,7 +138,7 @@ def slice_charts(metrics: Sequence[Any], bound: Optional[float], prefix: str = "
 
 def overall_bound(facts: RunFacts) -> Optional[float]:
     for check in facts.checks:
-        match = re.match(r"RMSE below ([0-9.eE+-]+) lb", check.rule)
+        match = re.fullmatch(r"RMSE at most ([0-9.eE+-]+) lb", check.rule)
         if check.where == "overall" and match:
             return float(match.group(1))
     return None

@@ -263,7 +263,7 @@ def test_pushed_version_carries_a_model_card(pipeline_runs, browser, capsys, tmp
     overall = shown[("Overall", "RMSE (lb)")]["confidence_interval"]
     assert float(overall["lower_bound"]) <= float(shown[("Overall", "RMSE (lb)")]["value"]) \
         <= float(overall["upper_bound"])
-    assert any("RMSE below 1.25" in t["description"]
+    assert any("RMSE at most 1.25" in t["description"]
                for t in card["considerations"]["tradeoffs"])
     assert any("Triplets" in l["description"] or "Quadruplets" in l["description"]
                for l in card["considerations"]["limitations"])

@@ -136,7 +136,7 @@ def test_threshold_checks_say_what_decided():
                SliceMetrics("mother_age=<18", 10, 0.9, 0.7)]
     checks = threshold_checks(thresholds_of(config), metrics)
     bound, change = (c for c in checks if c.where == "overall" and "RMSE" in c.rule)
-    assert bound.rule == "RMSE below 1.1 lb" and bound.passed and bound.value == 1.05
+    assert bound.rule == "RMSE at most 1.1 lb" and bound.passed and bound.value == 1.05
     # No baseline: the change threshold is shown as not applied, not as passed.
     assert "last blessed" in change.rule and change.passed is None
     twins = next(c for c in checks if c.where.startswith("worst slice of plurality"))
@@ -155,6 +155,94 @@ def test_threshold_checks_say_what_decided():
                   if "last blessed" in c.rule)
     # 1.05 - 1.0 is exact in binary floating point (Sterbenz: within a factor 2 of each other).
     assert change.passed is False and change.value == 1.05 - 1.0
+
+
+def _tfma_failures(config, rmse: float, change: float, outside: float) -> set:
+    """The metrics TFMA's own validator fails on the overall slice, given these values."""
+    from tensorflow_model_analysis.evaluators import metrics_validator
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    keys = metric_specs.metric_thresholds_from_metrics_specs(config.metrics_specs,
+                                                            eval_config=config)
+    values = {key: change if key.is_diff else rmse if "squared" in key.name else outside
+              for key in keys}
+    result = metrics_validator.validate_metrics(((), values), config)
+    return {(f.metric_key.name, f.metric_key.is_diff)
+            for per_slice in result.metric_validations_per_slice for f in per_slice.failures}
+
+
+@pytest.mark.parametrize("rmse_offset, change_offset, outside", [
+    (0, 0, 0.0), (1, 0, 0.0), (0, 1, 0.0), (0, 0, 1.0), (-1, -1, 0.0)])
+def test_threshold_checks_pass_at_the_bounds_as_tfma_does(rmse_offset, change_offset, outside):
+    """Equal to a bound passes (TFMA: upper_bound is <=, lower_bound >=, the change <=), one
+    ulp past it fails, and the report says the same as TFMA's validator on the same values."""
+    import math
+
+    from pipelines.config import EvaluationConfig
+    from pipelines.evaluation import eval_config
+    from reports.evaluation_results import SliceMetrics
+    from reports.facts import threshold_checks, thresholds_of
+
+    bound, allowed = 1.15, 0.25
+    config = eval_config(EvaluationConfig(rmse_upper_bound=bound, max_rmse_increase=allowed))
+    toward = {-1: -math.inf, 0: 0.0, 1: math.inf}
+    rmse = math.nextafter(bound, bound + toward[rmse_offset])
+    # A baseline `allowed` under the candidate (exact: 0.25 is a power of two and the
+    # difference keeps rmse's last bit), then one ulp further from or nearer to it. The
+    # report's change, rmse - baseline, is exact too (Sterbenz: within a factor 2).
+    at_bound = rmse - allowed
+    assert rmse - at_bound == allowed
+    baseline = math.nextafter(at_bound, at_bound - toward[change_offset])
+    change = rmse - baseline
+    overall = SliceMetrics("Overall", 100, rmse, 0.8, baseline_rmse=baseline,
+                           outside_label_range=outside)
+    checks = threshold_checks(thresholds_of(config), [overall])
+    by_rule = {c.rule.split(" (")[0]: c for c in checks}
+    assert set(by_rule) == {f"RMSE at most {bound:g} lb",
+                            f"RMSE at most {allowed:g} lb above the last blessed model's",
+                            "at most 0 predictions outside the possible weights"}
+    assert by_rule[f"RMSE at most {bound:g} lb"].passed is (rmse_offset <= 0)
+    assert by_rule[f"RMSE at most {allowed:g} lb above the last blessed model's"].passed is \
+        (change_offset <= 0)
+    assert by_rule["at most 0 predictions outside the possible weights"].passed is \
+        (outside == 0)
+    failed = _tfma_failures(config, rmse, change, outside)
+    assert failed == {key for key, passed in [
+        (("root_mean_squared_error", False), rmse_offset <= 0),
+        (("root_mean_squared_error", True), change_offset <= 0),
+        (("predictions_outside_label_range", False), outside == 0)] if not passed}
+
+
+def test_the_slice_chart_draws_the_rmse_bound_not_the_change_allowance():
+    from pipelines.config import EvaluationConfig
+    from pipelines.evaluation import eval_config
+    from reports import facts, model_section
+    from reports.evaluation_results import SliceMetrics
+
+    config = eval_config(EvaluationConfig(rmse_upper_bound=1.15, max_rmse_increase=0.01))
+    checks = facts.threshold_checks(facts.thresholds_of(config), [
+        SliceMetrics("Overall", 100, 1.0, 0.8, baseline_rmse=1.0)])
+    run = facts.RunFacts(record=None, status="succeeded", succeeded=True,
+                         checks=checks[::-1])  # the change's rule first: it must not match
+    assert model_section.overall_bound(run) == 1.15
+
+
+def test_a_lower_bound_passes_when_met():
+    """TFMA's lower_bound means metric >= bound: equal passes, one ulp under fails."""
+    import math
+
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import wrappers_pb2
+
+    from reports.evaluation_results import SliceMetrics
+    from reports.facts import threshold_checks
+
+    threshold = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+        lower_bound=wrappers_pb2.DoubleValue(value=0.5)))
+    thresholds = [("RootMeanSquaredError", "overall", threshold)]
+    for rmse, passed in [(0.5, True), (math.nextafter(0.5, 0), False)]:
+        check, = threshold_checks(thresholds, [SliceMetrics("Overall", 100, rmse, 0.8)])
+        assert check.rule == "RMSE at least 0.5 lb" and check.passed is passed, rmse
 
 
 def test_tuned_hyperparameters_override_the_configured_ones(tmp_path):
