@@ -58,7 +58,14 @@ def exclusive(output: str, *companions: str) -> Iterator[None]:
     if "://" in output:
         yield
         return
-    path = _lock_path(output)
+    with held(_lock_path(output), output):
+        _remove_leftovers((output,) + companions)
+        yield
+
+
+@contextlib.contextmanager
+def held(path: str, what: str) -> Iterator[None]:
+    """Holds the local lock file `path` for this process; OutputBusy names the holder."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "a+", encoding="utf-8") as handle:
         try:
@@ -66,13 +73,12 @@ def exclusive(output: str, *companions: str) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "a process"
-            raise OutputBusy(f"another batch prediction ({holder}) is writing {output}; wait "
+            raise OutputBusy(f"another batch prediction ({holder}) is writing {what}; wait "
                              "for it to finish or choose another --output") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
-        _remove_leftovers((output,) + companions)
         yield  # the lock goes with the handle; the file stays (removing it would race)
 
 
@@ -133,6 +139,15 @@ def remove_parts(output: str, run: str) -> None:
         FileSystems.delete(parts)
     if FileSystems.exists(directory):  # a local directory; on object stores it was a prefix
         FileSystems.delete([directory])
+
+
+def read_parts(output: str, run: str) -> List[str]:
+    """Run `run`'s lines for `output`, in row order, without assembling a file."""
+    lines: List[str] = []
+    for part in _parts(parts_dir(output, run)):
+        with FileSystems.open(part) as handle:
+            lines.extend(handle.read().decode("utf-8").splitlines())
+    return lines
 
 
 def _parts(directory: str) -> List[str]:

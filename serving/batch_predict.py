@@ -34,6 +34,8 @@ whole files of their own rows, the later rename winning). The command prints how
 were read, predicted and rejected; the exit code is 0 when every row was predicted (or the
 rejected share is within --max-error-rate), 2 when more were rejected, 1 for any other failure
 (also when the --request-log-dir log dropped rows: a full disk or an unwritable directory).
+The request log's rows become readable only once the predictions file is written, so a killed
+run and its rerun log each row once (serving/batch_log.py).
 
 Why a custom ModelHandler: Beam 2.61's TFModelHandlerNumpy/TFModelHandlerTensor call a Keras
 model on one stacked tensor; babyweight's `serving_default` takes four named tensors (two of
@@ -71,13 +73,12 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 import apache_beam as beam  # noqa: E402
 from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler,  # noqa: E402
                                            PredictionResult, RunInference)
-from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from modules import features  # noqa: E402
 from common import files, logs  # noqa: E402
 from common.config import command_parser, from_flags, setting  # noqa: E402
-from serving import batch_output, instances, validation  # noqa: E402
+from serving import batch_log, batch_output, instances, validation  # noqa: E402
 from serving.batch_input import (Read, check_readable, is_csv, read_file,  # noqa: E402
                                  read_query_element, scoring_query)
 from serving.settings import PushedVersionConfig  # noqa: E402
@@ -88,9 +89,8 @@ ERRORS_SUFFIX = ".errors.jsonl"
 PREDICTION_PREFIX = "predicted_"
 PREDICTION_COLUMN = PREDICTION_PREFIX + features.LABEL_KEY
 CSV_COLUMNS = (KEY_COLUMN, *features.FEATURE_NAMES, features.LABEL_KEY, PREDICTION_COLUMN)
-METRICS_NAMESPACE = "BabyweightBatchPredict"
+METRICS_NAMESPACE = batch_log.METRICS_NAMESPACE
 ROWS_READ = "rows_read"
-LOG_WRITTEN, LOG_DROPPED = "request_log_written", "request_log_dropped"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,30 +218,6 @@ def _error_line(rejected: instances.Rejected) -> Tuple[int, str]:
     return rejected.index, _json_line(rejected.record())
 
 
-class LogPredictions(beam.DoFn):
-    """Writes each predicted row to the request log, as the server does; one log per bundle."""
-
-    def __init__(self, directory: str, sample_rate: float, version: int) -> None:
-        self._config = (directory, sample_rate)
-        self._version = version
-        self._log: Any = None
-
-    def start_bundle(self) -> None:
-        from serving.request_log import RequestLog, RequestLogConfig
-
-        self._log = RequestLog(RequestLogConfig(*self._config))
-
-    def process(self, element: Tuple[int, Dict[str, Any]]) -> Iterable[Tuple[int, Dict[str, Any]]]:
-        _, record = element
-        self._log.log([record], [record[PREDICTION_COLUMN]], self._version)
-        yield element
-
-    def finish_bundle(self) -> None:
-        self._log.close()
-        for name, count in ((LOG_WRITTEN, self._log.written), (LOG_DROPPED, self._log.dropped)):
-            beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc(count)
-
-
 def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version: int,
                    path: str, training: TrainingData, run: str) -> None:
     """Rows read, decided by `training`'s query (the version's), predicted, written in order
@@ -268,22 +244,13 @@ def build_pipeline(pipeline: beam.Pipeline, config: BatchPredictConfig, version:
                | "RunInference" >> RunInference(handler)
                | "Record" >> beam.Map(prediction_record))
     if config.request_log_dir:
-        records = records | "RequestLog" >> beam.ParDo(LogPredictions(
-            config.request_log_dir, config.request_log_sample_rate, version))
+        records = batch_log.logged(records, config, version, run, PREDICTION_COLUMN)
     _ = (records
          | "Format" >> beam.Map(_output_line, is_csv(config.output))
          | "Write" >> batch_output.WriteInOrder(config.output, run))
     _ = (rejected
          | "FormatErrors" >> beam.Map(_error_line)
          | "WriteErrors" >> batch_output.WriteInOrder(config.output + ERRORS_SUFFIX, run))
-
-
-def _counted(result: Any, name: str = ROWS_READ) -> int:
-    counters = result.metrics().query(MetricsFilter().with_name(name))["counters"]
-    if not counters:
-        return 0
-    values = [c.committed if c.committed is not None else c.attempted for c in counters]
-    return int(sum(values))
 
 
 def run(config: BatchPredictConfig, version: int, path: str, training: TrainingData,
@@ -299,11 +266,13 @@ def run(config: BatchPredictConfig, version: int, path: str, training: TrainingD
     except BaseException:
         for output in (config.output, errors_path):
             batch_output.remove_parts(output, run)
+        batch_log.discard(config, run)
         raise
     header = ",".join(CSV_COLUMNS) if is_csv(config.output) else None
     predicted = batch_output.assemble(config.output, run, header)
     rejected = batch_output.assemble(errors_path, run)
-    read = _counted(result)
+    batch_log.publish(config, run)
+    read = batch_log.counted(result, ROWS_READ)
     print(f"Read {read} rows: {predicted} predicted by version {version} -> {config.output}, "
           f"{rejected} rejected -> {errors_path}")
     if read != predicted + rejected:
@@ -314,22 +283,7 @@ def run(config: BatchPredictConfig, version: int, path: str, training: TrainingD
     if problem:
         print(f"error: {problem}; the reasons are in {errors_path}", file=sys.stderr)
         return instances.EXIT_REJECTED
-    return _request_log_complete(config, result)
-
-
-def _request_log_complete(config: BatchPredictConfig, result: Any) -> int:
-    """A request log asked for is part of the work: rows it dropped are an error, not a
-    warning alone (monitoring would read a window with them missing)."""
-    if not config.request_log_dir:
-        return 0
-    written, dropped = _counted(result, LOG_WRITTEN), _counted(result, LOG_DROPPED)
-    print(f"Request log: {written} rows written -> {config.request_log_dir}")
-    if dropped:
-        print(f"error: the request log dropped {dropped} of {written + dropped} sampled rows "
-              "(the warning above says why); the predictions themselves are complete",
-              file=sys.stderr)
-        return 1
-    return 0
+    return batch_log.complete(config, result)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -368,7 +322,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:
-        with batch_output.exclusive(config.output, config.output + ERRORS_SUFFIX):
+        with batch_output.exclusive(config.output, config.output + ERRORS_SUFFIX,
+                                    config.output + batch_log.ATTEMPTS_SUFFIX), \
+                batch_log.held(config.request_log_dir):
             return run(config, version, path, training, beam_args)
     except batch_output.OutputBusy as error:
         print(f"error: {error}", file=sys.stderr)

@@ -11,7 +11,8 @@ thread drains the queue a few times a second, encodes (serving/log_records.py) a
 paced as the model loader is (serving/pacing.py): a short burst holding the interpreter, then
 a pause in which the requests have it (at the default sample rate a drain is one burst). Files
 rotate at a size or an age, an open file carries a `.partial` suffix until it is complete (a
-reader never sees half a file), and the oldest complete files are deleted to keep the directory
+reader never sees half a file; batch prediction's complete files are staged until its run has
+succeeded, serving/batch_log.py), and the oldest complete files are deleted to keep the directory
 within its total size. Nothing here ever raises into the caller: a full queue, a full disk or
 an unwritable directory drops records, counts them in `dropped`, and logs each kind of failure
 once.
@@ -22,6 +23,7 @@ import collections
 import dataclasses
 import datetime
 import errno
+import glob
 import logging
 import os
 import pathlib
@@ -38,6 +40,7 @@ LOGGER = logging.getLogger("babyweight.serving.request_log")
 
 SUFFIX = ".tfrecord"
 PARTIAL = ".partial"
+STAGED = ".staged-"  # + a tag: complete, but hidden from readers until `publish`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,9 @@ class RequestLogConfig:
     queue_size: int = 10_000
     drain_seconds: float = 0.25
     seed: Optional[int] = None
+    # Batch prediction's: files complete under a staged name carrying this tag, which readers
+    # do not see until `publish` (a killed run's rows must not be counted, nor twice on rerun).
+    staging: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
@@ -67,6 +73,50 @@ def complete_files(directory: pathlib.Path) -> List[pathlib.Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
+
+
+def staged_files(directory: pathlib.Path, tag: str = "") -> List[pathlib.Path]:
+    """Files staged (complete or still open) under a tag that starts with `tag`."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob(f"*{SUFFIX}{STAGED}{glob.escape(tag)}*")
+                  if p.is_file())
+
+
+def publish(directory: pathlib.Path, tags: Set[str], max_total_bytes: int) -> int:
+    """Gives the complete files staged under `tags` their complete names (readers see them from
+    now on), then keeps the directory within `max_total_bytes`; returns the files published."""
+    published = 0
+    for path in staged_files(directory):
+        name, _, tag = path.name.partition(STAGED)
+        if tag in tags:
+            os.replace(path, path.with_name(name))
+            published += 1
+    trim(directory, max_total_bytes)
+    return published
+
+
+def remove_staged(directory: pathlib.Path, tag: str = "") -> None:
+    """Deletes the files staged under tags starting with `tag` (runs or attempts not kept)."""
+    for path in staged_files(directory, tag):
+        LOGGER.info("Removing %s, staged by a batch prediction that did not finish", path)
+        path.unlink(missing_ok=True)
+
+
+def trim(directory: pathlib.Path, max_total_bytes: int, room: int = 0) -> None:
+    """Deletes the oldest complete files until `room` more bytes fit in `max_total_bytes`."""
+    sizes = {}
+    for path in complete_files(directory):
+        try:
+            sizes[path] = path.stat().st_size
+        except FileNotFoundError:  # another writer of this directory made room first
+            continue
+    total = sum(sizes.values())
+    for path in list(sizes):
+        if total + room <= max_total_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= sizes[path]
 
 
 class RequestLog:
@@ -241,29 +291,21 @@ class RequestLog:
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._make_room()
+        trim(self.directory, self.config.max_total_bytes, self.config.max_file_bytes)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         self._sequence += 1
         self._path = self.directory / f"requests-{stamp}-{os.getpid()}-{self._sequence:06d}"
-        self._file = self._opener(str(self._path) + SUFFIX + PARTIAL)
+        self._file = self._opener(self._named(partial=True))
         self._file_bytes = 0
         self._file_records = 0
         self._opened_at = time.monotonic()
 
-    def _make_room(self) -> None:
-        """Deletes the oldest complete files until a new full file fits in the total."""
-        sizes = {}
-        for path in complete_files(self.directory):
-            try:
-                sizes[path] = path.stat().st_size
-            except FileNotFoundError:  # another writer of this directory made room first
-                continue
-        files, total = list(sizes), sum(sizes.values())
-        for path in files:
-            if total + self.config.max_file_bytes <= self.config.max_total_bytes:
-                break
-            path.unlink(missing_ok=True)
-            total -= sizes[path]
+    def _named(self, partial: bool = False) -> str:
+        """The open file's name, or (`partial` False) the name it completes under."""
+        name = str(self._path) + SUFFIX
+        if self.config.staging:
+            name += STAGED + self.config.staging
+        return name + PARTIAL if partial else name
 
     def _complete(self) -> None:
         if self._file is not None:
@@ -272,7 +314,7 @@ class RequestLog:
             return
         try:
             self._file.close()
-            os.replace(str(self._path) + SUFFIX + PARTIAL, str(self._path) + SUFFIX)
+            os.replace(self._named(partial=True), self._named())
         except Exception as error:  # noqa: BLE001
             self._drop(0, "complete", f"request log: cannot complete {self._path}: {error}")
         self._file = None
@@ -290,7 +332,7 @@ class RequestLog:
             except Exception:  # noqa: BLE001
                 pass
             try:
-                os.unlink(str(self._path) + SUFFIX + PARTIAL)
+                os.unlink(self._named(partial=True))
             except OSError:
                 pass
         self._file = None
