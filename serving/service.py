@@ -19,7 +19,7 @@ from serving.batching import Batcher
 from serving.model_store import ServedModel, Signature, VersionStatus
 from serving.request_log import RequestLog
 from serving.settings import LimitsConfig
-from serving.version_manager import ModelStore
+from serving.version_manager import ModelStore, Serving
 
 # REST status -> gRPC status code name (grpc.StatusCode member).
 GRPC_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND",
@@ -67,32 +67,37 @@ class Service:
                 f"Specific({model_name}, {version})"
             raise ApiError(404, f"Servable not found for request: {wanted}")
 
-    def label_version(self, model_name: str, label: str) -> int:
-        """The version a label points at, or TF Serving's 400 for a label it does not know."""
-        version = self.store.serving.labels.get(label) if model_name == self.name else None
+    def label_version(self, model_name: str, label: str,
+                      serving: Optional[Serving] = None) -> int:
+        """The version a label points at (in `serving`, else the store's snapshot now), or TF
+        Serving's 400 for a label it does not know."""
+        labels = (self.store.serving if serving is None else serving).labels
+        version = labels.get(label) if model_name == self.name else None
         if version is None:
             raise ApiError(400, f"Unrecognized servable version label: {label}")
         return version
 
     def acquire(self, model_name: str, number: Wanted) -> ServedModel:
         """The version to answer with, counted in use: the caller must `release` it."""
+        ever_served = self.store.ever_served  # set after a snapshot serves: read it first
+        serving = self.store.serving  # one snapshot: the label and the version it names
         if isinstance(number, Label):
-            number = self.label_version(model_name, number)
+            number = self.label_version(model_name, number, serving)
         self.check_name(model_name, number)
         name = self.name
-        served = self.store.acquire(number)
+        served = self.store.acquire(number, serving)
         if served is None:
-            if self.store.current is None:
-                if self.store.ever_served:  # unloaded: TF Serving's answer when none is left
+            if serving.latest is None:
+                if ever_served:  # unloaded: TF Serving's answer when none is left
                     wanted = f"Latest({name})" if number is None else \
                         f"Specific({name}, {number})"
                     raise ApiError(404, f"Servable not found for request: {wanted}")
                 raise ApiError(503, f"No version of model {name!r} is loaded yet; see "
                                f"/v1/models/{name} for its status.")
-            serving = ", ".join(map(str, sorted(self.store.serving.versions)))
-            plural = "s" if "," in serving else ""
+            listed = ", ".join(map(str, sorted(serving.versions)))
+            plural = "s" if "," in listed else ""
             raise ApiError(404, f"Servable not found for request: Specific({name}, {number})"
-                           f"; serving version{plural} {serving}")
+                           f"; serving version{plural} {listed}")
         return served
 
     def release(self, served: ServedModel) -> None:

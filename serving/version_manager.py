@@ -8,7 +8,8 @@ one. A version that fails to load (e.g. seen while `cp -r` was still copying it)
 reported END with its error; meanwhile latest N passes over it to the next older versions.
 Loading, warm-up and teardown all happen on the loader thread, paced while a version serves
 (serving/pacing.py), so requests keep the GIL and the cores: requests only ever read one
-`Serving` snapshot, replaced whole, and a version that leaves it is released once the
+`Serving` snapshot (versions and labels, replaced whole in one write, so a label never
+names a version that has just left it), and a version that leaves it is released once the
 requests holding it are done. A version deleted from disk stops serving; when none is left
 the model is unloaded (END), so the server never answers from a version that no longer exists.
 A version that leaves the policy stays until one the policy wants serves (TF Serving's
@@ -146,8 +147,7 @@ class ModelStore:
                 model = self._try_load(version, versions[version])
                 if model is not None:
                     self._publish({**self.serving.versions, version: model}, aspired, versions)
-            self._publish(dict(self.serving.versions), aspired, versions)
-            self._apply_labels()
+            self._publish(dict(self.serving.versions), aspired, versions, settled=True)
             after = self.current
             if after is not None and (before is None or after.version != before.version):
                 return after.version
@@ -162,10 +162,13 @@ class ModelStore:
         return failure is None or failure.retry_at <= self._clock()
 
     def _publish(self, loaded: Dict[int, ServedModel], aspired: Set[int],
-                 on_disk: Mapping[int, str]) -> None:
-        """Serves the loaded versions the policy wants; retires the others.
+                 on_disk: Mapping[int, str], settled: bool = False) -> None:
+        """Serves the loaded versions the policy wants, with its labels, in one write;
+        retires the others. `settled`: nothing is left to load, so a label problem is real.
 
-        If none it wants serves yet, the newest loaded one still on disk keeps serving.
+        If none it wants serves yet, the newest loaded one still on disk keeps serving. A label
+        that cannot move yet (its new version does not serve) keeps the old labels, and the
+        versions they name stay loaded: a label never points at a version just unloaded.
         """
         keep = {v: m for v, m in loaded.items() if v in aspired}
         if not keep and aspired:
@@ -173,9 +176,15 @@ class ModelStore:
             if still:
                 keep = {max(still): loaded[max(still)]}
         old = self.serving
-        if keep.keys() == old.versions.keys():
+        labels = self._labels(keep, settled)
+        if labels is None:
+            labels = dict(old.labels)
+            keep.update({v: loaded[v] for v in labels.values() if v in loaded and v in on_disk})
+        if keep.keys() == old.versions.keys() and labels == dict(old.labels):
             return
-        self.serving = Serving(keep, old.labels)  # the one write requests see, replaced whole
+        self.serving = Serving(keep, labels)  # the one write requests see, replaced whole
+        if labels != dict(old.labels):
+            LOGGER.info("Version labels: %s.", labels or "none")
         if keep:
             self.ever_served = True
         for version in keep:
@@ -184,7 +193,8 @@ class ModelStore:
             if version not in keep:
                 self._ended[version] = VersionStatus(version, END)
                 self._retiring.append(model)
-        self._log_switch(old, keep, on_disk)
+        if keep.keys() != old.versions.keys():
+            self._log_switch(old, keep, on_disk)
 
     def _log_switch(self, old: Serving, keep: Mapping[int, ServedModel],
                     on_disk: Mapping[int, str]) -> None:
@@ -202,27 +212,25 @@ class ModelStore:
             LOGGER.info("Serving versions %s (policy %s).", ", ".join(map(str, sorted(keep))),
                         self.policy.describe())
 
-    def _apply_labels(self) -> None:
-        """The policy's labels, once each points at a serving version (TF Serving's rule)."""
-        wanted = self.policy.label_map
-        current = self.serving
-        if wanted == dict(current.labels):
-            return
+    def _labels(self, versions: Mapping[int, ServedModel],
+                report: bool) -> Optional[Dict[str, int]]:
+        """The policy's labels if each points at one of `versions` (TF Serving's rule), else
+        None (the problem logged once if `report`: between two loads it may be solved next)."""
+        wanted, current = dict(self.policy.label_map), self.serving.labels
         for label, version in sorted(wanted.items()):
-            existing = current.labels.get(label)
+            existing = current.get(label)
             allowed = self.policy.allow_unavailable_labels and existing in (None, version)
-            if version not in current.versions and not allowed:
+            if version not in versions and not allowed:
                 problem = (f"Request to assign label to version {version} of model "
                            f"{self.model_name}, which is not currently available for "
                            f"inference (label {label!r})")
-                if problem != self._label_problem:
+                if report and problem != self._label_problem:
                     self._label_problem = problem
                     LOGGER.error("%s; the labels stay %s until it is.", problem,
-                                 dict(current.labels) or "unset")
-                return
-        self.serving = Serving(current.versions, wanted)
+                                 dict(current) or "unset")
+                return None
         self._label_problem = ""
-        LOGGER.info("Version labels: %s.", wanted or "none")
+        return wanted
 
     def _try_load(self, version: int, path: str) -> Optional[ServedModel]:
         self._loading = version
@@ -299,10 +307,12 @@ class ModelStore:
 
     # -- the request side -----------------------------------------------------------------------
 
-    def acquire(self, version: Optional[int] = None) -> Optional[ServedModel]:
-        """A serving version (the newest when `version` is None), counted as in use until
+    def acquire(self, version: Optional[int] = None,
+                serving: Optional[Serving] = None) -> Optional[ServedModel]:
+        """A serving version (the newest when `version` is None) of `serving` (a snapshot the
+        caller read, e.g. to resolve a label; else the current one), counted as in use until
         `release` so it is not torn down; None when it does not serve."""
-        serving = self.serving
+        serving = self.serving if serving is None else serving
         model = serving.latest if version is None else serving.versions.get(version)
         if model is not None:
             with self._count_lock:  # REST's loop and the gRPC threads both count
