@@ -128,8 +128,10 @@ def test_the_commands_distances_are_gauges_on_the_servers_metrics(monitored, pip
     assert ran.returncode == cli.EXIT_CROSSED, ran.stdout + ran.stderr
     assert "!! skew of mother_age" in ran.stdout
     (run,) = set(results.glob("2*")) - before
-    findings = json.loads((run / "summary.json").read_text())["findings"]
+    summary = json.loads((run / "summary.json").read_text())
+    findings = summary["findings"]
     assert {f["kind"] for f in findings} == {"skew", "drift", "prediction"}
+    assert summary["drift_measured"] is True
 
     server = server_factory(pipeline_runs.base / "serving" / "babyweight", "--monitoring-dir",
                             str(results))
@@ -141,6 +143,7 @@ def test_the_commands_distances_are_gauges_on_the_servers_metrics(monitored, pip
         labels = (("feature", f["feature"]), ("kind", f["kind"]), ("version", str(found.version)))
         expected[("babyweight_monitoring_distance", labels)] = f["value"]
         expected[("babyweight_monitoring_threshold", labels)] = f["threshold"]
+    expected[("babyweight_monitoring_drift_measured", (("version", str(found.version)),))] = 1
     assert scraped == expected
     # ... and they are the series of the textfile the same run wrote (same names and labels).
     assert set(scraped) == set(_parse((run / "metrics.prom").read_text()))
