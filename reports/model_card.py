@@ -60,6 +60,33 @@ def _limitations(facts: RunFacts) -> List[Dict[str, str]]:
     return limits
 
 
+# What each split is for (pipelines/pipeline.py: the model is chosen on test, gated on eval).
+_SPLIT_ROLES = {"train": "fitted on", "test": "chosen on (early stopping, the Tuner)",
+                "eval": "gated and measured on (above)"}
+
+
+def _split_description(split: str, count: int, hyperparameters: Dict[str, Any],
+                       data_range: str, has_test: bool = True) -> str:
+    """A split's examples, what the model did with them, and what ExampleGen read them from.
+
+    The fingerprint names the table's spans ExampleGen read, not the months the examples
+    hold (the query keeps only its own rows of them, and each split takes its own months),
+    so it is said as what it is."""
+    text = f"{count:,} examples"
+    role = _SPLIT_ROLES.get(split)
+    if split == "eval" and not has_test:
+        role = "chosen on and gated on (there is no test split)"
+    if role:
+        text += f", the model {role}"
+    cap = int(hyperparameters.get("num_train_examples") or 0)
+    if split == "train" and 0 < cap < count:
+        text += f" (its first {cap:,} examples only: --num-train-examples)"
+    if data_range:
+        text += (f"; ExampleGen read the table's {data_range}, of which the training query "
+                 "keeps its own rows")
+    return text
+
+
 def build(facts: RunFacts, analysis: Optional[eval_views.EvalAnalysis]) -> Dict[str, Any]:
     """The card's fields for the version `facts` pushed."""
     record = facts.record
@@ -84,8 +111,9 @@ def build(facts: RunFacts, analysis: Optional[eval_views.EvalAnalysis]) -> Dict[
             "model_architecture": "wide-and-deep regressor (modules/model.py)",
             "input_format": ", ".join(f"{f.name}: {f.description}" for f in features.FEATURES),
             "output_format": f"{features.LABEL_KEY}: birth weight in pounds",
-            "data": [{"name": f"{split} split", "description":
-                      f"{count:,} examples; {data_range}".rstrip("; ")}
+            "data": [{"name": f"{split} split", "description": _split_description(
+                          split, count, facts.effective_hyperparameters, data_range,
+                          "test" in facts.split_sizes)}
                      for split, count in facts.split_sizes.items()],
         },
         "quantitative_analysis": {"performance_metrics": _metrics(facts, analysis)},

@@ -255,6 +255,12 @@ def test_pushed_version_carries_a_model_card(pipeline_runs, browser, capsys, tmp
     assert card["babyweight"]["training_code_fingerprint"] == fingerprint
     assert fingerprint in card["model_details"]["documentation"]
     assert card["babyweight"]["data_range"].startswith("spans ")
+    data = {d["name"]: d["description"] for d in card["model_parameters"]["data"]}
+    assert "the model fitted on" in data["train split"]
+    assert "the model chosen on" in data["test split"]
+    assert "the model gated and measured on" in data["eval split"]
+    assert all(f"ExampleGen read the table's {card['babyweight']['data_range']}" in text
+               for text in data.values()), data
     shown = {(m["slice"], m["type"]): m for m in card["quantitative_analysis"][
         "performance_metrics"]}
     for metric in read_metrics(evaluation_uris(pipeline_runs.metadata_path)[0]):

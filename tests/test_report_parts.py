@@ -259,3 +259,19 @@ def test_tuned_hyperparameters_override_the_configured_ones(tmp_path):
     assert run.effective_hyperparameters["hidden_units"] == "128,64"
     assert run.effective_hyperparameters["learning_rate"] == 0.02
     assert run.effective_hyperparameters["epochs"] == HyperParameters().epochs
+
+
+def test_the_model_card_says_what_each_split_was_for_and_a_training_cap():
+    from reports import model_card
+
+    read = "spans 196901-200812 (480 months, 100000 rows of the table) sha256:0123"
+    train = model_card._split_description("train", 145_754, {"num_train_examples": 5000}, read)
+    assert train.startswith("145,754 examples, the model fitted on (its first 5,000 ")
+    assert train.endswith(f"ExampleGen read the table's {read}, of which the training query "
+                          "keeps its own rows")
+    uncapped = model_card._split_description("train", 145_754, {"num_train_examples": 0}, read)
+    assert "first" not in uncapped
+    assert "chosen on" in model_card._split_description("test", 10, {}, read)
+    assert model_card._split_description("eval", 10, {}, "") == (
+        "10 examples, the model gated and measured on (above)")
+    assert "chosen on and gated on" in model_card._split_description("eval", 10, {}, "", False)
