@@ -169,3 +169,44 @@ def test_a_fraction_stored_in_a_database_is_named_not_rounded(small_warehouse, t
         preflight.check(database, None, sql.base_query())
     message = str(caught.value)
     assert "column 'mother_age'" in message and ".5'" in message and "row 5" in message
+
+
+SEX_AS_NUMBER = ("SELECT * REPLACE (CASE WHEN rowid = 5 THEN {odd} WHEN is_male THEN 1 "
+                 "WHEN NOT is_male THEN 0 END{cast} AS is_male) FROM {table} ORDER BY rowid")
+
+
+@pytest.mark.parametrize("odd, cast", [(2, ""), (-1, "::TINYINT"), (2.0, "::DOUBLE")])
+def test_a_number_other_than_1_or_0_in_is_male_is_named(export, odd, cast):
+    source = export(SEX_AS_NUMBER.format(odd=odd, cast=cast, table="natality"),
+                    f"sex_{odd}{cast.strip(':')}.parquet")
+    message = problem(source)
+    assert "column 'is_male'" in message and f"1 of {SMALL_ROWS:,}" in message
+    assert f"first {str(odd)!r} at" in message
+    assert "row 6 of" in message and "1 = male, 2 = female" in message
+    connection = engine.connect(pathlib.Path("unused.duckdb"), source)
+    with pytest.raises(duckdb.Error, match=f"column is_male: {odd} is not 1 or 0"):
+        connection.execute("SELECT is_male FROM natality").fetchall()
+    connection.close()
+
+
+def test_is_male_stored_as_1_and_0_reads_as_booleans(export, small_warehouse):
+    source = export(SEX_AS_NUMBER.format(odd="1 - is_male::INT", cast="", table="natality"),
+                    "sex_ok.parquet")
+    preflight.check(pathlib.Path("unused.duckdb"), source, sql.base_query())
+    connection = engine.connect(pathlib.Path("unused.duckdb"), source)
+    read = connection.execute("SELECT is_male FROM natality").fetchall()
+    connection.close()
+    generated = duckdb.connect(str(small_warehouse), read_only=True)
+    expected = generated.execute("SELECT CASE WHEN rowid = 5 THEN NOT is_male ELSE is_male END "
+                                 "FROM natality ORDER BY rowid").fetchall()
+    generated.close()
+    assert read == expected
+
+
+def test_a_database_storing_is_male_as_numbers_names_a_2(small_warehouse, tmp_path):
+    database = database_with(small_warehouse, tmp_path / "sex.duckdb",
+                             SEX_AS_NUMBER.format(odd=2, cast="", table="{table}"))
+    with pytest.raises(DataValidationError) as caught:
+        preflight.check(database, None, sql.base_query())
+    message = str(caught.value)
+    assert "column 'is_male'" in message and "'2'" in message and "row 6" in message

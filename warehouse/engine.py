@@ -57,9 +57,27 @@ def _source_reader(source: str) -> str:
     raise ValueError(f"--source must name .csv, .csv.gz or .parquet files, got {source!r}")
 
 
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                  "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE")
+
+
+def is_numeric(kind: str) -> bool:
+    """Whether DuckDB type `kind` holds numbers (a Parquet column's INT32, a DECIMAL, ...)."""
+    return kind in _NUMERIC_TYPES or kind.startswith("DECIMAL")
+
+
+def _fails(column: str, value: str, what: str) -> str:
+    """A DuckDB error naming the column and value, for a value the pre-flight check refuses."""
+    return f"error('column {column}: ' || CAST({value} AS VARCHAR) || ' is not {what}')"
+
+
 def _cast(column: str, actual: str, expected: str) -> str:
     """`column` as the real table's type; values were checked to fit (warehouse.preflight)."""
     value = f'"{column}"'
+    if expected == "BOOLEAN" and is_numeric(actual):
+        # Not CAST: it reads every non-zero number (a 2 coding female) as true.
+        return (f"CASE WHEN {value} IS NULL THEN NULL WHEN {value} IN (0, 1) THEN {value} = 1 "
+                f"ELSE {_fails(column, value, '1 or 0')} END AS \"{column}\"")
     if actual == "VARCHAR":
         value = f"NULLIF(trim({value}), '')"
         if expected == "BIGINT":

@@ -44,8 +44,9 @@ class BadValues:
         text = (f"column '{self.column}': {self.count:,} of {rows:,} values are not "
                 f"{_kind(self.column, self.expected)}, first {self.value!r} at {where}")
         if self.column == "is_male":
-            text += (f"; accepted spellings are {', '.join(IS_MALE_SPELLINGS)} (any case) "
-                     "or an empty value for unknown")
+            text += (f"; accepted spellings are {', '.join(IS_MALE_SPELLINGS)} (any case), "
+                     "the numbers 1 (male) and 0 (female), or an empty value for unknown "
+                     "(an export coding 1 = male, 2 = female must be recoded)")
         return text
 
 
@@ -83,6 +84,9 @@ def _bad_value_condition(column: str, expected: str, actual: str) -> str:
         spellings = ", ".join(f"'{s}'" for s in IS_MALE_SPELLINGS)
         return (f"{quoted} IS NOT NULL AND trim({quoted}) <> '' "
                 f"AND lower(trim({quoted})) NOT IN ({spellings})")
+    if column == "is_male" and engine.is_numeric(actual):
+        # A cast to BOOLEAN reads any non-zero number as true: 2 (female) would become male.
+        return f"{quoted} IS NOT NULL AND {quoted} NOT IN (0, 1)"
     number = f"TRY_CAST({quoted} AS DOUBLE)"
     if expected == _INTEGER:
         return f"{quoted} IS NOT NULL AND ({number} IS NULL OR {number} <> floor({number}))"
