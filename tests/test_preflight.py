@@ -210,3 +210,63 @@ def test_a_database_storing_is_male_as_numbers_names_a_2(small_warehouse, tmp_pa
         preflight.check(database, None, sql.base_query())
     message = str(caught.value)
     assert "column 'is_male'" in message and "'2'" in message and "row 6" in message
+
+
+def with_value_at(column: str, text: str, kind: str = "VARCHAR") -> str:
+    """The table with `column` at row 4 holding `text` read as `kind`, else its own value."""
+    return (f"SELECT * REPLACE (CASE WHEN rowid = 3 THEN CAST('{text}' AS {kind}) ELSE "
+            f"CAST({column} AS {kind}) END AS {column}) FROM natality ORDER BY rowid")
+
+
+def duckdb_text(text: str, kind: str) -> str:
+    """How DuckDB writes `text` read as `kind`: the spelling a message quotes."""
+    return duckdb.execute(f"SELECT CAST(CAST('{text}' AS {kind}) AS VARCHAR)").fetchone()[0]
+
+
+@pytest.mark.parametrize("column, text, kind, suffix", [
+    ("mother_age", "30.0000000000000001", "VARCHAR", "csv"),
+    ("mother_age", "NaN", "VARCHAR", "csv"),
+    ("mother_age", "1e400", "VARCHAR", "csv"),
+    ("gestation_weeks", "99999999999999999999", "VARCHAR", "csv"),
+    ("mother_age", "nan", "DOUBLE", "parquet"),
+    ("mother_age", "-inf", "DOUBLE", "parquet"),
+    ("mother_age", "1e300", "DOUBLE", "parquet"),
+    ("weight_pounds", "NaN", "VARCHAR", "csv"),
+    ("weight_pounds", "inf", "VARCHAR", "csv"),
+    ("weight_pounds", "1e400", "VARCHAR", "csv"),
+    ("weight_pounds", "nan", "DOUBLE", "parquet"),
+    ("weight_pounds", "inf", "FLOAT", "parquet"),
+])
+def test_a_non_finite_or_inexact_number_is_named(export, column, text, kind, suffix):
+    source = export(with_value_at(column, text, kind), f"{column}_{text}_{kind}.{suffix}")
+    message = problem(source)
+    value = text if kind == "VARCHAR" else duckdb_text(text, kind)
+    assert f"column '{column}': 1 of {SMALL_ROWS:,}" in message
+    assert f"first {value!r} at row 4 of {source}" in message
+    connection = engine.connect(pathlib.Path("unused.duckdb"), source)
+    if column != "weight_pounds" or kind != "DOUBLE":  # a DOUBLE is read as stored
+        with pytest.raises(duckdb.Error, match=f"column {column}: .* is not a"):
+            connection.execute(f"SELECT {column} FROM natality").fetchall()
+    connection.close()
+
+
+def test_a_non_finite_weight_stored_in_a_database_is_named(small_warehouse, tmp_path):
+    database = database_with(small_warehouse, tmp_path / "nan.duckdb",
+                             "SELECT * REPLACE (CASE WHEN rowid = 4 THEN 'nan'::DOUBLE ELSE "
+                             "weight_pounds END AS weight_pounds) FROM {table}")
+    with pytest.raises(DataValidationError) as caught:
+        preflight.check(database, None, sql.base_query())
+    message = str(caught.value)
+    assert "column 'weight_pounds'" in message and "'nan'" in message and "row 5" in message
+
+
+@pytest.mark.parametrize("text", ["9007199254740993", " +9007199254740993.00 "])
+def test_whole_number_text_is_read_exactly(export, text):
+    """Past 2**53 a DOUBLE would round the value; it is parsed as an integer instead."""
+    source = export(with_value_at("mother_age", text), f"exact_{len(text)}.csv")
+    preflight.check(pathlib.Path("unused.duckdb"), source, sql.base_query())
+    connection = engine.connect(pathlib.Path("unused.duckdb"), source)
+    (read,) = connection.execute("SELECT mother_age FROM natality WHERE mother_age > 1000"
+                                 ).fetchone()
+    connection.close()
+    assert read == int(text.strip().split(".")[0])

@@ -57,13 +57,13 @@ def _source_reader(source: str) -> str:
     raise ValueError(f"--source must name .csv, .csv.gz or .parquet files, got {source!r}")
 
 
-_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                  "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE")
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                  "UINTEGER", "UBIGINT", "UHUGEINT")
 
 
 def is_numeric(kind: str) -> bool:
     """Whether DuckDB type `kind` holds numbers (a Parquet column's INT32, a DECIMAL, ...)."""
-    return kind in _NUMERIC_TYPES or kind.startswith("DECIMAL")
+    return kind in _INTEGER_TYPES + ("FLOAT", "DOUBLE") or kind.startswith("DECIMAL")
 
 
 def _fails(column: str, value: str, what: str) -> str:
@@ -71,17 +71,55 @@ def _fails(column: str, value: str, what: str) -> str:
     return f"error('column {column}: ' || CAST({value} AS VARCHAR) || ' is not {what}')"
 
 
+# Whole-number text: digits, optionally followed by a point and zeros only ('39', '+39', '39.0').
+# Parsed as BIGINT, not through DOUBLE, which rounds past 2**53 and reads '30.0000000000000001'
+# as 30; TRY_CAST('39.5' AS BIGINT) alone would round to 40.
+_WHOLE_TEXT = r"^([+-]?[0-9]+)(\.0*)?$"
+
+
+def whole_number_of_text(value: str) -> str:
+    """The BIGINT a text spells exactly, else NULL (a fraction, NaN, 1e400, out of range)."""
+    trimmed = f"trim({value})"
+    return (f"CASE WHEN regexp_matches({trimmed}, '{_WHOLE_TEXT}') THEN "
+            f"TRY_CAST(regexp_extract({trimmed}, '{_WHOLE_TEXT}', 1) AS BIGINT) END")
+
+
+def unfit_number(value: str, actual: str, expected: str) -> str:
+    """A condition true where a non-NULL `value` stored as `actual` is not a finite number, or
+    for a BIGINT column not a whole number within BIGINT: such values would later fail without
+    a name (NaN in a CAST) or change (rounded)."""
+    if actual == "VARCHAR":
+        present = f"{value} IS NOT NULL AND trim({value}) <> ''"
+        if expected == "BIGINT":
+            return f"{present} AND ({whole_number_of_text(value)}) IS NULL"
+        return f"{present} AND NOT coalesce(isfinite(TRY_CAST({value} AS DOUBLE)), FALSE)"
+    finite = f"coalesce(isfinite(TRY_CAST({value} AS DOUBLE)), FALSE)"
+    if expected == "BIGINT":
+        if actual in _INTEGER_TYPES:  # integer types: only the range can fail
+            return f"{value} IS NOT NULL AND TRY_CAST({value} AS BIGINT) IS NULL"
+        return (f"{value} IS NOT NULL AND NOT ({finite} AND {value} = floor({value}) "
+                f"AND TRY_CAST({value} AS BIGINT) IS NOT NULL)")
+    return f"{value} IS NOT NULL AND NOT {finite}"
+
+
 def _cast(column: str, actual: str, expected: str) -> str:
-    """`column` as the real table's type; values were checked to fit (warehouse.preflight)."""
+    """`column` as the real table's type; values were checked to fit (warehouse.preflight), and
+    one that does not fails naming its column and value, never changed or read as NULL."""
     value = f'"{column}"'
     if expected == "BOOLEAN" and is_numeric(actual):
         # Not CAST: it reads every non-zero number (a 2 coding female) as true.
         return (f"CASE WHEN {value} IS NULL THEN NULL WHEN {value} IN (0, 1) THEN {value} = 1 "
                 f"ELSE {_fails(column, value, '1 or 0')} END AS \"{column}\"")
+    if expected in ("BIGINT", "DOUBLE") and (actual == "VARCHAR" or is_numeric(actual)):
+        typed = f"CAST({value} AS {expected})"
+        if actual == "VARCHAR":
+            typed = whole_number_of_text(value) if expected == "BIGINT" else \
+                f"CAST(NULLIF(trim({value}), '') AS DOUBLE)"
+        what = "a whole number" if expected == "BIGINT" else "a finite number"
+        return (f"CASE WHEN {unfit_number(value, actual, expected)} THEN "
+                f"{_fails(column, value, what)} ELSE {typed} END AS \"{column}\"")
     if actual == "VARCHAR":
         value = f"NULLIF(trim({value}), '')"
-        if expected == "BIGINT":
-            value = f"CAST({value} AS DOUBLE)"  # '39.0' is the whole number 39
     return f"CAST({value} AS {expected}) AS \"{column}\""
 
 

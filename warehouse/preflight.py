@@ -53,7 +53,7 @@ class BadValues:
 def _kind(column: str, expected: str) -> str:
     if column == "is_male":
         return "a boolean"
-    return "whole numbers" if expected == _INTEGER else "numbers"
+    return "whole numbers (within BIGINT)" if expected == _INTEGER else "finite numbers"
 
 
 def query_columns(query: str) -> Tuple[Tuple[str, str], ...]:
@@ -78,8 +78,6 @@ def _raw_relation(source: Optional[str], table: str = sql.LOCAL_TABLE) -> str:
 
 def _bad_value_condition(column: str, expected: str, actual: str) -> str:
     quoted = f'"{column}"'
-    if actual == expected:
-        return "FALSE"
     if column == "is_male" and actual == "VARCHAR":
         spellings = ", ".join(f"'{s}'" for s in IS_MALE_SPELLINGS)
         return (f"{quoted} IS NOT NULL AND trim({quoted}) <> '' "
@@ -87,9 +85,12 @@ def _bad_value_condition(column: str, expected: str, actual: str) -> str:
     if column == "is_male" and engine.is_numeric(actual):
         # A cast to BOOLEAN reads any non-zero number as true: 2 (female) would become male.
         return f"{quoted} IS NOT NULL AND {quoted} NOT IN (0, 1)"
-    number = f"TRY_CAST({quoted} AS DOUBLE)"
-    if expected == _INTEGER:
-        return f"{quoted} IS NOT NULL AND ({number} IS NULL OR {number} <> floor({number}))"
+    if expected in (_INTEGER, "DOUBLE") and (actual == "VARCHAR" or engine.is_numeric(actual)):
+        # Also where the types agree: a DOUBLE column can hold NaN and infinities.
+        return "FALSE" if actual == expected == _INTEGER else \
+            engine.unfit_number(quoted, actual, expected)
+    if actual == expected:
+        return "FALSE"
     return f"{quoted} IS NOT NULL AND TRY_CAST({quoted} AS {expected}) IS NULL"
 
 
