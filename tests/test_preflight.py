@@ -270,3 +270,46 @@ def test_whole_number_text_is_read_exactly(export, text):
                                  ).fetchone()
     connection.close()
     assert read == int(text.strip().split(".")[0])
+
+
+NULL_MONTHS = "rowid IN (3, 10, 11)"
+
+
+def kept_rows(small_warehouse, where: str) -> list:
+    """The 1-based rows matching `where` that the query's filters keep, computed here."""
+    connection = duckdb.connect(str(small_warehouse), read_only=True)
+    rows = connection.execute(f"SELECT rowid + 1 FROM natality WHERE ({where}) AND "
+                              f"{sql.rows_filter(sql.base_query())} ORDER BY rowid").fetchall()
+    connection.close()
+    return [row for (row,) in rows]
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_rows_with_no_month_are_named_not_left_out_of_every_split(export, small_warehouse,
+                                                                  suffix):
+    kept = kept_rows(small_warehouse, NULL_MONTHS)
+    assert kept, "the test needs a kept row with no month"
+    source = export(f"SELECT * REPLACE (CASE WHEN {NULL_MONTHS} THEN NULL ELSE month END AS "
+                    "month) FROM natality ORDER BY rowid", f"no_month.{suffix}")
+    message = problem(source)
+    assert f"column 'month': {len(kept):,} rows the query keeps have no month" in message
+    assert f"first at row {kept[0]:,} of {source}" in message and "no split" in message
+
+
+def test_a_stored_table_with_no_month_is_named(small_warehouse, tmp_path):
+    kept = kept_rows(small_warehouse, "rowid = 7")
+    assert kept, "the test needs a kept row with no month"
+    database = database_with(small_warehouse, tmp_path / "no_month.duckdb",
+                             "SELECT * REPLACE (CASE WHEN rowid = 7 THEN NULL ELSE "
+                             "CAST(month AS DOUBLE) END AS month) FROM {table}")
+    with pytest.raises(DataValidationError) as caught:
+        preflight.check(database, None, sql.base_query())
+    assert f"column 'month': {len(kept)} rows" in str(caught.value)
+    assert f"first at row {kept[0]}" in str(caught.value)
+
+
+def test_rows_the_filters_drop_may_have_no_month(export):
+    source = export("SELECT * REPLACE (CASE WHEN rowid = 3 THEN NULL ELSE month END AS month, "
+                    "CASE WHEN rowid = 3 THEN 1999 ELSE year END AS year) FROM natality",
+                    "old_no_month.parquet")
+    preflight.check(pathlib.Path("unused.duckdb"), source, sql.base_query())

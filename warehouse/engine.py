@@ -123,7 +123,7 @@ def _cast(column: str, actual: str, expected: str) -> str:
     return f"CAST({value} AS {expected}) AS \"{column}\""
 
 
-def _casts(connection: duckdb.DuckDBPyConnection, reader: str) -> List[str]:
+def casts(connection: duckdb.DuckDBPyConnection, reader: str) -> List[str]:
     """Each column the query reads that `reader` stores in another type than the real table,
     cast to it (integral floats too); the pre-flight check has named any value that would not
     fit. None for a relation that does not exist yet: the caller's query names that problem."""
@@ -141,8 +141,8 @@ def _casts(connection: duckdb.DuckDBPyConnection, reader: str) -> List[str]:
 
 def _typed_select(connection: duckdb.DuckDBPyConnection, reader: str) -> str:
     """`reader` with the casts of `_casts`; other columns are left as the export wrote them."""
-    casts = _casts(connection, reader)
-    return f"SELECT * REPLACE ({', '.join(casts)}) FROM {reader}" if casts else \
+    typed = casts(connection, reader)
+    return f"SELECT * REPLACE ({', '.join(typed)}) FROM {reader}" if typed else \
         f"SELECT * FROM {reader}"
 
 
@@ -177,7 +177,7 @@ def connect(
                 f"`python -m warehouse.generator --out {database}`"
             )
         connection = duckdb.connect(str(database), read_only=read_only)
-        if read_only and _casts(connection, LOCAL_TABLE):
+        if read_only and casts(connection, LOCAL_TABLE):
             connection.close()
             connection = _typed_view_of_file(pathlib.Path(database))
     register_functions(connection)

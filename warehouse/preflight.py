@@ -94,16 +94,28 @@ def _bad_value_condition(column: str, expected: str, actual: str) -> str:
     return f"{quoted} IS NOT NULL AND TRY_CAST({quoted} AS {expected}) IS NULL"
 
 
+def _typed(connection: duckdb.DuckDBPyConnection, relation: str, rowid: bool = False) -> str:
+    """`relation` with the query's columns in the real table's types, its row order kept."""
+    casts = engine.casts(connection, relation)
+    select = f"SELECT * REPLACE ({', '.join(casts)})" if casts else "SELECT *"
+    return f"({select}{', rowid AS rowid' if rowid else ''} FROM {relation})"
+
+
 def _first_bad(connection: duckdb.DuckDBPyConnection, source: Optional[str], column: str,
-               condition: str) -> Tuple[str, int, Optional[str]]:
-    """The first offending value, its 1-based row and its file, in the order of the files."""
+               condition: str, typed: bool = False) -> Tuple[str, int, Optional[str]]:
+    """The first offending value, its 1-based row and its file, in the order of the files;
+    with `typed`, `condition` reads the values as the query does."""
     value = f'CAST("{column}" AS VARCHAR)'
+    def relation_of(source: str) -> str:
+        return _typed(connection, _raw_relation(source)) if typed else _raw_relation(source)
+
     if source is None:
         stored = engine.raw_table(connection)
+        stored = _typed(connection, stored, rowid=True) if typed else stored
         return connection.execute(
             f"SELECT {value}, rowid + 1, NULL FROM {stored} WHERE {condition} "
             "ORDER BY rowid LIMIT 1").fetchone()
-    relation = _raw_relation(source)
+    relation = relation_of(source)
     if not engine.is_csv(source):
         return connection.execute(
             f"SELECT {value}, file_row_number + 1, filename FROM {relation} WHERE {condition} "
@@ -111,7 +123,7 @@ def _first_bad(connection: duckdb.DuckDBPyConnection, source: Optional[str], col
     # A CSV has no row numbers; DuckDB keeps a file's row order when nothing is sorted.
     (file,) = connection.execute(f"SELECT min(filename) FROM {relation} WHERE {condition}"
                                  ).fetchone()
-    one_file = _raw_relation(file)
+    one_file = relation_of(file)
     flags = connection.execute(f"SELECT coalesce({condition}, FALSE) AS bad FROM {one_file}"
                                ).fetch_arrow_table().column("bad")
     index = pc.index(flags, True).as_py()
@@ -176,6 +188,9 @@ def check(database: pathlib.Path, source: Optional[str], query: str) -> int:
         if problems:
             raise PreflightError(_report(label, problems, expected))
         _check_rows_survive(connection, query, label, relation, expected)
+        unsplit = rows_in_no_split(connection, source, query)
+        if unsplit:
+            raise PreflightError(_report(label, unsplit, expected))
     except duckdb.Error as error:
         raise PreflightError(f"Cannot read the natality data at {label}: {error}") from error
     finally:
@@ -194,6 +209,27 @@ def _check_rows_survive(connection: duckdb.DuckDBPyConnection, query: str, label
         f"The natality data at {label} has no rows left after the query's filters "
         f"({sql.QUERY_FILE.name}: year > 2000 and positive weight, age, plurality and "
         "gestation)" + (f"; every value is NULL in {', '.join(empty)}" if empty else "") + ".")
+
+
+def rows_in_no_split(connection: duckdb.DuckDBPyConnection, source: Optional[str],
+                     query: str) -> List[str]:
+    """Rows the query keeps whose split key (hashmonth) is NULL, per NULL column it is made of:
+    they would land in no split, since MOD(NULL, n) matches no bucket, and vanish unsaid."""
+    relation = _typed(connection, _raw_relation(source, engine.raw_table(connection)))
+    kept = f"coalesce({sql.rows_filter(query)}, FALSE)"
+    key = sql.feature_expressions(query)["hashmonth"]
+    found = []
+    for column in sql.split_key_columns(query):
+        condition = f'{kept} AND ({key}) IS NULL AND "{column}" IS NULL'
+        (count,) = connection.execute(
+            f"SELECT count(*) FILTER (WHERE {condition}) FROM {relation}").fetchone()
+        if count:
+            _, row, file = _first_bad(connection, source, column, condition, typed=True)
+            where = f"row {row:,}" + (f" of {file}" if file else "")
+            found.append(f"column '{column}': {count:,} rows the query keeps have no {column} "
+                         f"(first at {where}), so they have no hashmonth and would fall in no "
+                         "split; give them a value or leave them out of the export")
+    return found
 
 
 def _report(label: str, problems: List[str], expected: Tuple[Tuple[str, str], ...]) -> str:

@@ -125,6 +125,21 @@ def _feature_expressions(query: str) -> Tuple[Tuple[str, str], ...]:
                  for column in _rows_select(query).expressions)
 
 
+def rows_filter(query: str) -> str:
+    """The WHERE of the query's `births` CTE in DuckDB SQL ("TRUE" when it has none)."""
+    where = _rows_select(query).args.get("where")
+    return where.this.sql(dialect="duckdb") if where is not None else "TRUE"
+
+
+def split_key_columns(query: str) -> Tuple[str, ...]:
+    """The table columns the query's hashmonth (the split key) is computed from."""
+    select = _rows_select(query)
+    for column in select.expressions:
+        if column.alias_or_name == "hashmonth":
+            return tuple(dict.fromkeys(c.name for c in column.find_all(exp.Column)))
+    return ()
+
+
 def scoring_query(query: str) -> str:
     """The query's rows once each, in BigQuery SQL, with the filter each row fails, if any.
 
