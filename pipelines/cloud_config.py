@@ -288,6 +288,13 @@ def add_cloud_flags(parser: argparse.ArgumentParser) -> None:
     """CloudConfig's flags; unset flags parse as None so the environment can fill them in."""
     config.add_flags(parser, CloudConfig)
     parser.set_defaults(**{f.name: None for f in dataclasses.fields(CloudConfig)})
+    # A --flag/--no-flag prints its parse default, now None: it shows the real one instead.
+    switches = {f.name: f.default for f in dataclasses.fields(CloudConfig)
+                if isinstance(f.default, bool)}
+    for action in parser._actions:  # noqa: SLF001 - argparse's documented-in-practice list
+        if action.dest in switches and action.help:
+            action.help = action.help.replace(
+                "%(default)s", "on" if switches[action.dest] else "off")
 
 
 def cloud_from_flags(args: argparse.Namespace,

@@ -74,7 +74,7 @@ def test_run_report(pipeline_runs, browser, capsys):
 
         # Blessing, push and run facts.
         assert page.locator("#blessed").inner_text() == "yes"
-        assert "below 1.25" in page.locator("table.checks").inner_text()
+        assert "RMSE at most 1.25 lb" in page.locator("table.checks").inner_text()
         assert "already serves as version" in page.locator("#push-message").inner_text()
         components = page.locator("table.components tr[data-node]").evaluate_all(
             "rows => rows.map(r => r.dataset.node)")

@@ -310,3 +310,17 @@ def test_image_tag_command_prints_the_tag_the_docs_build_with(capsys):
     assert capsys.readouterr().out.strip() == fingerprints.image_tag()
     build = "babyweight:$(.venv/bin/python vertex_runner.py image-tag)"
     assert build in (PROJECT_ROOT / "docs" / "cloud.md").read_text()
+
+
+def test_help_shows_each_cloud_switch_s_real_default(capsys):
+    """Cloud flags parse as None when not given (the environment may set them); their help
+    must still say what an unset flag means, a --flag/--no-flag one too."""
+    import vertex_runner
+    from pipelines.cloud_config import CloudConfig
+
+    with pytest.raises(SystemExit):
+        vertex_runner.main(["compile", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in shown
+    assert CloudConfig().enable_cache is True
+    assert "[env: BABYWEIGHT_ENABLE_CACHE] (default: on)" in shown
