@@ -43,6 +43,10 @@ SERVING_DEFAULT = "serving_default"
 SERVING_TF_EXAMPLE = "serving_tf_example"
 TRANSFORM_FEATURES = "transform_features"
 EXAMPLES_INPUT = "examples"
+# TF Serving's regression signature: serialized tf.Examples in, the weight out.
+REGRESSION = "regression"
+REGRESS_METHOD = "tensorflow/serving/regress"
+REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
 
 # Inside an exported model: the features' meaning it was trained with (see features.meaning).
 FEATURE_MEANING_FILE = os.path.join("assets.extra", "feature_meaning.json")

@@ -16,9 +16,8 @@ from typing import Any, Callable, Dict
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-REGRESSION = "regression"
-REGRESS_METHOD = "tensorflow/serving/regress"
-REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
+from modules.contract import (REGRESS_INPUTS, REGRESS_METHOD,  # noqa: E402,F401
+                              REGRESS_OUTPUTS, REGRESSION)
 
 
 def with_regression(signatures: Dict[str, Any], examples_signature: str) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
 
 from google_crc32c import value as _crc32c
 
@@ -163,3 +163,26 @@ def framed(records: Sequence[bytes]) -> bytes:
         length = _UINT64.pack(len(record))
         parts += (length, _masked_crc(length), record, _masked_crc(record))
     return b"".join(parts)
+
+
+class ExampleRows:
+    """Serialized tf.Examples as the instances `encode` takes, decoded as they are iterated
+    (by the request log's writer thread): the request's thread only hands them over."""
+
+    def __init__(self, examples: Sequence[bytes]) -> None:
+        self.examples = examples
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        from tensorflow.core.example import example_pb2
+
+        for serialized in self.examples:
+            feature_map = example_pb2.Example.FromString(serialized).features.feature
+            instance: Dict[str, Any] = {}
+            for name, categorical, _ in _DECLARED:
+                if name not in feature_map:
+                    continue
+                kind = feature_map[name].WhichOneof("kind")
+                values = getattr(feature_map[name], kind).value if kind else ()
+                if values:
+                    instance[name] = values[0].decode() if categorical else values[0]
+            yield instance

@@ -60,6 +60,12 @@ class Signature:
         return set(self.input_dtypes) == _FEATURE_NAMES
 
     @property
+    def takes_serialized(self) -> bool:
+        """One string input of serialized tf.Examples: serving_tf_example's, regression's."""
+        return (len(self.input_dtypes) == 1
+                and next(iter(self.input_dtypes.values())) == tf.string)
+
+    @property
     def takes_examples(self) -> bool:
         return (list(self.input_dtypes) == [validation.EXAMPLES_INPUT]
                 and self.input_dtypes[validation.EXAMPLES_INPUT] == tf.string)

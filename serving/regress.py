@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 from typing import Any, Dict, List, Sequence, Tuple
 
+from modules.contract import REGRESS_INPUTS, REGRESS_METHOD, REGRESS_OUTPUTS
 from serving import validation
 from serving.service import ApiError, Service, Wanted
 
-REGRESS_METHOD = "tensorflow/serving/regress"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
 
 
 def examples_of(proto_input: Any) -> List[bytes]:

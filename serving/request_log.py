@@ -33,7 +33,7 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from serving.log_records import (PREDICTION_KEY, RECORD_KEYS, TIME_KEY,  # noqa: F401
-                                 VERSION_KEY, encode, encode_columns, framed)
+                                 VERSION_KEY, ExampleRows, encode, encode_columns, framed)
 from serving.pacing import Pace
 
 LOGGER = logging.getLogger("babyweight.serving.request_log")
@@ -160,6 +160,10 @@ class RequestLog:
                     version: int) -> None:
         """`log` for the server's columns (feature -> values), the server's own objects."""
         self._enqueue(True, columns, predictions, version)
+
+    def log_examples(self, examples: Sequence[bytes], predictions: Any, version: int) -> None:
+        """`log` for serialized tf.Examples, decoded by the writer thread, not the request's."""
+        self._enqueue(False, ExampleRows(examples), predictions, version)
 
     def _enqueue(self, columnar: bool, values: Any, predictions: Any, version: int) -> None:
         """The request path's whole share: a draw, and if sampled, references onto a deque.

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from modules.contract import REGRESS_OUTPUTS
 from modules.features import LABEL_KEY
 from serving import validation
 from serving.batching import Batcher
@@ -150,8 +151,19 @@ class Service:
 
     def _logged(self, served: ServedModel, signature_name: str, columns: validation.Columns,
                 outputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        if self.request_log is not None and served.signatures[signature_name].takes_features:
+        """Logs what a signature that predicts the weight was asked and answered: by feature
+        columns, or by serialized tf.Examples (:regress, serving_tf_example), which the log's
+        writer decodes, so that monitoring sees every protocol's traffic."""
+        if self.request_log is None:
+            return outputs
+        found = served.signatures[signature_name]
+        if found.takes_features:
             self.request_log.log_columns(columns, outputs.get(LABEL_KEY, ()), served.version)
+        elif found.takes_serialized:
+            predicted = outputs.get(LABEL_KEY, outputs.get(REGRESS_OUTPUTS))
+            if predicted is not None:  # transform_features predicts nothing
+                (examples,) = columns.values()
+                self.request_log.log_examples(examples, predicted, served.version)
         return outputs
 
 

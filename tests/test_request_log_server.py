@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from modules import features
 from monitoring import logs
 from serving import request_log
 from tests.serving_fixtures import ServingModels, start_server, stop_server
@@ -114,3 +115,44 @@ def test_grpc_requests_are_logged_as_rest_ones_are(logged: Logged) -> None:
     assert len(records) == len(logged.answered) + 2 * len(logged.rows)
     sent = len(logged.rows)
     assert sorted(records[-2 * sent:-sent]) == sorted(records[-sent:])  # REST's, then gRPC's
+
+
+def test_tf_example_requests_are_logged_as_feature_ones_are(serving_models: ServingModels,
+                                                           tmp_path: pathlib.Path) -> None:
+    """The same rows as features (:predict) and as tf.Examples (:regress on the regression
+    signature, :predict on serving_tf_example): the same records, answers included, so the
+    monitor sees traffic of every signature that predicts the weight."""
+    import base64
+
+    from tests.serving_fixtures import instance_example
+
+    log_dir = tmp_path / "log"
+    server = start_server(serving_models.serving_dir(tmp_path), tmp_path / "server.log",
+                          "--request-log-dir", str(log_dir), "--request-log-sample-rate", "1")
+    rows = serving_models.instances[:5]
+    try:
+        predicted = _predict(server, rows).json()["predictions"]
+        regress = httpx.post(server.predict_url().replace(":predict", ":regress"), timeout=60,
+                             json={"signature_name": "regression", "examples": rows})
+        assert regress.status_code == 200, regress.text
+        examples = [{"b64": base64.b64encode(instance_example(row).SerializeToString()).decode()}
+                    for row in rows]
+        answer = httpx.post(server.predict_url(), timeout=60, json={
+            "signature_name": "serving_tf_example", "instances": examples})
+        assert answer.status_code == 200, answer.text
+    finally:
+        stop_server(server)
+    assert len(regress.json()["result"]) == len(answer.json()["predictions"]) == len(predicted)
+    table = logs.read(request_log.complete_files(log_dir))
+    sent = len(rows)
+    assert len(table) == 3 * sent
+    # In the order sent: the features' records, the regression's, serving_tf_example's.
+    parts = [table.iloc[i * sent:(i + 1) * sent].reset_index(drop=True) for i in range(3)]
+    for part in parts[1:]:
+        for name in (*features.FEATURE_NAMES, request_log.VERSION_KEY):
+            assert part[name].tolist() == parts[0][name].tolist(), name
+        # The same graph behind each signature; float32 answers, so float32's resolution.
+        np.testing.assert_allclose(part[request_log.PREDICTION_KEY],
+                                   parts[0][request_log.PREDICTION_KEY], rtol=1e-6)
+    np.testing.assert_allclose(parts[0][request_log.PREDICTION_KEY],
+                               np.asarray(predicted, np.float32).reshape(-1), rtol=1e-6)
