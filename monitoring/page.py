@@ -91,6 +91,17 @@ def _lines(findings: Sequence[Finding], name: str) -> List[Dict[str, Any]]:
     return [{"text": f.sentence(), "crossed": f.crossed} for f in findings if f.feature == name]
 
 
+def copies_note(declared: Any) -> str:
+    """What a skew of a feature the "no ultrasound" copies rewrite may mean, in words."""
+    missing = getattr(declared, "missing_value", None)
+    if not missing:
+        return ""
+    return (f"The training statistics hold the query's \"no ultrasound\" copies of each birth, "
+            f"in which {declared.name} may read '{missing}': traffic with another share of "
+            f"'{missing}' (a batch scored without the copies, say) shows skew here that is the "
+            "training data's mix, not a change in who is born.")
+
+
 def render(inputs: PageInputs, page: pathlib.Path, index: pathlib.Path) -> str:
     sections = []
     for declared in features.FEATURES:
@@ -101,7 +112,8 @@ def render(inputs: PageInputs, page: pathlib.Path, index: pathlib.Path) -> str:
             "name": declared.name, "chart": chart, "findings": _lines(inputs.findings,
                                                                       declared.name),
             "caption": ("share of rows per bin, both histograms spread onto the same 20 bins"
-                        if numeric else "share of rows per value")})
+                        if numeric else "share of rows per value"),
+            "note": copies_note(declared)})
     from serving import request_log
 
     predictions = {

@@ -10,11 +10,13 @@ import pathlib
 import subprocess
 import sys
 
+import markupsafe
 import numpy as np
 import pytest
 
 from modules import features
 from monitoring import cli, lineage, logs, predictions
+from monitoring import page as monitoring_page
 from serving import request_log
 from serving.request_log import RequestLog, RequestLogConfig
 from tests.serving_fixtures import PROJECT_ROOT
@@ -99,6 +101,7 @@ def test_a_shifted_window_crosses_the_thresholds_and_says_so(monitored, capsys):
     newest = max((reports / "monitoring").glob("2*"))
     page = (newest / "monitoring.html").read_text()
     assert "threshold crossed" in page and page.count("<svg") == len(features.FEATURES) + 1
+    assert str(markupsafe.escape(monitoring_page.copies_note(features.IS_MALE))) in page
     summary = json.loads((newest / "summary.json").read_text())
     assert summary["version"] == found.version and summary["crossed"]
     gauges = (newest / "metrics.prom").read_text()
