@@ -59,8 +59,9 @@ class MonitorConfig:
     vertex_region: str = setting("us-central1", "Region of that Vertex ML Metadata store.")
     gcs_mount: str = setting("/gcs", "Where Cloud Storage is mounted (gcsfuse), for "
                              "--vertex-project: gs://BUCKET/x is read as <mount>/BUCKET/x.")
-    only_version: bool = setting(True, "Only requests the checked version answered (the "
-                                 "previous window, for drift, holds every version's).")
+    only_version: bool = setting(True, "Skew of only the requests the checked version answered "
+                                 "(the previous window, for drift, holds every version's; the "
+                                 "predictions are always the checked version's alone).")
 
 
 def _window(config: MonitorConfig, frame):
@@ -117,11 +118,45 @@ def _lineage(config: MonitorConfig):
                         config.version)
 
 
-def summary(findings, anomalies: Dict[str, str], version: int, window: str, rows: int,
-            drift_not_measured: Optional[str] = None) -> Dict[str, Any]:
+def version_rows(current, version: int) -> Dict[int, int]:
+    """Rows per model version in the window, the checked version first: a window of several
+    versions must say so, not pass for the checked one's."""
+    from serving import request_log
+
+    counts = current[request_log.VERSION_KEY].value_counts()
+    rows = {version: int(counts.get(version, 0))}
+    rows.update((int(v), int(n)) for v, n in counts.items() if int(v) != version)
+    return rows
+
+
+def rows_text(rows: Dict[int, int]) -> str:
+    """'4,000 logged rows of version 3', or with several versions each one's share."""
+    total, (checked, *others) = sum(rows.values()), list(rows)
+    if not others:
+        return f"{total:,} logged rows of version {checked}"
+    return f"{total:,} logged rows: " + ", ".join(
+        f"{n:,} of version {v}" + (" (checked)" if v == checked else "") for v, n in rows.items())
+
+
+def mixed_line(rows: Dict[int, int]) -> Optional[str]:
+    """With several versions, which comparison used which rows (skew and drift are of the
+    inputs, every version's; predictions only the checked version's)."""
+    checked, *others = list(rows)
+    if not others:
+        return None
+    return (f"  -- skew and drift measured on every version's inputs ({sum(rows.values()):,} "
+            f"rows of versions {', '.join(str(v) for v in rows)}); the predictions on version "
+            f"{checked}'s {rows[checked]:,} rows only")
+
+
+def summary(findings, anomalies: Dict[str, str], version: int, window: str,
+            rows: Dict[int, int], drift_not_measured: Optional[str] = None) -> Dict[str, Any]:
     """summary.json: what crossed, in words, every distance (the server's gauges read it,
-    serving/monitoring_gauges.py), and whether drift was measured, with why not."""
-    return {"version": version, "window": window, "rows": rows,
+    serving/monitoring_gauges.py), whether drift was measured, with why not, and the rows of
+    each version the window held (the predictions are compared on the checked one's only)."""
+    return {"version": version, "window": window, "rows": sum(rows.values()),
+            "rows_by_version": {str(v): n for v, n in rows.items()},
+            "prediction_rows": rows[version], "mixed_versions": len(rows) > 1,
             "crossed": [f.sentence() for f in findings if f.crossed] + [
                 f"traffic feature '{n}': {t}" for n, t in anomalies.items()],
             "drift_measured": drift_not_measured is None,
@@ -156,9 +191,11 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     window = _window(config, frame)
     # Drift is about the inputs, whichever version answered them.
     current, previous = logs.select(frame, window), logs.select(every, window.previous())
-    if current.empty:
+    rows = version_rows(current, found.version)
+    if not rows[found.version]:  # its predictions are what the eval predictions are against
         raise LookupError(f"no request of version {found.version} was logged from "
-                          f"{window.describe()}")
+                          f"{window.describe()}" + (f" ({rows_text(rows)})" if len(current)
+                                                    else ""))
     # Imported once the inputs are known to be there: a missing log is told at once.
     import tensorflow_data_validation as tfdv
 
@@ -169,7 +206,8 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     findings = compare.skew(training, serving, schema) + drift
     out_root = pathlib.Path(config.reports_dir) / "monitoring"
     evaluated = compare.prediction_statistics(predictions.cached(found, out_root / "cache"))
-    served = compare.prediction_statistics(current[request_log.PREDICTION_KEY].to_numpy())
+    checked = current[current[request_log.VERSION_KEY] == found.version]
+    served = compare.prediction_statistics(checked[request_log.PREDICTION_KEY].to_numpy())
     findings += compare.predictions(evaluated, served)
     anomalies = compare.traffic_anomalies(serving, schema)
 
@@ -178,7 +216,10 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     index = pathlib.Path(config.reports_dir) / "index.html"
     inputs = page.PageInputs(
-        title=f"Monitoring: version {found.version}", window=window.describe(),
+        title=f"Monitoring: version {found.version}" + (
+            "" if len(rows) == 1 else f" (skew and drift with versions "
+            f"{', '.join(str(v) for v in list(rows)[1:])}'s inputs too)"),
+        window=window.describe(),
         previous=(f"{window.previous().describe()}, {len(previous):,} rows" if len(previous)
                   else "nothing logged: drift not measured"),
         version=found.version, rows=len(current),
@@ -193,13 +234,14 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     crossed = [f for f in findings if f.crossed] or bool(anomalies)
     # Written whole, then renamed: a server's scrape reads it at any moment.
     (out / "summary.json.partial").write_text(json.dumps(
-        summary(findings, anomalies, found.version, window.describe(), len(current),
+        summary(findings, anomalies, found.version, window.describe(), rows,
                 drift_not_measured), indent=2))
     (out / "summary.json.partial").replace(out / "summary.json")
     _refresh_index(config)
 
-    print(f"Monitored {len(current):,} logged rows of version {found.version}, "
-          f"{window.describe()}:")
+    print(f"Monitored {rows_text(rows)}, {window.describe()}:")
+    for line in filter(None, [mixed_line(rows)]):
+        print(line)
     for line in outcome_lines(findings, anomalies, drift_not_measured):
         print(line)
     print(f"Page: {page_path.resolve().as_uri()}")

@@ -51,11 +51,18 @@ def _log(directory: pathlib.Path, rows, values, version: int, at: float) -> None
 
 
 @pytest.fixture(scope="module")
-def monitored(pipeline_runs, tmp_path_factory):
-    serving_dir = pipeline_runs.base / "serving" / "babyweight"
-    found = lineage.find(serving_dir, pipeline_runs.metadata_path)
+def eval_traffic(pipeline_runs):
+    """The served version's lineage, eval rows and its predictions on them."""
+    found = lineage.find(pipeline_runs.base / "serving" / "babyweight",
+                         pipeline_runs.metadata_path)
     served = predictions.compute(found, max_examples=3000)
-    rows = _eval_rows(found, len(served))
+    return found, _eval_rows(found, len(served)), served
+
+
+@pytest.fixture(scope="module")
+def monitored(pipeline_runs, eval_traffic, tmp_path_factory):
+    serving_dir = pipeline_runs.base / "serving" / "babyweight"
+    found, rows, served = eval_traffic
     shifted = [{**r, "mother_age": min(r["mother_age"] + 12, 60),
                 "plurality": features.PLURALITY_NAMES[1]} for r in rows]
     directory = tmp_path_factory.mktemp("request_log")
@@ -106,6 +113,38 @@ def test_a_shifted_window_crosses_the_thresholds_and_says_so(monitored, capsys):
     assert summary["version"] == found.version and summary["crossed"]
     gauges = (newest / "metrics.prom").read_text()
     assert f'babyweight_monitoring_distance{{kind="skew",feature="mother_age",' in gauges
+
+
+def test_a_window_of_two_versions_says_each_ones_rows_and_compares_only_its_predictions(
+        monitored, eval_traffic, tmp_path, capsys):
+    """Another version's rows (predictions 1.5 lb lower) then the checked one's: with
+    --no-only-version skew sees both, the predictions only the checked version's."""
+    found, rows, served = eval_traffic
+    _, common, _ = monitored
+    other, n = found.version + 7, min(2000, len(rows))
+    directory = tmp_path / "request_log"
+    _log(directory, rows[:n], served[:n] - 1.5, other, START + 10 * HOUR)
+    _log(directory, rows[:n], served[:n], found.version, START + 10 * HOUR + 60)
+    flags = common + ["--logs", str(directory), "--reports-dir", str(tmp_path / "reports")]
+    code = cli.main(flags + ["--no-only-version"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert (f"Monitored {2 * n:,} logged rows: {n:,} of version {found.version} (checked), "
+            f"{n:,} of version {other}, ") in printed
+    assert (f"-- skew and drift measured on every version's inputs ({2 * n:,} rows of versions "
+            f"{found.version}, {other}); the predictions on version {found.version}'s {n:,} "
+            "rows only") in printed
+    assert f"ok prediction of {request_log.PREDICTION_KEY}" in printed
+    (run,) = (tmp_path / "reports" / "monitoring").glob("2*")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["rows"] == 2 * n and summary["prediction_rows"] == n
+    assert summary["rows_by_version"] == {str(found.version): n, str(other): n}
+    assert summary["mixed_versions"] is True
+    # By default the window is the checked version's alone, and says nothing of mixing.
+    assert cli.main(flags) == 0
+    printed = capsys.readouterr().out
+    assert f"Monitored {n:,} logged rows of version {found.version}, " in printed
+    assert "every version's inputs" not in printed
 
 
 def test_the_reports_index_links_the_monitoring_pages(monitored, pipeline_runs, capsys):
@@ -221,11 +260,11 @@ def test_drift_not_measured_is_said_on_the_console_in_the_summary_and_the_gauges
     findings = [Finding("skew", "mother_age", "jensen_shannon_divergence", 0.02, 0.1)]
     lines = cli.outcome_lines(findings, {}, reason)
     assert lines[-1] == f"  -- drift not measured: {reason}" and len(lines) == 2
-    written = json.loads(json.dumps(cli.summary(findings, {}, 3, window.describe(), 10, reason)))
+    written = json.loads(json.dumps(cli.summary(findings, {}, 3, window.describe(), {3: 10}, reason)))
     assert written["drift_measured"] is False and written["drift_not_measured"] == reason
     assert 'babyweight_monitoring_drift_measured{version="3"} 0\n' in cli._gauges(
         findings, 3, drift_measured=False)
     # Measured: the summary and the gauge say so, and the console has no such line.
-    assert cli.summary(findings, {}, 3, "w", 10)["drift_measured"] is True
+    assert cli.summary(findings, {}, 3, "w", {3: 10})["drift_measured"] is True
     assert 'babyweight_monitoring_drift_measured{version="3"} 1\n' in cli._gauges(findings, 3)
     assert not any("not measured" in line for line in cli.outcome_lines(findings, {}, None))

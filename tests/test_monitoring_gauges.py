@@ -39,7 +39,7 @@ def _write_run(root: pathlib.Path, stamp: str, findings, version: int,
     out = root / stamp
     out.mkdir(parents=True)
     (out / "summary.json").write_text(json.dumps(
-        cli.summary(findings, {}, version, "a window", 100, drift_not_measured)))
+        cli.summary(findings, {}, version, "a window", {version: 100}, drift_not_measured)))
     (out / "metrics.prom").write_text(cli._gauges(findings, version,
                                                   drift_not_measured is None))
     return out
