@@ -26,7 +26,7 @@ from pipelines.vertex_serving import mounted
 
 log = logging.getLogger("babyweight.vertex_push")
 
-PUSH_RECORD = "babyweight_push.json"  # pipelines.atomic_push.PUSH_RECORD
+PUSH_RECORD = atomic_push.PUSH_RECORD
 GRAPH_FILE = "saved_model.pb"
 ENDPOINT, GCS = "endpoint", "gcs"
 
