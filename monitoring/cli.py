@@ -149,8 +149,19 @@ def mixed_line(rows: Dict[int, int]) -> Optional[str]:
             f"{checked}'s {rows[checked]:,} rows only")
 
 
+def unread_text(count: int) -> Optional[str]:
+    """Why records may be missing from the window: files still open hold records from before
+    its end, which no later window (starting at that end) would count either."""
+    if not count:
+        return None
+    return (f"{count} request-log file{'s' if count > 1 else ''} still open (.partial) may hold "
+            "records from before the window's end, which are not in this window: rerun once "
+            "the server has completed them (--request-log-file-seconds) or pass an earlier --end")
+
+
 def summary(findings, anomalies: Dict[str, str], version: int, window: str,
-            rows: Dict[int, int], drift_not_measured: Optional[str] = None) -> Dict[str, Any]:
+            rows: Dict[int, int], drift_not_measured: Optional[str] = None,
+            open_files: int = 0) -> Dict[str, Any]:
     """summary.json: what crossed, in words, every distance (the server's gauges read it,
     serving/monitoring_gauges.py), whether drift was measured, with why not, and the rows of
     each version the window held (the predictions are compared on the checked one's only)."""
@@ -161,16 +172,20 @@ def summary(findings, anomalies: Dict[str, str], version: int, window: str,
                 f"traffic feature '{n}': {t}" for n, t in anomalies.items()],
             "drift_measured": drift_not_measured is None,
             "drift_not_measured": drift_not_measured,
+            "open_files": open_files, "open_files_not_read": unread_text(open_files),
             "findings": [dataclasses.asdict(f) for f in findings]}
 
 
-def outcome_lines(findings, anomalies: Dict[str, str], drift_not_measured: Optional[str]
-                  ) -> List[str]:
-    """What the console shows under the window: each distance, what broke the schema, and
-    drift that was not measured (otherwise only the page would say so)."""
+def outcome_lines(findings, anomalies: Dict[str, str], drift_not_measured: Optional[str],
+                  open_files: int = 0) -> List[str]:
+    """What the console shows under the window: each distance, what broke the schema, drift
+    that was not measured and records left in open files (otherwise only the page, or
+    nothing, would say so)."""
     lines = [f"  {'!!' if f.crossed else 'ok'} {f.sentence()}" for f in findings]
     if drift_not_measured:
         lines.append(f"  -- drift not measured: {drift_not_measured}")
+    if open_files:
+        lines.append(f"  -- {unread_text(open_files)}")
     lines += [f"  !! the traffic breaks the schema: feature '{name}': {text}"
               for name, text in anomalies.items()]
     return lines
@@ -181,10 +196,13 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     from serving import request_log
 
     found = _lineage(config)
+    # Listed first: a file completed between the two listings is then in `files`.
+    opened = request_log.open_files(pathlib.Path(config.logs))
     files = request_log.complete_files(pathlib.Path(config.logs))
     if not files:
-        raise FileNotFoundError(f"no complete request-log files in {config.logs}; start the "
-                                "server with --request-log-dir")
+        raise FileNotFoundError(f"no complete request-log files in {config.logs}" + (
+            f" ({len(opened)} still open: rerun once the server has completed them)" if opened
+            else "; start the server with --request-log-dir"))
     every = logs.read(files)
     frame = (every[every[request_log.VERSION_KEY] == found.version] if config.only_version
              else every)
@@ -192,10 +210,12 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     # Drift is about the inputs, whichever version answered them.
     current, previous = logs.select(frame, window), logs.select(every, window.previous())
     rows = version_rows(current, found.version)
+    unread = len(logs.open_before(opened, files, window.end_ms))
     if not rows[found.version]:  # its predictions are what the eval predictions are against
         raise LookupError(f"no request of version {found.version} was logged from "
                           f"{window.describe()}" + (f" ({rows_text(rows)})" if len(current)
-                                                    else ""))
+                                                    else "") + (f"; {unread_text(unread)}"
+                                                                if unread else ""))
     # Imported once the inputs are known to be there: a missing log is told at once.
     import tensorflow_data_validation as tfdv
 
@@ -235,14 +255,14 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     # Written whole, then renamed: a server's scrape reads it at any moment.
     (out / "summary.json.partial").write_text(json.dumps(
         summary(findings, anomalies, found.version, window.describe(), rows,
-                drift_not_measured), indent=2))
+                drift_not_measured, unread), indent=2))
     (out / "summary.json.partial").replace(out / "summary.json")
     _refresh_index(config)
 
     print(f"Monitored {rows_text(rows)}, {window.describe()}:")
     for line in filter(None, [mixed_line(rows)]):
         print(line)
-    for line in outcome_lines(findings, anomalies, drift_not_measured):
+    for line in outcome_lines(findings, anomalies, drift_not_measured, unread):
         print(line)
     print(f"Page: {page_path.resolve().as_uri()}")
     return EXIT_CROSSED if crossed else 0

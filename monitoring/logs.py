@@ -117,3 +117,47 @@ def read(files: Sequence[pathlib.Path], window: Optional[Window] = None) -> pd.D
         frame[declared.name] = frame[declared.name].map(
             lambda v: v.decode() if isinstance(v, bytes) else v)
     return frame
+
+
+def _written_times(path: pathlib.Path) -> np.ndarray:
+    """The request times of an open file's records written so far; its last record may be
+    half written, so the TFRecord framing is walked here and reading stops where it ends."""
+    import tensorflow as tf
+
+    data, records, at = path.read_bytes(), [], 0
+    while at + 12 <= len(data):  # length (8 bytes) and its checksum (4), data, checksum (4)
+        length = int.from_bytes(data[at:at + 8], "little")
+        if at + 16 + length > len(data):
+            break
+        records.append(data[at + 12:at + 12 + length])
+        at += 16 + length
+    if not records:
+        return np.array([], np.int64)
+    spec = {request_log.TIME_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    return tf.io.parse_example(records, spec)[request_log.TIME_KEY].numpy()
+
+
+def open_before(open_files: Sequence[pathlib.Path], complete: Sequence[pathlib.Path],
+                end_ms: int) -> List[pathlib.Path]:
+    """The open files (listed before `complete`) that hold, or may yet hold, records logged
+    before `end_ms`: opened before it, or with such a record written. Those records are in no
+    complete file, so a window read from `complete` leaves them out, and the next window,
+    starting at `end_ms`, would too. A file completed since the listing is read as complete
+    when it is in `complete`, and counted here when it is not."""
+    names = {path.name for path in complete}
+    held = []
+    for path in open_files:
+        if path.name[:-len(request_log.PARTIAL)] in names:
+            continue
+        opened = request_log.opened_ms(path)
+        if opened is None or opened < end_ms:
+            held.append(path)
+            continue
+        try:
+            times = _written_times(path)
+        except FileNotFoundError:  # completed after `complete` was listed
+            held.append(path)
+            continue
+        if times.size and times.min() < end_ms:
+            held.append(path)
+    return held

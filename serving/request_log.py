@@ -75,6 +75,35 @@ def complete_files(directory: pathlib.Path) -> List[pathlib.Path]:
     return sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
 
 
+_STAMP = "%Y%m%dT%H%M%S%f"
+
+
+def file_stem(directory: pathlib.Path, opened_at: float, pid: int, sequence: int
+              ) -> pathlib.Path:
+    """A log file's path before its suffixes: named by the time it was opened (seconds since
+    the epoch, by the log's clock), so names sort by age and a reader can tell its age."""
+    stamp = datetime.datetime.fromtimestamp(opened_at, datetime.timezone.utc).strftime(_STAMP)
+    return directory / f"requests-{stamp}-{pid}-{sequence:06d}"
+
+
+def opened_ms(path: pathlib.Path) -> Optional[int]:
+    """When the file named `path` was opened (ms since the epoch), None for another name."""
+    try:
+        moment = datetime.datetime.strptime(path.name.split("-")[1], _STAMP)
+    except (IndexError, ValueError):
+        return None
+    return int(moment.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
+
+def open_files(directory: pathlib.Path) -> List[pathlib.Path]:
+    """The files still being written (`.partial`, not staged), oldest first: their records are
+    in no complete file yet."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir()
+                  if p.name.endswith(SUFFIX + PARTIAL) and p.is_file())
+
+
 def staged_files(directory: pathlib.Path, tag: str = "") -> List[pathlib.Path]:
     """Files staged (complete or still open) under a tag that starts with `tag`."""
     if not directory.is_dir():
@@ -296,9 +325,8 @@ class RequestLog:
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         trim(self.directory, self.config.max_total_bytes, self.config.max_file_bytes)
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         self._sequence += 1
-        self._path = self.directory / f"requests-{stamp}-{os.getpid()}-{self._sequence:06d}"
+        self._path = file_stem(self.directory, self._clock(), os.getpid(), self._sequence)
         self._file = self._opener(self._named(partial=True))
         self._file_bytes = 0
         self._file_records = 0

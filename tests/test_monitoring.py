@@ -147,6 +147,28 @@ def test_a_window_of_two_versions_says_each_ones_rows_and_compares_only_its_pred
     assert "every version's inputs" not in printed
 
 
+def test_records_still_in_an_open_file_before_the_end_are_said_to_be_left_out(
+        monitored, eval_traffic, tmp_path, capsys):
+    found, rows, served = eval_traffic
+    _, common, _ = monitored
+    directory, at = tmp_path / "request_log", START + 20 * HOUR
+    _log(directory, rows, served, found.version, at)
+    records = [request_log.encode(r, float(p), found.version, int((at + 30) * 1000))
+               for r, p in zip(rows[:100], served[:100])]
+    stem = request_log.file_stem(directory, at + 30, 1, 1)  # opened 30 s after the first
+    pathlib.Path(f"{stem}{request_log.SUFFIX}{request_log.PARTIAL}").write_bytes(
+        request_log.framed(records))
+    flags = common + ["--logs", str(directory), "--reports-dir", str(tmp_path / "reports")]
+    assert cli.main(flags + ["--end", str(at + 60)]) == 0
+    assert f"  -- {cli.unread_text(1)}\n" in capsys.readouterr().out
+    (run,) = (tmp_path / "reports" / "monitoring").glob("2*")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["open_files"] == 1 and summary["open_files_not_read"] == cli.unread_text(1)
+    # A window ending before the open file was opened, and its records, misses nothing.
+    assert cli.main(flags + ["--end", str(at + 10)]) == 0
+    assert "still open" not in capsys.readouterr().out
+
+
 def test_the_reports_index_links_the_monitoring_pages(monitored, pipeline_runs, capsys):
     _, common, reports = monitored
     cli.main(common + ["--end", str(START + 1)])
