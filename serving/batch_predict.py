@@ -286,6 +286,22 @@ def run(config: BatchPredictConfig, version: int, path: str, training: TrainingD
     return batch_log.complete(config, result)
 
 
+def _unloadable(version: int, path: str) -> Optional[str]:
+    """Why the version does not load, or None: tried here, where the message is one line,
+    rather than first in a Beam worker, whose failure is a traceback."""
+    import gc
+
+    from serving.model_store import cannot_load, load_version
+
+    try:
+        load_version(version, path)
+    except Exception as error:  # noqa: BLE001 - a version that does not load is a message
+        return cannot_load(version, path, error)
+    finally:
+        gc.collect()  # the run's workers load their own copy
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = command_parser("python -m serving.batch_predict", __doc__, BatchPredictConfig)
     args, beam_args = parser.parse_known_args(argv)
@@ -320,6 +336,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         check_readable(config.input, config.warehouse, config.source, config.split, training)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    problem = _unloadable(version, path)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     try:
         with batch_output.exclusive(config.output, config.output + ERRORS_SUFFIX,

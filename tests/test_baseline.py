@@ -2,6 +2,7 @@
 deleted or moved while the metadata store was kept no longer crashes the next run."""
 import json
 import pathlib
+import random
 import sqlite3
 
 import pytest
@@ -41,6 +42,25 @@ def test_the_newest_blessed_model_on_disk_is_the_baseline(tmp_path):
     assert _resolve(tmp_path, models, [_blessing(1), _blessing(2), _blessing(3, False)]) == (
         [2], [102])
     assert not (tmp_path / "reports" / BASELINE_NOTE).exists()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_with_every_model_on_disk_it_chooses_what_tfx_s_own_strategy_chooses(tmp_path, seed):
+    from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+        LatestBlessedModelStrategy)
+    rng = random.Random(seed)
+    ids = rng.sample(range(1, 40), 8)
+    models = [_model(tmp_path, i, True) for i in ids]
+    blessings = [_blessing(i, rng.random() < 0.5) for i in rng.sample(ids, 6)]
+    stock = LatestBlessedModelStrategy().resolve_artifacts(
+        None, {"model": list(models), "model_blessing": list(blessings)})
+    expected = ([m.id for m in stock["model"]], [b.id for b in stock["model_blessing"]])
+    assert _resolve(tmp_path, models, blessings) == expected
+
+
+def test_no_model_or_no_blessing_yet_resolves_to_nothing(tmp_path):
+    assert _resolve(tmp_path, [], [_blessing(1)]) == ([], [])
+    assert _resolve(tmp_path, [_model(tmp_path, 1, True)], []) == ([], [])
 
 
 def test_a_blessed_model_whose_files_are_gone_is_passed_over_and_named(tmp_path, caplog):
