@@ -1,4 +1,8 @@
 """The course query: one BigQuery file, translated for DuckDB, split by hashmonth without leaks."""
+import os
+import pathlib
+import time
+
 import duckdb
 import pandas as pd
 import pytest
@@ -207,3 +211,30 @@ def test_an_edited_query_file_is_read_again(tmp_path):
     status = query_file.stat()
     os.utime(query_file, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
     assert sql.base_query(query_file) == spans.spans_query(query_file) == "SELECT 33 AS a"
+
+
+def test_an_edit_within_one_coarse_timestamp_tick_is_read(tmp_path):
+    """Two same-size edits whose change times a coarse file system makes equal: the second is
+    what is read, though the cache is keyed by change time and size."""
+    query = tmp_path / "query.sql"
+    query.write_text("SELECT 1 AS a")
+    tick = os.stat(query).st_mtime_ns
+    assert sql.query_text(query) == "SELECT 1 AS a"
+    query.write_text("SELECT 2 AS a")
+    os.utime(query, ns=(tick, tick))  # the same tick
+    assert sql.query_text(query) == "SELECT 2 AS a"
+
+
+def test_a_file_older_than_a_tick_is_read_once_until_it_changes(tmp_path, monkeypatch):
+    query = tmp_path / "query.sql"
+    query.write_text("SELECT 1 AS a")
+    old = time.time_ns() - 60 * 10**9
+    os.utime(query, ns=(old, old))
+    reads = []
+    real = pathlib.Path.read_text
+    monkeypatch.setattr(pathlib.Path, "read_text",
+                        lambda self, *a, **k: reads.append(self) or real(self, *a, **k))
+    assert [sql.query_text(query) for _ in range(3)] == ["SELECT 1 AS a"] * 3
+    assert reads == [query]
+    query.write_text("SELECT 3 AS a")  # a later edit: a later change time
+    assert sql.query_text(query) == "SELECT 3 AS a"

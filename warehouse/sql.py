@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
+import time
 from typing import Dict, Tuple
 
 import sqlglot
@@ -24,9 +25,19 @@ _SAMPLE_KEY_COLUMNS = ("hashmonth", "is_male", "mother_age", "plurality", "gesta
 def query_text(path: pathlib.Path) -> str:
     """A query file's text as it is now: read again whenever the file changed, so that a
     process that runs the pipeline more than once (the CT demo, a notebook) never runs an
-    edited file's old text while the cache keys already see the new one."""
+    edited file's old text while the cache keys already see the new one.
+
+    A file changed in the last _RECENT_SECONDS is read anew every time, as git treats a
+    "racily clean" file: on a file system whose timestamps are coarse (whole or even seconds),
+    a second edit of the same size within one tick keeps the change time the cache is keyed
+    by. Once the file is older than that, a later edit has a later change time."""
     status = path.stat()
+    if time.time() - status.st_mtime < _RECENT_SECONDS:
+        return path.read_text()
     return _read(path, status.st_mtime_ns, status.st_size)
+
+
+_RECENT_SECONDS = 3.0  # above the coarsest common file-system timestamp tick (FAT's 2 s)
 
 
 @functools.lru_cache(maxsize=16)
