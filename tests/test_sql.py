@@ -238,3 +238,32 @@ def test_a_file_older_than_a_tick_is_read_once_until_it_changes(tmp_path, monkey
     assert reads == [query]
     query.write_text("SELECT 3 AS a")  # a later edit: a later change time
     assert sql.query_text(query) == "SELECT 3 AS a"
+
+
+def test_the_sample_picks_the_same_births_whether_numbers_are_stored_as_integers_or_floats(
+        memory_connection):
+    """A table loaded from files may hold mother_age or gestation_weeks as floats; the rows a
+    sample keeps must not depend on it (nor on how an engine spells 7.0 as text)."""
+    memory_connection.execute(
+        "CREATE TABLE ints AS SELECT 2001 + i % 5 AS year, 1 + i % 12 AS month, "
+        "CAST(5 + i % 5 AS DOUBLE) + (i % 3) / 4 AS weight_pounds, i % 2 = 0 AS is_male, "
+        "CAST(15 + i % 30 AS BIGINT) AS mother_age, CAST(1 + i % 2 AS BIGINT) AS plurality, "
+        "CAST(30 + i % 12 AS BIGINT) AS gestation_weeks FROM range(4000) t(i)")
+    memory_connection.execute(
+        "CREATE TABLE floats AS SELECT year, month, weight_pounds, is_male, "
+        "CAST(mother_age AS DOUBLE) AS mother_age, plurality, "
+        "CAST(gestation_weeks AS DOUBLE) AS gestation_weeks FROM ints")
+    sampled = sql.split_query(sql.base_query(), 10, (0, 10), sample_per_mille=300)
+
+    def kept(table: str):
+        rows = memory_connection.execute(
+            f"SELECT weight_pounds, is_male, CAST(mother_age AS BIGINT), plurality, "
+            f"CAST(gestation_weeks AS BIGINT), hashmonth "
+            f"FROM ({sql.to_duckdb(sampled, table)}) ORDER BY ALL").fetchall()
+        return rows
+
+    ints = kept("ints")
+    assert ints and ints == kept("floats")
+    (integral,) = memory_connection.execute(
+        "SELECT COUNT(*) FROM ints WHERE weight_pounds = ROUND(weight_pounds)").fetchone()
+    assert integral > 0, "some weights are whole pounds, which engines spell differently"

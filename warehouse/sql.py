@@ -20,6 +20,17 @@ LOCAL_TABLE = "natality"
 # Columns fingerprinted to pick a row for the sample: everything the query returns.
 _SAMPLE_KEY_COLUMNS = ("hashmonth", "is_male", "mother_age", "plurality", "gestation_weeks",
                        "weight_pounds")
+# Those that are numbers enter the key as whole millionths: BigQuery and DuckDB spell a
+# number as text differently (CAST(7.0 AS STRING) is '7' in BigQuery, '7.0' in DuckDB), and a
+# table loaded from files may hold an integer column as a float, so their text would pick
+# other rows on each engine; an integer's text is the same everywhere.
+_NUMERIC_KEY_COLUMNS = frozenset({"mother_age", "gestation_weeks", "weight_pounds"})
+
+
+def _sample_key_part(column: str) -> str:
+    if column in _NUMERIC_KEY_COLUMNS:
+        return f"CAST(CAST(ROUND({column} * 1000000) AS INT64) AS STRING)"
+    return f"CAST({column} AS STRING)"
 
 
 def query_text(path: pathlib.Path) -> str:
@@ -67,7 +78,7 @@ def split_query(
     conditions = [f"ABS(MOD(hashmonth, {hash_buckets})) >= {lo}",
                   f"ABS(MOD(hashmonth, {hash_buckets})) < {hi}"]
     if sample_per_mille < 1000:
-        key = ", '|', ".join(f"CAST({c} AS STRING)" for c in _SAMPLE_KEY_COLUMNS)
+        key = ", '|', ".join(_sample_key_part(c) for c in _SAMPLE_KEY_COLUMNS)
         conditions.append(f"ABS(MOD(FARM_FINGERPRINT(CONCAT({key})), 1000)) < {sample_per_mille}")
     body = query.strip().rstrip(";")
     return "SELECT * FROM (\n" + body + "\n)\nWHERE " + "\n  AND ".join(conditions)
