@@ -242,7 +242,7 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
         window=window.describe(),
         previous=(f"{window.previous().describe()}, {len(previous):,} rows" if len(previous)
                   else "nothing logged: drift not measured"),
-        version=found.version, rows=len(current),
+        version=found.version, rows=rows_text(rows),
         training_statistics=str(found.statistics_file("train")), training=training,
         serving=serving, eval_predictions=evaluated, served_predictions=served,
         findings=findings, traffic_anomalies=anomalies,

@@ -26,7 +26,7 @@ class PageInputs:
     window: str
     previous: str
     version: int
-    rows: int
+    rows: str  # the window's logged rows, each version's when there are several
     training_statistics: str
     training: Stats
     serving: Stats
@@ -124,7 +124,7 @@ def render(inputs: PageInputs, page: pathlib.Path, index: pathlib.Path) -> str:
     crossed = [f.sentence() for f in inputs.findings if f.crossed]
     return _environment().get_template("monitoring.html.j2").render(
         title=inputs.title, window=inputs.window, previous=inputs.previous,
-        version=inputs.version, rows=f"{inputs.rows:,}", generated=report_pages._now(),
+        version=inputs.version, rows=inputs.rows, generated=report_pages._now(),
         index_href=report_pages.href(index, page), crossed=crossed,
         findings_count=len(inputs.findings), training_statistics=inputs.training_statistics,
         traffic_anomalies=inputs.traffic_anomalies, features=sections,

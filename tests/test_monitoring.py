@@ -140,6 +140,9 @@ def test_a_window_of_two_versions_says_each_ones_rows_and_compares_only_its_pred
     assert summary["rows"] == 2 * n and summary["prediction_rows"] == n
     assert summary["rows_by_version"] == {str(found.version): n, str(other): n}
     assert summary["mixed_versions"] is True
+    page = (run / "monitoring.html").read_text()
+    assert (f"{2 * n:,} logged rows: {n:,} of version {found.version} (checked), "
+            f"{n:,} of version {other}") in page, "the page, too, says whose rows they are"
     # By default the window is the checked version's alone, and says nothing of mixing.
     assert cli.main(flags) == 0
     printed = capsys.readouterr().out
