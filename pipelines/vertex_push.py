@@ -9,6 +9,11 @@ readers and the same card as a local run, with a RunRecord assembled from those 
 A version directory on Cloud Storage cannot be renamed into place (Cloud Storage FUSE has no
 atomic directory rename), so it is written with saved_model.pb last: a TF Serving polling the
 serving directory cannot load a version before every other file of it is there.
+
+Cloud Storage has no lock two runs' pushes could take either, so a push claims its version
+number by creating the empty version directory (a create that fails when the directory exists,
+as a Cloud Storage FUSE mkdir does): of two runs that chose the same number at once, the one
+whose create fails takes the next number. A failed push removes only the directories it created.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import logging
 import pathlib
 import shutil
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pipelines import atomic_push, vertex_serving
 from pipelines.vertex_serving import mounted
@@ -29,6 +34,8 @@ log = logging.getLogger("babyweight.vertex_push")
 PUSH_RECORD = atomic_push.PUSH_RECORD
 GRAPH_FILE = "saved_model.pb"
 ENDPOINT, GCS = "endpoint", "gcs"
+# Numbers a push tries before giving up: each failed claim is another push taking the number.
+CLAIM_ATTEMPTS = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +103,10 @@ def run_record(inputs: PushInputs, settings: PushSettings) -> Any:
 
 
 def copy_version(source: pathlib.Path, target: pathlib.Path, record: Dict[str, Any]) -> None:
-    """Everything but the graph, the push record, then the graph: loadable only when whole."""
-    if target.exists():
-        raise FileExistsError(f"version directory {target} already exists; nothing was pushed")
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(GRAPH_FILE))
+    """Everything but the graph, the push record, then the graph: loadable only when whole.
+    `target` is the empty directory this push claimed (claim_version)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(GRAPH_FILE),
+                    dirs_exist_ok=True)
     (target / PUSH_RECORD).write_text(json.dumps(record, indent=2))
 
 
@@ -136,6 +143,40 @@ def _targets(settings: PushSettings, version: int) -> Dict[str, str]:
     if settings.push_to in (GCS, "both"):
         targets[GCS] = f"{settings.serving_dir.rstrip('/')}/{version}"
     return targets
+
+
+def _claim(directories: List[pathlib.Path]) -> bool:
+    """Creates every directory, or none of them: False when one already exists, so another
+    push holds that number."""
+    made: List[pathlib.Path] = []
+    try:
+        for directory in directories:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            directory.mkdir()  # never exist_ok: the create is the claim
+            made.append(directory)
+    except BaseException as error:
+        for directory in made:  # still empty: only just created
+            directory.rmdir()
+        if isinstance(error, FileExistsError):
+            return False
+        raise
+    return True
+
+
+def claim_version(settings: PushSettings) -> Tuple[int, Dict[str, str], List[pathlib.Path]]:
+    """A version number and its directories, created empty by this push and by no other;
+    the serving directory's first, the one other runs' pushes contend for."""
+    version = _next_version(settings)
+    for _ in range(CLAIM_ATTEMPTS):
+        targets = _targets(settings, version)
+        directories = [mounted(uri) for uri in targets.values()]
+        if _claim([mounted(targets[k]) for k in (GCS, ENDPOINT) if k in targets]):
+            return version, targets, directories
+        log.info("Version %d was taken by another push; trying the next number", version)
+        version = max(version + 1, _next_version(settings))
+    parents = " and ".join(uri.rsplit("/", 1)[0] for uri in _targets(settings, version).values())
+    raise atomic_push.PushError(f"other pushes took {CLAIM_ATTEMPTS} version numbers in a row "
+                                f"in {parents}; nothing was pushed")
 
 
 def _write_card(inputs: PushInputs, settings: PushSettings, directories: List[pathlib.Path]
@@ -182,18 +223,16 @@ def push(inputs: PushInputs, settings: PushSettings) -> Dict[str, Any]:
         decision.update(version=serving, message=f"This model already serves as version "
                         f"{serving}; nothing new to push or deploy.")
         return _report(decision, settings)
-    version = _next_version(settings)
-    targets = _targets(settings, version)
+    version, targets, directories = claim_version(settings)
     decision.update(version=version, destination=next(iter(targets.values())),
                     destinations=targets)
-    directories = [mounted(uri) for uri in targets.values()]
     try:
         for directory in directories:
             copy_version(source, directory, {**decision, "pushed": True})
         _report({**decision, "pushed": True}, settings)  # what the card's push facts read
         decision["model_card"] = _write_card(inputs, settings, directories)
     except BaseException:
-        for directory in directories:  # no graph yet: nothing could have loaded them
+        for directory in directories:  # this push's own, no graph yet: never loaded
             shutil.rmtree(directory, ignore_errors=True)
         raise
     for directory in directories:
