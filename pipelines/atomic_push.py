@@ -36,6 +36,10 @@ def is_version_name(name: str) -> bool:
     return parse_version(name) is not None
 
 
+# The files a SavedModel's graph is in; TF Serving loads a version that holds one.
+GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
 def serving_versions(serving_dir: pathlib.Path) -> Dict[int, pathlib.Path]:
     """The complete version directories TF Serving would load: integer names only."""
     if not serving_dir.is_dir():
@@ -45,11 +49,17 @@ def serving_versions(serving_dir: pathlib.Path) -> Dict[int, pathlib.Path]:
 
 
 def latest_push_record(serving_dir: pathlib.Path) -> Optional[Dict[str, Any]]:
+    """The push record of the newest version that holds its graph, the one TF Serving can
+    load: a push onto Cloud Storage, which cannot rename a directory into place, writes the
+    graph last, so a version whose push was killed or is still copying has a record (or
+    nothing) but no graph, and a model is not "already serving" as such a version."""
     versions = serving_versions(serving_dir)
-    if not versions:
-        return None
-    record = versions[max(versions)] / PUSH_RECORD
-    return json.loads(record.read_text()) if record.exists() else None
+    for version in sorted(versions, reverse=True):
+        if not any((versions[version] / name).is_file() for name in GRAPH_FILES):
+            continue
+        record = versions[version] / PUSH_RECORD
+        return json.loads(record.read_text()) if record.exists() else None
+    return None
 
 
 def model_digest(model_dir: pathlib.Path) -> str:

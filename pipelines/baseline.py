@@ -28,6 +28,8 @@ from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
+from pipelines.atomic_push import GRAPH_FILES
+
 log = logging.getLogger("babyweight.baseline")
 
 BASELINE_NOTE = "baseline_missing.json"
@@ -37,7 +39,7 @@ def model_files_present(uri: str) -> bool:
     """Whether the SavedModel the Evaluator and a warm start load from `uri` is there."""
     serving = path_utils.serving_model_path(uri)
     return any(fileio.exists(os.path.join(serving, name))
-               for name in ("saved_model.pb", "saved_model.pbtxt"))
+               for name in GRAPH_FILES)
 
 
 def _blessings_by_model(blessings: List[types.Artifact]) -> Dict[int, types.Artifact]:

@@ -117,6 +117,24 @@ def test_a_served_model_is_known_by_its_files_not_by_where_it_was_written(model_
     assert serving_as(model_dir) == newer
 
 
+def test_a_version_without_its_graph_is_not_what_a_model_serves_as(model_dir, tmp_path):
+    """A push onto Cloud Storage writes the graph last: a version whose push died after its
+    record, or one another push is still copying, cannot load, so the same model is pushed
+    again rather than said to serve as it."""
+    serving = tmp_path / "serving"
+    digest = atomic_push.model_digest(model_dir)
+    version = serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1",
+                                                                  "model_digest": digest})
+    half = serving / str(version + 1)
+    half.mkdir()
+    (half / atomic_push.PUSH_RECORD).write_text(json.dumps(
+        {"version": version + 1, "model_uri": "m2", "model_digest": "sha256:other"}))
+    assert serving_pusher.newest_serving_as(serving, digest, "m1") == version
+    assert serving_pusher.newest_serving_as(serving, "sha256:other", "m2") is None
+    (serving / str(version + 2)).mkdir()  # claimed by another push, nothing in it yet
+    assert serving_pusher.newest_serving_as(serving, digest, "m1") == version
+
+
 def test_a_version_pushed_before_digests_is_known_by_its_model_uri(model_dir, tmp_path):
     serving = tmp_path / "serving"
     version = serving_pusher.push_atomically(model_dir, serving, {"model_uri": "m1"})
