@@ -39,11 +39,19 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def output_path_problem(settings: config.PipelineConfig) -> Optional[str]:
-    """Why a run could not write one of its outputs, naming the flag, or None."""
+def output_path_problem(settings: config.PipelineConfig,
+                        warehouse: Optional[config.WarehouseConfig] = None) -> Optional[str]:
+    """Why a run could not write one of its outputs, naming the flag, or None. The --database
+    file is one when the run would generate it (missing, no --source)."""
     from common.files import unusable_dir, unusable_file
 
     serving = pathlib.Path(settings.serving_dir)
+    database = None if warehouse is None or warehouse.source else \
+        pathlib.Path(warehouse.database)
+    if database is not None and not database.is_file():
+        problem = unusable_file(database)
+        if problem:
+            return f"--database {database}: {problem}"
     checks = (("--pipeline-root", settings.pipeline_root, unusable_dir),
               ("--metadata-path", settings.metadata_path, unusable_file),
               ("--reports-dir", settings.reports_dir, unusable_dir),
@@ -313,7 +321,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     warehouse = config.from_flags(config.WarehouseConfig, args)
     settings = config.from_flags(config.PipelineConfig, args)
-    problem = output_path_problem(settings) or warehouse_problem(warehouse)
+    problem = output_path_problem(settings, warehouse) or warehouse_problem(warehouse)
     if problem:
         print(f"local_runner.py: error: {problem}", file=sys.stderr)
         return 2

@@ -62,3 +62,27 @@ def test_usable_paths_pass(tmp_path):
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     assert unusable_dir(tmp_path / "dangling" / "x") == (
         f"{tmp_path / 'dangling'} is a broken symbolic link")
+
+
+def test_a_database_under_a_file_is_refused_naming_the_flag(tmp_path, capsys):
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    err = _refused(tmp_path, capsys, "--database", a_file / "natality.duckdb")
+    assert f"{a_file} is a file, not a directory" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"], "the runner wrote outputs"
+
+
+@pytest.mark.parametrize("command, flag", [("months", "--database"), ("generator", "--out")])
+def test_the_warehouse_commands_refuse_a_file_in_the_way_in_one_line(tmp_path, capsys, command,
+                                                                      flag):
+    import importlib
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    target = a_file / "x.duckdb"
+    main = importlib.import_module(f"warehouse.{command}").main
+    assert main([flag, str(target), "--first-span", "200101"] if command == "months" else
+                [flag, str(target), "--rows", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err == f"error: {flag} {target}: {a_file} is a file, not a directory\n", err

@@ -32,6 +32,7 @@ import duckdb
 import numpy as np
 
 from common.config import command_parser, from_flags, setting
+from common.files import unusable_file
 from warehouse.natality_model import solve_model
 from warehouse.sampling import NATALITY_COLUMNS, Accumulator, chunk_rng, sample_chunk
 
@@ -241,6 +242,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    problem = unusable_file(args.out)
+    if problem:
+        print(f"error: --out {args.out}: {problem}", file=sys.stderr)
+        return 2
     if args.out.exists() and not args.overwrite:
         print(f"error: {args.out} already exists; pass --overwrite to replace it "
               "(runs trained on it would no longer match their data)", file=sys.stderr)

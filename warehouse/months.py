@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 
 from common.config import check_month, command_parser, from_flags, setting
+from common.files import unusable_file
 from warehouse import generator
 from warehouse.natality_model import NatalityModel, solve_model
 from warehouse.sampling import NATALITY_COLUMNS, Accumulator, chunk_rng, sample_chunk
@@ -144,6 +145,9 @@ def append(database: pathlib.Path, months: int, rows_per_month: int, shift: Shif
     if first_span:
         check_month(first_span, "--first-span")
     database = pathlib.Path(database)
+    problem = unusable_file(database)
+    if problem:  # a file in the way is one line naming the flag, before anything is drawn
+        raise ValueError(f"--database {database}: {problem}")
     database.parent.mkdir(parents=True, exist_ok=True)
     model = _shifted_model(shift)
     with duckdb.connect(str(database)) as con:
@@ -180,7 +184,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         spans = append(config.database, config.months, config.rows_per_month,
                        from_flags(Shift, args), config.seed, config.first_span)
-    except (ValueError, duckdb.Error) as error:
+    except (ValueError, OSError, duckdb.Error) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Appended {len(spans)} months ({spans[0]} to {spans[-1]}), {config.rows_per_month} "
