@@ -114,3 +114,41 @@ def test_info_that_no_longer_describes_the_table_is_removed_not_extended(tmp_pat
     new = tmp_path / "new.duckdb"
     months.append(new, 1, 100, first_span=200101)
     assert generator.read_report(new) is None  # months alone never claim a generator's info
+
+
+def _weeks(database):
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute("SELECT AVG(gestation_weeks), AVG((gestation_weeks >= 45)::INT), "
+                           "AVG((gestation_weeks = 17)::INT) FROM natality "
+                           "WHERE gestation_weeks BETWEEN 17 AND 47").fetchone()
+
+
+def test_a_gestation_shift_moves_the_weeks_and_piles_what_passes_an_end_onto_it(tmp_path):
+    facts = {}
+    for shift in (0, -3, 3, -30):
+        database = tmp_path / f"{shift}.duckdb"
+        months.append(database, 1, 5000, months.Shift(gestation_shift=shift), first_span=200101)
+        facts[shift] = _weeks(database)
+    mean, long, _ = facts[0]
+    assert abs(facts[-3][0] - (mean - 3)) < 0.1 and abs(facts[3][0] - (mean + 3)) < 0.1
+    assert facts[-3][1] < long < facts[3][1]  # shorter gestations: fewer very long ones
+    assert facts[-30][0] == 17 and facts[-30][2] == 1  # every birth piled onto week 17
+
+
+def test_moved_shares_keep_their_mass_and_split_a_fraction():
+    pmf = np.array([0.5, 0.25, 0.25])
+    np.testing.assert_allclose(months.moved(pmf, 0.5), [0.25, 0.375, 0.375])
+    np.testing.assert_allclose(months.moved(pmf, -7), [1, 0, 0])
+    np.testing.assert_allclose(months.moved(pmf, 1), [0, 0.5, 0.5])
+
+
+@pytest.mark.parametrize("flag, value", [("--gestation-shift", "-31"),
+                                         ("--gestation-shift", "100"), ("--older-mothers", "45")])
+def test_a_shift_wider_than_the_generators_range_is_refused(tmp_path, capsys, flag, value):
+    database = tmp_path / "w.duckdb"
+    with pytest.raises(SystemExit) as exited:  # a usage error, as argparse's own
+        months.main(["--database", str(database), "--first-span", "200101", flag, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{flag} must be within ±" in err, err
+    assert not database.exists()

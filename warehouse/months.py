@@ -8,7 +8,9 @@ Months are appended after the newest month of the table (or from --first-span in
 new table), never over an existing one. The shift changes who is born, not how heavy a baby
 of given features is: mothers' ages move by --older-mothers years, the multiples' shares are
 multiplied by --multiples-factor, and the gestation distribution moves by --gestation-shift
-weeks, while the weight of a baby of given features follows the generator's model. So a model
+weeks (what moves past the generator's ages, 10 to 54, or weeks, 17 to 47, piles onto that end,
+so the mean moves by the shift until the shares reach an end; a shift wider than the range is
+refused), while the weight of a baby of given features follows the generator's model. So a model
 trained before the shift stays right on average, and monitoring must see the shift in the
 inputs. The generator's info table, when there is one, then describes the whole table: its
 row count and noise floors include the new months. Deterministic for a seed: month YYYYMM is drawn from
@@ -28,26 +30,42 @@ import numpy as np
 
 from common.config import check_month, command_parser, from_flags, setting
 from common.files import unusable_file
-from warehouse import generator
+from warehouse import calibration, generator
 from warehouse.natality_model import NatalityModel, solve_model
 from warehouse.sampling import NATALITY_COLUMNS, Accumulator, chunk_rng, sample_chunk
 
 LOGGER = logging.getLogger("warehouse.months")
 
 
+# The ranges the generator draws from: a shift moves the shares within them, and what it moves
+# past an end piles onto that end's age or week.
+_AGES = calibration.MOTHER_AGE_RANGE
+_WEEKS = (min(c.week for c in calibration.GESTATION_CALIBRATION),
+          max(c.week for c in calibration.GESTATION_CALIBRATION))
+
+
 @dataclasses.dataclass(frozen=True)
 class Shift:
     """How the new months' population differs from the generator's."""
 
-    older_mothers: float = setting(0.0, "years added to the mothers' age distribution")
+    older_mothers: float = setting(
+        0.0, f"years added to every mother's age (negative: younger); ages past {_AGES[0]} or "
+        f"{_AGES[1]} pile onto that age, so at most {_AGES[1] - _AGES[0]} either way")
     multiples_factor: float = setting(1.0, "multiplier of the twins', triplets', ... shares")
-    gestation_shift: float = setting(0.0, "weeks added to every gestation (negative: shorter)")
+    gestation_shift: float = setting(
+        0.0, f"weeks added to every gestation (negative: shorter); weeks past {_WEEKS[0]} or "
+        f"{_WEEKS[1]} pile onto that week, so at most {_WEEKS[1] - _WEEKS[0]} either way")
 
     def __post_init__(self) -> None:
         if self.multiples_factor <= 0:
             raise ValueError(f"--multiples-factor must be positive, got {self.multiples_factor}")
-
-
+        # Past the range's width every birth is already at one end: a larger shift would
+        # quietly give the same table.
+        for flag, value, (low, high) in (("--older-mothers", self.older_mothers, _AGES),
+                                         ("--gestation-shift", self.gestation_shift, _WEEKS)):
+            if not abs(value) <= high - low:
+                raise ValueError(f"{flag} must be within ±{high - low} (the generator's range "
+                                 f"is {low} to {high}), got {value}")
 @dataclasses.dataclass(frozen=True)
 class MonthsConfig:
     """Which table the months go to, how many, and from which seed."""
@@ -60,24 +78,29 @@ class MonthsConfig:
     seed: int = setting(generator.DEFAULT_SEED, "seed of the months' draws")
 
 
+def moved(pmf: np.ndarray, shift: float) -> np.ndarray:
+    """`pmf` over consecutive values with its mass moved `shift` places up (a fraction split
+    between the two nearest places), what passes an end piled onto that end: so the mean moves
+    by the shift until the mass reaches an end."""
+    whole = math.floor(shift)
+    part = shift - whole
+    places = np.arange(len(pmf))
+    out = np.zeros(len(pmf))
+    for offset, share in ((whole, 1.0 - part), (whole + 1, part)):
+        np.add.at(out, np.clip(places + offset, 0, len(pmf) - 1), pmf * share)
+    return out / out.sum()
+
+
 def _shifted_model(shift: Shift) -> NatalityModel:
     model = solve_model()
-    ages = model.ages
-    # Mothers' ages move: each age takes the share of the age `older_mothers` years younger.
-    source = np.clip(ages - shift.older_mothers, ages[0], ages[-1])
-    age_pmf = np.interp(source, ages, model.age_pmf)
     pmf = model.plurality_pmf.copy()
     pmf[1:] *= shift.multiples_factor
     # Gestation: each plurality's week distribution moves by `gestation_shift` weeks.
-    weeks = model.weeks.astype(float)
-    week_source = np.clip(weeks - shift.gestation_shift, weeks[0], weeks[-1])
-    cdf = []
-    for row in np.diff(model.week_cdf_by_plurality, axis=1, prepend=0.0):
-        moved = np.interp(week_source, weeks, row)
-        cdf.append(np.cumsum(moved / moved.sum()))
-    return dataclasses.replace(model, age_pmf=age_pmf / age_pmf.sum(),
+    weeks = [moved(row, shift.gestation_shift)
+             for row in np.diff(model.week_cdf_by_plurality, axis=1, prepend=0.0)]
+    return dataclasses.replace(model, age_pmf=moved(model.age_pmf, shift.older_mothers),
                                plurality_pmf=pmf / pmf.sum(),
-                               week_cdf_by_plurality=np.array(cdf))
+                               week_cdf_by_plurality=np.cumsum(weeks, axis=1))
 
 
 def next_spans(last_span: int, months: int) -> List[int]:
