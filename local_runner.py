@@ -76,7 +76,9 @@ def generation(warehouse: config.WarehouseConfig) -> Tuple[int, int]:
 def warehouse_problem(warehouse: config.WarehouseConfig) -> Optional[str]:
     """Why --generate-rows/--seed cannot hold for the data the run would read, or None: an
     existing file is never replaced by a run (runs trained on it would no longer match their
-    data), nor used as if it held what the flags asked for."""
+    data), nor used as if it held what the flags asked for. They are checked against what the
+    generator made; months `warehouse.months` appended since are said, never counted as
+    generated rows (the run logs them)."""
     given = {flag: value for flag, value in (("--generate-rows", warehouse.generate_rows),
                                             ("--seed", warehouse.seed)) if value is not None}
     database = pathlib.Path(warehouse.database)
@@ -101,7 +103,7 @@ def warehouse_problem(warehouse: config.WarehouseConfig) -> Optional[str]:
     seed = report.seed if warehouse.seed is None else warehouse.seed
     if (rows, seed) == (report.rows, report.seed):
         return None
-    return (f"{database} holds {report.rows:,} rows generated with seed {report.seed}, not "
+    return (f"{database} holds {report.description()}, not "
             f"the {rows:,} rows with seed {seed} asked for; to regenerate it: "
             f"python -m warehouse.generator --out {database} --rows {rows} --seed {seed} "
             "--overwrite (or delete the file), or pass --database for a new file")
@@ -194,7 +196,7 @@ def usable_rows(warehouse: config.WarehouseConfig) -> Optional[int]:
     """The pre-flight check of the data's columns, types and rows, before any component runs:
     the data's rows, or None when it failed."""
     from common.errors import DataValidationError
-    from warehouse import preflight, sql
+    from warehouse import generator, preflight, sql
 
     try:
         rows = preflight.check(pathlib.Path(warehouse.database), warehouse.source,
@@ -203,7 +205,10 @@ def usable_rows(warehouse: config.WarehouseConfig) -> Optional[int]:
         log.error("%s", error)
         log.error("Nothing ran: the data failed its pre-flight check.")
         return None
-    log.info("Data: %s, %d rows", warehouse.source or warehouse.database, rows)
+    report = None if warehouse.source else \
+        generator.read_report(pathlib.Path(warehouse.database))
+    appended = f" ({report.description()})" if report and report.appended_months else ""
+    log.info("Data: %s, %d rows%s", warehouse.source or warehouse.database, rows, appended)
     return rows
 
 

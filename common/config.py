@@ -63,7 +63,7 @@ class WarehouseConfig:
     generate_rows: Optional[int] = setting(
         None, "Rows of synthetic natality data to generate when the --database file is missing "
         "(default 100000). Given, an existing file generated otherwise is refused, never "
-        "silently used.", minimum=1)
+        "silently used; months appended by warehouse.months are not generated rows.", minimum=1)
     seed: Optional[int] = setting(
         None, "Seed of the synthetic data generator (default 42); as --generate-rows for an "
         "existing file.", minimum=0)

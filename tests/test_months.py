@@ -88,7 +88,8 @@ def test_appended_months_keep_the_generators_floors_true_of_the_whole_table(tmp_
     after = generator.read_report(database)
     count, _, _ = _floor_sums(database, f"year * 100 + month < {spans[0]}")
     added, errors, coarse = _floor_sums(database, f"year * 100 + month >= {spans[0]}")
-    assert after.rows == _facts(database, "TRUE")[0] == 20_000 + 9000
+    assert _facts(database, "TRUE")[0] == 20_000 + 9000
+    assert (after.rows, after.appended_months, after.appended_rows) == (20_000, 3, 9000)
     assert (after.seed, after.created_with) == (before.seed, before.created_with)
     mse = (before.irreducible_rmse ** 2 * count + errors) / (count + added)
     mse_coarse = (before.irreducible_rmse_augmented ** 2 * count + coarse) / (count + added)

@@ -72,3 +72,42 @@ def test_a_missing_file_is_generated_with_the_flags_or_the_defaults(tmp_path):
                                                            generator.DEFAULT_SEED)
     parsed = local_runner.parse_args([])
     assert (parsed.generate_rows, parsed.seed) == (None, None)
+
+
+@pytest.fixture(scope="module")
+def appended(generated, tmp_path_factory) -> pathlib.Path:
+    """The generated file with two months appended by warehouse.months."""
+    import shutil
+
+    from warehouse import months
+
+    path = tmp_path_factory.mktemp("appended") / "natality.duckdb"
+    shutil.copyfile(generated, path)
+    months.append(path, 2, 300, months.Shift(older_mothers=3))
+    return path
+
+
+def test_appended_months_are_not_taken_for_generated_rows(appended, tmp_path, capsys):
+    report = generator.read_report(appended)
+    assert (report.rows, report.seed, report.appended_months, report.appended_rows) == (
+        ROWS, SEED, 2, 600)
+    # The flags the file was generated with (or none) hold: the months are the documented way
+    # to add data to it, and the run's log says they are there.
+    for rows, seed in ((ROWS, SEED), (ROWS, None), (None, SEED), (None, None)):
+        given = WarehouseConfig(database=appended, generate_rows=rows, seed=seed)
+        assert local_runner.warehouse_problem(given) is None, (rows, seed)
+    # The table's total is no row count the generator made it with.
+    err = _refusal(tmp_path, capsys, "--database", str(appended), "--generate-rows",
+                   str(ROWS + 600))
+    assert (f"{appended} holds {ROWS:,} rows generated with seed {SEED} and 2 months (600 rows) "
+            f"appended by warehouse.months, not the {ROWS + 600:,} rows with seed {SEED} asked "
+            "for") in err, err
+
+
+def test_the_run_logs_the_appended_months(appended, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="babyweight.local_runner"):
+        assert local_runner.usable_rows(WarehouseConfig(database=appended)) == ROWS + 600
+    assert (f"Data: {appended}, {ROWS + 600} rows ({ROWS:,} rows generated with seed {SEED} and "
+            "2 months (600 rows) appended by warehouse.months)") in caplog.text, caplog.text

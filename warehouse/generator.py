@@ -55,6 +55,12 @@ INFO_COLUMNS: Tuple[Tuple[str, str], ...] = (
     ("irreducible_rmse_query", "DOUBLE"),
     ("weight_std", "DOUBLE"),
 )
+# Added by `warehouse.months` when it appends: `rows` stays the rows the generator made, so the
+# file still says what --rows and --seed made it.
+APPENDED_COLUMNS: Tuple[Tuple[str, str], ...] = (
+    ("appended_months", "BIGINT"),
+    ("appended_rows", "BIGINT"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +74,8 @@ class GeneratorReport:
       plurality is only "1" vs "2+": vs E[weight | mother_age, gestation_weeks, plurality == 1];
     - irreducible_rmse_query: both copies together, sqrt of the mean of the two MSEs.
     weight_std is the standard deviation of weight_pounds over the same rows.
-    `warehouse.months` keeps rows and the floors true of the whole table when it appends.
+    `rows` are the rows the generator made; `warehouse.months` counts the months and rows it
+    appends apart, and keeps the floors and weight_std true of the whole table.
     """
 
     seed: int
@@ -78,6 +85,16 @@ class GeneratorReport:
     irreducible_rmse_augmented: float
     irreducible_rmse_query: float
     weight_std: float
+    appended_months: int = 0
+    appended_rows: int = 0
+
+    def description(self) -> str:
+        """What the file holds, in words: the generated rows, and any months appended since."""
+        text = f"{self.rows:,} rows generated with seed {self.seed}"
+        if self.appended_months:
+            text += (f" and {self.appended_months} month{'s' * (self.appended_months != 1)} "
+                     f"({self.appended_rows:,} rows) appended by warehouse.months")
+        return text
 
 
 def created_with() -> str:
@@ -201,11 +218,15 @@ def read_report(database: pathlib.Path) -> Optional[GeneratorReport]:
     with duckdb.connect(str(database), read_only=True) as con:
         if INFO_TABLE_NAME not in _table_names(con):
             return None
-        names = [name for name, _ in INFO_COLUMNS]
+        present = {name for (name,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+            [INFO_TABLE_NAME]).fetchall()}
+        names = [name for name, _ in INFO_COLUMNS + APPENDED_COLUMNS if name in present]
         row = con.execute(f"SELECT {', '.join(names)} FROM {INFO_TABLE_NAME} LIMIT 1").fetchone()
     if row is None:
         return None
-    return GeneratorReport(**dict(zip(names, row)))
+    return GeneratorReport(**{name: value for name, value in zip(names, row)
+                              if value is not None or name not in dict(APPENDED_COLUMNS)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,10 +274,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.perf_counter()
     report = generate(args.out, rows=args.rows, seed=args.seed, chunk_rows=args.chunk_rows)
     LOGGER.info("wrote %s in %.1f s", args.out, time.perf_counter() - started)
-    for field in dataclasses.fields(report):
-        value = getattr(report, field.name)
+    for name, _ in INFO_COLUMNS:
+        value = getattr(report, name)
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{field.name}: {shown}")
+        print(f"{name}: {shown}")
     return 0
 
 

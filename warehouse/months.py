@@ -12,9 +12,10 @@ weeks (what moves past the generator's ages, 10 to 54, or weeks, 17 to 47, piles
 so the mean moves by the shift until the shares reach an end; a shift wider than the range is
 refused), while the weight of a baby of given features follows the generator's model. So a model
 trained before the shift stays right on average, and monitoring must see the shift in the
-inputs. The generator's info table, when there is one, then describes the whole table: its
-row count and noise floors include the new months. Deterministic for a seed: month YYYYMM is drawn from
-SeedSequence(seed, spawn_key=(YYYYMM,)).
+inputs. The generator's info table, when there is one, keeps the rows the generator made and
+counts the appended months and rows apart (appended_months, appended_rows), while its noise
+floors become the whole table's, the new months included. Deterministic for a seed: month
+YYYYMM is drawn from SeedSequence(seed, spawn_key=(YYYYMM,)).
 """
 from __future__ import annotations
 
@@ -129,8 +130,12 @@ def _stored_floors(con: duckdb.DuckDBPyConnection) -> Optional[Accumulator]:
     ).fetchall()}
     if generator.INFO_TABLE_NAME not in tables:
         return None
-    info = con.execute(f"SELECT rows, irreducible_rmse, irreducible_rmse_augmented "
-                       f"FROM {generator.INFO_TABLE_NAME} LIMIT 1").fetchone()
+    for name, kind in generator.APPENDED_COLUMNS:  # a file no months were appended to yet
+        con.execute(f"ALTER TABLE {generator.INFO_TABLE_NAME} ADD COLUMN IF NOT EXISTS "
+                    f"{name} {kind} DEFAULT 0")
+    info = con.execute(f"SELECT rows + coalesce(appended_rows, 0), irreducible_rmse, "
+                       f"irreducible_rmse_augmented FROM {generator.INFO_TABLE_NAME} LIMIT 1"
+                       ).fetchone()
     if info is None:
         return None
     (rows,) = con.execute(f"SELECT count(*) FROM {generator.TABLE_NAME}").fetchone()
@@ -149,20 +154,24 @@ def _stored_floors(con: duckdb.DuckDBPyConnection) -> Optional[Accumulator]:
                        rmse_coarse**2 * count if count else 0.0, shifted_sum, shifted_squares)
 
 
-def _update_floors(con: duckdb.DuckDBPyConnection, stats: Accumulator) -> None:
-    """The info table's rows and floors, now of the whole table: the months' weights follow the
-    generator's model, so its conditional means are still the floor's predictions."""
-    (rows,) = con.execute(f"SELECT count(*) FROM {generator.TABLE_NAME}").fetchone()
+def _update_floors(con: duckdb.DuckDBPyConnection, stats: Accumulator, months: int,
+                   rows: int) -> None:
+    """The info table's floors, now of the whole table (the months' weights follow the
+    generator's model, so its conditional means are still the floor's predictions), and the
+    `months` months of `rows` rows counted apart from the generated rows."""
     rmse, rmse_coarse, rmse_query, weight_std = stats.floors()
-    con.execute(f"UPDATE {generator.INFO_TABLE_NAME} SET rows = ?, irreducible_rmse = ?, "
-                "irreducible_rmse_augmented = ?, irreducible_rmse_query = ?, weight_std = ?",
-                [rows, rmse, rmse_coarse, rmse_query, weight_std])
+    con.execute(f"UPDATE {generator.INFO_TABLE_NAME} SET irreducible_rmse = ?, "
+                "irreducible_rmse_augmented = ?, irreducible_rmse_query = ?, weight_std = ?, "
+                "appended_months = coalesce(appended_months, 0) + ?, "
+                "appended_rows = coalesce(appended_rows, 0) + ?",
+                [rmse, rmse_coarse, rmse_query, weight_std, months, rows])
 
 
 def append(database: pathlib.Path, months: int, rows_per_month: int, shift: Shift = Shift(),
            seed: int = generator.DEFAULT_SEED, first_span: int = 0) -> List[int]:
     """Appends `months` months of `rows_per_month` rows; returns their span numbers. The
-    generator's info table, if any, is kept true of the whole table (rows and noise floors)."""
+    generator's info table, if any, counts them apart from the generated rows and its noise
+    floors stay true of the whole table."""
     if months < 1 or rows_per_month < 1:
         raise ValueError("--months and --rows-per-month must be positive")
     if first_span:
@@ -194,7 +203,7 @@ def append(database: pathlib.Path, months: int, rows_per_month: int, shift: Shif
             con.execute(f"INSERT INTO {generator.TABLE_NAME} SELECT * FROM new_month")
             con.unregister("new_month")
         if stored is not None:
-            _update_floors(con, stored + added)
+            _update_floors(con, stored + added, len(spans), len(spans) * rows_per_month)
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
     return spans
