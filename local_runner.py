@@ -326,14 +326,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     warehouse = config.from_flags(config.WarehouseConfig, args)
     settings = config.from_flags(config.PipelineConfig, args)
-    problem = output_path_problem(settings, warehouse) or warehouse_problem(warehouse)
-    if problem:
-        print(f"local_runner.py: error: {problem}", file=sys.stderr)
-        return 2
-    return run(warehouse, data, settings,
-               config.from_flags(config.TrainingConfig, args),
-               config.from_flags(HyperParameters, args),
-               config.from_flags(config.EvaluationConfig, args))
+    from common.errors import WarehouseBusyError
+
+    try:  # a writer holding the file past a reader's wait, at any step that reads it
+        problem = output_path_problem(settings, warehouse) or warehouse_problem(warehouse)
+        if problem:
+            print(f"local_runner.py: error: {problem}", file=sys.stderr)
+            return 2
+        return run(warehouse, data, settings,
+                   config.from_flags(config.TrainingConfig, args),
+                   config.from_flags(HyperParameters, args),
+                   config.from_flags(config.EvaluationConfig, args))
+    except WarehouseBusyError as error:  # Beam may add a line naming its step: the first
+        print(f"local_runner.py: error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ class DataValidationError(RuntimeError):
     """The data cannot be trained on; the message says why in plain words."""
 
 
+class WarehouseBusyError(RuntimeError):
+    """Another process (`warehouse.months` appending) holds the warehouse file's write lock
+    for longer than a reader waits: not a fault of the data, so not a validation failure."""
+
+
 def exit_code(step: Callable[[], Any], errors: Tuple[Type[BaseException], ...], code: int,
               prefix: str = "error") -> int:
     """0 when `step` returns; when it raises one of `errors`, `prefix: message` on stderr and

@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import pathlib
 import threading
-from typing import List, Optional
+import time
+from typing import Callable, List, Optional, TypeVar
 
 import duckdb
 from duckdb import sqltypes
 import farmhash
 
+from common.errors import WarehouseBusyError
 from warehouse.sql import LOCAL_TABLE
+
+T = TypeVar("T")
+# How long a reader waits for a writer's lock on the file (an append's transaction) to go.
+LOCK_WAIT_SECONDS = 30.0
 
 _INT64_WRAP = 1 << 64
 _INT64_MAX = (1 << 63) - 1
@@ -156,6 +162,28 @@ def raw_table(connection: duckdb.DuckDBPyConnection) -> str:
     return f"{STORED}.{LOCAL_TABLE}" if attached else LOCAL_TABLE
 
 
+def waiting_for_writers(database: pathlib.Path, opening: Callable[[], T],
+                        wait: Optional[float] = None) -> T:
+    """`opening()` of `database`, retried while another process holds its write lock, for at
+    most `wait` seconds (LOCK_WAIT_SECONDS); then WarehouseBusyError naming the file and the
+    holder, one line, instead of DuckDB's IOException."""
+    deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait is None else wait)
+    while True:
+        try:
+            return opening()
+        except duckdb.IOException as error:
+            if "Could not set lock" not in str(error):
+                raise
+            if time.monotonic() >= deadline:
+                holder = str(error).partition("Conflicting lock is held in ")[2]
+                holder = holder.split(". See also")[0].strip() or "another process"
+                raise WarehouseBusyError(
+                    f"the warehouse {database} is held by another process ({holder}), such as "
+                    "`python -m warehouse.months` appending months; run again when it has "
+                    "finished") from None
+            time.sleep(0.2)
+
+
 def connect(
     database: pathlib.Path, source: Optional[str] = None, read_only: bool = True
 ) -> duckdb.DuckDBPyConnection:
@@ -176,10 +204,12 @@ def connect(
                 f"no warehouse at {database}; generate one with "
                 f"`python -m warehouse.generator --out {database}`"
             )
-        connection = duckdb.connect(str(database), read_only=read_only)
+        connection = waiting_for_writers(
+            database, lambda: duckdb.connect(str(database), read_only=read_only))
         if read_only and casts(connection, LOCAL_TABLE):
             connection.close()
-            connection = _typed_view_of_file(pathlib.Path(database))
+            connection = waiting_for_writers(
+                database, lambda: _typed_view_of_file(pathlib.Path(database)))
     register_functions(connection)
     return connection
 

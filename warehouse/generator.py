@@ -215,7 +215,10 @@ def read_report(database: pathlib.Path) -> Optional[GeneratorReport]:
     database = pathlib.Path(database)
     if not database.exists():
         return None
-    with duckdb.connect(str(database), read_only=True) as con:
+    from warehouse.engine import waiting_for_writers
+
+    opened = waiting_for_writers(database, lambda: duckdb.connect(str(database), read_only=True))
+    with opened as con:
         if INFO_TABLE_NAME not in _table_names(con):
             return None
         present = {name for (name,) in con.execute(
