@@ -11,7 +11,10 @@ from typing import Optional
 
 _DIGITS = re.compile(r"[0-9]+")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Also the SQL readers' rule (warehouse/engine.py), so a CSV cell is a number where a request's
+# text is one; the syntax is the same in Python's re and in DuckDB's RE2.
+DECIMAL_PATTERN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_DECIMAL = re.compile(DECIMAL_PATTERN)
 
 
 def is_digits(text: str) -> bool:

@@ -224,7 +224,7 @@ NOT_READ_AS_IS = {
     ("mother_age", "csv", "VARCHAR"): ("30.0000000000000001", "NaN", "1e400"),
     ("gestation_weeks", "csv", "VARCHAR"): ("99999999999999999999",),
     ("mother_age", "parquet", "DOUBLE"): ("nan", "-inf", "1e300"),
-    ("weight_pounds", "csv", "VARCHAR"): ("NaN", "inf", "1e400"),
+    ("weight_pounds", "csv", "VARCHAR"): ("NaN", "inf", "1e400", "7_5", "1_000"),
     ("weight_pounds", "parquet", "DOUBLE"): ("nan",),
     ("weight_pounds", "parquet", "FLOAT"): ("inf",),
 }

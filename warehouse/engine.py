@@ -10,6 +10,7 @@ import duckdb
 from duckdb import sqltypes
 import farmhash
 
+from common import numerals
 from common.errors import WarehouseBusyError
 from warehouse.sql import LOCAL_TABLE
 
@@ -90,15 +91,23 @@ def whole_number_of_text(value: str) -> str:
             f"TRY_CAST(regexp_extract({trimmed}, '{_WHOLE_TEXT}', 1) AS BIGINT) END")
 
 
+def decimal_of_text(value: str) -> str:
+    """The DOUBLE a text spells as an ASCII decimal number (common/numerals.py), else NULL.
+    Not TRY_CAST alone: it also reads digit separators, '7_5' as 75."""
+    trimmed = f"trim({value})"
+    return (f"CASE WHEN regexp_full_match({trimmed}, '{numerals.DECIMAL_PATTERN}') THEN "
+            f"TRY_CAST({trimmed} AS DOUBLE) END")
+
+
 def unfit_number(value: str, actual: str, expected: str) -> str:
-    """A condition true where a non-NULL `value` stored as `actual` is not a finite number, or
-    for a BIGINT column not a whole number within BIGINT: such values would later fail without
-    a name (NaN in a CAST) or change (rounded)."""
+    """A condition true where a non-NULL `value` stored as `actual` is not a finite number (as
+    text: an ASCII decimal one), or for a BIGINT column not a whole number within BIGINT: such
+    values would later fail without a name (NaN in a CAST) or change (rounded, '7_5' as 75)."""
     if actual == "VARCHAR":
         present = f"{value} IS NOT NULL AND trim({value}) <> ''"
         if expected == "BIGINT":
             return f"{present} AND ({whole_number_of_text(value)}) IS NULL"
-        return f"{present} AND NOT coalesce(isfinite(TRY_CAST({value} AS DOUBLE)), FALSE)"
+        return f"{present} AND NOT coalesce(isfinite({decimal_of_text(value)}), FALSE)"
     finite = f"coalesce(isfinite(TRY_CAST({value} AS DOUBLE)), FALSE)"
     if expected == "BIGINT":
         if actual in _INTEGER_TYPES:  # integer types: only the range can fail
@@ -120,7 +129,7 @@ def _cast(column: str, actual: str, expected: str) -> str:
         typed = f"CAST({value} AS {expected})"
         if actual == "VARCHAR":
             typed = whole_number_of_text(value) if expected == "BIGINT" else \
-                f"CAST(NULLIF(trim({value}), '') AS DOUBLE)"
+                decimal_of_text(value)
         what = "a whole number" if expected == "BIGINT" else "a finite number"
         return (f"CASE WHEN {unfit_number(value, actual, expected)} THEN "
                 f"{_fails(column, value, what)} ELSE {typed} END AS \"{column}\"")
