@@ -116,6 +116,18 @@ def test_a_pattern_matching_no_file_is_named(tmp_path):
     assert "matches no file" in message
 
 
+def test_an_existing_path_with_pattern_characters_is_read_as_itself(export, tmp_path):
+    """'[v2]' would be a pattern matching 'v' or '2'; DuckDB reads the existing path as itself."""
+    folder = tmp_path / "exports [v2]"
+    folder.mkdir()
+    source = export("SELECT * FROM natality", "plain.csv")
+    path = folder / "natality.csv"
+    path.write_bytes(pathlib.Path(source).read_bytes())
+    assert preflight.unmatched_source(str(path)) is None
+    assert preflight.check(pathlib.Path("unused.duckdb"), str(path), sql.base_query()) == SMALL_ROWS
+    assert "matches no file" in preflight.unmatched_source(str(folder / "other.csv"))
+
+
 def test_the_runner_exits_2_before_any_component(export, tmp_path, capsys):
     source = export(with_string_at(29_996), "late.csv")
     assert pipeline_helpers.run_local_runner_refusing(tmp_path, "--source", source) == 2

@@ -64,6 +64,19 @@ def _source_reader(source: str) -> str:
     raise ValueError(f"--source must name .csv, .csv.gz or .parquet files, got {source!r}")
 
 
+def source_files(source: str) -> List[str]:
+    """The files DuckDB's readers read for `source`, by DuckDB's own glob(): a pattern's matches,
+    else an existing path as itself ('exports [v2]/natality.csv'), which Python's glob.glob
+    reads as a pattern. Known extensions are not fetched: a check must not download."""
+    connection = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                                    "autoload_known_extensions": False})
+    try:
+        return [name for (name,) in
+                connection.execute("SELECT file FROM glob(?)", [source]).fetchall()]
+    finally:
+        connection.close()
+
+
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                   "UINTEGER", "UBIGINT", "UHUGEINT")
 

@@ -9,7 +9,6 @@ type the real table has, and all problems are reported at once, each with a valu
 from __future__ import annotations
 
 import dataclasses
-import glob
 import pathlib
 from typing import Dict, List, Optional, Tuple
 
@@ -154,10 +153,15 @@ def bad_values(connection: duckdb.DuckDBPyConnection, source: Optional[str],
 
 
 def unmatched_source(source: Optional[str]) -> Optional[str]:
-    """What is wrong with a --source that matches no file, else None."""
-    if source is not None and not glob.glob(source):
-        return f"--source {source!r} matches no file; nothing to read."
-    return None
+    """What is wrong with a --source that matches no file, else None: decided by the files
+    DuckDB would read (engine.source_files), so the check and the read agree."""
+    if source is None:
+        return None
+    try:
+        files = engine.source_files(source)
+    except duckdb.Error as error:
+        return f"--source {source!r} cannot be listed: {str(error).splitlines()[0]}"
+    return None if files else f"--source {source!r} matches no file; nothing to read."
 
 
 def check(database: pathlib.Path, source: Optional[str], query: str) -> int:
