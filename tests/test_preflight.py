@@ -311,3 +311,58 @@ def test_rows_the_filters_drop_may_have_no_month(export):
                     "CASE WHEN rowid = 3 THEN 1999 ELSE year END AS year) FROM natality",
                     "old_no_month.parquet")
     preflight.check(pathlib.Path("unused.duckdb"), source, sql.base_query())
+
+
+def test_the_span_sums_checked_are_those_spans_sql_computes():
+    """Each INT64 sum of spans.sql but the fingerprint (its parts are reduced modulo a prime)."""
+    import sqlglot
+    from sqlglot import exp
+
+    from warehouse import spans
+
+    tree = sqlglot.parse_one(spans.spans_query(), read="bigquery")
+    sums = {alias.alias: {column.name for column in alias.find_all(exp.Column)}
+            for alias in tree.find_all(exp.Alias)
+            if alias.find(exp.Sum) and alias.alias != "rows_fingerprint"}
+    assert sums == {alias: {figure.column} for alias, figure in preflight.SPAN_SUMS.items()}
+
+
+MAX_BIGINT = (1 << 63) - 1
+SAME_MONTH = "year = 2005, month = 3"
+
+
+@pytest.mark.parametrize("update, shown, row", [
+    ("weight_pounds = 1e16", "column 'weight_pounds': 2 of 20,000 values are not small enough "
+     "for INT64 (spans.sql sums a month's weights in thousandths of a pound), first '1e+16'", 6),
+    (f"mother_age = {MAX_BIGINT}, {SAME_MONTH}", "column 'mother_age': its sum is beyond INT64 "
+     f"in 1 month(s) (spans.sql sums a month's mother_age, mother_age_sum), first span 200503",
+     6),
+    (f"weight_pounds = 9e15, {SAME_MONTH}", "column 'weight_pounds': its sum is beyond INT64 in "
+     "1 month(s)", 6),
+    ("year = 92233720368547759", "columns 'year' and 'month': 2 of 20,000 rows have a span "
+     "(spans.sql's year * 100 + month) beyond INT64, first year 92233720368547759, month", 6),
+], ids=["a weight in thousandths", "a month's ages", "a month's weights", "a span"])
+def test_a_value_too_large_for_the_span_sums_is_named(small_warehouse, tmp_path, update, shown,
+                                                      row):
+    """spans.sql's INT64 arithmetic would fail on it in the span driver (a traceback), and so
+    would BigQuery's on its sums."""
+    from warehouse import spans
+
+    database = tmp_path / "large.duckdb"
+    database.write_bytes(small_warehouse.read_bytes())
+    connection = duckdb.connect(str(database))
+    connection.execute(f"UPDATE natality SET {update} WHERE rowid IN (5, 6)")
+    connection.close()
+    with pytest.raises(DataValidationError) as caught:
+        preflight.check(database, None, sql.base_query())
+    assert shown in str(caught.value) and f"at row {row}" in str(caught.value)
+
+
+def test_a_weight_whose_thousandths_fit_int64_is_read(export):
+    source = export(with_value_at("weight_pounds", "9e15"), "large_weight.csv")
+    text = export(with_value_at("weight_pounds", "1e16"), "too_large_weight.csv")
+    assert preflight.check(pathlib.Path("unused.duckdb"), source, sql.base_query()) == SMALL_ROWS
+    from warehouse import spans
+
+    assert spans.read_spans(pathlib.Path("unused.duckdb"), source)
+    assert f"first '1e+16' at row 4 of {text}" in problem(text)

@@ -5,6 +5,7 @@ hides at row 30,000 of a CSV (past what DuckDB's type sniffer samples), a Traine
 examples, TFDV's "Expected INT but got FLOAT" for ages written as 39.0. Here the data is read
 as the export wrote it (a CSV as text), each column the query reads is checked against the
 type the real table has, and all problems are reported at once, each with a value and its row.
+Values spans.sql's INT64 sums could not hold are named too: the span driver would fail on them.
 """
 from __future__ import annotations
 
@@ -37,11 +38,13 @@ class BadValues:
     value: str
     row: int
     file: Optional[str]
+    kind: Optional[str] = None  # what the values should be, when not the column's type
 
     def describe(self, rows: int) -> str:
         where = f"row {self.row:,}" + (f" of {self.file}" if self.file else "")
+        kind = self.kind or _kind(self.column, self.expected)
         text = (f"column '{self.column}': {self.count:,} of {rows:,} values are not "
-                f"{_kind(self.column, self.expected)}, first {self.value!r} at {where}")
+                f"{kind}, first {self.value!r} at {where}")
         if self.column == "is_male":
             text += (f"; accepted spellings are {', '.join(IS_MALE_SPELLINGS)} (any case), "
                      "the numbers 1 (male) and 0 (female), or an empty value for unknown "
@@ -93,6 +96,92 @@ def _bad_value_condition(column: str, expected: str, actual: str) -> str:
     return f"{quoted} IS NOT NULL AND TRY_CAST({quoted} AS {expected}) IS NULL"
 
 
+@dataclasses.dataclass(frozen=True)
+class SpanSum:
+    """A sum of spans.sql (warehouse/queries/spans.sql): each row's part and the month's sum
+    must fit its INT64 arithmetic, which fails there, or in BigQuery, without naming a row."""
+    column: str
+    part: str  # each row's part, as spans.sql computes it, in DuckDB over the typed columns
+    why: str
+
+
+# alias in spans.sql -> its sum; tests/test_preflight.py checks this names each of its sums.
+SPAN_SUMS = {
+    "weight_milli_pounds": SpanSum(
+        "weight_pounds", 'round(coalesce("weight_pounds", 0) * 1000)',
+        "spans.sql sums a month's weights in thousandths of a pound"),
+    **{f"{name}_sum": SpanSum(name, f'CAST(coalesce("{name}", 0) AS HUGEINT)',
+                              f"spans.sql sums a month's {name}")
+       for name in ("mother_age", "gestation_weeks", "plurality")},
+}
+# spans.sql's span, year * 100 + month, in HUGEINT: computing it here cannot overflow.
+_CENTURY = 'CAST("year" AS HUGEINT) * 100'
+_SPAN = f'{_CENTURY} + "month"'
+_YEAR_AND_MONTH = """'year ' || CAST("year" AS VARCHAR) || ', month ' || CAST("month" AS VARCHAR)"""
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _beyond_int64(value: str) -> str:
+    return f"({value}) IS NOT NULL AND TRY_CAST({value} AS BIGINT) IS NULL"
+
+
+def span_overflows(connection: duckdb.DuckDBPyConnection, source: Optional[str],
+                   rows: int) -> List[str]:
+    """Values too large for spans.sql's INT64 arithmetic: a span (year * 100 + month), a row's
+    part of a sum, or a month's sum outside INT64, each named with a value and its row."""
+    relation = _typed(connection, _raw_relation(source, engine.raw_table(connection)))
+    weight = SPAN_SUMS["weight_milli_pounds"]
+    span_beyond = f"{_beyond_int64(_CENTURY)} OR {_beyond_int64(_SPAN)}"
+    weight_beyond = _beyond_int64(weight.part)
+    spans, weights = connection.execute(
+        f"SELECT count(*) FILTER (WHERE {span_beyond}), count(*) FILTER (WHERE {weight_beyond}) "
+        f"FROM {relation}").fetchone()
+    found = []
+    if spans:
+        value, row, file = _first_bad(connection, source, "year", span_beyond, typed=True,
+                                      shown=_YEAR_AND_MONTH)
+        where = f"row {row:,}" + (f" of {file}" if file else "")
+        found.append(f"columns 'year' and 'month': {spans:,} of {rows:,} rows have a span "
+                     "(spans.sql's year * 100 + month) beyond INT64, first "
+                     f"{value} at {where}")
+    if weights:
+        value, row, file = _first_bad(connection, source, weight.column, weight_beyond,
+                                      typed=True)
+        kind = f"small enough for INT64 ({weight.why})"
+        found.append(BadValues(weight.column, "", weights, value, row, file, kind
+                               ).describe(rows))
+    return found or _month_sum_overflows(connection, source, relation)
+
+
+def _month_sum_overflows(connection: duckdb.DuckDBPyConnection, source: Optional[str],
+                         relation: str) -> List[str]:
+    """Months whose sum of a column is outside INT64, each with its largest value's row."""
+    parts = {alias: f"CAST({figure.part} AS HUGEINT)" for alias, figure in SPAN_SUMS.items()}
+    months = connection.execute(
+        f"SELECT {_SPAN} AS span, " + ", ".join(
+            f"sum({part}) AS {alias}, max(abs({part})) AS {alias}_largest"
+            for alias, part in parts.items())
+        + f" FROM {relation} GROUP BY span HAVING "
+        + " OR ".join(_beyond_int64(f"sum({part})") for part in parts.values())
+        + " ORDER BY span NULLS FIRST").fetchall()
+    found = []
+    for index, (alias, figure) in enumerate(SPAN_SUMS.items()):
+        beyond = [(m[0], m[1 + 2 * index], m[2 + 2 * index]) for m in months
+                  if not _INT64[0] <= m[1 + 2 * index] <= _INT64[1]]
+        if not beyond:
+            continue
+        span, total, largest = beyond[0]
+        month = "the rows with no year or month" if span is None else f"span {span}"
+        condition = (f"({_SPAN}) IS NOT DISTINCT FROM {'NULL' if span is None else span} "
+                     f"AND abs({parts[alias]}) = {largest}")
+        value, row, file = _first_bad(connection, source, figure.column, condition, typed=True)
+        where = f"row {row:,}" + (f" of {file}" if file else "")
+        found.append(f"column '{figure.column}': its sum is beyond INT64 in {len(beyond):,} "
+                     f"month(s) ({figure.why}, {alias}), first {month}: {total:,}; "
+                     f"its largest value there is {value!r} at {where}")
+    return found
+
+
 def _typed(connection: duckdb.DuckDBPyConnection, relation: str, rowid: bool = False) -> str:
     """`relation` with the query's columns in the real table's types, its row order kept."""
     casts = engine.casts(connection, relation)
@@ -101,10 +190,12 @@ def _typed(connection: duckdb.DuckDBPyConnection, relation: str, rowid: bool = F
 
 
 def _first_bad(connection: duckdb.DuckDBPyConnection, source: Optional[str], column: str,
-               condition: str, typed: bool = False) -> Tuple[str, int, Optional[str]]:
-    """The first offending value, its 1-based row and its file, in the order of the files;
-    with `typed`, `condition` reads the values as the query does."""
-    value = f'CAST("{column}" AS VARCHAR)'
+               condition: str, typed: bool = False,
+               shown: Optional[str] = None) -> Tuple[str, int, Optional[str]]:
+    """The first offending value (`column`'s, or the text `shown`), its 1-based row and its
+    file, in the order of the files; with `typed`, `condition` reads the values as the query
+    does."""
+    value = shown or f'CAST("{column}" AS VARCHAR)'
     def relation_of(source: str) -> str:
         return _typed(connection, _raw_relation(source)) if typed else _raw_relation(source)
 
@@ -191,6 +282,9 @@ def check(database: pathlib.Path, source: Optional[str], query: str) -> int:
                                                              expected)]
         if problems:
             raise PreflightError(_report(label, problems, expected))
+        overflows = span_overflows(connection, source, rows)
+        if overflows:
+            raise PreflightError(_report(label, overflows, expected))
         _check_rows_survive(connection, query, label, relation, expected)
         unsplit = rows_in_no_split(connection, source, query)
         if unsplit:
