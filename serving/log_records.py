@@ -72,6 +72,19 @@ _FLOAT = struct.Struct("<f")
 _UINT32, _UINT64 = struct.Struct("<I"), struct.Struct("<Q")
 
 
+def as_served(value: Any) -> int:
+    """A numeric value as the model computes with it, so the log holds what was predicted on.
+
+    serving_default takes float32 and rounds it with tf.round, half to even, before the cast to
+    int64 (modules/export.py): the value is cast to float32 first (26.5000001 is 26.5 there,
+    which the model rounds to 26), then rounded as Python rounds a float, half to even too. An
+    int is a tf.Example's int64, which reaches the model as it is.
+    """
+    if isinstance(value, int):
+        return value
+    return round(_FLOAT.unpack(_FLOAT.pack(float(value)))[0])
+
+
 def _row_entries(values: Sequence[Any]) -> bytes:
     """The features' entries of one row (`values` in declaration order)."""
     parts = []
@@ -79,7 +92,7 @@ def _row_entries(values: Sequence[Any]) -> bytes:
         if categorical:
             parts.append(_string_entry(name, value, missing))
         else:
-            parts.append(_int_entry(name, int(round(float(value)))))
+            parts.append(_int_entry(name, as_served(value)))
     return b"".join(parts)
 
 
@@ -134,7 +147,7 @@ def _cached_row(values: Tuple[Any, ...]) -> bytes:
 
 
 def encode(instance: Mapping[str, Any], prediction: float, version: int, millis: int) -> bytes:
-    """One serialized tf.Example: numerics as whole numbers (the model rounds them), strings."""
+    """One serialized tf.Example: numerics as the whole numbers the model computed with, strings."""
     row = _row_entries([instance.get(name) for name, _, _ in _DECLARED])
     return _record(row, float(prediction), _tail(version, millis))
 

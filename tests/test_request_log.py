@@ -239,3 +239,42 @@ def test_framed_records_are_the_bytes_tfrecordwriter_writes(tmp_path):
         for record in records:
             writer.write(record)
     assert (tmp_path / "reference").read_bytes() == request_log.framed(records)
+
+
+class _Rounding(tf.Module):
+    """serving_default's own conversion of the numeric inputs (modules/export.py), served."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from modules import export
+
+        def serve(request):
+            raw = export.raw_features_from_request(request)
+            return {f.name: tf.reshape(raw[f.name], [-1]) for f in features.NUMERIC_FEATURES}
+
+        self.serve = tf.function(serve, input_signature=[export.raw_serving_specs()],
+                                 autograph=False)
+
+
+def test_logged_numbers_are_the_whole_numbers_the_model_computed_with(tmp_path):
+    """A request's float reaches the model as float32 and is rounded half to even there: the
+    log holds that number, not the float64's own rounding (26.5000001 is 26.5 in float32, 26
+    for the model, 27 rounded as a float64), for columns and instances alike."""
+    from serving import session_model
+
+    module = _Rounding()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
+    _, signatures = session_model.load(str(tmp_path / "1"))
+    edges = [26.5, 27.5, 26.5000001, 27.4999999, 26.4999999, 25.5000001, 38.5000001,
+             39.4999999, 10.5, 17.5, 46.5, 59.5, 59.9999999, 26.49, 26.51, 26.0]
+    columns = {"is_male": ["True"] * len(edges), "plurality": ["Single(1)"] * len(edges),
+               "mother_age": edges, "gestation_weeks": edges[::-1]}
+    served = signatures["serving_default"][0](columns)
+    records = request_log.encode_columns(columns, [7.0] * len(edges), 1, 1_800_000_000_000)
+    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    assert records == [request_log.encode(row, 7.0, 1, 1_800_000_000_000) for row in rows]
+    for name in ("mother_age", "gestation_weeks"):
+        logged = [tf.train.Example.FromString(r).features.feature[name].int64_list.value[0]
+                  for r in records]
+        assert logged == served[name].tolist(), name
+    assert served["mother_age"][2] == 26  # the case that tells the two roundings apart
