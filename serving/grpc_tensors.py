@@ -115,6 +115,9 @@ def _tensor_values(name: str, proto: Any) -> List[Any]:
         return values
     if array.dtype == np.bool_:
         return [bool(v) for v in array]
+    if array.dtype.kind == "c":  # no feature is a complex number, and REST cannot send one
+        raise ApiError(400, f"inputs.{name}: expected real numbers or strings, got a "
+                       f"{array.dtype.name} tensor")
     return [v.item() for v in array]
 
 

@@ -79,7 +79,10 @@ def _quote(value: Any, limit: int = 60) -> str:
 def _describe(value: Any) -> str:
     kind = {dict: "object", list: "list", str: "string", bool: "boolean",
             type(None): "null"}.get(type(value), type(value).__name__)
-    text = json.dumps(value) if kind != "object" else "{...}"
+    try:  # any value: a gRPC tensor's values need not be ones JSON can spell
+        text = json.dumps(value) if kind != "object" else "{...}"
+    except (TypeError, ValueError, RecursionError):
+        text = _quote(value)
     return f"{kind} {text[:60]}"
 
 

@@ -2,11 +2,15 @@
 give, and leave every other tensor to them."""
 from __future__ import annotations
 
+import types
+from typing import Any, Dict, List
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from serving import grpc_tensors
+from serving.service import ApiError
 
 
 def _not_utf8(index: int) -> Exception:
@@ -48,3 +52,22 @@ def test_a_string_that_is_not_utf8_is_named_by_its_index() -> None:
                                    np.array([[3, 4]], np.int64), np.array([b"a"], object)])
 def test_outputs_are_the_protos_tensorflow_writes(array) -> None:
     assert grpc_tensors.output_proto(array) == tf.make_tensor_proto(array)
+
+
+def _payload(**inputs: Any) -> Dict[str, List[Any]]:
+    return grpc_tensors.request_payload(types.SimpleNamespace(takes_examples=False), inputs)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_a_complex_tensor_is_refused_naming_its_input(dtype) -> None:
+    """A client mistake (INVALID_ARGUMENT), not a failure of the server's (UNKNOWN)."""
+    with pytest.raises(ApiError) as raised:
+        _payload(mother_age=tf.make_tensor_proto(np.array([26 + 1j], dtype=dtype)))
+    assert raised.value.status == 400
+    assert str(raised.value).startswith("inputs.mother_age: expected real numbers")
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16, tf.uint8])
+def test_other_real_number_tensors_still_read_as_numbers(dtype) -> None:
+    proto = tf.make_tensor_proto(np.array([26], dtype=dtype.as_numpy_dtype), dtype=dtype)
+    assert _payload(mother_age=proto) == {"mother_age": [26]}

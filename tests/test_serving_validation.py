@@ -103,6 +103,8 @@ BAD_VALUES = [
     (AGE.name, "26", "expected a number"),
     (AGE.name, True, "expected a number"),
     (AGE.name, [26], "expected a number"),
+    (AGE.name, {"years": 26}, "expected a number"),
+    (AGE.name, 26 + 1j, "expected a number"),  # no JSON, but a gRPC tensor's value may be
     (AGE.name, AGE.max_value + 1, f"outside the valid range {AGE.min_value}..{AGE.max_value}"),
     (WEEKS.name, WEEKS.min_value - 0.5, "outside the valid range"),
     (WEEKS.name, float("nan"), "not a finite number"),
