@@ -114,13 +114,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 def _listener(server: ServerConfig) -> Optional[socket.socket]:
     """The REST socket, once the gRPC port is known to be free too (gRPC binds it only as the
-    app starts); None, with the taken port named, when either is not."""
+    app starts); None, with the taken port named, when either is not.
+
+    The REST socket listens before the probe: two sockets that set SO_REUSEADDR may both bind
+    one port while neither listens, so the probe would pass and gRPC take REST's port."""
     bound: List[socket.socket] = []
     ports = [("--port", server.port)] + ([("--grpc-port", server.grpc_port)]
                                          if server.grpc_port else [])
     for flag, port in ports:
         try:
             bound.append(listen(server.host, port))
+            if len(bound) == 1:
+                bound[0].listen()  # uvicorn sets its own backlog when it starts
         except OSError as error:
             print(f"error: cannot listen on {server.host} port {port} (--host, {flag}): "
                   f"{error.strerror or error}", file=sys.stderr)
@@ -137,6 +142,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     model, server, limits, batching, request_log = (from_flags(c, args) for c in CONFIGS)
     try:
         model.check()
+        server.check()
         request_log_config = request_log.config()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

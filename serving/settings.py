@@ -123,6 +123,12 @@ class ServerConfig:
         "Bearer <token>' (401 otherwise). Empty = no token.")
     verbose: bool = setting(False, "Show TensorFlow's and the libraries' own logs too.")
 
+    def check(self) -> None:
+        """Raises ValueError naming the flags whose values cannot work together."""
+        if self.port and self.port == self.grpc_port:
+            raise ValueError(f"--port and --grpc-port are both {self.port}: REST and gRPC "
+                             "each need a port of their own")
+
 
 @dataclasses.dataclass(frozen=True)
 class RequestLogSettings:

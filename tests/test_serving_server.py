@@ -191,3 +191,34 @@ def test_the_server_s_connections_send_replies_without_waiting_for_acks() -> Non
     plain = socket.socket(family=socket.AF_INET)  # the way that left it on
     plain.bind(("127.0.0.1", 0))
     assert _nodelay_of_accepted(plain) == 0, "the probe tells the two apart"
+
+
+def test_one_port_for_rest_and_grpc_is_refused_before_anything_loads(tmp_path, capsys) -> None:
+    """Both flags named in one line (exit 2), not a traceback once the model has loaded."""
+    from common.net import free_port
+    from serving import server
+
+    port = str(free_port())
+    assert server.main(["--model-dir", str(tmp_path), "--port", port, "--grpc-port", port]) == 2
+    assert capsys.readouterr().err == (f"error: --port and --grpc-port are both {port}: REST "
+                                       "and gRPC each need a port of their own\n")
+
+
+def test_the_grpc_probe_cannot_share_the_rest_socket_s_port(capsys) -> None:
+    """The REST socket listens before the gRPC port is probed: bound but not listening, both
+    sockets took one port (SO_REUSEADDR), and gRPC later took REST's."""
+    import socket
+
+    from common.net import free_port
+    from serving import server
+    from serving.settings import ServerConfig
+
+    port = free_port()
+    assert server._listener(ServerConfig(port=port, grpc_port=port)) is None
+    assert capsys.readouterr().err == (f"error: cannot listen on 127.0.0.1 port {port} "
+                                       "(--host, --grpc-port): Address already in use\n")
+    listener = server._listener(ServerConfig(port=0, grpc_port=free_port()))
+    try:
+        assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+    finally:
+        listener.close()
