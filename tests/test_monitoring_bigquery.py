@@ -48,3 +48,51 @@ def test_the_window_of_the_bigquery_log_becomes_a_request_log(tmp_path, monkeypa
     assert set(frame[request_log.VERSION_KEY]) == {7}
     start = datetime.datetime(2026, 12, 1, 10, 5, tzinfo=UTC).timestamp() * 1000
     assert list(frame[request_log.TIME_KEY])[1:] == [start, start]
+
+
+def _export(out, start: str, end: str) -> int:
+    return from_bigquery.main(["--table", "p.d.t", "--version", "7", "--start", start,
+                               "--end", end, "--out", str(out)])
+
+
+def test_a_failed_export_leaves_nothing_monitoring_would_read(tmp_path, monkeypatch, capsys):
+    impossible = {**_row(6, [7.0]), "request_payload": [json.dumps({**INSTANCE,
+                                                                    "mother_age": 99.0})]}
+    monkeypatch.setattr(FakeBigQuery, "rows", FakeBigQuery.rows[:2] + [impossible])
+    monkeypatch.setattr(bigquery, "Client", FakeBigQuery)
+    out = tmp_path / "log"
+    assert _export(out, "2026-12-01T10:00", "2026-12-01T10:10") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mother_age: 99.0 is outside the valid range" in err
+    assert request_log.complete_files(out) == [] and request_log.staged_files(out) == []
+    assert request_log.open_files(out) == []
+
+
+def test_an_exported_window_is_not_exported_again_into_the_same_log(tmp_path, monkeypatch,
+                                                                     capsys):
+    monkeypatch.setattr(bigquery, "Client", FakeBigQuery)
+    out = tmp_path / "log"
+    assert _export(out, "2026-12-01T10:00", "2026-12-01T10:10") == 0
+    capsys.readouterr()
+    assert _export(out, "2026-12-01T10:05", "2026-12-01T10:20") == 1  # overlaps the first
+    err = capsys.readouterr().err
+    assert err == (f"error: FileExistsError: {out} already holds 2 logged rows from "
+                   "2026-12-01 10:05:00 UTC to 2026-12-01 10:20:00 UTC (an earlier export of "
+                   "this window?): remove those files or choose another --out\n")
+    assert len(logs.read(request_log.complete_files(out))) == 3
+    # The next window goes beside it: drift is measured against the window before.
+    assert _export(out, "2026-12-01T10:10", "2026-12-01T11:00") == 0
+    assert len(logs.read(request_log.complete_files(out))) == 4
+
+
+def test_an_export_into_a_log_another_export_is_writing_is_refused(tmp_path, monkeypatch,
+                                                                   capsys):
+    from serving import batch_log, batch_output
+
+    monkeypatch.setattr(bigquery, "Client", FakeBigQuery)
+    out = tmp_path / "log"
+    with batch_output.held(str(out / batch_log.LOCK_NAME), str(out)):
+        assert _export(out, "2026-12-01T10:00", "2026-12-01T10:10") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"another export or batch prediction is writing {out}" in err
+    assert request_log.complete_files(out) == []
