@@ -8,7 +8,9 @@ kept beside the monitoring pages per version, so later windows reuse it.
 from __future__ import annotations
 
 import gc
+import os
 import pathlib
+import tempfile
 from typing import List
 
 import numpy as np
@@ -47,13 +49,20 @@ def compute(lineage: Lineage, max_examples: int = MAX_EXAMPLES) -> np.ndarray:
 
 
 def cached(lineage: Lineage, cache_dir: pathlib.Path) -> np.ndarray:
-    """`compute`, kept in cache_dir/eval_predictions-<version>.npy."""
+    """`compute`, kept in cache_dir/eval_predictions-<version>-<model id>.npy. Each process
+    writes its own temporary file, then renames it into place: two monitoring runs computing
+    it at once each publish a whole file, and a reader never loads half of one."""
     path = cache_dir / f"eval_predictions-{lineage.version}-{lineage.model_id}.npy"
     if path.is_file():
         return np.load(path)
     values = compute(lineage)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".tmp.npy")
-    np.save(temp, values)
-    temp.replace(path)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.npy", dir=cache_dir)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, values)
+        os.replace(temp, path)
+    except BaseException:
+        pathlib.Path(temp).unlink(missing_ok=True)
+        raise
     return values
