@@ -12,7 +12,7 @@ computes TFDV statistics of it, and compares them with TFDV's comparators:
   - the served predictions against the same model's predictions on its eval split.
 Thresholds are the schema's, declared in modules/features.py. It prints every distance, writes
 an HTML page, summary.json and the distances as Prometheus gauges (metrics.prom) under
-<reports-dir>/monitoring/<time>/, and links the page from the run reports' index. A server
+<reports-dir>/monitoring/<UTC time>/, and links the page from the run reports' index. A server
 started with `--monitoring-dir <reports-dir>/monitoring` shows the newest run's distances as
 gauges on its own /monitoring/prometheus/metrics.
 
@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional
 from common.config import PipelineConfig, command_parser, from_flags, setting
 
 EXIT_CROSSED = 2
+RUN_NAME = "%Y%m%d-%H%M%S-%f-UTC"  # each run's folder: its UTC time, so names sort by age
 LOGGER = logging.getLogger("babyweight.monitoring")
 
 
@@ -231,7 +232,8 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     findings += compare.predictions(evaluated, served)
     anomalies = compare.traffic_anomalies(serving, schema)
 
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    # UTC: the newest run is the folder that sorts last, also across a clock change or a TZ.
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime(RUN_NAME)
     out = out_root / stamp
     out.mkdir(parents=True, exist_ok=True)
     index = pathlib.Path(config.reports_dir) / "index.html"

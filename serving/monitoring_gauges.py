@@ -1,7 +1,7 @@
 """The monitor's distances as gauges in the server's metrics, read at scrape time.
 
-`python -m monitoring` writes each result to <reports-dir>/monitoring/<time>/summary.json (and a
-Prometheus textfile beside it). A server started with --monitoring-dir pointing there exposes
+`python -m monitoring` writes each result to <reports-dir>/monitoring/<UTC time>/summary.json
+(and a Prometheus textfile beside it). A server started with --monitoring-dir pointing there exposes
 the newest result's distances and thresholds, and whether drift was measured, on
 /monitoring/prometheus/metrics, with the same names and labels as that textfile (kind, feature,
 version), plus the time the result was
@@ -24,7 +24,8 @@ _LABELS = ["kind", "feature", "version"]
 
 
 def newest_summary(directory: pathlib.Path) -> Optional[pathlib.Path]:
-    """The newest run's summary.json (run directories are named by time, so they sort)."""
+    """The newest run's summary.json (run directories are named by their UTC time, so they
+    sort by age)."""
     try:
         runs = sorted((p for p in directory.iterdir() if (p / SUMMARY).is_file()),
                       key=lambda p: p.name)

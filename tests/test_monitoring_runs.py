@@ -1,4 +1,5 @@
-"""Monitoring runs side by side: two runs caching the eval predictions at once."""
+"""Monitoring runs side by side and over time: two runs caching the eval predictions at once,
+and run folders that sort by age whatever the machine's time zone."""
 from __future__ import annotations
 
 import os
@@ -6,8 +7,8 @@ import pathlib
 
 import numpy as np
 
-from monitoring import predictions
-from tests.test_monitoring import eval_traffic  # noqa: F401 - a fixture
+from monitoring import cli, predictions
+from tests.test_monitoring import START, eval_traffic, monitored  # noqa: F401 - fixtures
 
 pytest_plugins = ("tests.serving_fixtures",)
 
@@ -45,3 +46,22 @@ def test_two_runs_caching_the_eval_predictions_at_once_each_write_a_whole_file(
     (cache,) = (tmp_path / "cache").iterdir()  # no temporary file left beside it
     assert np.array_equal(np.load(cache), results[0])
 
+
+def test_run_folders_are_named_by_utc_time_so_the_newest_sorts_last(monitored, monkeypatch,
+                                                                    capsys):
+    """Named by local time, a run after a fall-back (or under another TZ) sorted as older."""
+    import datetime
+    import time
+
+    _, common, reports = monitored
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14: its local date is not UTC's
+    time.tzset()
+    try:
+        before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        assert cli.main(common + ["--end", str(START + 1)]) == 0, capsys.readouterr()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    newest = sorted((reports / "monitoring").glob("2*"))[-1]
+    named = datetime.datetime.strptime(newest.name, cli.RUN_NAME)
+    assert datetime.timedelta(0) <= named - before < datetime.timedelta(minutes=10)
