@@ -30,6 +30,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from common.config import PipelineConfig, command_parser, from_flags, setting
+from common.files import unusable_dir
 
 EXIT_CROSSED = 2
 RUN_NAME = "%Y%m%d-%H%M%S-%f-UTC"  # each run's folder: its UTC time, so names sort by age
@@ -78,7 +79,12 @@ def _window(config: MonitorConfig, frame):
     start = (logs.parse_time(config.start) if config.start is not None
              else end - logs.parse_duration(config.window))
     if start >= end:
-        raise ValueError(f"the window's start ({config.start}) is not before its end")
+        moment = datetime.datetime.fromtimestamp(end / 1000, datetime.timezone.utc)
+        raise ValueError(f"--start {config.start} is not before the window's end "
+                         f"({moment:%Y-%m-%d %H:%M:%S} UTC)")
+    if not logs.describable(start - (end - start)):  # the window before it, for drift
+        raise ValueError("the window before this one (drift's reference) would start before "
+                         "the year 1: pass a later --start or a shorter --window")
     return logs.Window(start, end)
 
 
@@ -117,6 +123,18 @@ def _lineage(config: MonitorConfig):
                                    config.vertex_region, config.version, config.gcs_mount)
     return lineage.find(pathlib.Path(config.model_dir), pathlib.Path(config.metadata_path),
                         config.version)
+
+
+def _training_statistics(found):
+    """The statistics the version's lineage names; missing (moved, deleted), named in words."""
+    # Imported once the inputs are known to be there: a missing log is told at once.
+    import tensorflow_data_validation as tfdv
+
+    path = found.statistics_file("train")
+    if not path.is_file():
+        raise FileNotFoundError(f"the training statistics of version {found.version}, {path}, "
+                                "which its lineage names, are missing")
+    return tfdv.load_stats_binary(str(path))
 
 
 def version_rows(current, version: int) -> Dict[int, int]:
@@ -204,7 +222,8 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
         raise FileNotFoundError(f"no complete request-log files in {config.logs}" + (
             f" ({len(opened)} still open: rerun once the server has completed them)" if opened
             else "; start the server with --request-log-dir"))
-    every = logs.read(files)
+    gone: List[pathlib.Path] = []  # deleted since listed: the server keeps the log's size
+    every = logs.read(files, gone=gone)
     frame = (every[every[request_log.VERSION_KEY] == found.version] if config.only_version
              else every)
     window = _window(config, frame)
@@ -217,11 +236,8 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
                           f"{window.describe()}" + (f" ({rows_text(rows)})" if len(current)
                                                     else "") + (f"; {unread_text(unread)}"
                                                                 if unread else ""))
-    # Imported once the inputs are known to be there: a missing log is told at once.
-    import tensorflow_data_validation as tfdv
-
     schema = compare.monitoring_schema()
-    training = tfdv.load_stats_binary(str(found.statistics_file("train")))
+    training = _training_statistics(found)
     serving = compare.feature_statistics(current)
     drift, drift_not_measured = _drift(serving, previous, window, schema)
     findings = compare.skew(training, serving, schema) + drift
@@ -255,14 +271,15 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
                                               drift_not_measured is None))
     crossed = [f for f in findings if f.crossed] or bool(anomalies)
     # Written whole, then renamed: a server's scrape reads it at any moment.
-    (out / "summary.json.partial").write_text(json.dumps(
-        summary(findings, anomalies, found.version, window.describe(), rows,
-                drift_not_measured, unread), indent=2))
+    written = summary(findings, anomalies, found.version, window.describe(), rows,
+                      drift_not_measured, unread)
+    written.update(trimmed_files=len(gone), trimmed_files_not_read=logs.gone_text(gone))
+    (out / "summary.json.partial").write_text(json.dumps(written, indent=2))
     (out / "summary.json.partial").replace(out / "summary.json")
     _refresh_index(config)
 
     print(f"Monitored {rows_text(rows)}, {window.describe()}:")
-    for line in filter(None, [mixed_line(rows)]):
+    for line in filter(None, [mixed_line(rows), gone and f"  -- {logs.gone_text(gone)}"]):
         print(line)
     for line in outcome_lines(findings, anomalies, drift_not_measured, unread):
         print(line)
@@ -287,15 +304,35 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = from_flags(MonitorConfig, parser.parse_args(argv))
     from monitoring import logs
 
-    try:
-        logs.parse_duration(config.window)  # before the log is looked for: the flag's fault
-    except ValueError as error:
-        parser.error(f"--window: {error}")
+    for flag, value, parse in (("--window", config.window, logs.parse_duration),
+                               ("--start", config.start, logs.parse_time),
+                               ("--end", config.end, logs.parse_time)):
+        try:
+            if value is not None:
+                parse(value)  # before the log is looked for: the flag's fault
+        except ValueError as error:
+            parser.error(f"{flag}: {error}")
+    unusable = unusable_dir(pathlib.Path(config.reports_dir) / "monitoring")
+    if unusable:
+        print(f"error: --reports-dir {config.reports_dir}: {unusable}", file=sys.stderr)
+        return 1
     from common import logs as pipeline_logs
 
     pipeline_logs.setup(False)
     try:
         return run(config, argv)
-    except (LookupError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (LookupError, OSError, ValueError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 1
+    except Exception as error:
+        tf = sys.modules.get("tensorflow")
+        if tf is None or not isinstance(error, tf.errors.OpError):
+            raise
+        print(f"error: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def one_line(error: BaseException) -> str:
+    """An error's first line: TensorFlow's texts can run to several."""
+    text = str(getattr(error, "message", "") or error)
+    return text.splitlines()[0] if text.strip() else type(error).__name__

@@ -44,13 +44,19 @@ def parse_time(text: str) -> int:
     """Milliseconds since the epoch from an ISO time ('2026-12-01T10:00', UTC unless given)
     or a number of seconds since the epoch."""
     try:
-        return int(float(text) * 1000)
+        seconds = float(text)
     except ValueError:
-        pass
-    moment = datetime.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return int(moment.timestamp() * 1000)
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"a time is an ISO time like 2026-12-01T10:00 or a number of "
+                             f"seconds since the epoch; got {text!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        seconds = moment.timestamp()
+    if not (math.isfinite(seconds) and describable(int(seconds * 1000))):
+        raise ValueError(f"a time must be between the years 1 and 9999; got {text!r}")
+    return int(seconds * 1000)
 
 
 def parse_duration(text: str) -> int:
@@ -65,7 +71,19 @@ def parse_duration(text: str) -> int:
                          f"15m, 2h or 1d; got {text!r}") from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"a window must be longer than zero and finite, got {text!r}")
+    if seconds < 0.001:  # a window holds whole milliseconds, the log's resolution
+        raise ValueError(f"a window must be at least a millisecond, got {text!r}")
     return int(seconds * 1000)
+
+
+def describable(millis: int) -> bool:
+    """Whether a time (ms since the epoch) is one a window can start or end at: a datetime,
+    so that a window, and the one before it, can be described."""
+    try:
+        datetime.datetime.fromtimestamp(millis / 1000, tz=datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return False
+    return True
 
 
 def _spec() -> Dict[str, object]:
@@ -90,12 +108,23 @@ class UnreadableLogError(ValueError):
     """A complete request-log file whose records do not read back (cut short, or not ours)."""
 
 
-def read(files: Sequence[pathlib.Path], window: Optional[Window] = None) -> pd.DataFrame:
-    """The logged rows of `files` within `window` (all when None), one column per record key."""
+def read(files: Sequence[pathlib.Path], window: Optional[Window] = None,
+         gone: Optional[List[pathlib.Path]] = None) -> pd.DataFrame:
+    """The logged rows of `files` within `window` (all when None), one column per record key.
+
+    A file deleted since it was listed (the server deletes the oldest files to keep the log
+    within its size) is skipped and appended to `gone`, for the caller to say; without `gone`
+    it is an error naming it."""
     import tensorflow as tf
 
     columns: Dict[str, List[np.ndarray]] = {key: [] for key in request_log.RECORD_KEYS}
     for file in files:  # one at a time, so a file that cannot be read is named
+        if not file.is_file():
+            if gone is None:
+                raise FileNotFoundError(f"the request-log file {file} was deleted while the "
+                                        "log was read")
+            gone.append(file)
+            continue
         dataset = (tf.data.TFRecordDataset([str(file)])
                    .batch(_BATCH).map(lambda batch: tf.io.parse_example(batch, _spec())))
         try:
@@ -105,6 +134,11 @@ def read(files: Sequence[pathlib.Path], window: Optional[Window] = None) -> pd.D
                         else (times >= window.start_ms) & (times < window.end_ms))
                 for key in request_log.RECORD_KEYS:
                     columns[key].append(batch[key][keep])
+        except tf.errors.NotFoundError:  # deleted after the check above
+            if gone is None:
+                raise FileNotFoundError(f"the request-log file {file} was deleted while the "
+                                        "log was read") from None
+            gone.append(file)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
             cut = re.search(r"truncated record at (\d+)", error.message)
             detail = (f"its record at byte {cut.group(1)} is cut short" if cut else
@@ -117,6 +151,15 @@ def read(files: Sequence[pathlib.Path], window: Optional[Window] = None) -> pd.D
         frame[declared.name] = frame[declared.name].map(
             lambda v: v.decode() if isinstance(v, bytes) else v)
     return frame
+
+
+def gone_text(gone: Sequence[pathlib.Path]) -> Optional[str]:
+    """Why rows may be missing: files `read` skipped, deleted by the server while being read."""
+    if not gone:
+        return None
+    return (f"{len(gone)} request-log file{'s' if len(gone) > 1 else ''} "
+            f"({', '.join(p.name for p in gone)}) deleted while being read (the server deletes "
+            "the oldest files to keep the log within its size): their rows are not counted")
 
 
 def _written_times(path: pathlib.Path) -> np.ndarray:

@@ -228,7 +228,7 @@ def test_no_logs_is_exit_1_in_words(pipeline_runs, tmp_path, capsys):
     assert code == 1 and "no complete request-log files" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("window", ["1x", "inf", "nan", "0m"])
+@pytest.mark.parametrize("window", ["1x", "inf", "nan", "0m", "0.0001s"])
 def test_a_bad_window_is_the_flag_s_error_before_any_log_is_read(window, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         cli.main(["--logs", str(tmp_path / "none"), "--window", window])

@@ -1,0 +1,90 @@
+"""Monitoring's failures are one line naming the cause, before any work when a flag is at fault;
+and a log file the server deletes while it is read is skipped and said, not a traceback."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from monitoring import cli, lineage, logs
+from serving import request_log
+from tests.test_monitoring import HOUR, START, _log, eval_traffic, monitored  # noqa: F401
+
+pytest_plugins = ("tests.serving_fixtures",)
+
+
+@pytest.mark.parametrize("flag,value", [("--end", "inf"), ("--end", "1e20"), ("--start", "nan"),
+                                        ("--start", "2026-13-01"), ("--end", "-1e15")])
+def test_a_bad_start_or_end_is_the_flag_s_error_before_any_log_is_read(flag, value, tmp_path,
+                                                                       capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--logs", str(tmp_path / "none"), f"{flag}={value}"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and f"{flag}: " in err and repr(value) in err, err
+    assert "Traceback" not in err and "request-log" not in err
+
+
+def test_a_reports_dir_that_is_a_file_is_exit_1_in_words(tmp_path, capsys):
+    (tmp_path / "reports").write_text("")
+    code = cli.main(["--logs", str(tmp_path / "none"), "--reports-dir", str(tmp_path / "reports")])
+    assert code == 1 and capsys.readouterr().err == (
+        f"error: --reports-dir {tmp_path / 'reports'}: {tmp_path / 'reports'} is a file, so no "
+        "directory can be made under it\n")
+
+
+def test_training_statistics_moved_away_are_named(monitored, tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    _, common, _ = monitored
+    found = lineage.find
+
+    def moved(*args, **kwargs):  # the real lineage, its statistics no longer where it says
+        return dataclasses.replace(found(*args, **kwargs), statistics_uri=str(tmp_path / "gone"))
+
+    monkeypatch.setattr(lineage, "find", moved)
+    code = cli.main(common + ["--end", str(START + 1), "--reports-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"{tmp_path / 'gone' / 'Split-train'}" in err and "are missing" in err
+
+
+def test_a_log_file_the_server_deletes_while_it_is_read_is_said(monitored, tmp_path,
+                                                                 monkeypatch, capsys):
+    import shutil
+
+    _, common, _ = monitored
+    logged = pathlib.Path(common[common.index("--logs") + 1])
+    copy = tmp_path / "log"
+    shutil.copytree(logged, copy)
+    listed = request_log.complete_files
+
+    def trimmed(directory):  # what the server's trim() does to the oldest file, meanwhile
+        found = listed(directory)
+        found[0].unlink()
+        return found
+
+    monkeypatch.setattr(request_log, "complete_files", trimmed)
+    code = cli.main(common + ["--end", str(START + HOUR + 1), "--logs", str(copy),
+                              "--reports-dir", str(tmp_path / "r")])
+    printed = capsys.readouterr()
+    assert code == cli.EXIT_CROSSED, printed
+    gone = sorted(logged.iterdir())[0].name
+    assert (f"  -- 1 request-log file ({gone}) deleted while being read (the server deletes the "
+            "oldest files to keep the log within its size): their rows are not counted"
+            in printed.out)
+    (summary,) = (tmp_path / "r" / "monitoring").glob("*/summary.json")
+    assert json.loads(summary.read_text())["trimmed_files"] == 1
+
+
+def test_reading_a_deleted_log_file_names_it_or_skips_it_for_the_caller_to_say(tmp_path):
+    rows = [{"is_male": "True", "plurality": "Single(1)", "mother_age": 30,
+             "gestation_weeks": 39}] * 10
+    _log(tmp_path / "log", rows, np.full(len(rows), 7.0), 1, START)
+    (kept,) = request_log.complete_files(tmp_path / "log")
+    deleted = tmp_path / "log" / ("deleted" + request_log.SUFFIX)
+    with pytest.raises(FileNotFoundError, match=f"the request-log file {deleted} was deleted"):
+        logs.read([kept, deleted])
+    gone = []
+    assert len(logs.read([deleted, kept], gone=gone)) == len(rows) and gone == [deleted]
