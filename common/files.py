@@ -6,21 +6,27 @@ import glob
 import os
 import pathlib
 import tempfile
-from typing import Optional, Union
+from typing import BinaryIO, Callable, Optional, Union
 
 Path = Union[str, "os.PathLike[str]"]
 
 
 def write_atomically(out_path: pathlib.Path, text: str) -> None:
     """Temp file in the same directory, then os.replace: a reader never sees half a report."""
+    write_with_atomically(out_path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def write_with_atomically(out_path: pathlib.Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write(handle)` into a temp file of its own in the same directory, then os.replace:
+    a reader never sees half a file, and two writers at once each publish a whole one."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from others
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from others
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, out_path)

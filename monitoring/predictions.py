@@ -8,13 +8,12 @@ kept beside the monitoring pages per version, so later windows reuse it.
 from __future__ import annotations
 
 import gc
-import os
 import pathlib
-import tempfile
 from typing import List
 
 import numpy as np
 
+from common import files
 from monitoring.lineage import Lineage
 
 EXAMPLES_SIGNATURE = "serving_tf_example"
@@ -56,13 +55,5 @@ def cached(lineage: Lineage, cache_dir: pathlib.Path) -> np.ndarray:
     if path.is_file():
         return np.load(path)
     values = compute(lineage)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.npy", dir=cache_dir)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, values)
-        os.replace(temp, path)
-    except BaseException:
-        pathlib.Path(temp).unlink(missing_ok=True)
-        raise
+    files.write_with_atomically(path, lambda handle: np.save(handle, values))
     return values
