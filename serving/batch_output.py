@@ -173,8 +173,17 @@ def assemble(output: str, run: str, header: Optional[str] = None) -> int:
                 data = handle.read()
             count += data.count(b"\n")
             out.write(data)
-    if FileSystems.exists(output):
-        FileSystems.delete([output])
-    FileSystems.rename([staging], [output])
+    _replace(staging, output)
     remove_parts(output, run)
     return count
+
+
+def _replace(staging: str, output: str) -> None:
+    """Renames `staging` over `output` without deleting `output` first: deleting would leave
+    no output for a moment, and FileSystems.delete removes a directory with all it holds. A
+    local rename replaces a file atomically and fails on a directory; on Cloud Storage the
+    rename is a copy, which replaces the object whole."""
+    if "://" not in output and os.path.isdir(output):
+        FileSystems.delete([staging])
+        raise IsADirectoryError(f"{output} is a directory, not a file: it was left as it was")
+    FileSystems.rename([staging], [output])

@@ -29,13 +29,15 @@ Output, in input order, one row per accepted row: the key (the input's `key` col
 0-based row number), the features as the model saw them, the label (weight_pounds) when the
 input has one, and predicted_weight_pounds. JSON lines, or CSV with a header for a .csv output.
 Rejected rows go to <output>.errors.jsonl ({"key", "line" for files, "error"}), in input order.
-Both files are written whole or not at all (two runs given one --output at once each write
-whole files of their own rows, the later rename winning). The command prints how many rows
-were read, predicted and rejected; the exit code is 0 when every row was predicted (or the
-rejected share is within --max-error-rate), 2 when more were rejected, 1 for any other failure
-(also when the --request-log-dir log dropped rows: a full disk or an unwritable directory).
-The request log's rows become readable only once the predictions file is written, so a killed
-run and its rerun log each row once (serving/batch_log.py).
+Both files are written whole or not at all, each replacing the file of its name (an --output
+or .errors.jsonl that is a directory is refused before the run starts); two runs given one
+--output at once each write whole files of their own rows, the later rename winning. The
+command prints how many rows were read, predicted and rejected; the exit code is 0 when every
+row was predicted (or the rejected share is within --max-error-rate), 2 when more were
+rejected, 1 for any other failure (also when the --request-log-dir log dropped rows: a full
+disk or an unwritable directory). The request log's rows become readable only once the
+predictions file is written, so a killed run and its rerun log each row once
+(serving/batch_log.py).
 
 Why a custom ModelHandler: Beam 2.61's TFModelHandlerNumpy/TFModelHandlerTensor call a Keras
 model on one stacked tensor; babyweight's `serving_default` takes four named tensors (two of
@@ -302,12 +304,29 @@ def _unloadable(version: int, path: str) -> Optional[str]:
     return None
 
 
+def _unwritable_output(output: str, logged: bool) -> Optional[str]:
+    """Why --output (or a file written beside it) cannot be replaced by this run's file, else
+    None: checked before any work, since a directory there is not a file to replace."""
+    if output.endswith(("/", os.sep)):
+        return f"--output {output} names a directory; give the predictions file's path"
+    companions = [ERRORS_SUFFIX] + ([batch_log.ATTEMPTS_SUFFIX] if logged else [])
+    for path in [output] + [output + suffix for suffix in companions]:
+        problem = files.unusable_file(path)
+        if problem:
+            return f"--output {output} cannot be written: {problem}"
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = command_parser("python -m serving.batch_predict", __doc__, BatchPredictConfig)
     args, beam_args = parser.parse_known_args(argv)
     config = from_flags(BatchPredictConfig, args)
     if not config.output:
         parser.error("--output is required")
+    problem = _unwritable_output(config.output, bool(config.request_log_dir))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     if "://" not in config.output:
         # Beam's local filesystem cannot create a file named without a directory.
         config = dataclasses.replace(config, output=os.path.abspath(config.output))

@@ -93,3 +93,40 @@ def test_batch_predict_refuses_an_output_another_run_is_writing(
         assert not output.exists()
     assert batch_predict.main(argv) == 0
     assert len(output.read_text().splitlines()) == 1
+
+
+def test_assembling_over_a_directory_fails_and_leaves_it_as_it_was(
+        tmp_path: pathlib.Path) -> None:
+    output = tmp_path / "predictions.jsonl"
+    (output / "kept").mkdir(parents=True)
+    (output / "kept" / "model.pb").write_text("weights")
+    run = batch_output.new_run_id()
+    _write(str(output), run, ["x"])
+    with pytest.raises(IsADirectoryError, match="is a directory, not a file"):
+        batch_output.assemble(str(output), run)
+    assert (output / "kept" / "model.pb").read_text() == "weights"
+    assert not pathlib.Path(f"{output}{batch_output.INCOMPLETE_SUFFIX}-{run}").exists()
+
+
+@pytest.mark.parametrize("named", ["output", "errors", "slash"])
+def test_batch_predict_refuses_an_output_that_is_a_directory_before_it_runs(
+        stand_in_models: ServingModels, tmp_path: pathlib.Path,
+        capsys: pytest.CaptureFixture, named: str) -> None:
+    model_dir = stand_in_models.serving_dir(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    rows = work / "rows.jsonl"
+    rows.write_text(json.dumps(COURSE_PAYLOAD["instances"][0]) + "\n")
+    (work / "notes.txt").write_text("mine")
+    output = {"output": str(work), "errors": str(tmp_path / "p.jsonl"),
+              "slash": str(tmp_path / "new") + "/"}[named]
+    if named == "errors":
+        (tmp_path / "p.jsonl.errors.jsonl").mkdir()
+    code = batch_predict.main(["--model-dir", str(model_dir), "--input", str(rows),
+                               "--output", output])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: --output {output} ") and "directory" in err
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt", "rows.jsonl"]
+    assert (model_dir.exists() and not (tmp_path / "p.jsonl").exists()
+            and not (tmp_path / "new").exists())
