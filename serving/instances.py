@@ -14,7 +14,8 @@ A record is accepted in either of two spellings, per value:
 Then the REST server's checks apply (serving.validation): a missing plurality, an unknown
 category, a number out of range are rejections naming the field. Columns that are not features
 are ignored, except `key` (carried to the output; the 0-based row number when absent) and the
-label (carried to the output when present, so predictions can be set against actuals); a
+label (carried to the output when present, so predictions can be set against actuals: a
+finite number above 0, as the training data's, or null or empty; else the row is rejected); a
 column named as one of those but for case, spaces or dashes ('Is_Male') is a rejection, not an
 ignored column.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from common import numerals
@@ -242,8 +244,35 @@ def decide(index: int, line: Optional[int], record: Record,
         if error.field in notes:
             reason += f" ({notes[error.field]})"
         return Rejected(index, line, key, reason)
+    label = record.get(features.LABEL_KEY)
+    if isinstance(label, str) and not label.strip():
+        label = None  # an empty cell of a JSON line, as of a CSV row: unknown
+    problem = _label_problem(label)
+    if problem:
+        return Rejected(index, line, key, f"{features.LABEL_KEY}: {problem}")
     canonical = {name: values[0] for name, values in columns.items()}
-    return Accepted(index, line, key, canonical, record.get(features.LABEL_KEY))
+    return Accepted(index, line, key, canonical, label)
+
+
+def _label_problem(label: Any) -> Optional[str]:
+    """Why the label cannot be carried to the output, else None. It is checked as the
+    pipeline's data is (the training query keeps weight_pounds > 0; the schema's type is a
+    float): a label set against a prediction must be a weight, and a JSON output would write
+    inf or NaN as null."""
+    if label is None:
+        return None
+    if isinstance(label, bool) or not isinstance(label, (int, float)):
+        shown = validation._quote(label) if isinstance(label, str) else type(label).__name__
+        return (f"expected a number (the actual weight, in pounds), got {shown}; leave it out "
+                "or empty when unknown")
+    try:
+        finite = math.isfinite(label)
+    except OverflowError:
+        finite = False
+    if not finite or label <= 0:
+        return (f"{validation._quote(label)} is not a weight: the label must be a finite "
+                "number above 0")
+    return None
 
 
 def too_many_rejected(read: int, rejected: int, max_error_rate: float) -> Optional[str]:

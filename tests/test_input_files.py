@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pathlib
 from typing import Any
 
@@ -11,6 +12,8 @@ from modules import features
 from serving import local_predict
 from tests.serving_fixtures import RunningServer
 from tests.test_batch_predict import _errors, _read_output, _run
+
+LABEL = features.LABEL_KEY
 
 # Registered as a plugin (not imported by name) so session fixtures run once per session.
 pytest_plugins = ("tests.serving_fixtures",)
@@ -145,3 +148,33 @@ def test_a_line_that_is_not_utf8_is_rejected_alone_naming_it(
     assert code == 2 and "1 predicted" in said
     assert _errors(out) == [{"key": 1, "line": 3, "error": "is not UTF-8 text: byte 3 of "
                              "column 'is_male' is 0xe9"}]
+
+
+def test_a_label_that_is_not_a_weight_rejects_its_row_naming_it(
+        shared_server: RunningServer, tmp_path: pathlib.Path, capsys: Any) -> None:
+    """The label was carried to the output unchecked: a CSV output wrote inf, nan, -5 and
+    'heavy' as actual weights, and a JSON one wrote inf and NaN as null, all with exit 0. It is
+    checked as the training data is (a finite number above 0), or empty for unknown."""
+    source = tmp_path / "labels.csv"
+    features_cells = "True,26,Single(1),39"
+    labels = ["7.5", "inf", "nan", "-5", "0", "heavy", "", "1e999"]
+    source.write_text("key,is_male,mother_age,plurality,gestation_weeks,weight_pounds\n" + "".join(
+        f"k{n},{features_cells},{label}\n" for n, label in enumerate(labels)))
+    lines = tmp_path / "labels.jsonl"
+    lines.write_text("".join(json.dumps({"key": f"k{n}", "is_male": "True", "mother_age": 26,
+                                         "plurality": "Single(1)", "gestation_weeks": 39,
+                                         LABEL: label}) + "\n"
+                             for n, label in enumerate([7.5, math.inf, math.nan, -5, None, ""])))
+    for given, kept in ((source, ["k0", "k6"]), (lines, ["k0", "k4", "k5"])):
+        for out in (tmp_path / "out.csv", tmp_path / "out.jsonl"):
+            code, printed, _ = _run(["--model-dir", str(shared_server.model_dir), "--input",
+                                     str(given), "--output", str(out)], capsys)
+            assert code == 2 and f"{len(kept)} predicted" in printed, printed
+            assert [row["key"] for row in _read_output(out)] == kept
+            assert [str(row.get(LABEL, "")) for row in _read_output(out)] == (
+                ["7.5"] + [""] * (len(kept) - 1))
+            errors = _errors(out)
+            assert all(e["error"].startswith(f"{LABEL}: ") for e in errors), errors
+            if given == source:
+                assert [e["key"] for e in errors] == ["k1", "k2", "k3", "k4", "k5", "k7"]
+                assert "got 'heavy'" in errors[4]["error"]
