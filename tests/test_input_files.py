@@ -178,3 +178,31 @@ def test_a_label_that_is_not_a_weight_rejects_its_row_naming_it(
             if given == source:
                 assert [e["key"] for e in errors] == ["k1", "k2", "k3", "k4", "k5", "k7"]
                 assert "got 'heavy'" in errors[4]["error"]
+
+
+def test_a_plurality_too_large_for_the_table_rejects_its_row_naming_it(
+        shared_server: RunningServer, tmp_path: pathlib.Path, capsys: Any) -> None:
+    """A whole number beyond the table's 64-bit plurality went to DuckDB's CAST, whose error
+    ended local_predict with a traceback and failed the whole batch run."""
+    model_dir = str(shared_server.model_dir)
+    good = {"is_male": "True", "mother_age": 26, "plurality": 1, "gestation_weeks": 39}
+    source = tmp_path / "huge.jsonl"
+    source.write_text(json.dumps(good) + "\n" + "".join(
+        json.dumps(good).replace('"plurality": 1', f'"plurality": {huge}') + "\n"
+        for huge in ("99999999999999999999", "1e20", '"99999999999999999999"')))
+    printed = io.StringIO()
+    assert local_predict.main(["--model-dir", model_dir, "--json-instances", str(source)],
+                              out=printed) == local_predict.EXIT_INVALID
+    answers = [json.loads(line) for line in printed.getvalue().splitlines()]
+    assert [list(a) for a in answers] == [[LABEL]] + [["line", "error"]] * 3
+    assert all(a["error"].startswith("plurality: ") for a in answers[1:]), answers
+    assert "Traceback" not in capsys.readouterr().err
+
+    cells = tmp_path / "huge.csv"
+    cells.write_text("is_male,mother_age,plurality,gestation_weeks\nTrue,26,1,39\n"
+                     "True,26,99999999999999999999,39\n")
+    out = tmp_path / "huge.out.jsonl"
+    code, said, _ = _run(["--model-dir", model_dir, "--input", str(cells), "--output",
+                          str(out)], capsys)
+    assert code == 2 and "1 predicted" in said
+    assert [(e["line"], e["error"].split(":")[0]) for e in _errors(out)] == [(3, "plurality")]

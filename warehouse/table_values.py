@@ -22,6 +22,7 @@ Raw = Union[bool, int]
 _TABLE_TYPES: Dict[str, str] = dict(NATALITY_COLUMNS)
 # The warehouse's text spellings of a BOOL (what a CSV export of the table holds).
 _BOOLEAN_WORDS = {"true": True, "false": False}
+_BIGINT_MIN, _BIGINT_MAX = -(2 ** 63), 2 ** 63 - 1
 _LOCK = threading.Lock()
 _CONNECTION: Optional[duckdb.DuckDBPyConnection] = None
 
@@ -30,7 +31,7 @@ def table_typed(name: str, value: Any) -> Optional[Raw]:
     """`value` as a value of the table's column `name` (BOOLEAN or BIGINT), or None if it is not.
 
     Text counts when it spells one ('true' in any case, '2' in ASCII digits), as in a CSV
-    export; a JSON number counts for BIGINT when it is whole.
+    export; a JSON number counts for BIGINT when it is whole and fits its 64 bits.
     """
     kind = _TABLE_TYPES.get(name)
     if kind == "BOOLEAN":
@@ -39,15 +40,23 @@ def table_typed(name: str, value: Any) -> Optional[Raw]:
         if isinstance(value, str):
             return _BOOLEAN_WORDS.get(value.strip().lower())
     elif kind == "BIGINT":
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            return numerals.integer(value)
+        return _bigint(value)
     return None
+
+
+def _bigint(value: Any) -> Optional[int]:
+    """`value` as a BIGINT, or None: a whole number outside its 64 bits is no value of the
+    column (and DuckDB's CAST of it raises, where a row's value must be that row's rejection)."""
+    number: Optional[int] = None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        number = numerals.integer(value)
+    return number if number is not None and _BIGINT_MIN <= number <= _BIGINT_MAX else None
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
