@@ -92,8 +92,8 @@ def _bad_byte(text: str, where: str) -> Optional[str]:
 
 
 def json_records(lines: Iterable[str]) -> Iterator[Tuple[int, Record]]:
-    """Every non-blank line of a JSON-lines text; malformed JSON is a RequestError record, and
-    so is a line that is not UTF-8."""
+    """Every non-blank line of a JSON-lines text; malformed JSON (nested too deeply included) is
+    a RequestError record, and so is a line that is not UTF-8."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -105,6 +105,8 @@ def json_records(lines: Iterable[str]) -> Iterator[Tuple[int, Record]]:
             yield number, validation.loads(line)
         except ValueError as error:
             yield number, validation.RequestError(f"malformed JSON: {error}")
+        except RecursionError:  # the parser's nesting limit: that line's fault, not the run's
+            yield number, validation.RequestError("malformed JSON: nested too deeply")
 
 
 _NUMERIC_COLUMNS = frozenset(f.name for f in features.NUMERIC_FEATURES) | {features.LABEL_KEY}

@@ -206,3 +206,27 @@ def test_a_plurality_too_large_for_the_table_rejects_its_row_naming_it(
                           str(out)], capsys)
     assert code == 2 and "1 predicted" in said
     assert [(e["line"], e["error"].split(":")[0]) for e in _errors(out)] == [(3, "plurality")]
+
+
+def test_a_line_nested_too_deeply_is_rejected_alone(
+        shared_server: RunningServer, tmp_path: pathlib.Path, capsys: Any) -> None:
+    """The JSON parser's RecursionError ended local_predict with a traceback and failed the
+    whole batch run: it is that line's rejection, as the server's 400 for such a body."""
+    model_dir = str(shared_server.model_dir)
+    good = json.dumps({"is_male": "True", "mother_age": 26, "plurality": "Single(1)",
+                       "gestation_weeks": 39})
+    source = tmp_path / "deep.jsonl"
+    source.write_text("\n".join([good, "[" * 100_000 + "]" * 100_000, good]) + "\n")
+    reason = "malformed JSON: nested too deeply"
+    printed = io.StringIO()
+    assert local_predict.main(["--model-dir", model_dir, "--json-instances", str(source)],
+                              out=printed) == local_predict.EXIT_INVALID
+    answers = [json.loads(line) for line in printed.getvalue().splitlines()]
+    assert [list(a) for a in answers] == [[LABEL], ["line", "error"], [LABEL]]
+    assert answers[1] == {"line": 2, "error": reason}
+    assert "Traceback" not in capsys.readouterr().err
+    out = tmp_path / "deep.out.jsonl"
+    code, said, _ = _run(["--model-dir", model_dir, "--input", str(source), "--output",
+                          str(out)], capsys)
+    assert code == 2 and "2 predicted" in said
+    assert _errors(out) == [{"key": 1, "line": 2, "error": reason}]
