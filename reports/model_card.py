@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 from common.files import write_atomically
 from modules import features
 from reports import eval_views
-from reports.facts import RunFacts
+from reports.facts import TUNER_NODE, RunFacts
 
 logger = logging.getLogger(__name__)
 
@@ -61,19 +61,21 @@ def _limitations(facts: RunFacts) -> List[Dict[str, str]]:
 
 
 # What each split is for (pipelines/pipeline.py: the model is chosen on test, gated on eval).
-_SPLIT_ROLES = {"train": "fitted on", "test": "chosen on (early stopping, the Tuner)",
+_SPLIT_ROLES = {"train": "fitted on", "test": "chosen on (early stopping)",
                 "eval": "gated and measured on (above)"}
+_TUNED_TEST_ROLE = "chosen on (early stopping, the Tuner)"
 
 
 def _split_description(split: str, count: int, hyperparameters: Dict[str, Any],
-                       data_range: str, has_test: bool = True) -> str:
+                       data_range: str, has_test: bool = True, tuned: bool = False) -> str:
     """A split's examples, what the model did with them, and what ExampleGen read them from.
 
-    The fingerprint names the table's spans ExampleGen read, not the months the examples
-    hold (the query keeps only its own rows of them, and each split takes its own months),
-    so it is said as what it is."""
+    The Tuner is named only for a run that had one (tuning is off by default). The
+    fingerprint names the table's spans ExampleGen read, not the months the examples hold
+    (the query keeps only its own rows of them, and each split takes its own months), so it
+    is said as what it is."""
     text = f"{count:,} examples"
-    role = _SPLIT_ROLES.get(split)
+    role = _TUNED_TEST_ROLE if split == "test" and tuned else _SPLIT_ROLES.get(split)
     if split == "eval" and not has_test:
         role = "chosen on and gated on (there is no test split)"
     if role:
@@ -113,7 +115,7 @@ def build(facts: RunFacts, analysis: Optional[eval_views.EvalAnalysis]) -> Dict[
             "output_format": f"{features.LABEL_KEY}: birth weight in pounds",
             "data": [{"name": f"{split} split", "description": _split_description(
                           split, count, facts.effective_hyperparameters, data_range,
-                          "test" in facts.split_sizes)}
+                          "test" in facts.split_sizes, record.component(TUNER_NODE) is not None)}
                      for split, count in facts.split_sizes.items()],
         },
         "quantitative_analysis": {"performance_metrics": _metrics(facts, analysis)},

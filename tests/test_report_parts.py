@@ -275,3 +275,24 @@ def test_the_model_card_says_what_each_split_was_for_and_a_training_cap():
     assert model_card._split_description("eval", 10, {}, "") == (
         "10 examples, the model gated and measured on (above)")
     assert "chosen on and gated on" in model_card._split_description("eval", 10, {}, "", False)
+
+
+def test_the_model_card_names_the_tuner_only_for_a_run_that_had_one():
+    import datetime
+
+    from reports import facts, mlmd, model_card
+
+    at = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+
+    def card(*nodes: str) -> dict:
+        components = [mlmd.ComponentRun(n, n, "COMPLETE", at, at, {}, {}, {}) for n in nodes]
+        run = facts.RunFacts(record=mlmd.RunRecord("r", "babyweight", at, components),
+                             status="succeeded", succeeded=True,
+                             split_sizes={"train": 80, "test": 10, "eval": 10})
+        built = model_card.build(run, None)["model_parameters"]["data"]
+        return {d["name"]: d["description"] for d in built}
+
+    untuned = card("Trainer")["test split"]
+    assert untuned == "10 examples, the model chosen on (early stopping)"
+    tuned = card(facts.TUNER_NODE, "Trainer")["test split"]
+    assert tuned == "10 examples, the model chosen on (early stopping, the Tuner)"
