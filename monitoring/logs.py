@@ -34,9 +34,15 @@ class Window:
         return Window(self.start_ms - length, self.start_ms)
 
     def describe(self) -> str:
+        """'<start> to <end>' in UTC, with milliseconds when a bound is not a whole second: a
+        default end is just after the newest request, and a label cut to seconds would name
+        two windows with different rows alike."""
+        exact = bool(self.start_ms % 1000 or self.end_ms % 1000)
+
         def text(millis: int) -> str:
-            moment = datetime.datetime.fromtimestamp(millis / 1000, tz=datetime.timezone.utc)
-            return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+            seconds, rest = divmod(millis, 1000)
+            moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+            return moment.strftime("%Y-%m-%d %H:%M:%S") + (f".{rest:03d}" if exact else "") + " UTC"
         return f"{text(self.start_ms)} to {text(self.end_ms)}"
 
 

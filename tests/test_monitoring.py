@@ -245,6 +245,17 @@ def test_windows_parse_times_and_durations():
     assert np.isclose(logs.parse_time("1.5"), 1500)
 
 
+def test_a_window_s_label_names_its_bounds_to_the_millisecond_when_they_need_it():
+    """The default end is just after the newest request: cut to seconds, the window ending
+    there and the one starting there would read alike."""
+    hour, at = 3_600_000, logs.parse_time("2027-01-15T09:00")
+    first, second = logs.Window(at - hour + 1, at + 1), logs.Window(at - hour, at)
+    assert first.describe() == "2027-01-15 08:00:00.001 UTC to 2027-01-15 09:00:00.001 UTC"
+    assert first.describe() != second.describe()
+    assert second.describe() == "2027-01-15 08:00:00 UTC to 2027-01-15 09:00:00 UTC"
+    assert logs.Window(at, at + 1500).describe().endswith("09:00:01.500 UTC")
+
+
 def test_a_metadata_path_that_is_no_store_is_exit_1_in_words(tmp_path, capsys):
     version = tmp_path / "serving" / "3"
     version.mkdir(parents=True)
