@@ -16,8 +16,9 @@ an HTML page, summary.json and the distances as Prometheus gauges (metrics.prom)
 started with `--monitoring-dir <reports-dir>/monitoring` shows the newest run's distances as
 gauges on its own /monitoring/prometheus/metrics.
 
-Exit codes: 0 every distance within its threshold, 2 a threshold crossed (the findings are
-printed), 1 anything else (no logs, no lineage), with the cause in words.
+Exit codes: 0 every distance within its threshold, 2 a threshold crossed or the traffic breaks
+the schema (the findings are printed; the page's verdict and the index say which), 1 anything
+else (no logs, no lineage), with the cause in words.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ from typing import Any, Dict, List, Optional
 
 from common.config import PipelineConfig, command_parser, from_flags, setting
 from common.files import unusable_dir
+from monitoring.verdict import EXIT_CROSSED, Verdict  # noqa: F401 (EXIT_CROSSED: the callers')
 
-EXIT_CROSSED = 2
 RUN_NAME = "%Y%m%d-%H%M%S-%f-UTC"  # each run's folder: its UTC time, so names sort by age
 LOGGER = logging.getLogger("babyweight.monitoring")
 
@@ -187,8 +188,7 @@ def summary(findings, anomalies: Dict[str, str], version: int, window: str,
     return {"version": version, "window": window, "rows": sum(rows.values()),
             "rows_by_version": {str(v): n for v, n in rows.items()},
             "prediction_rows": rows[version], "mixed_versions": len(rows) > 1,
-            "crossed": [f.sentence() for f in findings if f.crossed] + [
-                f"traffic feature '{n}': {t}" for n, t in anomalies.items()],
+            **Verdict.of(findings, anomalies).summary(),
             "drift_measured": drift_not_measured is None,
             "drift_not_measured": drift_not_measured,
             "open_files": open_files, "open_files_not_read": unread_text(open_files),
@@ -247,6 +247,7 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     served = compare.prediction_statistics(checked[request_log.PREDICTION_KEY].to_numpy())
     findings += compare.predictions(evaluated, served)
     anomalies = compare.traffic_anomalies(serving, schema)
+    verdict = Verdict.of(findings, anomalies)
 
     # UTC: the newest run is the folder that sorts last, also across a clock change or a TZ.
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime(RUN_NAME)
@@ -263,13 +264,12 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
         version=found.version, rows=rows_text(rows),
         training_statistics=str(found.statistics_file("train")), training=training,
         serving=serving, eval_predictions=evaluated, served_predictions=served,
-        findings=findings, traffic_anomalies=anomalies,
+        findings=findings, traffic_anomalies=anomalies, verdict=verdict,
         command="python -m monitoring " + " ".join(argv))
     page_path = out / "monitoring.html"
     page_path.write_text(page.render(inputs, page_path, index))
     (out / "metrics.prom").write_text(_gauges(findings, found.version,
                                               drift_not_measured is None))
-    crossed = [f for f in findings if f.crossed] or bool(anomalies)
     # Written whole, then renamed: a server's scrape reads it at any moment.
     written = summary(findings, anomalies, found.version, window.describe(), rows,
                       drift_not_measured, unread)
@@ -284,7 +284,7 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     for line in outcome_lines(findings, anomalies, drift_not_measured, unread):
         print(line)
     print(f"Page: {page_path.resolve().as_uri()}")
-    return EXIT_CROSSED if crossed else 0
+    return verdict.exit_code()
 
 
 def _refresh_index(config: MonitorConfig) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from modules import features
 from monitoring import bins
 from monitoring.compare import Finding, Stats, feature_stats
+from monitoring.verdict import Verdict
 from reports import charts
 from reports import pages as report_pages
 
@@ -34,6 +35,7 @@ class PageInputs:
     served_predictions: Stats
     findings: Sequence[Finding]
     traffic_anomalies: Dict[str, str]
+    verdict: Verdict  # the one the exit code and the index give
     command: str
 
 
@@ -121,11 +123,10 @@ def render(inputs: PageInputs, page: pathlib.Path, index: pathlib.Path) -> str:
                                 inputs.served_predictions, names=(TRAINING, SERVING)),
         "caption": "grey: the model's predictions on its eval split; blue: served predictions",
         "findings": _lines(inputs.findings, request_log.PREDICTION_KEY)}
-    crossed = [f.sentence() for f in inputs.findings if f.crossed]
     return _environment().get_template("monitoring.html.j2").render(
         title=inputs.title, window=inputs.window, previous=inputs.previous,
         version=inputs.version, rows=inputs.rows, generated=report_pages._now(),
-        index_href=report_pages.href(index, page), crossed=crossed,
+        index_href=report_pages.href(index, page), verdict=inputs.verdict,
         findings_count=len(inputs.findings), training_statistics=inputs.training_statistics,
-        traffic_anomalies=inputs.traffic_anomalies, features=sections,
+        features=sections,
         predictions=predictions, command=inputs.command)

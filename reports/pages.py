@@ -187,6 +187,8 @@ def monitoring_entries(index: pathlib.Path) -> List[Dict[str, Any]]:
     """The monitoring pages beside the index (python -m monitoring), newest first."""
     import json
 
+    from monitoring import verdict
+
     found = []
     for summary in sorted((index.parent / "monitoring").glob("*/summary.json"), reverse=True):
         try:
@@ -196,7 +198,7 @@ def monitoring_entries(index: pathlib.Path) -> List[Dict[str, Any]]:
         found.append({"href": href(summary.parent / "monitoring.html", index),
                       "label": summary.parent.name, "version": facts.get("version"),
                       "window": facts.get("window", ""), "rows": facts.get("rows", 0),
-                      "crossed": len(facts.get("crossed", []))})
+                      "verdict": verdict.index_cell(facts)})
     return found
 
 

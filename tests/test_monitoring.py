@@ -172,6 +172,31 @@ def test_records_still_in_an_open_file_before_the_end_are_said_to_be_left_out(
     assert "still open" not in capsys.readouterr().out
 
 
+def test_traffic_that_breaks_the_schema_is_one_verdict_on_the_page_the_index_and_the_exit(
+        monitored, eval_traffic, tmp_path, capsys):
+    found, rows, served = eval_traffic
+    _, common, _ = monitored
+    directory, at = tmp_path / "request_log", START + 30 * HOUR
+    _log(directory, rows + [{**rows[0], "mother_age": 70}], np.append(served, served[0]),
+         found.version, at)
+    reports = tmp_path / "reports"
+    code = cli.main(common + ["--logs", str(directory), "--reports-dir", str(reports)])
+    printed = capsys.readouterr().out
+    assert code == cli.EXIT_CROSSED, printed
+    assert "!! the traffic breaks the schema: feature 'mother_age'" in printed
+    assert " ABOVE " not in printed  # every distance is within its threshold
+    (run,) = (reports / "monitoring").glob("2*")
+    page = (run / "monitoring.html").read_text()
+    assert '<div class="big bad" id="verdict">breaks the schema</div>' in page, page
+    assert "; 1 feature breaking the schema" in page and ">clean<" not in page
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["verdict"] == "1 schema break" and summary["thresholds_crossed"] == []
+    assert summary["schema_breaks"][0].startswith("feature 'mother_age': ")
+    assert summary["flagged"] is True and len(summary["crossed"]) == 1
+    index = (reports / "index.html").read_text()
+    assert '<td class="bad">1 schema break</td>' in index and "above threshold" not in index
+
+
 def test_the_reports_index_links_the_monitoring_pages(monitored, pipeline_runs, capsys):
     _, common, reports = monitored
     cli.main(common + ["--end", str(START + 1)])

@@ -1,0 +1,39 @@
+"""A monitoring run's verdict, made once (monitoring/verdict.py): what the exit code, the
+page's verdict card, summary.json and the reports index say of a window, with no model."""
+from __future__ import annotations
+
+import json
+
+from monitoring import cli, verdict
+from monitoring.compare import Finding
+from reports import pages
+
+WITHIN = Finding("skew", "mother_age", "Jensen-Shannon divergence", 0.01, 0.1)
+ABOVE = Finding("skew", "plurality", "L-infinity distance", 0.3, 0.1)
+BREAK = {"mother_age": "Unexpectedly large value: 70."}
+
+
+def test_a_schema_break_alone_is_flagged_and_named_as_a_schema_break():
+    judged = verdict.Verdict.of([WITHIN], BREAK)
+    assert judged.flagged and judged.exit_code() == cli.EXIT_CROSSED == 2
+    assert judged.headline == "breaks the schema" and judged.label == "1 schema break"
+    both = verdict.Verdict.of([WITHIN, ABOVE], BREAK)
+    assert both.headline == "threshold crossed, breaks the schema"
+    assert both.label == "1 above threshold, 1 schema break"
+    clean = verdict.Verdict.of([WITHIN], {})
+    assert (clean.flagged, clean.headline, clean.label, clean.exit_code()) == (
+        False, "clean", "clean", 0)
+
+
+def test_the_summary_and_the_index_give_the_verdict_the_exit_code_follows(tmp_path):
+    summary = cli.summary([WITHIN], BREAK, 3, "w", {3: 10})
+    assert summary["verdict"] == "1 schema break" and summary["flagged"] is True
+    assert summary["thresholds_crossed"] == []
+    assert summary["crossed"] == ["traffic feature 'mother_age': Unexpectedly large value: 70."]
+    older = {k: v for k, v in summary.items()
+             if k not in ("verdict", "flagged", "thresholds_crossed", "schema_breaks")}
+    for name, written in (("20270101-000000-000001", summary), ("20270101-000000-000000", older)):
+        (tmp_path / "monitoring" / name).mkdir(parents=True)
+        (tmp_path / "monitoring" / name / "summary.json").write_text(json.dumps(written))
+    entries = pages.monitoring_entries(tmp_path / "index.html")
+    assert [e["verdict"] for e in entries] == [{"text": "1 schema break", "bad": True}] * 2
