@@ -17,8 +17,10 @@ started with `--monitoring-dir <reports-dir>/monitoring` shows the newest run's 
 gauges on its own /monitoring/prometheus/metrics.
 
 Exit codes: 0 every distance within its threshold, 2 a threshold crossed or the traffic breaks
-the schema (the findings are printed; the page's verdict and the index say which), 1 anything
-else (no logs, no lineage), with the cause in words.
+the schema (the findings are printed; the page's verdict and the index say which), 3 the window
+is incomplete: request-log files still open (.partial) may hold records from before its end
+(whatever the distances; --allow-open-files exits 0 or 2 by them instead, the page and the index
+still saying so), 1 anything else (no logs, no lineage), with the cause in words.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from typing import Any, Dict, List, Optional
 
 from common.config import PipelineConfig, command_parser, from_flags, setting
 from common.files import unusable_dir
-from monitoring.verdict import EXIT_CROSSED, Verdict  # noqa: F401 (EXIT_CROSSED: the callers')
+from monitoring.verdict import EXIT_CROSSED, EXIT_INCOMPLETE, Verdict  # noqa: F401 (callers')
 
 RUN_NAME = "%Y%m%d-%H%M%S-%f-UTC"  # each run's folder: its UTC time, so names sort by age
 LOGGER = logging.getLogger("babyweight.monitoring")
@@ -65,6 +67,9 @@ class MonitorConfig:
     only_version: bool = setting(True, "Skew of only the requests the checked version answered "
                                  "(the previous window, for drift, holds every version's; the "
                                  "predictions are always the checked version's alone).")
+    allow_open_files: bool = setting(
+        False, "Exit 0 or 2 by the distances even when request-log files still open may hold "
+        "records from before the window's end (otherwise exit 3); the page still says so.")
 
 
 def _window(config: MonitorConfig, frame):
@@ -89,7 +94,7 @@ def _window(config: MonitorConfig, frame):
     return logs.Window(start, end)
 
 
-def _gauges(findings, version: int, drift_measured: bool = True) -> str:
+def _gauges(findings, version: int, drift_measured: bool = True, open_files: int = 0) -> str:
     lines = ["# HELP babyweight_monitoring_distance A TFDV distance between served traffic "
              "and its reference.", "# TYPE babyweight_monitoring_distance gauge",
              "# HELP babyweight_monitoring_threshold The distance's declared threshold.",
@@ -103,6 +108,10 @@ def _gauges(findings, version: int, drift_measured: bool = True) -> str:
               "window was measured, 0 when that window logged nothing.",
               "# TYPE babyweight_monitoring_drift_measured gauge",
               f'babyweight_monitoring_drift_measured{{version="{version}"}} {int(drift_measured)}']
+    lines += ["# HELP babyweight_monitoring_open_files Request-log files still open that may "
+              "hold records from before the window's end, which the window lacks.",
+              "# TYPE babyweight_monitoring_open_files gauge",
+              f'babyweight_monitoring_open_files{{version="{version}"}} {open_files}']
     return "\n".join(lines) + "\n"
 
 
@@ -188,7 +197,7 @@ def summary(findings, anomalies: Dict[str, str], version: int, window: str,
     return {"version": version, "window": window, "rows": sum(rows.values()),
             "rows_by_version": {str(v): n for v, n in rows.items()},
             "prediction_rows": rows[version], "mixed_versions": len(rows) > 1,
-            **Verdict.of(findings, anomalies).summary(),
+            **Verdict.of(findings, anomalies, open_files).summary(),
             "drift_measured": drift_not_measured is None,
             "drift_not_measured": drift_not_measured,
             "open_files": open_files, "open_files_not_read": unread_text(open_files),
@@ -247,7 +256,7 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     served = compare.prediction_statistics(checked[request_log.PREDICTION_KEY].to_numpy())
     findings += compare.predictions(evaluated, served)
     anomalies = compare.traffic_anomalies(serving, schema)
-    verdict = Verdict.of(findings, anomalies)
+    verdict = Verdict.of(findings, anomalies, unread)
 
     # UTC: the newest run is the folder that sorts last, also across a clock change or a TZ.
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime(RUN_NAME)
@@ -265,11 +274,12 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
         training_statistics=str(found.statistics_file("train")), training=training,
         serving=serving, eval_predictions=evaluated, served_predictions=served,
         findings=findings, traffic_anomalies=anomalies, verdict=verdict,
+        incomplete=unread_text(unread),
         command="python -m monitoring " + " ".join(argv))
     page_path = out / "monitoring.html"
     page_path.write_text(page.render(inputs, page_path, index))
     (out / "metrics.prom").write_text(_gauges(findings, found.version,
-                                              drift_not_measured is None))
+                                              drift_not_measured is None, unread))
     # Written whole, then renamed: a server's scrape reads it at any moment.
     written = summary(findings, anomalies, found.version, window.describe(), rows,
                       drift_not_measured, unread)
@@ -284,7 +294,11 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     for line in outcome_lines(findings, anomalies, drift_not_measured, unread):
         print(line)
     print(f"Page: {page_path.resolve().as_uri()}")
-    return verdict.exit_code()
+    code = verdict.exit_code(config.allow_open_files)
+    if code == EXIT_INCOMPLETE:
+        print(f"error: the window is incomplete: {unread_text(unread)}; --allow-open-files "
+              "accepts it", file=sys.stderr)
+    return code
 
 
 def _refresh_index(config: MonitorConfig) -> None:

@@ -36,6 +36,7 @@ class PageInputs:
     findings: Sequence[Finding]
     traffic_anomalies: Dict[str, str]
     verdict: Verdict  # the one the exit code and the index give
+    incomplete: Optional[str]  # why records are known to be missing from the window, if they are
     command: str
 
 
@@ -127,6 +128,7 @@ def render(inputs: PageInputs, page: pathlib.Path, index: pathlib.Path) -> str:
         title=inputs.title, window=inputs.window, previous=inputs.previous,
         version=inputs.version, rows=inputs.rows, generated=report_pages._now(),
         index_href=report_pages.href(index, page), verdict=inputs.verdict,
+        incomplete=inputs.incomplete,
         findings_count=len(inputs.findings), training_statistics=inputs.training_statistics,
         features=sections,
         predictions=predictions, command=inputs.command)

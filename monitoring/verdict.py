@@ -1,11 +1,13 @@
-"""A monitoring run's verdict, made once from its findings and the traffic's schema breaks, so
-the console, the page, summary.json, the reports index and the exit code cannot disagree."""
+"""A monitoring run's verdict, made once from its findings, the traffic's schema breaks and the
+records it knows it lacks, so the console, the page, summary.json, the reports index and the
+exit code cannot disagree."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Dict, List, Sequence
 
 EXIT_CROSSED = 2  # a distance above its threshold, or traffic that breaks the schema
+EXIT_INCOMPLETE = 3  # records from before the window's end are in files still open
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -15,15 +17,18 @@ def _count(n: int, one: str, many: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     """What the window says: the distances above their thresholds and the schema breaks, each
-    in words."""
+    in words, and how many files still open may hold records the window lacks."""
 
     crossed: Sequence[str]
     schema_breaks: Sequence[str]
+    open_files: int = 0
 
     @classmethod
-    def of(cls, findings: Sequence[Any], anomalies: Dict[str, str]) -> "Verdict":
+    def of(cls, findings: Sequence[Any], anomalies: Dict[str, str],
+           open_files: int = 0) -> "Verdict":
         return cls([f.sentence() for f in findings if f.crossed],
-                   [f"feature '{name}': {text}" for name, text in anomalies.items()])
+                   [f"feature '{name}': {text}" for name, text in anomalies.items()],
+                   open_files)
 
     @property
     def flagged(self) -> bool:
@@ -35,17 +40,24 @@ class Verdict:
         """The page's verdict in a few words."""
         parts = (["threshold crossed"] if self.crossed else []) + (
             ["breaks the schema"] if self.schema_breaks else [])
-        return ", ".join(parts) or "clean"
+        return (", ".join(parts) or "clean") + (
+            ", window incomplete" if self.open_files else "")
 
     @property
     def label(self) -> str:
-        """The reports index's verdict cell: how many of each kind."""
+        """The reports index's verdict cell: how many of each kind, and records left out."""
         parts = ([f"{len(self.crossed):,} above threshold"] if self.crossed else []) + (
             [_count(len(self.schema_breaks), "schema break", "schema breaks")]
             if self.schema_breaks else [])
-        return ", ".join(parts) or "clean"
+        files = _count(self.open_files, "request-log file", "request-log files")
+        return (", ".join(parts) or "clean") + (
+            f"; window incomplete ({files} still open)" if self.open_files else "")
 
-    def exit_code(self) -> int:
+    def exit_code(self, allow_open_files: bool = False) -> int:
+        """3 when records are known to be missing from the window, unless accepted: its
+        distances are not the whole window's; else 2 when flagged, else 0."""
+        if self.open_files and not allow_open_files:
+            return EXIT_INCOMPLETE
         return EXIT_CROSSED if self.flagged else 0
 
     def summary(self) -> Dict[str, Any]:
@@ -61,8 +73,10 @@ def index_cell(summary: Dict[str, Any]) -> Dict[str, Any]:
     carried one, made from its 'crossed' (schema breaks were written there as "traffic
     feature '...'")."""
     if isinstance(summary.get("verdict"), str):
-        return {"text": summary["verdict"], "bad": bool(summary.get("flagged"))}
+        return {"text": summary["verdict"],
+                "bad": bool(summary.get("flagged") or summary.get("open_files"))}
     crossed: List[str] = [str(c) for c in summary.get("crossed") or []]
     breaks = [c[len("traffic "):] for c in crossed if c.startswith("traffic feature '")]
-    verdict = Verdict([c for c in crossed if not c.startswith("traffic feature '")], breaks)
-    return {"text": verdict.label, "bad": verdict.flagged}
+    verdict = Verdict([c for c in crossed if not c.startswith("traffic feature '")], breaks,
+                      int(summary.get("open_files") or 0))
+    return {"text": verdict.label, "bad": verdict.flagged or bool(verdict.open_files)}

@@ -1,10 +1,10 @@
 """The monitor's distances as gauges in the server's metrics, read at scrape time.
 
 `python -m monitoring` writes each result to <reports-dir>/monitoring/<UTC time>/summary.json
-(and a Prometheus textfile beside it). A server started with --monitoring-dir pointing there exposes
-the newest result's distances and thresholds, and whether drift was measured, on
-/monitoring/prometheus/metrics, with the same names and labels as that textfile (kind, feature,
-version), plus the time the result was
+(and a Prometheus textfile beside it). A server started with --monitoring-dir pointing there
+exposes the newest result's distances and thresholds, whether drift was measured and how many
+open log files may hold records the window lacks, on /monitoring/prometheus/metrics, with the
+same names and labels as that textfile (kind, feature, version), plus the time the result was
 written, so an alert can also fire when monitoring stopped running. Reading happens only when
 Prometheus scrapes, and a file is parsed again only when a newer one appears. A missing or
 unreadable result never fails a scrape: it shows no distances, logged once per file.
@@ -86,6 +86,14 @@ class MonitoringGauges:
                 "logged nothing", labels=["version"])
             measured.add_metric([version], int(summary["drift_measured"]))
             yield measured
+        if isinstance(summary.get("open_files"), int):
+            # Records the window lacks (monitoring/cli.py's gauge): its distances are partial.
+            unread = GaugeMetricFamily(
+                "babyweight_monitoring_open_files",
+                "Request-log files still open that may hold records from before the window's "
+                "end, which the window lacks", labels=["version"])
+            unread.add_metric([version], summary["open_files"])
+            yield unread
         if written:
             yield GaugeMetricFamily(
                 "babyweight_monitoring_last_run_timestamp_seconds",

@@ -161,13 +161,27 @@ def test_records_still_in_an_open_file_before_the_end_are_said_to_be_left_out(
     stem = request_log.file_stem(directory, at + 30, 1, 1)  # opened 30 s after the first
     pathlib.Path(f"{stem}{request_log.SUFFIX}{request_log.PARTIAL}").write_bytes(
         request_log.framed(records))
-    flags = common + ["--logs", str(directory), "--reports-dir", str(tmp_path / "reports")]
-    assert cli.main(flags + ["--end", str(at + 60)]) == 0
-    assert f"  -- {cli.unread_text(1)}\n" in capsys.readouterr().out
-    (run,) = (tmp_path / "reports" / "monitoring").glob("2*")
+    reports = tmp_path / "reports"
+    flags = common + ["--logs", str(directory), "--reports-dir", str(reports)]
+    assert cli.main(flags + ["--end", str(at + 60)]) == cli.EXIT_INCOMPLETE == 3
+    printed = capsys.readouterr()
+    assert f"  -- {cli.unread_text(1)}\n" in printed.out
+    assert printed.err == (f"error: the window is incomplete: {cli.unread_text(1)}; "
+                           "--allow-open-files accepts it\n")
+    (run,) = (reports / "monitoring").glob("2*")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["open_files"] == 1 and summary["open_files_not_read"] == cli.unread_text(1)
-    # A window ending before the open file was opened, and its records, misses nothing.
+    page = (run / "monitoring.html").read_text()
+    assert '<div class="big bad" id="verdict">clean, window incomplete</div>' in page
+    assert (f"<strong>This window is incomplete:</strong> "
+            f"{markupsafe.escape(cli.unread_text(1))}.") in page
+    assert 'babyweight_monitoring_open_files{version="' in (run / "metrics.prom").read_text()
+    index = (reports / "index.html").read_text()
+    assert '<td class="bad">clean; window incomplete (1 request-log file still open)</td>' in index
+    # Accepted, the exit is the distances' (the page still says it); a window ending before
+    # the open file was opened, and its records, misses nothing.
+    assert cli.main(flags + ["--end", str(at + 60), "--allow-open-files"]) == 0
+    assert f"  -- {cli.unread_text(1)}\n" in capsys.readouterr().out
     assert cli.main(flags + ["--end", str(at + 10)]) == 0
     assert "still open" not in capsys.readouterr().out
 
@@ -236,6 +250,7 @@ def test_the_commands_distances_are_gauges_on_the_servers_metrics(monitored, pip
         expected[("babyweight_monitoring_distance", labels)] = f["value"]
         expected[("babyweight_monitoring_threshold", labels)] = f["threshold"]
     expected[("babyweight_monitoring_drift_measured", (("version", str(found.version)),))] = 1
+    expected[("babyweight_monitoring_open_files", (("version", str(found.version)),))] = 0
     assert scraped == expected
     # ... and they are the series of the textfile the same run wrote (same names and labels).
     assert set(scraped) == set(_parse((run / "metrics.prom").read_text()))

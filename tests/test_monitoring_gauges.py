@@ -18,7 +18,7 @@ from tests.serving_fixtures import ServingModels
 pytest_plugins = ("tests.serving_fixtures",)
 Gauges = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 MONITORING = ("babyweight_monitoring_distance", "babyweight_monitoring_threshold",
-              "babyweight_monitoring_drift_measured")
+              "babyweight_monitoring_drift_measured", "babyweight_monitoring_open_files")
 
 
 def _parse(text: str) -> Gauges:
@@ -34,14 +34,15 @@ def _scrape(server: Any) -> str:
 
 
 def _write_run(root: pathlib.Path, stamp: str, findings, version: int,
-               drift_not_measured: Any = None) -> pathlib.Path:
+               drift_not_measured: Any = None, open_files: int = 0) -> pathlib.Path:
     """A monitoring run's directory as `python -m monitoring` writes it (its own functions)."""
     out = root / stamp
     out.mkdir(parents=True)
     (out / "summary.json").write_text(json.dumps(
-        cli.summary(findings, {}, version, "a window", {version: 100}, drift_not_measured)))
+        cli.summary(findings, {}, version, "a window", {version: 100}, drift_not_measured,
+                    open_files)))
     (out / "metrics.prom").write_text(cli._gauges(findings, version,
-                                                  drift_not_measured is None))
+                                                  drift_not_measured is None, open_files))
     return out
 
 
@@ -74,10 +75,11 @@ def test_the_newest_result_is_on_the_servers_metrics(serving_models: ServingMode
 
     unmeasured = _write_run(results, "20261201-113000-000000", [
         Finding("skew", "mother_age", "jensen_shannon_divergence", 0.02, 0.1)], 8,
-        drift_not_measured="the previous window logged nothing")
+        drift_not_measured="the previous window logged nothing", open_files=2)
     scraped = _parse(_scrape(server))
     assert scraped == _parse((unmeasured / "metrics.prom").read_text())
     assert scraped[("babyweight_monitoring_drift_measured", (("version", "8"),))] == 0
+    assert scraped[("babyweight_monitoring_open_files", (("version", "8"),))] == 2
 
     broken = results / "20261201-130000-000000"
     broken.mkdir()

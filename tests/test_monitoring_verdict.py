@@ -37,3 +37,21 @@ def test_the_summary_and_the_index_give_the_verdict_the_exit_code_follows(tmp_pa
         (tmp_path / "monitoring" / name / "summary.json").write_text(json.dumps(written))
     entries = pages.monitoring_entries(tmp_path / "index.html")
     assert [e["verdict"] for e in entries] == [{"text": "1 schema break", "bad": True}] * 2
+
+
+def test_records_known_to_be_missing_are_exit_3_unless_accepted_and_said_everywhere(tmp_path):
+    judged = verdict.Verdict.of([WITHIN], {}, open_files=2)
+    assert judged.exit_code() == cli.EXIT_INCOMPLETE == 3
+    assert judged.exit_code(allow_open_files=True) == 0
+    assert verdict.Verdict.of([ABOVE], {}, 1).exit_code() == cli.EXIT_INCOMPLETE
+    assert verdict.Verdict.of([ABOVE], {}, 1).exit_code(allow_open_files=True) == 2
+    assert judged.headline == "clean, window incomplete"
+    assert judged.label == "clean; window incomplete (2 request-log files still open)"
+    assert 'babyweight_monitoring_open_files{version="3"} 2\n' in cli._gauges([WITHIN], 3,
+                                                                              open_files=2)
+    assert 'babyweight_monitoring_open_files{version="3"} 0\n' in cli._gauges([WITHIN], 3)
+    (tmp_path / "monitoring" / "1").mkdir(parents=True)
+    (tmp_path / "monitoring" / "1" / "summary.json").write_text(
+        json.dumps(cli.summary([WITHIN], {}, 3, "w", {3: 10}, None, open_files=2)))
+    (entry,) = pages.monitoring_entries(tmp_path / "index.html")
+    assert entry["verdict"] == {"text": judged.label, "bad": True}
