@@ -78,26 +78,29 @@ class MonitoringGauges:
             threshold.add_metric(labels, float(finding["threshold"]))
         yield distance
         yield threshold
-        if isinstance(summary.get("drift_measured"), bool):
-            # Without it, no drift distance would read as no drift (monitoring/cli.py's gauge).
-            measured = GaugeMetricFamily(
-                "babyweight_monitoring_drift_measured",
-                "1 when drift against the previous window was measured, 0 when that window "
-                "logged nothing", labels=["version"])
-            measured.add_metric([version], int(summary["drift_measured"]))
-            yield measured
-        if isinstance(summary.get("open_files"), int):
-            # Records the window lacks (monitoring/cli.py's gauge): its distances are partial.
-            unread = GaugeMetricFamily(
-                "babyweight_monitoring_open_files",
-                "Request-log files still open that may hold records from before the window's "
-                "end, which the window lacks", labels=["version"])
-            unread.add_metric([version], summary["open_files"])
-            yield unread
+        for key, kind, name, description in _VERSION_GAUGES:
+            if isinstance(summary.get(key), kind) and not (
+                    kind is int and isinstance(summary[key], bool)):
+                gauge = GaugeMetricFamily(name, description, labels=["version"])
+                gauge.add_metric([version], int(summary[key]))
+                yield gauge
         if written:
             yield GaugeMetricFamily(
                 "babyweight_monitoring_last_run_timestamp_seconds",
                 "When the newest monitoring result was written (Unix time)", value=written)
+
+
+# summary.json key, its type, and the gauge of one value per version it becomes (monitoring/
+# cli.py's textfile writes the same): without drift_measured, no drift distance would read as
+# no drift; open_files counts request-log files still open that may hold records from before
+# the window's end, which the window lacks (its distances are partial).
+_VERSION_GAUGES = (
+    ("drift_measured", bool, "babyweight_monitoring_drift_measured",
+     "1 when drift against the previous window was measured, 0 when that window logged nothing"),
+    ("open_files", int, "babyweight_monitoring_open_files",
+     "Request-log files still open that may hold records from before the window's end, which "
+     "the window lacks"),
+)
 
 
 def _findings(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
