@@ -20,7 +20,7 @@ Exit codes: 0 every distance within its threshold, 2 a threshold crossed or the 
 the schema (the findings are printed; the page's verdict and the index say which), 3 the window
 is incomplete: request-log files still open (.partial) may hold records from before its end
 (whatever the distances; --allow-open-files exits 0 or 2 by them instead, the page and the index
-still saying so), 1 anything else (no logs, no lineage), with the cause in words.
+still saying so), 1 anything else (no logs, no lineage, a refused flag), with the cause in words.
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ from common.config import PipelineConfig, command_parser, from_flags, setting
 from common.files import unusable_dir
 from monitoring.verdict import EXIT_CROSSED, EXIT_INCOMPLETE, Verdict  # noqa: F401 (callers')
 
+# A refused flag: "anything else", not EXIT_CROSSED, which is argparse's own usage code.
+EXIT_USAGE = 1
 RUN_NAME = "%Y%m%d-%H%M%S-%f-UTC"  # each run's folder: its UTC time, so names sort by age
 LOGGER = logging.getLogger("babyweight.monitoring")
 
@@ -312,8 +314,8 @@ def _refresh_index(config: MonitorConfig) -> None:
         LOGGER.warning("could not refresh the reports index: %s", error)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _flags(argv: List[str]) -> MonitorConfig:
+    """The settings, or argparse's usage error (SystemExit 2) naming the flag."""
     parser = command_parser("python -m monitoring", __doc__, MonitorConfig)
     config = from_flags(MonitorConfig, parser.parse_args(argv))
     from monitoring import logs
@@ -326,6 +328,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                 parse(value)  # before the log is looked for: the flag's fault
         except ValueError as error:
             parser.error(f"{flag}: {error}")
+    return config
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = _flags(argv)
+    except SystemExit as usage:
+        # argparse's usage errors exit 2, which here means a threshold was crossed: a
+        # scheduler acting on that must not take a mistyped flag for drift.
+        if usage.code == 2:
+            return EXIT_USAGE
+        raise
     unusable = unusable_dir(pathlib.Path(config.reports_dir) / "monitoring")
     if unusable:
         print(f"error: --reports-dir {config.reports_dir}: {unusable}", file=sys.stderr)

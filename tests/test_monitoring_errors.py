@@ -15,14 +15,22 @@ from tests.test_monitoring import HOUR, START, _log, eval_traffic, monitored  # 
 pytest_plugins = ("tests.serving_fixtures",)
 
 
+def test_an_unknown_flag_or_a_help_request_keeps_its_exit_code_apart_from_drift(capsys):
+    assert cli.main(["--no-such-flag"]) == cli.EXIT_USAGE
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as helped:
+        cli.main(["--help"])
+    assert helped.value.code == 0 and "--allow-open-files" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("flag,value", [("--end", "inf"), ("--end", "1e20"), ("--start", "nan"),
                                         ("--start", "2026-13-01"), ("--end", "-1e15")])
 def test_a_bad_start_or_end_is_the_flag_s_error_before_any_log_is_read(flag, value, tmp_path,
                                                                        capsys):
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["--logs", str(tmp_path / "none"), f"{flag}={value}"])
+    code = cli.main(["--logs", str(tmp_path / "none"), f"{flag}={value}"])
     err = capsys.readouterr().err
-    assert exited.value.code == 2 and f"{flag}: " in err and repr(value) in err, err
+    assert code == cli.EXIT_USAGE != cli.EXIT_CROSSED, "a mistyped flag is not drift"
+    assert f"{flag}: " in err and repr(value) in err, err
     assert "Traceback" not in err and "request-log" not in err
 
 
