@@ -220,6 +220,11 @@ def decide(index: int, line: Optional[int], record: Record,
     (serving/training_query.py; None: the query file's)."""
     key = record.get(KEY_COLUMN) if isinstance(record, dict) else None
     key = index if key is None or key == "" else key
+    if not isinstance(key, (str, int, float)):  # bool is an int
+        # A row's name, echoed to the output: a list or an object nested deep enough would
+        # fail the whole run where Beam pickles it, so it is this row's mistake alone.
+        return Rejected(index, line, index, f"{KEY_COLUMN}: expected a string or a number, "
+                        f"got {type(key).__name__}")
     if isinstance(record, validation.RequestError):
         return Rejected(index, line, key, record.message)
     if not isinstance(record, dict):

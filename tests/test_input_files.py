@@ -230,3 +230,23 @@ def test_a_line_nested_too_deeply_is_rejected_alone(
                           str(out)], capsys)
     assert code == 2 and "2 predicted" in said
     assert _errors(out) == [{"key": 1, "line": 2, "error": reason}]
+
+
+def test_a_key_that_is_not_a_name_rejects_its_row_alone(
+        shared_server: RunningServer, tmp_path: pathlib.Path, capsys: Any) -> None:
+    """A key is carried to the output: one nested deeply enough failed the whole batch run
+    where Beam pickled it (RecursionError); a list or an object is that row's mistake."""
+    row = {"is_male": "True", "mother_age": 26, "plurality": "Single(1)", "gestation_weeks": 39}
+    deep = json.dumps(row)[:-1] + ', "key": ' + "[" * 600 + "0" + "]" * 600 + "}"
+    lines = [json.dumps({**row, "key": "a"}), deep,
+             json.dumps({**row, "key": {"id": 3}}), json.dumps({**row, "key": 7})]
+    source = tmp_path / "keys.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "keys.out.jsonl"
+    code, said, _ = _run(["--model-dir", str(shared_server.model_dir), "--input", str(source),
+                          "--output", str(out), "--max-error-rate", "0.6"], capsys)
+    assert code == 0 and "2 predicted" in said, said
+    assert [r["key"] for r in map(json.loads, out.read_text().splitlines())] == ["a", 7]
+    assert _errors(out) == [
+        {"key": 1, "line": 2, "error": "key: expected a string or a number, got list"},
+        {"key": 2, "line": 3, "error": "key: expected a string or a number, got dict"}]
