@@ -213,12 +213,14 @@ def test_an_edited_query_file_is_read_again(tmp_path):
     assert sql.base_query(query_file) == spans.spans_query(query_file) == "SELECT 33 AS a"
 
 
-def test_an_edit_within_one_coarse_timestamp_tick_is_read(tmp_path):
+def test_an_edit_within_one_coarse_timestamp_tick_is_read(tmp_path, monkeypatch):
     """Two same-size edits whose change times a coarse file system makes equal: the second is
     what is read, though the cache is keyed by change time and size."""
     query = tmp_path / "query.sql"
     query.write_text("SELECT 1 AS a")
     tick = os.stat(query).st_mtime_ns
+    # Read within the tick whatever the machine's load: the clock as the file's change time.
+    monkeypatch.setattr(sql, "_clock", lambda: tick / 1e9 + 0.5)
     assert sql.query_text(query) == "SELECT 1 AS a"
     query.write_text("SELECT 2 AS a")
     os.utime(query, ns=(tick, tick))  # the same tick
@@ -267,3 +269,14 @@ def test_the_sample_picks_the_same_births_whether_numbers_are_stored_as_integers
     (integral,) = memory_connection.execute(
         "SELECT COUNT(*) FROM ints WHERE weight_pounds = ROUND(weight_pounds)").fetchone()
     assert integral > 0, "some weights are whole pounds, which engines spell differently"
+
+
+def test_the_sample_key_takes_every_value_the_pre_flight_check_lets_through(memory_connection):
+    """The largest values the check accepts (a weight whose thousandths fit INT64, an age
+    that is an INT64): the sampled query runs on them, on both engines' INT64 arithmetic."""
+    memory_connection.execute(
+        "CREATE TABLE big AS SELECT 2001 AS year, 1 AS month, 9.2e15 AS weight_pounds, "
+        "TRUE AS is_male, CAST(9.2e18 AS BIGINT) AS mother_age, 1 AS plurality, "
+        "CAST(9.2e18 AS BIGINT) AS gestation_weeks")
+    sampled = sql.split_query(sql.base_query(), 10, (0, 10), sample_per_mille=999)
+    memory_connection.execute(sql.to_duckdb(sampled, "big")).fetchall()  # no overflow

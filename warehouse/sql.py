@@ -20,16 +20,21 @@ LOCAL_TABLE = "natality"
 # Columns fingerprinted to pick a row for the sample: everything the query returns.
 _SAMPLE_KEY_COLUMNS = ("hashmonth", "is_male", "mother_age", "plurality", "gestation_weeks",
                        "weight_pounds")
-# Those that are numbers enter the key as whole millionths: BigQuery and DuckDB spell a
-# number as text differently (CAST(7.0 AS STRING) is '7' in BigQuery, '7.0' in DuckDB), and a
-# table loaded from files may hold an integer column as a float, so their text would pick
-# other rows on each engine; an integer's text is the same everywhere.
-_NUMERIC_KEY_COLUMNS = frozenset({"mother_age", "gestation_weeks", "weight_pounds"})
+# Those that are numbers enter the key as integers' text: BigQuery and DuckDB spell a float
+# as text differently (CAST(7.0 AS STRING) is '7' in BigQuery, '7.0' in DuckDB), and a table
+# loaded from files may hold an integer column as floats; an integer's text is the same
+# everywhere. The weight in whole thousandths of a pound, as spans.sql sums it: the pre-flight
+# check refuses a weight whose thousandths do not fit INT64, and ages and weeks that are not
+# whole numbers in INT64, so neither cast can overflow on a table the run reads.
+_INTEGER_KEY_COLUMNS = frozenset({"mother_age", "gestation_weeks"})
+_THOUSANDTHS_KEY_COLUMNS = frozenset({"weight_pounds"})
 
 
 def _sample_key_part(column: str) -> str:
-    if column in _NUMERIC_KEY_COLUMNS:
-        return f"CAST(CAST(ROUND({column} * 1000000) AS INT64) AS STRING)"
+    if column in _INTEGER_KEY_COLUMNS:
+        return f"CAST(CAST({column} AS INT64) AS STRING)"
+    if column in _THOUSANDTHS_KEY_COLUMNS:
+        return f"CAST(CAST(ROUND({column} * 1000) AS INT64) AS STRING)"
     return f"CAST({column} AS STRING)"
 
 
@@ -43,12 +48,13 @@ def query_text(path: pathlib.Path) -> str:
     a second edit of the same size within one tick keeps the change time the cache is keyed
     by. Once the file is older than that, a later edit has a later change time."""
     status = path.stat()
-    if time.time() - status.st_mtime < _RECENT_SECONDS:
+    if _clock() - status.st_mtime < _RECENT_SECONDS:
         return path.read_text()
     return _read(path, status.st_mtime_ns, status.st_size)
 
 
 _RECENT_SECONDS = 3.0  # above the coarsest common file-system timestamp tick (FAT's 2 s)
+_clock = time.time  # the wall clock file change times are on (a seam for tests)
 
 
 @functools.lru_cache(maxsize=16)
