@@ -32,13 +32,14 @@ import pathlib
 import sys
 from typing import Any, Dict, List, Optional
 
+from common import run_folders
 from common.config import PipelineConfig, command_parser, from_flags, setting
 from common.files import unusable_dir
+from common.run_folders import RUN_NAME  # noqa: F401 (the callers')
 from monitoring.verdict import EXIT_CROSSED, EXIT_INCOMPLETE, Verdict  # noqa: F401 (callers')
 
 # A refused flag: "anything else", not EXIT_CROSSED, which is argparse's own usage code.
 EXIT_USAGE = 1
-RUN_NAME = "%Y%m%d-%H%M%S-%f-UTC"  # each run's folder: its UTC time, so names sort by age
 LOGGER = logging.getLogger("babyweight.monitoring")
 
 
@@ -261,7 +262,7 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     verdict = Verdict.of(findings, anomalies, unread)
 
     # UTC: the newest run is the folder that sorts last, also across a clock change or a TZ.
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime(RUN_NAME)
+    stamp = run_folders.new_run_name()
     out = out_root / stamp
     out.mkdir(parents=True, exist_ok=True)
     index = pathlib.Path(config.reports_dir) / "index.html"

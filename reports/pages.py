@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import jinja2
 import markupsafe
 
+from common import run_folders
 from reports import TEMPLATES, anomaly_section, data_identity, data_section, model_section
 from reports.facts import RunFacts
 from reports.mlmd import RunRecord
@@ -190,7 +191,9 @@ def monitoring_entries(index: pathlib.Path) -> List[Dict[str, Any]]:
     from monitoring import verdict
 
     found = []
-    for summary in sorted((index.parent / "monitoring").glob("*/summary.json"), reverse=True):
+    runs = run_folders.oldest_first(s.parent for s in
+                                    (index.parent / "monitoring").glob("*/summary.json"))
+    for summary in (run / "summary.json" for run in reversed(runs)):
         try:
             facts = json.loads(summary.read_text())
         except (OSError, ValueError):

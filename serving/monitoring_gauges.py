@@ -18,17 +18,18 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from prometheus_client.core import GaugeMetricFamily
 
+from common import run_folders
+
 LOGGER = logging.getLogger("babyweight.serving")
 SUMMARY = "summary.json"  # monitoring/cli.py's result file in each run's directory
 _LABELS = ["kind", "feature", "version"]
 
 
 def newest_summary(directory: pathlib.Path) -> Optional[pathlib.Path]:
-    """The newest run's summary.json (run directories are named by their UTC time, so they
-    sort by age)."""
+    """The newest run's summary.json, by the time its directory's name holds."""
     try:
-        runs = sorted((p for p in directory.iterdir() if (p / SUMMARY).is_file()),
-                      key=lambda p: p.name)
+        runs = run_folders.oldest_first(p for p in directory.iterdir()
+                                        if (p / SUMMARY).is_file())
     except OSError:
         return None
     return runs[-1] / SUMMARY if runs else None

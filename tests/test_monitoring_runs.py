@@ -63,5 +63,34 @@ def test_run_folders_are_named_by_utc_time_so_the_newest_sorts_last(monitored, m
         monkeypatch.delenv("TZ")
         time.tzset()
     newest = sorted((reports / "monitoring").glob("2*"))[-1]
-    named = datetime.datetime.strptime(newest.name, cli.RUN_NAME)
+    named = datetime.datetime.strptime(newest.name, cli.RUN_NAME)  # the UTC name's format
     assert datetime.timedelta(0) <= named - before < datetime.timedelta(minutes=10)
+
+
+def test_a_run_named_by_utc_is_newer_than_an_older_one_named_by_local_time(tmp_path,
+                                                                            monkeypatch):
+    """Folders written before names were UTC hold local time: east of UTC, an older one sorts
+    after a newer UTC name; the server's gauges and the index still take the newer run."""
+    import json
+    import time
+
+    from common import run_folders
+    from reports import pages
+    from serving.monitoring_gauges import newest_summary
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")  # UTC+1 in December
+    time.tzset()
+    try:
+        directory = tmp_path / "reports" / "monitoring"
+        older = directory / "20261201-100000-000000"  # 09:00 UTC, in local time
+        newer = directory / "20261201-093000-000000-UTC"
+        for run, window in ((older, "older"), (newer, "newer")):
+            run.mkdir(parents=True)
+            (run / "summary.json").write_text(json.dumps({"version": 1, "window": window}))
+        assert run_folders.oldest_first([newer, older]) == [older, newer]
+        assert newest_summary(directory) == newer / "summary.json"
+        listed = pages.monitoring_entries(tmp_path / "reports" / "index.html")
+        assert [entry["window"] for entry in listed] == ["newer", "older"]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
