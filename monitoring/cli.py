@@ -18,9 +18,11 @@ gauges on its own /monitoring/prometheus/metrics.
 
 Exit codes: 0 every distance within its threshold, 2 a threshold crossed or the traffic breaks
 the schema (the findings are printed; the page's verdict and the index say which), 3 the window
-is incomplete: request-log files still open (.partial) may hold records from before its end
-(whatever the distances; --allow-open-files exits 0 or 2 by them instead, the page and the index
-still saying so), 1 anything else (no logs, no lineage, a refused flag), with the cause in words.
+is incomplete: request-log files still open (.partial) may hold records from before its end, or
+files opened before its end were deleted by the server (trimmed to --request-log-max-bytes)
+while being read (whatever the distances; --allow-open-files, --allow-trimmed-files accept each
+cause, exiting 0 or 2 by them instead, the page and the index still saying so), 1 anything else
+(no logs, no lineage, a refused flag), with the cause in words.
 """
 from __future__ import annotations
 
@@ -30,13 +32,15 @@ import json
 import logging
 import pathlib
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from common import run_folders
 from common.config import PipelineConfig, command_parser, from_flags, setting
 from common.files import unusable_dir
 from common.run_folders import RUN_NAME  # noqa: F401 (the callers')
-from monitoring.verdict import EXIT_CROSSED, EXIT_INCOMPLETE, Verdict  # noqa: F401 (callers')
+from monitoring.verdict import (EXIT_CROSSED, EXIT_INCOMPLETE, Verdict,  # noqa: F401 (callers')
+                                incomplete_text, refused_text, trimmed_text,
+                                unread_text)
 
 # A refused flag: "anything else", not EXIT_CROSSED, which is argparse's own usage code.
 EXIT_USAGE = 1
@@ -73,6 +77,10 @@ class MonitorConfig:
     allow_open_files: bool = setting(
         False, "Exit 0 or 2 by the distances even when request-log files still open may hold "
         "records from before the window's end (otherwise exit 3); the page still says so.")
+    allow_trimmed_files: bool = setting(
+        False, "Exit 0 or 2 by the distances even when files opened before the window's end "
+        "were deleted by the server while being read, their records lost (otherwise exit 3); "
+        "the page still says so.")
 
 
 def _window(config: MonitorConfig, frame):
@@ -97,7 +105,8 @@ def _window(config: MonitorConfig, frame):
     return logs.Window(start, end)
 
 
-def _gauges(findings, version: int, drift_measured: bool = True, open_files: int = 0) -> str:
+def _gauges(findings, version: int, drift_measured: bool = True, open_files: int = 0,
+            trimmed_files: int = 0) -> str:
     lines = ["# HELP babyweight_monitoring_distance A TFDV distance between served traffic "
              "and its reference.", "# TYPE babyweight_monitoring_distance gauge",
              "# HELP babyweight_monitoring_threshold The distance's declared threshold.",
@@ -115,6 +124,10 @@ def _gauges(findings, version: int, drift_measured: bool = True, open_files: int
               "hold records from before the window's end, which the window lacks.",
               "# TYPE babyweight_monitoring_open_files gauge",
               f'babyweight_monitoring_open_files{{version="{version}"}} {open_files}']
+    lines += ["# HELP babyweight_monitoring_trimmed_files Request-log files opened before the "
+              "window's end that the server deleted while they were read: records lost.",
+              "# TYPE babyweight_monitoring_trimmed_files gauge",
+              f'babyweight_monitoring_trimmed_files{{version="{version}"}} {trimmed_files}']
     return "\n".join(lines) + "\n"
 
 
@@ -181,34 +194,32 @@ def mixed_line(rows: Dict[int, int]) -> Optional[str]:
             f"{checked}'s {rows[checked]:,} rows only")
 
 
-def unread_text(count: int) -> Optional[str]:
-    """Why records may be missing from the window: files still open hold records from before
-    its end, which no later window (starting at that end) would count either."""
-    if not count:
-        return None
-    return (f"{count} request-log file{'s' if count > 1 else ''} still open (.partial) may hold "
-            "records from before the window's end, which are not in this window: rerun once "
-            "the server has completed them (--request-log-file-seconds) or pass an earlier --end")
-
-
 def summary(findings, anomalies: Dict[str, str], version: int, window: str,
             rows: Dict[int, int], drift_not_measured: Optional[str] = None,
-            open_files: int = 0) -> Dict[str, Any]:
+            open_files: int = 0, gone: Sequence[pathlib.Path] = (),
+            trimmed: Sequence[pathlib.Path] = ()) -> Dict[str, Any]:
     """summary.json: what crossed, in words, every distance (the server's gauges read it,
-    serving/monitoring_gauges.py), whether drift was measured, with why not, and the rows of
-    each version the window held (the predictions are compared on the checked one's only)."""
+    serving/monitoring_gauges.py), whether drift was measured, with why not, the rows of
+    each version the window held (the predictions are compared on the checked one's only), and
+    the files whose records it lacks: open, or deleted while read (`gone`; `trimmed` those of
+    them opened before the window's end)."""
+    from monitoring import logs
+
     return {"version": version, "window": window, "rows": sum(rows.values()),
             "rows_by_version": {str(v): n for v, n in rows.items()},
             "prediction_rows": rows[version], "mixed_versions": len(rows) > 1,
-            **Verdict.of(findings, anomalies, open_files).summary(),
+            **Verdict.of(findings, anomalies, open_files, len(trimmed)).summary(),
             "drift_measured": drift_not_measured is None,
             "drift_not_measured": drift_not_measured,
             "open_files": open_files, "open_files_not_read": unread_text(open_files),
+            "trimmed_files": len(gone), "trimmed_files_not_read": logs.gone_text(gone),
+            "trimmed_files_in_window": len(trimmed),
+            "trimmed_files_in_window_lost": trimmed_text(trimmed),
             "findings": [dataclasses.asdict(f) for f in findings]}
 
 
 def outcome_lines(findings, anomalies: Dict[str, str], drift_not_measured: Optional[str],
-                  open_files: int = 0) -> List[str]:
+                  open_files: int = 0, trimmed: Sequence[pathlib.Path] = ()) -> List[str]:
     """What the console shows under the window: each distance, what broke the schema, drift
     that was not measured and records left in open files (otherwise only the page, or
     nothing, would say so)."""
@@ -217,6 +228,8 @@ def outcome_lines(findings, anomalies: Dict[str, str], drift_not_measured: Optio
         lines.append(f"  -- drift not measured: {drift_not_measured}")
     if open_files:
         lines.append(f"  -- {unread_text(open_files)}")
+    if trimmed:
+        lines.append(f"  -- {trimmed_text(trimmed)}")
     lines += [f"  !! the traffic breaks the schema: feature '{name}': {text}"
               for name, text in anomalies.items()]
     return lines
@@ -227,15 +240,7 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     from serving import request_log
 
     found = _lineage(config)
-    # Listed first: a file completed between the two listings is then in `files`.
-    opened = request_log.open_files(pathlib.Path(config.logs))
-    files = request_log.complete_files(pathlib.Path(config.logs))
-    if not files:
-        raise FileNotFoundError(f"no complete request-log files in {config.logs}" + (
-            f" ({len(opened)} still open: rerun once the server has completed them)" if opened
-            else "; start the server with --request-log-dir"))
-    gone: List[pathlib.Path] = []  # deleted since listed: the server keeps the log's size
-    every = logs.read(files, gone=gone)
+    opened, files, every, gone = logs.read_directory(pathlib.Path(config.logs))
     frame = (every[every[request_log.VERSION_KEY] == found.version] if config.only_version
              else every)
     window = _window(config, frame)
@@ -259,10 +264,10 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
     served = compare.prediction_statistics(checked[request_log.PREDICTION_KEY].to_numpy())
     findings += compare.predictions(evaluated, served)
     anomalies = compare.traffic_anomalies(serving, schema)
-    verdict = Verdict.of(findings, anomalies, unread)
+    trimmed = logs.trimmed_before(gone, window.end_ms)
+    verdict = Verdict.of(findings, anomalies, unread, len(trimmed))
 
-    # UTC: the newest run is the folder that sorts last, also across a clock change or a TZ.
-    stamp = run_folders.new_run_name()
+    stamp = run_folders.new_run_name()  # UTC (common/run_folders.py)
     out = out_root / stamp
     out.mkdir(parents=True, exist_ok=True)
     index = pathlib.Path(config.reports_dir) / "index.html"
@@ -277,30 +282,31 @@ def run(config: MonitorConfig, argv: List[str]) -> int:
         training_statistics=str(found.statistics_file("train")), training=training,
         serving=serving, eval_predictions=evaluated, served_predictions=served,
         findings=findings, traffic_anomalies=anomalies, verdict=verdict,
-        incomplete=unread_text(unread),
+        incomplete=incomplete_text(unread, trimmed),
         command="python -m monitoring " + " ".join(argv))
     page_path = out / "monitoring.html"
     page_path.write_text(page.render(inputs, page_path, index))
     (out / "metrics.prom").write_text(_gauges(findings, found.version,
-                                              drift_not_measured is None, unread))
+                                              drift_not_measured is None, unread, len(trimmed)))
     # Written whole, then renamed: a server's scrape reads it at any moment.
     written = summary(findings, anomalies, found.version, window.describe(), rows,
-                      drift_not_measured, unread)
-    written.update(trimmed_files=len(gone), trimmed_files_not_read=logs.gone_text(gone))
+                      drift_not_measured, unread, gone, trimmed)
     (out / "summary.json.partial").write_text(json.dumps(written, indent=2))
     (out / "summary.json.partial").replace(out / "summary.json")
     _refresh_index(config)
 
     print(f"Monitored {rows_text(rows)}, {window.describe()}:")
-    for line in filter(None, [mixed_line(rows), gone and f"  -- {logs.gone_text(gone)}"]):
-        print(line)
-    for line in outcome_lines(findings, anomalies, drift_not_measured, unread):
+    older = [path for path in gone if path not in trimmed]  # the others: in outcome_lines
+    for line in filter(None, [mixed_line(rows), older and f"  -- {logs.gone_text(older)}",
+                              *outcome_lines(findings, anomalies, drift_not_measured, unread,
+                                             trimmed)]):
         print(line)
     print(f"Page: {page_path.resolve().as_uri()}")
-    code = verdict.exit_code(config.allow_open_files)
+    code = verdict.exit_code(config.allow_open_files, config.allow_trimmed_files)
     if code == EXIT_INCOMPLETE:
-        print(f"error: the window is incomplete: {unread_text(unread)}; --allow-open-files "
-              "accepts it", file=sys.stderr)
+        print("error: the window is incomplete: " + refused_text(
+            unread, trimmed, config.allow_open_files, config.allow_trimmed_files),
+            file=sys.stderr)
     return code
 
 

@@ -10,7 +10,7 @@ import datetime
 import math
 import pathlib
 import re
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -159,6 +159,21 @@ def read(files: Sequence[pathlib.Path], window: Optional[Window] = None,
     return frame
 
 
+def read_directory(directory: pathlib.Path) -> Tuple[List[pathlib.Path], List[pathlib.Path],
+                                                     pd.DataFrame, List[pathlib.Path]]:
+    """The log directory's open files, its complete files, their rows, and those of them the
+    server deleted (trimmed to its size) before they were read; no complete file is an error."""
+    # Listed first: a file completed between the two listings is then in `files`.
+    opened = request_log.open_files(directory)
+    files = request_log.complete_files(directory)
+    if not files:
+        raise FileNotFoundError(f"no complete request-log files in {directory}" + (
+            f" ({len(opened)} still open: rerun once the server has completed them)" if opened
+            else "; start the server with --request-log-dir"))
+    gone: List[pathlib.Path] = []
+    return opened, files, read(files, gone=gone), gone
+
+
 def gone_text(gone: Sequence[pathlib.Path]) -> Optional[str]:
     """Why rows may be missing: files `read` skipped, deleted by the server while being read."""
     if not gone:
@@ -166,6 +181,15 @@ def gone_text(gone: Sequence[pathlib.Path]) -> Optional[str]:
     return (f"{len(gone)} request-log file{'s' if len(gone) > 1 else ''} "
             f"({', '.join(p.name for p in gone)}) deleted while being read (the server deletes "
             "the oldest files to keep the log within its size): their rows are not counted")
+
+
+def trimmed_before(gone: Sequence[pathlib.Path], end_ms: int) -> List[pathlib.Path]:
+    """The files deleted while read (`read`'s `gone`) that may have held records from before
+    `end_ms`: opened before it by the log clock their names carry, or named otherwise. Which
+    of their records were before the window's start is not known (a file's name tells when it
+    was opened, not until when it was written), so each counts as missing records of it."""
+    return [path for path in gone
+            if (request_log.opened_ms(path) is None or request_log.opened_ms(path) < end_ms)]
 
 
 def _written_times(path: pathlib.Path) -> np.ndarray:

@@ -3,7 +3,7 @@
 `python -m monitoring` writes each result to <reports-dir>/monitoring/<UTC time>/summary.json
 (and a Prometheus textfile beside it). A server started with --monitoring-dir pointing there
 exposes the newest result's distances and thresholds, whether drift was measured and how many
-open log files may hold records the window lacks, on /monitoring/prometheus/metrics, with the
+open log files, or files deleted while read, may hold records the window lacks, on /monitoring/prometheus/metrics, with the
 same names and labels as that textfile (kind, feature, version), plus the time the result was
 written, so an alert can also fire when monitoring stopped running. Reading happens only when
 Prometheus scrapes, and a file is parsed again only when a newer one appears. A missing or
@@ -94,13 +94,17 @@ class MonitoringGauges:
 # summary.json key, its type, and the gauge of one value per version it becomes (monitoring/
 # cli.py's textfile writes the same): without drift_measured, no drift distance would read as
 # no drift; open_files counts request-log files still open that may hold records from before
-# the window's end, which the window lacks (its distances are partial).
+# the window's end, which the window lacks (its distances are partial); trimmed_files_in_window
+# those opened before it that the server deleted while monitoring read them (lost for good).
 _VERSION_GAUGES = (
     ("drift_measured", bool, "babyweight_monitoring_drift_measured",
      "1 when drift against the previous window was measured, 0 when that window logged nothing"),
     ("open_files", int, "babyweight_monitoring_open_files",
      "Request-log files still open that may hold records from before the window's end, which "
      "the window lacks"),
+    ("trimmed_files_in_window", int, "babyweight_monitoring_trimmed_files",
+     "Request-log files opened before the window's end that the server deleted while they were "
+     "read: records the window lacks for good"),
 )
 
 

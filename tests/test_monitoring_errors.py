@@ -20,7 +20,10 @@ def test_an_unknown_flag_or_a_help_request_keeps_its_exit_code_apart_from_drift(
     assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
     with pytest.raises(SystemExit) as helped:
         cli.main(["--help"])
-    assert helped.value.code == 0 and "--allow-open-files" in capsys.readouterr().out
+    helped_text = capsys.readouterr().out
+    assert helped.value.code == 0 and "--allow-open-files" in helped_text
+    assert "--allow-trimmed-files" in helped_text
+    assert "(trimmed to --request-log-max-bytes)" in helped_text
 
 
 @pytest.mark.parametrize("flag,value", [("--end", "inf"), ("--end", "1e20"), ("--start", "nan"),
@@ -60,30 +63,70 @@ def test_training_statistics_moved_away_are_named(monitored, tmp_path, monkeypat
 
 def test_a_log_file_the_server_deletes_while_it_is_read_is_said(monitored, tmp_path,
                                                                  monkeypatch, capsys):
+    """Opened before the window's end, its records of the window are lost: the window is
+    incomplete (exit 3 unless --allow-trimmed-files), on every surface; opened after the end, it
+    held none of the window's records and is only said."""
     import shutil
+
+    import markupsafe
 
     _, common, _ = monitored
     logged = pathlib.Path(common[common.index("--logs") + 1])
-    copy = tmp_path / "log"
-    shutil.copytree(logged, copy)
-    listed = request_log.complete_files
+    listed, trim = request_log.complete_files, [0]
 
-    def trimmed(directory):  # what the server's trim() does to the oldest file, meanwhile
+    def trimmed(directory):  # what the server's trim() does to a file, meanwhile
         found = listed(directory)
-        found[0].unlink()
+        found[trim[0]].unlink()
         return found
 
     monkeypatch.setattr(request_log, "complete_files", trimmed)
-    code = cli.main(common + ["--end", str(START + HOUR + 1), "--logs", str(copy),
-                              "--reports-dir", str(tmp_path / "r")])
-    printed = capsys.readouterr()
-    assert code == cli.EXIT_CROSSED, printed
-    gone = sorted(logged.iterdir())[0].name
-    assert (f"  -- 1 request-log file ({gone}) deleted while being read (the server deletes the "
-            "oldest files to keep the log within its size): their rows are not counted"
-            in printed.out)
-    (summary,) = (tmp_path / "r" / "monitoring").glob("*/summary.json")
-    assert json.loads(summary.read_text())["trimmed_files"] == 1
+
+    def monitor(*flags):
+        name = f"{len(flags)}{trim[0]}"
+        copy, reports = tmp_path / f"log{name}", tmp_path / f"r{name}"
+        shutil.copytree(logged, copy)
+        code = cli.main(common + ["--logs", str(copy), "--reports-dir", str(reports), *flags])
+        (run,) = (reports / "monitoring").glob("2*")
+        return code, capsys.readouterr(), run, reports
+
+    end = ["--end", str(START + HOUR + 1)]
+    code, printed, run, reports = monitor(*end)  # the oldest file, opened at START
+    gone = listed(logged)[0]
+    lost = cli.trimmed_text([gone])
+    assert code == cli.EXIT_INCOMPLETE, printed
+    assert lost == (f"1 request-log file ({gone.name}) opened before the window's end was "
+                    "deleted by the server while being read (it deletes the oldest files to keep "
+                    "the log within --request-log-max-bytes): the records of this window it held "
+                    "are lost; give the log more room, or --allow-trimmed-files accepts the "
+                    "window without them")
+    assert f"  -- {lost}\n" in printed.out and "deleted while being read (the" not in printed.out
+    assert printed.err == (f"error: the window is incomplete: {lost}; --allow-trimmed-files "
+                           "accepts it\n")
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["trimmed_files"], summary["trimmed_files_in_window"]) == (1, 1)
+    assert summary["trimmed_files_in_window_lost"] == lost
+    assert summary["verdict"].endswith(
+        " above threshold; window incomplete (1 request-log file trimmed away while read)")
+    page = (run / "monitoring.html").read_text()
+    assert (f"<strong>This window is incomplete:</strong> {markupsafe.escape(lost)}.") in page
+    assert "window incomplete</div>" in page
+    assert "trimmed away while read)</td>" in (reports / "index.html").read_text()
+    assert ('babyweight_monitoring_trimmed_files{version="'
+            in (run / "metrics.prom").read_text())
+    # Accepted, the exit is the distances' (the shifted hour crosses), the page still says it.
+    code, printed, run, _ = monitor(*end, "--allow-trimmed-files")
+    assert code == cli.EXIT_CROSSED and f"  -- {lost}\n" in printed.out, printed
+    assert "This window is incomplete" in (run / "monitoring.html").read_text()
+    # The newest file, opened after the end of a window of the first hour, held none of it.
+    trim[0] = -1
+    code, printed, run, _ = monitor("--end", str(START + 1))
+    assert code == 0, printed
+    assert (f"  -- 1 request-log file ({listed(logged)[-1].name}) deleted while being "
+            "read (the server deletes the oldest files to keep the log within its size): their "
+            "rows are not counted" in printed.out)
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["trimmed_files"], summary["trimmed_files_in_window"]) == (1, 0)
+    assert "incomplete" not in summary["verdict"]
 
 
 def test_reading_a_deleted_log_file_names_it_or_skips_it_for_the_caller_to_say(tmp_path):

@@ -55,3 +55,44 @@ def test_records_known_to_be_missing_are_exit_3_unless_accepted_and_said_everywh
         json.dumps(cli.summary([WITHIN], {}, 3, "w", {3: 10}, None, open_files=2)))
     (entry,) = pages.monitoring_entries(tmp_path / "index.html")
     assert entry["verdict"] == {"text": judged.label, "bad": True}
+
+
+def test_files_trimmed_away_while_read_make_the_window_incomplete_each_cause_its_own_flag(
+        tmp_path):
+    from monitoring import logs
+    from serving import request_log
+    from serving.monitoring_gauges import MonitoringGauges
+
+    end_ms = 1_800_000_000_000
+    before, after = (request_log.file_stem(tmp_path, seconds, 7, 1).with_suffix(
+        request_log.SUFFIX) for seconds in (end_ms / 1000 - 60, end_ms / 1000))
+    unnamed = tmp_path / f"other{request_log.SUFFIX}"
+    assert logs.trimmed_before([before, after, unnamed], end_ms) == [before, unnamed]
+    judged = verdict.Verdict.of([WITHIN], {}, open_files=1, trimmed_files=2)
+    assert judged.exit_code() == judged.exit_code(allow_open_files=True) == cli.EXIT_INCOMPLETE
+    assert judged.exit_code(allow_trimmed_files=True) == cli.EXIT_INCOMPLETE
+    assert judged.exit_code(allow_open_files=True, allow_trimmed_files=True) == 0
+    assert verdict.Verdict.of([ABOVE], {}, 0, 1).exit_code(allow_trimmed_files=True) == 2
+    assert judged.headline == "clean, window incomplete"
+    assert judged.label == ("clean; window incomplete (1 request-log file still open, "
+                            "2 request-log files trimmed away while read)")
+    assert verdict.refused_text(1, [before], True, False) == (
+        f"{cli.trimmed_text([before])}; --allow-trimmed-files accepts it")
+    assert verdict.incomplete_text(0, [before]) == cli.trimmed_text([before])
+    assert cli.trimmed_text([before, unnamed]).startswith(
+        f"2 request-log files ({before.name}, {unnamed.name}) opened before the window's end were")
+    assert 'babyweight_monitoring_trimmed_files{version="3"} 2\n' in cli._gauges(
+        [WITHIN], 3, trimmed_files=2)
+    written = cli.summary([WITHIN], {}, 3, "w", {3: 10}, None, 0, [before, after], [before])
+    assert (written["trimmed_files"], written["trimmed_files_in_window"]) == (2, 1)
+    assert written["trimmed_files_in_window_lost"] == cli.trimmed_text([before])
+    assert written["verdict"] == "clean; window incomplete (1 request-log file trimmed away " \
+        "while read)"
+    (tmp_path / "monitoring" / "1").mkdir(parents=True)
+    (tmp_path / "monitoring" / "1" / "summary.json").write_text(json.dumps(written))
+    (entry,) = pages.monitoring_entries(tmp_path / "index.html")
+    assert entry["verdict"] == {"text": written["verdict"], "bad": True}
+    older = {k: v for k, v in written.items() if k not in ("verdict", "flagged")}
+    assert verdict.index_cell(older) == entry["verdict"]
+    gauges = {m.name: m.samples for m in MonitoringGauges(str(tmp_path / "monitoring")).collect()}
+    assert [s.value for s in gauges["babyweight_monitoring_trimmed_files"]] == [1]
