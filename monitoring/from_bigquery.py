@@ -10,8 +10,10 @@ Vertex AI's request-response logging writes one BigQuery row per sampled request
 (so it is logged as the model saw it) and is written with its prediction, `--version` (the
 pushed version the endpoint serves) and the row's logging time. Exit 1 names what failed.
 
-The rows are written under a staged name and published only once the whole window is written:
-a failed export leaves nothing monitoring would read. --out may hold other windows (the window
+The rows are written under a staged name and published only once the whole window is written
+(renamed under the directory's publish lock, serving/log_lock.py, which monitoring holds while it
+lists and reads the log, so it reads all of the window or none): a failed export leaves nothing
+monitoring would read. --out may hold other windows (the window
 before is what drift is measured against), but not rows of this one: an export of a window
 already exported is refused, since monitoring would count its rows twice; remove the earlier
 files (or choose another --out) to export it again. One export (or batch prediction) writes a

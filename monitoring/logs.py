@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from modules import features
-from serving import request_log
+from serving import log_lock, request_log
 
 _BATCH = 65_536
 
@@ -159,19 +159,23 @@ def read(files: Sequence[pathlib.Path], window: Optional[Window] = None,
     return frame
 
 
-def read_directory(directory: pathlib.Path) -> Tuple[List[pathlib.Path], List[pathlib.Path],
-                                                     pd.DataFrame, List[pathlib.Path]]:
+def read_directory(directory: pathlib.Path, wait_seconds: float = log_lock.WAIT_SECONDS
+                   ) -> Tuple[List[pathlib.Path], List[pathlib.Path], pd.DataFrame,
+                              List[pathlib.Path]]:
     """The log directory's open files, its complete files, their rows, and those of them the
-    server deleted (trimmed to its size) before they were read; no complete file is an error."""
-    # Listed first: a file completed between the two listings is then in `files`.
-    opened = request_log.open_files(directory)
-    files = request_log.complete_files(directory)
-    if not files:
-        raise FileNotFoundError(f"no complete request-log files in {directory}" + (
-            f" ({len(opened)} still open: rerun once the server has completed them)" if opened
-            else "; start the server with --request-log-dir"))
-    gone: List[pathlib.Path] = []
-    return opened, files, read(files, gone=gone), gone
+    server deleted (trimmed to its size) before they were read; no complete file is an error.
+    Listed and read under the publish lock (serving/log_lock.py): an export's or a batch
+    prediction's window is read whole or not at all (waiting up to `wait_seconds` for one)."""
+    with log_lock.reading(directory, wait_seconds):
+        # Listed first: a file completed between the two listings is then in `files`.
+        opened = request_log.open_files(directory)
+        files = request_log.complete_files(directory)
+        if not files:
+            raise FileNotFoundError(f"no complete request-log files in {directory}" + (
+                f" ({len(opened)} still open: rerun once the server has completed them)"
+                if opened else "; start the server with --request-log-dir"))
+        gone: List[pathlib.Path] = []
+        return opened, files, read(files, gone=gone), gone
 
 
 def gone_text(gone: Sequence[pathlib.Path]) -> Optional[str]:

@@ -7,8 +7,10 @@ retries a bundle up to four times). So each bundle attempt completes its files u
 name (serving/request_log.py's `staging` tag: the run's id, then the attempt's), the attempts
 whose output Beam kept come out of the pipeline as a side output (a failed attempt's outputs
 are discarded with it), and once the predictions file is assembled `publish` gives exactly
-those attempts' files their complete names and deletes the rest. One batch prediction at a
-time holds a log directory (`held`); holding it, a run removes what killed runs staged there.
+those attempts' files their complete names (all under the directory's publish lock,
+serving/log_lock.py, so monitoring reads all of them or none) and deletes the rest. One batch
+prediction at a time holds a log directory (`held`); holding it, a run removes what killed runs
+staged there.
 """
 from __future__ import annotations
 

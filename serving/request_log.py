@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from serving.log_records import (PREDICTION_KEY, RECORD_KEYS, TIME_KEY,  # noqa: F401
                                  VERSION_KEY, ExampleRows, encode, encode_columns, framed)
+from serving.log_lock import publishing
 from serving.pacing import Pace
 
 LOGGER = logging.getLogger("babyweight.serving.request_log")
@@ -113,16 +114,14 @@ def staged_files(directory: pathlib.Path, tag: str = "") -> List[pathlib.Path]:
 
 
 def publish(directory: pathlib.Path, tags: Set[str], max_total_bytes: int) -> int:
-    """Gives the complete files staged under `tags` their complete names (readers see them from
-    now on), then keeps the directory within `max_total_bytes`; returns the files published."""
-    published = 0
-    for path in staged_files(directory):
-        name, _, tag = path.name.partition(STAGED)
-        if tag in tags:
-            os.replace(path, path.with_name(name))
-            published += 1
-    trim(directory, max_total_bytes)
-    return published
+    """Gives the complete files staged under `tags` their complete names under the directory's
+    publish lock (a reader sees none or all of them), then trims; returns how many."""
+    with publishing(directory):
+        staged = [p for p in staged_files(directory) if p.name.partition(STAGED)[2] in tags]
+        for path in staged:
+            os.replace(path, path.with_name(path.name.partition(STAGED)[0]))
+        trim(directory, max_total_bytes)
+    return len(staged)
 
 
 def remove_staged(directory: pathlib.Path, tag: str = "") -> None:

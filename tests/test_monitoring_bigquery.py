@@ -96,3 +96,49 @@ def test_an_export_into_a_log_another_export_is_writing_is_refused(tmp_path, mon
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"another export or batch prediction is writing {out}" in err
     assert request_log.complete_files(out) == []
+
+
+
+def test_monitoring_reads_an_exported_window_whole_or_waits_for_its_publish(tmp_path,
+                                                                          monkeypatch):
+    """Publishing renames the staged files one at a time under the directory's publish lock;
+    monitoring lists and reads under it, so it never counts part of the window."""
+    import fcntl
+    import os
+    import threading
+
+    import pytest
+
+    from serving import log_lock
+
+    out, renamed, seen, config = tmp_path / "log", os.replace, [], request_log.RequestLogConfig
+    monkeypatch.setattr(FakeBigQuery, "rows", [_row(0, [7.0]), _row(5, [6.5, 6.0])])
+    monkeypatch.setattr(request_log, "RequestLogConfig",  # a file per request: two files
+                        lambda *args, **kwargs: config(*args, **kwargs, max_file_bytes=1))
+
+    def one_rename(source, target):  # a monitoring run at each of publish's renames is refused
+        renamed(source, target)
+        if request_log.STAGED in str(source) and not str(source).endswith(request_log.PARTIAL):
+            with pytest.raises(TimeoutError, match=f"publishing its files into {out} for over"):
+                logs.read_directory(out, wait_seconds=0)
+            seen.append(len(request_log.complete_files(out)))
+
+    monkeypatch.setattr(os, "replace", one_rename)
+    assert from_bigquery.export("p.d.t", 7, 0, 2 ** 62, out, FakeBigQuery()) == 3
+    monkeypatch.setattr(os, "replace", renamed)
+    assert seen == [1, 2]  # at the first rename a reader would have counted part of the window
+    read, listed = logs.read, []
+
+    def read_meanwhile(files, gone=None):  # the lock is held while the log is read
+        with open(out / log_lock.LOCK_NAME) as handle, pytest.raises(BlockingIOError):
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return read(files, gone=gone)
+
+    monkeypatch.setattr(logs, "read", read_meanwhile)
+    with log_lock.publishing(out):  # a publish under way: the reader waits for it to end
+        reader = threading.Thread(target=lambda: listed.append(logs.read_directory(out)))
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive() and not listed
+    reader.join(30)
+    assert len(listed[0][2]) == 3
