@@ -2,11 +2,10 @@
 and never over the file a command reads."""
 from __future__ import annotations
 
-import glob
 import os
 import pathlib
 import tempfile
-from typing import BinaryIO, Callable, Optional, Union
+from typing import BinaryIO, Callable, List, Optional, Sequence, Union
 
 Path = Union[str, "os.PathLike[str]"]
 
@@ -40,15 +39,19 @@ def _key(path: str) -> str:
     return path if "://" in path else os.path.realpath(path)
 
 
-def overwritten_input(out: Path, *inputs: Optional[Path]) -> Optional[str]:
-    """The input that writing `out` would replace (the same file, or a file a glob input
-    matches), else None: a command writing its result over what it read loses that input."""
+def overwritten_input(out: Path, *inputs: Optional[Path], sources: Sequence[Optional[str]] = (),
+                      listing: Callable[[str], List[str]] = lambda source: []
+                      ) -> Optional[str]:
+    """The input that writing `out` would replace, else None: a command writing its result
+    over what it read loses that input. `inputs` are opened as the paths they name; `sources`
+    are read as the files `listing` gives (DuckDB's glob for a --source) and as themselves.
+    The check must agree with the readers: Python's glob reads the '[v2]' of an existing
+    'exports [v2]/natality.csv' as a pattern, matches nothing, and let it be replaced."""
     target = _key(os.fspath(out))
-    for given in inputs:
-        if not given:
-            continue
-        given = os.fspath(given)
-        matched = glob.glob(given) if "://" not in given and glob.has_magic(given) else [given]
+    read = [(os.fspath(given), [os.fspath(given)]) for given in inputs if given]
+    read += [(given, [given] + ([] if "://" in given else listing(given)))
+             for given in sources if given]
+    for given, matched in read:
         if any(_key(path) == target for path in matched):
             return given
     return None

@@ -149,11 +149,11 @@ def _fail(message: object) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from warehouse.engine import connect
-    from warehouse.preflight import unmatched_source
+    from warehouse.preflight import read_files, unmatched_source
 
     parser = _parser()
     args = parser.parse_args(argv)
-    read = overwritten_input(args.out, args.database, args.source)
+    read = overwritten_input(args.out, args.database, sources=[args.source], listing=read_files)
     if read:
         parser.error(f"--out {args.out} is what it reads ({read}): writing the report would "
                      "replace it; give --out another path")

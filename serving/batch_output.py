@@ -22,6 +22,7 @@ import glob
 import logging
 import os
 import re
+import shutil
 import time
 import uuid
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
@@ -89,7 +90,7 @@ def _remove_leftovers(outputs: Tuple[str, ...]) -> None:
             for left in glob.glob(f"{glob.escape(output)}{suffix}-*"):
                 if _RUN_ID.search(left):
                     LOGGER.warning("Removing %s, left by a run that did not finish", left)
-                    FileSystems.delete([left])
+                    _delete([left])
 
 
 def parts_dir(output: str, run: str) -> str:
@@ -136,9 +137,24 @@ def remove_parts(output: str, run: str) -> None:
     directory = parts_dir(output, run)
     parts = _parts(directory)
     if parts:
-        FileSystems.delete(parts)
+        _delete(parts)
     if FileSystems.exists(directory):  # a local directory; on object stores it was a prefix
-        FileSystems.delete([directory])
+        _delete([directory])
+
+
+def _delete(paths: List[str]) -> None:
+    """Deletes each path as named (a local directory with all it holds): FileSystems.delete
+    reads its paths as patterns, and a '[v2]' in one matches nothing, failing the run."""
+    for path in paths:
+        if "://" in path:
+            continue
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    remote = [literal_pattern(path) for path in paths if "://" in path]
+    if remote:
+        FileSystems.delete(remote)
 
 
 def read_parts(output: str, run: str) -> List[str]:
@@ -151,9 +167,24 @@ def read_parts(output: str, run: str) -> List[str]:
 
 
 def _parts(directory: str) -> List[str]:
-    """The part files, by a glob: on object stores the "directory" is a prefix, not a file."""
-    matched = FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list
-    return sorted(metadata.path for metadata in matched)
+    """The part files, the directory's own: a '[v2]' in the output's path is part of its
+    name, where a glob reads it as a pattern, finds no parts and the assembled file is empty.
+    A local directory is listed; on object stores the "directory" is a prefix, matched with
+    its glob characters escaped."""
+    if "://" not in directory:
+        if not os.path.isdir(directory):
+            return []
+        return sorted(path for path in (os.path.join(directory, name)
+                                        for name in os.listdir(directory))
+                      if os.path.isfile(path))
+    pattern = FileSystems.join(literal_pattern(directory), "*")
+    return sorted(metadata.path for metadata in FileSystems.match([pattern])[0].metadata_list)
+
+
+def literal_pattern(path: str) -> str:
+    """`path` as a FileSystems.match pattern matching itself alone: Beam's patterns have no
+    escape character, so each of `[`, `*` and `?` becomes a class of that one character."""
+    return re.sub(r"([[*?])", r"[\1]", path)
 
 
 def assemble(output: str, run: str, header: Optional[str] = None) -> int:
@@ -184,6 +215,6 @@ def _replace(staging: str, output: str) -> None:
     local rename replaces a file atomically and fails on a directory; on Cloud Storage the
     rename is a copy, which replaces the object whole."""
     if "://" not in output and os.path.isdir(output):
-        FileSystems.delete([staging])
+        _delete([staging])
         raise IsADirectoryError(f"{output} is a directory, not a file: it was left as it was")
     FileSystems.rename([staging], [output])

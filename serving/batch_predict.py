@@ -334,8 +334,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("give exactly one of --input, --warehouse and --source")
     if config.split and config.input:
         parser.error("--split needs --warehouse or --source")
+    from warehouse.preflight import read_files
+
     for output in (config.output, config.output + ERRORS_SUFFIX):
-        read = files.overwritten_input(output, config.input, config.warehouse, config.source)
+        read = files.overwritten_input(output, config.input, config.warehouse,
+                                       sources=[config.source], listing=read_files)
         if read:
             parser.error(f"{output} is what it reads ({read}): writing it would replace the "
                          "input; give --output another path")

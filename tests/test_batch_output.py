@@ -130,3 +130,59 @@ def test_batch_predict_refuses_an_output_that_is_a_directory_before_it_runs(
     assert sorted(p.name for p in work.iterdir()) == ["notes.txt", "rows.jsonl"]
     assert (model_dir.exists() and not (tmp_path / "p.jsonl").exists()
             and not (tmp_path / "new").exists())
+
+
+def test_an_output_in_a_directory_named_with_glob_characters_gets_its_rows(
+        tmp_path: pathlib.Path) -> None:
+    """'[v2]' is part of the directory's name, not a pattern that matches no part file."""
+    output = str(tmp_path / "exports [v2]" / "predictions.csv")
+    run = batch_output.new_run_id()
+    lines = [f"row {n}" for n in range(batch_output.BLOCK_ROWS + 3)]
+    _write(output, run, lines)
+    assert batch_output.read_parts(output, run) == lines
+    assert batch_output.assemble(output, run, header="h") == len(lines)
+    assert pathlib.Path(output).read_text().splitlines() == ["h"] + lines
+    assert sorted(p.name for p in (tmp_path / "exports [v2]").iterdir()) == ["predictions.csv"]
+
+
+def test_an_object_store_output_s_parts_are_matched_literally(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from apache_beam.io.filesystem import FileMetadata
+    from apache_beam.io.gcp import gcsfilesystem
+
+    directory = batch_output.parts_dir("gs://b/exports [v2]/predictions.csv", "0123456789ab")
+    stored = [f"{directory}/000000000001", f"{directory}/000000000000",
+              f"{directory}x/000000000000", f"{directory}/deeper/000000000000",
+              directory.replace("[v2]", "v") + "/000000000000"]
+    listed: List[str] = []
+
+    def listing(_: object, prefix: str) -> object:
+        listed.append(prefix)
+        return (FileMetadata(path, 1) for path in stored if path.startswith(prefix))
+
+    def delete_batch(paths: List[str]) -> List[object]:
+        deleted.extend(paths)
+        return [(path, None) for path in paths]
+
+    deleted: List[str] = []
+    monkeypatch.setattr(gcsfilesystem.GCSFileSystem, "_list", listing)
+    monkeypatch.setattr(gcsfilesystem.GCSFileSystem, "_gcsIO",
+                        lambda _: type("GcsIO", (), {"delete_batch": staticmethod(delete_batch)}))
+    assert batch_output._parts(directory) == sorted(stored[:2])
+    assert listed == ["gs://b/exports "]  # the prefix before the first escaped character
+    batch_output._delete(stored[:2])
+    assert deleted == stored[:2]
+
+
+def test_batch_predict_writes_an_output_in_a_directory_named_with_glob_characters(
+        stand_in_models: ServingModels, tmp_path: pathlib.Path) -> None:
+    model_dir = stand_in_models.serving_dir(tmp_path)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(COURSE_PAYLOAD["instances"][0]) + "\n")
+    output = tmp_path / "exports [v2]" / "predictions.jsonl"
+    output.parent.mkdir()
+    output.write_text("the last run's predictions\n")
+    assert batch_predict.main(["--model-dir", str(model_dir), "--input", str(rows),
+                               "--output", str(output)]) == 0
+    assert len(output.read_text().splitlines()) == 1
+    assert "the last run's" not in output.read_text()

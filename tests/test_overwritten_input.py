@@ -10,6 +10,7 @@ import pathlib
 import pytest
 
 from common.files import overwritten_input
+from warehouse.preflight import read_files
 
 ROW = {"is_male": "True", "mother_age": 26.0, "plurality": "Single(1)", "gestation_weeks": 39}
 
@@ -24,8 +25,10 @@ def test_the_same_file_by_any_spelling_or_a_glob_s_match_is_found(
     assert overwritten_input("exports/natality-1.parquet", None,
                              str(tmp_path / "exports" / "natality-1.parquet")) is not None
     assert overwritten_input(tmp_path / "linked" / "natality-2.parquet",
-                             "exports/natality-*.parquet") == "exports/natality-*.parquet"
-    assert overwritten_input("exports/other.parquet", "exports/natality-*.parquet") is None
+                             sources=["exports/natality-*.parquet"], listing=read_files
+                             ) == "exports/natality-*.parquet"
+    assert overwritten_input("exports/other.parquet", sources=["exports/natality-*.parquet"],
+                             listing=read_files) is None
     assert overwritten_input("predictions.jsonl", "", None, "exports/natality-1.parquet") is None
     assert overwritten_input("gs://b/rows.jsonl", "gs://b/rows.jsonl") == "gs://b/rows.jsonl"
     assert overwritten_input("gs://b/out.jsonl", "gs://b/rows.jsonl") is None
@@ -54,6 +57,52 @@ def test_the_eda_report_refuses_to_replace_its_warehouse(
     from reports import eda
 
     warehouse = tmp_path / "natality.duckdb"
+    warehouse.write_bytes(b"the warehouse")
+    with pytest.raises(SystemExit) as exited:
+        eda.main(["--database", str(warehouse), "--out", str(warehouse)])
+    assert exited.value.code == 2 and "writing the report would replace it" in (
+        capsys.readouterr().err)
+    assert warehouse.read_bytes() == b"the warehouse"
+
+
+def test_a_path_with_glob_characters_is_the_file_it_names(tmp_path: pathlib.Path) -> None:
+    """'[v2]' is part of the directory's name: DuckDB reads the file, so does the check."""
+    exports = tmp_path / "exports [v2]"
+    exports.mkdir()
+    (exports / "natality.csv").write_text("rows")
+    (tmp_path / "exports v").mkdir()
+    given = str(exports / "natality.csv")
+    assert overwritten_input(given, sources=[given], listing=read_files) == given
+    assert overwritten_input(given, given) == given  # --warehouse, --input: opened as named
+    assert overwritten_input(tmp_path / "exports v" / "natality.csv", given,
+                             sources=[given], listing=read_files) is None
+    assert overwritten_input(exports / "other.csv", sources=[str(exports / "*.csv")],
+                             listing=read_files) is None  # DuckDB matches nothing there
+
+
+def test_batch_predict_refuses_to_replace_a_source_named_with_glob_characters(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    from serving import batch_predict
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exports [v2]").mkdir()
+    source = tmp_path / "exports [v2]" / "natality.csv"
+    source.write_text("is_male,mother_age\nTrue,26\n")
+    with pytest.raises(SystemExit) as exited:
+        batch_predict.main(["--source", "exports [v2]/natality.csv", "--output",
+                            "exports [v2]/natality.csv", "--model-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "is what it reads (exports [v2]/natality.csv)" in capsys.readouterr().err
+    assert source.read_text() == "is_male,mother_age\nTrue,26\n"
+
+
+def test_the_eda_report_refuses_to_replace_a_warehouse_named_with_glob_characters(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    from reports import eda
+
+    (tmp_path / "data [v2]").mkdir()
+    warehouse = tmp_path / "data [v2]" / "natality.duckdb"
     warehouse.write_bytes(b"the warehouse")
     with pytest.raises(SystemExit) as exited:
         eda.main(["--database", str(warehouse), "--out", str(warehouse)])

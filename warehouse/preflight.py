@@ -243,6 +243,15 @@ def bad_values(connection: duckdb.DuckDBPyConnection, source: Optional[str],
     return found
 
 
+def read_files(source: str) -> List[str]:
+    """The files a --source reads (engine.source_files), none when DuckDB cannot list them:
+    for the check that an output is not an input, before `unmatched_source` says why."""
+    try:
+        return engine.source_files(source)
+    except duckdb.Error:
+        return []
+
+
 def unmatched_source(source: Optional[str]) -> Optional[str]:
     """What is wrong with a --source that matches no file, else None: decided by the files
     DuckDB would read (engine.source_files), so the check and the read agree."""
