@@ -119,6 +119,8 @@ def main(argv: Optional[list] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     import duckdb
 
+    from common.errors import WarehouseBusyError
+
     try:
         if args.command == "write":
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -130,16 +132,19 @@ def main(argv: Optional[list] = None) -> int:
                          SCHEMA_FILE)
     except (OSError, ValueError) as error:  # no warehouse, no such file, --out not writable
         return _fail(error)
+    except WarehouseBusyError as error:  # `warehouse.months` appending: no fault of the data
+        return _fail(error, code=1)
     except duckdb.Error as error:  # not a DuckDB file, or data without the query's columns
         label = f"--source {args.source}" if args.source else f"--database {args.database}"
         return _fail(f"cannot read the natality data at {label}: {error}")
     return 0
 
 
-def _fail(message: object) -> int:
-    """A failure the command expects: one line on stderr, exit 2 (the input's fault)."""
+def _fail(message: object, code: int = 2) -> int:
+    """A failure the command expects: one line on stderr, exit 2 (the input's fault), or 1
+    for a warehouse another process holds (run again when it has finished)."""
     print(f"error: {str(message).splitlines()[0]}", file=sys.stderr)
-    return 2
+    return code
 
 
 if __name__ == "__main__":

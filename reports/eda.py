@@ -24,6 +24,7 @@ import jinja2
 import markupsafe
 import pandas as pd
 
+from common.errors import WarehouseBusyError
 from common.files import overwritten_input, write_atomically
 from reports import EDA_TEMPLATE
 from modules import features
@@ -141,10 +142,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: object) -> int:
-    """A failure the command expects: one line on stderr, exit 2 (the input's fault)."""
+def _fail(message: object, code: int = 2) -> int:
+    """A failure the command expects: one line on stderr, exit 2 (the input's fault), or 1
+    for a warehouse another process holds (no fault of the data: run again later)."""
     print(f"error: {str(message).splitlines()[0]}", file=sys.stderr)
-    return 2
+    return code
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -166,6 +168,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         connection = connect(args.database, args.source)
     except (FileNotFoundError, ValueError) as error:  # no warehouse, or --source not csv/parquet
         return _fail(error)
+    except WarehouseBusyError as error:  # `warehouse.months` appending, past the wait
+        return _fail(error, code=1)
     except duckdb.Error as error:  # not a DuckDB file, or files DuckDB cannot read
         return _fail(f"cannot read the natality data at {label}: {error}")
     try:

@@ -80,6 +80,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from modules import features  # noqa: E402
 from common import files, logs  # noqa: E402
 from common.config import command_parser, from_flags, setting  # noqa: E402
+from common.errors import WarehouseBusyError  # noqa: E402
 from serving import batch_log, batch_output, instances, validation  # noqa: E402
 from serving.batch_input import (Read, check_readable, is_csv, read_file,  # noqa: E402
                                  read_query_element, scoring_query)
@@ -356,7 +357,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"Split {config.split}: rows with ABS(MOD(hashmonth, {training.hash_buckets})) "
                   f"in [{lo}, {hi}), as version {version} was trained", file=sys.stderr)
         check_readable(config.input, config.warehouse, config.source, config.split, training)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, WarehouseBusyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     problem = _unloadable(version, path)
@@ -370,6 +371,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             return run(config, version, path, training, beam_args)
     except batch_output.OutputBusy as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except WarehouseBusyError as error:  # taken during the run: Beam may add its step's line
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 1
     except Exception as error:  # noqa: BLE001 - a failed run is a message and exit 1
         print(f"error: batch prediction failed: {type(error).__name__}: {error}",

@@ -14,6 +14,8 @@ import local_runner
 from common.errors import WarehouseBusyError
 from warehouse import engine, generator
 
+pytest_plugins = ("tests.serving_fixtures",)
+
 HOLD = ("import duckdb, sys\n"
         "connection = duckdb.connect(sys.argv[1])\n"
         "connection.execute('BEGIN TRANSACTION')\n"
@@ -85,3 +87,48 @@ def test_the_pre_flight_check_does_not_take_a_held_file_for_bad_data(database, m
     monkeypatch.setattr(engine, "LOCK_WAIT_SECONDS", 0.3)
     with held(database), pytest.raises(WarehouseBusyError):
         local_runner.usable_rows(local_runner.config.WarehouseConfig(database=database))
+
+
+@pytest.mark.parametrize("command", ["eda", "schema", "batch"])
+def test_each_command_reading_the_warehouse_says_it_is_held_in_one_line(
+        command, database, tmp_path, capsys, monkeypatch, stand_in_models):
+    from pipelines import schema
+    from reports import eda
+    from serving import batch_predict
+
+    monkeypatch.setattr(engine, "LOCK_WAIT_SECONDS", 0.3)
+    out = tmp_path / "out"
+    run = {"eda": lambda: eda.main(["--database", str(database), "--out", str(out)]),
+           "schema": lambda: schema.main(["infer", "--database", str(database),
+                                          "--out", str(out)]),
+           "batch": lambda: batch_predict.main([
+               "--model-dir", str(stand_in_models.serving_dir(tmp_path)),
+               "--warehouse", str(database), "--output", str(out)])}[command]
+    with held(database):
+        code = run()
+    err = capsys.readouterr().err  # the stand-in model's log line may come first
+    failure = [line for line in err.splitlines() if " WARNING " not in line]
+    assert code == 1 and len(failure) == 1 and "Traceback" not in err, err
+    assert failure[0].startswith(f"error: the warehouse {database} is held by another "
+                                 "process"), err
+    assert not out.exists()
+
+
+def test_batch_prediction_held_out_during_its_run_says_it_in_one_line(
+        database, tmp_path, capsys, monkeypatch, stand_in_models):
+    """The writer may take the file between the launcher's check and the workers' read."""
+    from serving import batch_predict
+
+    monkeypatch.setattr(engine, "LOCK_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(batch_predict, "check_readable", lambda *_: None)
+    out = tmp_path / "out.csv"
+    with held(database):
+        code = batch_predict.main(["--model-dir", str(stand_in_models.serving_dir(tmp_path)),
+                                   "--warehouse", str(database), "--output", str(out)])
+    # Beam logs the failed bundle first; the command's own word on it is one line, the last.
+    failure = [line for line in capsys.readouterr().err.splitlines()
+               if line.startswith("error: ")]
+    assert code == 1 and len(failure) == 1, failure
+    assert failure[0].startswith(f"error: the warehouse {database} is held by another "
+                                 "process"), failure
+    assert not out.exists()
