@@ -132,3 +132,26 @@ def test_batch_prediction_held_out_during_its_run_says_it_in_one_line(
     assert failure[0].startswith(f"error: the warehouse {database} is held by another "
                                  "process"), failure
     assert not out.exists()
+
+
+def test_a_held_file_after_the_push_leaves_the_run_s_outcome_as_it_was(
+        database, tmp_path, caplog, monkeypatch):
+    """The floor is only a log line: the model was judged and pushed before it is read."""
+    import json
+    import logging
+
+    monkeypatch.setattr(engine, "LOCK_WAIT_SECONDS", 0.3)
+    push = tmp_path / "push.json"
+    push.write_text(json.dumps({"eval_rmse": 1.1, "eval_mae": 0.9, "blessed": True,
+                                "message": "Pushed version 7.", "reasons": []}))
+    warehouse = local_runner.config.WarehouseConfig(database=database)
+    with held(database), caplog.at_level(logging.INFO):
+        started = time.monotonic()
+        assert local_runner.report_outcome(push, warehouse) == 0
+        assert time.monotonic() - started < 0.3  # not waited for
+    assert "irreducible error is not quoted: the warehouse" in caplog.text
+    assert "Eval RMSE 1.1000 lb" in caplog.text and "Pushed version 7." in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # free: the floor is quoted as before
+        assert local_runner.report_outcome(push, warehouse) == 0
+    assert "irreducible error of the data" in caplog.text

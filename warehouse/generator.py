@@ -210,14 +210,17 @@ def generate(
     return report
 
 
-def read_report(database: pathlib.Path) -> Optional[GeneratorReport]:
-    """The run facts stored by `generate`, or None if the file or its info table is missing."""
+def read_report(database: pathlib.Path,
+                wait: Optional[float] = None) -> Optional[GeneratorReport]:
+    """The run facts stored by `generate`, or None if the file or its info table is missing;
+    a writer holding the file is waited for `wait` seconds (engine.LOCK_WAIT_SECONDS)."""
     database = pathlib.Path(database)
     if not database.exists():
         return None
     from warehouse.engine import waiting_for_writers
 
-    opened = waiting_for_writers(database, lambda: duckdb.connect(str(database), read_only=True))
+    opened = waiting_for_writers(database, lambda: duckdb.connect(str(database), read_only=True),
+                                 wait)
     with opened as con:
         if INFO_TABLE_NAME not in _table_names(con):
             return None
