@@ -18,6 +18,7 @@ import shutil
 import time
 from typing import Any, Dict, Iterator, List, Optional
 
+from common.locks import flock_within
 from common.versions import parse_version
 
 PUSH_RECORD = "babyweight_push.json"
@@ -107,20 +108,13 @@ def push_lock(serving_dir: pathlib.Path, timeout_s: float = LOCK_TIMEOUT_S,
     """
     serving_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path(serving_dir), "a+") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not wait:
-                    yield False
-                    return
-                if time.monotonic() > deadline:
-                    raise PushError(
-                        f"another push into {serving_dir} held its lock ({lock_path(serving_dir)}) "
-                        f"for over {timeout_s:.0f} s; nothing was pushed") from None
-                time.sleep(0.05)
+        if not flock_within(handle, fcntl.LOCK_EX, timeout_s if wait else 0):
+            if not wait:
+                yield False
+                return
+            raise PushError(
+                f"another push into {serving_dir} held its lock ({lock_path(serving_dir)}) "
+                f"for over {timeout_s:.0f} s; nothing was pushed")
         try:
             yield True
         finally:

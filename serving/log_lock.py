@@ -14,8 +14,9 @@ import contextlib
 import fcntl
 import os
 import pathlib
-import time
 from typing import Iterator, Optional
+
+from common.locks import flock_within
 
 LOCK_NAME = ".publish.lock"
 WAIT_SECONDS = 60.0  # a publish is renames; one holding it longer is stuck, not slow
@@ -54,19 +55,12 @@ def reading(directory: pathlib.Path, wait_seconds: float = WAIT_SECONDS) -> Iter
     `wait_seconds`, then TimeoutError saying what it waited for."""
     handle = _open(directory)
     try:
-        deadline = time.monotonic() + wait_seconds
-        while handle is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"an export or batch prediction has been publishing its files into "
-                        f"{directory} for over {wait_seconds:g} s (it holds "
-                        f"{directory / LOCK_NAME}): its window would be read in part; rerun once "
-                        "it is done") from None
-                time.sleep(0.05)
+        if handle is not None and not flock_within(handle, fcntl.LOCK_SH, wait_seconds):
+            raise TimeoutError(
+                f"an export or batch prediction has been publishing its files into "
+                f"{directory} for over {wait_seconds:g} s (it holds "
+                f"{directory / LOCK_NAME}): its window would be read in part; rerun once "
+                "it is done")
         yield
     finally:
         if handle is not None:
