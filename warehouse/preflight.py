@@ -30,6 +30,11 @@ class PreflightError(DataValidationError):
     """The data cannot make examples; the message names each problem."""
 
 
+def where_in_files(row: int, file: Optional[str]) -> str:
+    """Where a value is, as every message here names it: its 1-based row, and its file."""
+    return f"row {row:,}" + (f" of {file}" if file else "")
+
+
 @dataclasses.dataclass(frozen=True)
 class BadValues:
     column: str
@@ -41,7 +46,7 @@ class BadValues:
     kind: Optional[str] = None  # what the values should be, when not the column's type
 
     def describe(self, rows: int) -> str:
-        where = f"row {self.row:,}" + (f" of {self.file}" if self.file else "")
+        where = where_in_files(self.row, self.file)
         kind = self.kind or _kind(self.column, self.expected)
         text = (f"column '{self.column}': {self.count:,} of {rows:,} values are not "
                 f"{kind}, first {self.value!r} at {where}")
@@ -140,7 +145,7 @@ def span_overflows(connection: duckdb.DuckDBPyConnection, source: Optional[str],
     if spans:
         value, row, file = _first_bad(connection, source, "year", span_beyond, typed=True,
                                       shown=_YEAR_AND_MONTH)
-        where = f"row {row:,}" + (f" of {file}" if file else "")
+        where = where_in_files(row, file)
         found.append(f"columns 'year' and 'month': {spans:,} of {rows:,} rows have a span "
                      "(spans.sql's year * 100 + month) beyond INT64, first "
                      f"{value} at {where}")
@@ -175,7 +180,7 @@ def _month_sum_overflows(connection: duckdb.DuckDBPyConnection, source: Optional
         condition = (f"({_SPAN}) IS NOT DISTINCT FROM {'NULL' if span is None else span} "
                      f"AND abs({parts[alias]}) = {largest}")
         value, row, file = _first_bad(connection, source, figure.column, condition, typed=True)
-        where = f"row {row:,}" + (f" of {file}" if file else "")
+        where = where_in_files(row, file)
         found.append(f"column '{figure.column}': its sum is beyond INT64 in {len(beyond):,} "
                      f"month(s) ({figure.why}, {alias}), first {month}: {total:,}; "
                      f"its largest value there is {value!r} at {where}")
@@ -332,7 +337,7 @@ def rows_in_no_split(connection: duckdb.DuckDBPyConnection, source: Optional[str
             f"SELECT count(*) FILTER (WHERE {condition}) FROM {relation}").fetchone()
         if count:
             _, row, file = _first_bad(connection, source, column, condition, typed=True)
-            where = f"row {row:,}" + (f" of {file}" if file else "")
+            where = where_in_files(row, file)
             found.append(f"column '{column}': {count:,} rows the query keeps have no {column} "
                          f"(first at {where}), so they have no hashmonth and would fall in no "
                          "split; give them a value or leave them out of the export")
